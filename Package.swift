@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// Plexus: a host for multi-agent systems whose agents are C-ABI plugins.
+// Dependencies point inward: plexus (CLI) -> PlexusSocket -> PlexusHost -> PlexusCore -> CPlexus.
+import PackageDescription
+
+let package = Package(
+    name: "Plexus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "plexus", targets: ["plexus"]),
+        // Example Swift agent, built by Plugins/build.sh and copied into Plugins/.
+        .library(name: "summarizer", type: .dynamic, targets: ["SummarizerPlugin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // C: the envelope codec. Its public headers are the top-level include/ (symlink).
+        .target(name: "CPlexus", path: "Sources/CPlexus"),
+        // C: libffi calls for typed exports.
+        .target(
+            name: "CPlexusFFI", dependencies: ["CPlexus"], path: "Sources/CPlexusFFI",
+            linkerSettings: [.linkedLibrary("ffi")]),
+        // C: POSIX calls Swift's Glibc module does not import.
+        .target(name: "CPlexusPOSIX", path: "Sources/CPlexusPOSIX"),
+        // Swift: envelopes, identifiers, subjects, statuses. No system calls.
+        .target(name: "PlexusCore", dependencies: ["CPlexus"]),
+        // Swift: plugin loading, registry, router, mailboxes, dispatch, typed exports.
+        .target(
+            name: "PlexusHost",
+            dependencies: [
+                "PlexusCore", "CPlexusFFI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]),
+        // Swift: the host's Unix socket (server and client), carrying wire frames.
+        .target(name: "PlexusSocket", dependencies: ["PlexusHost", "CPlexusPOSIX"]),
+        // The CLI, one file per subcommand.
+        .executableTarget(
+            name: "plexus",
+            dependencies: [
+                "PlexusHost", "PlexusSocket",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // SDK: helpers for writing agents in Swift (depends only on the ABI header).
+        .target(name: "PlexusAgent", dependencies: ["CPlexus"], path: "SDK/swift/PlexusAgent"),
+        // Example agent in Swift.
+        .target(name: "SummarizerPlugin", dependencies: ["PlexusAgent"], path: "Plugins/summarizer"),
+
+        .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
+        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket"]),
+    ]
+)

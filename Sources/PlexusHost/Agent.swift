@@ -1,0 +1,108 @@
+import CPlexus
+import Glibc
+import Logging
+import PlexusCore
+import Synchronization
+
+/// Lifecycle states every agent passes through, as the supervision tree will show them.
+public enum AgentState: String, Sendable {
+    case registering, active, draining, terminated
+}
+
+/// An agent implemented inside the host in Swift (the "plexus" system agent).
+protocol BuiltinBehavior: Sendable {
+    var capabilities: [PluginDescriptor.Capability] { get }
+    /// Handles one message; answers queries through router.reply.
+    func handle(_ m: Message, agent: Agent, router: Router) -> plexus_status
+}
+
+enum AgentBehavior: @unchecked Sendable {
+    case plugin(LoadedPlugin)
+    case builtin(any BuiltinBehavior)
+}
+
+/// One running agent instance: its mailbox, its scheduling flag and its
+/// plugin state. The host calls it from one thread at a time.
+final class Agent: Hashable, @unchecked Sendable {
+    let name: String
+    let cName: UnsafeMutablePointer<CChar>   // for envelopes; lives as long as the agent
+    let behavior: AgentBehavior
+    let capabilities: [String]
+    let exports: [String: PluginDescriptor.Export]
+    let logger: Logger
+    unowned(unsafe) var router: Router!
+
+    /// The plugin's own state pointer from init.
+    var pluginState: UnsafeMutableRawPointer?
+    /// The trace of the message being handled, so what a handler sends continues it.
+    var currentTrace = plexus_id.none
+
+    private let lock = ConditionLock()
+    private var mailbox: Mailbox
+    private var scheduled = false
+    private var _state = AgentState.registering
+
+    /// Queued plus running messages: what "least loaded" compares.
+    let load = Atomic<Int>(0)
+    let handled = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+
+    init(name: String, behavior: AgentBehavior, capabilities: [String],
+         exports: [PluginDescriptor.Export], mailboxCapacity: Int) {
+        self.name = name
+        self.cName = strdup(name)
+        self.behavior = behavior
+        self.capabilities = capabilities
+        self.exports = Dictionary(exports.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        self.mailbox = Mailbox(capacity: mailboxCapacity)
+        self.logger = Logger(label: "plexus.agent.\(name)")
+    }
+
+    deinit { free(cName) }
+
+    static func == (a: Agent, b: Agent) -> Bool { a === b }
+    func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
+
+    /// The opaque plexus_ctx handed to the plugin.
+    var ctx: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+    static func from(_ ctx: OpaquePointer) -> Agent {
+        Unmanaged<Agent>.fromOpaque(UnsafeRawPointer(ctx)).takeUnretainedValue()
+    }
+
+    var state: AgentState {
+        get { lock.withLock { _state } }
+        set { lock.withLock { _state = newValue } }
+    }
+
+    var queued: Int { lock.withLock { mailbox.count } }
+    var capacity: Int { mailbox.capacity }
+
+    enum Admission { case accepted(schedule: Bool), full, closed }
+
+    /// Puts m in the mailbox. `schedule` says the caller must hand the agent
+    /// to the dispatcher (it was idle).
+    func admit(_ m: Message, force: Bool = false) -> Admission {
+        lock.lock()
+        if _state == .terminated || (_state == .draining && !force) { lock.unlock(); return .closed }
+        guard mailbox.push(m, force: force) else { lock.unlock(); return .full }
+        let wake = !scheduled
+        scheduled = true
+        lock.unlock()
+        load.add(1, ordering: .relaxed)
+        return .accepted(schedule: wake)
+    }
+
+    /// Takes the next message, or clears the scheduled flag when there is none.
+    func next() -> Message? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let m = mailbox.pop() { return m }
+        scheduled = false
+        return nil
+    }
+
+    /// Empties the mailbox (at shutdown) and returns what was in it.
+    func drainMailbox() -> [Message] {
+        lock.withLock { mailbox.removeAll() }
+    }
+}

@@ -1,0 +1,238 @@
+import CPlexus
+import Glibc
+import Logging
+import PlexusCore
+
+public struct HostConfiguration: Sendable {
+    /// Where plugins are discovered; nil loads none (tests add files by path).
+    public var pluginsDirectory: String?
+    /// Messages an agent's mailbox holds before senders get MAILBOX_FULL.
+    public var mailboxCapacity = 4096
+    /// The largest payload accepted from anyone.
+    public var maxPayload = UInt64(4 * 1024 * 1024)
+    /// A request without its own deadline ends with TIMEOUT after this long.
+    public var defaultTimeoutMs: Int64 = 30_000
+    /// Dispatcher threads; defaults to the number of cores.
+    public var threads = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+
+    public init(pluginsDirectory: String? = "Plugins") { self.pluginsDirectory = pluginsDirectory }
+}
+
+/// The Plexus host: loads plugins, starts their agents and carries their
+/// messages. Use it from one thread for setup (load, start, shutdown);
+/// send/request/publish may be called from any thread once started.
+public final class Host: @unchecked Sendable {
+    public let configuration: HostConfiguration
+    let registry = Registry()
+    let router: Router
+    let logger = Logger(label: "plexus.host")
+    private var files: [String: String] = [:]   // agent name -> file
+    private var reports: [PluginReport] = []
+    private var started: [Agent] = []
+    private var running = false
+    private let clientName = strdup("client:api")!
+
+    public init(_ configuration: HostConfiguration = HostConfiguration()) {
+        self.configuration = configuration
+        self.router = Router(registry: registry,
+                             limits: .init(maxPayload: configuration.maxPayload, defaultTimeoutMs: configuration.defaultTimeoutMs),
+                             threads: configuration.threads)
+        let system = Agent(name: SystemAgent.name, behavior: .builtin(SystemAgent(host: self)),
+                           capabilities: SystemAgent(host: self).capabilities.map(\.name), exports: [],
+                           mailboxCapacity: configuration.mailboxCapacity)
+        system.router = router
+        try! registry.register(system) { _ in "the host" }
+        files[SystemAgent.name] = "the host itself (reserved name)"
+    }
+
+    // MARK: loading
+
+    /// Loads every plugin in the configured directory. Refused files are
+    /// reported (pluginReports) and logged; the rest load regardless.
+    public func loadPlugins() throws(PlexusError) {
+        guard let dir = configuration.pluginsDirectory else { return }
+        for path in try PluginLoader.discover(in: dir) { _ = try? load(path: path) }
+    }
+
+    /// Loads one file; on refusal records the reason and throws it.
+    @discardableResult
+    public func load(path: String) throws(PluginRefusal) -> PluginDescriptor {
+        precondition(!running, "plugins are loaded before start()")
+        do throws(PluginRefusal) {
+            let p = try PluginLoader.load(path: path)
+            let d = p.descriptor
+            let agent = Agent(name: d.name, behavior: .plugin(p), capabilities: d.allCapabilityNames,
+                              exports: d.exports, mailboxCapacity: configuration.mailboxCapacity)
+            agent.router = router
+            do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
+                throw PluginRefusal(path: path, error: error)
+            }
+            files[d.name] = path
+            reports.append(PluginReport(loaded: d, file: path, subscriptions: []))
+            return d
+        } catch {
+            logger.warning("plugin refused", metadata: ["file": "\(path)", "error": "\(error.error.name)", "reason": "\(error.error.detail)"])
+            reports.append(PluginReport(refused: error))
+            throw error
+        }
+    }
+
+    // MARK: lifecycle
+
+    /// Initialises every agent in load order, then starts dispatch. An agent
+    /// whose init fails is removed and reported; the others go on.
+    public func start() {
+        precondition(!running, "start() called twice")
+        for agent in registry.order {
+            guard case .plugin(let p) = agent.behavior else { agent.state = .active; started.append(agent); continue }
+            var state: UnsafeMutableRawPointer?
+            let s = p.initFn(HostTable.pointer, agent.ctx, "{}", &state)
+            if s != 0 {
+                let err = PlexusError(status: s, "init returned \(statusName(s)); the agent was not started")
+                registry.unregister(agent)
+                if let i = reports.firstIndex(where: { $0.file == p.path }) {
+                    reports[i] = PluginReport(refused: PluginRefusal(path: p.path, error: err))
+                }
+                for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise") }
+                logger.error("agent init failed", metadata: ["agent": "\(agent.name)", "status": "\(statusName(s))"])
+                continue
+            }
+            agent.pluginState = state
+            agent.state = .active
+            started.append(agent)
+        }
+        router.start()
+        running = true
+    }
+
+    /// Stops dispatch, answers waiting requests SHUTTING_DOWN, dead-letters
+    /// what is still queued, and shuts agents down in reverse start order.
+    public func shutdown() {
+        guard running else { return }
+        running = false
+        for a in started { a.state = .draining }
+        router.stop()
+        for a in started.reversed() {
+            for m in a.drainMailbox() { router.deadLetters.record(m, reason: "host shut down before delivery to '\(a.name)'") }
+            if case .plugin(let p) = a.behavior, let sd = p.shutdownFn { sd(a.pluginState) }
+            a.state = .terminated
+        }
+        started.removeAll()
+    }
+
+    deinit { shutdown() }
+
+    // MARK: messaging from outside any agent
+
+    /// The origin external callers of this API send as.
+    var apiOrigin: Router.Origin { Router.Origin(cName: clientName, agent: nil, trace: .none) }
+
+    /// Delivers a command (agent/capability) or an event (topic). Returns its id.
+    @discardableResult
+    public func send(_ env: Envelope) throws(PlexusError) -> plexus_id {
+        try send(env, from: apiOrigin)
+    }
+
+    func send(_ env: Envelope, from origin: Router.Origin) throws(PlexusError) -> plexus_id {
+        let r: Result<plexus_id, PlexusError> = env.withCEnvelope { e in
+            do throws(PlexusError) { return .success(try router.route(e, from: origin)) } catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+
+    /// Sends a query; `onAnswer` gets exactly one RESPONSE or ERROR envelope,
+    /// unless this throws (then it is never called).
+    @discardableResult
+    public func request(_ env: Envelope, timeoutMs: Int64 = 0,
+                        onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
+        try request(env, timeoutMs: timeoutMs, from: apiOrigin, onAnswer: onAnswer)
+    }
+
+    func request(_ env: Envelope, timeoutMs: Int64, from origin: Router.Origin,
+                 onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
+        let r: Result<plexus_id, PlexusError> = env.withCEnvelope { e in
+            do throws(PlexusError) { return .success(try router.route(e, from: origin, request: (.callback(onAnswer), timeoutMs))) }
+            catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+
+    /// Sends a query and blocks this thread until its answer. An ERROR answer
+    /// is thrown with its status and the message the host or agent gave.
+    public func call(_ env: Envelope, timeoutMs: Int64 = 0) throws(PlexusError) -> Envelope {
+        let done = ConditionLock()
+        nonisolated(unsafe) var answer: Envelope?
+        try request(env, timeoutMs: timeoutMs) { a in done.withLock { answer = a; done.signal() } }
+        let reply = done.withLock { () -> Envelope in
+            while answer == nil { done.wait() }
+            return answer!
+        }
+        if reply.kind == .error { throw Host.error(from: reply) }
+        return reply
+    }
+
+    /// The PlexusError an ERROR envelope stands for.
+    public static func error(from reply: Envelope) -> PlexusError {
+        let message = (try? JSONValue.parse(reply.payload))?["message"].flatMap { v -> String? in
+            if case .string(let s) = v { return s } else { return nil }
+        }
+        return PlexusError(status: reply.status, message ?? (reply.payload.isEmpty ? statusMessage(reply.status) : reply.payloadString))
+    }
+
+    // MARK: introspection
+
+    public var pluginReports: [PluginReport] {
+        reports.map { r in
+            guard r.status == "loaded", let n = r.name, let a = registry.agent(named: n) else { return r }
+            var r = r
+            r.subscriptions = registry.subscriptions(of: a)
+            return r
+        }
+    }
+
+    public var agentReports: [AgentReport] {
+        registry.order.map { a in
+            let kind: String
+            if case .plugin = a.behavior { kind = "plugin" } else { kind = "builtin" }
+            return AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
+                               queued: a.queued, handled: a.handled.load(ordering: .relaxed),
+                               failed: a.failed.load(ordering: .relaxed))
+        }
+    }
+
+    public var deadLetterReports: [DeadLetterReport] {
+        router.deadLetters.snapshot().map {
+            DeadLetterReport(id: $0.envelope.id.hex, kind: $0.envelope.kind.name, sender: $0.envelope.sender,
+                             target: $0.envelope.target.description, reason: $0.reason, at_unix_ns: $0.atUnixNs)
+        }
+    }
+
+    public var deadLetters: [DeadLetter] { router.deadLetters.snapshot() }
+    public var pendingRequests: Int { router.pending.count }
+}
+
+// MARK: - callers identified by name (socket clients)
+
+extension Host {
+    /// Sends as `sender` (a connection's identity, e.g. "client:4242").
+    @discardableResult
+    public func send(_ env: Envelope, as sender: String) throws(PlexusError) -> plexus_id {
+        let r: Result<plexus_id, PlexusError> = sender.withCString { s in
+            do throws(PlexusError) { return .success(try send(env, from: Router.Origin(cName: s, agent: nil, trace: .none))) }
+            catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+
+    /// Requests as `sender`; see request(_:timeoutMs:onAnswer:).
+    @discardableResult
+    public func request(_ env: Envelope, timeoutMs: Int64, as sender: String,
+                        onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
+        let r: Result<plexus_id, PlexusError> = sender.withCString { s in
+            do throws(PlexusError) {
+                return .success(try request(env, timeoutMs: timeoutMs, from: Router.Origin(cName: s, agent: nil, trace: .none), onAnswer: onAnswer))
+            } catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+}

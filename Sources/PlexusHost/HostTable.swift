@@ -1,0 +1,84 @@
+import CPlexus
+import Glibc
+import Logging
+import PlexusCore
+
+/// The plexus_host function table every plugin receives at init. Each entry
+/// recovers its Agent from the opaque ctx and turns Swift errors into a
+/// status: nothing thrown here ever reaches plugin code.
+enum HostTable {
+    nonisolated(unsafe) static let pointer: UnsafePointer<plexus_host> = {
+        let p = UnsafeMutablePointer<plexus_host>.allocate(capacity: 1)
+        p.initialize(to: plexus_host())
+        p.pointee.struct_size = UInt32(MemoryLayout<plexus_host>.size)
+        p.pointee.abi_major = UInt16(PLEXUS_ABI_MAJOR)
+        p.pointee.abi_minor = UInt16(PLEXUS_ABI_MINOR)
+        p.pointee.send = { ctx, msg in
+            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return status { () throws(PlexusError) in try a.router.route(msg, from: origin(a)) }
+        }
+        p.pointee.request = { ctx, msg, timeoutMs, outID in
+            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return status { () throws(PlexusError) in
+                let id = try a.router.route(msg, from: origin(a), request: (.agent(a), Int64(timeoutMs)))
+                outID?.pointee = id
+            }
+        }
+        p.pointee.reply = { ctx, msg in
+            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return status { () throws(PlexusError) in try a.router.reply(msg, from: origin(a)) }
+        }
+        p.pointee.publish = { ctx, msg in
+            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            guard msg.pointee.target_kind == UInt8(PLEXUS_TARGET_TOPIC.rawValue) else {
+                return PLEXUS_INVALID_ARGUMENT.status
+            }
+            let a = Agent.from(ctx)
+            return status { () throws(PlexusError) in try a.router.route(msg, from: origin(a)) }
+        }
+        p.pointee.subscribe = { ctx, pattern in
+            guard let ctx, let pattern else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return status { () throws(PlexusError) in try a.router.registry.subscribe(a, String(cString: pattern)) }
+        }
+        p.pointee.unsubscribe = { ctx, pattern in
+            guard let ctx, let pattern else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return a.router.registry.unsubscribe(a, String(cString: pattern)) ? 0 : PLEXUS_INVALID_ARGUMENT.status
+        }
+        p.pointee.log = { ctx, level, message in
+            guard let ctx, let message else { return }
+            let a = Agent.from(ctx)
+            a.logger.log(level: logLevel(level), "\(String(cString: message))")
+        }
+        p.pointee.alloc = { size in malloc(Int(size)) }
+        p.pointee.free = { ptr in free(ptr) }
+        p.pointee.now_unix_ns = { Clock.unixNanos() }
+        p.pointee.agent_name = { ctx in
+            guard let ctx else { return nil }
+            return UnsafePointer(Agent.from(ctx).cName)
+        }
+        return UnsafePointer(p)
+    }()
+
+    static func origin(_ a: Agent) -> Router.Origin {
+        Router.Origin(cName: a.cName, agent: a, trace: a.currentTrace)
+    }
+
+    private static func status(_ body: () throws(PlexusError) -> Void) -> plexus_status {
+        do { try body(); return 0 } catch { return error.status }
+    }
+
+    static func logLevel(_ l: Int32) -> Logger.Level {
+        switch UInt32(max(0, l)) {
+        case PLEXUS_LOG_TRACE.rawValue: .trace
+        case PLEXUS_LOG_DEBUG.rawValue: .debug
+        case PLEXUS_LOG_INFO.rawValue: .info
+        case PLEXUS_LOG_WARNING.rawValue: .warning
+        default: .error
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import CPlexus
+import PlexusCore
+
+/// What the router needs to know about a message without decoding it.
+struct MessageHeader {
+    var id: plexus_id
+    var correlationID: plexus_id
+    var traceID: plexus_id
+    var deadlineUnixNs: Int64
+    var kind: UInt8
+    var priority: UInt8
+    var frameLength: Int
+}
+
+/// One message in flight: its encoded wire frame, tail-allocated after a small
+/// header, in a single allocation. Immutable once built, so one Message can sit
+/// in several mailboxes at once (topic fan-out) and go out on any transport
+/// as is.
+final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
+    /// Validates and encodes a borrowed envelope.
+    static func make(_ e: UnsafePointer<plexus_envelope>, maxPayload: UInt64) throws(PlexusError) -> Message {
+        var what: UnsafePointer<CChar>?
+        let v = plexus_wire_validate(e, maxPayload, &what)
+        if v != 0 { throw PlexusError(status: v, what.map { String(cString: $0) } ?? "invalid envelope") }
+        let size = Int(plexus_wire_frame_size(e))
+        let header = MessageHeader(id: e.pointee.id, correlationID: e.pointee.correlation_id,
+                                   traceID: e.pointee.trace_id, deadlineUnixNs: e.pointee.deadline_unix_ns,
+                                   kind: e.pointee.kind, priority: e.pointee.priority, frameLength: size)
+        let m = unsafeDowncast(Message.create(minimumCapacity: size) { _ in header }, to: Message.self)
+        var len: UInt64 = 0
+        let s = m.withUnsafeMutablePointerToElements {
+            plexus_wire_encode(e, maxPayload, $0, UInt64(size), &len, &what)
+        }
+        if s != 0 { throw PlexusError(status: s, what.map { String(cString: $0) } ?? "encode failed") }
+        return m
+    }
+
+    var id: plexus_id { header.id }
+    var kind: UInt8 { header.kind }
+    var isQuery: Bool { header.kind == MessageKind.query.rawValue }
+
+    /// Lends the decoded envelope; every pointer in it points into this message.
+    func withEnvelope<R>(_ body: (UnsafePointer<plexus_envelope>) -> R) -> R {
+        withUnsafeMutablePointers { h, bytes in
+            var e = plexus_envelope_init()
+            let s = plexus_wire_decode(bytes, UInt64(h.pointee.frameLength), UInt64(PLEXUS_MAX_PAYLOAD_LEN), &e, nil)
+            precondition(s == 0, "a frame the host encoded failed to decode")
+            return withUnsafePointer(to: &e) { body($0) }
+        }
+    }
+
+    /// The frame's bytes, as written to a socket or pipe.
+    func withFrame<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        withUnsafeMutablePointers { h, bytes in body(UnsafeRawBufferPointer(start: bytes, count: h.pointee.frameLength)) }
+    }
+
+    var envelope: Envelope { withEnvelope { Envelope($0) } }
+}

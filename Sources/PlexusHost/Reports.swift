@@ -1,0 +1,72 @@
+import PlexusCore
+
+/// What `plexus plugins list --json` prints: one entry per plugin file, loaded
+/// or refused, in file-name order.
+public struct PluginReport: Sendable, Codable, Equatable {
+    public struct CapabilityInfo: Sendable, Codable, Equatable {
+        public var name: String
+        public var kind: String           // "handler" or "export"
+        public var description: String?
+        public var input: String?
+        public var output: String?
+        public var signature: String?
+    }
+    public struct PermissionInfo: Sendable, Codable, Equatable {
+        public var kind: String
+        public var pattern: String
+    }
+
+    public var file: String
+    public var status: String             // "loaded" or "refused"
+    public var name: String?
+    public var version: String?
+    public var abi: String?
+    public var description: String?
+    public var concurrent: Bool?
+    public var capabilities: [String]?
+    public var capability_info: [CapabilityInfo]?
+    public var permissions: [PermissionInfo]?
+    public var subscriptions: [String]?
+    public var error: String?             // status name, e.g. "ABI_MISMATCH"
+    public var reason: String?
+
+    init(loaded d: PluginDescriptor, file: String, subscriptions: [String]) {
+        self.file = file
+        self.status = "loaded"
+        self.name = d.name; self.version = d.version; self.abi = d.abi
+        self.description = d.description; self.concurrent = d.concurrent
+        self.capabilities = d.allCapabilityNames
+        self.capability_info = d.capabilities.map {
+            .init(name: $0.name, kind: "handler", description: $0.description, input: $0.input, output: $0.output)
+        } + d.exports.map { .init(name: $0.name, kind: "export", description: $0.description, signature: $0.signature) }
+        self.permissions = d.permissions.map { .init(kind: $0.kind, pattern: $0.pattern) }
+        self.subscriptions = subscriptions
+    }
+
+    init(refused r: PluginRefusal) {
+        self.file = r.path
+        self.status = "refused"
+        self.error = r.error.name
+        self.reason = r.error.detail
+    }
+}
+
+/// One agent's live state, as `plexus agents` will show it.
+public struct AgentReport: Sendable, Codable, Equatable {
+    public var name: String
+    public var state: String
+    public var kind: String               // "plugin" or "builtin"
+    public var capabilities: [String]
+    public var queued: Int
+    public var handled: Int
+    public var failed: Int
+}
+
+public struct DeadLetterReport: Sendable, Codable, Equatable {
+    public var id: String
+    public var kind: String
+    public var sender: String
+    public var target: String
+    public var reason: String
+    public var at_unix_ns: Int64
+}

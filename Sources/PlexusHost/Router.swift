@@ -1,0 +1,247 @@
+import Glibc
+import CPlexus
+import PlexusCore
+
+/// The one road between agents: every send, request, reply and publish, from
+/// a plugin, a client or the host itself, passes through here.
+final class Router: @unchecked Sendable {
+    struct Limits: Sendable {
+        var maxPayload: UInt64
+        var defaultTimeoutMs: Int64
+    }
+
+    /// Who is sending: the name stamped on the envelope (never taken from it).
+    struct Origin {
+        let cName: UnsafePointer<CChar>
+        let agent: Agent?
+        let trace: plexus_id
+    }
+
+    let registry: Registry
+    let pending = PendingRequests()
+    let deadLetters = DeadLetters()
+    let ids = IDGenerator()
+    let limits: Limits
+    private(set) var dispatcher: Dispatcher!
+    private let hostName = strdup("plexus")!
+
+    init(registry: Registry, limits: Limits, threads: Int) {
+        self.registry = registry
+        self.limits = limits
+        self.dispatcher = Dispatcher(threads: threads) { [unowned self] (agent: Agent) in
+            Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
+        }
+        pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
+            self.answer(e.requester, requestID: id, status: PLEXUS_TIMEOUT.status,
+                        detail: "no reply from '\(e.target)' within \(e.timeoutMs) ms")
+        }
+    }
+
+    var hostOrigin: Origin { Origin(cName: hostName, agent: nil, trace: .none) }
+
+    // MARK: sending
+
+    /// Routes a command, event or (with `request`) a query. Returns the id
+    /// the host gave the message. Throws, and delivers nothing, when the
+    /// message cannot be accepted.
+    @discardableResult
+    func route(_ e: UnsafePointer<plexus_envelope>, from o: Origin,
+               request: (Requester, timeoutMs: Int64)? = nil) throws(PlexusError) -> plexus_id {
+        guard e.pointee.struct_size >= UInt32(MemoryLayout<plexus_envelope>.size) else {
+            throw PlexusError(.INVALID_ARGUMENT, "envelope struct_size \(e.pointee.struct_size) is smaller than \(MemoryLayout<plexus_envelope>.size)")
+        }
+        var c = e.pointee
+        c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
+        c.id = ids.next()
+        c.sender = o.cName
+        c.flags = 0
+        if c.trace_id.isNone { c.trace_id = o.trace.isNone ? ids.next() : o.trace }
+        let nowUnix = Clock.unixNanos()
+        var timeoutMs: Int64 = 0
+        if let request {
+            c.kind = MessageKind.query.rawValue
+            timeoutMs = request.timeoutMs > 0 ? request.timeoutMs
+                : c.deadline_unix_ns > 0 ? max(0, (c.deadline_unix_ns - nowUnix) / 1_000_000) : limits.defaultTimeoutMs
+            c.deadline_unix_ns = c.deadline_unix_ns > 0 && request.timeoutMs <= 0
+                ? c.deadline_unix_ns : nowUnix + timeoutMs * 1_000_000
+        } else if c.kind == MessageKind.query.rawValue {
+            throw PlexusError(.INVALID_ARGUMENT, "kind QUERY must be sent with request(), which arranges for the reply")
+        } else if c.kind == MessageKind.response.rawValue || c.kind == MessageKind.error.rawValue {
+            throw PlexusError(.INVALID_ARGUMENT, "kind \(c.kind == 2 ? "RESPONSE" : "ERROR") must be sent with reply()")
+        }
+        if c.deadline_unix_ns != 0 && c.deadline_unix_ns <= nowUnix {
+            throw PlexusError(.EXPIRED, "the message's deadline had already passed when it was sent")
+        }
+        let targetName = c.target.map { String(cString: $0) } ?? ""
+        switch UInt32(c.target_kind) {
+        case PLEXUS_TARGET_TOPIC.rawValue:
+            if request != nil { throw PlexusError(.INVALID_ARGUMENT, "a request goes to an agent or a capability, not to topic '\(targetName)'") }
+            c.kind = MessageKind.event.rawValue
+            try Subject.validateSubject(targetName)
+            return try publish(&c, subject: targetName)
+        case PLEXUS_TARGET_REPLY.rawValue:
+            throw PlexusError(.INVALID_ARGUMENT, "target kind REPLY is for reply()")
+        default: break
+        }
+        let agent = try resolve(kind: c.target_kind, name: targetName)
+        let m = try Message.make(&c, maxPayload: limits.maxPayload)
+        if let request {
+            pending.add(m.id, .init(requester: request.0, responder: agent,
+                                    deadlineMono: Clock.monotonicNanos() + (c.deadline_unix_ns - nowUnix),
+                                    target: targetName, timeoutMs: timeoutMs))
+        }
+        do { try admit(m, to: agent) } catch {
+            if request != nil { _ = pending.take(m.id, responder: agent) }
+            throw error
+        }
+        return m.id
+    }
+
+    private func resolve(kind: UInt8, name: String) throws(PlexusError) -> Agent {
+        if UInt32(kind) == PLEXUS_TARGET_AGENT.rawValue {
+            guard let a = registry.agent(named: name) else { throw PlexusError(.NO_SUCH_AGENT, "no agent named '\(name)'") }
+            return a
+        }
+        guard let a = registry.leastLoaded(name) else {
+            throw PlexusError(.NO_SUCH_CAPABILITY, "no agent provides capability '\(name)'")
+        }
+        return a
+    }
+
+    private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
+        switch a.admit(m, force: force) {
+        case .accepted(let wake): if wake { dispatcher.schedule(a) }
+        case .full: throw PlexusError(.MAILBOX_FULL, "agent '\(a.name)' has \(a.capacity) messages waiting, its mailbox's limit")
+        case .closed: throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' is \(a.state.rawValue) and takes no new messages")
+        }
+    }
+
+    /// Fan-out: one immutable Message shared by every subscriber's mailbox.
+    private func publish(_ c: inout plexus_envelope, subject: String) throws(PlexusError) -> plexus_id {
+        let m = try Message.make(&c, maxPayload: limits.maxPayload)
+        var refused: [String] = []
+        for a in registry.subscribers(of: subject) {
+            do { try admit(m, to: a) } catch {
+                refused.append(a.name)
+                deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)")
+            }
+        }
+        if !refused.isEmpty {
+            throw PlexusError(.MAILBOX_FULL, "not delivered to \(refused.joined(separator: ", ")) (dead-lettered); delivered to the other subscribers")
+        }
+        return m.id
+    }
+
+    // MARK: replies
+
+    /// Answers a pending query on behalf of `o` (which must be its responder).
+    func reply(_ e: UnsafePointer<plexus_envelope>, from o: Origin) throws(PlexusError) {
+        guard e.pointee.struct_size >= UInt32(MemoryLayout<plexus_envelope>.size) else {
+            throw PlexusError(.INVALID_ARGUMENT, "envelope struct_size \(e.pointee.struct_size) is smaller than \(MemoryLayout<plexus_envelope>.size)")
+        }
+        var c = e.pointee
+        let rid = c.correlation_id
+        guard let entry = pending.take(rid, responder: o.agent) else {
+            throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
+        }
+        c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
+        c.kind = c.kind == MessageKind.error.rawValue ? c.kind : MessageKind.response.rawValue
+        if c.kind == MessageKind.response.rawValue { c.status = 0 }
+        c.target_kind = UInt8(PLEXUS_TARGET_REPLY.rawValue)
+        c.target = nil
+        c.id = ids.next()
+        c.sender = o.cName
+        c.flags = 0
+        c.deadline_unix_ns = 0
+        if c.trace_id.isNone { c.trace_id = o.trace }
+        let m: Message
+        do { m = try Message.make(&c, maxPayload: limits.maxPayload) } catch {
+            // The requester still gets an answer: why the reply could not travel.
+            answer(entry.requester, requestID: rid, status: error.status, detail: "the reply was refused: \(error.detail)")
+            throw error
+        }
+        deliver(m, to: entry.requester)
+    }
+
+    /// Ends a pending query with a host-made ERROR (timeout, failure, expiry).
+    func fail(requestID: plexus_id, responder: Agent?, status: plexus_status, detail: String) {
+        guard let e = pending.take(requestID, responder: responder) else { return }
+        answer(e.requester, requestID: requestID, status: status, detail: detail)
+    }
+
+    private func answer(_ r: Requester, requestID: plexus_id, status: plexus_status, detail: String) {
+        let payload = Array(JSONValue.object(["error": .string(statusName(status)), "message": .string(detail)]).text.utf8)
+        let env = Envelope(kind: .error, target: .reply, payload: payload, contentType: "application/json",
+                           correlationID: requestID, status: status)
+        env.withCEnvelope { e in
+            var c = e.pointee
+            c.id = ids.next()
+            c.sender = UnsafePointer(hostName)
+            guard let m = try? Message.make(&c, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) else { return }
+            deliver(m, to: r)
+        }
+    }
+
+    private func deliver(_ m: Message, to r: Requester) {
+        switch r {
+        case .agent(let a):
+            do { try admit(m, to: a, force: true) } catch {
+                deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)")
+            }
+        case .callback(let f):
+            f(m.envelope)
+        }
+    }
+
+    // MARK: delivery (on a dispatcher thread)
+
+    private func invoke(_ m: Message, on agent: Agent) {
+        let h = m.header
+        let isAnswer = h.kind == MessageKind.response.rawValue || h.kind == MessageKind.error.rawValue
+        if !isAnswer && h.deadlineUnixNs != 0 && Clock.unixNanos() > h.deadlineUnixNs {
+            deadLetters.record(m, reason: "expired before delivery to '\(agent.name)'")
+            if m.isQuery {
+                fail(requestID: m.id, responder: agent, status: PLEXUS_EXPIRED.status,
+                     detail: "the request expired in the mailbox of '\(agent.name)' before it was delivered")
+            }
+            return
+        }
+        agent.currentTrace = h.traceID
+        let status: plexus_status
+        switch agent.behavior {
+        case .plugin(let p):
+            status = m.withEnvelope { e in
+                if !agent.exports.isEmpty, !isAnswer, let t = e.pointee.target,
+                   let x = agent.exports[String(cString: t)] {
+                    return TypedExports.invoke(x, message: e, agent: agent, router: self)
+                }
+                guard let handle = p.handleFn else { return PLEXUS_UNSUPPORTED.status }
+                return handle(agent.pluginState, agent.ctx, e)
+            }
+        case .builtin(let b):
+            status = b.handle(m, agent: agent, router: self)
+        }
+        agent.currentTrace = .none
+        agent.handled.add(1, ordering: .relaxed)
+        if status != 0 {
+            agent.failed.add(1, ordering: .relaxed)
+            if m.isQuery {
+                fail(requestID: m.id, responder: agent, status: PLEXUS_HANDLER_FAILED.status,
+                     detail: "agent '\(agent.name)' returned \(statusName(status)) while handling the request")
+            }
+        }
+    }
+
+    // MARK: lifecycle
+
+    func start() { pending.start(); dispatcher.start() }
+
+    /// Stops dispatch; every request still waiting is answered SHUTTING_DOWN.
+    func stop() {
+        dispatcher.stop()
+        pending.stop()
+        for (id, e) in pending.takeAll() {
+            answer(e.requester, requestID: id, status: PLEXUS_SHUTTING_DOWN.status, detail: "the host is shutting down")
+        }
+    }
+}

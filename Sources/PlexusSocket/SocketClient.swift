@@ -1,0 +1,77 @@
+import Glibc
+import PlexusCore
+
+/// A connection to a running host, speaking envelope frames. Every frame the
+/// client sends is answered by exactly one frame whose correlation_id is the
+/// client's frame id: the reply for a QUERY, an acknowledgement (RESPONSE)
+/// or an ERROR for a COMMAND or EVENT. Not thread-safe: one call at a time.
+public final class SocketClient {
+    private let fd: Int32
+    private let io: FrameIO
+    private var nextID: UInt64 = 1
+    private let node = UInt64.random(in: 1...UInt64.max)
+
+    /// Connects; throws when no host is listening at path.
+    public init(path: String, maxPayload: UInt64 = UInt64(PLEXUS_MAX_PAYLOAD_LEN)) throws(PlexusError) {
+        guard var addr = SocketPath.address(path) else {
+            throw PlexusError(.INVALID_ARGUMENT, "socket path is longer than 107 bytes: \(path)")
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw PlexusError(.INTERNAL, "socket: \(String(cString: strerror(errno)))") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw PlexusError(.SHUTTING_DOWN, "no host is running at \(path) (\(why))")
+        }
+        self.fd = fd
+        self.io = FrameIO(fd: fd, maxPayload: maxPayload)
+    }
+
+    deinit { close(fd) }
+
+    /// Sends a query and waits for its answer; an ERROR answer is thrown.
+    public func call(_ env: Envelope, timeoutMs: Int64) throws(PlexusError) -> Envelope {
+        var q = env
+        q.kind = .query
+        q.deadlineUnixNs = unixNow() + timeoutMs * 1_000_000
+        let reply = try exchange(q)
+        if reply.kind == .error { throw errorOf(reply) }
+        return reply
+    }
+
+    /// Sends a command or event; returns the id the host gave it.
+    public func send(_ env: Envelope) throws(PlexusError) -> plexus_id {
+        let ack = try exchange(env)
+        if ack.kind == .error { throw errorOf(ack) }
+        if case .string(let hex)? = (try? JSONValue.parse(ack.payload))?["id"], let id = plexus_id(hex: hex) { return id }
+        return .none
+    }
+
+    private func exchange(_ env: Envelope) throws(PlexusError) -> Envelope {
+        var e = env
+        e.id = plexus_id(hi: node, lo: nextID)
+        nextID += 1
+        try io.write(e)
+        while true {
+            guard case .frame(let f) = try io.read() else {
+                throw PlexusError(.SHUTTING_DOWN, "the host closed the connection before answering")
+            }
+            let reply = try Envelope(frame: f)
+            if reply.correlationID == e.id { return reply }
+        }
+    }
+
+    private func errorOf(_ reply: Envelope) -> PlexusError {
+        let message: String? = if case .string(let s)? = (try? JSONValue.parse(reply.payload))?["message"] { s } else { nil }
+        return PlexusError(status: reply.status, message ?? statusMessage(reply.status))
+    }
+
+    private func unixNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}

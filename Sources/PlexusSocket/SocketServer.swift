@@ -1,0 +1,148 @@
+import CPlexusPOSIX
+import Glibc
+import Logging
+import PlexusCore
+import PlexusHost
+import Synchronization
+
+/// The host's Unix socket: clients send envelope frames and get one answer
+/// frame per frame they send (see SocketClient). The sender's identity comes
+/// from the connection (its peer credentials), never from the frame. Any
+/// malformed frame gets one ERROR frame and the connection is closed.
+public final class SocketServer: @unchecked Sendable {
+    public let path: String
+    private let host: Host
+    private let listenFD: Int32
+    private let logger = Logger(label: "plexus.socket")
+    private let connections = Mutex<[Int32: pthread_t]>([:])
+    private var acceptThread: pthread_t?
+
+    /// Binds path with mode 0600. Refuses when another host answers there;
+    /// a stale socket file left by a dead host is replaced.
+    public init(host: Host, path: String) throws(PlexusError) {
+        self.host = host
+        self.path = path
+        guard var addr = SocketPath.address(path) else {
+            throw PlexusError(.INVALID_ARGUMENT, "socket path is longer than 107 bytes: \(path)")
+        }
+        if (try? SocketClient(path: path)) != nil {
+            throw PlexusError(.INVALID_ARGUMENT, "a host is already running at \(path)")
+        }
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw PlexusError(.INTERNAL, "socket: \(String(cString: strerror(errno)))") }
+        let old = umask(0o177)   // the file is created 0600: only this user may connect
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard rc == 0, chmod(path, 0o600) == 0, listen(fd, 128) == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw PlexusError(.INVALID_ARGUMENT, "cannot listen on \(path): \(why)")
+        }
+        self.listenFD = fd
+    }
+
+    public func start() {
+        acceptThread = spawn { [self] in acceptLoop() }
+    }
+
+    /// Stops accepting, closes every connection and removes the socket file.
+    public func stop() {
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        if let t = acceptThread { pthread_join(t, nil) }
+        acceptThread = nil
+        close(listenFD)
+        let open = connections.withLock { c in c }
+        for fd in open.keys { shutdown(fd, Int32(SHUT_RDWR)) }
+        for t in open.values { pthread_join(t, nil) }
+        unlink(path)
+    }
+
+    private func acceptLoop() {
+        while true {
+            let fd = plexus_posix_accept_cloexec(listenFD)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // the listening socket was shut down
+            }
+            let t = spawn { [self] in serve(fd) }
+            connections.withLock { $0[fd] = t }
+        }
+    }
+
+    private func peerName(_ fd: Int32) -> String {
+        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+        guard plexus_posix_peer_credentials(fd, &pid, &uid, &gid) == 0 else { return "client:unknown" }
+        return "client:\(pid)"
+    }
+
+    private func serve(_ fd: Int32) {
+        let io = FrameIO(fd: fd, maxPayload: host.configuration.maxPayload)
+        let writer = Writer(io)
+        let name = peerName(fd)
+        defer {
+            connections.withLock { $0[fd] = nil }
+            close(fd)
+        }
+        while true {
+            let env: Envelope
+            do throws(PlexusError) {
+                guard case .frame(let f) = try io.read() else { return }
+                env = try Envelope(frame: f, maxPayload: host.configuration.maxPayload)
+            } catch {
+                logger.warning("dropping client", metadata: ["client": "\(name)", "error": "\(error)"])
+                let e = Envelope(kind: .error, target: .reply, payload: Array(errorJSON(error).utf8), status: error.status)
+                try? io.write(e)
+                return
+            }
+            handle(env, from: name, writer: writer)
+        }
+    }
+
+    /// Routes one client frame and arranges its one answer.
+    private func handle(_ env: Envelope, from name: String, writer: Writer) {
+        let clientID = env.id
+        let answer: @Sendable (Envelope) -> Void = { reply in
+            var r = reply
+            r.correlationID = clientID
+            writer.write(r)
+        }
+        do throws(PlexusError) {
+            if env.kind == .query {
+                try host.request(env, timeoutMs: 0, as: name, onAnswer: answer)
+            } else {
+                let id = try host.send(env, as: name)
+                answer(Envelope(kind: .response, target: .reply,
+                                payload: Array(JSONValue.object(["id": .string(id.hex)]).text.utf8)))
+            }
+        } catch {
+            answer(Envelope(kind: .error, target: .reply, payload: Array(errorJSON(error).utf8), status: error.status))
+        }
+    }
+
+    private func errorJSON(_ e: PlexusError) -> String {
+        JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text
+    }
+}
+
+/// A plain OS thread for blocking socket work.
+func spawn(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    var tid = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(&tid, nil, { arg in
+        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+        return nil
+    }, box)
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return tid
+}
+
+/// Serialises answers onto one connection: replies arrive from any thread.
+final class Writer: Sendable {
+    private let io: Mutex<FrameIO>
+    init(_ io: FrameIO) { self.io = Mutex(io) }
+    func write(_ e: Envelope) { io.withLock { io in try? io.write(e) } }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Glibc
+import PlexusCore
+import PlexusHost
+import PlexusSocket
+
+struct CallCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "call",
+        abstract: "Call a capability or agent and print its reply, or publish to a topic.",
+        discussion: """
+            TARGET is a capability name (echo), agent:NAME, or topic:SUBJECT.
+            The reply's payload is printed on stdout as is; an error is printed on
+            stderr and the exit status is 1 (2 for a usage error).
+            """)
+
+    @Argument(help: "capability | agent:NAME | topic:SUBJECT") var target: String
+    @Option(name: .long, help: "The payload, as JSON text.") var json: String?
+    @Option(name: .long, help: "Read the payload from this file (- for stdin).") var file: String?
+    @Option(name: .long, help: "The payload's content type (default: application/json, or text/plain with --file).")
+    var contentType: String?
+    @Option(name: .long, help: "Seconds to wait for the reply.") var timeout: Double = 30
+    @OptionGroup var options: HostOptions
+
+    func validate() throws {
+        if json != nil && file != nil { throw ValidationError("give the payload with --json or --file, not both") }
+        if !(timeout > 0 && timeout <= 86_400) { throw ValidationError("--timeout must be between 0 and 86400 seconds, got \(timeout)") }
+        if let json, (try? JSONValue.parse(Array(json.utf8))) == nil {
+            throw ValidationError("--json is not valid JSON: \(json.prefix(80))")
+        }
+    }
+
+    func run() throws {
+        bootstrapLogging(default: .error)
+        let payload: [UInt8]
+        if let file { payload = try readPayload(file) } else { payload = Array((json ?? "").utf8) }
+        let t = Target(parsing: target)
+        let kind: MessageKind = if case .topic = t { .event } else { .query }
+        let env = Envelope(kind: kind, target: t, payload: payload,
+                           contentType: contentType ?? (file != nil ? "text/plain" : "application/json"))
+        let timeoutMs = Int64(timeout * 1000)
+        do {
+            if !options.embedded, let client = try? SocketClient(path: options.socketPath) {
+                FileHandleErr.note("plexus: calling through the running host at \(options.socketPath)")
+                try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
+            } else {
+                let host = try options.embeddedHost()
+                defer { host.shutdown() }
+                try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })
+            }
+        } catch let e as PlexusError {
+            FileHandleErr.note("plexus call \(target): \(e.name): \(e.detail)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func perform(_ env: Envelope, timeoutMs: Int64,
+                         send: (Envelope) throws -> plexus_id,
+                         call: (Envelope, Int64) throws -> Envelope) throws {
+        if env.kind == .event {
+            let id = try send(env)
+            print(JSONValue.object(["published": .string(env.target.name), "id": .string(id.hex)]).text)
+            return
+        }
+        let reply = try call(env, timeoutMs)
+        FileHandleErr.write(reply.payload, to: STDOUT_FILENO)
+        if reply.payload.last != UInt8(ascii: "\n") && isatty(STDOUT_FILENO) != 0 { print() }
+    }
+
+    private func readPayload(_ path: String) throws -> [UInt8] {
+        let fd = path == "-" ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CLIError("--file \(path): \(String(cString: strerror(errno)))") }
+        defer { if fd != STDIN_FILENO { close(fd) } }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { throw CLIError("--file \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+}
+
+enum FileHandleErr {
+    static func note(_ s: String) { write(Array((s + "\n").utf8), to: STDERR_FILENO) }
+
+    static func write(_ bytes: [UInt8], to fd: Int32) {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { if errno == EINTR { continue }; return }
+            off += n
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import Logging
+import Glibc
+import PlexusHost
+import PlexusSocket
+
+@main
+struct Plexus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plexus",
+        abstract: "A host for multi-agent systems whose agents are C-ABI plugins.",
+        discussion: """
+            Agents are shared libraries (.so) implementing include/plexus.h, found in the
+            plugins directory. Commands that need a host use a running one (plexus run)
+            when its socket answers, and start an embedded host otherwise.
+            """,
+        subcommands: [PluginsCommand.self, CallCommand.self, RunCommand.self, BenchCommand.self])
+}
+
+/// Options every host-using command shares.
+struct HostOptions: ParsableArguments {
+    @Option(name: .long, help: "Directory of plugin .so files (default: $PLEXUS_PLUGINS or ./Plugins).")
+    var plugins: String?
+
+    @Option(name: .long, help: "The running host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
+    var socket: String?
+
+    @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
+    var embedded = false
+
+    var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
+    var socketPath: String { socket ?? SocketPath.default }
+
+    /// A host started in this process, with every plugin loaded and started.
+    func embeddedHost() throws -> Host {
+        var config = HostConfiguration(pluginsDirectory: pluginsDirectory)
+        config.threads = min(config.threads, 2)
+        let host = Host(config)
+        do { try host.loadPlugins() } catch { throw CLIError(error.description) }
+        host.start()
+        return host
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func env(_ name: String) -> String? {
+    guard let v = getenv(name) else { return nil }
+    let s = String(cString: v)
+    return s.isEmpty ? nil : s
+}
+
+/// Logs go to stderr so stdout stays the command's output. PLEXUS_LOG_LEVEL
+/// (trace, debug, info, notice, warning, error) overrides the default.
+func bootstrapLogging(default level: Logger.Level) {
+    let chosen = env("PLEXUS_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? level
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = chosen
+        return h
+    }
+}

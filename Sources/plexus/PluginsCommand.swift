@@ -1,0 +1,95 @@
+import ArgumentParser
+import FoundationEssentials
+import PlexusCore
+import PlexusHost
+import PlexusSocket
+
+struct PluginsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugins", abstract: "List and inspect plugins.",
+        subcommands: [List.self, Inspect.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every plugin file: loaded ones with their capabilities, refused ones with the reason.")
+        @OptionGroup var options: HostOptions
+        @Flag(name: .long, help: "Print a JSON array instead of a table.") var json = false
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let reports: [PluginReport]
+            if !options.embedded, let client = try? SocketClient(path: options.socketPath) {
+                FileHandleErr.note("plexus: asking the running host at \(options.socketPath)")
+                let reply = try client.call(Envelope(kind: .query, target: .capability("plexus.plugins")), timeoutMs: 10_000)
+                reports = try JSONDecoder().decode([PluginReport].self, from: Data(reply.payload))
+            } else {
+                let host = try options.embeddedHost()
+                reports = host.pluginReports
+                host.shutdown()
+            }
+            if json { print(try prettyJSON(reports)) } else { printTable(reports) }
+        }
+    }
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show one plugin file's descriptor, or exactly why it is refused.")
+        @Argument(help: "The .so file.") var file: String
+        @Flag(name: .long, help: "Print JSON.") var json = false
+
+        func run() throws {
+            bootstrapLogging(default: .critical)
+            let host = Host(HostConfiguration(pluginsDirectory: nil))
+            _ = try? host.load(path: file)
+            guard let report = host.pluginReports.first else { throw CLIError("\(file): nothing to inspect") }
+            if json { print(try prettyJSON(report)) } else { printDetail(report) }
+            if report.status != "loaded" { throw ExitCode(1) }
+        }
+    }
+}
+
+func prettyJSON<T: Encodable>(_ value: T) throws -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try e.encode(value), as: UTF8.self)
+}
+
+private func printTable(_ reports: [PluginReport]) {
+    let loaded = reports.filter { $0.status == "loaded" }
+    if loaded.isEmpty { print("no plugins loaded") }
+    for r in loaded {
+        print("\(r.name ?? "?")  \(r.version ?? "?")  abi \(r.abi ?? "?")  \(r.file)")
+        for c in r.capability_info ?? [] {
+            let what = c.signature ?? c.description ?? ""
+            print("    \(c.name)\(c.kind == "export" ? " [export]" : "")  \(what)")
+        }
+    }
+    for r in reports where r.status == "refused" {
+        print("refused  \(r.file)\n    \(r.error ?? ""): \(r.reason ?? "")")
+    }
+}
+
+private func printDetail(_ r: PluginReport) {
+    guard r.status == "loaded" else {
+        print("\(r.file): refused (\(r.error ?? ""))\n  \(r.reason ?? "")")
+        return
+    }
+    print("""
+        file         \(r.file)
+        name         \(r.name ?? "")
+        version      \(r.version ?? "")
+        abi          \(r.abi ?? "")
+        description  \(r.description ?? "-")
+        concurrent   \(r.concurrent == true ? "yes" : "no")
+        capabilities
+        """)
+    for c in r.capability_info ?? [] {
+        print("  \(c.name) (\(c.kind))\(c.signature.map { "  \($0)" } ?? "")\(c.description.map { "  — \($0)" } ?? "")")
+        if let i = c.input { print("      input:  \(i)") }
+        if let o = c.output { print("      output: \(o)") }
+    }
+    if let p = r.permissions, !p.isEmpty {
+        print("permissions requested")
+        for x in p { print("  \(x.kind) \(x.pattern)") }
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Glibc
+import PlexusHost
+import PlexusSocket
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the host until SIGINT or SIGTERM, serving clients on its Unix socket.",
+        discussion: "Agents shut down in reverse start order when the host stops.")
+
+    @OptionGroup var options: HostOptions
+
+    func run() throws {
+        bootstrapLogging(default: .info)
+        // Block the stop signals in every thread; this one waits for them.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+
+        var config = HostConfiguration(pluginsDirectory: options.pluginsDirectory)
+        config.threads = max(1, config.threads)
+        let host = Host(config)
+        do { try host.loadPlugins() } catch { throw CLIError(error.description) }
+        host.start()
+        let server: SocketServer
+        do { server = try SocketServer(host: host, path: options.socketPath) } catch {
+            host.shutdown()
+            throw CLIError(error.description)
+        }
+        server.start()
+        let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
+        FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path)")
+        for r in host.pluginReports where r.status == "refused" {
+            FileHandleErr.note("plexus: refused \(r.file): \(r.reason ?? "")")
+        }
+        var sig: Int32 = 0
+        sigwait(&set, &sig)
+        FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
+        server.stop()
+        host.shutdown()
+    }
+}

@@ -1,0 +1,400 @@
+/*
+** plexus.h — the Plexus agent ABI.
+**
+** This is the only header an agent plugin needs. A plugin is a shared library
+** (.so) that exports one symbol, `plexus_plugin_entry`, which returns a
+** pointer to a static descriptor. The host reads and checks that descriptor
+** before it calls any other code in the plugin.
+**
+** CONVENTIONS USED THROUGHOUT
+**
+**   Ownership. Every pointer parameter and field says who owns it:
+**     "borrowed"   the callee may read it only until the call returns; copy
+**                  what you need to keep.
+**     "static"     must stay valid for as long as the library is loaded
+**                  (string literals and static data qualify).
+**     "owned"      the receiver must release it, with the function named.
+**
+**   Versioning. PLEXUS_ABI_MAJOR changes only when an existing declaration
+**   changes meaning; a host loads a plugin only when the majors are equal and
+**   the plugin's minor is <= the host's minor. Every struct that may grow
+**   starts with `struct_size`, set by whoever fills it in to sizeof() of the
+**   struct as they compiled it. Fields are only ever appended, each marked
+**   with the minor version that added it. A reader never reads past the
+**   struct_size it was given. The plugin's own version (descriptor.version)
+**   is independent of the ABI version.
+**
+**   Threads. The host calls one agent instance from one thread at a time,
+**   unless the descriptor sets PLEXUS_PLUGIN_CONCURRENT. Host functions may
+**   be called from any thread that the host is currently running the agent
+**   on (inside init/handle/shutdown) and, for send/request/publish/reply/log,
+**   from threads the plugin starts itself.
+**
+**   Errors. Every fallible call returns a plexus_status. No exception, C++
+**   throw, Rust panic or Swift error may cross this boundary: SDKs catch
+**   them and return PLEXUS_E_HANDLER_FAILED.
+**
+**   Types. Only fixed-width integers, plain structs, opaque handles and
+**   function pointers appear here, so Swift, Rust and C all import it as is.
+*/
+#ifndef PLEXUS_H
+#define PLEXUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PLEXUS_ABI_MAJOR 1
+#define PLEXUS_ABI_MINOR 0
+
+/* The symbol every plugin exports. */
+#define PLEXUS_ENTRY_SYMBOL "plexus_plugin_entry"
+
+#if defined(__GNUC__)
+#define PLEXUS_EXPORT __attribute__((visibility("default")))
+#else
+#define PLEXUS_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------
+** STATUS
+**
+** One status type for every call. PLEXUS_STATUS_LIST is the single source of
+** the codes, their names and their messages (an X-macro: see
+** plexus_status_name and plexus_status_message below).
+*/
+#define PLEXUS_STATUS_LIST(X)                                                           \
+    X(OK,                 0, "ok")                                                      \
+    X(INVALID_ARGUMENT,   1, "an argument was null, empty or out of range")             \
+    X(NO_MEMORY,          2, "out of memory")                                           \
+    X(NO_SUCH_AGENT,      3, "no agent has that name")                                  \
+    X(NO_SUCH_CAPABILITY, 4, "no agent provides that capability")                       \
+    X(TIMEOUT,            5, "the request's deadline passed before a reply arrived")    \
+    X(EXPIRED,            6, "the message's deadline passed before it was delivered")   \
+    X(TOO_LARGE,          7, "the payload or a field is larger than the limit")         \
+    X(MAILBOX_FULL,       8, "the receiver's mailbox is full")                          \
+    X(HANDLER_FAILED,     9, "the agent's handler returned an error")                   \
+    X(PERMISSION_DENIED, 10, "the sender is not granted this target")                   \
+    X(ABI_MISMATCH,      11, "the plugin was built for an incompatible ABI")            \
+    X(BAD_DESCRIPTOR,    12, "the plugin's descriptor is malformed")                    \
+    X(MALFORMED_FRAME,   13, "a frame failed validation")                               \
+    X(UNSUPPORTED,       14, "the operation is not supported here")                     \
+    X(SHUTTING_DOWN,     15, "the host or agent is shutting down")                      \
+    X(AGENT_CRASHED,     16, "the agent crashed while handling the message")            \
+    X(TYPE_MISMATCH,     17, "an argument has the wrong type")                          \
+    X(ARITY_MISMATCH,    18, "the wrong number of arguments")                           \
+    X(NOT_A_REQUEST,     19, "there is no pending request with that id")                \
+    X(INTERNAL,          20, "internal host error")
+
+#define PLEXUS_STATUS_ENUM_(name, code, msg) PLEXUS_##name = code,
+/* Stored as int32_t (plexus_status) so its size never depends on the compiler. */
+typedef enum plexus_status_code { PLEXUS_STATUS_LIST(PLEXUS_STATUS_ENUM_) } plexus_status_code;
+#undef PLEXUS_STATUS_ENUM_
+typedef int32_t plexus_status;
+
+/* The symbolic name of a status ("MAILBOX_FULL"); "UNKNOWN" for a code this
+** header does not define. Returns a static string; never NULL. */
+static inline const char *plexus_status_name(plexus_status s) {
+#define PLEXUS_STATUS_NAME_(name, code, msg) case code: return #name;
+    switch (s) { PLEXUS_STATUS_LIST(PLEXUS_STATUS_NAME_) default: return "UNKNOWN"; }
+#undef PLEXUS_STATUS_NAME_
+}
+
+/* A one-line English description of a status. Static string; never NULL. */
+static inline const char *plexus_status_message(plexus_status s) {
+#define PLEXUS_STATUS_MSG_(name, code, msg) case code: return msg;
+    switch (s) { PLEXUS_STATUS_LIST(PLEXUS_STATUS_MSG_) default: return "unknown status code"; }
+#undef PLEXUS_STATUS_MSG_
+}
+
+/* ------------------------------------------------------------------------
+** IDENTIFIERS AND ENUMERATIONS
+*/
+
+/* A 128-bit identifier (message ids, correlation ids, trace ids). All-zero
+** means "none". The host assigns message ids; they are unique across hosts. */
+typedef struct plexus_id {
+    uint64_t hi;
+    uint64_t lo;
+} plexus_id;
+
+/* What a message is. Stored in a uint8_t field. */
+typedef enum plexus_kind {
+    PLEXUS_KIND_COMMAND  = 0, /* do something; no reply expected           */
+    PLEXUS_KIND_QUERY    = 1, /* a request: exactly one response or error   */
+    PLEXUS_KIND_RESPONSE = 2, /* the successful answer to a query           */
+    PLEXUS_KIND_EVENT    = 3, /* something happened (published to a topic)  */
+    PLEXUS_KIND_ERROR    = 4  /* the failed answer to a query; see status   */
+} plexus_kind;
+
+/* How `target` is to be read. Stored in a uint8_t field. */
+typedef enum plexus_target_kind {
+    PLEXUS_TARGET_AGENT      = 0, /* an agent's name                          */
+    PLEXUS_TARGET_CAPABILITY = 1, /* a capability; least-loaded provider      */
+    PLEXUS_TARGET_TOPIC      = 2, /* a subject like "docs.summarized"         */
+    PLEXUS_TARGET_REPLY      = 3  /* the sender of correlation_id's request  */
+} plexus_target_kind;
+
+/* Mailboxes deliver higher priorities first; FIFO within one priority. */
+typedef enum plexus_priority {
+    PLEXUS_PRIORITY_LOW      = 0,
+    PLEXUS_PRIORITY_NORMAL   = 1,
+    PLEXUS_PRIORITY_HIGH     = 2,
+    PLEXUS_PRIORITY_CRITICAL = 3
+} plexus_priority;
+#define PLEXUS_PRIORITY_COUNT 4
+
+typedef enum plexus_log_level {
+    PLEXUS_LOG_TRACE = 0, PLEXUS_LOG_DEBUG = 1, PLEXUS_LOG_INFO = 2,
+    PLEXUS_LOG_WARNING = 3, PLEXUS_LOG_ERROR = 4
+} plexus_log_level;
+
+/* Limits every transport enforces. A name is an agent name, capability,
+** subject or content type. */
+#define PLEXUS_MAX_NAME_LEN     255u
+#define PLEXUS_MAX_PAYLOAD_LEN  16777216u /* 16 MiB */
+
+/* ------------------------------------------------------------------------
+** THE ENVELOPE
+**
+** One envelope for every transport: in-process calls, worker and client IPC,
+** and NATS carry the same fields, encoded once by the host's codec.
+**
+** An envelope handed to handle() is borrowed for that call: every pointer in
+** it is valid until handle() returns. An envelope a plugin passes to send(),
+** request(), reply() or publish() is borrowed by the host for that call: the
+** host copies what it keeps before returning.
+*/
+typedef struct plexus_envelope {
+    uint32_t    struct_size;    /* sizeof(plexus_envelope) as the filler compiled it */
+    uint8_t     kind;           /* plexus_kind */
+    uint8_t     target_kind;    /* plexus_target_kind */
+    uint8_t     priority;       /* plexus_priority */
+    uint8_t     flags;          /* reserved, 0 */
+    plexus_id   id;             /* set by the host; ignored on send */
+    plexus_id   correlation_id; /* for RESPONSE/ERROR: the id of the QUERY answered */
+    plexus_id   trace_id;       /* 0: the host continues the current trace or starts one */
+    int64_t     deadline_unix_ns; /* absolute CLOCK_REALTIME deadline, 0 = none.
+                                     Past it the message is never delivered. */
+    const char *sender;         /* set by the host from the channel; ignored on send */
+    const char *target;         /* agent name, capability or subject; NUL-terminated */
+    const char *content_type;   /* e.g. "application/json"; NULL or "" = unspecified */
+    const uint8_t *payload;     /* payload_len bytes; may be NULL when payload_len == 0 */
+    uint64_t    payload_len;
+    plexus_status status;       /* for ERROR: why; PLEXUS_OK otherwise */
+    /* added in 1.0 — append new fields below this line only */
+} plexus_envelope;
+
+/* ------------------------------------------------------------------------
+** THE HOST FUNCTION TABLE
+**
+** Given to the plugin at init. Valid until the plugin's shutdown returns.
+** A plugin checks host->struct_size (or abi_minor) before using a field
+** added after the minor it was built against.
+*/
+typedef struct plexus_ctx plexus_ctx; /* opaque: one per agent instance */
+
+typedef struct plexus_host {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* Deliver msg to msg->target without waiting for a reply (kind COMMAND or
+    ** EVENT). Returns once the message is in the receiver's mailbox, or an
+    ** error: NO_SUCH_AGENT, NO_SUCH_CAPABILITY, MAILBOX_FULL, TOO_LARGE,
+    ** EXPIRED, INVALID_ARGUMENT. msg is borrowed. */
+    plexus_status (*send)(plexus_ctx *ctx, const plexus_envelope *msg);
+
+    /* Send msg as a QUERY. Exactly one RESPONSE or ERROR envelope with
+    ** correlation_id == *out_request_id later reaches this agent's handle():
+    ** the reply, or an ERROR whose status says why none came (TIMEOUT,
+    ** NO_SUCH_CAPABILITY, HANDLER_FAILED, EXPIRED, ...). timeout_ms == 0 uses
+    ** msg->deadline_unix_ns, or the host's default when that is 0 too.
+    ** If this call itself fails, no reply will ever arrive. msg is borrowed;
+    ** out_request_id may be NULL. */
+    plexus_status (*request)(plexus_ctx *ctx, const plexus_envelope *msg,
+                             uint32_t timeout_ms, plexus_id *out_request_id);
+
+    /* Answer a QUERY. msg->correlation_id names the request (the id of the
+    ** envelope that handle() received); msg->kind is RESPONSE, or ERROR with
+    ** msg->status set. Target fields are ignored: the host knows who asked.
+    ** May be called later, from any thread, after handle() returned.
+    ** Returns NOT_A_REQUEST when no request with that id is pending for this
+    ** agent (already answered, or timed out). msg is borrowed. */
+    plexus_status (*reply)(plexus_ctx *ctx, const plexus_envelope *msg);
+
+    /* Publish an EVENT to msg->target, a subject without wildcards. Every
+    ** agent subscribed to a matching pattern gets its own copy. Returns OK
+    ** when every subscriber accepted it (zero subscribers is OK); MAILBOX_FULL
+    ** when at least one could not, in which case that copy is dead-lettered
+    ** with the reason. msg is borrowed. */
+    plexus_status (*publish)(plexus_ctx *ctx, const plexus_envelope *msg);
+
+    /* Subscribe this agent to a subject pattern: tokens separated by '.',
+    ** '*' matches exactly one token, '>' (last token only) one or more.
+    ** pattern is borrowed. Subscribing twice to one pattern is a no-op. */
+    plexus_status (*subscribe)(plexus_ctx *ctx, const char *pattern);
+    plexus_status (*unsubscribe)(plexus_ctx *ctx, const char *pattern);
+
+    /* Write a line to the host's log, tagged with the agent's name.
+    ** message is borrowed. */
+    void (*log)(plexus_ctx *ctx, int32_t level, const char *message);
+
+    /* Memory that crosses the boundary: anything the host is to free is
+    ** allocated with alloc; anything the host hands over as "owned" is freed
+    ** with free. alloc returns NULL on failure; free(NULL) is a no-op. */
+    void *(*alloc)(uint64_t size);
+    void  (*free)(void *ptr);
+
+    /* The host's clock, CLOCK_REALTIME nanoseconds, for deadlines. */
+    int64_t (*now_unix_ns)(void);
+
+    /* This agent's name as the host registered it. Static for the agent's
+    ** lifetime. */
+    const char *(*agent_name)(plexus_ctx *ctx);
+    /* added in 1.0 — append new functions below this line only */
+} plexus_host;
+
+/* ------------------------------------------------------------------------
+** THE AGENT LIFECYCLE
+**
+** init      called once, before any handle(). config_json is the agent's
+**           configuration as a JSON object (borrowed; "{}" when none). Store
+**           host and ctx: they stay valid until shutdown returns. Set
+**           *out_state to anything (it is passed back untouched). A non-OK
+**           return refuses the agent; shutdown is then not called.
+** handle    called for every message delivered to the agent, including the
+**           RESPONSE/ERROR answers to its own requests. msg is borrowed for
+**           the call. Returning non-OK for a QUERY that has not been replied
+**           to answers the requester with HANDLER_FAILED.
+** shutdown  called once, last; no handle() runs during or after it.
+*/
+typedef plexus_status (*plexus_init_fn)(const plexus_host *host, plexus_ctx *ctx,
+                                        const char *config_json, void **out_state);
+typedef plexus_status (*plexus_handle_fn)(void *state, plexus_ctx *ctx,
+                                          const plexus_envelope *msg);
+typedef void (*plexus_shutdown_fn)(void *state);
+
+/* ------------------------------------------------------------------------
+** THE DESCRIPTOR
+*/
+
+/* One capability the agent provides. Messages whose target is `name`
+** (target_kind CAPABILITY) reach handle() with msg->target == name. */
+typedef struct plexus_capability {
+    uint32_t    struct_size;
+    const char *name;          /* static; [A-Za-z0-9_.-], 1..255 bytes      */
+    const char *description;   /* static; optional (NULL)                   */
+    const char *input;         /* static; optional: what the payload holds  */
+    const char *output;        /* static; optional: what the reply holds    */
+    /* added in 1.0 */
+} plexus_capability;
+
+/* What the agent asks permission to reach. Patterns use the subject syntax
+** ('*', '>'); the host decides whether to grant them. */
+typedef enum plexus_permission_kind {
+    PLEXUS_PERMIT_CALL      = 0, /* send/request to an agent or capability */
+    PLEXUS_PERMIT_PUBLISH   = 1, /* publish to a subject                    */
+    PLEXUS_PERMIT_SUBSCRIBE = 2  /* subscribe to a subject                  */
+} plexus_permission_kind;
+
+typedef struct plexus_permission {
+    uint32_t    struct_size;
+    uint32_t    kind;          /* plexus_permission_kind */
+    const char *pattern;       /* static */
+} plexus_permission;
+
+/* Typed exports: plain C functions the host calls through libffi. The
+** payload is a JSON array of arguments (or an object keyed by arg_names);
+** the reply is {"result": value}. Types are stored as uint8_t. */
+typedef enum plexus_type {
+    PLEXUS_TYPE_VOID   = 0, /* return only                                         */
+    PLEXUS_TYPE_BOOL   = 1, /* _Bool / uint8_t; JSON true/false                    */
+    PLEXUS_TYPE_I32    = 2,
+    PLEXUS_TYPE_I64    = 3,
+    PLEXUS_TYPE_U32    = 4,
+    PLEXUS_TYPE_U64    = 5,
+    PLEXUS_TYPE_F32    = 6,
+    PLEXUS_TYPE_F64    = 7,
+    PLEXUS_TYPE_STRING = 8, /* const char*, NUL-terminated; borrowed for the call.
+                               As a return: static, the host copies it.            */
+    PLEXUS_TYPE_BUFFER = 9, /* argument only: two C parameters, (const uint8_t *data,
+                               uint64_t len); JSON string (its UTF-8 bytes)        */
+    PLEXUS_TYPE_STRING_OWNED = 10 /* return only: char* from malloc(); the host
+                                     copies it, then calls free() on it            */
+} plexus_type;
+
+#define PLEXUS_MAX_EXPORT_ARGS 16
+
+typedef struct plexus_export {
+    uint32_t       struct_size;
+    const char    *name;        /* static; the capability name it becomes */
+    const char    *description; /* static; optional */
+    void         (*function)(void); /* the C function, cast to this type */
+    uint8_t        return_type; /* plexus_type */
+    uint8_t        arg_count;   /* <= PLEXUS_MAX_EXPORT_ARGS */
+    const uint8_t *arg_types;   /* static; arg_count plexus_type values */
+    const char *const *arg_names; /* static; optional (NULL): arg_count names */
+    /* added in 1.0 */
+} plexus_export;
+
+/* Descriptor flags. */
+#define PLEXUS_PLUGIN_CONCURRENT 0x1u /* handle() may run on several threads at once */
+
+typedef struct plexus_plugin_descriptor {
+    uint32_t struct_size;        /* sizeof(plexus_plugin_descriptor) */
+    uint16_t abi_major;          /* PLEXUS_ABI_MAJOR as compiled */
+    uint16_t abi_minor;          /* PLEXUS_ABI_MINOR as compiled */
+    uint32_t envelope_size;      /* sizeof(plexus_envelope) as compiled */
+    uint32_t host_size;          /* sizeof(plexus_host) as compiled */
+    const char *name;            /* static; the agent's name, unique per host */
+    const char *version;         /* static; the plugin's own version, e.g. "1.2.0" */
+    const char *description;     /* static; optional */
+    uint32_t flags;              /* PLEXUS_PLUGIN_* */
+    uint32_t capability_count;
+    const plexus_capability *capabilities; /* static; capability_count entries */
+    uint32_t permission_count;
+    const plexus_permission *permissions;  /* static; optional */
+    uint32_t export_count;
+    const plexus_export *exports;          /* static; optional */
+    plexus_init_fn     init;     /* required */
+    plexus_handle_fn   handle;   /* required when capability_count > 0 */
+    plexus_shutdown_fn shutdown; /* optional */
+    /* added in 1.0 — append new fields below this line only */
+} plexus_plugin_descriptor;
+
+/* The entry symbol. It must only return a pointer to static data: the host
+** calls it before any check, so it must not allocate, block, or start work.
+** The descriptor and everything it points to must stay valid while the
+** library is loaded. Arrays of capabilities, permissions and exports are
+** walked with a stride of their first element's struct_size. */
+typedef const plexus_plugin_descriptor *(*plexus_entry_fn)(void);
+
+/* ------------------------------------------------------------------------
+** DESCRIPTOR HELPERS (C)
+*/
+#define PLEXUS_CAPABILITY(name_, description_) \
+    { sizeof(plexus_capability), (name_), (description_), NULL, NULL }
+#define PLEXUS_PERMISSION(kind_, pattern_) \
+    { sizeof(plexus_permission), (uint32_t)(kind_), (pattern_) }
+#define PLEXUS_DESCRIPTOR_HEADER \
+    sizeof(plexus_plugin_descriptor), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, \
+    sizeof(plexus_envelope), sizeof(plexus_host)
+
+/* An envelope with struct_size set and everything else zero. */
+static inline plexus_envelope plexus_envelope_init(void) {
+    plexus_envelope e;
+    unsigned char *p = (unsigned char *)&e;
+    for (size_t i = 0; i < sizeof e; i++) p[i] = 0;
+    e.struct_size = (uint32_t)sizeof e;
+    e.priority = PLEXUS_PRIORITY_NORMAL;
+    return e;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PLEXUS_H */
