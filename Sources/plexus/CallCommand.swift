@@ -20,6 +20,7 @@ struct CallCommand: ParsableCommand {
     @Option(name: .long, help: "The payload's content type (default: application/json, or text/plain with --file).")
     var contentType: String?
     @Option(name: .long, help: "Seconds to wait for the reply.") var timeout: Double = 30
+    @Flag(name: .long, help: "Indent a JSON reply for reading.") var pretty = false
     @OptionGroup var options: HostOptions
 
     func validate() throws {
@@ -63,6 +64,10 @@ struct CallCommand: ParsableCommand {
             return
         }
         let reply = try call(env, timeoutMs)
+        if pretty, let value = try? JSONValue.parse(reply.payload), let text = try? prettyJSON(value) {
+            print(text)
+            return
+        }
         FileHandleErr.write(reply.payload, to: STDOUT_FILENO)
         if reply.payload.last != UInt8(ascii: "\n") && isatty(STDOUT_FILENO) != 0 { print() }
     }

@@ -1,0 +1,144 @@
+//! Mirrors of include/plexus.h, field for field. The host checks the sizes
+//! these produce (descriptor.envelope_size, host_size, struct_size), so a
+//! drift here is refused at load time, never silently misread.
+#![allow(non_camel_case_types)]
+use std::os::raw::{c_char, c_void};
+
+pub const ABI_MAJOR: u16 = 1;
+pub const ABI_MINOR: u16 = 0;
+
+pub type plexus_status = i32;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct plexus_id {
+    pub hi: u64,
+    pub lo: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct plexus_envelope {
+    pub struct_size: u32,
+    pub kind: u8,
+    pub target_kind: u8,
+    pub priority: u8,
+    pub flags: u8,
+    pub id: plexus_id,
+    pub correlation_id: plexus_id,
+    pub trace_id: plexus_id,
+    pub deadline_unix_ns: i64,
+    pub sender: *const c_char,
+    pub target: *const c_char,
+    pub content_type: *const c_char,
+    pub payload: *const u8,
+    pub payload_len: u64,
+    pub status: plexus_status,
+}
+
+impl plexus_envelope {
+    pub fn new() -> Self {
+        plexus_envelope {
+            struct_size: std::mem::size_of::<plexus_envelope>() as u32,
+            kind: 0,
+            target_kind: 0,
+            priority: 1,
+            flags: 0,
+            id: plexus_id::default(),
+            correlation_id: plexus_id::default(),
+            trace_id: plexus_id::default(),
+            deadline_unix_ns: 0,
+            sender: std::ptr::null(),
+            target: std::ptr::null(),
+            content_type: std::ptr::null(),
+            payload: std::ptr::null(),
+            payload_len: 0,
+            status: 0,
+        }
+    }
+}
+
+pub enum plexus_ctx {}
+
+#[repr(C)]
+pub struct plexus_host {
+    pub struct_size: u32,
+    pub abi_major: u16,
+    pub abi_minor: u16,
+    pub send: Option<unsafe extern "C" fn(*mut plexus_ctx, *const plexus_envelope) -> plexus_status>,
+    pub request: Option<unsafe extern "C" fn(*mut plexus_ctx, *const plexus_envelope, u32, *mut plexus_id) -> plexus_status>,
+    pub reply: Option<unsafe extern "C" fn(*mut plexus_ctx, *const plexus_envelope) -> plexus_status>,
+    pub publish: Option<unsafe extern "C" fn(*mut plexus_ctx, *const plexus_envelope) -> plexus_status>,
+    pub subscribe: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char) -> plexus_status>,
+    pub unsubscribe: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char) -> plexus_status>,
+    pub log: Option<unsafe extern "C" fn(*mut plexus_ctx, i32, *const c_char)>,
+    pub alloc: Option<unsafe extern "C" fn(u64) -> *mut c_void>,
+    pub free: Option<unsafe extern "C" fn(*mut c_void)>,
+    pub now_unix_ns: Option<unsafe extern "C" fn() -> i64>,
+    pub agent_name: Option<unsafe extern "C" fn(*mut plexus_ctx) -> *const c_char>,
+}
+
+pub type plexus_init_fn =
+    unsafe extern "C" fn(*const plexus_host, *mut plexus_ctx, *const c_char, *mut *mut c_void) -> plexus_status;
+pub type plexus_handle_fn = unsafe extern "C" fn(*mut c_void, *mut plexus_ctx, *const plexus_envelope) -> plexus_status;
+pub type plexus_shutdown_fn = unsafe extern "C" fn(*mut c_void);
+
+#[repr(C)]
+pub struct plexus_capability {
+    pub struct_size: u32,
+    pub name: *const c_char,
+    pub description: *const c_char,
+    pub input: *const c_char,
+    pub output: *const c_char,
+}
+
+#[repr(C)]
+pub struct plexus_permission {
+    pub struct_size: u32,
+    pub kind: u32,
+    pub pattern: *const c_char,
+}
+
+#[repr(C)]
+pub struct plexus_export {
+    pub struct_size: u32,
+    pub name: *const c_char,
+    pub description: *const c_char,
+    pub function: Option<unsafe extern "C" fn()>,
+    pub return_type: u8,
+    pub arg_count: u8,
+    pub arg_types: *const u8,
+    pub arg_names: *const *const c_char,
+}
+
+#[repr(C)]
+pub struct plexus_plugin_descriptor {
+    pub struct_size: u32,
+    pub abi_major: u16,
+    pub abi_minor: u16,
+    pub envelope_size: u32,
+    pub host_size: u32,
+    pub name: *const c_char,
+    pub version: *const c_char,
+    pub description: *const c_char,
+    pub flags: u32,
+    pub capability_count: u32,
+    pub capabilities: *const plexus_capability,
+    pub permission_count: u32,
+    pub permissions: *const plexus_permission,
+    pub export_count: u32,
+    pub exports: *const plexus_export,
+    pub init: Option<plexus_init_fn>,
+    pub handle: Option<plexus_handle_fn>,
+    pub shutdown: Option<plexus_shutdown_fn>,
+}
+
+/// A descriptor that may live in a `static` (its raw pointers all point at
+/// static data, which is what makes sharing it between threads sound).
+#[repr(transparent)]
+pub struct StaticDescriptor(pub plexus_plugin_descriptor);
+unsafe impl Sync for StaticDescriptor {}
+
+#[repr(transparent)]
+pub struct StaticCapabilities<const N: usize>(pub [plexus_capability; N]);
+unsafe impl<const N: usize> Sync for StaticCapabilities<N> {}

@@ -1,0 +1,321 @@
+//! Write Plexus agents in safe Rust, std only.
+//!
+//! ```ignore
+//! use plexus_agent::{Agent, Context, Message, Status};
+//! struct Upper;
+//! impl Agent for Upper {
+//!     fn init(_: &Context, _: &str) -> Result<Self, Status> { Ok(Upper) }
+//!     fn handle(&mut self, ctx: &Context, msg: &Message) -> Result<(), Status> {
+//!         let text = String::from_utf8_lossy(msg.payload()).to_uppercase();
+//!         ctx.reply(msg, "text/plain", text.as_bytes())
+//!     }
+//! }
+//! plexus_agent::export_agent!(Upper, name: "upper", version: "1.0.0",
+//!     capabilities: [("text.upper", "upper-cases text")]);
+//! ```
+//!
+//! A panic inside `init`, `handle` or `shutdown` is caught at the boundary and
+//! reported to the host as `Status::HandlerFailed`; it never unwinds into C.
+
+pub mod ffi;
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Every status of plexus.h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Status {
+    Ok = 0, InvalidArgument = 1, NoMemory = 2, NoSuchAgent = 3, NoSuchCapability = 4, Timeout = 5,
+    Expired = 6, TooLarge = 7, MailboxFull = 8, HandlerFailed = 9, PermissionDenied = 10,
+    AbiMismatch = 11, BadDescriptor = 12, MalformedFrame = 13, Unsupported = 14, ShuttingDown = 15,
+    AgentCrashed = 16, TypeMismatch = 17, ArityMismatch = 18, NotARequest = 19, Internal = 20,
+}
+
+impl Status {
+    pub fn from_code(c: i32) -> Status {
+        use Status::*;
+        const ALL: [Status; 21] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
+            Expired, TooLarge, MailboxFull, HandlerFailed, PermissionDenied, AbiMismatch, BadDescriptor,
+            MalformedFrame, Unsupported, ShuttingDown, AgentCrashed, TypeMismatch, ArityMismatch, NotARequest, Internal];
+        ALL.get(c as usize).copied().unwrap_or(Internal)
+    }
+    /// The name plexus_status_name gives ("MAILBOX_FULL").
+    pub fn name(self) -> &'static str {
+        ["OK", "INVALID_ARGUMENT", "NO_MEMORY", "NO_SUCH_AGENT", "NO_SUCH_CAPABILITY", "TIMEOUT", "EXPIRED",
+         "TOO_LARGE", "MAILBOX_FULL", "HANDLER_FAILED", "PERMISSION_DENIED", "ABI_MISMATCH", "BAD_DESCRIPTOR",
+         "MALFORMED_FRAME", "UNSUPPORTED", "SHUTTING_DOWN", "AGENT_CRASHED", "TYPE_MISMATCH", "ARITY_MISMATCH",
+         "NOT_A_REQUEST", "INTERNAL"][self as usize]
+    }
+    fn check(code: i32) -> Result<(), Status> {
+        if code == 0 { Ok(()) } else { Err(Status::from_code(code)) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind { Command, Query, Response, Event, Error }
+
+pub type Id = ffi::plexus_id;
+
+/// A message delivered to `handle`, borrowed for that call.
+pub struct Message<'a> {
+    raw: &'a ffi::plexus_envelope,
+}
+
+fn cstr<'a>(p: *const c_char) -> &'a str {
+    if p.is_null() { "" } else { unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("") }
+}
+
+impl<'a> Message<'a> {
+    pub fn kind(&self) -> Kind {
+        match self.raw.kind { 1 => Kind::Query, 2 => Kind::Response, 3 => Kind::Event, 4 => Kind::Error, _ => Kind::Command }
+    }
+    /// The capability, agent name or subject it was sent to.
+    pub fn target(&self) -> &'a str { cstr(self.raw.target) }
+    pub fn sender(&self) -> &'a str { cstr(self.raw.sender) }
+    pub fn content_type(&self) -> &'a str { cstr(self.raw.content_type) }
+    pub fn id(&self) -> Id { self.raw.id }
+    /// For a Response or Error: the id of the request it answers.
+    pub fn correlation_id(&self) -> Id { self.raw.correlation_id }
+    pub fn status(&self) -> Status { Status::from_code(self.raw.status) }
+    pub fn payload(&self) -> &'a [u8] {
+        if self.raw.payload.is_null() || self.raw.payload_len == 0 { &[] }
+        else { unsafe { std::slice::from_raw_parts(self.raw.payload, self.raw.payload_len as usize) } }
+    }
+    pub fn text(&self) -> std::borrow::Cow<'a, str> { String::from_utf8_lossy(self.payload()) }
+}
+
+/// The agent's handle on the host: valid from init until shutdown.
+pub struct Context {
+    host: *const ffi::plexus_host,
+    ctx: *mut ffi::plexus_ctx,
+}
+
+// The host table and ctx may be used from any thread (plexus.h, "Threads").
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+
+fn c(s: &str) -> Result<CString, Status> { CString::new(s).map_err(|_| Status::InvalidArgument) }
+
+impl Context {
+    fn host(&self) -> &ffi::plexus_host { unsafe { &*self.host } }
+
+    fn envelope(target_kind: u8, target: &CString, content_type: &CString, payload: &[u8]) -> ffi::plexus_envelope {
+        let mut e = ffi::plexus_envelope::new();
+        e.target_kind = target_kind;
+        e.target = target.as_ptr();
+        e.content_type = content_type.as_ptr();
+        e.payload = payload.as_ptr();
+        e.payload_len = payload.len() as u64;
+        e
+    }
+
+    /// Answers a Query.
+    pub fn reply(&self, request: &Message, content_type: &str, payload: &[u8]) -> Result<(), Status> {
+        self.reply_to(request.id(), content_type, payload)
+    }
+
+    /// Answers the Query with this id (for replies sent after handle returned).
+    pub fn reply_to(&self, request_id: Id, content_type: &str, payload: &[u8]) -> Result<(), Status> {
+        let ct = c(content_type)?;
+        let empty = c("")?;
+        let mut e = Self::envelope(3, &empty, &ct, payload);
+        e.kind = 2;
+        e.correlation_id = request_id;
+        Status::check(unsafe { (self.host().reply.unwrap())(self.ctx, &e) })
+    }
+
+    /// Answers a Query with an Error carrying `status` and a message.
+    pub fn reply_error(&self, request: &Message, status: Status, message: &str) -> Result<(), Status> {
+        let body = format!("{{\"error\":\"{}\",\"message\":{}}}", status.name(), json_string(message));
+        let ct = c("application/json")?;
+        let empty = c("")?;
+        let mut e = Self::envelope(3, &empty, &ct, body.as_bytes());
+        e.kind = 4;
+        e.status = status as i32;
+        e.correlation_id = request.id();
+        Status::check(unsafe { (self.host().reply.unwrap())(self.ctx, &e) })
+    }
+
+    /// Sends a Query to a capability. Its answer arrives at `handle` as a
+    /// Response or Error whose correlation_id is the returned id.
+    pub fn request(&self, capability: &str, content_type: &str, payload: &[u8], timeout_ms: u32) -> Result<Id, Status> {
+        let (t, ct) = (c(capability)?, c(content_type)?);
+        let e = Self::envelope(1, &t, &ct, payload);
+        let mut id = Id::default();
+        Status::check(unsafe { (self.host().request.unwrap())(self.ctx, &e, timeout_ms, &mut id) })?;
+        Ok(id)
+    }
+
+    /// Sends a Command to a capability (no reply).
+    pub fn send(&self, capability: &str, content_type: &str, payload: &[u8]) -> Result<(), Status> {
+        let (t, ct) = (c(capability)?, c(content_type)?);
+        let e = Self::envelope(1, &t, &ct, payload);
+        Status::check(unsafe { (self.host().send.unwrap())(self.ctx, &e) })
+    }
+
+    /// Publishes an Event to a subject.
+    pub fn publish(&self, subject: &str, content_type: &str, payload: &[u8]) -> Result<(), Status> {
+        let (t, ct) = (c(subject)?, c(content_type)?);
+        let mut e = Self::envelope(2, &t, &ct, payload);
+        e.kind = 3;
+        Status::check(unsafe { (self.host().publish.unwrap())(self.ctx, &e) })
+    }
+
+    pub fn subscribe(&self, pattern: &str) -> Result<(), Status> {
+        let p = c(pattern)?;
+        Status::check(unsafe { (self.host().subscribe.unwrap())(self.ctx, p.as_ptr()) })
+    }
+
+    pub fn log(&self, level: i32, message: &str) {
+        if let Ok(m) = CString::new(message.replace('\0', " ")) {
+            unsafe { (self.host().log.unwrap())(self.ctx, level, m.as_ptr()) }
+        }
+    }
+}
+
+/// A JSON string literal for s (quotes and escapes included).
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// What an agent implements. The host calls one instance from one thread at
+/// a time.
+pub trait Agent: Send + Sized + 'static {
+    fn init(ctx: &Context, config: &str) -> Result<Self, Status>;
+    fn handle(&mut self, ctx: &Context, msg: &Message) -> Result<(), Status>;
+    fn shutdown(&mut self, _ctx: &Context) {}
+}
+
+/// The agent and its context, behind the state pointer the host keeps.
+pub struct Instance<A: Agent> {
+    ctx: Context,
+    agent: A,
+}
+
+#[doc(hidden)]
+pub unsafe fn init_instance<A: Agent>(host: *const ffi::plexus_host, ctx: *mut ffi::plexus_ctx,
+                                      config: *const c_char, out: *mut *mut c_void) -> i32 {
+    if host.is_null() || out.is_null() { return Status::InvalidArgument as i32; }
+    let context = Context { host, ctx };
+    let config = cstr(config).to_owned();
+    match catch_unwind(AssertUnwindSafe(|| A::init(&context, &config))) {
+        Ok(Ok(agent)) => {
+            *out = Box::into_raw(Box::new(Instance { ctx: context, agent })) as *mut c_void;
+            0
+        }
+        Ok(Err(s)) => s as i32,
+        Err(_) => Status::HandlerFailed as i32,
+    }
+}
+
+#[doc(hidden)]
+pub unsafe fn handle_instance<A: Agent>(state: *mut c_void, msg: *const ffi::plexus_envelope) -> i32 {
+    if state.is_null() || msg.is_null() { return Status::InvalidArgument as i32; }
+    let inst = &mut *(state as *mut Instance<A>);
+    let m = Message { raw: &*msg };
+    match catch_unwind(AssertUnwindSafe(|| inst.agent.handle(&inst.ctx, &m))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(s)) => s as i32,
+        Err(_) => Status::HandlerFailed as i32,
+    }
+}
+
+#[doc(hidden)]
+pub unsafe fn shutdown_instance<A: Agent>(state: *mut c_void) {
+    if state.is_null() { return; }
+    let mut inst = Box::from_raw(state as *mut Instance<A>);
+    let _ = catch_unwind(AssertUnwindSafe(|| inst.agent.shutdown(&inst.ctx)));
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! count { () => { 0usize }; ($h:tt $($t:tt)*) => { 1usize + $crate::count!($($t)*) }; }
+
+/// Exports an Agent type as a plugin: the descriptor, the entry symbol and
+/// the C lifecycle functions.
+#[macro_export]
+macro_rules! export_agent {
+    ($ty:ty, name: $name:literal, version: $version:literal,
+     capabilities: [$(($cap:literal, $desc:literal)),* $(,)?]) => {
+        const _: () = {
+            use $crate::ffi::*;
+            static CAPS: StaticCapabilities<{ $crate::count!($($cap)*) }> = StaticCapabilities([$(
+                plexus_capability {
+                    struct_size: ::std::mem::size_of::<plexus_capability>() as u32,
+                    name: concat!($cap, "\0").as_ptr() as *const ::std::os::raw::c_char,
+                    description: concat!($desc, "\0").as_ptr() as *const ::std::os::raw::c_char,
+                    input: ::std::ptr::null(),
+                    output: ::std::ptr::null(),
+                }
+            ),*]);
+            unsafe extern "C" fn init(h: *const plexus_host, c: *mut plexus_ctx, cfg: *const ::std::os::raw::c_char,
+                                      out: *mut *mut ::std::os::raw::c_void) -> i32 {
+                $crate::init_instance::<$ty>(h, c, cfg, out)
+            }
+            unsafe extern "C" fn handle(s: *mut ::std::os::raw::c_void, _c: *mut plexus_ctx, m: *const plexus_envelope) -> i32 {
+                $crate::handle_instance::<$ty>(s, m)
+            }
+            unsafe extern "C" fn shutdown(s: *mut ::std::os::raw::c_void) { $crate::shutdown_instance::<$ty>(s) }
+            static DESCRIPTOR: StaticDescriptor = StaticDescriptor(plexus_plugin_descriptor {
+                struct_size: ::std::mem::size_of::<plexus_plugin_descriptor>() as u32,
+                abi_major: ABI_MAJOR,
+                abi_minor: ABI_MINOR,
+                envelope_size: ::std::mem::size_of::<plexus_envelope>() as u32,
+                host_size: ::std::mem::size_of::<plexus_host>() as u32,
+                name: concat!($name, "\0").as_ptr() as *const ::std::os::raw::c_char,
+                version: concat!($version, "\0").as_ptr() as *const ::std::os::raw::c_char,
+                description: ::std::ptr::null(),
+                flags: 0,
+                capability_count: $crate::count!($($cap)*) as u32,
+                capabilities: CAPS.0.as_ptr(),
+                permission_count: 0,
+                permissions: ::std::ptr::null(),
+                export_count: 0,
+                exports: ::std::ptr::null(),
+                init: Some(init),
+                handle: Some(handle),
+                shutdown: Some(shutdown),
+            });
+            #[no_mangle]
+            pub extern "C" fn plexus_plugin_entry() -> *const plexus_plugin_descriptor { &DESCRIPTOR.0 }
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn layout_matches_plexus_h() {
+        assert_eq!(std::mem::size_of::<ffi::plexus_envelope>(), 112);
+        assert_eq!(std::mem::size_of::<ffi::plexus_plugin_descriptor>(), 112);
+        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 11 * 8);
+        assert_eq!(std::mem::size_of::<ffi::plexus_capability>(), 40);
+    }
+    #[test]
+    fn status_names_round_trip() {
+        assert_eq!(Status::from_code(8), Status::MailboxFull);
+        assert_eq!(Status::MailboxFull.name(), "MAILBOX_FULL");
+        assert_eq!(Status::from_code(999), Status::Internal);
+    }
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\n\u{1}"), "\"a\\\"b\\n\\u0001\"");
+    }
+}

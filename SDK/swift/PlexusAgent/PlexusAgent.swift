@@ -1,0 +1,233 @@
+// PlexusAgent — write a Plexus agent in Swift.
+//
+//     final class Upper: PlexusAgent.Agent {
+//         init(context: AgentContext, config: String) throws {}
+//         func handle(_ m: AgentMessage, context: AgentContext) throws {
+//             try context.reply(to: m, text: m.text.uppercased())
+//         }
+//     }
+//     @_cdecl("plexus_plugin_entry")
+//     public func plexusPluginEntry() -> UnsafeRawPointer {
+//         PluginExport.descriptor(Upper.self, name: "upper", version: "1.0.0",
+//                                 capabilities: [.init("text.upper", "upper-cases text")])
+//     }
+//
+// Build it as a `.dynamic` library product. Errors thrown from init/handle
+// become a status (AgentError's, or HANDLER_FAILED); nothing unwinds into C.
+@_exported import CPlexus
+import Glibc
+
+public struct AgentError: Error, Sendable {
+    public let status: plexus_status
+    public let message: String
+    public init(_ status: plexus_status_code, _ message: String = "") {
+        self.status = plexus_status(status.rawValue); self.message = message
+    }
+    init(code: plexus_status) { status = code; message = String(cString: plexus_status_name(code)) }
+}
+
+public enum AgentMessageKind: UInt8, Sendable { case command = 0, query, response, event, error }
+
+/// A delivered message, copied out of the borrowed envelope.
+public struct AgentMessage: Sendable {
+    public let kind: AgentMessageKind
+    public let target: String
+    public let sender: String
+    public let contentType: String
+    public let id: plexus_id
+    public let correlationID: plexus_id
+    public let status: plexus_status
+    public let payload: [UInt8]
+    public var text: String { String(decoding: payload, as: UTF8.self) }
+
+    init(_ e: UnsafePointer<plexus_envelope>) {
+        let c = e.pointee
+        func s(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
+        kind = AgentMessageKind(rawValue: c.kind) ?? .command
+        target = s(c.target); sender = s(c.sender); contentType = s(c.content_type)
+        id = c.id; correlationID = c.correlation_id; status = c.status
+        payload = c.payload.map { Array(UnsafeBufferPointer(start: $0, count: Int(c.payload_len))) } ?? []
+    }
+}
+
+/// The agent's handle on the host, valid from init until shutdown returns.
+public struct AgentContext: @unchecked Sendable {
+    let host: UnsafePointer<plexus_host>
+    let ctx: OpaquePointer
+
+    private func check(_ s: plexus_status) throws(AgentError) { if s != 0 { throw AgentError(code: s) } }
+
+    private func withEnvelope<R>(target: String, kind: UInt8, targetKind: UInt32, contentType: String,
+                                 payload: [UInt8], _ body: (UnsafeMutablePointer<plexus_envelope>) -> R) -> R {
+        target.withCString { t in
+            contentType.withCString { ct in
+                payload.withUnsafeBufferPointer { p in
+                    var e = plexus_envelope_init()
+                    e.kind = kind; e.target_kind = UInt8(targetKind)
+                    e.target = t; e.content_type = ct
+                    e.payload = p.baseAddress; e.payload_len = UInt64(p.count)
+                    return body(&e)
+                }
+            }
+        }
+    }
+
+    /// Answers the query `request` (or the query with id `request.id` later).
+    public func reply(to request: AgentMessage, payload: [UInt8], contentType: String = "application/json") throws(AgentError) {
+        try reply(toID: request.id, payload: payload, contentType: contentType)
+    }
+
+    public func reply(to request: AgentMessage, text: String, contentType: String = "text/plain") throws(AgentError) {
+        try reply(toID: request.id, payload: Array(text.utf8), contentType: contentType)
+    }
+
+    public func reply(toID id: plexus_id, payload: [UInt8], contentType: String = "application/json",
+                      error: plexus_status = 0) throws(AgentError) {
+        let s = withEnvelope(target: "", kind: error == 0 ? 2 : 4, targetKind: PLEXUS_TARGET_REPLY.rawValue,
+                             contentType: contentType, payload: payload) { e in
+            e.pointee.correlation_id = id
+            e.pointee.status = error
+            return host.pointee.reply(ctx, e)
+        }
+        try check(s)
+    }
+
+    /// Sends a query; its answer arrives at handle() with correlationID == the returned id.
+    public func request(_ capability: String, payload: [UInt8], contentType: String = "application/json",
+                        timeoutMs: UInt32 = 0) throws(AgentError) -> plexus_id {
+        var id = plexus_id(hi: 0, lo: 0)
+        let s = withEnvelope(target: capability, kind: 1, targetKind: PLEXUS_TARGET_CAPABILITY.rawValue,
+                             contentType: contentType, payload: payload) { e in
+            host.pointee.request(ctx, e, timeoutMs, &id)
+        }
+        try check(s)
+        return id
+    }
+
+    public func send(_ capability: String, payload: [UInt8], contentType: String = "application/json") throws(AgentError) {
+        let s = withEnvelope(target: capability, kind: 0, targetKind: PLEXUS_TARGET_CAPABILITY.rawValue,
+                             contentType: contentType, payload: payload) { host.pointee.send(ctx, $0) }
+        try check(s)
+    }
+
+    public func publish(_ subject: String, payload: [UInt8], contentType: String = "application/json") throws(AgentError) {
+        let s = withEnvelope(target: subject, kind: 3, targetKind: PLEXUS_TARGET_TOPIC.rawValue,
+                             contentType: contentType, payload: payload) { host.pointee.publish(ctx, $0) }
+        try check(s)
+    }
+
+    public func subscribe(_ pattern: String) throws(AgentError) {
+        try check(pattern.withCString { host.pointee.subscribe(ctx, $0) })
+    }
+
+    public func log(_ level: plexus_log_level, _ message: String) {
+        message.withCString { host.pointee.log(ctx, Int32(level.rawValue), $0) }
+    }
+}
+
+public protocol Agent: AnyObject {
+    init(context: AgentContext, config: String) throws
+    func handle(_ message: AgentMessage, context: AgentContext) throws
+    func shutdown(context: AgentContext)
+}
+
+extension Agent {
+    public func shutdown(context: AgentContext) {}
+}
+
+/// Builds the static descriptor for one Agent type and the C trampolines
+/// that call it. One agent type per library.
+public enum PluginExport {
+    public struct Capability: Sendable {
+        let name: String, description: String, input: String?, output: String?
+        public init(_ name: String, _ description: String, input: String? = nil, output: String? = nil) {
+            self.name = name; self.description = description; self.input = input; self.output = output
+        }
+    }
+
+    private final class Instance {
+        let agent: any Agent
+        let context: AgentContext
+        init(_ a: any Agent, _ c: AgentContext) { agent = a; context = c }
+    }
+
+    nonisolated(unsafe) private static var factory: ((AgentContext, String) throws -> any Agent)?
+    nonisolated(unsafe) private static var built: UnsafePointer<plexus_plugin_descriptor>?
+
+    private static func status(of error: any Error) -> plexus_status {
+        (error as? AgentError)?.status ?? plexus_status(PLEXUS_HANDLER_FAILED.rawValue)
+    }
+
+    /// Returns the descriptor, building it on first use (strings are copied
+    /// once and live as long as the library).
+    public static func descriptor<A: Agent>(_ type: A.Type, name: String, version: String,
+                                            description: String? = nil,
+                                            capabilities: [Capability]) -> UnsafeRawPointer {
+        if let built { return UnsafeRawPointer(built) }
+        factory = { try A(context: $0, config: $1) }
+        let caps = UnsafeMutablePointer<plexus_capability>.allocate(capacity: max(1, capabilities.count))
+        for (i, c) in capabilities.enumerated() {
+            caps[i] = plexus_capability(struct_size: UInt32(MemoryLayout<plexus_capability>.size),
+                                        name: strdup(c.name), description: strdup(c.description),
+                                        input: c.input.map { UnsafePointer(strdup($0)) }, output: c.output.map { UnsafePointer(strdup($0)) })
+        }
+        let d = UnsafeMutablePointer<plexus_plugin_descriptor>.allocate(capacity: 1)
+        d.initialize(to: plexus_plugin_descriptor())
+        d.pointee.struct_size = UInt32(MemoryLayout<plexus_plugin_descriptor>.size)
+        d.pointee.abi_major = UInt16(PLEXUS_ABI_MAJOR)
+        d.pointee.abi_minor = UInt16(PLEXUS_ABI_MINOR)
+        d.pointee.envelope_size = UInt32(MemoryLayout<plexus_envelope>.size)
+        d.pointee.host_size = UInt32(MemoryLayout<plexus_host>.size)
+        d.pointee.name = UnsafePointer(strdup(name))
+        d.pointee.version = UnsafePointer(strdup(version))
+        d.pointee.description = description.map { UnsafePointer(strdup($0)) }
+        d.pointee.capability_count = UInt32(capabilities.count)
+        d.pointee.capabilities = UnsafePointer(caps)
+        d.pointee.`init` = { host, ctx, config, out in
+            guard let host, let ctx, let out, let factory = PluginExport.factory else { return plexus_status(PLEXUS_INVALID_ARGUMENT.rawValue) }
+            let context = AgentContext(host: host, ctx: ctx)
+            do {
+                let agent = try factory(context, config.map { String(cString: $0) } ?? "{}")
+                out.pointee = Unmanaged.passRetained(Instance(agent, context)).toOpaque()
+                return 0
+            } catch { return PluginExport.status(of: error) }
+        }
+        d.pointee.handle = { state, _, msg in
+            guard let state, let msg else { return plexus_status(PLEXUS_INVALID_ARGUMENT.rawValue) }
+            let inst = Unmanaged<Instance>.fromOpaque(state).takeUnretainedValue()
+            do { try inst.agent.handle(AgentMessage(msg), context: inst.context); return 0 }
+            catch { return PluginExport.status(of: error) }
+        }
+        d.pointee.shutdown = { state in
+            guard let state else { return }
+            let inst = Unmanaged<Instance>.fromOpaque(state).takeRetainedValue()
+            inst.agent.shutdown(context: inst.context)
+        }
+        built = UnsafePointer(d)
+        return UnsafeRawPointer(d)
+    }
+}
+
+/// A JSON string literal (quotes included) for s.
+public func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where u.value < 0x20:
+            let h = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out + "\""
+}
+
+extension plexus_id: @retroactive Equatable, @retroactive Hashable, @unchecked @retroactive Sendable {
+    public static func == (a: plexus_id, b: plexus_id) -> Bool { a.hi == b.hi && a.lo == b.lo }
+    public func hash(into h: inout Hasher) { h.combine(hi); h.combine(lo) }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Plexus builds with, when any is missing.
+# Swift itself is expected at /opt/swift or on PATH (it is on this machine kind).
+set -euo pipefail
+need=()
+dpkg -s libffi-dev >/dev/null 2>&1 || need+=(libffi-dev)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v cargo >/dev/null 2>&1 || need+=(cargo)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ "${CI:-}" = "true" ] || [ ${#need[@]} -gt 0 ]; then
+    echo "install-deps: apt-get update${need:+; installing ${need[*]}}"
+    export DEBIAN_FRONTEND=noninteractive
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    [ ${#need[@]} -eq 0 ] || $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1; then
+    [ -x /opt/swift/usr/bin/swift ] && echo "install-deps: add /opt/swift/usr/bin to PATH" >&2
+    echo "install-deps: swift 6 is required and was not found on PATH" >&2
+    exit 1
+fi
