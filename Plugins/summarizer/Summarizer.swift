@@ -70,9 +70,11 @@ final class Summarizer: Agent {
             {"title":\(jsonString(job.title)),"stats":\(stats),"keywords":\(keywords),\
             "summary":[\(summary.map(jsonString).joined(separator: ","))]}
             """
-        try ctx.reply(toID: job.request, payload: Array(report.utf8))
+        // Announce first, then answer: whoever hears the answer and asks a
+        // subscriber about it finds the announcement already delivered.
         let event = "{\"title\":\(jsonString(job.title)),\"top\":[\(terms.prefix(3).map { jsonString($0.term) }.joined(separator: ","))]}"
         try ctx.publish("docs.summarized", payload: Array(event.utf8))
+        try ctx.reply(toID: job.request, payload: Array(report.utf8))
     }
 
     /// The `count` sentences with the highest keyword weight per word, in text order.

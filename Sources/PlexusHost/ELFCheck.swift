@@ -57,6 +57,39 @@ enum ELFCheck {
             throw PlexusError(.BAD_DESCRIPTOR,
                 "wrong architecture: expected \(machineName(hostMachine)) (\(hostMachine)), found \(machineName(machine)) (\(machine))")
         }
+        try checkExtents(fd: fd, header: h, size: UInt64(st.st_size))
+    }
+
+    /// A truncated library makes the dynamic loader fault (SIGBUS) when it
+    /// touches a mapped page past the end of the file, so every table and
+    /// every loadable segment must lie inside the file before dlopen runs.
+    private static func checkExtents(fd: Int32, header h: [UInt8], size: UInt64) throws(PlexusError) {
+        func u16(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(b[o]) | UInt64(b[o + 1]) << 8 }
+        func u64(_ b: [UInt8], _ o: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) } }
+        let phoff = u64(h, 32), shoff = u64(h, 40)
+        let phentsize = u16(h, 54), phnum = u16(h, 56), shentsize = u16(h, 58), shnum = u16(h, 60)
+        func truncated(_ what: String, _ end: UInt64) -> PlexusError {
+            PlexusError(.BAD_DESCRIPTOR, "truncated ELF file: \(what) ends at byte \(end) but the file has \(size) bytes")
+        }
+        guard phentsize >= 56, phnum > 0, phnum < 4096 else {
+            throw PlexusError(.BAD_DESCRIPTOR, "malformed ELF file: \(phnum) program headers of \(phentsize) bytes")
+        }
+        let phEnd = phoff + phentsize * phnum
+        guard phoff < size, phEnd <= size else { throw truncated("the program header table", phEnd) }
+        let shEnd = shoff + shentsize * shnum
+        guard shEnd <= size else { throw truncated("the section header table", shEnd) }
+        var table = [UInt8](repeating: 0, count: Int(phEnd - phoff))
+        let n = table.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(phoff)) }
+        guard n == table.count else { throw truncated("the program header table", phEnd) }
+        for i in 0..<Int(phnum) {
+            let e = i * Int(phentsize)
+            let type = UInt32(truncatingIfNeeded: u64(table, e) & 0xffff_ffff)
+            guard type == 1 else { continue }   // PT_LOAD
+            let offset = u64(table, e + 8), filesz = u64(table, e + 32)
+            guard offset.addingReportingOverflow(filesz).overflow == false, offset + filesz <= size else {
+                throw truncated("loadable segment \(i)", offset &+ filesz)
+            }
+        }
     }
 
     private static func format2(_ b: UInt8) -> String {

@@ -1,0 +1,137 @@
+/* plexus-conformance — checks that a plugin keeps the ABI's promises, with no
+** host involved: a mock host table records every call.
+**
+**   1. the entry symbol returns a descriptor this ABI accepts (version, sizes,
+**      names, functions present);
+**   2. init succeeds with "{}";
+**   3. every declared capability, sent a QUERY, ends it: the plugin replies
+**      exactly once, or returns a non-OK status; requests it makes of others
+**      are answered with an ERROR and must not hang or crash it;
+**   4. a QUERY for a capability it does not declare is not answered OK;
+**   5. an EVENT it did not ask for does not crash it;
+**   6. shutdown returns.
+** Usage: plexus-conformance PLUGIN.so...   Exit status 0 when all pass. */
+#include "plexus.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+static int replies, reply_ok, requests, failures;
+static plexus_id pending[64];
+
+static plexus_status m_send(plexus_ctx *c, const plexus_envelope *m) { (void)c; (void)m; return PLEXUS_OK; }
+static plexus_status m_request(plexus_ctx *c, const plexus_envelope *m, uint32_t t, plexus_id *out) {
+    (void)c; (void)m; (void)t;
+    if (requests >= 64) return PLEXUS_MAILBOX_FULL;
+    plexus_id id = { 0xC0, (uint64_t)(1000 + requests) };
+    pending[requests++] = id;
+    if (out) *out = id;
+    return PLEXUS_OK;
+}
+static plexus_status m_reply(plexus_ctx *c, const plexus_envelope *m) {
+    (void)c;
+    replies++;
+    if (m->kind == PLEXUS_KIND_RESPONSE) reply_ok++;
+    return PLEXUS_OK;
+}
+static plexus_status m_sub(plexus_ctx *c, const char *p) { (void)c; return p ? PLEXUS_OK : PLEXUS_INVALID_ARGUMENT; }
+static void m_log(plexus_ctx *c, int32_t l, const char *s) { (void)c; (void)l; (void)s; }
+static void *m_alloc(uint64_t n) { return malloc(n); }
+static void m_free(void *p) { free(p); }
+static int64_t m_now(void) { return 1; }
+static const char *m_name(plexus_ctx *c) { (void)c; return "conformance"; }
+
+static const plexus_host host = { sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
+    m_send, m_request, m_reply, m_send, m_sub, m_sub, m_log, m_alloc, m_free, m_now, m_name };
+
+#define CHECK(cond, ...) do { if (!(cond)) { printf("  FAIL: " __VA_ARGS__); printf("\n"); failures++; } } while (0)
+
+static plexus_envelope query(const char *target, uint64_t lo) {
+    static const char text[] = "Conformance text. It has two sentences.";
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = PLEXUS_KIND_QUERY;
+    e.target_kind = PLEXUS_TARGET_CAPABILITY;
+    e.id = (plexus_id){ 0xAB, lo };
+    e.sender = "client:conformance";
+    e.target = target;
+    e.content_type = "text/plain";
+    e.payload = (const uint8_t *)text;
+    e.payload_len = sizeof text - 1;
+    return e;
+}
+
+/* Sends a query, answers the plugin's own requests with errors, and checks
+** the query ended exactly once. */
+static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap, int declared) {
+    replies = reply_ok = requests = 0;
+    plexus_envelope q = query(cap, 1);
+    plexus_status s = d->handle(state, (plexus_ctx *)&host, &q);
+    for (int i = 0; i < requests; i++) {
+        plexus_envelope err = plexus_envelope_init();
+        err.kind = PLEXUS_KIND_ERROR;
+        err.target_kind = PLEXUS_TARGET_REPLY;
+        err.status = PLEXUS_NO_SUCH_CAPABILITY;
+        err.correlation_id = pending[i];
+        err.sender = "plexus";
+        err.target = "";
+        err.content_type = "application/json";
+        err.payload = (const uint8_t *)"{\"error\":\"NO_SUCH_CAPABILITY\"}";
+        err.payload_len = strlen((const char *)err.payload);
+        d->handle(state, (plexus_ctx *)&host, &err);
+    }
+    if (declared) {
+        CHECK(replies == 1 || (replies == 0 && s != PLEXUS_OK),
+              "capability '%s': %d replies, handler returned %s (a query must end exactly once)",
+              cap, replies, plexus_status_name(s));
+    } else {
+        CHECK(reply_ok == 0 && (s != PLEXUS_OK || replies == 1),
+              "undeclared capability '%s' was answered OK or left hanging", cap);
+    }
+}
+
+static int check(const char *path) {
+    failures = 0;
+    printf("%s\n", path);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!h) { printf("  FAIL: dlopen: %s\n", dlerror()); return 1; }
+    plexus_entry_fn entry = (plexus_entry_fn)dlsym(h, PLEXUS_ENTRY_SYMBOL);
+    if (!entry) { printf("  FAIL: no %s symbol\n", PLEXUS_ENTRY_SYMBOL); return 1; }
+    const plexus_plugin_descriptor *d = entry();
+    if (!d) { printf("  FAIL: entry returned NULL\n"); return 1; }
+    CHECK(d->struct_size == sizeof *d, "descriptor struct_size %u, expected %zu", d->struct_size, sizeof *d);
+    CHECK(d->abi_major == PLEXUS_ABI_MAJOR && d->abi_minor <= PLEXUS_ABI_MINOR, "ABI %u.%u", d->abi_major, d->abi_minor);
+    CHECK(d->envelope_size == sizeof(plexus_envelope), "envelope_size %u", d->envelope_size);
+    CHECK(d->host_size == sizeof(plexus_host), "host_size %u", d->host_size);
+    CHECK(d->name && *d->name && d->version && *d->version, "name and version must be set");
+    CHECK(d->init && (d->capability_count == 0 || d->handle), "init/handle missing");
+    if (failures) return 1;
+    void *state = NULL;
+    plexus_status s = d->init(&host, (plexus_ctx *)&host, "{}", &state);
+    CHECK(s == PLEXUS_OK, "init returned %s", plexus_status_name(s));
+    if (failures) return 1;
+    for (uint32_t i = 0; i < d->capability_count; i++) {
+        const plexus_capability *c = (const plexus_capability *)((const char *)d->capabilities + i * d->capabilities[0].struct_size);
+        CHECK(c->name && *c->name, "capability %u has no name", i);
+        if (c->name) ask(d, state, c->name, 1);
+    }
+    if (d->handle) {
+        ask(d, state, "conformance.no.such.capability", 0);
+        plexus_envelope ev = query("conformance.unexpected.event", 2);
+        ev.kind = PLEXUS_KIND_EVENT;
+        ev.target_kind = PLEXUS_TARGET_TOPIC;
+        d->handle(state, (plexus_ctx *)&host, &ev);
+    }
+    if (d->shutdown) d->shutdown(state);
+    printf("  %s: %s %s, %u capabilities, %u exports\n", failures ? "FAIL" : "ok", d->name, d->version,
+           d->capability_count, d->export_count);
+    return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    int failed = 0;
+    for (int i = 1; i < argc; i++) failed += check(argv[i]);
+    printf("%d passed, %d failed\n", argc - 1 - failed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Builds the conformance checker and runs it over the given plugin files.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bin=$(mktemp -d)/plexus-conformance
+cc -std=c11 -O1 -Wall -Wextra -Werror -I"$here/../../include" "$here/conformance.c" -o "$bin" -ldl
+"$bin" "$@"

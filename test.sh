@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, builds the example plugins, runs the
+# Rust crates' tests, the Swift suites (which use the built plugins), and the
+# SDK conformance suite over every example plugin in every language.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/install-deps.sh
+export PLEXUS_SWIFT_CONFIG=${PLEXUS_SWIFT_CONFIG:-debug}
+
+echo "== example plugins"
+Plugins/build.sh
+
+echo "== Rust SDK and agent tests"
+cargo test --quiet --offline --manifest-path SDK/rust/plexus-agent/Cargo.toml
+cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
+
+echo "== conformance suite (SDK/conformance) over every example plugin"
+SDK/conformance/run.sh Plugins/*.so
+
+echo "== Swift tests"
+swift build --build-tests
+swift test --skip-build --disable-xctest
