@@ -1,5 +1,6 @@
 import Glibc
 import DequeModule
+import Synchronization
 
 /// Runs agents that have mail on a fixed pool of OS threads. An agent is in
 /// the run queue at most once, so it runs on one thread at a time.
@@ -8,7 +9,9 @@ import DequeModule
 /// wakes an idle agent, that agent runs next on the same worker, with no lock
 /// hand-off and no thread wake-up (request/reply ping-pong stays on one core).
 /// A worker that keeps using its slot hands it to the shared queue after
-/// `slotBudget` turns so others are not starved.
+/// `slotBudget` turns so others are not starved, and a watchdog moves a slot's
+/// agent to the shared queue when the worker's current handler runs longer
+/// than `stallNanos`, so an idle worker picks it up instead of it waiting.
 final class Dispatcher: @unchecked Sendable {
     private let runQueue = ConditionLock()
     private var queue = Deque<Agent>()
@@ -22,10 +25,27 @@ final class Dispatcher: @unchecked Sendable {
     static let batch = 64
     static let slotBudget = 256
 
-    private final class Worker {
-        var next: Agent?
-        var slotTurns = 0
+    static let stallNanos: Int64 = 1_000_000
+
+    private final class Worker: Sendable {
+        /// The next agent, as retained Unmanaged bits (0 = empty); the
+        /// watchdog may take it from another thread.
+        let next = Atomic<UInt>(0)
+        /// When the running batch started (monotonic ns), 0 while idle.
+        let busySince = Atomic<Int64>(0)
+        nonisolated(unsafe) var slotTurns = 0
+
+        func put(_ a: Agent) -> Agent? {
+            Worker.take(next.exchange(UInt(bitPattern: Unmanaged.passRetained(a).toOpaque()), ordering: .acquiringAndReleasing))
+        }
+        func takeNext() -> Agent? { Worker.take(next.exchange(0, ordering: .acquiringAndReleasing)) }
+        static func take(_ bits: UInt) -> Agent? {
+            guard bits != 0, let p = UnsafeRawPointer(bitPattern: bits) else { return nil }
+            return Unmanaged<Agent>.fromOpaque(p).takeRetainedValue()
+        }
     }
+    private var workers: [Worker] = []
+    private var watchdog: pthread_t?
 
     nonisolated(unsafe) private static var workerKey: pthread_key_t = {
         var k = pthread_key_t()
@@ -39,8 +59,23 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     func start() {
-        for i in 0..<threadCount {
-            threads.append(startThread(name: "plexus-w\(i)") { [self] in self.workerLoop() })
+        workers = (0..<threadCount).map { _ in Worker() }
+        for w in workers {
+            threads.append(startThread(name: "plexus-worker") { [self] in self.workerLoop(w) })
+        }
+        watchdog = startThread(name: "plexus-watchdog") { [self] in self.watchdogLoop() }
+    }
+
+    /// Every millisecond: a worker stuck in one handler gives up its next slot.
+    private func watchdogLoop() {
+        while !runQueue.withLock({ stopping }) {
+            var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&ts, nil)
+            let now = Clock.monotonicNanos()
+            for w in workers {
+                let since = w.busySince.load(ordering: .relaxed)
+                if since != 0 && now - since > Self.stallNanos, let a = w.takeNext() { enqueue(a) }
+            }
         }
     }
 
@@ -48,7 +83,9 @@ final class Dispatcher: @unchecked Sendable {
     func stop() {
         runQueue.withLock { stopping = true; runQueue.broadcast() }
         for t in threads { pthread_join(t, nil) }
+        if let w = watchdog { pthread_join(w, nil) }
         threads.removeAll()
+        watchdog = nil
     }
 
     /// Makes an agent with fresh mail runnable.
@@ -56,9 +93,7 @@ final class Dispatcher: @unchecked Sendable {
         if let raw = pthread_getspecific(Self.workerKey) {
             let w = Unmanaged<Worker>.fromOpaque(raw).takeUnretainedValue()
             if w.slotTurns < Self.slotBudget {
-                let displaced = w.next
-                w.next = agent
-                if let displaced { enqueue(displaced) }
+                if let displaced = w.put(agent) { enqueue(displaced) }
                 return
             }
         }
@@ -72,13 +107,11 @@ final class Dispatcher: @unchecked Sendable {
         runQueue.unlock()
     }
 
-    private func workerLoop() {
-        let w = Worker()
+    private func workerLoop(_ w: Worker) {
         pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(w).toOpaque())
         while true {
             let agent: Agent
-            if let n = w.next {
-                w.next = nil
+            if let n = w.takeNext() {
                 w.slotTurns += 1
                 agent = n
             } else {
@@ -93,9 +126,11 @@ final class Dispatcher: @unchecked Sendable {
                 agent = queue.removeFirst()
                 runQueue.unlock()
             }
+            w.busySince.store(Clock.monotonicNanos(), ordering: .relaxed)
             deliver(agent)
+            w.busySince.store(0, ordering: .relaxed)
         }
-        if let n = w.next { w.next = nil; enqueue(n) }
+        if let n = w.takeNext() { enqueue(n) }
         pthread_setspecific(Self.workerKey, nil)
     }
 

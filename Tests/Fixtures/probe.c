@@ -60,6 +60,19 @@ static plexus_status dispatch(const plexus_envelope *m, const char *cap, const u
         free(buf);
         return s;
     }
+    if (is(cap, "probe.nudge")) {              /* "AGENT MS": wake AGENT, then stay busy MS */
+        char target[64] = {0};
+        uint64_t i = 0;
+        while (i < n && i < sizeof target - 1 && p[i] != ' ') { target[i] = (char)p[i]; i++; }
+        plexus_envelope e = plexus_envelope_init();
+        e.target_kind = PLEXUS_TARGET_AGENT;
+        e.target = target;
+        e.payload = (const uint8_t *)"probe.record nudged";
+        e.payload_len = strlen("probe.record nudged");
+        plexus_status s = plexus_sdk_host->send(plexus_sdk_ctx(), &e);
+        if (i < n) sleep_ms(number(p + i + 1, n - i - 1));
+        return s;
+    }
     if (is(cap, "probe.publish")) {
         plexus_status s = plexus_publish_json("probe.events.relay", "\"relayed\"");
         return s == PLEXUS_OK ? plexus_reply_json(m, "\"ok\"") : s;

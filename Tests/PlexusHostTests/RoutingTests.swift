@@ -48,6 +48,16 @@ struct RoutingTests {
         #expect(whom.filter { $0 == "idle" }.count >= 4, "capability calls went to \(whom)")
     }
 
+    /// An agent woken by a handler that then blocks must not wait for that
+    /// handler: the other worker takes it.
+    @Test func agentWokenByABlockedHandlerStillRuns() throws {
+        let host = try startedHost([Fixtures.probe(named: "slow"), Fixtures.probe(named: "quick")], threads: 2)
+        defer { host.shutdown() }
+        try host.command("agent:slow", "probe.nudge quick 1500")
+        Thread.sleep(forTimeInterval: 0.05)
+        #expect(try host.callText("agent:quick", "probe.journal", timeoutMs: 700) == "nudged")
+    }
+
     @Test func topicFanOutReachesEveryMatchingSubscriberOnce() throws {
         let host = try startedHost([
             Fixtures.probe(named: "wide", subscribe: "probe.events.>"),
