@@ -42,7 +42,7 @@ final class ConditionLock: @unchecked Sendable {
 
 /// Starts a named OS thread running body. Plugins get real threads (never
 /// Swift's cooperative pool) because a plugin handler may block.
-func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
+public func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
     let box = Unmanaged.passRetained(Box(body)).toOpaque()
     var tid = pthread_t()

@@ -45,7 +45,7 @@ public final class SocketServer: @unchecked Sendable {
     }
 
     public func start() {
-        acceptThread = spawn { [self] in acceptLoop() }
+        acceptThread = startThread(name: "plexus-accept") { [self] in acceptLoop() }
     }
 
     /// Stops accepting, closes every connection and removes the socket file.
@@ -67,7 +67,7 @@ public final class SocketServer: @unchecked Sendable {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 return  // the listening socket was shut down
             }
-            let t = spawn { [self] in serve(fd) }
+            let t = startThread(name: "plexus-client") { [self] in serve(fd) }
             connections.withLock { $0[fd] = t }
         }
     }
@@ -125,19 +125,6 @@ public final class SocketServer: @unchecked Sendable {
     private func errorJSON(_ e: PlexusError) -> String {
         JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text
     }
-}
-
-/// A plain OS thread for blocking socket work.
-func spawn(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    var tid = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&tid, nil, { arg in
-        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, box)
-    precondition(rc == 0, "pthread_create failed: \(rc)")
-    return tid
 }
 
 /// Serialises answers onto one connection: replies arrive from any thread.
