@@ -1,5 +1,6 @@
 import Glibc
 import PlexusCore
+import PlexusHost
 
 /// A connection to a running host, speaking envelope frames. Every frame the
 /// client sends is answered by exactly one frame whose correlation_id is the
@@ -38,14 +39,14 @@ public final class SocketClient {
         q.kind = .query
         q.deadlineUnixNs = unixNow() + timeoutMs * 1_000_000
         let reply = try exchange(q)
-        if reply.kind == .error { throw errorOf(reply) }
+        if reply.kind == .error { throw Host.error(from: reply) }
         return reply
     }
 
     /// Sends a command or event; returns the id the host gave it.
     public func send(_ env: Envelope) throws(PlexusError) -> plexus_id {
         let ack = try exchange(env)
-        if ack.kind == .error { throw errorOf(ack) }
+        if ack.kind == .error { throw Host.error(from: ack) }
         if case .string(let hex)? = (try? JSONValue.parse(ack.payload))?["id"], let id = plexus_id(hex: hex) { return id }
         return .none
     }
@@ -62,11 +63,6 @@ public final class SocketClient {
             let reply = try Envelope(frame: f)
             if reply.correlationID == e.id { return reply }
         }
-    }
-
-    private func errorOf(_ reply: Envelope) -> PlexusError {
-        let message: String? = if case .string(let s)? = (try? JSONValue.parse(reply.payload))?["message"] { s } else { nil }
-        return PlexusError(status: reply.status, message ?? statusMessage(reply.status))
     }
 
     private func unixNow() -> Int64 {
