@@ -97,15 +97,9 @@ static uint8_t *put_str(uint8_t *p, const char *s, uint64_t n) {
 static void put_id(uint8_t *p, plexus_id id) { put_u64(p, id.hi); put_u64(p + 8, id.lo); }
 static plexus_id get_id(const uint8_t *p) { plexus_id id = { get_u64(p), get_u64(p + 8) }; return id; }
 
-plexus_status plexus_wire_encode(const plexus_envelope *e, uint64_t max_payload,
-                                 uint8_t *buf, uint64_t cap, uint64_t *out_len,
-                                 const char **out_what) {
-    plexus_status s = plexus_wire_validate(e, max_payload, out_what);
-    if (s != PLEXUS_OK) return s;
-    uint64_t size = plexus_wire_frame_size(e);
-    if (out_len) *out_len = size;
-    if (!buf || cap < size) return fail(PLEXUS_TOO_LARGE, out_what, "output buffer is smaller than the frame");
+uint64_t plexus_wire_encode_valid(const plexus_envelope *e, uint8_t *buf) {
     uint64_t S = slen(e->sender), T = slen(e->target), C = slen(e->content_type);
+    uint64_t size = PLEXUS_WIRE_HEADER_LEN + PLEXUS_WIRE_ENVELOPE_FIXED_LEN + S + 1 + T + 1 + C + 1 + e->payload_len;
 
     put_u32(buf, PLEXUS_WIRE_MAGIC);
     buf[4] = PLEXUS_WIRE_VERSION;
@@ -130,6 +124,18 @@ plexus_status plexus_wire_encode(const plexus_envelope *e, uint64_t max_payload,
     p = put_str(p, e->target, T);
     p = put_str(p, e->content_type, C);
     if (e->payload_len) memcpy(p, e->payload, e->payload_len);
+    return size;
+}
+
+plexus_status plexus_wire_encode(const plexus_envelope *e, uint64_t max_payload,
+                                 uint8_t *buf, uint64_t cap, uint64_t *out_len,
+                                 const char **out_what) {
+    plexus_status s = plexus_wire_validate(e, max_payload, out_what);
+    if (s != PLEXUS_OK) return s;
+    uint64_t size = plexus_wire_frame_size(e);
+    if (out_len) *out_len = size;
+    if (!buf || cap < size) return fail(PLEXUS_TOO_LARGE, out_what, "output buffer is smaller than the frame");
+    plexus_wire_encode_valid(e, buf);
     return PLEXUS_OK;
 }
 
@@ -199,4 +205,23 @@ plexus_status plexus_wire_decode(const uint8_t *frame, uint64_t len, uint64_t ma
     if (s != PLEXUS_OK) return s;
     *out = e;
     return PLEXUS_OK;
+}
+
+void plexus_wire_view(const uint8_t *frame, plexus_envelope *out) {
+    const uint8_t *b = frame + PLEXUS_WIRE_HEADER_LEN;
+    uint64_t S = get_u16(b + 64), T = get_u16(b + 66), C = get_u16(b + 68), P = get_u32(b + 72);
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = b[0]; e.target_kind = b[1]; e.priority = b[2]; e.flags = b[3];
+    e.status = (plexus_status)get_u32(b + 4);
+    e.id = get_id(b + 8);
+    e.correlation_id = get_id(b + 24);
+    e.trace_id = get_id(b + 40);
+    e.deadline_unix_ns = (int64_t)get_u64(b + 56);
+    const uint8_t *p = b + PLEXUS_WIRE_ENVELOPE_FIXED_LEN;
+    e.sender = (const char *)p;       p += S + 1;
+    e.target = (const char *)p;       p += T + 1;
+    e.content_type = (const char *)p; p += C + 1;
+    e.payload = P ? p : NULL;
+    e.payload_len = P;
+    *out = e;
 }

@@ -27,6 +27,8 @@ final class Agent: Hashable, @unchecked Sendable {
     let name: String
     let cName: UnsafeMutablePointer<CChar>   // for envelopes; lives as long as the agent
     let behavior: AgentBehavior
+    /// The plugin's handler, copied out of `behavior` for the hot path.
+    let handleFn: plexus_handle_fn?
     let capabilities: [String]
     let exports: [String: PluginDescriptor.Export]
     let logger: Logger
@@ -45,6 +47,9 @@ final class Agent: Hashable, @unchecked Sendable {
     /// Queued plus running messages: what "least loaded" compares.
     let load = Atomic<Int>(0)
     let handled = Atomic<Int>(0)
+    /// Which pending-request shard this agent's requests use.
+    let shard = Agent.shards.add(1, ordering: .relaxed).newValue
+    private static let shards = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
@@ -52,6 +57,7 @@ final class Agent: Hashable, @unchecked Sendable {
         self.name = name
         self.cName = strdup(name)
         self.behavior = behavior
+        if case .plugin(let p) = behavior { handleFn = p.handleFn } else { handleFn = nil }
         self.capabilities = capabilities
         self.exports = Dictionary(exports.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.mailbox = Mailbox(capacity: mailboxCapacity)

@@ -9,12 +9,15 @@ import Synchronization
 /// wakes an idle agent, that agent runs next on the same worker, with no lock
 /// hand-off and no thread wake-up (request/reply ping-pong stays on one core).
 /// A worker that keeps using its slot hands it to the shared queue after
-/// `slotBudget` turns so others are not starved, and a watchdog moves a slot's
-/// agent to the shared queue when the worker's current handler runs longer
-/// than `stallNanos`, so an idle worker picks it up instead of it waiting.
+/// `slotBudget` turns, but only when other agents are waiting there, so they
+/// are not starved; and a watchdog moves a slot's agent to the shared queue
+/// when the worker's current handler runs longer than one watchdog tick
+/// (1-2 ms), so an idle worker picks it up instead of it waiting.
 final class Dispatcher: @unchecked Sendable {
     private let runQueue = ConditionLock()
     private var queue = Deque<Agent>()
+    /// queue.count, readable without the lock (a hint for the slot budget).
+    private let waiting = Atomic<Int>(0)
     private var idleWorkers = 0
     private var stopping = false
     private var threads: [pthread_t] = []
@@ -25,14 +28,16 @@ final class Dispatcher: @unchecked Sendable {
     static let batch = 64
     static let slotBudget = 256
 
-    static let stallNanos: Int64 = 1_000_000
+    static let watchdogTickNanos = 1_000_000
 
     private final class Worker: Sendable {
         /// The next agent, as retained Unmanaged bits (0 = empty); the
         /// watchdog may take it from another thread.
         let next = Atomic<UInt>(0)
-        /// When the running batch started (monotonic ns), 0 while idle.
-        let busySince = Atomic<Int64>(0)
+        /// Bumped before and after every batch: odd while one runs. The
+        /// watchdog sees a stall when an odd value survives a whole tick,
+        /// which costs the worker no clock read per batch.
+        let batches = Atomic<UInt64>(0)
         nonisolated(unsafe) var slotTurns = 0
 
         func put(_ a: Agent) -> Agent? {
@@ -66,15 +71,16 @@ final class Dispatcher: @unchecked Sendable {
         watchdog = startThread(name: "plexus-watchdog") { [self] in self.watchdogLoop() }
     }
 
-    /// Every millisecond: a worker stuck in one handler gives up its next slot.
+    /// Every tick: a worker stuck in one batch gives up its next slot.
     private func watchdogLoop() {
+        var seen = [UInt64](repeating: 0, count: workers.count)
         while !runQueue.withLock({ stopping }) {
-            var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            var ts = timespec(tv_sec: 0, tv_nsec: Self.watchdogTickNanos)
             nanosleep(&ts, nil)
-            let now = Clock.monotonicNanos()
-            for w in workers {
-                let since = w.busySince.load(ordering: .relaxed)
-                if since != 0 && now - since > Self.stallNanos, let a = w.takeNext() { enqueue(a) }
+            for (i, w) in workers.enumerated() {
+                let b = w.batches.load(ordering: .relaxed)
+                if b == seen[i] && b & 1 == 1, let a = w.takeNext() { enqueue(a) }
+                seen[i] = b
             }
         }
     }
@@ -92,7 +98,7 @@ final class Dispatcher: @unchecked Sendable {
     func schedule(_ agent: Agent) {
         if let raw = pthread_getspecific(Self.workerKey) {
             let w = Unmanaged<Worker>.fromOpaque(raw).takeUnretainedValue()
-            if w.slotTurns < Self.slotBudget {
+            if w.slotTurns < Self.slotBudget || waiting.load(ordering: .relaxed) == 0 {
                 if let displaced = w.put(agent) { enqueue(displaced) }
                 return
             }
@@ -103,6 +109,7 @@ final class Dispatcher: @unchecked Sendable {
     private func enqueue(_ agent: Agent) {
         runQueue.lock()
         queue.append(agent)
+        waiting.store(queue.count, ordering: .relaxed)
         if idleWorkers > 0 { runQueue.signal() }
         runQueue.unlock()
     }
@@ -124,11 +131,12 @@ final class Dispatcher: @unchecked Sendable {
                 }
                 if queue.isEmpty && stopping { runQueue.unlock(); break }
                 agent = queue.removeFirst()
+                waiting.store(queue.count, ordering: .relaxed)
                 runQueue.unlock()
             }
-            w.busySince.store(Clock.monotonicNanos(), ordering: .relaxed)
+            w.batches.add(1, ordering: .relaxed)
             deliver(agent)
-            w.busySince.store(0, ordering: .relaxed)
+            w.batches.add(1, ordering: .relaxed)
         }
         if let n = w.takeNext() { enqueue(n) }
         pthread_setspecific(Self.workerKey, nil)

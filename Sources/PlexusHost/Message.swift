@@ -27,11 +27,7 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
                                    traceID: e.pointee.trace_id, deadlineUnixNs: e.pointee.deadline_unix_ns,
                                    kind: e.pointee.kind, priority: e.pointee.priority, frameLength: size)
         let m = unsafeDowncast(Message.create(minimumCapacity: size) { _ in header }, to: Message.self)
-        var len: UInt64 = 0
-        let s = m.withUnsafeMutablePointerToElements {
-            plexus_wire_encode(e, maxPayload, $0, UInt64(size), &len, &what)
-        }
-        if s != 0 { throw PlexusError(status: s, what.map { String(cString: $0) } ?? "encode failed") }
+        _ = m.withUnsafeMutablePointerToElements { plexus_wire_encode_valid(e, $0) }
         return m
     }
 
@@ -40,11 +36,11 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
     var isQuery: Bool { header.kind == MessageKind.query.rawValue }
 
     /// Lends the decoded envelope; every pointer in it points into this message.
+    /// The frame was validated when it was made, so it is read without checks.
     func withEnvelope<R>(_ body: (UnsafePointer<plexus_envelope>) -> R) -> R {
-        withUnsafeMutablePointers { h, bytes in
+        withUnsafeMutablePointerToElements { bytes in
             var e = plexus_envelope_init()
-            let s = plexus_wire_decode(bytes, UInt64(h.pointee.frameLength), UInt64(PLEXUS_MAX_PAYLOAD_LEN), &e, nil)
-            precondition(s == 0, "a frame the host encoded failed to decode")
+            plexus_wire_view(bytes, &e)
             return withUnsafePointer(to: &e) { body($0) }
         }
     }

@@ -1,5 +1,6 @@
 import Glibc
 import PlexusCore
+import Synchronization
 
 /// Who is waiting for a reply.
 enum Requester: @unchecked Sendable {
@@ -10,30 +11,38 @@ enum Requester: @unchecked Sendable {
 }
 
 /// Requests waiting for their reply, and the timer that ends those whose
-/// deadline passes. Deadlines sit in a wheel of 1 ms slots: a request costs
-/// one append; a resolved request leaves a stale id behind that the wheel
-/// drops when it passes its slot.
+/// deadline passes.
+///
+/// A request's id names its own slot: `lo` is a tag bit, the slot's
+/// generation and the slot index, `hi` the host's node. Finding a request is
+/// an array index and a generation compare, with no hashing; a reused slot
+/// has a new generation, so an old id never matches it.
+///
+/// Deadlines sit in a wheel of 1 ms buckets: a request costs one append, and
+/// an answered request leaves a stale key behind that the timer drops when it
+/// passes its bucket (a compare, under the lock for a few nanoseconds each).
+///
+/// The table is split into shards, each with its own lock, chosen by the
+/// requesting agent, so agents on different cores do not contend.
 final class PendingRequests: @unchecked Sendable {
-    struct Entry {
-        let requester: Requester
-        let responder: Agent?      // who may reply; nil when any agent may (topics)
-        let deadlineMono: Int64
-        let target: String         // for the timeout message
-        let timeoutMs: Int64
-    }
-
-    private let lock = ConditionLock()
-    private var table: [plexus_id: Entry] = [:]
-    private static let slots = 64
-    private var wheel: [[plexus_id]] = Array(repeating: [], count: slots)
-    private var lastTickMs: Int64 = Clock.monotonicNanos() / 1_000_000
+    private let shards: [PendingShard]
+    private let rotation = Atomic<Int>(0)
+    private let lock = ConditionLock()   // guards stopping; the timer sleeps on it
     private var stopping = false
     private var timer: pthread_t?
+    static let shardCount = 16
 
-    /// Called (outside the lock) for each request whose deadline passed.
+    typealias Entry = PendingShard.Entry
+
+    /// Called (outside any lock) for each request whose deadline passed.
     var onTimeout: ((plexus_id, Entry) -> Void)?
 
-    var count: Int { lock.withLock { table.count } }
+    /// node is the `hi` half of every id this table hands out.
+    init(node: UInt64) {
+        shards = (0..<Self.shardCount).map { PendingShard(node: node, shard: UInt64($0)) }
+    }
+
+    var count: Int { shards.reduce(0) { $0 + $1.count } }
 
     func start() {
         timer = startThread(name: "plexus-timer") { [self] in self.timerLoop() }
@@ -45,60 +54,192 @@ final class PendingRequests: @unchecked Sendable {
         timer = nil
     }
 
-    func add(_ id: plexus_id, _ e: Entry) {
-        lock.lock()
-        table[id] = e
-        wheel[Int((e.deadlineMono / 1_000_000) % Int64(Self.slots))].append(id)
-        lock.unlock()
+    /// Records e and returns the id the request must carry.
+    func add(_ e: Entry) throws(PlexusError) -> plexus_id {
+        let k: Int
+        if case .agent(let a) = e.requester { k = a.shard } else { k = rotation.add(1, ordering: .relaxed).newValue }
+        return try shards[k & (Self.shardCount - 1)].add(e)
     }
 
     /// Removes and returns the entry if `responder` may answer it.
     func take(_ id: plexus_id, responder: Agent?) -> Entry? {
+        shards[PendingShard.shard(of: id.lo)].take(id, responder: responder)
+    }
+
+    /// Removes every entry (at shutdown) and returns them.
+    func takeAll() -> [(plexus_id, Entry)] { shards.flatMap { $0.takeAll() } }
+
+    private func timerLoop() {
+        var expired: [(plexus_id, Entry)] = []
+        while true {
+            let nowMs = Clock.monotonicNanos() / 1_000_000
+            for s in shards { s.tick(nowMs: nowMs, into: &expired) }
+            for (id, e) in expired { onTimeout?(id, e) }
+            let idle = expired.isEmpty
+            expired.removeAll(keepingCapacity: true)
+            lock.lock()
+            if stopping { lock.unlock(); return }
+            if idle { lock.wait(untilMonotonic: (nowMs + 1) * 1_000_000) }
+            lock.unlock()
+        }
+    }
+}
+
+/// One shard of the pending table.
+final class PendingShard: @unchecked Sendable {
+    struct Entry {
+        let requester: Requester
+        let responder: Agent?      // who may reply; nil when any agent may (topics)
+        let deadlineMono: Int64
+        let target: String         // for the timeout message
+        let timeoutMs: Int64
+    }
+
+    // lo = tag(1) | generation | shard(4) | index(20)
+    private static let indexBits: UInt64 = 20
+    private static let shardBits: UInt64 = 4
+    private static let indexMask: UInt64 = (1 << indexBits) - 1
+    private static let tag: UInt64 = 1 << 63
+    /// At most this many requests wait at once in one shard (1 million).
+    static let maxInFlight = Int(indexMask) + 1
+
+    static func shard(of lo: UInt64) -> Int { Int((lo >> indexBits) & ((1 << shardBits) - 1)) }
+    private static let buckets = 64
+
+    private struct Slot {
+        var generation: UInt64 = 0
+        var entry: Entry?
+    }
+
+    /// Everything the lock guards, behind one pointer: the hot path then
+    /// pays for the mutex only, not for Swift's dynamic exclusivity checks.
+    private struct State {
+        var slots: [Slot] = []
+        var free: [Int] = []
+        var count = 0
+        var wheel: [[UInt64]] = Array(repeating: [], count: PendingShard.buckets)
+        var lastTickMs: Int64 = Clock.monotonicNanos() / 1_000_000
+        var scratch: [UInt64] = []
+    }
+
+    private let node: UInt64
+    private let shardBitsInKey: UInt64
+    private let lock = ConditionLock()
+    private let state = UnsafeMutablePointer<State>.allocate(capacity: 1)
+
+    init(node: UInt64, shard: UInt64) {
+        self.node = node
+        self.shardBitsInKey = shard << Self.indexBits
+        state.initialize(to: State())
+    }
+
+    deinit { state.deinitialize(count: 1); state.deallocate() }
+
+    var count: Int { lock.withLock { state.pointee.count } }
+
+    /// Records e and returns the id the request must carry.
+    func add(_ e: Entry) throws(PlexusError) -> plexus_id {
         lock.lock()
         defer { lock.unlock() }
-        guard let e = table[id] else { return nil }
+        let s = state
+        let index: Int
+        if let i = s.pointee.free.popLast() {
+            index = i
+        } else {
+            guard s.pointee.slots.count < Self.maxInFlight else {
+                throw PlexusError(.NO_MEMORY, "\(Self.maxInFlight) requests from agents like this one are already waiting for replies")
+            }
+            index = s.pointee.slots.count
+            s.pointee.slots.append(Slot())
+        }
+        s.pointee.slots[index].generation &+= 1
+        s.pointee.slots[index].entry = e
+        s.pointee.count += 1
+        let key = makeKey(generation: s.pointee.slots[index].generation, index: index)
+        s.pointee.wheel[Self.bucket(e.deadlineMono)].append(key)
+        return plexus_id(hi: node, lo: key)
+    }
+
+    /// Removes and returns the entry if `responder` may answer it.
+    func take(_ id: plexus_id, responder: Agent?) -> Entry? {
+        guard id.hi == node, id.lo & Self.tag != 0 else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        guard let e = lookup(id.lo) else { return nil }
         if let r = e.responder, r !== responder { return nil }
-        table[id] = nil
+        remove(Int(id.lo & Self.indexMask))
         return e
     }
 
     /// Removes every entry (at shutdown) and returns them.
     func takeAll() -> [(plexus_id, Entry)] {
         lock.withLock {
-            let all = table.map { ($0.key, $0.value) }
-            table.removeAll()
+            var all: [(plexus_id, Entry)] = []
+            for (i, slot) in state.pointee.slots.enumerated() {
+                guard let e = slot.entry else { continue }
+                let key = makeKey(generation: slot.generation, index: i)
+                all.append((plexus_id(hi: node, lo: key), e))
+                remove(i)
+            }
             return all
         }
     }
 
-    private func timerLoop() {
-        while true {
-            var expired: [(plexus_id, Entry)] = []
-            lock.lock()
-            if stopping { lock.unlock(); return }
-            let nowMs = Clock.monotonicNanos() / 1_000_000
-            var ms = lastTickMs + 1
-            // After a long stall every slot has been passed once: visit each at most once.
-            if nowMs - lastTickMs > Int64(Self.slots) { ms = nowMs - Int64(Self.slots) + 1 }
-            while ms <= nowMs {
-                let slot = Int(ms % Int64(Self.slots))
-                let ids = wheel[slot]
-                wheel[slot].removeAll(keepingCapacity: true)
-                for id in ids {
-                    guard let e = table[id] else { continue }  // already answered
-                    if e.deadlineMono / 1_000_000 <= nowMs {
-                        table[id] = nil
-                        expired.append((id, e))
-                    } else {
-                        wheel[Int((e.deadlineMono / 1_000_000) % Int64(Self.slots))].append(id)
-                    }
-                }
-                ms += 1
+    private static let genShift = indexBits + shardBits
+
+    private func makeKey(generation: UInt64, index: Int) -> UInt64 {
+        Self.tag | (generation << Self.genShift) & ~Self.tag | shardBitsInKey | UInt64(index)
+    }
+
+    // MARK: lock held
+
+    private func lookup(_ key: UInt64) -> Entry? {
+        let i = Int(key & Self.indexMask)
+        guard i < state.pointee.slots.count else { return nil }
+        let slot = state.pointee.slots[i]
+        guard makeKey(generation: slot.generation, index: i) == key else { return nil }
+        return slot.entry
+    }
+
+    private func remove(_ i: Int) {
+        state.pointee.slots[i].entry = nil
+        state.pointee.free.append(i)
+        state.pointee.count -= 1
+    }
+
+    private static func bucket(_ deadlineMono: Int64) -> Int {
+        Int((deadlineMono / 1_000_000) % Int64(buckets))
+    }
+
+    /// Visits every wheel bucket passed since the last tick.
+    func tick(nowMs: Int64, into expired: inout [(plexus_id, Entry)]) {
+        lock.lock()
+        defer { lock.unlock() }
+        var ms = state.pointee.lastTickMs + 1
+        // After a long stall every bucket has been passed once: visit each at most once.
+        if nowMs - state.pointee.lastTickMs > Int64(Self.buckets) { ms = nowMs - Int64(Self.buckets) + 1 }
+        while ms <= nowMs {
+            sweep(bucket: Int(ms % Int64(Self.buckets)), nowMs: nowMs, into: &expired)
+            ms += 1
+        }
+        state.pointee.lastTickMs = nowMs
+    }
+
+    /// Drops answered keys from one bucket, ends the due requests, and moves
+    /// the others (deadlines a lap or more away) to their bucket again.
+    private func sweep(bucket b: Int, nowMs: Int64, into expired: inout [(plexus_id, Entry)]) {
+        var keys: [UInt64] = []
+        swap(&keys, &state.pointee.scratch)
+        swap(&keys, &state.pointee.wheel[b])   // the bucket keeps the old scratch's capacity
+        defer { keys.removeAll(keepingCapacity: true); state.pointee.scratch = keys }
+        for key in keys {
+            guard let e = lookup(key) else { continue }  // already answered
+            if e.deadlineMono / 1_000_000 <= nowMs {
+                remove(Int(key & Self.indexMask))
+                expired.append((plexus_id(hi: node, lo: key), e))
+            } else {
+                state.pointee.wheel[Self.bucket(e.deadlineMono)].append(key)
             }
-            lastTickMs = nowMs
-            if expired.isEmpty { lock.wait(untilMonotonic: (nowMs + 1) * 1_000_000) }
-            lock.unlock()
-            for (id, e) in expired { onTimeout?(id, e) }
         }
     }
 }

@@ -18,9 +18,9 @@ final class Router: @unchecked Sendable {
     }
 
     let registry: Registry
-    let pending = PendingRequests()
-    let deadLetters = DeadLetters()
     let ids = IDGenerator()
+    let pending: PendingRequests
+    let deadLetters = DeadLetters()
     let limits: Limits
     private(set) var dispatcher: Dispatcher!
     private let hostName = strdup("plexus")!
@@ -28,7 +28,8 @@ final class Router: @unchecked Sendable {
     init(registry: Registry, limits: Limits, threads: Int) {
         self.registry = registry
         self.limits = limits
-        self.dispatcher = Dispatcher(threads: threads) { [unowned self] (agent: Agent) in
+        self.pending = PendingRequests(node: ids.node)
+        self.dispatcher = Dispatcher(threads: threads) { [unowned(unsafe) self] (agent: Agent) in  // the router owns and stops the dispatcher
             Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
@@ -72,40 +73,48 @@ final class Router: @unchecked Sendable {
         if c.deadline_unix_ns != 0 && c.deadline_unix_ns <= nowUnix {
             throw PlexusError(.EXPIRED, "the message's deadline had already passed when it was sent")
         }
-        let targetName = c.target.map { String(cString: $0) } ?? ""
+        guard let target = c.target, target.pointee != 0 else {
+            throw PlexusError(.INVALID_ARGUMENT, "target is empty: name an agent, a capability or a topic")
+        }
         switch UInt32(c.target_kind) {
         case PLEXUS_TARGET_TOPIC.rawValue:
-            if request != nil { throw PlexusError(.INVALID_ARGUMENT, "a request goes to an agent or a capability, not to topic '\(targetName)'") }
+            let subject = String(cString: target)
+            if request != nil { throw PlexusError(.INVALID_ARGUMENT, "a request goes to an agent or a capability, not to topic '\(subject)'") }
             c.kind = MessageKind.event.rawValue
-            try Subject.validateSubject(targetName)
-            return try publish(&c, subject: targetName)
+            try Subject.validateSubject(subject)
+            return try publish(&c, subject: subject)
         case PLEXUS_TARGET_REPLY.rawValue:
             throw PlexusError(.INVALID_ARGUMENT, "target kind REPLY is for reply()")
         default: break
         }
-        let agent = try resolve(kind: c.target_kind, name: targetName)
-        let m = try Message.make(&c, maxPayload: limits.maxPayload)
-        if let request {
-            pending.add(m.id, .init(requester: request.0, responder: agent,
-                                    deadlineMono: Clock.monotonicNanos() + (c.deadline_unix_ns - nowUnix),
-                                    target: targetName, timeoutMs: timeoutMs))
+        let (agent, label) = try resolve(kind: c.target_kind, target)
+        if let request {   // the request's id names its pending slot
+            c.id = try pending.add(.init(requester: request.0, responder: agent,
+                                         deadlineMono: Clock.monotonicNanos() + (c.deadline_unix_ns - nowUnix),
+                                         target: label, timeoutMs: timeoutMs))
         }
-        do { try admit(m, to: agent) } catch {
-            if request != nil { _ = pending.take(m.id, responder: agent) }
+        do {
+            let m = try Message.make(&c, maxPayload: limits.maxPayload)
+            try admit(m, to: agent)
+        } catch {
+            if request != nil { _ = pending.take(c.id, responder: agent) }
             throw error
         }
-        return m.id
+        return c.id
     }
 
-    private func resolve(kind: UInt8, name: String) throws(PlexusError) -> Agent {
+    /// The agent a message goes to, and the name it was addressed by.
+    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String) {
         if UInt32(kind) == PLEXUS_TARGET_AGENT.rawValue {
-            guard let a = registry.agent(named: name) else { throw PlexusError(.NO_SUCH_AGENT, "no agent named '\(name)'") }
-            return a
+            guard let a = registry.agent(cName: target) else {
+                throw PlexusError(.NO_SUCH_AGENT, "no agent named '\(String(cString: target))'")
+            }
+            return (a, a.name)
         }
-        guard let a = registry.leastLoaded(name) else {
-            throw PlexusError(.NO_SUCH_CAPABILITY, "no agent provides capability '\(name)'")
+        guard let found = registry.leastLoaded(cName: target) else {
+            throw PlexusError(.NO_SUCH_CAPABILITY, "no agent provides capability '\(String(cString: target))'")
         }
-        return a
+        return found
     }
 
     private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
@@ -208,18 +217,10 @@ final class Router: @unchecked Sendable {
         }
         agent.currentTrace = h.traceID
         let status: plexus_status
-        switch agent.behavior {
-        case .plugin(let p):
-            status = m.withEnvelope { e in
-                if !agent.exports.isEmpty, !isAnswer, let t = e.pointee.target,
-                   let x = agent.exports[String(cString: t)] {
-                    return TypedExports.invoke(x, message: e, agent: agent, router: self)
-                }
-                guard let handle = p.handleFn else { return PLEXUS_UNSUPPORTED.status }
-                return handle(agent.pluginState, agent.ctx, e)
-            }
-        case .builtin(let b):
-            status = b.handle(m, agent: agent, router: self)
+        if let handle = agent.handleFn, agent.exports.isEmpty {
+            status = m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
+        } else {
+            status = invokeSlow(m, on: agent, isAnswer: isAnswer)
         }
         agent.currentTrace = .none
         agent.handled.add(1, ordering: .relaxed)
@@ -229,6 +230,23 @@ final class Router: @unchecked Sendable {
                 fail(requestID: m.id, responder: agent, status: PLEXUS_HANDLER_FAILED.status,
                      detail: "agent '\(agent.name)' returned \(statusName(status)) while handling the request")
             }
+        }
+    }
+
+    /// Typed exports, plugins without a handler, and built-in agents.
+    private func invokeSlow(_ m: Message, on agent: Agent, isAnswer: Bool) -> plexus_status {
+        switch agent.behavior {
+        case .plugin:
+            return m.withEnvelope { e in
+                if !agent.exports.isEmpty, !isAnswer, let t = e.pointee.target,
+                   let x = agent.exports[String(cString: t)] {
+                    return TypedExports.invoke(x, message: e, agent: agent, router: self)
+                }
+                guard let handle = agent.handleFn else { return PLEXUS_UNSUPPORTED.status }
+                return handle(agent.pluginState, agent.ctx, e)
+            }
+        case .builtin(let b):
+            return b.handle(m, agent: agent, router: self)
         }
     }
 

@@ -103,4 +103,26 @@ struct WireTests {
             _ = try? Envelope(frame: Array(f.prefix(i)))
         }
     }
+
+    /// The host reads its own frames with plexus_wire_view (no checks) and
+    /// writes them with plexus_wire_encode_valid: both must agree with the
+    /// checked codec, byte for byte and field for field.
+    @Test func uncheckedPathsMatchTheCheckedCodec() throws {
+        for e in [sample(), sample(payload: []), Envelope(kind: .response, target: .reply, payload: [1, 2], contentType: "")] {
+            let checked = try e.encode()
+            let unchecked: [UInt8] = e.withCEnvelope { c in
+                var out = [UInt8](repeating: 0xAA, count: Int(plexus_wire_frame_size(c)))
+                let n = out.withUnsafeMutableBufferPointer { plexus_wire_encode_valid(c, $0.baseAddress!) }
+                #expect(Int(n) == out.count)
+                return out
+            }
+            #expect(unchecked == checked)
+            let viewed: Envelope = checked.withUnsafeBufferPointer { b in
+                var v = plexus_envelope_init()
+                plexus_wire_view(b.baseAddress!, &v)
+                return withUnsafePointer(to: &v) { Envelope($0) }
+            }
+            #expect(viewed == (try Envelope(frame: checked)))
+        }
+    }
 }
