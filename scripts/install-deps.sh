@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Plexus builds with, when any is missing.
 # Swift itself is expected at /opt/swift or on PATH (it is on this machine kind).
+# Extra Debian packages a caller needs (a benchmark's peers) may be named as arguments.
 set -euo pipefail
 need=()
+for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 dpkg -s libffi-dev >/dev/null 2>&1 || need+=(libffi-dev)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)

@@ -29,7 +29,7 @@ struct BenchCommand: ParsableCommand {
         _ = try drive(all, pairs: 2, "rr 20000")
         print("inproc_rr_all_cores_per_s: \(try median { try rate(all, pairs: 2, "rr", roundTrips) }) round trips/s (2 pairs on \(cores) cores)")
         all.shutdown()
-        print("# peers on this machine kind (../shared/anchors/results-2026-11-21.txt): erlang_pingpong 2640150 round trips/s, autogen_send_message_agent_to_agent 8140 round trips/s")
+        print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
     }
 
     private func host(pairs: Int, threads: Int) throws -> Host {
