@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // Plexus: a host for multi-agent systems whose agents are C-ABI plugins.
-// Dependencies point inward: plexus (CLI) -> PlexusSocket -> PlexusHost -> PlexusCore -> CPlexus.
+// Dependencies point inward: plexus (CLI) -> PlexusSocket -> PlexusHost -> PlexusSandbox -> PlexusCore -> CPlexus.
 import PackageDescription
 
 let package = Package(
@@ -23,20 +23,26 @@ let package = Package(
         .target(
             name: "CPlexusFFI", dependencies: ["CPlexus"], path: "Sources/CPlexusFFI",
             linkerSettings: [.linkedLibrary("ffi")]),
-        // C: POSIX calls Swift's Glibc module does not import.
+        // C: POSIX calls Swift's Glibc module does not import (spawn, pipes, memfd, SHA-256).
         .target(name: "CPlexusPOSIX", path: "Sources/CPlexusPOSIX"),
+        // Sources/plexus-worker (the sandboxed worker helper) is plain C built by its
+        // build.sh with cc: a SwiftPM executable would link the Swift runtime into it.
         // Swift: envelopes, identifiers, subjects, statuses. No system calls.
         .target(name: "PlexusCore", dependencies: ["CPlexus"]),
+        // Swift: OS threads, a mutex with a condition, the two clocks.
+        .target(name: "PlexusThreads"),
+        // Swift: worker processes: spawning, limits, the channel, output capture.
+        .target(name: "PlexusSandbox", dependencies: ["PlexusCore", "PlexusThreads", "CPlexusPOSIX"]),
         // Swift: plugin loading, registry, router, mailboxes, dispatch, typed exports.
         .target(
             name: "PlexusHost",
             dependencies: [
-                "PlexusCore", "CPlexusFFI",
+                "PlexusCore", "PlexusThreads", "PlexusSandbox", "CPlexusFFI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
         // Swift: the host's Unix socket (server and client), carrying wire frames.
-        .target(name: "PlexusSocket", dependencies: ["PlexusHost", "CPlexusPOSIX"]),
+        .target(name: "PlexusSocket", dependencies: ["PlexusHost", "PlexusThreads", "CPlexusPOSIX"]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",

@@ -11,6 +11,7 @@ echo "run.sh: building the host (release)"
 swift build -c release --product plexus 2>&1 | grep -E "error|Compiling plexus|Build complete" || true
 plexus=$(swift build -c release --show-bin-path)/plexus
 [ -x "$plexus" ] || { echo "run.sh: the host did not build" >&2; exit 1; }
+Sources/plexus-worker/build.sh release >/dev/null
 Plugins/build.sh
 
 sock=$(mktemp -u "${TMPDIR:-/tmp}/plexus-run.XXXXXX.sock")

@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 dpkg -s libffi-dev >/dev/null 2>&1 || need+=(libffi-dev)
+dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

@@ -1,3 +1,4 @@
+import PlexusThreads
 import CPlexus
 import Glibc
 import Logging
@@ -19,6 +20,8 @@ protocol BuiltinBehavior: Sendable {
 enum AgentBehavior: @unchecked Sendable {
     case plugin(LoadedPlugin)
     case builtin(any BuiltinBehavior)
+    /// A plugin in a sandboxed worker process.
+    case worker(WorkerLink)
 }
 
 /// One running agent instance: its mailbox, its scheduling flag and its
@@ -29,6 +32,8 @@ final class Agent: Hashable, @unchecked Sendable {
     let behavior: AgentBehavior
     /// The plugin's handler, copied out of `behavior` for the hot path.
     let handleFn: plexus_handle_fn?
+    /// The worker link, copied out of `behavior` for the hot path.
+    let link: WorkerLink?
     let capabilities: [String]
     let exports: [String: PluginDescriptor.Export]
     let logger: Logger
@@ -58,6 +63,7 @@ final class Agent: Hashable, @unchecked Sendable {
         self.cName = strdup(name)
         self.behavior = behavior
         if case .plugin(let p) = behavior { handleFn = p.handleFn } else { handleFn = nil }
+        if case .worker(let w) = behavior { link = w } else { link = nil }
         self.capabilities = capabilities
         self.exports = Dictionary(exports.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.mailbox = Mailbox(capacity: mailboxCapacity)
@@ -105,6 +111,20 @@ final class Agent: Hashable, @unchecked Sendable {
         if let m = mailbox.pop() { return m }
         scheduled = false
         return nil
+    }
+
+    /// Puts messages a dead worker had not finished back at the front.
+    /// Returns true when the caller must hand the agent to the dispatcher.
+    @discardableResult
+    func requeueFront(_ ms: [Message]) -> Bool {
+        guard !ms.isEmpty else { return false }
+        load.add(ms.count, ordering: .relaxed)
+        return lock.withLock {
+            mailbox.pushFront(ms)
+            let wake = !scheduled
+            scheduled = true
+            return wake
+        }
     }
 
     /// Empties the mailbox (at shutdown) and returns what was in it.

@@ -1,3 +1,4 @@
+import PlexusThreads
 import PlexusCore
 
 /// A message that could not be delivered, and why.

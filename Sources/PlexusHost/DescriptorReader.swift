@@ -151,3 +151,69 @@ enum DescriptorReader {
         return out
     }
 }
+
+/// The descriptor a worker sends in HELLO, as JSON. The worker has already
+/// checked the ABI version, struct sizes and required functions in the
+/// plugin's own memory; names and patterns are checked here, with the same
+/// messages as an in-process load.
+extension DescriptorReader {
+    static func read(json bytes: [UInt8]) throws(PlexusError) -> PluginDescriptor {
+        guard case .object(let o) = try JSONValue.parse(bytes) else {
+            throw PlexusError(.MALFORMED_FRAME, "the worker's HELLO is not a JSON object")
+        }
+        func string(_ v: JSONValue?) -> String? { if case .string(let s)? = v { return s } else { return nil } }
+        func uint(_ v: JSONValue?) -> UInt64? {
+            switch v { case .uint(let u)?: return u; case .int(let i)? where i >= 0: return UInt64(i); default: return nil }
+        }
+        func array(_ k: String) -> [[String: JSONValue]] {
+            guard case .array(let a)? = o[k] else { return [] }
+            return a.compactMap { if case .object(let x) = $0 { return x } else { return nil } }
+        }
+        let name = try checked(string(o["name"]), field: "name")
+        guard let version = string(o["version"]), !version.isEmpty else {
+            throw PlexusError(.BAD_DESCRIPTOR, "version: expected a non-empty string")
+        }
+        let caps = try array("capabilities").enumerated().map { (i, c) throws(PlexusError) in
+            PluginDescriptor.Capability(name: try checked(string(c["name"]), field: "capabilities[\(i)].name"),
+                                        description: string(c["description"]), input: string(c["input"]),
+                                        output: string(c["output"]))
+        }
+        var seen = Set<String>()
+        for n in caps.map(\.name) + array("exports").compactMap({ string($0["name"]) }) where !seen.insert(n).inserted {
+            throw PlexusError(.BAD_DESCRIPTOR, "capability '\(n)' is declared twice")
+        }
+        let kinds = ["call", "publish", "subscribe"]
+        let perms = try array("permissions").enumerated().map { (i, p) throws(PlexusError) in
+            guard let k = uint(p["kind"]), k < 3 else {
+                throw PlexusError(.BAD_DESCRIPTOR, "permissions[\(i)].kind: expected 0 (call), 1 (publish) or 2 (subscribe), found \(p["kind"]?.text ?? "nothing")")
+            }
+            let pattern = string(p["pattern"]) ?? ""
+            do throws(PlexusError) { try Subject.validatePattern(pattern) } catch {
+                throw PlexusError(.BAD_DESCRIPTOR, "permissions[\(i)].pattern: \(error.detail)")
+            }
+            return PluginDescriptor.Permission(kind: kinds[Int(k)], pattern: pattern)
+        }
+        let exports = try array("exports").enumerated().map { (i, x) throws(PlexusError) in
+            let types: [UInt8]
+            if case .array(let a)? = x["arg_types"] { types = a.compactMap { uint($0).map { UInt8(truncatingIfNeeded: $0) } } } else { types = [] }
+            var names: [String]?
+            if case .array(let a)? = x["arg_names"] { names = a.compactMap { string($0) } }
+            return PluginDescriptor.Export(name: try checked(string(x["name"]), field: "exports[\(i)].name"),
+                                           description: string(x["description"]), function: nil,
+                                           returnType: UInt8(truncatingIfNeeded: uint(x["return_type"]) ?? 0),
+                                           argTypes: types, argNames: names)
+        }
+        return PluginDescriptor(
+            name: name, version: version, description: string(o["description"]),
+            abiMajor: UInt16(uint(o["abi_major"]) ?? 0), abiMinor: UInt16(uint(o["abi_minor"]) ?? 0),
+            concurrent: o["concurrent"] == .bool(true), capabilities: caps, permissions: perms, exports: exports)
+    }
+
+    private static func checked(_ s: String?, field: String) throws(PlexusError) -> String {
+        guard let s else { throw PlexusError(.BAD_DESCRIPTOR, "\(field): expected a name, found nothing") }
+        let r: Result<String, PlexusError> = s.withCString { p in
+            do throws(PlexusError) { return .success(try requiredName(p, field: field)) } catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+}

@@ -1,3 +1,4 @@
+import PlexusThreads
 import Glibc
 import DequeModule
 import Synchronization
@@ -106,7 +107,7 @@ final class Dispatcher: @unchecked Sendable {
         enqueue(agent)
     }
 
-    private func enqueue(_ agent: Agent) {
+    func enqueue(_ agent: Agent) {
         runQueue.lock()
         queue.append(agent)
         waiting.store(queue.count, ordering: .relaxed)
@@ -144,8 +145,12 @@ final class Dispatcher: @unchecked Sendable {
 
     /// The batch loop a worker runs for one agent; returns with the agent
     /// either idle (flag cleared) or handed back to the queue.
-    static func runBatch(_ agent: Agent, dispatcher: Dispatcher, handle: (Message) -> Void) {
+    /// When `gate` says no (a worker's window is full, or it is restarting),
+    /// the agent stays marked scheduled and whoever opens the gate requeues it.
+    static func runBatch(_ agent: Agent, dispatcher: Dispatcher, gate: () -> Bool = { true },
+                         handle: (Message) -> Void) {
         for _ in 0..<batch {
+            guard gate() else { return }
             guard let m = agent.next() else { return }
             handle(m)
             agent.load.subtract(1, ordering: .relaxed)

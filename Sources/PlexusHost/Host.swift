@@ -1,7 +1,14 @@
+import PlexusThreads
 import CPlexus
 import Glibc
 import Logging
 import PlexusCore
+import PlexusSandbox
+
+public enum SandboxMode: String, Sendable, CaseIterable {
+    case process
+    case inProcess = "in-process"
+}
 
 public struct HostConfiguration: Sendable {
     /// Where plugins are discovered; nil loads none (tests add files by path).
@@ -14,6 +21,13 @@ public struct HostConfiguration: Sendable {
     public var defaultTimeoutMs: Int64 = 30_000
     /// Dispatcher threads; defaults to the number of cores.
     public var threads = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// Where plugins run: each in its own worker process, or inside the host
+    /// (trusted code only: a crash there takes the host down).
+    public var sandbox = SandboxMode.inProcess
+    /// Limits and grants of worker processes.
+    public var workerPolicy = WorkerPolicy()
+    /// How workers that die are restarted.
+    public var restartPolicy = RestartPolicy()
 
     public init(pluginsDirectory: String? = "Plugins") { self.pluginsDirectory = pluginsDirectory }
 }
@@ -59,12 +73,13 @@ public final class Host: @unchecked Sendable {
     public func load(path: String) throws(PluginRefusal) -> PluginDescriptor {
         precondition(!running, "plugins are loaded before start()")
         do throws(PluginRefusal) {
-            let p = try PluginLoader.load(path: path)
-            let d = p.descriptor
-            let agent = Agent(name: d.name, behavior: .plugin(p), capabilities: d.allCapabilityNames,
+            let (d, behavior) = configuration.sandbox == .process ? try loadInWorker(path: path) : try loadInProcess(path: path)
+            let agent = Agent(name: d.name, behavior: behavior, capabilities: d.allCapabilityNames,
                               exports: d.exports, mailboxCapacity: configuration.mailboxCapacity)
+            if case .worker(let link) = behavior { link.agent = agent }
             agent.router = router
             do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
+                agent.link?.stop(graceMs: 0)
                 throw PluginRefusal(path: path, error: error)
             }
             files[d.name] = path
@@ -77,6 +92,26 @@ public final class Host: @unchecked Sendable {
         }
     }
 
+    private func loadInProcess(path: String) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {
+        let p = try PluginLoader.load(path: path)
+        return (p.descriptor, .plugin(p))
+    }
+
+    /// Copies the file into a sealed private image, checks it is an ELF
+    /// library for this machine, and lets a worker load it: no plugin code
+    /// runs in the host.
+    private func loadInWorker(path: String) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {
+        do throws(PlexusError) {
+            let image = try PluginImage(path: path)
+            try ELFCheck.check(path: image.procPath)
+            let link = WorkerLink(image: image, policy: configuration.workerPolicy,
+                                  restart: configuration.restartPolicy, router: router)
+            return (try link.load(), .worker(link))
+        } catch {
+            throw PluginRefusal(path: path, error: error)
+        }
+    }
+
     // MARK: lifecycle
 
     /// Initialises every agent in load order, then starts dispatch. An agent
@@ -84,17 +119,20 @@ public final class Host: @unchecked Sendable {
     public func start() {
         precondition(!running, "start() called twice")
         for agent in registry.order {
+            if let link = agent.link {
+                do throws(PlexusError) { try link.activate(config: "{}") } catch {
+                    refuseAtStart(agent, file: link.image.path, error)
+                    continue
+                }
+                agent.state = .active
+                started.append(agent)
+                continue
+            }
             guard case .plugin(let p) = agent.behavior else { agent.state = .active; started.append(agent); continue }
             var state: UnsafeMutableRawPointer?
             let s = p.initFn(HostTable.pointer, agent.ctx, "{}", &state)
             if s != 0 {
-                let err = PlexusError(status: s, "init returned \(statusName(s)); the agent was not started")
-                registry.unregister(agent)
-                if let i = reports.firstIndex(where: { $0.file == p.path }) {
-                    reports[i] = PluginReport(refused: PluginRefusal(path: p.path, error: err))
-                }
-                for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise") }
-                logger.error("agent init failed", metadata: ["agent": "\(agent.name)", "status": "\(statusName(s))"])
+                refuseAtStart(agent, file: p.path, PlexusError(status: s, "init returned \(statusName(s)); the agent was not started"))
                 continue
             }
             agent.pluginState = state
@@ -105,16 +143,30 @@ public final class Host: @unchecked Sendable {
         running = true
     }
 
+    private func refuseAtStart(_ agent: Agent, file: String, _ err: PlexusError) {
+        registry.unregister(agent)
+        agent.link?.stop(graceMs: 0)
+        if let i = reports.firstIndex(where: { $0.file == file }) {
+            reports[i] = PluginReport(refused: PluginRefusal(path: file, error: err))
+        }
+        for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise") }
+        logger.error("agent init failed", metadata: ["agent": "\(agent.name)", "error": "\(err.detail)"])
+    }
+
     /// Stops dispatch, answers waiting requests SHUTTING_DOWN, dead-letters
     /// what is still queued, and shuts agents down in reverse start order.
     public func shutdown() {
-        guard running else { return }
+        guard running else {   // loaded, never started: only workers to stop
+            for a in registry.order { a.link?.stop(graceMs: 0) }
+            return
+        }
         running = false
         for a in started { a.state = .draining }
         router.stop()
         for a in started.reversed() {
             for m in a.drainMailbox() { router.deadLetters.record(m, reason: "host shut down before delivery to '\(a.name)'") }
             if case .plugin(let p) = a.behavior, let sd = p.shutdownFn { sd(a.pluginState) }
+            a.link?.stop()
             a.state = .terminated
         }
         started.removeAll()
@@ -193,10 +245,11 @@ public final class Host: @unchecked Sendable {
     public var agentReports: [AgentReport] {
         registry.order.map { a in
             let kind: String
-            if case .plugin = a.behavior { kind = "plugin" } else { kind = "builtin" }
+            switch a.behavior { case .plugin: kind = "plugin"; case .worker: kind = "worker"; case .builtin: kind = "builtin" }
             return AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),
-                               failed: a.failed.load(ordering: .relaxed))
+                               failed: a.failed.load(ordering: .relaxed), pid: a.link?.pid,
+                               restarts: a.link?.restarts ?? 0, last_exit: a.link?.lastExit)
         }
     }
 

@@ -1,3 +1,4 @@
+import PlexusThreads
 import CPlexus
 import Glibc
 import Logging

@@ -31,6 +31,13 @@ struct Mailbox {
         return nil
     }
 
+    /// Puts messages back at the front of their priority, in their order:
+    /// redelivery after a worker died. Always admitted (they were accepted once).
+    mutating func pushFront(_ ms: [Message]) {
+        for m in ms.reversed() { queues[Int(min(m.header.priority, 3))].prepend(m) }
+        count += ms.count
+    }
+
     mutating func removeAll() -> [Message] {
         var out: [Message] = []
         while let m = pop() { out.append(m) }

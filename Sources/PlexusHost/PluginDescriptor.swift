@@ -18,7 +18,8 @@ public struct PluginDescriptor: Sendable {
     public struct Export: Sendable {
         public let name: String
         public let description: String?
-        public let function: @convention(c) () -> Void
+        /// nil for a plugin in a worker: the function lives in that process.
+        public let function: (@convention(c) () -> Void)?
         public let returnType: UInt8
         public let argTypes: [UInt8]
         public let argNames: [String]?
@@ -41,7 +42,6 @@ public struct PluginDescriptor: Sendable {
     public let capabilities: [Capability]
     public let permissions: [Permission]
     public let exports: [Export]
-
     public var abi: String { "\(abiMajor).\(abiMinor)" }
 
     /// Every capability name the agent answers, handler-backed and typed exports.

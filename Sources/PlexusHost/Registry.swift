@@ -1,3 +1,4 @@
+import PlexusThreads
 import Glibc
 import PlexusCore
 import Synchronization

@@ -55,11 +55,16 @@ public struct PluginReport: Sendable, Codable, Equatable {
 public struct AgentReport: Sendable, Codable, Equatable {
     public var name: String
     public var state: String
-    public var kind: String               // "plugin" or "builtin"
+    public var kind: String               // "plugin" (in-process), "worker" or "builtin"
     public var capabilities: [String]
     public var queued: Int
     public var handled: Int
     public var failed: Int
+    /// The worker process, while one runs.
+    public var pid: Int32?
+    public var restarts: Int = 0
+    /// How the last worker ended: "SIGSEGV", "exit 3", ...
+    public var last_exit: String?
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

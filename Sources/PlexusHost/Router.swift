@@ -1,3 +1,4 @@
+import PlexusThreads
 import Glibc
 import CPlexus
 import PlexusCore
@@ -30,7 +31,12 @@ final class Router: @unchecked Sendable {
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
         self.dispatcher = Dispatcher(threads: threads) { [unowned(unsafe) self] (agent: Agent) in  // the router owns and stops the dispatcher
-            Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
+            if let link = agent.link {   // a worker: frames go out in one write per batch
+                Dispatcher.runBatch(agent, dispatcher: self.dispatcher, gate: link.hasRoom) { self.invoke($0, on: agent) }
+                link.flush()
+            } else {
+                Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
+            }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
             self.answer(e.requester, requestID: id, status: PLEXUS_TIMEOUT.status,
@@ -215,6 +221,11 @@ final class Router: @unchecked Sendable {
             }
             return
         }
+        if let link = agent.link, agent.exports.isEmpty || isAnswer || !targetsExport(m, agent) {
+            link.deliver(m)   // the worker answers and accounts for it itself
+            agent.handled.add(1, ordering: .relaxed)
+            return
+        }
         agent.currentTrace = h.traceID
         let status: plexus_status
         if let handle = agent.handleFn, agent.exports.isEmpty {
@@ -233,10 +244,14 @@ final class Router: @unchecked Sendable {
         }
     }
 
+    private func targetsExport(_ m: Message, _ agent: Agent) -> Bool {
+        m.withEnvelope { e in e.pointee.target.map { agent.exports[String(cString: $0)] != nil } ?? false }
+    }
+
     /// Typed exports, plugins without a handler, and built-in agents.
     private func invokeSlow(_ m: Message, on agent: Agent, isAnswer: Bool) -> plexus_status {
         switch agent.behavior {
-        case .plugin:
+        case .plugin, .worker:
             return m.withEnvelope { e in
                 if !agent.exports.isEmpty, !isAnswer, let t = e.pointee.target,
                    let x = agent.exports[String(cString: t)] {

@@ -30,6 +30,9 @@ enum TypedExports {
     /// Converts, calls and converts back. Throws TYPE_MISMATCH or
     /// ARITY_MISMATCH naming the argument, its declared type and what came.
     static func call(_ x: PluginDescriptor.Export, payload: [UInt8]) throws(PlexusError) -> JSONValue {
+        guard let function = x.function else {
+            throw PlexusError(.UNSUPPORTED, "\(x.name): typed exports of a plugin in a sandboxed worker are not callable yet; run it with --sandbox in-process")
+        }
         let json = payload.isEmpty ? JSONValue.array([]) : try JSONValue.parse(payload)
         let args = try arguments(of: x, from: json)
         var holders: [ContiguousArray<UInt8>] = []   // keeps string/buffer bytes alive for the call
@@ -42,7 +45,7 @@ enum TypedExports {
         let s = withExtendedLifetime(holders) {
             x.argTypes.withUnsafeBufferPointer { types in
                 values.withUnsafeBufferPointer { vals in
-                    plexus_ffi_call(x.function, x.returnType, types.baseAddress, UInt32(types.count),
+                    plexus_ffi_call(function, x.returnType, types.baseAddress, UInt32(types.count),
                                     vals.baseAddress, &out, &what)
                 }
             }

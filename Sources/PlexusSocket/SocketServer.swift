@@ -1,3 +1,4 @@
+import PlexusThreads
 import CPlexusPOSIX
 import Glibc
 import Logging

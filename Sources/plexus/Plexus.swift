@@ -28,6 +28,11 @@ struct HostOptions: ParsableArguments {
     @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
     var embedded = false
 
+    @Option(name: .long, help: "Where plugins run: process (each in a sandboxed worker) or in-process (default: $PLEXUS_SANDBOX or in-process).")
+    var sandbox: SandboxMode?
+
+    var sandboxMode: SandboxMode { sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) ?? .inProcess }
+
     var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
     var socketPath: String { socket ?? SocketPath.default }
 
@@ -35,12 +40,15 @@ struct HostOptions: ParsableArguments {
     func embeddedHost() throws -> Host {
         var config = HostConfiguration(pluginsDirectory: pluginsDirectory)
         config.threads = min(config.threads, 2)
+        config.sandbox = sandboxMode
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         host.start()
         return host
     }
 }
+
+extension SandboxMode: ExpressibleByArgument {}
 
 struct CLIError: Error, CustomStringConvertible {
     let description: String

@@ -39,7 +39,10 @@ struct PluginsCommand: ParsableCommand {
 
         func run() throws {
             bootstrapLogging(default: .critical)
-            let host = Host(HostConfiguration(pluginsDirectory: nil))
+            // In a worker: a hostile constructor never runs in this process.
+            var config = HostConfiguration(pluginsDirectory: nil)
+            config.sandbox = .process
+            let host = Host(config)
             _ = try? host.load(path: file)
             guard let report = host.pluginReports.first else { throw CLIError("\(file): nothing to inspect") }
             if json { print(try prettyJSON(report)) } else { printDetail(report) }

@@ -23,6 +23,7 @@ struct RunCommand: ParsableCommand {
 
         var config = HostConfiguration(pluginsDirectory: options.pluginsDirectory)
         config.threads = max(1, config.threads)
+        config.sandbox = options.sandboxMode
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         host.start()

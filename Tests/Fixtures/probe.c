@@ -5,8 +5,12 @@ static plexus_status probe_init(const char *config);
 #define PLEXUS_AGENT_ON_INIT(config) probe_init(config)
 #define PLEXUS_AGENT_EXPORT_LIST 7, exports
 #include "plexus_agent.h"
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef AGENT_NAME
 #define AGENT_NAME "probe"
@@ -73,6 +77,15 @@ static plexus_status dispatch(const plexus_envelope *m, const char *cap, const u
         if (i < n) sleep_ms(number(p + i + 1, n - i - 1));
         return s;
     }
+    if (is(cap, "probe.crash")) { *(volatile int *)0 = 1; return PLEXUS_INTERNAL; }
+    if (is(cap, "probe.pid") || is(cap, "probe.fork") || is(cap, "probe.socket")) {
+        long v = getpid();
+        if (is(cap, "probe.fork")) { pid_t c = fork(); if (c == 0) _exit(0); v = c < 0 ? -errno : c; }
+        if (is(cap, "probe.socket")) { int fd = socket(AF_INET, SOCK_STREAM, 0); v = fd < 0 ? -errno : fd; }
+        char text[32];
+        int len = snprintf(text, sizeof text, "%ld", v);
+        return plexus_reply(m, "text/plain", text, (size_t)len);
+    }
     if (is(cap, "probe.publish")) {
         plexus_status s = plexus_publish_json("probe.events.relay", "\"relayed\"");
         return s == PLEXUS_OK ? plexus_reply_json(m, "\"ok\"") : s;
@@ -128,6 +141,9 @@ static const plexus_capability caps[] = {
     PLEXUS_CAPABILITY("probe.fail", NULL), PLEXUS_CAPABILITY("probe.noreply", NULL),
     PLEXUS_CAPABILITY("probe.record", NULL), PLEXUS_CAPABILITY("probe.journal", NULL),
     PLEXUS_CAPABILITY("probe.big", NULL), PLEXUS_CAPABILITY("probe.publish", NULL),
+    PLEXUS_CAPABILITY("probe.crash", "dereferences NULL"), PLEXUS_CAPABILITY("probe.pid", "replies with its pid"),
+    PLEXUS_CAPABILITY("probe.fork", "fork(): the child's pid, or -errno"),
+    PLEXUS_CAPABILITY("probe.socket", "socket(): a descriptor, or -errno"),
 };
 
 static plexus_status probe_init(const char *config) {

@@ -1,4 +1,5 @@
 @testable import PlexusHost
+import PlexusThreads
 import PlexusCore
 import Testing
 

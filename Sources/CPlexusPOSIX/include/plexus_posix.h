@@ -11,4 +11,39 @@ int plexus_posix_accept_cloexec(int fd);
 /* The connected peer's credentials (SO_PEERCRED). */
 int plexus_posix_peer_credentials(int fd, int32_t *out_pid, uint32_t *out_uid, uint32_t *out_gid);
 
+/* Copies the regular file at path (at most max_bytes) into a sealed memfd
+** (no write, grow, shrink or further seals), so the bytes a worker loads
+** never change, whatever happens to the file afterwards. Computes the
+** copy's SHA-256 into out_sha256 (32 bytes). Returns the descriptor
+** (close-on-exec), or -1 with errno set and *out_what naming the problem. */
+int plexus_posix_sealed_copy(const char *path, uint64_t max_bytes, uint8_t out_sha256[32],
+                             const char **out_what);
+
+/* SHA-256 of len bytes. */
+void plexus_sha256(const uint8_t *data, uint64_t len, uint8_t out[32]);
+
+/* Starts the worker helper at exe with argv (NULL-terminated) via
+** posix_spawn: channel_fd becomes its descriptor 3 and plugin_fd its
+** descriptor 4, stdout_fd/stderr_fd its 1 and 2, /dev/null its 0; every
+** other descriptor is closed. It gets its own process group and default
+** signal dispositions and mask. Returns 0 and *out_pid, or an errno value. */
+int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
+                              int stdout_fd, int stderr_fd, int32_t *out_pid);
+
+/* pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0)). */
+int plexus_posix_pipe(int fds[2], int nonblocking);
+
+/* socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): the channel to a worker. */
+int plexus_posix_channel(int fds[2]);
+
+/* waitpid(pid, WNOHANG when !block) decoded: returns the pid, 0 when still
+** running, -1 on error. *out_code is the exit code or the signal number,
+** *out_signaled says which, *out_core whether a core was dumped. */
+int32_t plexus_posix_wait(int32_t pid, int block, int32_t *out_code, int32_t *out_signaled, int32_t *out_core);
+
+/* Receives up to len bytes into buf. A message carrying descriptors
+** (SCM_RIGHTS) has them closed at once and returns -2: a channel never
+** accepts descriptors. Otherwise as recv(2). */
+long plexus_posix_recv_nofds(int fd, void *buf, uint64_t len);
+
 #endif

@@ -2,9 +2,9 @@ import Glibc
 
 /// The two clocks the host reads: CLOCK_REALTIME for deadlines that travel in
 /// envelopes, CLOCK_MONOTONIC for timers that must not jump.
-enum Clock {
-    @inline(__always) static func unixNanos() -> Int64 { read(CLOCK_REALTIME) }
-    @inline(__always) static func monotonicNanos() -> Int64 { read(CLOCK_MONOTONIC) }
+public enum Clock {
+    @inline(__always) public static func unixNanos() -> Int64 { read(CLOCK_REALTIME) }
+    @inline(__always) public static func monotonicNanos() -> Int64 { read(CLOCK_MONOTONIC) }
 
     @inline(__always) private static func read(_ id: clockid_t) -> Int64 {
         var ts = timespec()

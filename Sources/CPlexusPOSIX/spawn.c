@@ -1,0 +1,92 @@
+/* Starting worker processes and talking to them: the parts of posix_spawn,
+** pipe2, socketpair, waitpid and recvmsg that Swift cannot call directly. */
+#define _GNU_SOURCE
+#include "plexus_posix.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
+                              int stdout_fd, int stderr_fd, int32_t *out_pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc) return rc;
+    posix_spawnattr_init(&at);
+    /* dup2 clears close-on-exec on the target descriptor. Sources are first
+    ** moved above 10 so that a source equal to a target is not clobbered. */
+    int from[4] = { channel_fd, plugin_fd, stdout_fd, stderr_fd };
+    int high[4] = { 10, 11, 12, 13 };
+    for (int i = 0; i < 4; i++) posix_spawn_file_actions_adddup2(&fa, from[i], high[i]);
+    posix_spawn_file_actions_adddup2(&fa, high[0], 3);
+    posix_spawn_file_actions_adddup2(&fa, high[1], 4);
+    posix_spawn_file_actions_adddup2(&fa, high[2], 1);
+    posix_spawn_file_actions_adddup2(&fa, high[3], 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+
+    pid_t pid = 0;
+    extern char **environ;
+    rc = posix_spawn(&pid, exe, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc == 0 && out_pid) *out_pid = pid;
+    return rc;
+}
+
+int plexus_posix_pipe(int fds[2], int nonblocking) {
+    return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
+}
+
+int plexus_posix_channel(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
+
+int32_t plexus_posix_wait(int32_t pid, int block, int32_t *out_code, int32_t *out_signaled, int32_t *out_core) {
+    int st = 0;
+    pid_t r;
+    do { r = waitpid(pid, &st, block ? 0 : WNOHANG); } while (r < 0 && errno == EINTR);
+    if (r <= 0) return r;
+    if (WIFSIGNALED(st)) {
+        *out_code = WTERMSIG(st); *out_signaled = 1; *out_core = WCOREDUMP(st) ? 1 : 0;
+    } else {
+        *out_code = WEXITSTATUS(st); *out_signaled = 0; *out_core = 0;
+    }
+    return r;
+}
+
+long plexus_posix_recv_nofds(int fd, void *buf, uint64_t len) {
+    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int) * 16)]; } ctl;
+    struct iovec iov = { buf, len };
+    struct msghdr mh = { 0 };
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof ctl.space;
+    ssize_t n;
+    do { n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    int passed = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int *fds = (int *)CMSG_DATA(c);
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < k; i++) close(fds[i]);
+            passed = 1;
+        }
+    }
+    if (passed || (mh.msg_flags & MSG_CTRUNC)) return -2;
+    return n;
+}

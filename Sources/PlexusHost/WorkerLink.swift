@@ -1,0 +1,369 @@
+import CPlexus
+import DequeModule
+import Glibc
+import Logging
+import PlexusCore
+import PlexusSandbox
+import PlexusThreads
+
+/// How a sandboxed agent is restarted when its worker dies.
+public struct RestartPolicy: Sendable {
+    /// More restarts than this within `periodSeconds` and the agent is
+    /// given up: it is terminated and its mail dead-lettered.
+    public var intensity = 5
+    public var periodSeconds = 10.0
+    /// Backoff before restart n (from 0): base * 2^n, capped.
+    public var backoffBaseMs = 10.0
+    public var backoffMaxMs = 2_000.0
+    /// Deliveries of one message before it is dead-lettered as poison.
+    public var maxAttempts = 3
+    /// How long a worker may take to load the plugin and say HELLO, then to run init.
+    public var loadTimeoutMs: Int64 = 5_000
+    public init() {}
+}
+
+/// A plugin running in a worker process, as the host sees it: the
+/// handshake, deliveries under a window, the agent's host calls arriving as
+/// frames, and restarts that redeliver what the dead worker had not finished.
+final class WorkerLink: WorkerEvents, @unchecked Sendable {
+    let image: PluginImage
+    let policy: WorkerPolicy
+    let restart: RestartPolicy
+    unowned(unsafe) let router: Router
+    let logger: Logger
+    /// Set once the agent is registered; the link lives as long as the agent.
+    unowned(unsafe) var agent: Agent?
+
+    private enum Phase { case spawning, hello(PluginDescriptor), ready, refused(PlexusError), down(WorkerExit), stopped }
+
+    private let lock = ConditionLock()
+    private var process: WorkerProcess?
+    private var phase = Phase.spawning
+    private var config = "{}"
+    private var inflight = Deque<Message>()
+    private var outgoing: [UInt8] = []
+    private var blocked = false
+    private var history: [plexus_id: [String]] = [:]
+    private var restartTimes: [Int64] = []
+    private(set) var restarts = 0
+    private(set) var lastExit: String?
+    private(set) var denied = 0
+
+    /// Deliveries a worker may have unfinished at once.
+    static let window = 1024
+
+    init(image: PluginImage, policy: WorkerPolicy, restart: RestartPolicy, router: Router) {
+        self.image = image
+        self.policy = policy
+        self.restart = restart
+        self.router = router
+        self.logger = Logger(label: "plexus.worker")
+    }
+
+    var pid: Int32? { lock.withLock { process?.pid } }
+
+    // MARK: start-up
+
+    /// Spawns the worker and waits for its descriptor.
+    func load() throws(PlexusError) -> PluginDescriptor {
+        try spawn()
+        let p = wait(timeoutMs: restart.loadTimeoutMs, what: "load the plugin and send HELLO") { if case .spawning = $0 { return false }; return true }
+        switch p {
+        case .hello(let d): return d
+        case .refused(let e): throw e
+        case .down(let x): throw PlexusError(.AGENT_CRASHED, "the worker died while loading the plugin: \(x)")
+        default: throw PlexusError(.INTERNAL, "unexpected worker state during load")
+        }
+    }
+
+    /// Sends START with the agent's configuration and waits for init.
+    func activate(config: String) throws(PlexusError) {
+        lock.withLock { self.config = config }
+        sendControl(PLEXUS_CONTROL_START, payload: Array(config.utf8))
+        let p = wait(timeoutMs: restart.loadTimeoutMs, what: "run init") { if case .hello = $0 { return false }; return true }
+        switch p {
+        case .ready: return
+        case .refused(let e): throw e
+        case .down(let x): throw PlexusError(.AGENT_CRASHED, "the worker died in init: \(x)")
+        default: throw PlexusError(.INTERNAL, "unexpected worker state during init")
+        }
+    }
+
+    private func spawn() throws(PlexusError) {
+        let w = try WorkerProcess(image: image, policy: policy, maxPayload: router.limits.maxPayload,
+                                  label: agent?.name ?? image.path, events: self)
+        lock.withLock { process = w; phase = .spawning }
+    }
+
+    private func wait(timeoutMs: Int64, what: String, until done: (Phase) -> Bool) -> Phase {
+        let deadline = Clock.monotonicNanos() + timeoutMs * 1_000_000
+        lock.lock()
+        while !done(phase) && Clock.monotonicNanos() < deadline { lock.wait(untilMonotonic: deadline) }
+        let p = phase
+        let late = !done(p)
+        let w = process
+        lock.unlock()
+        if late {
+            w?.kill(reason: "it did not \(what) within \(timeoutMs) ms")
+            return .refused(PlexusError(.TIMEOUT, "the worker did not \(what) within \(timeoutMs) ms (a plugin constructor or init that hangs?)"))
+        }
+        return p
+    }
+
+    // MARK: delivery (dispatcher threads)
+
+    /// Whether another delivery may go out now; if not, the agent is
+    /// requeued when a DONE or a restart opens the window again.
+    func hasRoom() -> Bool {
+        lock.withLock {
+            if case .ready = phase, inflight.count < Self.window { return true }
+            blocked = true
+            return false
+        }
+    }
+
+    /// Queues m for the worker (sent by flush, at the end of the batch).
+    func deliver(_ m: Message) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard case .ready = phase else {
+            agent?.requeueFront([m])
+            blocked = true
+            return
+        }
+        inflight.append(m)
+        m.withFrame { outgoing.append(contentsOf: $0) }
+    }
+
+    /// Writes the frames queued by deliver, in one go.
+    func flush() {
+        lock.lock()
+        guard !outgoing.isEmpty, let w = process else { lock.unlock(); return }
+        let bytes = outgoing
+        outgoing.removeAll(keepingCapacity: true)
+        lock.unlock()
+        bytes.withUnsafeBytes { _ = w.write($0) }
+    }
+
+    private func sendControl(_ topic: String, correlation: plexus_id = .none, id: plexus_id = .none,
+                             status: plexus_status = 0, payload: [UInt8] = []) {
+        let env = Envelope(kind: .event, target: .topic(topic), payload: payload, id: id, correlationID: correlation, status: status)
+        guard let frame = try? env.encode(maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) else { return }
+        let w = lock.withLock { process }
+        frame.withUnsafeBytes { _ = w?.write($0) }
+    }
+
+    /// Asks the worker to shut down; kills it after graceMs.
+    func stop(graceMs: Int64 = 2_000) {
+        let w: WorkerProcess? = lock.withLock {
+            if case .stopped = phase { return nil }
+            phase = .stopped
+            return process
+        }
+        guard let w else { return }
+        sendControl(PLEXUS_CONTROL_SHUTDOWN)
+        let deadline = Clock.monotonicNanos() + graceMs * 1_000_000
+        lock.lock()
+        while process === w && Clock.monotonicNanos() < deadline { lock.wait(untilMonotonic: deadline) }
+        let alive = process === w
+        lock.unlock()
+        if alive { w.kill(reason: "it did not shut down within \(graceMs) ms") }
+    }
+
+    // MARK: WorkerEvents (the worker's I/O thread)
+
+    func received(_ frame: UnsafeRawBufferPointer, _ e: UnsafePointer<plexus_envelope>, from w: WorkerProcess) {
+        let env = e.pointee
+        if env.target_kind == UInt8(PLEXUS_TARGET_TOPIC.rawValue), let t = env.target,
+           strncmp(t, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0 {
+            control(String(cString: t), e, from: w)
+            return
+        }
+        guard let agent else { w.kill(reason: "it sent a message before it was registered"); return }
+        let origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id)
+        if env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
+            do { try router.reply(e, from: origin) } catch {
+                agent.logger.debug("reply refused", metadata: ["reason": "\(error.detail)"])
+            }
+            return
+        }
+        let call = env.id
+        var c = env
+        c.id = .none
+        let result: Result<plexus_id, PlexusError> = withUnsafePointer(to: &c) { p in
+            do throws(PlexusError) {
+                let isQuery = env.kind == MessageKind.query.rawValue
+                return .success(try router.route(p, from: origin, request: isQuery ? (.agent(agent), timeoutMs: 0) : nil))
+            } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let id): sendControl(PLEXUS_CONTROL_ACK, correlation: call, id: id)
+        case .failure(let err): sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: err.status, payload: Array(err.detail.utf8))
+        }
+    }
+
+    private func control(_ topic: String, _ e: UnsafePointer<plexus_envelope>, from w: WorkerProcess) {
+        let payload = e.pointee.payload_len > 0
+            ? Array(UnsafeBufferPointer(start: e.pointee.payload, count: Int(e.pointee.payload_len))) : []
+        switch topic {
+        case PLEXUS_CONTROL_HELLO:
+            let d: Result<PluginDescriptor, PlexusError> = { () -> Result<PluginDescriptor, PlexusError> in
+                do throws(PlexusError) { return .success(try DescriptorReader.read(json: payload)) } catch { return .failure(error) }
+            }()
+            switch d {
+            case .success(let d) where agent == nil || agent?.name == d.name:
+                if agent != nil { sendControl(PLEXUS_CONTROL_START, payload: Array(lock.withLock { config }.utf8)) }
+                setPhase(.hello(d))
+            case .success(let d):
+                setPhase(.refused(PlexusError(.BAD_DESCRIPTOR, "the plugin now calls itself '\(d.name)', not '\(agent?.name ?? "")'")))
+                w.kill(reason: "its agent name changed")
+            case .failure(let err):
+                setPhase(.refused(err))
+                w.kill(reason: "its descriptor was refused")
+            }
+        case PLEXUS_CONTROL_READY:
+            setPhase(.ready)
+            reopen()
+        case PLEXUS_CONTROL_REFUSED:
+            setPhase(.refused(PlexusError(status: e.pointee.status, String(decoding: payload, as: UTF8.self))))
+        case PLEXUS_CONTROL_DONE:
+            var n = 0
+            for (i, b) in payload.prefix(8).enumerated() { n |= Int(b) << (8 * i) }
+            finished(n)
+        case PLEXUS_CONTROL_SUBSCRIBE, PLEXUS_CONTROL_UNSUBSCRIBE:
+            let pattern = String(decoding: payload, as: UTF8.self)
+            var status: plexus_status = 0
+            var detail: [UInt8] = []
+            if let agent {
+                if topic == PLEXUS_CONTROL_SUBSCRIBE {
+                    do throws(PlexusError) { try router.registry.subscribe(agent, pattern) } catch { status = error.status; detail = Array(error.detail.utf8) }
+                } else if !router.registry.unsubscribe(agent, pattern) {
+                    status = PLEXUS_INVALID_ARGUMENT.status
+                }
+            }
+            sendControl(PLEXUS_CONTROL_ACK, correlation: e.pointee.id, status: status, payload: detail)
+        case PLEXUS_CONTROL_LOG:
+            let level: Logger.Level = [.trace, .debug, .info, .warning, .error][Int(max(0, min(4, e.pointee.status)))]
+            (agent?.logger ?? logger).log(level: level, "\(String(decoding: payload, as: UTF8.self))")
+        case PLEXUS_CONTROL_DENIED:
+            lock.withLock { denied += 1 }
+            logger.warning("system call denied by the sandbox", metadata: [
+                "agent": "\(agent?.name ?? image.path)", "pid": "\(w.pid)", "syscalls": "\(String(decoding: payload, as: UTF8.self))"])
+        default:
+            break   // PONG and future control frames
+        }
+    }
+
+    private func setPhase(_ p: Phase) {
+        lock.withLock {
+            if case .stopped = phase { return }
+            phase = p
+            lock.broadcast()
+        }
+    }
+
+    /// Count deliveries as finished, oldest first, and reopen the window.
+    private func finished(_ n: Int) {
+        lock.withLock {
+            for _ in 0..<min(n, inflight.count) {
+                let m = inflight.removeFirst()
+                if !history.isEmpty { history[m.id] = nil }
+            }
+        }
+        reopen()
+    }
+
+    /// Requeues the agent if it stopped for lack of room and there is room now.
+    private func reopen() {
+        let wake: Bool = lock.withLock {
+            guard blocked, case .ready = phase, inflight.count < Self.window else { return false }
+            blocked = false
+            return true
+        }
+        if wake, let agent { router.dispatcher.enqueue(agent) }
+    }
+
+    func output(_ line: String, stderr: Bool, from w: WorkerProcess) {
+        (agent?.logger ?? logger).info("\(line)", metadata: ["pid": "\(w.pid)", "stream": stderr ? "stderr" : "stdout"])
+    }
+
+    func exited(_ x: WorkerExit, from w: WorkerProcess) {
+        let (unfinished, stopping): ([Message], Bool) = lock.withLock {
+            guard process === w else { return ([], true) }
+            process = nil
+            lastExit = x.description
+            let stopping: Bool
+            if case .stopped = phase { stopping = true } else { stopping = false; phase = .down(x) }
+            let ms = Array(inflight)
+            inflight.removeAll()
+            outgoing.removeAll()
+            lock.broadcast()
+            return (ms, stopping)
+        }
+        guard let agent, !stopping else { return }
+        logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
+                                                "unfinished": "\(unfinished.count)"])
+        redeliver(unfinished, after: x, agent: agent)
+        scheduleRestart(agent: agent, after: x)
+    }
+
+    /// Puts unfinished deliveries back in order; a message that has now
+    /// died with its worker maxAttempts times is dead-lettered as poison.
+    private func redeliver(_ ms: [Message], after x: WorkerExit, agent: Agent) {
+        var again: [Message] = []
+        for m in ms {
+            let tries: [String] = lock.withLock {
+                history[m.id, default: []].append(x.description)
+                return history[m.id]!
+            }
+            if tries.count < restart.maxAttempts { again.append(m); continue }
+            lock.withLock { history[m.id] = nil }
+            let why = "agent '\(agent.name)' died \(tries.count) times while handling it (\(tries.joined(separator: ", ")))"
+            router.deadLetters.record(m, reason: why)
+            if m.isQuery { router.fail(requestID: m.id, responder: agent, status: PLEXUS_AGENT_CRASHED.status, detail: why) }
+        }
+        if agent.requeueFront(again) { router.dispatcher.enqueue(agent) }
+    }
+
+    private func scheduleRestart(agent: Agent, after x: WorkerExit) {
+        let now = Clock.monotonicNanos()
+        let period = Int64(restart.periodSeconds * 1e9)
+        let (count, giveUp): (Int, Bool) = lock.withLock {
+            restartTimes = restartTimes.filter { now - $0 < period } + [now]
+            return (restartTimes.count, restartTimes.count > restart.intensity)
+        }
+        if giveUp {
+            let why = "agent '\(agent.name)' reached its restart limit: \(count) exits within \(restart.periodSeconds) s, the last \(x)"
+            logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(why)"])
+            agent.state = .terminated
+            for m in agent.drainMailbox() {
+                router.deadLetters.record(m, reason: why)
+                if m.isQuery { router.fail(requestID: m.id, responder: agent, status: PLEXUS_AGENT_CRASHED.status, detail: why) }
+            }
+            return
+        }
+        let delay = min(restart.backoffMaxMs, restart.backoffBaseMs * pow(2, Double(count - 1)))
+        _ = startThread(name: "plexus-restart") { [self] in
+            var ts = timespec(tv_sec: Int(delay / 1000), tv_nsec: Int(delay.truncatingRemainder(dividingBy: 1000) * 1_000_000))
+            nanosleep(&ts, nil)
+            let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return false }
+            if stopped { return }
+            do throws(PlexusError) {
+                try spawn()
+                lock.withLock { restarts += 1 }
+                logger.notice("worker restarted", metadata: ["agent": "\(agent.name)", "pid": "\(pid ?? 0)", "after": "\(x)"])
+            } catch {
+                logger.error("worker restart failed", metadata: ["agent": "\(agent.name)", "error": "\(error.detail)"])
+                exited(WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)"), from: nil)
+            }
+        }
+    }
+}
+
+extension WorkerLink {
+    /// A restart that could not even spawn counts as one more exit.
+    fileprivate func exited(_ x: WorkerExit, from nothing: WorkerProcess?) {
+        guard let agent else { return }
+        scheduleRestart(agent: agent, after: x)
+    }
+}

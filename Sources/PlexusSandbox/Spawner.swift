@@ -1,0 +1,73 @@
+import CPlexusPOSIX
+import Glibc
+import PlexusCore
+import PlexusThreads
+
+/// Starts worker processes, all from one long-lived thread: the kernel ties a
+/// child's parent-death signal to the thread that spawned it, so a spawning
+/// thread that ended would kill its workers with it.
+public final class Spawner: @unchecked Sendable {
+    public static let shared = Spawner()
+
+    private struct Job {
+        let exe: String
+        let argv: [String]
+        let fds: (channel: Int32, plugin: Int32, out: Int32, err: Int32)
+        let done: @Sendable (Result<Int32, PlexusError>) -> Void
+    }
+
+    private let lock = ConditionLock()
+    private var jobs: [Job] = []
+    private var thread: pthread_t?
+
+    private init() {}
+
+    /// Spawns exe with argv (argv[0] included) and the four descriptors;
+    /// returns the pid. Waits for the spawner thread to do it.
+    func spawn(exe: String, argv: [String], channel: Int32, plugin: Int32, out: Int32, err: Int32) throws(PlexusError) -> Int32 {
+        let result = ResultBox()
+        lock.withLock {
+            if thread == nil { thread = startThread(name: "plexus-spawner") { [self] in loop() } }
+            jobs.append(Job(exe: exe, argv: argv, fds: (channel, plugin, out, err)) { r in result.set(r) })
+            lock.broadcast()
+        }
+        return try result.wait().get()
+    }
+
+    private func loop() {
+        while true {
+            lock.lock()
+            while jobs.isEmpty { lock.wait() }
+            let job = jobs.removeFirst()
+            lock.unlock()
+            job.done(Self.run(job))
+        }
+    }
+
+    private static func run(_ job: Job) -> Result<Int32, PlexusError> {
+        var cargs = job.argv.map { strdup($0) }
+        cargs.append(nil)
+        defer { for p in cargs { free(p) } }
+        var pid: Int32 = 0
+        let rc = cargs.withUnsafeMutableBufferPointer { argv in
+            plexus_posix_spawn_worker(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin,
+                                      job.fds.out, job.fds.err, &pid)
+        }
+        if rc != 0 {
+            return .failure(PlexusError(.INTERNAL, "cannot start the worker \(job.exe): \(String(cString: strerror(rc)))"))
+        }
+        return .success(pid)
+    }
+
+    private final class ResultBox: @unchecked Sendable {
+        private let lock = ConditionLock()
+        private var value: Result<Int32, PlexusError>?
+        func set(_ r: Result<Int32, PlexusError>) { lock.withLock { value = r; lock.broadcast() } }
+        func wait() -> Result<Int32, PlexusError> {
+            lock.withLock {
+                while value == nil { lock.wait() }
+                return value!
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+import CPlexus
+import CPlexusPOSIX
+import Glibc
+import PlexusCore
+import PlexusThreads
+
+/// How a worker process ended, as the supervisor reports it.
+public struct WorkerExit: Sendable, CustomStringConvertible {
+    public let pid: Int32
+    /// Exit code, or the signal number when `signaled`.
+    public let code: Int32
+    public let signaled: Bool
+    /// Why the host ended it, when it did (malformed frame, silence, stop).
+    public let hostReason: String?
+
+    public init(pid: Int32, code: Int32, signaled: Bool, hostReason: String?) {
+        self.pid = pid
+        self.code = code
+        self.signaled = signaled
+        self.hostReason = hostReason
+    }
+
+    /// "SIGSEGV", "exit 3", "SIGKILL (the worker sent a malformed frame: ...)".
+    public var description: String {
+        let base = signaled ? Self.signalName(code) : "exit \(code)"
+        return hostReason.map { "\(base) (\($0))" } ?? base
+    }
+
+    static func signalName(_ s: Int32) -> String {
+        let names: [Int32: String] = [SIGSEGV: "SIGSEGV", SIGABRT: "SIGABRT", SIGKILL: "SIGKILL", SIGTERM: "SIGTERM",
+                                      SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGILL: "SIGILL", SIGXCPU: "SIGXCPU",
+                                      SIGXFSZ: "SIGXFSZ", SIGSYS: "SIGSYS", SIGPIPE: "SIGPIPE", SIGTRAP: "SIGTRAP",
+                                      SIGINT: "SIGINT", SIGHUP: "SIGHUP", SIGUSR1: "SIGUSR1", SIGUSR2: "SIGUSR2"]
+        return names[s] ?? "signal \(s)"
+    }
+}
+
+/// What a worker's I/O thread reports. Called on that thread, one at a time.
+public protocol WorkerEvents: AnyObject, Sendable {
+    /// A whole, validated frame from the worker. Both pointers are borrowed
+    /// for the call.
+    func received(_ frame: UnsafeRawBufferPointer, _ envelope: UnsafePointer<plexus_envelope>, from w: WorkerProcess)
+    /// A line the plugin wrote to stdout or stderr.
+    func output(_ line: String, stderr: Bool, from w: WorkerProcess)
+    /// The process is gone and reaped; nothing more will be reported.
+    func exited(_ exit: WorkerExit, from w: WorkerProcess)
+}
+
+/// One worker process and its channel. Frames go out from any thread
+/// (`write`), without blocking: what the socket does not take waits in an
+/// outbox the I/O thread drains. The I/O thread reads frames and output,
+/// enforces the partial-frame deadline, and reaps the process.
+public final class WorkerProcess: @unchecked Sendable {
+    public let pid: Int32
+    public let label: String
+    private let channel: Int32
+    private let out: Int32, err: Int32
+    private let wake: (r: Int32, w: Int32)
+    private weak var events: (any WorkerEvents)?
+    private var reader: FrameReader
+
+    private let lock = ConditionLock()
+    private var outbox: [UInt8] = []
+    private var outboxStart = 0
+    private var killReason: String?
+    private var ended = false
+
+    /// How long half a frame may sit unfinished before the worker is killed.
+    public var partialFrameTimeoutNanos: Int64 = 2_000_000_000
+    /// Output beyond this many bytes per second is dropped (and counted).
+    public static let outputBytesPerSecond = 64 * 1024
+
+    /// Where the helper executable is: $PLEXUS_WORKER, else beside the
+    /// running executable (the plexus CLI or the test bundle).
+    public static var helperPath: String {
+        if let p = getenv("PLEXUS_WORKER") { return String(cString: p) }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        let exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "."
+        return exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/plexus-worker"
+    }
+
+    /// Spawns a worker for image under policy and starts its I/O thread.
+    public init(image: PluginImage, policy: WorkerPolicy, maxPayload: UInt64, label: String,
+                events: any WorkerEvents) throws(PlexusError) {
+        let helper = Self.helperPath
+        guard access(helper, X_OK) == 0 else {
+            throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: build it with Sources/plexus-worker/build.sh (or set PLEXUS_WORKER)")
+        }
+        var ch: [Int32] = [0, 0], o: [Int32] = [0, 0], e: [Int32] = [0, 0], wk: [Int32] = [0, 0]
+        guard plexus_posix_channel(&ch) == 0 else { throw PlexusError(.INTERNAL, "socketpair: \(String(cString: strerror(errno)))") }
+        guard plexus_posix_pipe(&o, 1) == 0, plexus_posix_pipe(&e, 1) == 0, plexus_posix_pipe(&wk, 1) == 0 else {
+            for fd in ch + o + e + wk where fd > 0 { close(fd) }
+            throw PlexusError(.INTERNAL, "pipe2: \(String(cString: strerror(errno)))")
+        }
+        let argv = ["plexus-worker"] + policy.arguments(parent: getpid(), maxPayload: maxPayload)
+        let pid: Int32
+        do {
+            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image.fd, out: o[1], err: e[1])
+        } catch {
+            for fd in ch + o + e + wk { close(fd) }
+            throw error
+        }
+        close(ch[1]); close(o[1]); close(e[1])
+        self.pid = pid
+        self.label = label
+        self.channel = ch[0]
+        self.out = o[0]
+        self.err = e[0]
+        self.wake = (wk[0], wk[1])
+        self.events = events
+        self.reader = FrameReader(fd: ch[0], maxPayload: maxPayload)
+        _ = startThread(name: "plexus-io") { [self] in ioLoop() }
+    }
+
+    deinit {
+        close(channel); close(out); close(err); close(wake.r); close(wake.w)
+    }
+
+    // MARK: writing (any thread)
+
+    /// Queues whole frames for the worker. Never blocks. Returns false once
+    /// the worker is gone.
+    @discardableResult
+    public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if ended || killReason != nil { return false }
+        var off = 0
+        if outbox.count == outboxStart {
+            while off < bytes.count {
+                let n = send(channel, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                if n > 0 { off += n; continue }
+                if n < 0 && errno == EINTR { continue }
+                break   // EAGAIN: the rest waits in the outbox; an error shows as EOF to the reader
+            }
+        }
+        if off < bytes.count {
+            let wasEmpty = outbox.count == outboxStart
+            outbox.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[off...]))
+            if wasEmpty { poke() }
+        }
+        return true
+    }
+
+    /// Kills the process group now; the I/O thread reports the exit.
+    public func kill(reason: String) {
+        lock.withLock { if killReason == nil { killReason = reason } }
+        Glibc.kill(-pid, SIGKILL)
+        Glibc.kill(pid, SIGKILL)
+        poke()
+    }
+
+    /// Sends SIGTERM to the group (a polite stop); callers follow with kill.
+    public func terminate() {
+        Glibc.kill(-pid, SIGTERM)
+        Glibc.kill(pid, SIGTERM)
+    }
+
+    private func poke() {
+        var one: UInt8 = 1
+        _ = Glibc.write(wake.w, &one, 1)
+    }
+
+    // MARK: the I/O thread
+
+    private func ioLoop() {
+        var outBudget = OutputBudget()
+        var lines = (out: [UInt8](), err: [UInt8]())
+        var open = true
+        while open {
+            let wantWrite = lock.withLock { outbox.count > outboxStart }
+            var fds = [pollfd(fd: channel, events: Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0), revents: 0),
+                       pollfd(fd: out, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: err, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: wake.r, events: Int16(POLLIN), revents: 0)]
+            let timeout: Int32 = reader.partialSince > 0 ? 100 : 1000
+            if poll(&fds, 4, timeout) < 0 && errno != EINTR { break }
+            if fds[3].revents != 0 { var b = [UInt8](repeating: 0, count: 64); _ = read(wake.r, &b, 64) }
+            if lock.withLock({ killReason != nil }) { break }
+            if fds[1].revents != 0 { drainOutput(out, &lines.out, stderr: false, &outBudget) }
+            if fds[2].revents != 0 { drainOutput(err, &lines.err, stderr: true, &outBudget) }
+            if fds[0].revents & Int16(POLLOUT) != 0 { flushOutbox() }
+            if fds[0].revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
+                do {
+                    let r = try reader.drain { frame, env in events?.received(frame, env, from: self) }
+                    if case .closed = r { open = false }
+                } catch {
+                    lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
+                    break
+                }
+            }
+            if reader.partialSince > 0 && Clock.monotonicNanos() - reader.partialSince > partialFrameTimeoutNanos {
+                lock.withLock { if killReason == nil { killReason = "half a frame, then silence for \(partialFrameTimeoutNanos / 1_000_000) ms" } }
+                break
+            }
+        }
+        finish(&lines, &outBudget)
+    }
+
+    private func flushOutbox() {
+        lock.lock()
+        defer { lock.unlock() }
+        while outboxStart < outbox.count {
+            let n = outbox.withUnsafeBytes { b in
+                send(channel, b.baseAddress! + outboxStart, b.count - outboxStart, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if n > 0 { outboxStart += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            break
+        }
+        if outboxStart == outbox.count { outbox.removeAll(keepingCapacity: outbox.capacity <= 1 << 20); outboxStart = 0 }
+    }
+
+    /// Kills what is left of the process group, reaps the worker and reports.
+    private func finish(_ lines: inout (out: [UInt8], err: [UInt8]), _ budget: inout OutputBudget) {
+        Glibc.kill(-pid, SIGKILL)
+        Glibc.kill(pid, SIGKILL)
+        var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
+        _ = plexus_posix_wait(pid, 1, &code, &signaled, &core)
+        drainOutput(out, &lines.out, stderr: false, &budget)
+        drainOutput(err, &lines.err, stderr: true, &budget)
+        for (rest, isErr) in [(lines.out, false), (lines.err, true)] where !rest.isEmpty {
+            events?.output(String(decoding: rest, as: UTF8.self), stderr: isErr, from: self)
+        }
+        if budget.dropped > 0 { events?.output("[\(budget.dropped) bytes of output dropped: over \(Self.outputBytesPerSecond) bytes/s]", stderr: true, from: self) }
+        let reason = lock.withLock { () -> String? in ended = true; return killReason }
+        events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason), from: self)
+    }
+
+    private struct OutputBudget {
+        var second: Int64 = 0
+        var used = 0
+        var dropped = 0
+        mutating func allow(_ n: Int) -> Bool {
+            let now = Clock.monotonicNanos() / 1_000_000_000
+            if now != second { second = now; used = 0 }
+            guard used + n <= WorkerProcess.outputBytesPerSecond else { dropped += n; return false }
+            used += n
+            return true
+        }
+    }
+
+    /// Reads what the plugin printed; whole lines go to the log, within budget.
+    private func drainOutput(_ fd: Int32, _ pending: inout [UInt8], stderr: Bool, _ budget: inout OutputBudget) {
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        for _ in 0..<64 {   // bounded: a flooding plugin cannot starve the channel
+            let n = read(fd, &chunk, chunk.count)
+            guard n > 0 else { return }
+            guard budget.allow(n) else { continue }
+            pending.append(contentsOf: chunk[0..<n])
+            while let nl = pending.firstIndex(of: 10) {
+                events?.output(String(decoding: pending[..<nl], as: UTF8.self), stderr: stderr, from: self)
+                pending.removeSubrange(...nl)
+            }
+            if pending.count > 4096 {   // a line without end: log it in pieces
+                events?.output(String(decoding: pending, as: UTF8.self), stderr: stderr, from: self)
+                pending.removeAll()
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds plexus-worker, the sandboxed worker helper, with cc and no language
+# runtime, into SwiftPM's bin directory beside the plexus executable (where
+# the host looks for it). Usage: Sources/plexus-worker/build.sh [debug|release]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+config=${1:-debug}
+bin=$(cd "$root" && swift build -c "$config" --show-bin-path)
+mkdir -p "$bin"
+opt=-O2; [ "$config" = debug ] && opt="-O1 -g"
+cc -std=gnu11 $opt -Wall -Wextra -Werror -I"$root/include" \
+    "$root"/Sources/plexus-worker/*.c "$root/Sources/CPlexus/wire.c" \
+    -o "$bin/plexus-worker.tmp" -lseccomp -ldl -lpthread
+mv -f "$bin/plexus-worker.tmp" "$bin/plexus-worker"
+echo "built $bin/plexus-worker"

@@ -1,0 +1,38 @@
+/* The worker's end of its channel to the host: whole envelope frames in,
+** buffered frames out. Every frame is validated before use. */
+#ifndef PLEXUS_WORKER_CHANNEL_H
+#define PLEXUS_WORKER_CHANNEL_H
+
+#include "plexus.h"
+#include <stdint.h>
+
+/* One received frame, owned by the caller (free with frame_free). */
+typedef struct frame {
+    struct frame *next;
+    uint64_t len;
+    plexus_envelope env;   /* pointers into bytes */
+    uint8_t bytes[];
+} frame;
+
+void channel_init(int fd, uint64_t max_payload);
+
+/* Reads the next frame, waiting for it when wait is set; NULL when none is
+** ready (wait == 0). On end-of-file or a malformed frame the worker exits:
+** the host owns the other end and never sends garbage. */
+frame *channel_read(int wait);
+void frame_free(frame *f);
+
+/* Appends an encoded envelope to the output buffer; 0 on success, else a
+** status (the envelope failed validation). */
+plexus_status channel_queue(const plexus_envelope *e);
+/* Writes everything buffered. */
+void channel_flush(void);
+
+/* A control frame: topic = one of PLEXUS_CONTROL_*, with an optional payload. */
+plexus_status channel_control(const char *topic, plexus_id correlation, int32_t status,
+                              const void *payload, uint64_t len);
+
+/* True when a whole frame, or some bytes of one, are waiting unread. */
+int channel_has_input(void);
+
+#endif

@@ -1,0 +1,416 @@
+/*
+** plexus-worker: runs one plugin in its own process for the host.
+**
+** The host starts it with posix_spawn: descriptor 3 is the channel (a Unix
+** stream socket), 4 a sealed private copy of the plugin, 1 and 2 pipes the
+** host drains into its log. Before the plugin's bytes are mapped the worker
+** closes every other descriptor, dies with the host, takes its limits and
+** installs its syscall filter; then it loads the plugin, sends HELLO, waits
+** for START, calls init and serves deliveries until SHUTDOWN or the host
+** goes away. The conversation is in include/plexus_channel.h.
+**
+** Written in C with no language runtime: under RLIMIT_AS an allocation must
+** fail, not abort the process.
+*/
+#define _GNU_SOURCE
+#include "channel.h"
+#include "descriptor.h"
+#include "sandbox.h"
+#include "plexus.h"
+#include "plexus_channel.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHANNEL_FD 3
+#define PLUGIN_FD 4
+
+static const plexus_plugin_descriptor *desc;
+static void *state;
+static pthread_t main_thread;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int wake_fd = -1;                 /* eventfd: a call thread queued deliveries */
+static frame *queued_head, *queued_tail; /* read while waiting for an ACK */
+static uint64_t call_seq;
+
+/* ---- requests this worker has received and not yet answered ------------- */
+
+static plexus_id *open_q;
+static size_t open_n, open_cap;
+
+static void open_add(plexus_id id) {
+    if (open_n == open_cap) {
+        size_t c = open_cap ? open_cap * 2 : 64;
+        plexus_id *p = realloc(open_q, c * sizeof *p);
+        if (!p) return;
+        open_q = p; open_cap = c;
+    }
+    open_q[open_n++] = id;
+}
+
+static int open_take(plexus_id id) {
+    for (size_t i = open_n; i-- > 0;) {
+        if (open_q[i].hi == id.hi && open_q[i].lo == id.lo) { open_q[i] = open_q[--open_n]; return 1; }
+    }
+    return 0;
+}
+
+/* ---- the host table ------------------------------------------------------ */
+
+static int is_control(const plexus_envelope *e, const char *topic) {
+    return e->target_kind == PLEXUS_TARGET_TOPIC && e->target && strcmp(e->target, topic) == 0;
+}
+
+static void enqueue_frame(frame *f) {
+    if (queued_tail) queued_tail->next = f; else queued_head = f;
+    queued_tail = f;
+}
+
+/* Sends e (id = our call number) and waits for its ACK; frames read
+** meanwhile are kept, in order, for the main loop. Lock held. */
+static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id) {
+    plexus_id call = { 0, ++call_seq };
+    e->id = call;
+    plexus_status s = channel_queue(e);
+    if (s != PLEXUS_OK) return s;
+    channel_flush();
+    int queued = 0;
+    for (;;) {
+        frame *f = channel_read(1);
+        if (is_control(&f->env, PLEXUS_CONTROL_ACK) && f->env.correlation_id.lo == call.lo && f->env.correlation_id.hi == 0) {
+            s = f->env.status;
+            if (out_id) *out_id = f->env.id;
+            frame_free(f);
+            break;
+        }
+        enqueue_frame(f);
+        queued = 1;
+    }
+    if (queued && !pthread_equal(pthread_self(), main_thread)) {
+        uint64_t one = 1;
+        (void)!write(wake_fd, &one, sizeof one);
+    }
+    return s;
+}
+
+static plexus_status call(const plexus_envelope *msg, plexus_kind forced, int has_kind, plexus_id *out_id) {
+    if (!msg) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e = *msg;
+    e.struct_size = sizeof e;
+    e.sender = NULL;
+    if (has_kind) e.kind = (uint8_t)forced;
+    pthread_mutex_lock(&lock);
+    plexus_status s = call_locked(&e, out_id);
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+static plexus_status h_send(plexus_ctx *ctx, const plexus_envelope *m) { (void)ctx; return call(m, 0, 0, NULL); }
+
+static plexus_status h_request(plexus_ctx *ctx, const plexus_envelope *m, uint32_t timeout_ms, plexus_id *out) {
+    (void)ctx;
+    if (!m) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e = *m;
+    if (timeout_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        e.deadline_unix_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)timeout_ms * 1000000;
+    }
+    return call(&e, PLEXUS_KIND_QUERY, 1, out);
+}
+
+static plexus_status h_publish(plexus_ctx *ctx, const plexus_envelope *m) {
+    (void)ctx;
+    if (!m) return PLEXUS_INVALID_ARGUMENT;
+    if (m->target_kind != PLEXUS_TARGET_TOPIC) return PLEXUS_INVALID_ARGUMENT;
+    if (m->target && strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) return PLEXUS_INVALID_ARGUMENT;
+    return call(m, PLEXUS_KIND_EVENT, 1, NULL);
+}
+
+static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
+    (void)ctx;
+    if (!m) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e = *m;
+    e.struct_size = sizeof e;
+    e.kind = e.kind == PLEXUS_KIND_ERROR ? PLEXUS_KIND_ERROR : PLEXUS_KIND_RESPONSE;
+    e.target_kind = PLEXUS_TARGET_REPLY;
+    e.target = NULL;
+    e.sender = NULL;
+    e.deadline_unix_ns = 0;
+    pthread_mutex_lock(&lock);
+    plexus_status s = open_take(e.correlation_id) ? channel_queue(&e) : PLEXUS_NOT_A_REQUEST;
+    if (s == PLEXUS_OK && !pthread_equal(pthread_self(), main_thread)) channel_flush();
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+static plexus_status pattern_call(const char *topic, const char *pattern) {
+    if (!pattern) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = PLEXUS_KIND_EVENT;
+    e.target_kind = PLEXUS_TARGET_TOPIC;
+    e.target = topic;
+    e.payload = (const uint8_t *)pattern;
+    e.payload_len = strlen(pattern);
+    pthread_mutex_lock(&lock);
+    plexus_status s = call_locked(&e, NULL);
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+static plexus_status h_subscribe(plexus_ctx *c, const char *p) { (void)c; return pattern_call(PLEXUS_CONTROL_SUBSCRIBE, p); }
+static plexus_status h_unsubscribe(plexus_ctx *c, const char *p) { (void)c; return pattern_call(PLEXUS_CONTROL_UNSUBSCRIBE, p); }
+
+static void h_log(plexus_ctx *ctx, int32_t level, const char *message) {
+    (void)ctx;
+    if (!message) return;
+    plexus_id none = { 0, 0 };
+    pthread_mutex_lock(&lock);
+    channel_control(PLEXUS_CONTROL_LOG, none, level, message, strlen(message));
+    if (!pthread_equal(pthread_self(), main_thread)) channel_flush();
+    pthread_mutex_unlock(&lock);
+}
+
+static void *h_alloc(uint64_t n) { return malloc(n ? n : 1); }
+static void h_free(void *p) { free(p); }
+static int64_t h_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+static const char *h_name(plexus_ctx *ctx) { (void)ctx; return desc ? desc->name : ""; }
+
+static const plexus_host host_table = {
+    sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
+    h_send, h_request, h_reply, h_publish, h_subscribe, h_unsubscribe, h_log,
+    h_alloc, h_free, h_now, h_name,
+};
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
+
+static void usage(const char *why) {
+    fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
+                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace] [--namespaces 0|1] [--max-payload BYTES]\n"
+                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
+    _exit(PLEXUS_WORKER_EXIT_USAGE);
+}
+
+static void refuse(plexus_status s, const char *text) {
+    plexus_id none = { 0, 0 };
+    channel_control(PLEXUS_CONTROL_REFUSED, none, s, text, strlen(text));
+    channel_flush();
+    _exit(PLEXUS_WORKER_EXIT_REFUSED);
+}
+
+static void parse(int argc, char **argv, worker_limits *l, pid_t *parent, uint64_t *max_payload) {
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) usage("an option is missing its value");
+        if (!strcmp(k, "--parent")) *parent = (pid_t)arg_u64(v);
+        else if (!strcmp(k, "--as")) l->address_space = arg_u64(v);
+        else if (!strcmp(k, "--cpu")) l->cpu_soft = arg_u64(v);
+        else if (!strcmp(k, "--cpu-hard")) l->cpu_hard = arg_u64(v);
+        else if (!strcmp(k, "--nofile")) l->open_files = arg_u64(v);
+        else if (!strcmp(k, "--fsize")) l->file_size = arg_u64(v);
+        else if (!strcmp(k, "--namespaces")) l->namespaces = (int)arg_u64(v);
+        else if (!strcmp(k, "--max-payload")) *max_payload = arg_u64(v);
+        else if (!strcmp(k, "--allow")) {
+            l->allow_fork = strstr(v, "fork") != NULL;
+            l->allow_exec = strstr(v, "exec") != NULL;
+            l->allow_socket = strstr(v, "socket") != NULL;
+            l->allow_ptrace = strstr(v, "ptrace") != NULL;
+        } else usage("unknown option");
+        i++;
+    }
+    if (*parent <= 0) usage("--parent is required");
+}
+
+/* Waits for START and returns its configuration (a malloc'd string). */
+static char *await_start(void) {
+    for (;;) {
+        frame *f = channel_read(1);
+        if (is_control(&f->env, PLEXUS_CONTROL_START)) {
+            char *cfg = malloc(f->env.payload_len + 1);
+            if (!cfg) _exit(PLEXUS_WORKER_EXIT_CHANNEL);
+            memcpy(cfg, f->env.payload ? (const void *)f->env.payload : "", f->env.payload_len);
+            cfg[f->env.payload_len] = 0;
+            frame_free(f);
+            return cfg;
+        }
+        if (is_control(&f->env, PLEXUS_CONTROL_SHUTDOWN)) _exit(0);
+        frame_free(f);   /* nothing else is meaningful before START */
+    }
+}
+
+static void load(const char **out_name) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", PLUGIN_FD);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!h) {
+        char text[600];
+        snprintf(text, sizeof text, "dlopen failed: %s", dlerror());
+        refuse(PLEXUS_BAD_DESCRIPTOR, text);
+    }
+    close(PLUGIN_FD);
+    plexus_entry_fn entry = (plexus_entry_fn)dlsym(h, "plexus_plugin_entry");
+    if (!entry) refuse(PLEXUS_BAD_DESCRIPTOR, "missing entry symbol plexus_plugin_entry: not a Plexus plugin");
+    desc = entry();
+    char err[512];
+    plexus_status s = descriptor_check(desc, err, sizeof err);
+    if (s != PLEXUS_OK) refuse(s, err);
+    *out_name = desc->name;
+}
+
+/* ---- serving ------------------------------------------------------------- */
+
+static void report_denied(void) {
+    char names[512];
+    sandbox_take_denied(names, sizeof names);
+    if (names[0]) {
+        plexus_id none = { 0, 0 };
+        channel_control(PLEXUS_CONTROL_DENIED, none, PLEXUS_PERMISSION_DENIED, names, strlen(names));
+    }
+}
+
+static void send_done(uint64_t *done) {
+    uint8_t n[8];
+    for (int i = 0; i < 8; i++) n[i] = (uint8_t)(*done >> (8 * i));
+    plexus_id none = { 0, 0 };
+    channel_control(PLEXUS_CONTROL_DONE, none, 0, n, 8);
+    *done = 0;
+}
+
+static void deliver(frame *f) {
+    const plexus_envelope *m = &f->env;
+    int query = m->kind == PLEXUS_KIND_QUERY;
+    if (query) { pthread_mutex_lock(&lock); open_add(m->id); pthread_mutex_unlock(&lock); }
+    plexus_status s = desc->handle ? desc->handle(state, (plexus_ctx *)&host_table, m) : PLEXUS_UNSUPPORTED;
+    if (query && s != PLEXUS_OK) {
+        pthread_mutex_lock(&lock);
+        if (open_take(m->id)) {
+            char text[200];
+            int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"agent '%s' returned %s while handling the request\"}",
+                             plexus_status_name(PLEXUS_HANDLER_FAILED), desc->name, plexus_status_name(s));
+            plexus_envelope e = plexus_envelope_init();
+            e.kind = PLEXUS_KIND_ERROR;
+            e.target_kind = PLEXUS_TARGET_REPLY;
+            e.correlation_id = m->id;
+            e.status = PLEXUS_HANDLER_FAILED;
+            e.content_type = "application/json";
+            e.payload = (const uint8_t *)text;
+            e.payload_len = (uint64_t)n;
+            channel_queue(&e);
+        }
+        pthread_mutex_unlock(&lock);
+    }
+}
+
+/* Takes the next frame: one kept by a call, else one from the channel,
+** waiting (without the lock) when there is none. */
+static frame *next_frame(uint64_t *done) {
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        frame *f = queued_head;
+        if (f) {
+            queued_head = f->next;
+            if (!queued_head) queued_tail = NULL;
+        } else {
+            f = channel_read(0);
+        }
+        if (!f) {   /* idle: account for what was handled, then sleep */
+            if (*done) send_done(done);
+            report_denied();
+            channel_flush();
+        }
+        pthread_mutex_unlock(&lock);
+        if (f) return f;
+        struct pollfd p[2] = { { CHANNEL_FD, POLLIN, 0 }, { wake_fd, POLLIN, 0 } };
+        while (poll(p, 2, -1) < 0 && errno == EINTR) {}
+        if (p[1].revents & POLLIN) { uint64_t v; (void)!read(wake_fd, &v, sizeof v); }
+    }
+}
+
+static void serve(void) {
+    uint64_t done = 0;
+    for (;;) {
+        frame *f = next_frame(&done);
+        const plexus_envelope *m = &f->env;
+        if (m->target_kind == PLEXUS_TARGET_TOPIC && m->target &&
+            strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) {
+            if (is_control(m, PLEXUS_CONTROL_PING)) {
+                pthread_mutex_lock(&lock);
+                channel_control(PLEXUS_CONTROL_PONG, m->correlation_id, 0, NULL, 0);
+                pthread_mutex_unlock(&lock);
+            } else if (is_control(m, PLEXUS_CONTROL_SHUTDOWN)) {
+                frame_free(f);
+                pthread_mutex_lock(&lock);
+                if (done) send_done(&done);
+                channel_flush();
+                pthread_mutex_unlock(&lock);
+                if (desc->shutdown) desc->shutdown(state);
+                _exit(0);
+            }
+            frame_free(f);
+            continue;
+        }
+        deliver(f);
+        frame_free(f);
+        if (++done >= 256) { pthread_mutex_lock(&lock); send_done(&done); pthread_mutex_unlock(&lock); }
+    }
+}
+
+int main(int argc, char **argv) {
+    worker_limits limits = { 0 };
+    pid_t parent = 0;
+    uint64_t max_payload = PLEXUS_MAX_PAYLOAD_LEN;
+    parse(argc, argv, &limits, &parent, &max_payload);
+    /* Die with the host; if it died before this line, getppid() has changed. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) _exit(PLEXUS_WORKER_EXIT_ORPHANED);
+    setpgid(0, 0);
+    close_range(PLUGIN_FD + 1, ~0U, 0);
+    signal(SIGPIPE, SIG_IGN);
+    main_thread = pthread_self();
+    channel_init(CHANNEL_FD, max_payload);
+    wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) _exit(PLEXUS_WORKER_EXIT_SANDBOX);
+
+    int namespaces = 0;
+    const char *failed = sandbox_apply(&limits, &namespaces);
+    if (failed) refuse(PLEXUS_INTERNAL, failed);
+
+    const char *name = NULL;
+    load(&name);
+    char *json = descriptor_json(desc, namespaces);
+    plexus_id none = { 0, 0 };
+    channel_control(PLEXUS_CONTROL_HELLO, none, 0, json, strlen(json));
+    free(json);
+    channel_flush();
+
+    char *config = await_start();
+    plexus_status s = desc->init(&host_table, (plexus_ctx *)&host_table, config, &state);
+    free(config);
+    if (s != PLEXUS_OK) {
+        char text[200];
+        snprintf(text, sizeof text, "init returned %s", plexus_status_name(s));
+        refuse(s, text);
+    }
+    pthread_mutex_lock(&lock);
+    channel_control(PLEXUS_CONTROL_READY, none, 0, NULL, 0);
+    channel_flush();
+    pthread_mutex_unlock(&lock);
+    serve();
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* The worker's own confinement, applied before the plugin's bytes are mapped. */
+#ifndef PLEXUS_WORKER_SANDBOX_H
+#define PLEXUS_WORKER_SANDBOX_H
+
+#include <stdint.h>
+
+typedef struct worker_limits {
+    uint64_t address_space;   /* RLIMIT_AS bytes, 0 = unlimited            */
+    uint64_t cpu_soft;        /* RLIMIT_CPU seconds: SIGXCPU first          */
+    uint64_t cpu_hard;        /*   then SIGKILL; 0 = unlimited              */
+    uint64_t open_files;      /* RLIMIT_NOFILE, 0 = leave as is             */
+    uint64_t file_size;       /* RLIMIT_FSIZE bytes, 0 = unlimited          */
+    int allow_fork, allow_exec, allow_socket, allow_ptrace;
+    int namespaces;           /* try new user + network namespaces          */
+} worker_limits;
+
+/* Applies rlimits, RLIMIT_CORE=0, no-new-privileges, non-dumpable, and the
+** seccomp filter. Returns NULL, or a static text naming what failed.
+** *out_namespaces says whether new namespaces were entered. */
+const char *sandbox_apply(const worker_limits *l, int *out_namespaces);
+
+/* The system calls refused since the last call, as a comma-separated list
+** of names in buf (empty when none). Safe to call from the main loop only. */
+void sandbox_take_denied(char *buf, uint64_t cap);
+
+#endif

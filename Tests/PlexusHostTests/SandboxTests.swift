@@ -1,0 +1,88 @@
+import Foundation
+import PlexusCore
+import PlexusHost
+import Synchronization
+import Testing
+
+/// Plugins in worker processes: the same messages as in-process, and a
+/// worker that dies loses nothing the host accepted.
+@Suite("Sandboxed workers", .serialized)
+struct SandboxTests {
+    func sandboxedHost(_ files: [String], configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = .process
+        c.threads = 2
+        c.defaultTimeoutMs = 10_000
+        c.restartPolicy.backoffBaseMs = 5
+        configure(&c)
+        let host = Host(c)
+        for f in files { try host.load(path: f) }
+        host.start()
+        return host
+    }
+
+    func workerPid(_ host: Host, _ name: String = "probe") -> Int32? {
+        host.agentReports.first { $0.name == name }?.pid
+    }
+
+    @Test func aWorkerAnswersLikeAnInProcessAgent() throws {
+        let host = try sandboxedHost([try Fixtures.probe()])
+        defer { host.shutdown() }
+        #expect(try host.callText("probe.echo", "{\"hello\":\"world\"}") == "{\"hello\":\"world\"}")
+        let report = try #require(host.agentReports.first { $0.name == "probe" })
+        #expect(report.kind == "worker")
+        let pid = try #require(report.pid)
+        #expect(pid != getpid())
+        #expect(try host.callText("probe.pid") == "\(pid)")
+        #expect(try host.callText("agent:probe", "probe.sender") == "client:api")
+    }
+
+    @Test func killingAWorkerMidStreamLosesNoRequest() throws {
+        let host = try sandboxedHost([try Fixtures.probe()])
+        defer { host.shutdown() }
+        let first = try #require(workerPid(host))
+        let n = 3000
+        let answers = Mutex<[Int: String]>([:])
+        let group = DispatchGroup()
+        for i in 0..<n {
+            group.enter()
+            try host.request(Envelope(kind: .query, target: .capability("probe.echo"), payload: Array("\(i)".utf8)),
+                             timeoutMs: 20_000) { a in
+                answers.withLock { $0[i] = a.kind == .error ? "error: \(Host.error(from: a))" : a.payloadString }
+                group.leave()
+            }
+            if i == n / 3 { kill(first, SIGKILL) }
+        }
+        #expect(group.wait(timeout: .now() + 30) == .success)
+        let got = answers.withLock { $0 }
+        for i in 0..<n { #expect(got[i] == "\(i)", "request \(i)") }
+        let report = try #require(host.agentReports.first { $0.name == "probe" })
+        #expect(report.restarts >= 1)
+        #expect(report.last_exit?.hasPrefix("SIGKILL") == true)
+        #expect(report.pid != first)
+    }
+
+    @Test func aPoisonMessageIsDeadLetteredAndTheRestFlow() throws {
+        let host = try sandboxedHost([try Fixtures.probe()])
+        defer { host.shutdown() }
+        let err = expectError(.AGENT_CRASHED) { _ = try host.callText("probe.crash", timeoutMs: 20_000) }
+        #expect(err?.detail.contains("died 3 times") == true)
+        #expect(err?.detail.contains("SIGSEGV") == true)
+        #expect(try host.callText("probe.echo", "still here") == "still here")
+        #expect(host.deadLetters.contains { $0.reason.contains("SIGSEGV") })
+    }
+
+    @Test func theFilterDeniesForkAndSockets() throws {
+        let host = try sandboxedHost([try Fixtures.probe()])
+        defer { host.shutdown() }
+        #expect(try host.callText("probe.fork") == "-\(EPERM)")
+        #expect(try host.callText("probe.socket") == "-\(EPERM)")
+        #expect(try host.callText("probe.echo", "alive") == "alive")
+    }
+
+    @Test func grantedCallsAreAllowed() throws {
+        let host = try sandboxedHost([try Fixtures.probe()]) { $0.workerPolicy.allowSocket = true }
+        defer { host.shutdown() }
+        #expect(Int(try host.callText("probe.socket")) ?? -1 >= 0)
+    }
+}

@@ -1,0 +1,64 @@
+/*
+** plexus_channel.h — the control conversation on a channel between the host
+** and something that acts as an agent outside it: a sandboxed worker process
+** today, a socket client registering as an agent later.
+**
+** A channel carries nothing but plexus_wire.h envelope frames, in both
+** directions. Most are ordinary messages (deliveries to the agent, messages
+** the agent sends, replies). Control frames are envelopes with
+** target_kind = PLEXUS_TARGET_TOPIC and a target under the reserved prefix
+** "_plexus." below; the host never routes them and agents may not publish
+** under that prefix. Integers in control payloads are little-endian.
+**
+** The conversation, in order:
+**
+**   agent -> host  HELLO    payload: the descriptor as JSON (see the worker)
+**   host  -> agent START    payload: the agent's configuration JSON
+**   agent -> host  READY    init() returned OK          (or REFUSED, then exit)
+**   ...
+**   host  -> agent (message)          a delivery; handle() runs in order
+**   agent -> host  DONE     payload: u64 count of deliveries finished since
+**                           the last DONE. The host redelivers every delivery
+**                           not yet counted if the agent dies.
+**   agent -> host  (message)          send / request / publish: id is the
+**                           agent's own call number (hi = 0); the host routes
+**                           it and answers ACK
+**   host  -> agent ACK      correlation_id = the call number, id = the id
+**                           the host gave the message, status = the result,
+**                           payload = the error text when status != OK
+**   agent -> host  (reply)            RESPONSE/ERROR, target_kind REPLY; no ACK
+**   agent -> host  SUBSCRIBE / UNSUBSCRIBE   payload: the pattern; ACKed
+**   agent -> host  LOG      status = plexus_log_level, payload = the text
+**   agent -> host  DENIED   payload: the name of a system call the sandbox
+**                           refused
+**   host  -> agent PING     agent -> host PONG, same correlation_id, answered
+**                           between deliveries: a PONG proves progress
+**   host  -> agent SHUTDOWN the agent calls shutdown() and exits 0
+*/
+#ifndef PLEXUS_CHANNEL_H
+#define PLEXUS_CHANNEL_H
+
+#define PLEXUS_CONTROL_PREFIX     "_plexus."
+#define PLEXUS_CONTROL_HELLO      "_plexus.hello"
+#define PLEXUS_CONTROL_START      "_plexus.start"
+#define PLEXUS_CONTROL_READY      "_plexus.ready"
+#define PLEXUS_CONTROL_REFUSED    "_plexus.refused"
+#define PLEXUS_CONTROL_DONE       "_plexus.done"
+#define PLEXUS_CONTROL_ACK        "_plexus.ack"
+#define PLEXUS_CONTROL_SUBSCRIBE  "_plexus.subscribe"
+#define PLEXUS_CONTROL_UNSUBSCRIBE "_plexus.unsubscribe"
+#define PLEXUS_CONTROL_LOG        "_plexus.log"
+#define PLEXUS_CONTROL_DENIED     "_plexus.denied"
+#define PLEXUS_CONTROL_PING       "_plexus.ping"
+#define PLEXUS_CONTROL_PONG       "_plexus.pong"
+#define PLEXUS_CONTROL_SHUTDOWN   "_plexus.shutdown"
+
+/* Exit codes of the worker helper (plexus-worker) before the plugin runs,
+** so the host can name why a worker never became ready. */
+#define PLEXUS_WORKER_EXIT_USAGE     64 /* bad command line                      */
+#define PLEXUS_WORKER_EXIT_ORPHANED  65 /* the host died before the worker started */
+#define PLEXUS_WORKER_EXIT_SANDBOX   66 /* a limit or the filter could not be set  */
+#define PLEXUS_WORKER_EXIT_REFUSED   67 /* load or init refused (REFUSED was sent) */
+#define PLEXUS_WORKER_EXIT_CHANNEL   68 /* the channel broke or carried garbage    */
+
+#endif /* PLEXUS_CHANNEL_H */
