@@ -10,3 +10,4 @@ for k in 0 1; do
     cc -std=c11 -O2 -shared -fPIC -I"$root/include" -I"$root/SDK/c" -DAGENT_NAME="\"pong$k\"" \
         "$root/Benchmarks/pingpong.c" -o "$out/pong$k.so"
 done
+cc -std=gnu11 -O2 -Wall -Wextra "$root/Benchmarks/floor.c" -o "$out/floor" -ldl

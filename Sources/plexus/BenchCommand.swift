@@ -29,7 +29,98 @@ struct BenchCommand: ParsableCommand {
         _ = try drive(all, pairs: 2, "rr 20000")
         print("inproc_rr_all_cores_per_s: \(try median { try rate(all, pairs: 2, "rr", roundTrips) }) round trips/s (2 pairs on \(cores) cores)")
         all.shutdown()
+        try sandbox()
         print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
+    }
+
+    // MARK: sandboxed workers
+
+    /// The sandbox lines, each printed beside its raw floor from Benchmarks/floor.c.
+    private func sandbox() throws {
+        let pong = "\(agents)/pong0.so"
+        let floors = try floor(["rr", "20000"]) + floor(["batch", "\(messages)"]) + floor(["spawn", "100", pong])
+        let rr = try sandboxRoundTrip(pong, samples: 20_000)
+        print("sandbox_rr_p50_us: \(fixed(rr, 2)) us (host -> sandboxed C agent -> host, unpinned; floor: \(line(floors, "raw_unix_stream_rr")))")
+        let oneway = try sandboxOneWay(pong, n: messages)
+        print("sandbox_oneway_per_s: \(oneway) msgs/s (64-byte commands; floor: \(line(floors, "raw_unix_stream_batched")))")
+        let spawn = try sandboxSpawn(pong, samples: 50)
+        print("sandbox_spawn_ready_p50_ms: \(fixed(spawn, 3)) ms (copy, spawn, sandbox, load, init; floor: \(line(floors, "raw_spawn")))")
+        for f in floors { print("# \(f)") }
+    }
+
+    private func sandboxHost(_ plugin: String, mailbox: Int = 4096) throws -> Host {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = .process
+        c.mailboxCapacity = mailbox
+        c.defaultTimeoutMs = 600_000
+        let h = Host(c)
+        do { try h.load(path: plugin) } catch { throw CLIError("\(error)") }
+        h.start()
+        return h
+    }
+
+    private func sandboxRoundTrip(_ plugin: String, samples: Int) throws -> Double {
+        let h = try sandboxHost(plugin)
+        defer { h.shutdown() }
+        let q = Envelope(kind: .query, target: .agent("pong0"), payload: [])
+        var times: [Double] = []
+        times.reserveCapacity(samples)
+        for i in 0..<(samples + 1000) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try h.call(q, timeoutMs: 10_000)
+            if i >= 1000 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000) }
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    private func sandboxOneWay(_ plugin: String, n: Int) throws -> Int {
+        let h = try sandboxHost(plugin, mailbox: 1 << 16)
+        defer { h.shutdown() }
+        let cmd = Envelope(kind: .command, target: .agent("pong0"), payload: Array(repeating: 0x61, count: 64))
+        _ = try h.call(Envelope(kind: .query, target: .agent("pong0"), payload: []), timeoutMs: 10_000)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var sent = 0
+        while sent < n {
+            do throws(PlexusError) { try h.send(cmd); sent += 1 } catch {
+                guard error.status == PLEXUS_MAILBOX_FULL.status else { throw error }
+                sched_yield()
+            }
+        }
+        _ = try h.call(Envelope(kind: .query, target: .agent("pong0"), payload: []), timeoutMs: 600_000)  // after every command (FIFO)
+        return Int(Double(n) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
+    }
+
+    private func sandboxSpawn(_ plugin: String, samples: Int) throws -> Double {
+        var times: [Double] = []
+        for _ in 0..<samples {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let h = try sandboxHost(plugin)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            h.shutdown()
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    private func line(_ lines: [String], _ prefix: String) -> String { lines.first { $0.hasPrefix(prefix) } ?? "not measured" }
+
+    private func fixed(_ v: Double, _ digits: Int) -> String {
+        let scale = (0..<digits).reduce(1.0) { r, _ in r * 10 }
+        let n = Int((v * scale).rounded())
+        let frac = String(n % Int(scale))
+        return "\(n / Int(scale)).\(String(repeating: "0", count: digits - frac.count))\(frac)"
+    }
+
+    /// Runs Benchmarks/agents/floor and returns its output lines.
+    private func floor(_ args: [String]) throws -> [String] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "\(agents)/floor")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        do { try p.run() } catch { throw CLIError("\(agents)/floor: \(error) — build it with Benchmarks/build.sh") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
     private func host(pairs: Int, threads: Int) throws -> Host {
