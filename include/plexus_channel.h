@@ -17,9 +17,14 @@
 **   agent -> host  READY    init() returned OK          (or REFUSED, then exit)
 **   ...
 **   host  -> agent (message)          a delivery; handle() runs in order
-**   agent -> host  DONE     payload: u64 count of deliveries finished since
-**                           the last DONE. The host redelivers every delivery
-**                           not yet counted if the agent dies.
+**   agent -> host  DONE     payload: the ids of deliveries finished since the
+**                           last DONE, 16 bytes each (hi, lo). The agent may
+**                           take what it has received by priority, not in
+**                           arrival order. The host redelivers every delivery
+**                           not yet named if the agent dies.
+**   agent -> host  EXPIRED  payload: one 16-byte id: a delivery whose
+**                           deadline passed before it was handled; the host
+**                           dead-letters it and ends its request EXPIRED
 **   agent -> host  (message)          send / request / publish: id is the
 **                           agent's own call number (hi = 0); the host routes
 **                           it and answers ACK
@@ -29,6 +34,12 @@
 **   agent -> host  (reply)            RESPONSE/ERROR, target_kind REPLY; no ACK
 **   agent -> host  SUBSCRIBE / UNSUBSCRIBE   payload: the pattern; ACKed
 **   agent -> host  LOG      status = plexus_log_level, payload = the text
+**   typed exports: a delivery with content type
+**                           application/x-plexus-ffi-call carries the
+**                           arguments (scalars: 8 bytes; strings, buffers:
+**                           u64 length, bytes, NUL); the RESPONSE has content
+**                           type application/x-plexus-ffi-result: the return
+**                           type byte, then 8 bytes or the string's bytes
 **   agent -> host  DENIED   payload: the name of a system call the sandbox
 **                           refused
 **   host  -> agent PING     agent -> host PONG, same correlation_id, answered
@@ -44,6 +55,7 @@
 #define PLEXUS_CONTROL_READY      "_plexus.ready"
 #define PLEXUS_CONTROL_REFUSED    "_plexus.refused"
 #define PLEXUS_CONTROL_DONE       "_plexus.done"
+#define PLEXUS_CONTROL_EXPIRED    "_plexus.expired"
 #define PLEXUS_CONTROL_ACK        "_plexus.ack"
 #define PLEXUS_CONTROL_SUBSCRIBE  "_plexus.subscribe"
 #define PLEXUS_CONTROL_UNSUBSCRIBE "_plexus.unsubscribe"

@@ -96,7 +96,9 @@ final class Agent: Hashable, @unchecked Sendable {
     func admit(_ m: Message, force: Bool = false) -> Admission {
         lock.lock()
         if _state == .terminated || (_state == .draining && !force) { lock.unlock(); return .closed }
-        guard mailbox.push(m, force: force) else { lock.unlock(); return .full }
+        // A worker's unstarted deliveries still count: the bound holds in both modes.
+        let elsewhere = link.map { max(0, $0.inflightCount.load(ordering: .relaxed) - 1) } ?? 0
+        guard mailbox.push(m, force: force, elsewhere: elsewhere) else { lock.unlock(); return .full }
         let wake = !scheduled
         scheduled = true
         lock.unlock()

@@ -23,7 +23,7 @@ public struct HostConfiguration: Sendable {
     public var threads = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Where plugins run: each in its own worker process, or inside the host
     /// (trusted code only: a crash there takes the host down).
-    public var sandbox = SandboxMode.inProcess
+    public var sandbox = SandboxMode.process
     /// Limits and grants of worker processes.
     public var workerPolicy = WorkerPolicy()
     /// How workers that die are restarted.

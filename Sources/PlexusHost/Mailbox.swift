@@ -15,8 +15,10 @@ struct Mailbox {
 
     /// Appends unless full. `force` admits replies the agent itself asked for,
     /// which must never be refused (the request already succeeded).
-    mutating func push(_ m: Message, force: Bool = false) -> Bool {
-        if count >= capacity && !force { return false }
+    /// `elsewhere` counts messages waiting outside this mailbox that still
+    /// count against its capacity (those a worker holds but has not started).
+    mutating func push(_ m: Message, force: Bool = false, elsewhere: Int = 0) -> Bool {
+        if count + elsewhere >= capacity && !force { return false }
         queues[Int(min(m.header.priority, 3))].append(m)
         count += 1
         return true

@@ -221,8 +221,12 @@ final class Router: @unchecked Sendable {
             }
             return
         }
-        if let link = agent.link, agent.exports.isEmpty || isAnswer || !targetsExport(m, agent) {
-            link.deliver(m)   // the worker answers and accounts for it itself
+        if let link = agent.link {   // the worker answers and accounts for it itself
+            if let x = agent.exports.isEmpty || isAnswer ? nil : exportTargeted(by: m, agent) {
+                deliverExport(x, m, to: agent, via: link)
+            } else {
+                link.deliver(m)
+            }
             agent.handled.add(1, ordering: .relaxed)
             return
         }
@@ -244,8 +248,33 @@ final class Router: @unchecked Sendable {
         }
     }
 
-    private func targetsExport(_ m: Message, _ agent: Agent) -> Bool {
-        m.withEnvelope { e in e.pointee.target.map { agent.exports[String(cString: $0)] != nil } ?? false }
+    private func exportTargeted(by m: Message, _ agent: Agent) -> PluginDescriptor.Export? {
+        m.withEnvelope { e in e.pointee.target.flatMap { agent.exports[String(cString: $0)] } }
+    }
+
+    /// Checks and converts the JSON arguments here, then hands the worker a
+    /// binary call (WorkerExports); a bad argument is answered at once.
+    private func deliverExport(_ x: PluginDescriptor.Export, _ m: Message, to agent: Agent, via link: WorkerLink) {
+        let made: Result<Message, PlexusError> = m.withEnvelope { e in
+            let json = e.pointee.payload.map { Array(UnsafeBufferPointer(start: $0, count: Int(e.pointee.payload_len))) } ?? []
+            let body: [UInt8]
+            do throws(PlexusError) { body = try WorkerExports.encodeCall(x, payload: json) } catch { return .failure(error) }
+            var c = e.pointee
+            return WorkerExports.ffiCall.withCString { ct in
+                body.withUnsafeBufferPointer { b in
+                    c.content_type = ct
+                    c.payload = b.baseAddress
+                    c.payload_len = UInt64(b.count)
+                    do throws(PlexusError) { return .success(try Message.make(&c, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN))) }
+                    catch { return .failure(error) }
+                }
+            }
+        }
+        switch made {
+        case .success(let call): link.deliver(call)
+        case .failure(let err):
+            if m.isQuery { fail(requestID: m.id, responder: agent, status: err.status, detail: err.detail) }
+        }
     }
 
     /// Typed exports, plugins without a handler, and built-in agents.

@@ -31,15 +31,10 @@ enum TypedExports {
     /// ARITY_MISMATCH naming the argument, its declared type and what came.
     static func call(_ x: PluginDescriptor.Export, payload: [UInt8]) throws(PlexusError) -> JSONValue {
         guard let function = x.function else {
-            throw PlexusError(.UNSUPPORTED, "\(x.name): typed exports of a plugin in a sandboxed worker are not callable yet; run it with --sandbox in-process")
+            throw PlexusError(.INTERNAL, "\(x.name): the export's function lives in a worker process")
         }
-        let json = payload.isEmpty ? JSONValue.array([]) : try JSONValue.parse(payload)
-        let args = try arguments(of: x, from: json)
         var holders: [ContiguousArray<UInt8>] = []   // keeps string/buffer bytes alive for the call
-        var values: [plexus_ffi_value] = []
-        for (i, (t, v)) in zip(x.argTypes, args).enumerated() {
-            values.append(try convert(v, to: t, index: i, export: x, holders: &holders))
-        }
+        let values = try marshal(x, payload: payload, holders: &holders)
         var out = plexus_ffi_value()
         var what: UnsafePointer<CChar>?
         let s = withExtendedLifetime(holders) {
@@ -52,6 +47,18 @@ enum TypedExports {
         }
         if s != 0 { throw PlexusError(status: s, "\(x.name): \(what.map { String(cString: $0) } ?? "call failed")") }
         return result(out, type: x.returnType)
+    }
+
+    /// The JSON payload as C argument values, checked against the signature.
+    static func marshal(_ x: PluginDescriptor.Export, payload: [UInt8],
+                        holders: inout [ContiguousArray<UInt8>]) throws(PlexusError) -> [plexus_ffi_value] {
+        let json = payload.isEmpty ? JSONValue.array([]) : try JSONValue.parse(payload)
+        let args = try arguments(of: x, from: json)
+        var values: [plexus_ffi_value] = []
+        for (i, (t, v)) in zip(x.argTypes, args).enumerated() {
+            values.append(try convert(v, to: t, index: i, export: x, holders: &holders))
+        }
+        return values
     }
 
     private static func arguments(of x: PluginDescriptor.Export, from json: JSONValue) throws(PlexusError) -> [JSONValue] {
@@ -122,7 +129,7 @@ enum TypedExports {
         return out
     }
 
-    private static func result(_ v: plexus_ffi_value, type t: UInt8) -> JSONValue {
+    static func result(_ v: plexus_ffi_value, type t: UInt8) -> JSONValue {
         switch UInt32(t) {
         case PLEXUS_TYPE_VOID.rawValue: return .null
         case PLEXUS_TYPE_BOOL.rawValue: return .bool(v.i64 != 0)

@@ -5,6 +5,7 @@ import Logging
 import PlexusCore
 import PlexusSandbox
 import PlexusThreads
+import Synchronization
 
 /// How a sandboxed agent is restarted when its worker dies.
 public struct RestartPolicy: Sendable {
@@ -31,8 +32,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     let restart: RestartPolicy
     unowned(unsafe) let router: Router
     let logger: Logger
-    /// Set once the agent is registered; the link lives as long as the agent.
-    unowned(unsafe) var agent: Agent?
+    /// Set once the agent is registered. Weak: the worker's I/O thread may
+    /// report an exit after a refused agent is gone.
+    weak var agent: Agent?
 
     private enum Phase { case spawning, hello(PluginDescriptor), ready, refused(PlexusError), down(WorkerExit), stopped }
 
@@ -40,7 +42,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var process: WorkerProcess?
     private var phase = Phase.spawning
     private var config = "{}"
-    private var inflight = Deque<Message>()
+    /// Deliveries the worker has not finished, by id, with their send order.
+    private var inflight: [plexus_id: (seq: Int, message: Message)] = [:]
+    private var sendSeq = 0
+    /// inflight.count, readable without the lock (mailbox admission).
+    let inflightCount = Atomic<Int>(0)
     private var outgoing: [UInt8] = []
     private var blocked = false
     private var history: [plexus_id: [String]] = [:]
@@ -90,7 +96,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     private func spawn() throws(PlexusError) {
-        let w = try WorkerProcess(image: image, policy: policy, maxPayload: router.limits.maxPayload,
+        // The channel carries frames up to the ABI's limit; the router then
+        // holds each message to the host's own (smaller) payload limit.
+        let w = try WorkerProcess(image: image, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
                                   label: agent?.name ?? image.path, events: self)
         lock.withLock { process = w; phase = .spawning }
     }
@@ -131,18 +139,21 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             blocked = true
             return
         }
-        inflight.append(m)
+        sendSeq += 1
+        inflight[m.id] = (sendSeq, m)
+        inflightCount.store(inflight.count, ordering: .relaxed)
+        agent?.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
         m.withFrame { outgoing.append(contentsOf: $0) }
     }
 
-    /// Writes the frames queued by deliver, in one go.
+    /// Writes the frames queued by deliver, in one go. Under the lock, so two
+    /// dispatcher threads flushing one after the other keep their order.
     func flush() {
         lock.lock()
-        guard !outgoing.isEmpty, let w = process else { lock.unlock(); return }
-        let bytes = outgoing
-        outgoing.removeAll(keepingCapacity: true)
-        lock.unlock()
-        bytes.withUnsafeBytes { _ = w.write($0) }
+        defer { lock.unlock() }
+        guard !outgoing.isEmpty, let w = process else { return }
+        outgoing.withUnsafeBytes { _ = w.write($0) }
+        outgoing.removeAll(keepingCapacity: outgoing.capacity <= 1 << 20)
     }
 
     private func sendControl(_ topic: String, correlation: plexus_id = .none, id: plexus_id = .none,
@@ -182,6 +193,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent else { w.kill(reason: "it sent a message before it was registered"); return }
         let origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id)
         if env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
+            if let ct = env.content_type, strcmp(ct, WorkerExports.ffiResult) == 0 {
+                exportResult(e, from: origin, worker: w)
+                return
+            }
             do { try router.reply(e, from: origin) } catch {
                 agent.logger.debug("reply refused", metadata: ["reason": "\(error.detail)"])
             }
@@ -200,6 +215,19 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         case .success(let id): sendControl(PLEXUS_CONTROL_ACK, correlation: call, id: id)
         case .failure(let err): sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: err.status, payload: Array(err.detail.utf8))
         }
+    }
+
+    /// A typed export's binary result becomes the usual {"result": value}.
+    private func exportResult(_ e: UnsafePointer<plexus_envelope>, from origin: Router.Origin, worker w: WorkerProcess) {
+        let bytes = e.pointee.payload_len > 0 ? Array(UnsafeBufferPointer(start: e.pointee.payload, count: Int(e.pointee.payload_len))) : []
+        let value: JSONValue
+        do throws(PlexusError) { value = try WorkerExports.decodeResult(bytes) } catch {
+            w.kill(reason: "it sent a malformed typed-export result: \(error.detail)")
+            return
+        }
+        let reply = Envelope(kind: .response, target: .reply, payload: Array(JSONValue.object(["result": value]).text.utf8),
+                             contentType: "application/json", correlationID: e.pointee.correlation_id)
+        reply.withCEnvelope { r in _ = try? router.reply(r, from: origin) }
     }
 
     private func control(_ topic: String, _ e: UnsafePointer<plexus_envelope>, from w: WorkerProcess) {
@@ -227,9 +255,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         case PLEXUS_CONTROL_REFUSED:
             setPhase(.refused(PlexusError(status: e.pointee.status, String(decoding: payload, as: UTF8.self))))
         case PLEXUS_CONTROL_DONE:
-            var n = 0
-            for (i, b) in payload.prefix(8).enumerated() { n |= Int(b) << (8 * i) }
-            finished(n)
+            finished(Self.ids(payload))
+        case PLEXUS_CONTROL_EXPIRED:
+            for id in Self.ids(payload) { expiredInWorker(id) }
         case PLEXUS_CONTROL_SUBSCRIBE, PLEXUS_CONTROL_UNSUBSCRIBE:
             let pattern = String(decoding: payload, as: UTF8.self)
             var status: plexus_status = 0
@@ -262,13 +290,39 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         }
     }
 
-    /// Count deliveries as finished, oldest first, and reopen the window.
-    private func finished(_ n: Int) {
-        lock.withLock {
-            for _ in 0..<min(n, inflight.count) {
-                let m = inflight.removeFirst()
-                if !history.isEmpty { history[m.id] = nil }
+    static func ids(_ payload: [UInt8]) -> [plexus_id] {
+        stride(from: 0, to: payload.count - 15, by: 16).map { o in
+            func u64(_ at: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(payload[at + $1]) << (8 * UInt64($1)) } }
+            return plexus_id(hi: u64(o), lo: u64(o + 8))
+        }
+    }
+
+    /// Deliveries the worker finished leave the window, which reopens.
+    private func finished(_ ids: [plexus_id]) {
+        let n: Int = lock.withLock {
+            var n = 0
+            for id in ids where inflight.removeValue(forKey: id) != nil {
+                n += 1
+                if !history.isEmpty { history[id] = nil }
             }
+            inflightCount.store(inflight.count, ordering: .relaxed)
+            return n
+        }
+        agent?.load.subtract(n, ordering: .relaxed)
+        reopen()
+    }
+
+    /// A delivery that waited in the worker past its deadline: never handled.
+    private func expiredInWorker(_ id: plexus_id) {
+        guard let m = lock.withLock({ () -> Message? in
+            defer { inflightCount.store(inflight.count, ordering: .relaxed) }
+            return inflight.removeValue(forKey: id)?.message
+        }), let agent else { return }
+        agent.load.subtract(1, ordering: .relaxed)
+        router.deadLetters.record(m, reason: "expired before delivery to '\(agent.name)'")
+        if m.isQuery {
+            router.fail(requestID: m.id, responder: agent, status: PLEXUS_EXPIRED.status,
+                        detail: "the request expired in the mailbox of '\(agent.name)' before it was delivered")
         }
         reopen()
     }
@@ -293,14 +347,20 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             process = nil
             lastExit = x.description
             let stopping: Bool
-            if case .stopped = phase { stopping = true } else { stopping = false; phase = .down(x) }
-            let ms = Array(inflight)
+            switch phase {
+            case .stopped: stopping = true
+            case .refused: stopping = false   // keep the reason the worker gave
+            default: stopping = false; phase = .down(x)
+            }
+            let ms = inflight.values.sorted { $0.seq < $1.seq }.map(\.message)
             inflight.removeAll()
+            inflightCount.store(0, ordering: .relaxed)
             outgoing.removeAll()
             lock.broadcast()
             return (ms, stopping)
         }
         guard let agent, !stopping else { return }
+        agent.load.subtract(unfinished.count, ordering: .relaxed)   // requeued ones count again below
         logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
                                                 "unfinished": "\(unfinished.count)"])
         redeliver(unfinished, after: x, agent: agent)

@@ -8,8 +8,8 @@ config=${1:-debug}
 bin=$(cd "$root" && swift build -c "$config" --show-bin-path)
 mkdir -p "$bin"
 opt=-O2; [ "$config" = debug ] && opt="-O1 -g"
-cc -std=gnu11 $opt -Wall -Wextra -Werror -I"$root/include" \
-    "$root"/Sources/plexus-worker/*.c "$root/Sources/CPlexus/wire.c" \
-    -o "$bin/plexus-worker.tmp" -lseccomp -ldl -lpthread
+cc -std=gnu11 $opt -Wall -Wextra -Werror -I"$root/include" -I"$root/Sources/CPlexusFFI/include" \
+    "$root"/Sources/plexus-worker/*.c "$root/Sources/CPlexus/wire.c" "$root/Sources/CPlexusFFI/ffi_call.c" \
+    -o "$bin/plexus-worker.tmp" -lseccomp -lffi -ldl -lpthread
 mv -f "$bin/plexus-worker.tmp" "$bin/plexus-worker"
 echo "built $bin/plexus-worker"

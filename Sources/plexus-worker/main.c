@@ -18,6 +18,7 @@
 #include "sandbox.h"
 #include "plexus.h"
 #include "plexus_channel.h"
+#include "plexus_ffi.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -265,7 +266,7 @@ static void load(const char **out_name) {
     }
     close(PLUGIN_FD);
     plexus_entry_fn entry = (plexus_entry_fn)dlsym(h, "plexus_plugin_entry");
-    if (!entry) refuse(PLEXUS_BAD_DESCRIPTOR, "missing entry symbol plexus_plugin_entry: not a Plexus plugin");
+    if (!entry) refuse(PLEXUS_BAD_DESCRIPTOR, "missing symbol: expected the entry function 'plexus_plugin_entry', found none exported");
     desc = entry();
     char err[512];
     plexus_status s = descriptor_check(desc, err, sizeof err);
@@ -284,19 +285,136 @@ static void report_denied(void) {
     }
 }
 
-static void send_done(uint64_t *done) {
-    uint8_t n[8];
-    for (int i = 0; i < 8; i++) n[i] = (uint8_t)(*done >> (8 * i));
+/* Deliveries finished since the last DONE, by id (DONE names them: the
+** worker may take deliveries out of arrival order, by priority). */
+static uint8_t done_ids[256 * 16];
+static unsigned done_n;
+
+static void put_id(uint8_t *p, plexus_id id) {
+    for (int i = 0; i < 8; i++) { p[i] = (uint8_t)(id.hi >> (8 * i)); p[8 + i] = (uint8_t)(id.lo >> (8 * i)); }
+}
+
+/* Lock held. */
+static void send_done(void) {
+    if (!done_n) return;
     plexus_id none = { 0, 0 };
-    channel_control(PLEXUS_CONTROL_DONE, none, 0, n, 8);
-    *done = 0;
+    channel_control(PLEXUS_CONTROL_DONE, none, 0, done_ids, (uint64_t)done_n * 16);
+    done_n = 0;
+}
+
+static void finished(plexus_id id) {
+    pthread_mutex_lock(&lock);
+    put_id(done_ids + done_n * 16, id);
+    if (++done_n == 256) send_done();
+    pthread_mutex_unlock(&lock);
+}
+
+/* ---- typed exports ------------------------------------------------------ */
+
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static const plexus_export *find_export(const char *name) {
+    for (uint32_t i = 0; name && i < desc->export_count; i++) {
+        const plexus_export *x = (const plexus_export *)((const char *)desc->exports + (uint64_t)i * desc->exports[0].struct_size);
+        if (strcmp(x->name, name) == 0) return x;
+    }
+    return NULL;
+}
+
+static void reply_bytes(const plexus_envelope *m, plexus_kind kind, plexus_status status, const char *ct,
+                        const void *p, uint64_t n) {
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = (uint8_t)kind;
+    e.target_kind = PLEXUS_TARGET_REPLY;
+    e.correlation_id = m->id;
+    e.status = status;
+    e.content_type = ct;
+    e.payload = p;
+    e.payload_len = n;
+    pthread_mutex_lock(&lock);
+    if (open_take(m->id)) channel_queue(&e);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Arguments as the host encoded them (scalars: 8 bytes; strings and
+** buffers: u64 length, bytes, NUL), checked against the export's types. */
+static plexus_status call_export(const plexus_export *x, const plexus_envelope *m) {
+    plexus_ffi_value args[PLEXUS_MAX_EXPORT_ARGS];
+    memset(args, 0, sizeof args);
+    const uint8_t *p = m->payload, *end = m->payload + m->payload_len;
+    for (uint32_t i = 0; i < x->arg_count; i++) {
+        if (end - p < 8) return PLEXUS_MALFORMED_FRAME;
+        uint64_t v = get_u64(p);
+        p += 8;
+        uint8_t t = x->arg_types[i];
+        if (t == PLEXUS_TYPE_STRING || t == PLEXUS_TYPE_BUFFER) {
+            if ((uint64_t)(end - p) < v + 1 || p[v] != 0) return PLEXUS_MALFORMED_FRAME;
+            args[i].u64 = v;
+            args[i].ptr = p;
+            p += v + 1;
+        } else if (t == PLEXUS_TYPE_F32 || t == PLEXUS_TYPE_F64) {
+            memcpy(&args[i].f64, &v, 8);
+        } else {
+            args[i].u64 = v;
+            args[i].i64 = (int64_t)v;
+        }
+    }
+    plexus_ffi_value out;
+    memset(&out, 0, sizeof out);
+    const char *what = NULL;
+    plexus_status s = plexus_ffi_call(x->function, x->return_type, x->arg_types, x->arg_count, args, &out, &what);
+    if (m->kind != PLEXUS_KIND_QUERY) {
+        if (x->return_type == PLEXUS_TYPE_STRING_OWNED) free((void *)out.ptr);
+        return s;
+    }
+    if (s != PLEXUS_OK) {
+        char text[300];
+        int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"%s: %s\"}", plexus_status_name(s), x->name, what ? what : "call failed");
+        reply_bytes(m, PLEXUS_KIND_ERROR, s, "application/json", text, (uint64_t)n);
+        return PLEXUS_OK;
+    }
+    uint8_t small[9];
+    small[0] = x->return_type;
+    if (x->return_type == PLEXUS_TYPE_STRING || x->return_type == PLEXUS_TYPE_STRING_OWNED) {
+        const char *str = out.ptr ? out.ptr : "";
+        size_t n = strlen(str);
+        uint8_t *buf = malloc(n + 1);
+        if (!buf) return PLEXUS_NO_MEMORY;
+        buf[0] = x->return_type;
+        memcpy(buf + 1, str, n);
+        reply_bytes(m, PLEXUS_KIND_RESPONSE, PLEXUS_OK, "application/x-plexus-ffi-result", buf, n + 1);
+        free(buf);
+        if (x->return_type == PLEXUS_TYPE_STRING_OWNED) free((void *)out.ptr);
+        return PLEXUS_OK;
+    }
+    uint64_t bits = (uint64_t)out.i64;
+    if (x->return_type == PLEXUS_TYPE_F32 || x->return_type == PLEXUS_TYPE_F64) memcpy(&bits, &out.f64, 8);
+    else if (x->return_type == PLEXUS_TYPE_U32 || x->return_type == PLEXUS_TYPE_U64) bits = out.u64;
+    for (int i = 0; i < 8; i++) small[1 + i] = (uint8_t)(bits >> (8 * i));
+    reply_bytes(m, PLEXUS_KIND_RESPONSE, PLEXUS_OK, "application/x-plexus-ffi-result", small,
+                x->return_type == PLEXUS_TYPE_VOID ? 1 : 9);
+    return PLEXUS_OK;
+}
+
+/* ---- deliveries ---------------------------------------------------------- */
+
+static plexus_status dispatch(const plexus_envelope *m) {
+    if (m->content_type && strcmp(m->content_type, "application/x-plexus-ffi-call") == 0) {
+        const plexus_export *x = find_export(m->target);
+        if (x) return call_export(x, m);
+    }
+    return desc->handle ? desc->handle(state, (plexus_ctx *)&host_table, m) : PLEXUS_UNSUPPORTED;
 }
 
 static void deliver(frame *f) {
     const plexus_envelope *m = &f->env;
     int query = m->kind == PLEXUS_KIND_QUERY;
     if (query) { pthread_mutex_lock(&lock); open_add(m->id); pthread_mutex_unlock(&lock); }
-    plexus_status s = desc->handle ? desc->handle(state, (plexus_ctx *)&host_table, m) : PLEXUS_UNSUPPORTED;
+    plexus_status s = dispatch(m);
     if (query && s != PLEXUS_OK) {
         pthread_mutex_lock(&lock);
         if (open_take(m->id)) {
@@ -317,58 +435,108 @@ static void deliver(frame *f) {
     }
 }
 
-/* Takes the next frame: one kept by a call, else one from the channel,
-** waiting (without the lock) when there is none. */
-static frame *next_frame(uint64_t *done) {
+/* ---- the local queue ---------------------------------------------------
+** Frames read from the channel wait here, one FIFO per priority, so the
+** worker keeps the host's priority order for what it has received but not
+** yet handled. Control frames are acted on as they are read. */
+
+static frame *prio_head[PLEXUS_PRIORITY_COUNT], *prio_tail[PLEXUS_PRIORITY_COUNT];
+static int shutdown_asked;
+
+static int is_control_frame(const plexus_envelope *m) {
+    return m->target_kind == PLEXUS_TARGET_TOPIC && m->target &&
+           strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0;
+}
+
+/* Lock held. */
+static void accept_frame(frame *f) {
+    const plexus_envelope *m = &f->env;
+    if (is_control_frame(m)) {
+        if (is_control(m, PLEXUS_CONTROL_PING)) channel_control(PLEXUS_CONTROL_PONG, m->correlation_id, 0, NULL, 0);
+        else if (is_control(m, PLEXUS_CONTROL_SHUTDOWN)) shutdown_asked = 1;
+        frame_free(f);
+        return;
+    }
+    unsigned p = m->priority < PLEXUS_PRIORITY_COUNT ? m->priority : 0;
+    f->next = NULL;
+    if (prio_tail[p]) prio_tail[p]->next = f; else prio_head[p] = f;
+    prio_tail[p] = f;
+}
+
+/* Lock held: everything already read or readable, into the queues. */
+static void take_input(void) {
+    while (queued_head) {
+        frame *f = queued_head;
+        queued_head = f->next;
+        if (!queued_head) queued_tail = NULL;
+        accept_frame(f);
+    }
+    frame *f;
+    while ((f = channel_read(0)) != NULL) accept_frame(f);
+}
+
+static frame *pop_highest(void) {
+    for (int p = PLEXUS_PRIORITY_COUNT - 1; p >= 0; p--) {
+        frame *f = prio_head[p];
+        if (f) {
+            prio_head[p] = f->next;
+            if (!prio_head[p]) prio_tail[p] = NULL;
+            return f;
+        }
+    }
+    return NULL;
+}
+
+/* The next delivery, highest priority first; waits (without the lock) when
+** there is none. Returns NULL when SHUTDOWN came and nothing is left. */
+static frame *next_frame(void) {
     for (;;) {
         pthread_mutex_lock(&lock);
-        frame *f = queued_head;
-        if (f) {
-            queued_head = f->next;
-            if (!queued_head) queued_tail = NULL;
-        } else {
-            f = channel_read(0);
-        }
+        take_input();
+        frame *f = pop_highest();
         if (!f) {   /* idle: account for what was handled, then sleep */
-            if (*done) send_done(done);
+            send_done();
             report_denied();
             channel_flush();
         }
         pthread_mutex_unlock(&lock);
         if (f) return f;
+        if (shutdown_asked) return NULL;
         struct pollfd p[2] = { { CHANNEL_FD, POLLIN, 0 }, { wake_fd, POLLIN, 0 } };
         while (poll(p, 2, -1) < 0 && errno == EINTR) {}
         if (p[1].revents & POLLIN) { uint64_t v; (void)!read(wake_fd, &v, sizeof v); }
     }
 }
 
+/* A message whose deadline passed while it waited here is not handled: the
+** host dead-letters it (and ends the request) when it hears EXPIRED. */
+static int expired(const plexus_envelope *m) {
+    if (m->deadline_unix_ns == 0 || m->kind == PLEXUS_KIND_RESPONSE || m->kind == PLEXUS_KIND_ERROR) return 0;
+    if (h_now() <= m->deadline_unix_ns) return 0;
+    uint8_t id[16];
+    put_id(id, m->id);
+    plexus_id none = { 0, 0 };
+    pthread_mutex_lock(&lock);
+    channel_control(PLEXUS_CONTROL_EXPIRED, none, PLEXUS_EXPIRED, id, 16);
+    pthread_mutex_unlock(&lock);
+    return 1;
+}
+
 static void serve(void) {
-    uint64_t done = 0;
-    for (;;) {
-        frame *f = next_frame(&done);
-        const plexus_envelope *m = &f->env;
-        if (m->target_kind == PLEXUS_TARGET_TOPIC && m->target &&
-            strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) {
-            if (is_control(m, PLEXUS_CONTROL_PING)) {
-                pthread_mutex_lock(&lock);
-                channel_control(PLEXUS_CONTROL_PONG, m->correlation_id, 0, NULL, 0);
-                pthread_mutex_unlock(&lock);
-            } else if (is_control(m, PLEXUS_CONTROL_SHUTDOWN)) {
-                frame_free(f);
-                pthread_mutex_lock(&lock);
-                if (done) send_done(&done);
-                channel_flush();
-                pthread_mutex_unlock(&lock);
-                if (desc->shutdown) desc->shutdown(state);
-                _exit(0);
-            }
-            frame_free(f);
-            continue;
+    frame *f;
+    while ((f = next_frame()) != NULL) {
+        if (!expired(&f->env)) {
+            deliver(f);
+            finished(f->env.id);
         }
-        deliver(f);
         frame_free(f);
-        if (++done >= 256) { pthread_mutex_lock(&lock); send_done(&done); pthread_mutex_unlock(&lock); }
     }
+    pthread_mutex_lock(&lock);
+    send_done();
+    channel_flush();
+    pthread_mutex_unlock(&lock);
+    if (desc->shutdown) desc->shutdown(state);
+    _exit(0);
 }
 
 int main(int argc, char **argv) {

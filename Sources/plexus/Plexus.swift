@@ -28,10 +28,10 @@ struct HostOptions: ParsableArguments {
     @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
     var embedded = false
 
-    @Option(name: .long, help: "Where plugins run: process (each in a sandboxed worker) or in-process (default: $PLEXUS_SANDBOX or in-process).")
+    @Option(name: .long, help: "Where plugins run: process (each in a sandboxed worker) or in-process (default: $PLEXUS_SANDBOX or process).")
     var sandbox: SandboxMode?
 
-    var sandboxMode: SandboxMode { sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) ?? .inProcess }
+    var sandboxMode: SandboxMode { sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) ?? .process }
 
     var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
     var socketPath: String { socket ?? SocketPath.default }

@@ -86,3 +86,32 @@ struct SandboxTests {
         #expect(Int(try host.callText("probe.socket")) ?? -1 >= 0)
     }
 }
+
+/// Typed exports answer the same in a worker as in-process, errors included.
+@Suite("Typed exports in workers", .serialized)
+struct WorkerExportTests {
+    @Test func workerAndInProcessAgree() throws {
+        let calls: [(String, String)] = [
+            ("probe.add", "[2, 40]"), ("probe.add", "{\"a\": -5, \"b\": 3}"), ("probe.negate", "[7]"),
+            ("probe.half", "[3]"), ("probe.is_even", "[10]"), ("probe.shout", "[\"hey\"]"),
+            ("probe.constant", "[]"), ("probe.count", "[\"four\"]"),
+            ("probe.add", "[1]"), ("probe.negate", "[\"x\"]"), ("probe.negate", "[3000000000]"),
+        ]
+        func answers(_ mode: SandboxMode) throws -> [String] {
+            var c = HostConfiguration(pluginsDirectory: nil)
+            c.sandbox = mode
+            let host = Host(c)
+            try host.load(path: try Fixtures.probe())
+            host.start()
+            defer { host.shutdown() }
+            return calls.map { target, json in
+                do { return try host.callText(target, json) } catch { return "\(error)" }
+            }
+        }
+        let worker = try answers(.process)
+        let inProcess = try answers(.inProcess)
+        #expect(worker == inProcess)
+        #expect(worker[0] == "{\"result\":42}")
+        #expect(worker[8].contains("ARITY_MISMATCH"))
+    }
+}
