@@ -7,7 +7,8 @@ import Synchronization
 
 /// Lifecycle states every agent passes through, as the supervision tree will show them.
 public enum AgentState: String, Sendable {
-    case registering, active, draining, terminated
+    /// suspended: its worker died and is being restarted (mail waits).
+    case registering, active, draining, suspended, terminated
 }
 
 /// An agent implemented inside the host in Swift (the "plexus" system agent).

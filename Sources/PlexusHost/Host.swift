@@ -45,6 +45,7 @@ public final class Host: @unchecked Sendable {
     private var started: [Agent] = []
     private var running = false
     private let clientName = strdup("client:api")!
+    private lazy var health = HealthMonitor { [unowned self] in started.compactMap(\.link) }
 
     public init(_ configuration: HostConfiguration = HostConfiguration()) {
         self.configuration = configuration
@@ -140,6 +141,7 @@ public final class Host: @unchecked Sendable {
             started.append(agent)
         }
         router.start()
+        health.start()
         running = true
     }
 
@@ -161,6 +163,7 @@ public final class Host: @unchecked Sendable {
             return
         }
         running = false
+        health.stop()
         for a in started { a.state = .draining }
         router.stop()
         for a in started.reversed() {
@@ -246,10 +249,13 @@ public final class Host: @unchecked Sendable {
         registry.order.map { a in
             let kind: String
             switch a.behavior { case .plugin: kind = "plugin"; case .worker: kind = "worker"; case .builtin: kind = "builtin" }
+            let w = a.link?.status
             return AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),
-                               failed: a.failed.load(ordering: .relaxed), pid: a.link?.pid,
-                               restarts: a.link?.restarts ?? 0, last_exit: a.link?.lastExit)
+                               failed: a.failed.load(ordering: .relaxed), pid: w?.pid,
+                               restarts: w?.restarts ?? 0, last_exit: w?.lastExit,
+                               in_flight: a.link?.inflightCount.load(ordering: .relaxed) ?? 0,
+                               denied_syscalls: w?.denied ?? 0)
         }
     }
 

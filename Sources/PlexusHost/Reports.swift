@@ -65,6 +65,10 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var restarts: Int = 0
     /// How the last worker ended: "SIGSEGV", "exit 3", ...
     public var last_exit: String?
+    /// Delivered to the worker, not yet finished.
+    public var in_flight: Int = 0
+    /// Reports of system calls the sandbox refused (each may name several).
+    public var denied_syscalls: Int = 0
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

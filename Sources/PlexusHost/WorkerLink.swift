@@ -20,6 +20,12 @@ public struct RestartPolicy: Sendable {
     public var maxAttempts = 3
     /// How long a worker may take to load the plugin and say HELLO, then to run init.
     public var loadTimeoutMs: Int64 = 5_000
+    /// A PING goes to every ready worker this often; one unanswered for
+    /// heartbeatTimeoutMs (or a request held that long past its deadline)
+    /// means the worker is hung: SIGTERM, then SIGKILL after graceMs.
+    public var heartbeatIntervalMs: Int64 = 1_000
+    public var heartbeatTimeoutMs: Int64 = 5_000
+    public var graceMs: Int64 = 1_000
     public init() {}
 }
 
@@ -54,6 +60,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private(set) var restarts = 0
     private(set) var lastExit: String?
     private(set) var denied = 0
+    private var pingSentAt: Int64 = 0       // monotonic ns of the unanswered PING, 0 if none
+    private var pingSeq: UInt64 = 0
+    private var lastPingAt: Int64 = 0
+    private var terminatedAt: Int64 = 0     // when SIGTERM went to a hung worker
 
     /// Deliveries a worker may have unfinished at once.
     static let window = 1024
@@ -67,6 +77,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     var pid: Int32? { lock.withLock { process?.pid } }
+
+    /// What `plexus agents` shows, read together under the lock.
+    var status: (pid: Int32?, restarts: Int, lastExit: String?, denied: Int) {
+        lock.withLock { (process?.pid, restarts, lastExit, denied) }
+    }
 
     // MARK: start-up
 
@@ -100,7 +115,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         // holds each message to the host's own (smaller) payload limit.
         let w = try WorkerProcess(image: image, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
                                   label: agent?.name ?? image.path, events: self)
-        lock.withLock { process = w; phase = .spawning }
+        lock.withLock { process = w; phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos() }
     }
 
     private func wait(timeoutMs: Int64, what: String, until done: (Phase) -> Bool) -> Phase {
@@ -181,6 +196,44 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         if alive { w.kill(reason: "it did not shut down within \(graceMs) ms") }
     }
 
+    // MARK: health (the host's health thread)
+
+    /// Sends the heartbeat and judges the answer. A worker that leaves a PING
+    /// or a request unanswered too long gets SIGTERM, then SIGKILL.
+    func checkHealth(now: Int64) {
+        enum Verdict { case fine, ping(UInt64), hung(String), kill }
+        let timeout = restart.heartbeatTimeoutMs * 1_000_000
+        let (verdict, w): (Verdict, WorkerProcess?) = lock.withLock {
+            guard let w = process, case .ready = phase else { return (.fine, nil) }
+            if terminatedAt > 0 { return (now - terminatedAt > restart.graceMs * 1_000_000 ? .kill : .fine, w) }
+            if pingSentAt > 0 && now - pingSentAt > timeout {
+                return (.hung("no answer to a heartbeat within \(restart.heartbeatTimeoutMs) ms"), w)
+            }
+            let unix = Clock.unixNanos()
+            if let late = inflight.values.first(where: { $0.message.isQuery && $0.message.header.deadlineUnixNs > 0
+                                                          && unix - $0.message.header.deadlineUnixNs > timeout }) {
+                return (.hung("request \(late.message.id.hex) still unanswered \(restart.heartbeatTimeoutMs) ms after its deadline"), w)
+            }
+            if pingSentAt == 0 && now - lastPingAt > restart.heartbeatIntervalMs * 1_000_000 {
+                pingSeq += 1
+                pingSentAt = now
+                lastPingAt = now
+                return (.ping(pingSeq), w)
+            }
+            return (.fine, w)
+        }
+        switch verdict {
+        case .fine: return
+        case .ping(let n): sendControl(PLEXUS_CONTROL_PING, correlation: plexus_id(hi: 0, lo: n))
+        case .hung(let why):
+            lock.withLock { terminatedAt = now }
+            logger.warning("worker hung: SIGTERM", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(w?.pid ?? 0)", "reason": "\(why)"])
+            w?.terminate(reason: "hung: \(why)")
+        case .kill:
+            w?.kill(reason: "hung, and still alive \(restart.graceMs) ms after SIGTERM")
+        }
+    }
+
     // MARK: WorkerEvents (the worker's I/O thread)
 
     func received(_ frame: UnsafeRawBufferPointer, _ e: UnsafePointer<plexus_envelope>, from w: WorkerProcess) {
@@ -251,6 +304,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }
         case PLEXUS_CONTROL_READY:
             setPhase(.ready)
+            if let agent, agent.state == .suspended { agent.state = .active }
             reopen()
         case PLEXUS_CONTROL_REFUSED:
             setPhase(.refused(PlexusError(status: e.pointee.status, String(decoding: payload, as: UTF8.self))))
@@ -277,8 +331,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             lock.withLock { denied += 1 }
             logger.warning("system call denied by the sandbox", metadata: [
                 "agent": "\(agent?.name ?? image.path)", "pid": "\(w.pid)", "syscalls": "\(String(decoding: payload, as: UTF8.self))"])
+        case PLEXUS_CONTROL_PONG:
+            lock.withLock { if e.pointee.correlation_id.lo == pingSeq { pingSentAt = 0 } }
         default:
-            break   // PONG and future control frames
+            break   // future control frames
         }
     }
 
@@ -360,6 +416,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return (ms, stopping)
         }
         guard let agent, !stopping else { return }
+        if agent.state == .active { agent.state = .suspended }
         agent.load.subtract(unfinished.count, ordering: .relaxed)   // requeued ones count again below
         logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
                                                 "unfinished": "\(unfinished.count)"])

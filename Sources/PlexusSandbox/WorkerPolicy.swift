@@ -16,6 +16,8 @@ public struct WorkerPolicy: Sendable, Equatable {
     public var allowPtrace = false
     /// Enter new user and network namespaces where the kernel allows it.
     public var namespaces = true
+    /// Half a frame followed by this much silence and the worker is killed.
+    public var partialFrameTimeoutMs: Int64 = 2_000
 
     public init() {}
 

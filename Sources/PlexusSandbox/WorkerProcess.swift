@@ -63,10 +63,11 @@ public final class WorkerProcess: @unchecked Sendable {
     private var outbox: [UInt8] = []
     private var outboxStart = 0
     private var killReason: String?
+    private var termReason: String?
     private var ended = false
 
     /// How long half a frame may sit unfinished before the worker is killed.
-    public var partialFrameTimeoutNanos: Int64 = 2_000_000_000
+    let partialFrameTimeoutNanos: Int64
     /// Output beyond this many bytes per second is dropped (and counted).
     public static let outputBytesPerSecond = 64 * 1024
 
@@ -110,6 +111,7 @@ public final class WorkerProcess: @unchecked Sendable {
         self.wake = (wk[0], wk[1])
         self.events = events
         self.reader = FrameReader(fd: ch[0], maxPayload: maxPayload)
+        self.partialFrameTimeoutNanos = policy.partialFrameTimeoutMs * 1_000_000
         _ = startThread(name: "plexus-io") { [self] in ioLoop() }
     }
 
@@ -151,8 +153,10 @@ public final class WorkerProcess: @unchecked Sendable {
         poke()
     }
 
-    /// Sends SIGTERM to the group (a polite stop); callers follow with kill.
-    public func terminate() {
+    /// Sends SIGTERM to the group (a polite stop) and records why; callers
+    /// follow with kill after a grace period.
+    public func terminate(reason: String) {
+        lock.withLock { if termReason == nil { termReason = reason } }
         Glibc.kill(-pid, SIGTERM)
         Glibc.kill(pid, SIGTERM)
     }
@@ -184,7 +188,11 @@ public final class WorkerProcess: @unchecked Sendable {
             if fds[0].revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
                 do {
                     let r = try reader.drain { frame, env in events?.received(frame, env, from: self) }
-                    if case .closed = r { open = false }
+                    if case .closed = r {
+                        open = false
+                        // After SIGTERM the end of file is the consequence, not the cause.
+                        lock.withLock { if killReason == nil && termReason == nil { killReason = "the worker closed its channel" } }
+                    }
                 } catch {
                     lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
                     break
@@ -224,7 +232,11 @@ public final class WorkerProcess: @unchecked Sendable {
             events?.output(String(decoding: rest, as: UTF8.self), stderr: isErr, from: self)
         }
         if budget.dropped > 0 { events?.output("[\(budget.dropped) bytes of output dropped: over \(Self.outputBytesPerSecond) bytes/s]", stderr: true, from: self) }
-        let reason = lock.withLock { () -> String? in ended = true; return killReason }
+        let reason = lock.withLock { () -> String? in
+            ended = true
+            let why = [termReason, killReason].compactMap { $0 }
+            return why.isEmpty ? nil : why.joined(separator: "; ")
+        }
         events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason), from: self)
     }
 

@@ -14,7 +14,7 @@ struct Plexus: ParsableCommand {
             plugins directory. Commands that need a host use a running one (plexus run)
             when its socket answers, and start an embedded host otherwise.
             """,
-        subcommands: [PluginsCommand.self, CallCommand.self, RunCommand.self, BenchCommand.self])
+        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, RunCommand.self, BenchCommand.self])
 }
 
 /// Options every host-using command shares.

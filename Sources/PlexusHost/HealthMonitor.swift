@@ -1,0 +1,36 @@
+import Glibc
+import PlexusThreads
+
+/// Judges every worker's health on a wall clock: heartbeats and overdue
+/// requests (WorkerLink.checkHealth), every tick. RLIMIT_CPU never fires on
+/// a worker that sleeps or deadlocks; this does.
+final class HealthMonitor: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var stopping = false
+    private var thread: pthread_t?
+    private let links: () -> [WorkerLink]
+    static let tickMs: Int64 = 100
+
+    init(links: @escaping () -> [WorkerLink]) { self.links = links }
+
+    func start() {
+        thread = startThread(name: "plexus-health") { [self] in
+            while true {
+                let next = Clock.monotonicNanos() + Self.tickMs * 1_000_000
+                let stop: Bool = lock.withLock {
+                    while !stopping && Clock.monotonicNanos() < next { lock.wait(untilMonotonic: next) }
+                    return stopping
+                }
+                if stop { return }
+                let now = Clock.monotonicNanos()
+                for l in links() { l.checkHealth(now: now) }
+            }
+        }
+    }
+
+    func stop() {
+        lock.withLock { stopping = true; lock.broadcast() }
+        if let t = thread { pthread_join(t, nil) }
+        thread = nil
+    }
+}
