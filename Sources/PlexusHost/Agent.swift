@@ -97,8 +97,10 @@ final class Agent: Hashable, @unchecked Sendable {
     func admit(_ m: Message, force: Bool = false) -> Admission {
         lock.lock()
         if _state == .terminated || (_state == .draining && !force) { lock.unlock(); return .closed }
-        // A worker's unstarted deliveries still count: the bound holds in both modes.
-        let elsewhere = link.map { max(0, $0.inflightCount.load(ordering: .relaxed) - 1) } ?? 0
+        // For a worker, what it holds unstarted counts too: `load` covers the
+        // mailbox, messages on their way out and deliveries not yet DONE, with
+        // no gap between them (the running one is not "waiting").
+        let elsewhere = link == nil ? 0 : max(0, load.load(ordering: .relaxed) - 1 - mailbox.count)
         guard mailbox.push(m, force: force, elsewhere: elsewhere) else { lock.unlock(); return .full }
         let wake = !scheduled
         scheduled = true

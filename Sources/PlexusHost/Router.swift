@@ -31,9 +31,8 @@ final class Router: @unchecked Sendable {
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
         self.dispatcher = Dispatcher(threads: threads) { [unowned(unsafe) self] (agent: Agent) in  // the router owns and stops the dispatcher
-            if let link = agent.link {   // a worker: frames go out in one write per batch
-                Dispatcher.runBatch(agent, dispatcher: self.dispatcher, gate: link.hasRoom) { self.invoke($0, on: agent) }
-                link.flush()
+            if let link = agent.link {
+                self.runWorkerBatch(agent, link)
             } else {
                 Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
             }
@@ -125,10 +124,20 @@ final class Router: @unchecked Sendable {
 
     private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
         switch a.admit(m, force: force) {
-        case .accepted(let wake): if wake { dispatcher.schedule(a) }
+        case .accepted(let wake):
+            guard wake else { return }
+            // A worker's batch only writes to a socket and never blocks, so it
+            // runs right here: no dispatcher thread has to wake up for it.
+            if let link = a.link { runWorkerBatch(a, link) } else { dispatcher.schedule(a) }
         case .full: throw PlexusError(.MAILBOX_FULL, "agent '\(a.name)' has \(a.capacity) messages waiting, its mailbox's limit")
         case .closed: throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' is \(a.state.rawValue) and takes no new messages")
         }
+    }
+
+    /// Sends a worker agent's waiting mail, one write per batch.
+    private func runWorkerBatch(_ agent: Agent, _ link: WorkerLink) {
+        Dispatcher.runBatch(agent, dispatcher: dispatcher, gate: link.hasRoom) { invoke($0, on: agent) }
+        link.flush()
     }
 
     /// Fan-out: one immutable Message shared by every subscriber's mailbox.

@@ -57,7 +57,7 @@ public final class WorkerProcess: @unchecked Sendable {
     private let out: Int32, err: Int32
     private let wake: (r: Int32, w: Int32)
     private weak var events: (any WorkerEvents)?
-    private var reader: FrameReader
+    private let reader: FrameReader
 
     private let lock = ConditionLock()
     private var outbox: [UInt8] = []
