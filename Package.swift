@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "plexus",
             dependencies: [
-                "PlexusHost", "PlexusSocket",
+                "PlexusHost", "PlexusSocket", "CPlexusPOSIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -3,7 +3,8 @@
 **
 **   floor rr N          64-byte round trips over a Unix stream socketpair
 **                       (the transport of a worker channel) and over pipes,
-**                       parent and forked child; prints the p50 in us
+**                       parent and forked child, both pinned to CPU 0;
+**                       prints the p50 in us
 **   floor batch N       one-way 64-byte messages over a socketpair, written
 **                       64 per syscall, read in 64 KiB reads; prints msgs/s
 **   floor spawn N SO    posix_spawn of this program, which dlopens SO and
@@ -11,6 +12,7 @@
 */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,15 +69,19 @@ static double round_trips(int a[2], int b[2], int n) {
 }
 
 static void rr(int n) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof one, &one);   /* the child inherits it: one core */
     int s[2];
     socketpair(AF_UNIX, SOCK_STREAM, 0, s);
     /* One socketpair: the parent writes and reads s[0], the child s[1]. */
     int pa[2] = { s[0], s[1] }, pb[2] = { s[0], s[1] };
-    printf("raw_unix_stream_rr_p50_us: %.2f us\n", round_trips(pa, pb, n));
+    printf("raw_unix_stream_rr_samecore_p50_us: %.2f us\n", round_trips(pa, pb, n));
     int p1[2], p2[2];
     if (pipe(p1) || pipe(p2)) exit(1);
     int qa[2] = { p1[1], p1[0] }, qb[2] = { p2[0], p2[1] };
-    printf("raw_pipe_rr_p50_us: %.2f us\n", round_trips(qa, qb, n));
+    printf("raw_pipe_rr_samecore_p50_us: %.2f us\n", round_trips(qa, qb, n));
 }
 
 static void batch(int n) {

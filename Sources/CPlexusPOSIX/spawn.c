@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -89,4 +90,12 @@ long plexus_posix_recv_nofds(int fd, void *buf, uint64_t len) {
     }
     if (passed || (mh.msg_flags & MSG_CTRUNC)) return -2;
     return n;
+}
+
+int plexus_posix_pin(int32_t pid, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu >= 0) CPU_SET(cpu, &set);
+    else for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    return sched_setaffinity(pid, sizeof set, &set);
 }

@@ -14,8 +14,12 @@ public struct WorkerPolicy: Sendable, Equatable {
     public var allowExec = false
     public var allowSocket = false
     public var allowPtrace = false
-    /// Enter new user and network namespaces where the kernel allows it.
+    /// Enter a new user namespace where the kernel allows it (the worker
+    /// loses root's file privileges).
     public var namespaces = true
+    /// Also enter an empty network namespace: for plugins granted sockets
+    /// that must not reach the network. Costs ~0.6 ms per start.
+    public var networkNamespace = false
     /// Half a frame followed by this much silence and the worker is killed.
     public var partialFrameTimeoutMs: Int64 = 2_000
 
@@ -26,7 +30,8 @@ public struct WorkerPolicy: Sendable, Equatable {
             .filter(\.1).map(\.0).joined(separator: ",")
         return ["--parent", "\(parent)", "--as", "\(addressSpace)", "--cpu", "\(cpuSoftSeconds)",
                 "--cpu-hard", "\(cpuHardSeconds)", "--nofile", "\(openFiles)", "--fsize", "\(fileSize)",
-                "--namespaces", namespaces ? "1" : "0", "--max-payload", "\(maxPayload)",
+                "--namespaces", namespaces ? "1" : "0", "--netns", networkNamespace ? "1" : "0",
+                "--max-payload", "\(maxPayload)",
                 "--allow", allow.isEmpty ? "none" : allow]
     }
 }

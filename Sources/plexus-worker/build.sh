@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds plexus-worker, the sandboxed worker helper, with cc and no language
 # runtime, into SwiftPM's bin directory beside the plexus executable (where
-# the host looks for it). Usage: Sources/plexus-worker/build.sh [debug|release]
+# the host looks for it). libseccomp and libffi are linked statically: the
+# dynamic loader then has only libc to map at every worker start.
+# Usage: Sources/plexus-worker/build.sh [debug|release]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 config=${1:-debug}
@@ -10,6 +12,6 @@ mkdir -p "$bin"
 opt=-O2; [ "$config" = debug ] && opt="-O1 -g"
 cc -std=gnu11 $opt -Wall -Wextra -Werror -I"$root/include" -I"$root/Sources/CPlexusFFI/include" \
     "$root"/Sources/plexus-worker/*.c "$root/Sources/CPlexus/wire.c" "$root/Sources/CPlexusFFI/ffi_call.c" \
-    -o "$bin/plexus-worker.tmp" -lseccomp -lffi -ldl -lpthread
+    -o "$bin/plexus-worker.tmp" -Wl,-Bstatic -lseccomp -lffi -Wl,-Bdynamic -ldl -lpthread
 mv -f "$bin/plexus-worker.tmp" "$bin/plexus-worker"
 echo "built $bin/plexus-worker"

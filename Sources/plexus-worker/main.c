@@ -203,7 +203,7 @@ static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
 
 static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
-                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace] [--namespaces 0|1] [--max-payload BYTES]\n"
+                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace] [--namespaces 0|1] [--netns 0|1] [--max-payload BYTES]\n"
                     "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
@@ -226,6 +226,7 @@ static void parse(int argc, char **argv, worker_limits *l, pid_t *parent, uint64
         else if (!strcmp(k, "--nofile")) l->open_files = arg_u64(v);
         else if (!strcmp(k, "--fsize")) l->file_size = arg_u64(v);
         else if (!strcmp(k, "--namespaces")) l->namespaces = (int)arg_u64(v);
+        else if (!strcmp(k, "--netns")) l->network_namespace = (int)arg_u64(v);
         else if (!strcmp(k, "--max-payload")) *max_payload = arg_u64(v);
         else if (!strcmp(k, "--allow")) {
             l->allow_fork = strstr(v, "fork") != NULL;

@@ -91,7 +91,10 @@ static const char *install_filter(const worker_limits *l) {
 
 const char *sandbox_apply(const worker_limits *l, int *out_namespaces) {
     *out_namespaces = 0;
-    if (l->namespaces && unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0) *out_namespaces = 1;
+    /* A user namespace costs ~30 us and takes away root's file privileges; a
+    ** network namespace costs ~600 us and adds nothing while sockets are
+    ** denied, so it is only entered on request (sockets granted, no network). */
+    if (l->namespaces && unshare(CLONE_NEWUSER | (l->network_namespace ? CLONE_NEWNET : 0)) == 0) *out_namespaces = 1;
     { struct rlimit r = { 0, 0 }; if (setrlimit(RLIMIT_CORE, &r) != 0) return "setrlimit(RLIMIT_CORE) failed"; }
     if (l->address_space && set_limit(RLIMIT_AS, l->address_space, l->address_space) != 0) return "setrlimit(RLIMIT_AS) failed";
     if (l->cpu_hard && set_limit(RLIMIT_CPU, l->cpu_soft ? l->cpu_soft : l->cpu_hard, l->cpu_hard) != 0)

@@ -11,7 +11,8 @@ typedef struct worker_limits {
     uint64_t open_files;      /* RLIMIT_NOFILE, 0 = leave as is             */
     uint64_t file_size;       /* RLIMIT_FSIZE bytes, 0 = unlimited          */
     int allow_fork, allow_exec, allow_socket, allow_ptrace;
-    int namespaces;           /* try new user + network namespaces          */
+    int namespaces;           /* try a new user namespace                   */
+    int network_namespace;    /* ... and a new (empty) network namespace    */
 } worker_limits;
 
 /* Applies rlimits, RLIMIT_CORE=0, no-new-privileges, non-dumpable, and the

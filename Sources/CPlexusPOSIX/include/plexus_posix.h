@@ -46,4 +46,8 @@ int32_t plexus_posix_wait(int32_t pid, int block, int32_t *out_code, int32_t *ou
 ** accepts descriptors. Otherwise as recv(2). */
 long plexus_posix_recv_nofds(int fd, void *buf, uint64_t len);
 
+/* Pins a thread or process (0 = the calling thread) to one CPU, or back to
+** every CPU when cpu < 0. For benchmarks that measure "on one core". */
+int plexus_posix_pin(int32_t pid, int cpu);
+
 #endif
