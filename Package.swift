@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C: the envelope codec. Its public headers are the top-level include/ (symlink).
@@ -41,13 +42,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
+        // Swift: plexus.yaml, validated, with errors naming file, line and field.
+        .target(
+            name: "PlexusConfig",
+            dependencies: ["PlexusHost", "PlexusSandbox", .product(name: "Yams", package: "Yams")]),
         // Swift: the host's Unix socket (server and client), carrying wire frames.
         .target(name: "PlexusSocket", dependencies: ["PlexusHost", "PlexusThreads", "CPlexusPOSIX"]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",
             dependencies: [
-                "PlexusHost", "PlexusSocket", "CPlexusPOSIX",
+                "PlexusHost", "PlexusSocket", "PlexusConfig", "CPlexusPOSIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -59,5 +64,6 @@ let package = Package(
 
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
         .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket"]),
+        .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
     ]
 )

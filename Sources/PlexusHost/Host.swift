@@ -10,6 +10,22 @@ public enum SandboxMode: String, Sendable, CaseIterable {
     case inProcess = "in-process"
 }
 
+/// Where and how one plugin runs. plexus.yaml sets it per plugin file.
+public struct PluginSettings: Sendable {
+    public var sandbox: SandboxMode
+    public var policy: WorkerPolicy
+    public var restart: RestartPolicy
+    /// The JSON object init() receives.
+    public var config = "{}"
+
+    public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}") {
+        self.sandbox = sandbox
+        self.policy = policy
+        self.restart = restart
+        self.config = config
+    }
+}
+
 public struct HostConfiguration: Sendable {
     /// Where plugins are discovered; nil loads none (tests add files by path).
     public var pluginsDirectory: String?
@@ -28,6 +44,16 @@ public struct HostConfiguration: Sendable {
     public var workerPolicy = WorkerPolicy()
     /// How workers that die are restarted.
     public var restartPolicy = RestartPolicy()
+    /// Per plugin file (its name without ".so"): settings that replace the
+    /// defaults above for that plugin.
+    public var plugins: [String: PluginSettings] = [:]
+
+    /// The settings for the plugin at path.
+    public func settings(for path: String) -> PluginSettings {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        let stem = file.hasSuffix(".so") ? String(file.dropLast(3)) : file
+        return plugins[stem] ?? PluginSettings(sandbox: sandbox, policy: workerPolicy, restart: restartPolicy)
+    }
 
     public init(pluginsDirectory: String? = "Plugins") { self.pluginsDirectory = pluginsDirectory }
 }
@@ -74,7 +100,8 @@ public final class Host: @unchecked Sendable {
     public func load(path: String) throws(PluginRefusal) -> PluginDescriptor {
         precondition(!running, "plugins are loaded before start()")
         do throws(PluginRefusal) {
-            let (d, behavior) = configuration.sandbox == .process ? try loadInWorker(path: path) : try loadInProcess(path: path)
+            let settings = configuration.settings(for: path)
+            let (d, behavior) = settings.sandbox == .process ? try loadInWorker(path: path, settings) : try loadInProcess(path: path)
             let agent = Agent(name: d.name, behavior: behavior, capabilities: d.allCapabilityNames,
                               exports: d.exports, mailboxCapacity: configuration.mailboxCapacity)
             if case .worker(let link) = behavior { link.agent = agent }
@@ -101,12 +128,11 @@ public final class Host: @unchecked Sendable {
     /// Copies the file into a sealed private image, checks it is an ELF
     /// library for this machine, and lets a worker load it: no plugin code
     /// runs in the host.
-    private func loadInWorker(path: String) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {
+    private func loadInWorker(path: String, _ settings: PluginSettings) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {
         do throws(PlexusError) {
             let image = try PluginImage(path: path)
             try ELFCheck.check(path: image.procPath)
-            let link = WorkerLink(image: image, policy: configuration.workerPolicy,
-                                  restart: configuration.restartPolicy, router: router)
+            let link = WorkerLink(image: image, policy: settings.policy, restart: settings.restart, router: router)
             return (try link.load(), .worker(link))
         } catch {
             throw PluginRefusal(path: path, error: error)
@@ -121,7 +147,7 @@ public final class Host: @unchecked Sendable {
         precondition(!running, "start() called twice")
         for agent in registry.order {
             if let link = agent.link {
-                do throws(PlexusError) { try link.activate(config: "{}") } catch {
+                do throws(PlexusError) { try link.activate(config: configuration.settings(for: link.image.path).config) } catch {
                     refuseAtStart(agent, file: link.image.path, error)
                     continue
                 }
@@ -131,7 +157,7 @@ public final class Host: @unchecked Sendable {
             }
             guard case .plugin(let p) = agent.behavior else { agent.state = .active; started.append(agent); continue }
             var state: UnsafeMutableRawPointer?
-            let s = p.initFn(HostTable.pointer, agent.ctx, "{}", &state)
+            let s = p.initFn(HostTable.pointer, agent.ctx, configuration.settings(for: p.path).config, &state)
             if s != 0 {
                 refuseAtStart(agent, file: p.path, PlexusError(status: s, "init returned \(statusName(s)); the agent was not started"))
                 continue

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import Glibc
 import PlexusHost
+import PlexusConfig
 import PlexusSocket
 
 @main
@@ -28,19 +29,33 @@ struct HostOptions: ParsableArguments {
     @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
     var embedded = false
 
-    @Option(name: .long, help: "Where plugins run: process (each in a sandboxed worker) or in-process (default: $PLEXUS_SANDBOX or process).")
+    @Option(name: .long, help: "Where every plugin runs: process (each in a sandboxed worker) or in-process, over plexus.yaml (default: $PLEXUS_SANDBOX, then the config file, then process).")
     var sandbox: SandboxMode?
 
-    var sandboxMode: SandboxMode { sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) ?? .process }
+    @Option(name: .long, help: "The configuration file (default: $PLEXUS_CONFIG, else ./plexus.yaml when it exists).")
+    var config: String?
 
     var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
     var socketPath: String { socket ?? SocketPath.default }
 
+    /// Built-in defaults, then the configuration file, then these options.
+    func hostConfiguration() throws -> HostConfiguration {
+        var c = HostConfiguration(pluginsDirectory: pluginsDirectory)
+        let file = config ?? env("PLEXUS_CONFIG") ?? (access("plexus.yaml", R_OK) == 0 ? "plexus.yaml" : nil)
+        if let file {
+            do { c = try ConfigFile.load(path: file, into: c) } catch { throw CLIError("\(error)") }
+        }
+        if let mode = sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) {
+            c.sandbox = mode
+            for k in c.plugins.keys { c.plugins[k]?.sandbox = mode }
+        }
+        return c
+    }
+
     /// A host started in this process, with every plugin loaded and started.
     func embeddedHost() throws -> Host {
-        var config = HostConfiguration(pluginsDirectory: pluginsDirectory)
+        var config = try hostConfiguration()
         config.threads = min(config.threads, 2)
-        config.sandbox = sandboxMode
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         host.start()

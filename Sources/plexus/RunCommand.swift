@@ -21,9 +21,8 @@ struct RunCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
 
-        var config = HostConfiguration(pluginsDirectory: options.pluginsDirectory)
+        var config = try options.hostConfiguration()
         config.threads = max(1, config.threads)
-        config.sandbox = options.sandboxMode
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         host.start()

@@ -1,0 +1,246 @@
+import PlexusCore
+import PlexusHost
+import PlexusSandbox
+import Yams
+
+/// A mistake in plexus.yaml: where it is and what is wrong.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let file: String
+    public let line: Int
+    public let column: Int
+    public let field: String
+    public let problem: String
+    /// "plexus.yaml:7:5: plugins.textkit.limits.memory: expected a size such as 512MiB, found "lots""
+    public var description: String { "\(file):\(line):\(column): \(field.isEmpty ? "" : "\(field): ")\(problem)" }
+}
+
+/// Reads plexus.yaml into a HostConfiguration. Every field is checked; an
+/// unknown key, a wrong type or an out-of-range value is refused with the
+/// file, line, column and dotted field path, and nothing is half-applied.
+///
+/// ```yaml
+/// defaults:                    # every plugin, unless overridden below
+///   sandbox: process           # or in-process (trusted code only)
+///   limits: { memory: 1GiB, cpu_seconds: 600, cpu_hard_seconds: 610, open_files: 256, file_size: 64MiB }
+///   grants: []                 # system calls the filter lets through: fork, exec, socket, ptrace
+///   network_namespace: false
+///   restart: { intensity: 5, period_seconds: 10, backoff_ms: 10, backoff_max_ms: 2000, max_attempts: 3 }
+///   health: { heartbeat_ms: 1000, timeout_ms: 5000, grace_ms: 1000, load_timeout_ms: 5000 }
+/// plugins:
+///   textkit:                   # the plugin file's name without .so
+///     sandbox: in-process
+///     config: { greeting: hi } # the JSON object its init() receives
+/// ```
+public enum ConfigFile {
+    public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path, into: base)
+    }
+
+    public static func parse(_ text: String, file: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw syntaxError(error, file: file)
+        }
+        var config = base
+        guard let root else { return config }
+        let r = Reader(file: file)
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins"])
+        var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy)
+        if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
+        config.sandbox = defaults.sandbox
+        config.workerPolicy = defaults.policy
+        config.restartPolicy = defaults.restart
+        if let p = top["plugins"] {
+            for (name, node) in try r.mapping(p, "plugins", keys: nil) {
+                config.plugins[name] = try r.settings(node, "plugins.\(name)", over: defaults)
+            }
+        }
+        return config
+    }
+
+    private static func syntaxError(_ error: Error, file: String) -> ConfigError {
+        if let y = error as? YamlError, case .scanner(_, let problem, let mark, _) = y {
+            return ConfigError(file: file, line: mark.line, column: mark.column, field: "", problem: "not valid YAML: \(problem)")
+        }
+        if let y = error as? YamlError, case .parser(_, let problem, let mark, _) = y {
+            return ConfigError(file: file, line: mark.line, column: mark.column, field: "", problem: "not valid YAML: \(problem)")
+        }
+        return ConfigError(file: file, line: 0, column: 0, field: "", problem: "not valid YAML: \(error)")
+    }
+}
+
+/// Walks the YAML tree, keeping the position of every node for errors.
+struct Reader {
+    let file: String
+
+    func fail(_ node: Node, _ field: String, _ problem: String) -> ConfigError {
+        ConfigError(file: file, line: node.mark?.line ?? 0, column: node.mark?.column ?? 0, field: field, problem: problem)
+    }
+
+    /// A mapping's entries by key; `keys` (when given) are the only ones allowed.
+    func mapping(_ node: Node, _ field: String, keys: [String]?) throws(ConfigError) -> [(String, Node)] {
+        guard case .mapping(let m) = node else { throw fail(node, field, "expected a mapping (key: value lines), found \(kind(node))") }
+        var out: [(String, Node)] = []
+        for (k, v) in m {
+            guard case .scalar(let s) = k else { throw fail(k, field, "keys must be plain names") }
+            let path = field.isEmpty ? s.string : "\(field).\(s.string)"
+            if let keys, !keys.contains(s.string) {
+                throw fail(k, path, "unknown field; expected one of: \(keys.joined(separator: ", "))")
+            }
+            if out.contains(where: { $0.0 == s.string }) { throw fail(k, path, "given twice") }
+            out.append((s.string, v))
+        }
+        return out
+    }
+
+    func mapping(_ node: Node, _ field: String, keys: [String]) throws(ConfigError) -> [String: Node] {
+        let entries: [(String, Node)] = try mapping(node, field, keys: keys)
+        return Dictionary(entries, uniquingKeysWith: { a, _ in a })
+    }
+
+    func kind(_ n: Node) -> String {
+        switch n {
+        case .scalar(let s): return "\"\(s.string)\""
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    func string(_ node: Node, _ field: String) throws(ConfigError) -> String {
+        guard case .scalar(let s) = node else { throw fail(node, field, "expected a value, found \(kind(node))") }
+        return s.string
+    }
+
+    func integer(_ node: Node, _ field: String, in range: ClosedRange<Int64>) throws(ConfigError) -> Int64 {
+        let s = try string(node, field)
+        guard let v = Int64(s.replacingOccurrences(of: "_", with: "")) else { throw fail(node, field, "expected a whole number, found \"\(s)\"") }
+        guard range.contains(v) else { throw fail(node, field, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    func number(_ node: Node, _ field: String, in range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        let s = try string(node, field)
+        guard let v = Double(s) else { throw fail(node, field, "expected a number, found \"\(s)\"") }
+        guard range.contains(v) else { throw fail(node, field, "\(s) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    func bool(_ node: Node, _ field: String) throws(ConfigError) -> Bool {
+        switch try string(node, field) {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        case let s: throw fail(node, field, "expected true or false, found \"\(s)\"")
+        }
+    }
+
+    /// "512MiB", "1GiB", "64MB", "4096": a byte count.
+    func size(_ node: Node, _ field: String) throws(ConfigError) -> UInt64 {
+        let s = try string(node, field)
+        let units: [(String, UInt64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("B", 1)]
+        var digits = s.trimmingCharacters(in: .whitespaces)
+        var scale: UInt64 = 1
+        for (u, f) in units where digits.hasSuffix(u) {
+            digits = String(digits.dropLast(u.count)).trimmingCharacters(in: .whitespaces)
+            scale = f
+            break
+        }
+        guard let n = UInt64(digits), n > 0, n <= UInt64.max / scale else {
+            throw fail(node, field, "expected a size such as 512MiB or 1GiB, found \"\(s)\"")
+        }
+        return n * scale
+    }
+
+    func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
+        var s = base
+        let m = try mapping(node, field, keys: ["sandbox", "limits", "grants", "network_namespace", "restart", "health", "config"])
+        if let n = m["sandbox"] {
+            let v = try string(n, "\(field).sandbox")
+            guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }
+            s.sandbox = mode
+        }
+        if let n = m["limits"] { try limits(n, "\(field).limits", into: &s.policy) }
+        if let n = m["grants"] { try grants(n, "\(field).grants", into: &s.policy) }
+        if let n = m["network_namespace"] { s.policy.networkNamespace = try bool(n, "\(field).network_namespace") }
+        if let n = m["restart"] { try restart(n, "\(field).restart", into: &s.restart) }
+        if let n = m["health"] { try health(n, "\(field).health", into: &s.restart) }
+        if let n = m["config"] { s.config = try json(n, "\(field).config").text }
+        guard s.policy.cpuHardSeconds >= s.policy.cpuSoftSeconds else {
+            throw fail(node, "\(field).limits.cpu_hard_seconds", "must be at least cpu_seconds (\(s.policy.cpuSoftSeconds))")
+        }
+        return s
+    }
+
+    private func limits(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {
+        let m = try mapping(node, field, keys: ["memory", "cpu_seconds", "cpu_hard_seconds", "open_files", "file_size"])
+        if let n = m["memory"] {
+            p.addressSpace = try size(n, "\(field).memory")
+            guard p.addressSpace >= 32 << 20 else { throw fail(n, "\(field).memory", "at least 32MiB: a worker needs that much address space to load a plugin") }
+        }
+        if let n = m["cpu_seconds"] {
+            p.cpuSoftSeconds = UInt64(try integer(n, "\(field).cpu_seconds", in: 1...31_536_000))
+            if m["cpu_hard_seconds"] == nil { p.cpuHardSeconds = p.cpuSoftSeconds + 10 }
+        }
+        if let n = m["cpu_hard_seconds"] { p.cpuHardSeconds = UInt64(try integer(n, "\(field).cpu_hard_seconds", in: 1...31_536_000)) }
+        if let n = m["open_files"] { p.openFiles = UInt64(try integer(n, "\(field).open_files", in: 16...1_048_576)) }
+        if let n = m["file_size"] { p.fileSize = try size(n, "\(field).file_size") }
+    }
+
+    private func grants(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {
+        guard case .sequence(let seq) = node else { throw fail(node, field, "expected a list such as [socket], found \(kind(node))") }
+        p.allowFork = false; p.allowExec = false; p.allowSocket = false; p.allowPtrace = false
+        for item in seq {
+            switch try string(item, field) {
+            case "fork": p.allowFork = true
+            case "exec": p.allowExec = true
+            case "socket": p.allowSocket = true
+            case "ptrace": p.allowPtrace = true
+            case let g: throw fail(item, field, "unknown grant \"\(g)\"; expected fork, exec, socket or ptrace")
+            }
+        }
+    }
+
+    private func restart(_ node: Node, _ field: String, into r: inout RestartPolicy) throws(ConfigError) {
+        let m = try mapping(node, field, keys: ["intensity", "period_seconds", "backoff_ms", "backoff_max_ms", "max_attempts"])
+        if let n = m["intensity"] { r.intensity = Int(try integer(n, "\(field).intensity", in: 0...10_000)) }
+        if let n = m["period_seconds"] { r.periodSeconds = try number(n, "\(field).period_seconds", in: 0.001...86_400) }
+        if let n = m["backoff_ms"] { r.backoffBaseMs = try number(n, "\(field).backoff_ms", in: 0...600_000) }
+        if let n = m["backoff_max_ms"] { r.backoffMaxMs = try number(n, "\(field).backoff_max_ms", in: 0...3_600_000) }
+        if let n = m["max_attempts"] { r.maxAttempts = Int(try integer(n, "\(field).max_attempts", in: 1...1_000)) }
+    }
+
+    private func health(_ node: Node, _ field: String, into r: inout RestartPolicy) throws(ConfigError) {
+        let m = try mapping(node, field, keys: ["heartbeat_ms", "timeout_ms", "grace_ms", "load_timeout_ms"])
+        if let n = m["heartbeat_ms"] { r.heartbeatIntervalMs = try integer(n, "\(field).heartbeat_ms", in: 10...3_600_000) }
+        if let n = m["timeout_ms"] { r.heartbeatTimeoutMs = try integer(n, "\(field).timeout_ms", in: 10...86_400_000) }
+        if let n = m["grace_ms"] { r.graceMs = try integer(n, "\(field).grace_ms", in: 0...600_000) }
+        if let n = m["load_timeout_ms"] { r.loadTimeoutMs = try integer(n, "\(field).load_timeout_ms", in: 10...600_000) }
+    }
+
+    /// A YAML value as JSON (what init receives). Scalars keep their YAML type.
+    private func json(_ node: Node, _ field: String) throws(ConfigError) -> JSONValue {
+        switch node {
+        case .mapping:
+            var o: [String: JSONValue] = [:]
+            for (k, v) in try mapping(node, field, keys: nil) as [(String, Node)] { o[k] = try json(v, "\(field).\(k)") }
+            return .object(o)
+        case .sequence(let s):
+            var a: [JSONValue] = []
+            for (i, v) in s.enumerated() { a.append(try json(v, "\(field)[\(i)]")) }
+            return .array(a)
+        case .scalar(let s):
+            if s.style == .plain {
+                if let i = Int64(s.string) { return .int(i) }
+                if let d = Double(s.string) { return .double(d) }
+                switch s.string { case "true": return .bool(true); case "false": return .bool(false); case "null", "~": return .null; default: break }
+            }
+            return .string(s.string)
+        case .alias:
+            throw fail(node, field, "aliases are not supported here")
+        }
+    }
+}

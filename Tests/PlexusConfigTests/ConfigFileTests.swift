@@ -1,0 +1,66 @@
+import PlexusConfig
+import PlexusHost
+import Testing
+
+/// plexus.yaml: what it sets, and the errors a user sees for each mistake.
+@Suite("plexus.yaml")
+struct ConfigFileTests {
+    func parse(_ yaml: String) throws(ConfigError) -> HostConfiguration {
+        try ConfigFile.parse(yaml, file: "plexus.yaml", into: HostConfiguration(pluginsDirectory: nil))
+    }
+
+    func error(_ yaml: String) -> String {
+        do { _ = try parse(yaml); return "no error" } catch { return error.description }
+    }
+
+    @Test func defaultsAndPerPluginSettingsApply() throws {
+        let c = try parse("""
+            defaults:
+              limits: { memory: 512MiB, cpu_seconds: 30, open_files: 100, file_size: 8MiB }
+              restart: { intensity: 2, period_seconds: 5, max_attempts: 4 }
+              health: { heartbeat_ms: 250, timeout_ms: 2000 }
+            plugins:
+              textkit:
+                sandbox: in-process
+                config: { greeting: hi, times: 3, loud: true, tags: [a, b] }
+              keywords:
+                grants: [socket]
+                limits: { memory: 64MiB }
+            """)
+        #expect(c.workerPolicy.addressSpace == 512 << 20)
+        #expect(c.workerPolicy.cpuSoftSeconds == 30 && c.workerPolicy.cpuHardSeconds == 40)
+        #expect(c.restartPolicy.intensity == 2 && c.restartPolicy.maxAttempts == 4)
+        #expect(c.restartPolicy.heartbeatIntervalMs == 250)
+        let t = c.settings(for: "Plugins/textkit.so")
+        #expect(t.sandbox == .inProcess)
+        #expect(t.config == #"{"greeting":"hi","loud":true,"tags":["a","b"],"times":3}"#)
+        let k = c.settings(for: "/x/keywords.so")
+        #expect(k.sandbox == .process && k.policy.allowSocket && !k.policy.allowFork)
+        #expect(k.policy.addressSpace == 64 << 20)
+        #expect(k.policy.openFiles == 100)           // inherited from defaults
+        #expect(c.settings(for: "other.so").policy.addressSpace == 512 << 20)
+    }
+
+    @Test func everyMistakeNamesFileLineAndField() {
+        #expect(error("defaults:\n  limits:\n    memroy: 1GiB\n")
+                == "plexus.yaml:3:5: defaults.limits.memroy: unknown field; expected one of: memory, cpu_seconds, cpu_hard_seconds, open_files, file_size")
+        #expect(error("plugins:\n  textkit:\n    sandbox: docker\n")
+                == "plexus.yaml:3:14: plugins.textkit.sandbox: expected process or in-process, found \"docker\"")
+        #expect(error("defaults:\n  limits: { memory: lots }\n")
+                == "plexus.yaml:2:21: defaults.limits.memory: expected a size such as 512MiB or 1GiB, found \"lots\"")
+        #expect(error("defaults:\n  limits: { memory: 1MiB }\n").contains("at least 32MiB"))
+        #expect(error("defaults:\n  grants: [fork, teleport]\n")
+                == "plexus.yaml:2:18: defaults.grants: unknown grant \"teleport\"; expected fork, exec, socket or ptrace")
+        #expect(error("defaults:\n  restart: { max_attempts: 0 }\n").contains("defaults.restart.max_attempts: 0 is out of range 1...1000"))
+        #expect(error("defaults:\n  limits: { cpu_seconds: 60, cpu_hard_seconds: 30 }\n").contains("cpu_hard_seconds: must be at least cpu_seconds (60)"))
+        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins")
+        #expect(error("plugins: [textkit]\n").hasPrefix("plexus.yaml:1:10: plugins: expected a mapping"))
+        #expect(error("defaults:\n  sandbox: [process\n").hasPrefix("plexus.yaml:"))
+        #expect(error("defaults:\n  sandbox: [process\n").contains("not valid YAML"))
+    }
+
+    @Test func anEmptyFileChangesNothing() throws {
+        let c = try parse("")
+        #expect(c.sandbox == .process && c.plugins.isEmpty)
+    }
+}
