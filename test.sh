@@ -20,6 +20,9 @@ cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
 echo "== conformance suite (SDK/conformance) over every example plugin"
 SDK/conformance/run.sh Plugins/*.so
 
+echo "== fuzzing the frame decoder (libFuzzer, 20 s)"
+Tests/Fuzz/run.sh 20
+
 echo "== Swift tests"
 swift build --build-tests
 swift test --skip-build --disable-xctest

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Fuzzes the frame decoder with libFuzzer (clang from the Swift toolchain)
+# for SECONDS (default 20), starting from valid frames written by the
+# Swift tests' encoder. Fails on any crash, sanitizer report or mismatch.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+seconds=${1:-20}
+clang=$(command -v clang || echo /opt/swift/usr/bin/clang)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" \
+    "$root/Tests/Fuzz/fuzz_wire.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_wire" > "$work/build.log" 2>&1; then
+    cat "$work/build.log" >&2
+    exit 1
+fi
+mkdir -p "$work/corpus"
+# Seeds: valid frames (plexus_wire.h layout), so the fuzzer starts past the checks.
+python3 - "$work/corpus" <<'PY'
+import struct, sys
+def frame(kind, tkind, prio, sender, target, ctype, payload):
+    s, t, c = sender.encode(), target.encode(), ctype.encode()
+    body = struct.pack("<BBBBI16s16s16sqHHHHI", kind, tkind, prio, 0, 0, b"\1" * 16, b"\2" * 16, b"\3" * 16, 0,
+                       len(s), len(t), len(c), 0, len(payload))
+    body += s + b"\0" + t + b"\0" + c + b"\0" + payload
+    return b"PLXF" + bytes([1, 1, 0, 0]) + struct.pack("<I", len(body)) + body
+seeds = [frame(1, 1, 1, "client:1", "echo", "application/json", b'{"hello":"world"}'),
+         frame(2, 3, 3, "plexus", "", "", b""),
+         frame(3, 2, 0, "a", "docs.summarized", "text/plain", b"x" * 300)]
+for i, f in enumerate(seeds):
+    open(f"{sys.argv[1]}/seed{i}", "wb").write(f)
+PY
+if ! "$work/fuzz_wire" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$work/corpus" > "$work/fuzz.log" 2>&1; then
+    tail -40 "$work/fuzz.log" >&2
+    echo "fuzz: the frame decoder failed (log above)" >&2
+    exit 1
+fi
+grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/fuzz.log"
