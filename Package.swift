@@ -32,13 +32,15 @@ let package = Package(
         .target(name: "PlexusCore", dependencies: ["CPlexus"]),
         // Swift: OS threads, a mutex with a condition, the two clocks.
         .target(name: "PlexusThreads"),
+        // Swift: supervision decisions (strategies, restart kinds, intensity, breakers); pure logic.
+        .target(name: "PlexusSupervision"),
         // Swift: worker processes: spawning, limits, the channel, output capture.
         .target(name: "PlexusSandbox", dependencies: ["PlexusCore", "PlexusThreads", "CPlexusPOSIX"]),
         // Swift: plugin loading, registry, router, mailboxes, dispatch, typed exports.
         .target(
             name: "PlexusHost",
             dependencies: [
-                "PlexusCore", "PlexusThreads", "PlexusSandbox", "CPlexusFFI",
+                "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
@@ -65,5 +67,6 @@ let package = Package(
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
         .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
+        .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusSupervision"]),
     ]
 )

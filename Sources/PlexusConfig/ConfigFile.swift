@@ -30,6 +30,16 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///   textkit:                   # the plugin file's name without .so
 ///     sandbox: in-process
 ///     config: { greeting: hi } # the JSON object its init() receives
+/// supervision:                 # the tree; agents it does not name join the root
+///   strategy: one-for-one      # one-for-all, rest-for-one
+///   intensity: 5               # restarts allowed within period_seconds before giving up
+///   period_seconds: 10
+///   children:
+///     - agent: textkit
+///       restart: permanent     # transient, temporary
+///     - group: text
+///       strategy: rest-for-one
+///       children: [{ agent: keywords }, { agent: summarizer, restart: transient }]
 /// ```
 public enum ConfigFile {
     public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
@@ -48,12 +58,16 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision"])
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
         config.sandbox = defaults.sandbox
         config.workerPolicy = defaults.policy
         config.restartPolicy = defaults.restart
+        if let t = top["supervision"] {
+            config.supervision = try r.supervisor(t, "supervision", name: "root",
+                                                  intensity: defaults.restart.intensity, period: defaults.restart.periodSeconds)
+        }
         if let p = top["plugins"] {
             for (name, node) in try r.mapping(p, "plugins", keys: nil) {
                 config.plugins[name] = try r.settings(node, "plugins.\(name)", over: defaults)
@@ -204,13 +218,56 @@ struct Reader {
         }
     }
 
+    /// One supervisor of the tree: strategy, intensity, period and children.
+    func supervisor(_ node: Node, _ field: String, name: String, intensity: Int, period: Double) throws(ConfigError) -> SupervisorSpec {
+        let m = try mapping(node, field, keys: ["group", "strategy", "intensity", "period_seconds", "children"])
+        var spec = SupervisorSpec(name: name, intensity: intensity, periodSeconds: period)
+        if let n = m["strategy"] {
+            let v = try string(n, "\(field).strategy")
+            guard let st = Strategy(rawValue: v) else { throw fail(n, "\(field).strategy", "expected one-for-one, one-for-all or rest-for-one, found \"\(v)\"") }
+            spec.strategy = st
+        }
+        if let n = m["intensity"] { spec.intensity = Int(try integer(n, "\(field).intensity", in: 0...10_000)) }
+        if let n = m["period_seconds"] { spec.periodSeconds = try number(n, "\(field).period_seconds", in: 0.001...86_400) }
+        guard let list = m["children"] else { return spec }
+        guard case .sequence(let items) = list else { throw fail(list, "\(field).children", "expected a list of { agent: NAME } or { group: NAME, ... }") }
+        var seen = Set<String>()
+        for (i, item) in items.enumerated() {
+            let f = "\(field).children[\(i)]"
+            guard case .mapping = item else { throw fail(item, f, "expected { agent: NAME } or { group: NAME, ... }, found \(kind(item))") }
+            let keys: [(String, Node)] = try mapping(item, f, keys: nil)
+            if let a = keys.first(where: { $0.0 == "agent" })?.1 {
+                let c = try mapping(item, f, keys: ["agent", "restart"]) as [String: Node]
+                let name = try string(a, "\(f).agent")
+                guard seen.insert(name).inserted else { throw fail(a, "\(f).agent", "agent '\(name)' appears twice in the tree") }
+                var kind = RestartKind.permanent
+                if let k = c["restart"] {
+                    let v = try string(k, "\(f).restart")
+                    guard let rk = RestartKind(rawValue: v) else { throw fail(k, "\(f).restart", "expected permanent, transient or temporary, found \"\(v)\"") }
+                    kind = rk
+                }
+                spec.children.append(.agent(name, kind))
+            } else if let g = keys.first(where: { $0.0 == "group" })?.1 {
+                let child = try supervisor(item, f, name: try string(g, "\(f).group"), intensity: intensity, period: period)
+                for a in child.agents where !seen.insert(a).inserted { throw fail(item, f, "agent '\(a)' appears twice in the tree") }
+                spec.children.append(.group(child))
+            } else {
+                throw fail(item, f, "expected an 'agent' or a 'group' key")
+            }
+        }
+        return spec
+    }
+
     private func restart(_ node: Node, _ field: String, into r: inout RestartPolicy) throws(ConfigError) {
-        let m = try mapping(node, field, keys: ["intensity", "period_seconds", "backoff_ms", "backoff_max_ms", "max_attempts"])
+        let m = try mapping(node, field, keys: ["intensity", "period_seconds", "backoff_ms", "backoff_max_ms", "max_attempts",
+                                                "breaker_threshold", "breaker_cooldown_ms"])
         if let n = m["intensity"] { r.intensity = Int(try integer(n, "\(field).intensity", in: 0...10_000)) }
         if let n = m["period_seconds"] { r.periodSeconds = try number(n, "\(field).period_seconds", in: 0.001...86_400) }
         if let n = m["backoff_ms"] { r.backoffBaseMs = try number(n, "\(field).backoff_ms", in: 0...600_000) }
         if let n = m["backoff_max_ms"] { r.backoffMaxMs = try number(n, "\(field).backoff_max_ms", in: 0...3_600_000) }
         if let n = m["max_attempts"] { r.maxAttempts = Int(try integer(n, "\(field).max_attempts", in: 1...1_000)) }
+        if let n = m["breaker_threshold"] { r.breakerThreshold = Int(try integer(n, "\(field).breaker_threshold", in: 1...10_000)) }
+        if let n = m["breaker_cooldown_ms"] { r.breakerCooldownMs = try number(n, "\(field).breaker_cooldown_ms", in: 1...3_600_000) }
     }
 
     private func health(_ node: Node, _ field: String, into r: inout RestartPolicy) throws(ConfigError) {

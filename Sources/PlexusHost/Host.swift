@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import PlexusCore
 import PlexusSandbox
+@_exported import PlexusSupervision
 
 public enum SandboxMode: String, Sendable, CaseIterable {
     case process
@@ -47,6 +48,10 @@ public struct HostConfiguration: Sendable {
     /// Per plugin file (its name without ".so"): settings that replace the
     /// defaults above for that plugin.
     public var plugins: [String: PluginSettings] = [:]
+    /// The supervision tree, by agent name; nil puts every agent under a
+    /// one-for-one root with restartPolicy's intensity. Agents it does not
+    /// name join the root as permanent children.
+    public var supervision: SupervisorSpec?
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -72,6 +77,12 @@ public final class Host: @unchecked Sendable {
     private var running = false
     private let clientName = strdup("client:api")!
     private lazy var health = HealthMonitor { [unowned self] in started.compactMap(\.link) }
+    private lazy var supervisor = Supervisor(
+        spec: configuration.supervision ?? SupervisorSpec(name: "root", strategy: .oneForOne,
+                                                          intensity: configuration.restartPolicy.intensity,
+                                                          periodSeconds: configuration.restartPolicy.periodSeconds),
+        breaker: CircuitBreaker(threshold: configuration.restartPolicy.breakerThreshold,
+                                cooldownSeconds: configuration.restartPolicy.breakerCooldownMs / 1000))
 
     public init(_ configuration: HostConfiguration = HostConfiguration()) {
         self.configuration = configuration
@@ -166,6 +177,7 @@ public final class Host: @unchecked Sendable {
             agent.state = .active
             started.append(agent)
         }
+        supervisor.adopt(started.compactMap { a in a.link.map { (a.name, $0) } })
         router.start()
         health.start()
         running = true
@@ -281,7 +293,8 @@ public final class Host: @unchecked Sendable {
                                failed: a.failed.load(ordering: .relaxed), pid: w?.pid,
                                restarts: w?.restarts ?? 0, last_exit: w?.lastExit,
                                in_flight: a.link?.inflightCount.load(ordering: .relaxed) ?? 0,
-                               denied_syscalls: w?.denied ?? 0)
+                               denied_syscalls: w?.denied ?? 0,
+                               circuit: a.link == nil ? nil : supervisor.breakerState(a.name))
         }
     }
 

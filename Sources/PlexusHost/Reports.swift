@@ -69,6 +69,8 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var in_flight: Int = 0
     /// Reports of system calls the sandbox refused (each may name several).
     public var denied_syscalls: Int = 0
+    /// The circuit breaker of a worker agent: closed, open or half-open.
+    public var circuit: String?
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

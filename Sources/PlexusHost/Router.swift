@@ -123,6 +123,9 @@ final class Router: @unchecked Sendable {
     }
 
     private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
+        if !force, let link = a.link, let why = link.supervisor?.refusal(a.name) {
+            throw PlexusError(.AGENT_CRASHED, why)   // an open circuit fails fast
+        }
         switch a.admit(m, force: force) {
         case .accepted(let wake):
             guard wake else { return }

@@ -18,6 +18,11 @@ public struct RestartPolicy: Sendable {
     public var backoffMaxMs = 2_000.0
     /// Deliveries of one message before it is dead-lettered as poison.
     public var maxAttempts = 3
+    /// Crashes in a row that open an agent's circuit: callers are then
+    /// refused at once (AGENT_CRASHED) until a probe after the cooldown,
+    /// which doubles each time the probe fails.
+    public var breakerThreshold = 5
+    public var breakerCooldownMs = 1_000.0
     /// How long a worker may take to load the plugin and say HELLO, then to run init.
     public var loadTimeoutMs: Int64 = 5_000
     /// A PING goes to every ready worker this often; one unanswered for
@@ -60,6 +65,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private(set) var restarts = 0
     private(set) var lastExit: String?
     private(set) var denied = 0
+    private var restartingForSupervisor = false
+    /// The host's supervisor; it decides what an exit leads to.
+    weak var supervisor: Supervisor?
     private var pingSentAt: Int64 = 0       // monotonic ns of the unanswered PING, 0 if none
     private var pingSeq: UInt64 = 0
     private var lastPingAt: Int64 = 0
@@ -365,6 +373,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return n
         }
         agent?.load.subtract(n, ordering: .relaxed)
+        if n > 0, let name = agent?.name { supervisor?.succeeded(name) }
         reopen()
     }
 
@@ -418,10 +427,17 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent, !stopping else { return }
         if agent.state == .active { agent.state = .suspended }
         agent.load.subtract(unfinished.count, ordering: .relaxed)   // requeued ones count again below
+        let bySupervisor = lock.withLock { () -> Bool in defer { restartingForSupervisor = false }; return restartingForSupervisor }
+        if bySupervisor {   // stopped to restart with a sibling: nothing failed
+            logger.notice("worker restarted with its siblings", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)"])
+            if agent.requeueFront(unfinished) { router.dispatcher.enqueue(agent) }
+            restart(after: 0)
+            return
+        }
         logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
                                                 "unfinished": "\(unfinished.count)"])
         redeliver(unfinished, after: x, agent: agent)
-        scheduleRestart(agent: agent, after: x)
+        supervisor?.exited(self, agent: agent, exit: x)
     }
 
     /// Puts unfinished deliveries back in order; a message that has now
@@ -442,45 +458,59 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         if agent.requeueFront(again) { router.dispatcher.enqueue(agent) }
     }
 
-    private func scheduleRestart(agent: Agent, after x: WorkerExit) {
+    /// Backoff before the next restart: base * 2^(exits in the period - 1), capped.
+    func backoffMs() -> Double {
         let now = Clock.monotonicNanos()
         let period = Int64(restart.periodSeconds * 1e9)
-        let (count, giveUp): (Int, Bool) = lock.withLock {
+        let count: Int = lock.withLock {
             restartTimes = restartTimes.filter { now - $0 < period } + [now]
-            return (restartTimes.count, restartTimes.count > restart.intensity)
+            return restartTimes.count
         }
-        if giveUp {
-            let why = "agent '\(agent.name)' reached its restart limit: \(count) exits within \(restart.periodSeconds) s, the last \(x)"
-            logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(why)"])
-            agent.state = .terminated
-            for m in agent.drainMailbox() {
-                router.deadLetters.record(m, reason: why)
-                if m.isQuery { router.fail(requestID: m.id, responder: agent, status: PLEXUS_AGENT_CRASHED.status, detail: why) }
-            }
-            return
-        }
-        let delay = min(restart.backoffMaxMs, restart.backoffBaseMs * pow(2, Double(count - 1)))
+        return min(restart.backoffMaxMs, restart.backoffBaseMs * pow(2, Double(count - 1)))
+    }
+
+    /// Spawns a new worker after delayMs, on a thread of its own.
+    func restart(after delayMs: Double) {
         _ = startThread(name: "plexus-restart") { [self] in
-            var ts = timespec(tv_sec: Int(delay / 1000), tv_nsec: Int(delay.truncatingRemainder(dividingBy: 1000) * 1_000_000))
-            nanosleep(&ts, nil)
-            let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return false }
+            if delayMs > 0 {
+                var ts = timespec(tv_sec: Int(delayMs / 1000), tv_nsec: Int(delayMs.truncatingRemainder(dividingBy: 1000) * 1_000_000))
+                nanosleep(&ts, nil)
+            }
+            let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return process != nil }
             if stopped { return }
             do throws(PlexusError) {
                 try spawn()
                 lock.withLock { restarts += 1 }
-                logger.notice("worker restarted", metadata: ["agent": "\(agent.name)", "pid": "\(pid ?? 0)", "after": "\(x)"])
+                logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
             } catch {
-                logger.error("worker restart failed", metadata: ["agent": "\(agent.name)", "error": "\(error.detail)"])
-                exited(WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)"), from: nil)
+                logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(error.detail)"])
+                if let agent { supervisor?.exited(self, agent: agent, exit: WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)")) }
             }
         }
     }
-}
 
-extension WorkerLink {
-    /// A restart that could not even spawn counts as one more exit.
-    fileprivate func exited(_ x: WorkerExit, from nothing: WorkerProcess?) {
+    /// Stops the worker so that it restarts with a sibling (one-for-all,
+    /// rest-for-one); its unfinished mail goes back to the mailbox as is.
+    func restartForSupervisor(reason: String) {
+        let w: WorkerProcess? = lock.withLock {
+            guard let p = process else { return nil }
+            restartingForSupervisor = true
+            return p
+        }
+        w?.kill(reason: reason)
+    }
+
+    /// The supervisor gave the agent up: no more workers; its mail is
+    /// dead-lettered and its callers told why.
+    func giveUp(reason: String) {
         guard let agent else { return }
-        scheduleRestart(agent: agent, after: x)
+        logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(reason)"])
+        agent.state = .terminated
+        let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
+        w?.kill(reason: reason)
+        for m in agent.drainMailbox() {
+            router.deadLetters.record(m, reason: reason)
+            if m.isQuery { router.fail(requestID: m.id, responder: agent, status: PLEXUS_AGENT_CRASHED.status, detail: reason) }
+        }
     }
 }

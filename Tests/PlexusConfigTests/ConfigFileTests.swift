@@ -53,10 +53,34 @@ struct ConfigFileTests {
                 == "plexus.yaml:2:18: defaults.grants: unknown grant \"teleport\"; expected fork, exec, socket or ptrace")
         #expect(error("defaults:\n  restart: { max_attempts: 0 }\n").contains("defaults.restart.max_attempts: 0 is out of range 1...1000"))
         #expect(error("defaults:\n  limits: { cpu_seconds: 60, cpu_hard_seconds: 30 }\n").contains("cpu_hard_seconds: must be at least cpu_seconds (60)"))
-        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins")
+        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision")
         #expect(error("plugins: [textkit]\n").hasPrefix("plexus.yaml:1:10: plugins: expected a mapping"))
         #expect(error("defaults:\n  sandbox: [process\n").hasPrefix("plexus.yaml:"))
         #expect(error("defaults:\n  sandbox: [process\n").contains("not valid YAML"))
+    }
+
+    @Test func theSupervisionTreeIsRead() throws {
+        let c = try parse("""
+            supervision:
+              strategy: one-for-all
+              intensity: 2
+              children:
+                - agent: textkit
+                - group: text
+                  strategy: rest-for-one
+                  period_seconds: 5
+                  children: [{ agent: keywords, restart: transient }, { agent: summarizer, restart: temporary }]
+            """)
+        let root = try #require(c.supervision)
+        #expect(root.strategy == .oneForAll && root.intensity == 2 && root.periodSeconds == 10)
+        #expect(root.agents == ["textkit", "keywords", "summarizer"])
+        guard case .group(let g) = root.children[1] else { Issue.record("no group"); return }
+        #expect(g.name == "text" && g.strategy == .restForOne && g.periodSeconds == 5)
+        #expect(g.children == [.agent("keywords", .transient), .agent("summarizer", .temporary)])
+        #expect(error("supervision:\n  children:\n    - agent: a\n      restart: forever\n")
+                == "plexus.yaml:4:16: supervision.children[0].restart: expected permanent, transient or temporary, found \"forever\"")
+        #expect(error("supervision:\n  children: [{ agent: a }, { agent: a }]\n").contains("agent 'a' appears twice"))
+        #expect(error("supervision:\n  strategy: all-for-one\n").contains("expected one-for-one, one-for-all or rest-for-one"))
     }
 
     @Test func anEmptyFileChangesNothing() throws {

@@ -1,0 +1,83 @@
+import Logging
+import PlexusCore
+import PlexusSandbox
+import PlexusSupervision
+import PlexusThreads
+
+/// Carries out the supervision tree's decisions for the host's workers:
+/// restarts (after backoff, or after the circuit breaker's cooldown),
+/// sibling restarts, and giving agents up. One per host.
+final class Supervisor: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var tree: SupervisionTree
+    private var links: [String: WorkerLink] = [:]
+    private var breakers: [String: CircuitBreaker] = [:]
+    private let breakerTemplate: CircuitBreaker
+    private let logger = Logger(label: "plexus.supervisor")
+
+    init(spec: SupervisorSpec, breaker: CircuitBreaker = CircuitBreaker(threshold: 3, cooldownSeconds: 1)) {
+        tree = SupervisionTree(root: spec, now: { Double(Clock.monotonicNanos()) / 1e9 })
+        breakerTemplate = breaker
+    }
+
+    /// Called at start with every worker agent, in start order: agents the
+    /// configuration does not name join the root as permanent children.
+    func adopt(_ agents: [(String, WorkerLink)]) {
+        lock.withLock {
+            let spec = SupervisionTree.completing(tree.root, with: agents.map(\.0))
+            tree = SupervisionTree(root: spec, now: { Double(Clock.monotonicNanos()) / 1e9 })
+            for (name, link) in agents {
+                links[name] = link
+                breakers[name] = breakerTemplate
+                link.supervisor = self
+            }
+        }
+    }
+
+    var spec: SupervisorSpec { lock.withLock { tree.root } }
+
+    func breakerState(_ agent: String) -> String? { lock.withLock { breakers[agent]?.state.rawValue } }
+
+    /// A worker finished a delivery: a half-open circuit closes.
+    func succeeded(_ agent: String) {
+        lock.withLock { if breakers[agent]?.state != .closed { breakers[agent]?.succeeded() } }
+    }
+
+    /// Why new mail may not queue for the agent now (its circuit is open), or nil.
+    func refusal(_ agent: String) -> String? {
+        lock.withLock {
+            guard var b = breakers[agent], b.state == .open else { return nil }
+            let now = Double(Clock.monotonicNanos()) / 1e9
+            let wait = b.remaining(now: now)
+            if wait > 0 { return "the circuit of agent '\(agent)' is open after \(b.failures) failures in a row; it is probed again in \(Int(wait * 1000)) ms" }
+            _ = b.allow(now: now)   // cooldown over: half-open, the next message is the probe
+            breakers[agent] = b
+            return nil
+        }
+    }
+
+    func exited(_ link: WorkerLink, agent: Agent, exit x: WorkerExit) {
+        let abnormal = x.signaled || x.code != 0 || x.hostReason != nil
+        let now = Double(Clock.monotonicNanos()) / 1e9
+        let (decision, cooldown): (Decision, Double) = lock.withLock {
+            if abnormal { breakers[agent.name]?.failed(now: now) }
+            let d = tree.exited(agent.name, abnormal: abnormal)
+            return (d, breakers[agent.name]?.remaining(now: now) ?? 0)
+        }
+        if !decision.gaveUp.isEmpty {
+            logger.error("supervisor gave up", metadata: ["supervisors": "\(decision.gaveUp.joined(separator: " > "))", "after": "\(agent.name): \(x)"])
+        }
+        for name in decision.terminate {
+            lock.withLock { links[name] }?.giveUp(reason: "\(decision.reason); the last exit of '\(agent.name)' was \(x)")
+        }
+        for name in decision.restart {
+            guard let l = lock.withLock({ links[name] }) else { continue }
+            if l === link {
+                // An open circuit waits out its cooldown; otherwise the backoff.
+                l.restart(after: max(l.backoffMs(), cooldown * 1000))
+            } else {
+                l.restartForSupervisor(reason: "\(decision.reason) after '\(agent.name)' exited (\(x))")
+            }
+        }
+    }
+}
