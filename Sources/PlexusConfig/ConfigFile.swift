@@ -30,6 +30,8 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///   textkit:                   # the plugin file's name without .so
 ///     sandbox: in-process
 ///     config: { greeting: hi } # the JSON object its init() receives
+///   keywords:
+///     instances: 3             # workers keywords, keywords.2, keywords.3 share its capabilities
 /// supervision:                 # the tree; agents it does not name join the root
 ///   strategy: one-for-one      # one-for-all, rest-for-one
 ///   intensity: 5               # restarts allowed within period_seconds before giving up
@@ -171,7 +173,7 @@ struct Reader {
 
     func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
         var s = base
-        let m = try mapping(node, field, keys: ["sandbox", "limits", "grants", "network_namespace", "restart", "health", "config"])
+        let m = try mapping(node, field, keys: ["sandbox", "limits", "grants", "network_namespace", "restart", "health", "config", "instances"])
         if let n = m["sandbox"] {
             let v = try string(n, "\(field).sandbox")
             guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }
@@ -183,6 +185,12 @@ struct Reader {
         if let n = m["restart"] { try restart(n, "\(field).restart", into: &s.restart) }
         if let n = m["health"] { try health(n, "\(field).health", into: &s.restart) }
         if let n = m["config"] { s.config = try json(n, "\(field).config").text }
+        if let n = m["instances"] {
+            s.instances = Int(try integer(n, "\(field).instances", in: 1...256))
+            guard s.instances == 1 || s.sandbox == .process else {
+                throw fail(n, "\(field).instances", "more than one instance needs sandbox: process (in-process instances would share one copy of the plugin's globals)")
+            }
+        }
         guard s.policy.cpuHardSeconds >= s.policy.cpuSoftSeconds else {
             throw fail(node, "\(field).limits.cpu_hard_seconds", "must be at least cpu_seconds (\(s.policy.cpuSoftSeconds))")
         }

@@ -18,6 +18,8 @@ public struct PluginSettings: Sendable {
     public var restart: RestartPolicy
     /// The JSON object init() receives.
     public var config = "{}"
+    /// Workers of this plugin (process mode): agents NAME, NAME.2, ...
+    public var instances = 1
 
     public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}") {
         self.sandbox = sandbox
@@ -113,15 +115,16 @@ public final class Host: @unchecked Sendable {
         do throws(PluginRefusal) {
             let settings = configuration.settings(for: path)
             let (d, behavior) = settings.sandbox == .process ? try loadInWorker(path: path, settings) : try loadInProcess(path: path)
-            let agent = Agent(name: d.name, behavior: behavior, capabilities: d.allCapabilityNames,
-                              exports: d.exports, mailboxCapacity: configuration.mailboxCapacity)
-            if case .worker(let link) = behavior { link.agent = agent }
-            agent.router = router
-            do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
-                agent.link?.stop(graceMs: 0)
-                throw PluginRefusal(path: path, error: error)
+            try register(d, behavior, name: d.name, path: path)
+            // More instances: more workers of the same sealed image, named
+            // NAME.2, NAME.3...; capability calls go to the least loaded.
+            if case .worker(let first) = behavior, settings.instances > 1 {
+                for k in 2...settings.instances {
+                    let link = WorkerLink(image: first.image, policy: settings.policy, restart: settings.restart, router: router)
+                    do throws(PlexusError) { _ = try link.load() } catch { throw PluginRefusal(path: path, error: error) }
+                    try register(d, .worker(link), name: "\(d.name).\(k)", path: path)
+                }
             }
-            files[d.name] = path
             reports.append(PluginReport(loaded: d, file: path, subscriptions: []))
             return d
         } catch {
@@ -129,6 +132,18 @@ public final class Host: @unchecked Sendable {
             reports.append(PluginReport(refused: error))
             throw error
         }
+    }
+
+    private func register(_ d: PluginDescriptor, _ behavior: AgentBehavior, name: String, path: String) throws(PluginRefusal) {
+        let agent = Agent(name: name, behavior: behavior, capabilities: d.allCapabilityNames,
+                          exports: d.exports, mailboxCapacity: configuration.mailboxCapacity)
+        if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
+        agent.router = router
+        do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
+            agent.link?.stop(graceMs: 0)
+            throw PluginRefusal(path: path, error: error)
+        }
+        files[name] = path
     }
 
     private func loadInProcess(path: String) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {

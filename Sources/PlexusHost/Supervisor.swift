@@ -56,11 +56,20 @@ final class Supervisor: @unchecked Sendable {
         }
     }
 
+    static func abnormal(_ x: WorkerExit) -> Bool { x.signaled || x.code != 0 || x.hostReason != nil }
+
+    /// Counts a crash against the agent's circuit, before its callers hear of it.
+    func recordFailure(_ agent: Agent, exit x: WorkerExit) {
+        guard Self.abnormal(x) else { return }
+        let now = Double(Clock.monotonicNanos()) / 1e9
+        lock.withLock { breakers[agent.name]?.failed(now: now) }
+    }
+
+    /// Decides and carries out what the exit leads to (after recordFailure).
     func exited(_ link: WorkerLink, agent: Agent, exit x: WorkerExit) {
-        let abnormal = x.signaled || x.code != 0 || x.hostReason != nil
+        let abnormal = Self.abnormal(x)
         let now = Double(Clock.monotonicNanos()) / 1e9
         let (decision, cooldown): (Decision, Double) = lock.withLock {
-            if abnormal { breakers[agent.name]?.failed(now: now) }
             let d = tree.exited(agent.name, abnormal: abnormal)
             return (d, breakers[agent.name]?.remaining(now: now) ?? 0)
         }

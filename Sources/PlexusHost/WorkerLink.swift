@@ -68,6 +68,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var restartingForSupervisor = false
     /// The host's supervisor; it decides what an exit leads to.
     weak var supervisor: Supervisor?
+    /// The name in the plugin's descriptor (an instance's agent may be NAME.2).
+    var pluginName: String?
     private var pingSentAt: Int64 = 0       // monotonic ns of the unanswered PING, 0 if none
     private var pingSeq: UInt64 = 0
     private var lastPingAt: Int64 = 0
@@ -300,11 +302,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 do throws(PlexusError) { return .success(try DescriptorReader.read(json: payload)) } catch { return .failure(error) }
             }()
             switch d {
-            case .success(let d) where agent == nil || agent?.name == d.name:
+            case .success(let d) where pluginName == nil || pluginName == d.name:
                 if agent != nil { sendControl(PLEXUS_CONTROL_START, payload: Array(lock.withLock { config }.utf8)) }
                 setPhase(.hello(d))
             case .success(let d):
-                setPhase(.refused(PlexusError(.BAD_DESCRIPTOR, "the plugin now calls itself '\(d.name)', not '\(agent?.name ?? "")'")))
+                setPhase(.refused(PlexusError(.BAD_DESCRIPTOR, "the plugin now calls itself '\(d.name)', not '\(pluginName ?? "")'")))
                 w.kill(reason: "its agent name changed")
             case .failure(let err):
                 setPhase(.refused(err))
@@ -436,6 +438,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         }
         logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
                                                 "unfinished": "\(unfinished.count)"])
+        supervisor?.recordFailure(agent, exit: x)
         redeliver(unfinished, after: x, agent: agent)
         supervisor?.exited(self, agent: agent, exit: x)
     }
@@ -484,7 +487,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
             } catch {
                 logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(error.detail)"])
-                if let agent { supervisor?.exited(self, agent: agent, exit: WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)")) }
+                if let agent {
+                    let x = WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)")
+                    supervisor?.recordFailure(agent, exit: x)
+                    supervisor?.exited(self, agent: agent, exit: x)
+                }
             }
         }
     }

@@ -115,3 +115,37 @@ struct WorkerExportTests {
         #expect(worker[8].contains("ARITY_MISMATCH"))
     }
 }
+
+/// instances: N runs N workers of one plugin behind its capabilities.
+@Suite("Instances", .serialized)
+struct InstanceTests {
+    @Test func threeInstancesShareTheWork() throws {
+        let file = try Fixtures.probe(named: "multi")
+        var c = HostConfiguration(pluginsDirectory: nil)
+        var s = c.settings(for: file)
+        s.instances = 3
+        c.plugins[URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent] = s
+        let host = Host(c)
+        try host.load(path: file)
+        host.start()
+        defer { host.shutdown() }
+        let names = host.agentReports.map(\.name).filter { $0.hasPrefix("multi") }
+        #expect(names == ["multi", "multi.2", "multi.3"])
+        let pids = Set(host.agentReports.compactMap { names.contains($0.name) ? $0.pid : nil })
+        #expect(pids.count == 3)
+        // Slow requests in parallel: the least-loaded choice spreads them over the workers.
+        let seen = Mutex<Set<String>>([])
+        let group = DispatchGroup()
+        for _ in 0..<6 {
+            group.enter()
+            try host.request(Envelope(kind: .query, target: .capability("probe.sleep"), payload: Array("100".utf8)), timeoutMs: 10_000) { a in
+                seen.withLock { _ = $0.insert(a.payloadString) }
+                group.leave()
+            }
+        }
+        #expect(group.wait(timeout: .now() + 10) == .success)
+        #expect(seen.withLock { $0 } == ["multi"])   // every instance answers as its plugin
+        let handled = host.agentReports.filter { names.contains($0.name) }.map(\.handled)
+        #expect(handled.filter { $0 > 0 }.count >= 2, "\(handled)")
+    }
+}
