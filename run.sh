@@ -32,3 +32,5 @@ echo; echo "== docs.catalog (what the C agent heard on docs.summarized)"
 echo; echo "== typed exports called through libffi"
 "$plexus" call math.pow --json '{"base":2,"exponent":0.5}' --socket "$sock"; echo
 "$plexus" call text.levenshtein --json '["kitten","sitting"]' --socket "$sock"; echo
+echo; echo "== the agents, each plugin in its own sandboxed worker process"
+"$plexus" agents --socket "$sock"
