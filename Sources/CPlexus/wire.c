@@ -159,6 +159,18 @@ plexus_status plexus_wire_decode_header(const uint8_t *buf, uint64_t len, uint64
     return PLEXUS_OK;
 }
 
+/* The fixed part of an envelope body at b: enums, status, ids, deadline. */
+static plexus_envelope read_fixed(const uint8_t *b) {
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = b[0]; e.target_kind = b[1]; e.priority = b[2]; e.flags = b[3];
+    e.status = (plexus_status)get_u32(b + 4);
+    e.id = get_id(b + 8);
+    e.correlation_id = get_id(b + 24);
+    e.trace_id = get_id(b + 40);
+    e.deadline_unix_ns = (int64_t)get_u64(b + 56);
+    return e;
+}
+
 /* Reads a string of n bytes at *p, checking its NUL and that none is inside. */
 static int take_str(const uint8_t **p, uint64_t n, const char **out) {
     const uint8_t *s = *p;
@@ -188,13 +200,7 @@ plexus_status plexus_wire_decode(const uint8_t *frame, uint64_t len, uint64_t ma
     if (PLEXUS_WIRE_ENVELOPE_FIXED_LEN + S + 1 + T + 1 + C + 1 + P != body_len)
         return fail(PLEXUS_MALFORMED_FRAME, out_what, "field lengths do not add up to the body length");
 
-    plexus_envelope e = plexus_envelope_init();
-    e.kind = b[0]; e.target_kind = b[1]; e.priority = b[2]; e.flags = b[3];
-    e.status = (plexus_status)get_u32(b + 4);
-    e.id = get_id(b + 8);
-    e.correlation_id = get_id(b + 24);
-    e.trace_id = get_id(b + 40);
-    e.deadline_unix_ns = (int64_t)get_u64(b + 56);
+    plexus_envelope e = read_fixed(b);
     const uint8_t *p = b + PLEXUS_WIRE_ENVELOPE_FIXED_LEN;
     if (!take_str(&p, S, &e.sender) || !take_str(&p, T, &e.target) || !take_str(&p, C, &e.content_type))
         return fail(PLEXUS_MALFORMED_FRAME, out_what, "a string is not NUL-terminated or contains a NUL");
@@ -210,13 +216,7 @@ plexus_status plexus_wire_decode(const uint8_t *frame, uint64_t len, uint64_t ma
 void plexus_wire_view(const uint8_t *frame, plexus_envelope *out) {
     const uint8_t *b = frame + PLEXUS_WIRE_HEADER_LEN;
     uint64_t S = get_u16(b + 64), T = get_u16(b + 66), C = get_u16(b + 68), P = get_u32(b + 72);
-    plexus_envelope e = plexus_envelope_init();
-    e.kind = b[0]; e.target_kind = b[1]; e.priority = b[2]; e.flags = b[3];
-    e.status = (plexus_status)get_u32(b + 4);
-    e.id = get_id(b + 8);
-    e.correlation_id = get_id(b + 24);
-    e.trace_id = get_id(b + 40);
-    e.deadline_unix_ns = (int64_t)get_u64(b + 56);
+    plexus_envelope e = read_fixed(b);
     const uint8_t *p = b + PLEXUS_WIRE_ENVELOPE_FIXED_LEN;
     e.sender = (const char *)p;       p += S + 1;
     e.target = (const char *)p;       p += T + 1;
