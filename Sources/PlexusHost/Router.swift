@@ -58,7 +58,8 @@ final class Router: @unchecked Sendable {
         }
         var c = e.pointee
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
-        c.id = ids.next()
+        // A request's id comes from its pending slot (below); others count up.
+        c.id = request == nil ? ids.next() : .none
         c.sender = o.cName
         c.flags = 0
         if c.trace_id.isNone { c.trace_id = o.trace.isNone ? ids.next() : o.trace }
@@ -220,17 +221,29 @@ final class Router: @unchecked Sendable {
         }
     }
 
+    // MARK: messages that will not be delivered
+
+    /// Dead-letters m, which never reached agent, and ends its request (if
+    /// it is one) with status and detail (the reason when nil).
+    func abandon(_ m: Message, at agent: Agent, reason: String, status: plexus_status, detail: String? = nil) {
+        deadLetters.record(m, reason: reason)
+        if m.isQuery { fail(requestID: m.id, responder: agent, status: status, detail: detail ?? reason) }
+    }
+
+    /// A message whose deadline passed before it was handled, in the host's
+    /// mailbox or in a worker's queue.
+    func expired(_ m: Message, at agent: Agent) {
+        abandon(m, at: agent, reason: "expired before delivery to '\(agent.name)'", status: PLEXUS_EXPIRED.status,
+                detail: "the request expired in the mailbox of '\(agent.name)' before it was delivered")
+    }
+
     // MARK: delivery (on a dispatcher thread)
 
     private func invoke(_ m: Message, on agent: Agent) {
         let h = m.header
         let isAnswer = h.kind == MessageKind.response.rawValue || h.kind == MessageKind.error.rawValue
         if !isAnswer && h.deadlineUnixNs != 0 && Clock.unixNanos() > h.deadlineUnixNs {
-            deadLetters.record(m, reason: "expired before delivery to '\(agent.name)'")
-            if m.isQuery {
-                fail(requestID: m.id, responder: agent, status: PLEXUS_EXPIRED.status,
-                     detail: "the request expired in the mailbox of '\(agent.name)' before it was delivered")
-            }
+            expired(m, at: agent)
             return
         }
         if let link = agent.link {   // the worker answers and accounts for it itself

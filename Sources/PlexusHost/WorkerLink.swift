@@ -386,11 +386,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return inflight.removeValue(forKey: id)?.message
         }), let agent else { return }
         agent.load.subtract(1, ordering: .relaxed)
-        router.deadLetters.record(m, reason: "expired before delivery to '\(agent.name)'")
-        if m.isQuery {
-            router.fail(requestID: m.id, responder: agent, status: PLEXUS_EXPIRED.status,
-                        detail: "the request expired in the mailbox of '\(agent.name)' before it was delivered")
-        }
+        router.expired(m, at: agent)
         reopen()
     }
 
@@ -455,8 +451,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             if tries.count < restart.maxAttempts { again.append(m); continue }
             lock.withLock { history[m.id] = nil }
             let why = "agent '\(agent.name)' died \(tries.count) times while handling it (\(tries.joined(separator: ", ")))"
-            router.deadLetters.record(m, reason: why)
-            if m.isQuery { router.fail(requestID: m.id, responder: agent, status: PLEXUS_AGENT_CRASHED.status, detail: why) }
+            router.abandon(m, at: agent, reason: why, status: PLEXUS_AGENT_CRASHED.status)
         }
         if agent.requeueFront(again) { router.dispatcher.enqueue(agent) }
     }
@@ -515,9 +510,6 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         agent.state = .terminated
         let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
         w?.kill(reason: reason)
-        for m in agent.drainMailbox() {
-            router.deadLetters.record(m, reason: reason)
-            if m.isQuery { router.fail(requestID: m.id, responder: agent, status: PLEXUS_AGENT_CRASHED.status, detail: reason) }
-        }
+        for m in agent.drainMailbox() { router.abandon(m, at: agent, reason: reason, status: PLEXUS_AGENT_CRASHED.status) }
     }
 }
