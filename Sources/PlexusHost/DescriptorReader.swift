@@ -178,8 +178,18 @@ extension DescriptorReader {
                                         description: string(c["description"]), input: string(c["input"]),
                                         output: string(c["output"]))
         }
+        let exports = try array("exports").enumerated().map { (i, x) throws(PlexusError) in
+            let types: [UInt8]
+            if case .array(let a)? = x["arg_types"] { types = a.compactMap { uint($0).map { UInt8(truncatingIfNeeded: $0) } } } else { types = [] }
+            var names: [String]?
+            if case .array(let a)? = x["arg_names"] { names = a.compactMap { string($0) } }
+            return PluginDescriptor.Export(name: try checked(string(x["name"]), field: "exports[\(i)].name"),
+                                           description: string(x["description"]), function: nil,
+                                           returnType: UInt8(truncatingIfNeeded: uint(x["return_type"]) ?? 0),
+                                           argTypes: types, argNames: names)
+        }
         var seen = Set<String>()
-        for n in caps.map(\.name) + array("exports").compactMap({ string($0["name"]) }) where !seen.insert(n).inserted {
+        for n in caps.map(\.name) + exports.map(\.name) where !seen.insert(n).inserted {
             throw PlexusError(.BAD_DESCRIPTOR, "capability '\(n)' is declared twice")
         }
         let kinds = ["call", "publish", "subscribe"]
@@ -192,16 +202,6 @@ extension DescriptorReader {
                 throw PlexusError(.BAD_DESCRIPTOR, "permissions[\(i)].pattern: \(error.detail)")
             }
             return PluginDescriptor.Permission(kind: kinds[Int(k)], pattern: pattern)
-        }
-        let exports = try array("exports").enumerated().map { (i, x) throws(PlexusError) in
-            let types: [UInt8]
-            if case .array(let a)? = x["arg_types"] { types = a.compactMap { uint($0).map { UInt8(truncatingIfNeeded: $0) } } } else { types = [] }
-            var names: [String]?
-            if case .array(let a)? = x["arg_names"] { names = a.compactMap { string($0) } }
-            return PluginDescriptor.Export(name: try checked(string(x["name"]), field: "exports[\(i)].name"),
-                                           description: string(x["description"]), function: nil,
-                                           returnType: UInt8(truncatingIfNeeded: uint(x["return_type"]) ?? 0),
-                                           argTypes: types, argNames: names)
         }
         return PluginDescriptor(
             name: name, version: version, description: string(o["description"]),

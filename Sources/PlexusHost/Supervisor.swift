@@ -16,7 +16,7 @@ final class Supervisor: @unchecked Sendable {
     private let logger = Logger(label: "plexus.supervisor")
 
     init(spec: SupervisorSpec, breaker: CircuitBreaker = CircuitBreaker(threshold: 3, cooldownSeconds: 1)) {
-        tree = SupervisionTree(root: spec, now: { Double(Clock.monotonicNanos()) / 1e9 })
+        tree = SupervisionTree(root: spec, now: Supervisor.now)
         breakerTemplate = breaker
     }
 
@@ -25,7 +25,7 @@ final class Supervisor: @unchecked Sendable {
     func adopt(_ agents: [(String, WorkerLink)]) {
         lock.withLock {
             let spec = SupervisionTree.completing(tree.root, with: agents.map(\.0))
-            tree = SupervisionTree(root: spec, now: { Double(Clock.monotonicNanos()) / 1e9 })
+            tree = SupervisionTree(root: spec, now: Supervisor.now)
             for (name, link) in agents {
                 links[name] = link
                 breakers[name] = breakerTemplate
@@ -35,6 +35,9 @@ final class Supervisor: @unchecked Sendable {
     }
 
     var spec: SupervisorSpec { lock.withLock { tree.root } }
+
+    /// Seconds on the monotonic clock: what the tree and the breakers measure with.
+    @Sendable static func now() -> Double { Double(Clock.monotonicNanos()) / 1e9 }
 
     func breakerState(_ agent: String) -> String? { lock.withLock { breakers[agent]?.state.rawValue } }
 
@@ -47,7 +50,7 @@ final class Supervisor: @unchecked Sendable {
     func refusal(_ agent: String) -> String? {
         lock.withLock {
             guard var b = breakers[agent], b.state == .open else { return nil }
-            let now = Double(Clock.monotonicNanos()) / 1e9
+            let now = Self.now()
             let wait = b.remaining(now: now)
             if wait > 0 { return "the circuit of agent '\(agent)' is open after \(b.failures) failures in a row; it is probed again in \(Int(wait * 1000)) ms" }
             _ = b.allow(now: now)   // cooldown over: half-open, the next message is the probe
@@ -61,14 +64,14 @@ final class Supervisor: @unchecked Sendable {
     /// Counts a crash against the agent's circuit, before its callers hear of it.
     func recordFailure(_ agent: Agent, exit x: WorkerExit) {
         guard Self.abnormal(x) else { return }
-        let now = Double(Clock.monotonicNanos()) / 1e9
+        let now = Self.now()
         lock.withLock { breakers[agent.name]?.failed(now: now) }
     }
 
     /// Decides and carries out what the exit leads to (after recordFailure).
     func exited(_ link: WorkerLink, agent: Agent, exit x: WorkerExit) {
         let abnormal = Self.abnormal(x)
-        let now = Double(Clock.monotonicNanos()) / 1e9
+        let now = Self.now()
         let (decision, cooldown): (Decision, Double) = lock.withLock {
             let d = tree.exited(agent.name, abnormal: abnormal)
             return (d, breakers[agent.name]?.remaining(now: now) ?? 0)
