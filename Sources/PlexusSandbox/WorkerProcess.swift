@@ -70,6 +70,8 @@ public final class WorkerProcess: @unchecked Sendable {
     let partialFrameTimeoutNanos: Int64
     /// Output beyond this many bytes per second is dropped (and counted).
     public static let outputBytesPerSecond = 64 * 1024
+    /// A logged line is cut after this many bytes.
+    public static let maxLogLine = 512
 
     /// Where the helper executable is: $PLEXUS_WORKER, else beside the
     /// running executable (the plexus CLI or the test bundle).
@@ -262,13 +264,24 @@ public final class WorkerProcess: @unchecked Sendable {
             guard budget.allow(n) else { continue }
             pending.append(contentsOf: chunk[0..<n])
             while let nl = pending.firstIndex(of: 10) {
-                events?.output(String(decoding: pending[..<nl], as: UTF8.self), stderr: stderr, from: self)
+                emit(pending[..<nl], stderr: stderr)
                 pending.removeSubrange(...nl)
             }
             if pending.count > 4096 {   // a line without end: log it in pieces
-                events?.output(String(decoding: pending, as: UTF8.self), stderr: stderr, from: self)
+                emit(pending[...], stderr: stderr)
                 pending.removeAll()
             }
         }
+    }
+
+    /// One line to the log, cut at `maxLogLine` bytes so a plugin cannot
+    /// flood a terminal or a log file with a single line.
+    private func emit(_ line: ArraySlice<UInt8>, stderr: Bool) {
+        guard line.count > Self.maxLogLine else {
+            events?.output(String(decoding: line, as: UTF8.self), stderr: stderr, from: self)
+            return
+        }
+        let head = String(decoding: line.prefix(Self.maxLogLine), as: UTF8.self)
+        events?.output("\(head)… [\(line.count - Self.maxLogLine) more bytes cut]", stderr: stderr, from: self)
     }
 }
