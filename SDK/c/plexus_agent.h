@@ -108,6 +108,13 @@ static inline void plexus_logf(int32_t level, const char *fmt, ...) {
 #define PLEXUS_AGENT_ON_INIT(config) PLEXUS_OK
 #endif
 
+/* Optional: #define PLEXUS_AGENT_FLAGS PLEXUS_PLUGIN_CONCURRENT before including
+** this header when the handler may run on several threads at once (then
+** `concurrency: N` in plexus.yaml runs N handlers per instance). */
+#ifndef PLEXUS_AGENT_FLAGS
+#define PLEXUS_AGENT_FLAGS 0
+#endif
+
 #define PLEXUS_AGENT(name_, version_, caps_, handler_)                                     \
     static plexus_status plexus_sdk_init(const plexus_host *host, plexus_ctx *ctx,         \
                                          const char *config, void **state) {               \
@@ -129,7 +136,7 @@ static inline void plexus_logf(int32_t level, const char *fmt, ...) {
         return s;                                                                          \
     }                                                                                      \
     static const plexus_plugin_descriptor plexus_sdk_descriptor = {                        \
-        PLEXUS_DESCRIPTOR_HEADER, (name_), (version_), NULL, 0,                            \
+        PLEXUS_DESCRIPTOR_HEADER, (name_), (version_), NULL, PLEXUS_AGENT_FLAGS,           \
         (uint32_t)(sizeof(caps_) / sizeof((caps_)[0])), (caps_), 0, NULL,                  \
         PLEXUS_AGENT_EXPORT_LIST, plexus_sdk_init, plexus_sdk_handle, NULL };              \
     PLEXUS_EXPORT const plexus_plugin_descriptor *plexus_plugin_entry(void) {              \

@@ -32,6 +32,8 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     config: { greeting: hi } # the JSON object its init() receives
 ///   keywords:
 ///     instances: 3             # workers keywords, keywords.2, keywords.3 share its capabilities
+///   fetcher:
+///     concurrency: 8           # handlers per instance at once (plugin must declare PLEXUS_PLUGIN_CONCURRENT)
 /// supervision:                 # the tree; agents it does not name join the root
 ///   strategy: one-for-one      # one-for-all, rest-for-one
 ///   intensity: 5               # restarts allowed within period_seconds before giving up
@@ -173,7 +175,7 @@ struct Reader {
 
     func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
         var s = base
-        let m = try mapping(node, field, keys: ["sandbox", "limits", "grants", "network_namespace", "restart", "health", "config", "instances"])
+        let m = try mapping(node, field, keys: ["sandbox", "limits", "grants", "network_namespace", "restart", "health", "config", "instances", "concurrency"])
         if let n = m["sandbox"] {
             let v = try string(n, "\(field).sandbox")
             guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }
@@ -190,6 +192,12 @@ struct Reader {
             guard s.instances == 1 || s.sandbox == .process else {
                 throw fail(n, "\(field).instances", "more than one instance needs sandbox: process (in-process instances would share one copy of the plugin's globals)")
             }
+        }
+        if let n = m["concurrency"] {
+            guard field != "defaults" else {
+                throw fail(n, "defaults.concurrency", "set concurrency per plugin: it depends on whether that plugin's handler is safe on several threads")
+            }
+            s.policy.concurrency = Int(try integer(n, "\(field).concurrency", in: 1...256))
         }
         guard s.policy.cpuHardSeconds >= s.policy.cpuSoftSeconds else {
             throw fail(node, "\(field).limits.cpu_hard_seconds", "must be at least cpu_seconds (\(s.policy.cpuSoftSeconds))")

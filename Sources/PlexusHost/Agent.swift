@@ -25,8 +25,9 @@ enum AgentBehavior: @unchecked Sendable {
     case worker(WorkerLink)
 }
 
-/// One running agent instance: its mailbox, its scheduling flag and its
-/// plugin state. The host calls it from one thread at a time.
+/// One running agent instance: its mailbox, its runners and its plugin
+/// state. The host calls it from at most `concurrency` threads at a time
+/// (one unless the plugin declares PLEXUS_PLUGIN_CONCURRENT).
 final class Agent: Hashable, @unchecked Sendable {
     let name: String
     let cName: UnsafeMutablePointer<CChar>   // for envelopes; lives as long as the agent
@@ -42,12 +43,12 @@ final class Agent: Hashable, @unchecked Sendable {
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?
-    /// The trace of the message being handled, so what a handler sends continues it.
-    var currentTrace = plexus_id.none
-
     private let lock = ConditionLock()
     private var mailbox: Mailbox
-    private var scheduled = false
+    /// Dispatcher threads running this agent now (or about to).
+    private var runners = 0
+    /// How many may run it at once (in the host; a worker has its own threads).
+    let concurrency: Int
     private var _state = AgentState.registering
 
     /// Queued plus running messages: what "least loaded" compares.
@@ -59,7 +60,8 @@ final class Agent: Hashable, @unchecked Sendable {
     let failed = Atomic<Int>(0)
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
-         exports: [PluginDescriptor.Export], mailboxCapacity: Int) {
+         exports: [PluginDescriptor.Export], mailboxCapacity: Int, concurrency: Int = 1) {
+        self.concurrency = max(1, concurrency)
         self.name = name
         self.cName = strdup(name)
         self.behavior = behavior
@@ -102,19 +104,27 @@ final class Agent: Hashable, @unchecked Sendable {
         // no gap between them (the running one is not "waiting").
         let elsewhere = link == nil ? 0 : max(0, load.load(ordering: .relaxed) - 1 - mailbox.count)
         guard mailbox.push(m, force: force, elsewhere: elsewhere) else { lock.unlock(); return .full }
-        let wake = !scheduled
-        scheduled = true
+        let wake = claimRunner()
         lock.unlock()
         load.add(1, ordering: .relaxed)
         return .accepted(schedule: wake)
     }
 
-    /// Takes the next message, or clears the scheduled flag when there is none.
+    /// Lock held: true when the caller must hand the agent to the
+    /// dispatcher (another runner is allowed). With concurrency 1 this is
+    /// the classic "was idle" flag.
+    private func claimRunner() -> Bool {
+        guard runners < concurrency else { return false }
+        runners += 1
+        return true
+    }
+
+    /// Takes the next message, or gives up this runner when there is none.
     func next() -> Message? {
         lock.lock()
         defer { lock.unlock() }
         if let m = mailbox.pop() { return m }
-        scheduled = false
+        runners -= 1
         return nil
     }
 
@@ -126,14 +136,36 @@ final class Agent: Hashable, @unchecked Sendable {
         load.add(ms.count, ordering: .relaxed)
         return lock.withLock {
             mailbox.pushFront(ms)
-            let wake = !scheduled
-            scheduled = true
-            return wake
+            return claimRunner()
         }
     }
 
     /// Empties the mailbox (at shutdown) and returns what was in it.
     func drainMailbox() -> [Message] {
         lock.withLock { mailbox.removeAll() }
+    }
+}
+
+/// The message the current thread is handling, so what a handler sends
+/// continues its trace. Per thread, because a concurrent agent runs several
+/// handlers at once; a plugin's own threads have none.
+enum CurrentMessage {
+    nonisolated(unsafe) private static var key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    static func during<R>(_ m: Message, _ body: () -> R) -> R {
+        let k = key
+        let previous = pthread_getspecific(k)
+        pthread_setspecific(k, Unmanaged.passUnretained(m).toOpaque())
+        defer { pthread_setspecific(k, previous) }
+        return body()
+    }
+
+    static var trace: plexus_id {
+        guard let p = pthread_getspecific(key) else { return .none }
+        return Unmanaged<Message>.fromOpaque(p).takeUnretainedValue().header.traceID
     }
 }

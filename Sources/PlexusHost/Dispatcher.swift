@@ -4,7 +4,8 @@ import DequeModule
 import Synchronization
 
 /// Runs agents that have mail on a fixed pool of OS threads. An agent is in
-/// the run queue at most once, so it runs on one thread at a time.
+/// the run queue at most `concurrency` times (once, unless its plugin is
+/// concurrent), so it runs on at most that many threads at a time.
 ///
 /// Each worker has a one-agent "next" slot: when a handler running on a worker
 /// wakes an idle agent, that agent runs next on the same worker, with no lock

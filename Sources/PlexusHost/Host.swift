@@ -115,7 +115,8 @@ public final class Host: @unchecked Sendable {
         do throws(PluginRefusal) {
             let settings = configuration.settings(for: path)
             let (d, behavior) = settings.sandbox == .process ? try loadInWorker(path: path, settings) : try loadInProcess(path: path)
-            try register(d, behavior, name: d.name, path: path)
+            try checkConcurrency(d, behavior, settings, path: path)
+            try register(d, behavior, name: d.name, path: path, concurrency: settings.sandbox == .inProcess ? settings.policy.concurrency : 1)
             // More instances: more workers of the same sealed image, named
             // NAME.2, NAME.3...; capability calls go to the least loaded.
             if case .worker(let first) = behavior, settings.instances > 1 {
@@ -134,9 +135,22 @@ public final class Host: @unchecked Sendable {
         }
     }
 
-    private func register(_ d: PluginDescriptor, _ behavior: AgentBehavior, name: String, path: String) throws(PluginRefusal) {
+    /// `concurrency: N` runs N handlers of one instance at once: only for a
+    /// plugin that says its handler is safe on several threads.
+    private func checkConcurrency(_ d: PluginDescriptor, _ behavior: AgentBehavior, _ settings: PluginSettings,
+                                  path: String) throws(PluginRefusal) {
+        let n = settings.policy.concurrency
+        guard n > 1 && !d.concurrent else { return }
+        if case .worker(let link) = behavior { link.stop(graceMs: 0) }
+        throw PluginRefusal(path: path, error: PlexusError(.INVALID_ARGUMENT,
+            "concurrency: \(n) is configured, but plugin '\(d.name)' does not declare PLEXUS_PLUGIN_CONCURRENT "
+            + "(its handler may not run on several threads at once); use instances: \(n) for \(n) workers instead"))
+    }
+
+    private func register(_ d: PluginDescriptor, _ behavior: AgentBehavior, name: String, path: String,
+                          concurrency: Int = 1) throws(PluginRefusal) {
         let agent = Agent(name: name, behavior: behavior, capabilities: d.allCapabilityNames,
-                          exports: d.exports, mailboxCapacity: configuration.mailboxCapacity)
+                          exports: d.exports, mailboxCapacity: configuration.mailboxCapacity, concurrency: concurrency)
         if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
         agent.router = router
         do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
@@ -309,7 +323,8 @@ public final class Host: @unchecked Sendable {
                                restarts: w?.restarts ?? 0, last_exit: w?.lastExit,
                                in_flight: a.link?.inflightCount.load(ordering: .relaxed) ?? 0,
                                denied_syscalls: w?.denied ?? 0,
-                               circuit: a.link == nil ? nil : supervisor.breakerState(a.name))
+                               circuit: a.link == nil ? nil : supervisor.breakerState(a.name),
+                               concurrency: a.link?.policy.concurrency ?? a.concurrency)
         }
     }
 

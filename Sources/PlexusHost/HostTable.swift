@@ -66,7 +66,7 @@ enum HostTable {
     }()
 
     static func origin(_ a: Agent) -> Router.Origin {
-        Router.Origin(cName: a.cName, agent: a, trace: a.currentTrace)
+        Router.Origin(cName: a.cName, agent: a, trace: CurrentMessage.trace)
     }
 
     private static func status(_ body: () throws(PlexusError) -> Void) -> plexus_status {

@@ -71,6 +71,8 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var denied_syscalls: Int = 0
     /// The circuit breaker of a worker agent: closed, open or half-open.
     public var circuit: String?
+    /// Handlers of this instance that may run at once.
+    public var concurrency: Int = 1
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

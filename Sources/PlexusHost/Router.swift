@@ -255,14 +255,12 @@ final class Router: @unchecked Sendable {
             agent.handled.add(1, ordering: .relaxed)
             return
         }
-        agent.currentTrace = h.traceID
-        let status: plexus_status
-        if let handle = agent.handleFn, agent.exports.isEmpty {
-            status = m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
-        } else {
-            status = invokeSlow(m, on: agent, isAnswer: isAnswer)
+        let status: plexus_status = CurrentMessage.during(m) {
+            if let handle = agent.handleFn, agent.exports.isEmpty {
+                return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
+            }
+            return invokeSlow(m, on: agent, isAnswer: isAnswer)
         }
-        agent.currentTrace = .none
         agent.handled.add(1, ordering: .relaxed)
         if status != 0 {
             agent.failed.add(1, ordering: .relaxed)

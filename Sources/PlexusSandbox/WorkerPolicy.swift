@@ -20,6 +20,9 @@ public struct WorkerPolicy: Sendable, Equatable {
     /// Also enter an empty network namespace: for plugins granted sockets
     /// that must not reach the network. Costs ~0.6 ms per start.
     public var networkNamespace = false
+    /// Handler threads in one instance. More than one only for a plugin
+    /// that declares PLEXUS_PLUGIN_CONCURRENT (the host refuses otherwise).
+    public var concurrency = 1
     /// Half a frame followed by this much silence and the worker is killed.
     public var partialFrameTimeoutMs: Int64 = 2_000
 
@@ -31,7 +34,7 @@ public struct WorkerPolicy: Sendable, Equatable {
         return ["--parent", "\(parent)", "--as", "\(addressSpace)", "--cpu", "\(cpuSoftSeconds)",
                 "--cpu-hard", "\(cpuHardSeconds)", "--nofile", "\(openFiles)", "--fsize", "\(fileSize)",
                 "--namespaces", namespaces ? "1" : "0", "--netns", networkNamespace ? "1" : "0",
-                "--max-payload", "\(maxPayload)",
+                "--max-payload", "\(maxPayload)", "--concurrency", "\(concurrency)",
                 "--allow", allow.isEmpty ? "none" : allow]
     }
 }

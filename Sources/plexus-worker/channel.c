@@ -102,6 +102,8 @@ plexus_status channel_queue(const plexus_envelope *e) {
     return PLEXUS_OK;
 }
 
+int channel_has_output(void) { return out_len > 0; }
+
 void channel_flush(void) {
     uint64_t off = 0;
     while (off < out_len) {

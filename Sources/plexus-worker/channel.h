@@ -27,6 +27,8 @@ void frame_free(frame *f);
 plexus_status channel_queue(const plexus_envelope *e);
 /* Writes everything buffered. */
 void channel_flush(void);
+/* True when output is buffered and not yet written. */
+int channel_has_output(void);
 
 /* A control frame: topic = one of PLEXUS_CONTROL_*, with an optional payload. */
 plexus_status channel_control(const char *topic, plexus_id correlation, int32_t status,

@@ -38,9 +38,13 @@
 
 static const plexus_plugin_descriptor *desc;
 static void *state;
-static pthread_t main_thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int wake_fd = -1;                 /* eventfd: a call thread queued deliveries */
+static int wake_fd = -1;                 /* eventfd: wakes the server waiting in poll() */
+static __thread int is_server;           /* this thread runs handlers (flushes when idle) */
+static int polling;                      /* a server is in poll() on the channel */
+static int idle_servers;                 /* servers waiting on serve_cv */
+static pthread_cond_t serve_cv = PTHREAD_COND_INITIALIZER;
+static unsigned concurrency = 1;         /* server threads (--concurrency) */
 static frame *queued_head, *queued_tail; /* read while waiting for an ACK */
 static uint64_t call_seq;
 
@@ -72,6 +76,16 @@ static int is_control(const plexus_envelope *e, const char *topic) {
     return e->target_kind == PLEXUS_TARGET_TOPIC && e->target && strcmp(e->target, topic) == 0;
 }
 
+/* Lock held: deliveries were queued by a thread other than the one in
+** poll(); an idle server takes them, or the poller is woken. */
+static void wake_servers(void) {
+    if (idle_servers) pthread_cond_signal(&serve_cv);
+    if (polling) {
+        uint64_t one = 1;
+        (void)!write(wake_fd, &one, sizeof one);
+    }
+}
+
 static void enqueue_frame(frame *f) {
     if (queued_tail) queued_tail->next = f; else queued_head = f;
     queued_tail = f;
@@ -97,10 +111,7 @@ static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id) {
         enqueue_frame(f);
         queued = 1;
     }
-    if (queued && !pthread_equal(pthread_self(), main_thread)) {
-        uint64_t one = 1;
-        (void)!write(wake_fd, &one, sizeof one);
-    }
+    if (queued) wake_servers();
     return s;
 }
 
@@ -150,7 +161,7 @@ static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
     e.deadline_unix_ns = 0;
     pthread_mutex_lock(&lock);
     plexus_status s = open_take(e.correlation_id) ? channel_queue(&e) : PLEXUS_NOT_A_REQUEST;
-    if (s == PLEXUS_OK && !pthread_equal(pthread_self(), main_thread)) channel_flush();
+    if (s == PLEXUS_OK && !is_server) channel_flush();
     pthread_mutex_unlock(&lock);
     return s;
 }
@@ -178,7 +189,7 @@ static void h_log(plexus_ctx *ctx, int32_t level, const char *message) {
     plexus_id none = { 0, 0 };
     pthread_mutex_lock(&lock);
     channel_control(PLEXUS_CONTROL_LOG, none, level, message, strlen(message));
-    if (!pthread_equal(pthread_self(), main_thread)) channel_flush();
+    if (!is_server) channel_flush();
     pthread_mutex_unlock(&lock);
 }
 
@@ -203,7 +214,8 @@ static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
 
 static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
-                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace] [--namespaces 0|1] [--netns 0|1] [--max-payload BYTES]\n"
+                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace] [--namespaces 0|1] [--netns 0|1] [--max-payload BYTES]"
+                    " [--concurrency N]\n"
                     "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
@@ -228,6 +240,11 @@ static void parse(int argc, char **argv, worker_limits *l, pid_t *parent, uint64
         else if (!strcmp(k, "--namespaces")) l->namespaces = (int)arg_u64(v);
         else if (!strcmp(k, "--netns")) l->network_namespace = (int)arg_u64(v);
         else if (!strcmp(k, "--max-payload")) *max_payload = arg_u64(v);
+        else if (!strcmp(k, "--concurrency")) {
+            uint64_t n = arg_u64(v);
+            if (n < 1 || n > 256) usage("--concurrency must be between 1 and 256");
+            concurrency = (unsigned)n;
+        }
         else if (!strcmp(k, "--allow")) {
             l->allow_fork = strstr(v, "fork") != NULL;
             l->allow_exec = strstr(v, "exec") != NULL;
@@ -488,24 +505,93 @@ static frame *pop_highest(void) {
     return NULL;
 }
 
-/* The next delivery, highest priority first; waits (without the lock) when
-** there is none. Returns NULL when SHUTDOWN came and nothing is left. */
-static frame *next_frame(void) {
+static int have_frames(void) {
+    for (int p = 0; p < PLEXUS_PRIORITY_COUNT; p++) if (prio_head[p]) return 1;
+    return 0;
+}
+
+/* ---- flushing behind a long handler -----------------------------------
+** A server writes what handlers queued (replies, DONE) when it goes idle,
+** so a stream of short messages costs one write per batch. A reply queued
+** just before a long handler starts would wait for that handler to end:
+** the flusher thread, armed when a handler starts with output pending,
+** writes it after FLUSH_AFTER_NS. It is started on first need. */
+
+#define FLUSH_AFTER_NS 200000L
+static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
+static int flusher_started, flusher_armed;
+
+static void *flusher(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&lock);
     for (;;) {
+        while (!flusher_armed) pthread_cond_wait(&flush_cv, &lock);
+        pthread_mutex_unlock(&lock);
+        struct timespec ts = { 0, FLUSH_AFTER_NS };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
         pthread_mutex_lock(&lock);
+        flusher_armed = 0;
+        send_done();
+        channel_flush();
+    }
+    return NULL;
+}
+
+/* Lock held: a handler is about to start. */
+static void arm_flusher(void) {
+    if (flusher_armed || (!channel_has_output() && !done_n)) return;
+    if (!flusher_started) {
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setstacksize(&a, 64 * 1024);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        flusher_started = pthread_create(&t, &a, flusher, NULL) == 0 ? 1 : -1;
+        pthread_attr_destroy(&a);
+    }
+    if (flusher_started < 0) { send_done(); channel_flush(); return; }  /* no thread: flush now */
+    flusher_armed = 1;
+    pthread_cond_signal(&flush_cv);
+}
+
+/* The next delivery, highest priority first, for one of `concurrency`
+** servers. One idle server waits in poll() on the channel; the others wait
+** on serve_cv (leader and followers), so a frame wakes one thread, not all.
+** Returns NULL when SHUTDOWN came and nothing is left. */
+static frame *next_frame(void) {
+    pthread_mutex_lock(&lock);
+    for (;;) {
         take_input();
         frame *f = pop_highest();
-        if (!f) {   /* idle: account for what was handled, then sleep */
-            send_done();
-            report_denied();
-            channel_flush();
+        if (f) {
+            if (idle_servers && have_frames()) pthread_cond_signal(&serve_cv);
+            arm_flusher();
+            pthread_mutex_unlock(&lock);
+            return f;
         }
+        if (shutdown_asked) {
+            wake_servers();
+            pthread_cond_broadcast(&serve_cv);
+            pthread_mutex_unlock(&lock);
+            return NULL;
+        }
+        send_done();   /* idle: account for what was handled, then sleep */
+        report_denied();
+        channel_flush();
+        if (polling) {
+            idle_servers++;
+            pthread_cond_wait(&serve_cv, &lock);
+            idle_servers--;
+            continue;
+        }
+        polling = 1;
         pthread_mutex_unlock(&lock);
-        if (f) return f;
-        if (shutdown_asked) return NULL;
         struct pollfd p[2] = { { CHANNEL_FD, POLLIN, 0 }, { wake_fd, POLLIN, 0 } };
         while (poll(p, 2, -1) < 0 && errno == EINTR) {}
         if (p[1].revents & POLLIN) { uint64_t v; (void)!read(wake_fd, &v, sizeof v); }
+        pthread_mutex_lock(&lock);
+        polling = 0;
+        if (idle_servers) pthread_cond_signal(&serve_cv);   /* one of them polls next */
     }
 }
 
@@ -523,7 +609,9 @@ static int expired(const plexus_envelope *m) {
     return 1;
 }
 
-static void serve(void) {
+static void *serve_loop(void *arg) {
+    (void)arg;
+    is_server = 1;
     frame *f;
     while ((f = next_frame()) != NULL) {
         if (!expired(&f->env)) {
@@ -532,6 +620,24 @@ static void serve(void) {
         }
         frame_free(f);
     }
+    return NULL;
+}
+
+/* Runs `concurrency` servers (only a plugin that declares itself concurrent
+** gets more than one) until SHUTDOWN, then the plugin's shutdown. */
+static void serve(void) {
+    if (!(desc->flags & PLEXUS_PLUGIN_CONCURRENT)) concurrency = 1;
+    pthread_t extra[256];
+    unsigned started = 0;
+    for (unsigned i = 1; i < concurrency; i++) {
+        if (pthread_create(&extra[started], NULL, serve_loop, NULL) != 0) {
+            fprintf(stderr, "plexus-worker: started %u of %u handler threads: %s\n", started + 1, concurrency, strerror(errno));
+            break;
+        }
+        started++;
+    }
+    serve_loop(NULL);
+    for (unsigned i = 0; i < started; i++) pthread_join(extra[i], NULL);
     pthread_mutex_lock(&lock);
     send_done();
     channel_flush();
@@ -551,7 +657,6 @@ int main(int argc, char **argv) {
     setpgid(0, 0);
     close_range(PLUGIN_FD + 1, ~0U, 0);
     signal(SIGPIPE, SIG_IGN);
-    main_thread = pthread_self();
     channel_init(CHANNEL_FD, max_payload);
     wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) _exit(PLEXUS_WORKER_EXIT_SANDBOX);

@@ -26,6 +26,7 @@ struct ConfigFileTests {
               keywords:
                 grants: [socket]
                 limits: { memory: 64MiB }
+                concurrency: 4
             """)
         #expect(c.workerPolicy.addressSpace == 512 << 20)
         #expect(c.workerPolicy.cpuSoftSeconds == 30 && c.workerPolicy.cpuHardSeconds == 40)
@@ -38,6 +39,7 @@ struct ConfigFileTests {
         #expect(k.sandbox == .process && k.policy.allowSocket && !k.policy.allowFork)
         #expect(k.policy.addressSpace == 64 << 20)
         #expect(k.policy.openFiles == 100)           // inherited from defaults
+        #expect(k.policy.concurrency == 4 && t.policy.concurrency == 1)
         #expect(c.settings(for: "other.so").policy.addressSpace == 512 << 20)
     }
 
@@ -53,6 +55,8 @@ struct ConfigFileTests {
                 == "plexus.yaml:2:18: defaults.grants: unknown grant \"teleport\"; expected fork, exec, socket or ptrace")
         #expect(error("defaults:\n  restart: { max_attempts: 0 }\n").contains("defaults.restart.max_attempts: 0 is out of range 1...1000"))
         #expect(error("defaults:\n  limits: { cpu_seconds: 60, cpu_hard_seconds: 30 }\n").contains("cpu_hard_seconds: must be at least cpu_seconds (60)"))
+        #expect(error("plugins:\n  fetcher:\n    concurrency: 0\n") == "plexus.yaml:3:18: plugins.fetcher.concurrency: 0 is out of range 1...256")
+        #expect(error("defaults:\n  concurrency: 4\n").hasPrefix("plexus.yaml:2:16: defaults.concurrency: set concurrency per plugin"))
         #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision")
         #expect(error("plugins: [textkit]\n").hasPrefix("plexus.yaml:1:10: plugins: expected a mapping"))
         #expect(error("defaults:\n  sandbox: [process\n").hasPrefix("plexus.yaml:"))

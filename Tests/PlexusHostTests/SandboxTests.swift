@@ -149,3 +149,81 @@ struct InstanceTests {
         #expect(handled.filter { $0 > 0 }.count >= 2, "\(handled)")
     }
 }
+
+/// concurrency: N runs N handlers of one instance at once, in a worker or in
+/// the host, and only for a plugin that declares PLEXUS_PLUGIN_CONCURRENT.
+@Suite("Concurrency", .serialized)
+struct ConcurrencyTests {
+    func host(_ mode: SandboxMode, concurrency: Int, flags: [String] = []) throws -> (Host, String) {
+        let file = try Fixtures.build("parallel.c", flags, name: "parallel")
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = mode
+        c.threads = 6   // in the host, handlers run on dispatcher threads: at most this many at once
+        var s = c.settings(for: file)
+        s.policy.concurrency = concurrency
+        c.plugins[URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent] = s
+        return (Host(c), file)
+    }
+
+    /// Sends n holds of ms each at once and returns the peak parallelism.
+    func peak(_ host: Host, holds n: Int, ms: Int) throws -> Int {
+        let group = DispatchGroup()
+        let answers = Mutex<[String]>([])
+        for _ in 0..<n {
+            group.enter()
+            try host.request(Envelope(kind: .query, target: .capability("parallel.hold"), payload: Array("\(ms)".utf8)), timeoutMs: 20_000) { a in
+                answers.withLock { $0.append(a.payloadString) }
+                group.leave()
+            }
+        }
+        #expect(group.wait(timeout: .now() + 20) == .success)
+        #expect(answers.withLock { $0 } == Array(repeating: "held", count: n))
+        return Int(try host.callText("parallel.peak")) ?? -1
+    }
+
+    @Test(arguments: [SandboxMode.process, .inProcess])
+    func handlersRunTogetherUpToTheLimit(_ mode: SandboxMode) throws {
+        let (host, file) = try host(mode, concurrency: 4)
+        try host.load(path: file)
+        host.start()
+        defer { host.shutdown() }
+        // Eight holds of 300 ms with four handlers: the peak is exactly four.
+        #expect(try peak(host, holds: 8, ms: 300) == 4)
+        #expect(host.agentReports.first { $0.name == "parallel" }?.concurrency == 4)
+    }
+
+    @Test(arguments: [SandboxMode.process, .inProcess])
+    func oneHandlerAtATimeByDefault(_ mode: SandboxMode) throws {
+        let (host, file) = try host(mode, concurrency: 1)
+        try host.load(path: file)
+        host.start()
+        defer { host.shutdown() }
+        #expect(try peak(host, holds: 4, ms: 50) == 1)
+    }
+
+    @Test(arguments: [SandboxMode.process, .inProcess])
+    func aPluginThatIsNotConcurrentIsRefused(_ mode: SandboxMode) throws {
+        let (host, file) = try host(mode, concurrency: 3, flags: ["-DNOT_CONCURRENT"])
+        defer { host.shutdown() }
+        #expect(throws: PluginRefusal.self) { try host.load(path: file) }
+        let reason = host.pluginReports.first?.reason ?? ""
+        #expect(reason.contains("concurrency: 3"), "\(reason)")
+        #expect(reason.contains("PLEXUS_PLUGIN_CONCURRENT"), "\(reason)")
+        #expect(host.agentReports.allSatisfy { $0.name != "parallel" })
+    }
+
+    /// A quick reply must not wait for a slow handler that started after it.
+    @Test func aReplyIsNotHeldBehindASlowHandler() throws {
+        let (host, file) = try host(.process, concurrency: 1)
+        try host.load(path: file)
+        host.start()
+        defer { host.shutdown() }
+        let quick = DispatchSemaphore(value: 0)
+        let slow = DispatchSemaphore(value: 0)
+        // Both reach the worker together; the quick one is handled first.
+        try host.request(Envelope(kind: .query, target: .capability("parallel.hold"), payload: Array("0".utf8)), timeoutMs: 20_000) { _ in quick.signal() }
+        try host.request(Envelope(kind: .query, target: .capability("parallel.hold"), payload: Array("3000".utf8)), timeoutMs: 20_000) { _ in slow.signal() }
+        #expect(quick.wait(timeout: .now() + 1.5) == .success)   // not after the 3 s hold
+        #expect(slow.wait(timeout: .now() + 10) == .success)
+    }
+}
