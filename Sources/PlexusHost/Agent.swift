@@ -150,7 +150,7 @@ final class Agent: Hashable, @unchecked Sendable {
 /// continues its trace. Per thread, because a concurrent agent runs several
 /// handlers at once; a plugin's own threads have none.
 enum CurrentMessage {
-    nonisolated(unsafe) private static var key: pthread_key_t = {
+    private static let key: pthread_key_t = {   // a let: no exclusivity check per access
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
         return k

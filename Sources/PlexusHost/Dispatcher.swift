@@ -54,7 +54,7 @@ final class Dispatcher: @unchecked Sendable {
     private var workers: [Worker] = []
     private var watchdog: pthread_t?
 
-    nonisolated(unsafe) private static var workerKey: pthread_key_t = {
+    private static let workerKey: pthread_key_t = {   // a let: no exclusivity check per access
         var k = pthread_key_t()
         pthread_key_create(&k, nil)
         return k
