@@ -59,18 +59,17 @@ final class Supervisor: @unchecked Sendable {
         }
     }
 
-    static func abnormal(_ x: WorkerExit) -> Bool { x.signaled || x.code != 0 || x.hostReason != nil }
 
     /// Counts a crash against the agent's circuit, before its callers hear of it.
     func recordFailure(_ agent: Agent, exit x: WorkerExit) {
-        guard Self.abnormal(x) else { return }
+        guard x.abnormal else { return }
         let now = Self.now()
         lock.withLock { breakers[agent.name]?.failed(now: now) }
     }
 
     /// Decides and carries out what the exit leads to (after recordFailure).
     func exited(_ link: WorkerLink, agent: Agent, exit x: WorkerExit) {
-        let abnormal = Self.abnormal(x)
+        let abnormal = x.abnormal
         let now = Self.now()
         let (decision, cooldown): (Decision, Double) = lock.withLock {
             let d = tree.exited(agent.name, abnormal: abnormal)

@@ -10,15 +10,23 @@ public struct WorkerExit: Sendable, CustomStringConvertible {
     /// Exit code, or the signal number when `signaled`.
     public let code: Int32
     public let signaled: Bool
-    /// Why the host ended it, when it did (malformed frame, silence, stop).
+    /// Why the host ended it, or what it saw first ("the worker closed
+    /// its channel").
     public let hostReason: String?
+    /// The host ended it (malformed frame, silence, stop): never a normal exit.
+    public let hostEnded: Bool
 
-    public init(pid: Int32, code: Int32, signaled: Bool, hostReason: String?) {
+    public init(pid: Int32, code: Int32, signaled: Bool, hostReason: String?, hostEnded: Bool? = nil) {
         self.pid = pid
         self.code = code
         self.signaled = signaled
         self.hostReason = hostReason
+        self.hostEnded = hostEnded ?? (hostReason != nil)
     }
+
+    /// A worker that called exit(0) itself ended normally (a transient
+    /// agent is then not restarted); anything else is a failure.
+    public var abnormal: Bool { signaled || code != 0 || hostEnded }
 
     /// "SIGSEGV", "exit 3", "SIGKILL (the worker sent a malformed frame: ...)".
     public var description: String {
@@ -65,6 +73,7 @@ public final class WorkerProcess: @unchecked Sendable {
     private var killReason: String?
     private var termReason: String?
     private var ended = false
+    private var channelClosed = false
 
     /// How long half a frame may sit unfinished before the worker is killed.
     let partialFrameTimeoutNanos: Int64
@@ -129,7 +138,7 @@ public final class WorkerProcess: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        if ended || killReason != nil { return false }
+        if ended || killReason != nil || channelClosed { return false }
         var off = 0
         if outbox.count == outboxStart {
             while off < bytes.count {
@@ -192,8 +201,10 @@ public final class WorkerProcess: @unchecked Sendable {
                     let r = try reader.drain { frame, env in events?.received(frame, env, from: self) }
                     if case .closed = r {
                         open = false
-                        // After SIGTERM the end of file is the consequence, not the cause.
-                        lock.withLock { if killReason == nil && termReason == nil { killReason = "the worker closed its channel" } }
+                        // Killed at once (a worker that closed its channel may
+                        // still be running); if it had exited by itself, its
+                        // status says so and the exit may be a normal one.
+                        lock.withLock { channelClosed = true }
                     }
                 } catch {
                     lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
@@ -234,12 +245,13 @@ public final class WorkerProcess: @unchecked Sendable {
             events?.output(String(decoding: rest, as: UTF8.self), stderr: isErr, from: self)
         }
         if budget.dropped > 0 { events?.output("[\(budget.dropped) bytes of output dropped: over \(Self.outputBytesPerSecond) bytes/s]", stderr: true, from: self) }
-        let reason = lock.withLock { () -> String? in
+        let (reason, hostEnded) = lock.withLock { () -> (String?, Bool) in
             ended = true
             let why = [termReason, killReason].compactMap { $0 }
-            return why.isEmpty ? nil : why.joined(separator: "; ")
+            if why.isEmpty { return (channelClosed ? "the worker closed its channel" : nil, false) }
+            return (why.joined(separator: "; "), true)
         }
-        events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason), from: self)
+        events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason, hostEnded: hostEnded), from: self)
     }
 
     private struct OutputBudget {

@@ -78,6 +78,7 @@ static plexus_status dispatch(const plexus_envelope *m, const char *cap, const u
         return s;
     }
     if (is(cap, "probe.crash")) { *(volatile int *)0 = 1; return PLEXUS_INTERNAL; }
+    if (is(cap, "probe.exit")) exit((int)number(p, n));   /* in a worker only */
     if (is(cap, "probe.pid") || is(cap, "probe.fork") || is(cap, "probe.socket")) {
         long v = getpid();
         if (is(cap, "probe.fork")) { pid_t c = fork(); if (c == 0) _exit(0); v = c < 0 ? -errno : c; }
@@ -141,7 +142,7 @@ static const plexus_capability caps[] = {
     PLEXUS_CAPABILITY("probe.fail", NULL), PLEXUS_CAPABILITY("probe.noreply", NULL),
     PLEXUS_CAPABILITY("probe.record", NULL), PLEXUS_CAPABILITY("probe.journal", NULL),
     PLEXUS_CAPABILITY("probe.big", NULL), PLEXUS_CAPABILITY("probe.publish", NULL),
-    PLEXUS_CAPABILITY("probe.crash", "dereferences NULL"), PLEXUS_CAPABILITY("probe.pid", "replies with its pid"),
+    PLEXUS_CAPABILITY("probe.crash", "dereferences NULL"), PLEXUS_CAPABILITY("probe.exit", "exit(N)"), PLEXUS_CAPABILITY("probe.pid", "replies with its pid"),
     PLEXUS_CAPABILITY("probe.fork", "fork(): the child's pid, or -errno"),
     PLEXUS_CAPABILITY("probe.socket", "socket(): a descriptor, or -errno"),
 };

@@ -126,7 +126,7 @@ struct LoaderTests {
         #expect(d.name == "described")
         #expect(d.version == "0.1.0")
         #expect(d.abi == "1.0")
-        #expect(d.capabilities.count == 14)
+        #expect(d.capabilities.count == 15)
         #expect(d.exports.first?.signature == "probe.add(a: i64, b: i64) -> i64")
     }
 }

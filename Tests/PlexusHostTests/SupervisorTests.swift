@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import Synchronization
 import Testing
 
 /// The supervision tree carried out on real workers: which pids change when
@@ -13,9 +14,19 @@ struct SupervisorTests {
         c.supervision = tree
         configure(&c)
         let h = Host(c)
-        for n in names { try h.load(path: try Fixtures.probe(named: n)) }
+        for n in names { try h.load(path: try Self.probe(n)) }
         h.start()
         return h
+    }
+
+    /// One build per name: every worker loads its own sealed copy, so hosts
+    /// may share the file (only in-process plugins share globals per file).
+    static let built = Mutex<[String: String]>([:])
+    static func probe(_ name: String) throws -> String {
+        if let f = built.withLock({ $0[name] }) { return f }
+        let f = try Fixtures.probe(named: name)
+        built.withLock { $0[name] = f }
+        return f
     }
 
     func pids(_ h: Host) -> [String: Int32] {
@@ -86,5 +97,74 @@ struct SupervisorTests {
         #expect(try h.callText("probe.echo", "probe", timeoutMs: 10_000) == "probe")   // the half-open probe
         Thread.sleep(forTimeInterval: 0.05)
         #expect(h.agentReports.first { $0.name == "probe" }?.circuit == "closed")
+    }
+
+    // MARK: the grid: strategy x restart kind x way of dying, on real workers
+
+    enum Death: String, CaseIterable, Sendable {
+        case killed, crashed, exitedCleanly, exitedWithError, hung
+        var abnormal: Bool { self != .exitedCleanly }
+    }
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        let strategy: Strategy, kind: RestartKind, death: Death
+        var testDescription: String { "\(strategy.rawValue) \(kind.rawValue) \(death.rawValue)" }
+        var restarts: Bool { kind == .permanent || (kind == .transient && death.abnormal) }
+        /// Who gets a new worker when y dies, in group g { x, y, z }.
+        var restarted: [String] {
+            guard restarts else { return [] }
+            switch strategy {
+            case .oneForOne: return ["y"]
+            case .oneForAll: return ["x", "y", "z"]
+            case .restForOne: return ["y", "z"]
+            }
+        }
+    }
+
+    static let grid: [Case] = Strategy.allCases.flatMap { s in
+        RestartKind.allCases.flatMap { k in Death.allCases.map { Case(strategy: s, kind: k, death: $0) } }
+    }
+
+    /// root (one-for-one) { group g (strategy) { x; y (kind); z }; b }: y
+    /// dies one way; the right siblings restart, the rest keep their
+    /// process, and the agent outside the group never notices.
+    @Test(arguments: grid)
+    func eachWayOfDyingUnderEachStrategyAndKind(_ c: Case) throws {
+        let g = SupervisorSpec(name: "g", strategy: c.strategy,
+                               children: [.agent("x", .permanent), .agent("y", c.kind), .agent("z", .permanent)])
+        let h = try host(["x", "y", "z", "b"], tree: SupervisorSpec(name: "root", children: [.group(g), .agent("b", .permanent)])) {
+            $0.restartPolicy.maxAttempts = 1           // the fatal message is not retried
+            $0.restartPolicy.heartbeatIntervalMs = 100
+            $0.restartPolicy.heartbeatTimeoutMs = 500
+            $0.restartPolicy.graceMs = 100
+        }
+        defer { h.shutdown() }
+        let before = pids(h)
+        switch c.death {
+        case .killed: kill(before["y"]!, SIGKILL)
+        case .crashed: try h.command("agent:y", "probe.crash")
+        case .exitedCleanly: try h.command("agent:y", "probe.exit 0")
+        case .exitedWithError: try h.command("agent:y", "probe.exit 3")
+        case .hung: try h.command("agent:y", "probe.sleep 60000")
+        }
+        if c.restarts {
+            let after = settled(h, c.restarted, differentFrom: before)
+            for n in ["x", "y", "z", "b"] {
+                #expect((after[n] != before[n]) == c.restarted.contains(n), "\(n): \(before[n] ?? 0) -> \(after[n] ?? 0)")
+            }
+            #expect(try h.callText("agent:y", "probe.whoami", timeoutMs: 10_000) == "y")
+        } else {
+            for _ in 0..<300 where h.agentReports.first(where: { $0.name == "y" })?.state != "terminated" {
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            #expect(h.agentReports.first { $0.name == "y" }?.state == "terminated")
+            let after = pids(h)
+            #expect(after["x"] == before["x"] && after["z"] == before["z"])
+        }
+        let y = h.agentReports.first { $0.name == "y" }
+        #expect(y?.last_exit?.hasPrefix(c.death == .exitedCleanly ? "exit 0" : c.death == .exitedWithError ? "exit 3" : "SIG") == true,
+                "\(y?.last_exit ?? "-")")
+        #expect(try h.callText("agent:b", "probe.whoami") == "b")
+        #expect(pids(h)["b"] == before["b"])
     }
 }
