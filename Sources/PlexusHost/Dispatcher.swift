@@ -22,6 +22,8 @@ final class Dispatcher: @unchecked Sendable {
     private let waiting = Atomic<Int>(0)
     private var idleWorkers = 0
     private var stopping = false
+    /// Set by stop(): a running batch ends after its current message.
+    let halted = Atomic<Bool>(false)
     private var threads: [pthread_t] = []
     private let deliver: (Agent) -> Void
     let threadCount: Int
@@ -89,6 +91,7 @@ final class Dispatcher: @unchecked Sendable {
 
     /// Stops the workers after the agents they are running finish their batch.
     func stop() {
+        halted.store(true, ordering: .relaxed)
         runQueue.withLock { stopping = true; runQueue.broadcast() }
         for t in threads { pthread_join(t, nil) }
         if let w = watchdog { pthread_join(w, nil) }
@@ -151,7 +154,7 @@ final class Dispatcher: @unchecked Sendable {
     static func runBatch(_ agent: Agent, dispatcher: Dispatcher, gate: () -> Bool = { true },
                          handle: (Message) -> Void) {
         for _ in 0..<batch {
-            guard gate() else { return }
+            guard gate(), !dispatcher.halted.load(ordering: .relaxed) else { return }
             guard let m = agent.next() else { return }
             handle(m)
             agent.load.subtract(1, ordering: .relaxed)

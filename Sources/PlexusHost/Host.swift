@@ -38,6 +38,9 @@ public struct HostConfiguration: Sendable {
     public var maxPayload = UInt64(4 * 1024 * 1024)
     /// A request without its own deadline ends with TIMEOUT after this long.
     public var defaultTimeoutMs: Int64 = 30_000
+    /// At shutdown, how long accepted work may take to finish before what
+    /// is left is handed back (dead-lettered, callers told SHUTTING_DOWN).
+    public var shutdownGraceMs: Int64 = 2_000
     /// Dispatcher threads; defaults to the number of cores.
     public var threads = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Where plugins run: each in its own worker process, or inside the host
@@ -222,8 +225,9 @@ public final class Host: @unchecked Sendable {
         logger.error("agent init failed", metadata: ["agent": "\(agent.name)", "error": "\(err.detail)"])
     }
 
-    /// Stops dispatch, answers waiting requests SHUTTING_DOWN, dead-letters
-    /// what is still queued, and shuts agents down in reverse start order.
+    /// Graceful: accepted work is finished within shutdownGraceMs; whatever
+    /// is not is handed back (dead-lettered with the reason, callers answered
+    /// SHUTTING_DOWN), never dropped. Agents stop in reverse start order.
     public func shutdown() {
         guard running else {   // loaded, never started: only workers to stop
             for a in registry.order { a.link?.stop(graceMs: 0) }
@@ -231,14 +235,29 @@ public final class Host: @unchecked Sendable {
         }
         running = false
         health.stop()
+        let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
+        // 1. No new mail; what was accepted is still handled, until the deadline.
         for a in started { a.state = .draining }
-        router.stop()
+        while Clock.monotonicNanos() < deadline && started.contains(where: { $0.load.load(ordering: .relaxed) > 0 }) {
+            var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+            nanosleep(&ts, nil)
+        }
+        // 2. Past it, what still waits in a mailbox is handed back:
+        //    dead-lettered, and its caller answered SHUTTING_DOWN.
+        router.stopDispatching()
+        for a in started {
+            for m in a.drainMailbox() {
+                router.abandon(m, at: a, reason: "the host shut down before delivery to '\(a.name)'", status: PLEXUS_SHUTTING_DOWN.status)
+            }
+        }
+        // 3. Workers finish what they hold, all by the same deadline.
+        for a in started { a.link?.beginStop() }
         for a in started.reversed() {
-            for m in a.drainMailbox() { router.deadLetters.record(m, reason: "host shut down before delivery to '\(a.name)'") }
+            a.link?.awaitStop(untilMonotonic: deadline)
             if case .plugin(let p) = a.behavior, let sd = p.shutdownFn { sd(a.pluginState) }
-            a.link?.stop()
             a.state = .terminated
         }
+        router.stop()   // any request still open is answered SHUTTING_DOWN
         started.removeAll()
     }
 

@@ -66,6 +66,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private(set) var lastExit: String?
     private(set) var denied = 0
     private var restartingForSupervisor = false
+    /// The stopped worker whose unfinished work exited() has handed back.
+    private var handedBack: WorkerProcess?
     /// The host's supervisor; it decides what an exit leads to.
     weak var supervisor: Supervisor?
     /// The name in the plugin's descriptor (an instance's agent may be NAME.2).
@@ -191,19 +193,36 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     /// Asks the worker to shut down; kills it after graceMs.
     func stop(graceMs: Int64 = 2_000) {
-        let w: WorkerProcess? = lock.withLock {
-            if case .stopped = phase { return nil }
+        beginStop()
+        awaitStop(untilMonotonic: Clock.monotonicNanos() + graceMs * 1_000_000)
+    }
+
+    /// Asks the worker to finish what it holds and exit (SHUTDOWN).
+    func beginStop() {
+        let asked: Bool = lock.withLock {
+            if case .stopped = phase { return false }
             phase = .stopped
-            return process
+            return process != nil
         }
-        guard let w else { return }
-        sendControl(PLEXUS_CONTROL_SHUTDOWN)
-        let deadline = Clock.monotonicNanos() + graceMs * 1_000_000
+        if asked { sendControl(PLEXUS_CONTROL_SHUTDOWN) }
+    }
+
+    /// Waits for the worker to exit by the deadline, then kills it. What it
+    /// had not finished is handed back (see exited).
+    func awaitStop(untilMonotonic deadline: Int64) {
+        guard let w = lock.withLock({ process }) else { return }
+        if !awaitHandedBack(w, until: deadline) {
+            w.kill(reason: "it did not finish its work and exit within the shutdown grace period")
+            _ = awaitHandedBack(w, until: Clock.monotonicNanos() + 1_000_000_000)
+        }
+    }
+
+    /// Waits until exited() has handed back what w left unfinished.
+    private func awaitHandedBack(_ w: WorkerProcess, until deadline: Int64) -> Bool {
         lock.lock()
-        while process === w && Clock.monotonicNanos() < deadline { lock.wait(untilMonotonic: deadline) }
-        let alive = process === w
-        lock.unlock()
-        if alive { w.kill(reason: "it did not shut down within \(graceMs) ms") }
+        defer { lock.unlock() }
+        while handedBack !== w && Clock.monotonicNanos() < deadline { lock.wait(untilMonotonic: deadline) }
+        return handedBack === w
     }
 
     // MARK: health (the host's health thread)
@@ -422,7 +441,16 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             lock.broadcast()
             return (ms, stopping)
         }
-        guard let agent, !stopping else { return }
+        if stopping {   // shutting down: hand back what it did not finish
+            for m in unfinished {
+                guard let agent else { break }
+                router.abandon(m, at: agent, reason: "the host shut down before '\(agent.name)' finished it (\(x))",
+                               status: PLEXUS_SHUTTING_DOWN.status)
+            }
+            lock.withLock { handedBack = w; lock.broadcast() }
+            return
+        }
+        guard let agent else { return }
         if agent.state == .active { agent.state = .suspended }
         agent.load.subtract(unfinished.count, ordering: .relaxed)   // requeued ones count again below
         let bySupervisor = lock.withLock { () -> Bool in defer { restartingForSupervisor = false }; return restartingForSupervisor }

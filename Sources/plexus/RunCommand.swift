@@ -7,9 +7,13 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the host until SIGINT or SIGTERM, serving clients on its Unix socket.",
-        discussion: "Agents shut down in reverse start order when the host stops.")
+        discussion: """
+            On SIGINT or SIGTERM the host stops taking new messages, lets accepted work finish for up to             --shutdown-grace-ms, then hands back what is left (dead-lettered, callers answered SHUTTING_DOWN)             and stops agents in reverse start order.
+            """)
 
     @OptionGroup var options: HostOptions
+    @Option(help: "How long accepted work may take to finish at shutdown, in milliseconds.")
+    var shutdownGraceMs: Int64 = 2_000
 
     func run() throws {
         bootstrapLogging(default: .info)
@@ -23,6 +27,8 @@ struct RunCommand: ParsableCommand {
 
         var config = try options.hostConfiguration()
         config.threads = max(1, config.threads)
+        guard shutdownGraceMs >= 0 else { throw CLIError("--shutdown-grace-ms must be 0 or more, not \(shutdownGraceMs)") }
+        config.shutdownGraceMs = shutdownGraceMs
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         host.start()

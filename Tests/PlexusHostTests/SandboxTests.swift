@@ -227,3 +227,44 @@ struct ConcurrencyTests {
         #expect(slow.wait(timeout: .now() + 10) == .success)
     }
 }
+
+/// Shutdown finishes accepted work within its grace period and hands back
+/// the rest: every caller is answered once, nothing vanishes.
+@Suite("Graceful shutdown", .serialized)
+struct ShutdownTests {
+    /// n slow queries, then shutdown; returns the answers (payload or status name).
+    func answersAfterShutdown(_ mode: SandboxMode, graceMs: Int64, queries n: Int) throws -> (answers: [String], host: Host) {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = mode
+        c.shutdownGraceMs = graceMs
+        let host = Host(c)
+        try host.load(path: try Fixtures.probe(named: "slow"))
+        host.start()
+        let answers = Mutex<[String]>([])
+        for _ in 0..<n {
+            try host.request(Envelope(kind: .query, target: .capability("probe.sleep"), payload: Array("100".utf8)), timeoutMs: 60_000) { a in
+                answers.withLock { $0.append(a.kind == .error ? statusName(a.status) : a.payloadString) }
+            }
+        }
+        host.shutdown()
+        return (answers.withLock { $0 }, host)
+    }
+
+    @Test(arguments: [SandboxMode.process, .inProcess])
+    func acceptedWorkFinishesWithinTheGrace(_ mode: SandboxMode) throws {
+        let (answers, host) = try answersAfterShutdown(mode, graceMs: 5_000, queries: 8)
+        #expect(answers == Array(repeating: "slow", count: 8))
+        #expect(host.deadLetters.isEmpty)
+    }
+
+    @Test(arguments: [SandboxMode.process, .inProcess])
+    func whatIsNotFinishedIsHandedBack(_ mode: SandboxMode) throws {
+        let (answers, host) = try answersAfterShutdown(mode, graceMs: 350, queries: 12)
+        #expect(answers.count == 12)                                   // every caller answered, once
+        let done = answers.filter { $0 == "slow" }.count
+        let refused = answers.filter { $0 == "SHUTTING_DOWN" }.count
+        #expect(done >= 1 && refused >= 1 && done + refused == 12, "\(answers)")
+        #expect(host.deadLetters.count == refused)                     // and recorded with the reason
+        #expect(host.deadLetters.allSatisfy { $0.reason.contains("shut down") })
+    }
+}
