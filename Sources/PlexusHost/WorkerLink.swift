@@ -460,8 +460,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             restart(after: 0)
             return
         }
-        logger.log(level: x.abnormal ? .error : .notice, x.abnormal ? "worker died" : "worker exited normally",
-                   metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)", "unfinished": "\(unfinished.count)"])
+        logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
+                                                "unfinished": "\(unfinished.count)"])
         supervisor?.recordFailure(agent, exit: x)
         redeliver(unfinished, after: x, agent: agent)
         supervisor?.exited(self, agent: agent, exit: x)

@@ -13,20 +13,17 @@ public struct WorkerExit: Sendable, CustomStringConvertible {
     /// Why the host ended it, or what it saw first ("the worker closed
     /// its channel").
     public let hostReason: String?
-    /// The host ended it (malformed frame, silence, stop): never a normal exit.
-    public let hostEnded: Bool
 
-    public init(pid: Int32, code: Int32, signaled: Bool, hostReason: String?, hostEnded: Bool? = nil) {
+    public init(pid: Int32, code: Int32, signaled: Bool, hostReason: String?) {
         self.pid = pid
         self.code = code
         self.signaled = signaled
         self.hostReason = hostReason
-        self.hostEnded = hostEnded ?? (hostReason != nil)
     }
 
-    /// A worker that called exit(0) itself ended normally (a transient
-    /// agent is then not restarted); anything else is a failure.
-    public var abnormal: Bool { signaled || code != 0 || hostEnded }
+    /// Every exit the host did not ask for is a failure, exit(0) included
+    /// (FAULTS.md 3: a plugin that exits without goodbye has crashed).
+    public var abnormal: Bool { signaled || code != 0 || hostReason != nil }
 
     /// "SIGSEGV", "exit 3", "SIGKILL (the worker sent a malformed frame: ...)".
     public var description: String {
@@ -201,9 +198,10 @@ public final class WorkerProcess: @unchecked Sendable {
                     let r = try reader.drain { frame, env in events?.received(frame, env, from: self) }
                     if case .closed = r {
                         open = false
-                        // Killed at once (a worker that closed its channel may
-                        // still be running); if it had exited by itself, its
-                        // status says so and the exit may be a normal one.
+                        // Killed at once: a worker that closed its channel may
+                        // still be running. Its wait status says if it had
+                        // exited by itself (after SIGTERM, end of file is the
+                        // consequence, not the cause).
                         lock.withLock { channelClosed = true }
                     }
                 } catch {
@@ -245,13 +243,13 @@ public final class WorkerProcess: @unchecked Sendable {
             events?.output(String(decoding: rest, as: UTF8.self), stderr: isErr, from: self)
         }
         if budget.dropped > 0 { events?.output("[\(budget.dropped) bytes of output dropped: over \(Self.outputBytesPerSecond) bytes/s]", stderr: true, from: self) }
-        let (reason, hostEnded) = lock.withLock { () -> (String?, Bool) in
+        let reason = lock.withLock { () -> String? in
             ended = true
             let why = [termReason, killReason].compactMap { $0 }
-            if why.isEmpty { return (channelClosed ? "the worker closed its channel" : nil, false) }
-            return (why.joined(separator: "; "), true)
+            if why.isEmpty { return channelClosed ? "the worker closed its channel" : nil }
+            return why.joined(separator: "; ")
         }
-        events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason, hostEnded: hostEnded), from: self)
+        events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason), from: self)
     }
 
     private struct OutputBudget {
