@@ -74,6 +74,9 @@ static const char *install_filter(const worker_limits *l) {
                                SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
         rc |= seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     }
+    /* The worker already leads its own process group, and the host tears a
+    ** worker down by killing that group: no descendant may leave it. */
+    rc |= deny(f, "setsid") | deny(f, "setpgid");
     if (!l->allow_exec) rc |= deny(f, "execve") | deny(f, "execveat");
     if (!l->allow_socket) rc |= deny(f, "socket") | deny(f, "socketpair") | deny(f, "connect") | deny(f, "bind");
     if (!l->allow_ptrace) rc |= deny(f, "ptrace") | deny(f, "process_vm_readv") | deny(f, "process_vm_writev");

@@ -16,6 +16,7 @@ static plexus_status on_init(const char *config);
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -99,6 +100,28 @@ static plexus_status handle(const plexus_envelope *m) {
         return say(m, n);
     }
     if (is(cap, "hostile.close-channel")) { close(3); for (;;) pause(); }
+    if (is(cap, "hostile.daemon")) {            /* double fork; the grandchild tries to leave the group */
+        int fds[2];
+        if (pipe(fds) != 0) return PLEXUS_INTERNAL;
+        pid_t c = fork();
+        if (c < 0) return PLEXUS_INTERNAL;
+        if (c == 0) {
+            if (fork() == 0) {
+                int a = setsid() < 0 ? -errno : 0;
+                int b = setpgid(0, 0) < 0 ? -errno : 0;
+                char out[64];
+                int n = snprintf(out, sizeof out, "%d %d %d", (int)getpid(), a, b);
+                (void)!write(fds[1], out, (size_t)n);
+                for (;;) pause();
+            }
+            _exit(0);
+        }
+        waitpid(c, NULL, 0);
+        char buf[64] = { 0 };
+        ssize_t n = read(fds[0], buf, sizeof buf - 1);
+        close(fds[0]); close(fds[1]);
+        return plexus_reply(m, "text/plain", buf, n > 0 ? (size_t)n : 0);
+    }
     if (is(cap, "hostile.flood")) {             /* 8 MB of output at once */
         static char line[1024];
         memset(line, 'y', sizeof line - 1);
@@ -141,7 +164,7 @@ static plexus_status on_init(const char *config) {
 static const plexus_capability caps[] = {
     CAP("ok"), CAP("abort"), CAP("exit"), CAP("spin"), CAP("sleep"), CAP("stop"), CAP("ignore-term"),
     CAP("malloc"), CAP("mmap"), CAP("threads"), CAP("fork"), CAP("exec"), CAP("socket"), CAP("ptrace"),
-    CAP("kill-host"), CAP("fill-disk"), CAP("fds"), CAP("close-channel"), CAP("flood"), CAP("garbage"),
+    CAP("kill-host"), CAP("fill-disk"), CAP("fds"), CAP("close-channel"), CAP("flood"), CAP("garbage"), CAP("daemon"),
     CAP("half"), CAP("huge"), CAP("pass-fd"),
 };
 

@@ -10,7 +10,7 @@ import Testing
 struct FaultTests {
     /// A host with the hostile agent and a well-behaved probe, tight limits
     /// and fast health checks so hangs are found in well under a second.
-    func faultHost(_ hostileFlags: [String] = []) throws -> Host {
+    func faultHost(_ hostileFlags: [String] = [], configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
         var c = HostConfiguration(pluginsDirectory: nil)
         c.sandbox = .process
         c.threads = 2
@@ -25,6 +25,7 @@ struct FaultTests {
         c.restartPolicy.heartbeatTimeoutMs = 400
         c.restartPolicy.graceMs = 200
         c.restartPolicy.loadTimeoutMs = 1_500
+        configure(&c)
         let host = Host(c)
         try host.load(path: try Fixtures.build("hostile.c", hostileFlags, name: "hostile"))
         try host.load(path: try Fixtures.probe())
@@ -98,6 +99,33 @@ struct FaultTests {
         Thread.sleep(forTimeInterval: 0.1)
         #expect((report(host)?.denied_syscalls ?? 0) >= 1)
         #expect(report(host)?.restarts == 0)
+    }
+
+    /// 11: even with fork granted, a double-forked grandchild cannot leave
+    /// the worker's process group (setsid/setpgid are denied), so tearing
+    /// the worker down leaves no descendant alive.
+    @Test func aDoubleForkedDaemonDiesWithItsWorker() throws {
+        let host = try faultHost { $0.workerPolicy.allowFork = true }
+        defer { host.shutdown() }
+        let answer = try host.callText("hostile.daemon").split(separator: " ").compactMap { Int32($0) }
+        #expect(answer.count == 3, "\(answer)")
+        guard answer.count == 3 else { return }
+        let (grandchild, setsid, setpgid) = (answer[0], answer[1], answer[2])
+        #expect(setsid == -EPERM && setpgid == -EPERM)
+        #expect(alive(grandchild))
+        let worker = try #require(report(host)?.pid)
+        kill(worker, SIGKILL)
+        var gone = false
+        for _ in 0..<200 where !gone { gone = !alive(grandchild); if !gone { usleep(10_000) } }
+        #expect(gone, "grandchild \(grandchild) outlived its worker")
+        #expect(try host.callText("probe.echo", "fine") == "fine")
+    }
+
+    /// Running, sleeping or stopped; gone or a zombie is not alive.
+    func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
     }
 
     // MARK: channels and frames (15-20)
