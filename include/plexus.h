@@ -87,7 +87,8 @@ extern "C" {
     X(TYPE_MISMATCH,     17, "an argument has the wrong type")                          \
     X(ARITY_MISMATCH,    18, "the wrong number of arguments")                           \
     X(NOT_A_REQUEST,     19, "there is no pending request with that id")                \
-    X(INTERNAL,          20, "internal host error")
+    X(INTERNAL,          20, "internal host error")                                     \
+    X(UNAVAILABLE,       21, "no host is reachable, or the connection to it broke")
 
 #define PLEXUS_STATUS_ENUM_(name, code, msg) PLEXUS_##name = code,
 /* Stored as int32_t (plexus_status) so its size never depends on the compiler. */

@@ -54,4 +54,5 @@ extension plexus_status_code {
     public static let ARITY_MISMATCH = PLEXUS_ARITY_MISMATCH
     public static let NOT_A_REQUEST = PLEXUS_NOT_A_REQUEST
     public static let INTERNAL = PLEXUS_INTERNAL
+    public static let UNAVAILABLE = PLEXUS_UNAVAILABLE
 }

@@ -1,0 +1,40 @@
+/* plexus_call — calls an agent in a running host from C and prints the reply.
+**     plexus_call [--socket PATH] TARGET [PAYLOAD]
+** TARGET is a capability ("echo"), agent:NAME or topic:SUBJECT (published,
+** not called). Exits 0 with the reply on stdout, or 1 with the reason on
+** stderr. Build:
+**     cc -I include -I SDK/c SDK/c/examples/plexus_call.c SDK/c/plexus_client.c \
+**        Sources/CPlexus/wire.c -o plexus_call */
+#include "plexus_client.h"
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    const char *socket_path = NULL;
+    int i = 1;
+    if (argc > 2 && strcmp(argv[1], "--socket") == 0) { socket_path = argv[2]; i = 3; }
+    if (i >= argc) { fprintf(stderr, "usage: plexus_call [--socket PATH] TARGET [PAYLOAD]\n"); return 2; }
+    const char *target = argv[i];
+    const char *payload = i + 1 < argc ? argv[i + 1] : "";
+    plexus_target_kind kind = PLEXUS_TARGET_CAPABILITY;
+    if (strncmp(target, "agent:", 6) == 0) { kind = PLEXUS_TARGET_AGENT; target += 6; }
+    else if (strncmp(target, "topic:", 6) == 0) { kind = PLEXUS_TARGET_TOPIC; target += 6; }
+
+    char err[512];
+    plexus_client *c;
+    if (plexus_client_connect(socket_path, &c, err, sizeof err) != PLEXUS_OK) { fprintf(stderr, "%s\n", err); return 1; }
+    int rc = 0;
+    if (kind == PLEXUS_TARGET_TOPIC) {
+        plexus_status s = plexus_client_send(c, kind, target, "application/json", payload, strlen(payload), NULL);
+        if (s != PLEXUS_OK) { fprintf(stderr, "%s: %s\n", plexus_status_name(s), plexus_client_last_error(c)); rc = 1; }
+    } else {
+        plexus_answer *a;
+        plexus_status s = plexus_client_call(c, kind, target, "application/json", payload, strlen(payload), 10000, &a);
+        if (s != PLEXUS_OK) { fprintf(stderr, "%s: %s\n", plexus_status_name(s), plexus_client_last_error(c)); rc = 1; }
+        else if (a->status != PLEXUS_OK) { fprintf(stderr, "%s: %.*s\n", plexus_status_name(a->status), (int)a->payload_len, a->payload); rc = 1; }
+        else printf("%.*s\n", (int)a->payload_len, a->payload);
+        if (s == PLEXUS_OK) plexus_answer_free(a);
+    }
+    plexus_client_close(c);
+    return rc;
+}

@@ -1,0 +1,248 @@
+/* plexus_client.c — see plexus_client.h. libc and the frame codec only. */
+#define _GNU_SOURCE
+#include "plexus_client.h"
+#include "plexus_wire.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_MS 30000u
+/* What the client accepts from the host: the ABI's payload limit. */
+#define MAX_PAYLOAD PLEXUS_MAX_PAYLOAD_LEN
+
+struct plexus_client {
+    int fd;
+    uint64_t next_id;
+    char error[512];
+};
+
+/* An answer and the frame its pointers point into, in one allocation. */
+typedef struct answer_box {
+    plexus_answer answer;
+    uint8_t frame[];
+} answer_box;
+
+const char *plexus_client_default_socket(char *buf, size_t cap) {
+    const char *s = getenv("PLEXUS_SOCKET");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int n;
+    if (s && *s) n = snprintf(buf, cap, "%s", s);
+    else if (xdg && *xdg) n = snprintf(buf, cap, "%s/plexus.sock", xdg);
+    else n = snprintf(buf, cap, "/tmp/plexus-%u.sock", (unsigned)getuid());
+    return n > 0 && (size_t)n < cap ? buf : NULL;
+}
+
+static void say(char *err, size_t cap, const char *fmt, const char *a, const char *b) {
+    if (err && cap) snprintf(err, cap, fmt, a, b);
+}
+
+plexus_status plexus_client_connect(const char *socket_path, plexus_client **out, char *err, size_t err_cap) {
+    char def[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (!out) return PLEXUS_INVALID_ARGUMENT;
+    *out = NULL;
+    const char *path = socket_path ? socket_path : plexus_client_default_socket(def, sizeof def);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (!path || strlen(path) >= sizeof addr.sun_path) {
+        say(err, err_cap, "the socket path %s%s is longer than 107 bytes", path ? path : "(default)", "");
+        return PLEXUS_INVALID_ARGUMENT;
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) { say(err, err_cap, "socket: %s%s", strerror(errno), ""); return PLEXUS_UNAVAILABLE; }
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        int e = errno;
+        close(fd);
+        say(err, err_cap, "no Plexus host answers at %s (%s); start one with `plexus run`", path, strerror(e));
+        return PLEXUS_UNAVAILABLE;
+    }
+    plexus_client *c = calloc(1, sizeof *c);
+    if (!c) { close(fd); return PLEXUS_NO_MEMORY; }
+    c->fd = fd;
+    c->next_id = 1;
+    *out = c;
+    return PLEXUS_OK;
+}
+
+void plexus_client_close(plexus_client *c) {
+    if (!c) return;
+    close(c->fd);
+    free(c);
+}
+
+const char *plexus_client_last_error(const plexus_client *c) { return c ? c->error : "no client"; }
+
+void plexus_answer_free(plexus_answer *a) { free(a); }   /* the box starts with the answer */
+
+static int64_t now_ns(int clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static plexus_status broken(plexus_client *c, const char *what) {
+    snprintf(c->error, sizeof c->error, "the connection to the host broke: %s", what);
+    return PLEXUS_UNAVAILABLE;
+}
+
+static plexus_status write_all(plexus_client *c, const uint8_t *p, uint64_t n) {
+    while (n > 0) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return broken(c, strerror(errno));
+        p += w;
+        n -= (uint64_t)w;
+    }
+    return PLEXUS_OK;
+}
+
+/* Reads exactly n bytes by the monotonic deadline (0: none). */
+static plexus_status read_all(plexus_client *c, uint8_t *p, uint64_t n, int64_t deadline) {
+    while (n > 0) {
+        int wait_ms = -1;
+        if (deadline) {
+            int64_t left = deadline - now_ns(CLOCK_MONOTONIC);
+            if (left <= 0) return PLEXUS_TIMEOUT;
+            wait_ms = (int)(left / 1000000) + 1;
+        }
+        struct pollfd pfd = { c->fd, POLLIN, 0 };
+        int r = poll(&pfd, 1, wait_ms);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return broken(c, strerror(errno));
+        if (r == 0) continue;   /* the deadline check above ends it */
+        ssize_t got = recv(c->fd, p, n, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got == 0) return broken(c, "the host closed it");
+        if (got < 0) return broken(c, strerror(errno));
+        p += got;
+        n -= (uint64_t)got;
+    }
+    return PLEXUS_OK;
+}
+
+/* Reads one frame and checks it entirely; on success *out owns it. */
+static plexus_status read_frame(plexus_client *c, int64_t deadline, answer_box **out, plexus_envelope *env) {
+    uint8_t header[PLEXUS_WIRE_HEADER_LEN];
+    plexus_status s = read_all(c, header, sizeof header, deadline);
+    if (s != PLEXUS_OK) return s;
+    uint8_t type;
+    uint32_t body;
+    const char *what = NULL;
+    if (plexus_wire_decode_header(header, sizeof header, plexus_wire_max_body(MAX_PAYLOAD), &type, &body, &what) != PLEXUS_OK)
+        return broken(c, what ? what : "a malformed frame header");
+    uint64_t len = PLEXUS_WIRE_HEADER_LEN + (uint64_t)body;
+    answer_box *box = malloc(sizeof *box + len + 1);
+    if (!box) return PLEXUS_NO_MEMORY;
+    memcpy(box->frame, header, sizeof header);
+    /* Once a header is read the rest follows at once; a timeout mid-frame
+    ** would leave the stream out of step, so the rest has no deadline. */
+    s = read_all(c, box->frame + sizeof header, body, 0);
+    if (s == PLEXUS_OK && plexus_wire_decode(box->frame, len, MAX_PAYLOAD, env, &what) != PLEXUS_OK)
+        s = broken(c, what ? what : "a malformed frame");
+    if (s != PLEXUS_OK) { free(box); return s; }
+    box->frame[len] = 0;
+    *out = box;
+    return PLEXUS_OK;
+}
+
+/* Sends e with a fresh id and waits for the frame that answers it. Answers
+** to earlier calls that timed out arrive late and are skipped. */
+static plexus_status exchange(plexus_client *c, plexus_envelope *e, int64_t deadline, answer_box **out,
+                              plexus_envelope *answer) {
+    if (!c) return PLEXUS_INVALID_ARGUMENT;
+    c->error[0] = 0;
+    e->id = (plexus_id){ 0, c->next_id++ };
+    const char *what = NULL;
+    plexus_status s = plexus_wire_validate(e, MAX_PAYLOAD, &what);
+    if (s != PLEXUS_OK) {
+        snprintf(c->error, sizeof c->error, "%s", what ? what : "invalid envelope");
+        return s;
+    }
+    uint64_t size = plexus_wire_frame_size(e);
+    uint8_t *frame = malloc(size);
+    if (!frame) return PLEXUS_NO_MEMORY;
+    plexus_wire_encode_valid(e, frame);
+    s = write_all(c, frame, size);
+    free(frame);
+    if (s != PLEXUS_OK) return s;
+    for (;;) {
+        answer_box *box = NULL;
+        s = read_frame(c, deadline, &box, answer);
+        if (s != PLEXUS_OK) return s;
+        if (answer->correlation_id.hi == e->id.hi && answer->correlation_id.lo == e->id.lo) { *out = box; return PLEXUS_OK; }
+        /* An ERROR answering nothing means the host refused the connection. */
+        if (answer->kind == PLEXUS_KIND_ERROR && answer->correlation_id.hi == 0 && answer->correlation_id.lo == 0) {
+            snprintf(c->error, sizeof c->error, "%.*s", (int)answer->payload_len, (const char *)answer->payload);
+            plexus_status why = answer->status ? answer->status : PLEXUS_UNAVAILABLE;
+            free(box);
+            return why;
+        }
+        free(box);
+    }
+}
+
+static plexus_envelope outgoing(plexus_kind kind, plexus_target_kind tk, const char *target,
+                                const char *content_type, const void *payload, size_t len) {
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = (uint8_t)kind;
+    e.target_kind = (uint8_t)tk;
+    e.target = target;
+    e.content_type = content_type;
+    e.payload = (const uint8_t *)payload;
+    e.payload_len = len;
+    return e;
+}
+
+plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                 const char *content_type, const void *payload, size_t len,
+                                 uint32_t timeout_ms, plexus_answer **out) {
+    if (!c || !out) return PLEXUS_INVALID_ARGUMENT;
+    *out = NULL;
+    if (timeout_ms == 0) timeout_ms = DEFAULT_TIMEOUT_MS;
+    plexus_envelope e = outgoing(PLEXUS_KIND_QUERY, target_kind, target, content_type, payload, len);
+    e.deadline_unix_ns = now_ns(CLOCK_REALTIME) + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
+    answer_box *box = NULL;
+    plexus_envelope a;
+    plexus_status s = exchange(c, &e, deadline, &box, &a);
+    if (s == PLEXUS_TIMEOUT) snprintf(c->error, sizeof c->error, "no answer from '%s' within %u ms", target ? target : "", timeout_ms);
+    if (s != PLEXUS_OK) return s;
+    box->answer.status = a.kind == PLEXUS_KIND_ERROR ? (a.status ? a.status : PLEXUS_INTERNAL) : PLEXUS_OK;
+    box->answer.content_type = a.content_type ? a.content_type : "";
+    box->answer.payload = a.payload ? a.payload : (const uint8_t *)"";
+    box->answer.payload_len = a.payload_len;
+    box->answer.sender = a.sender ? a.sender : "";
+    if (box->answer.status != PLEXUS_OK)
+        snprintf(c->error, sizeof c->error, "%.*s", (int)a.payload_len, a.payload ? (const char *)a.payload : "");
+    *out = &box->answer;
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                 const char *content_type, const void *payload, size_t len,
+                                 plexus_id *out_id) {
+    if (!c) return PLEXUS_INVALID_ARGUMENT;
+    plexus_kind kind = target_kind == PLEXUS_TARGET_TOPIC ? PLEXUS_KIND_EVENT : PLEXUS_KIND_COMMAND;
+    plexus_envelope e = outgoing(kind, target_kind, target, content_type, payload, len);
+    answer_box *box = NULL;
+    plexus_envelope a;
+    plexus_status s = exchange(c, &e, now_ns(CLOCK_MONOTONIC) + (int64_t)DEFAULT_TIMEOUT_MS * 1000000, &box, &a);
+    if (s != PLEXUS_OK) return s;
+    if (a.kind == PLEXUS_KIND_ERROR) {
+        s = a.status ? a.status : PLEXUS_INTERNAL;
+        snprintf(c->error, sizeof c->error, "%.*s", (int)a.payload_len, a.payload ? (const char *)a.payload : "");
+    } else if (out_id) {
+        /* The host answers {"id":"<32 hex digits>"}: hi then lo. */
+        const char *h = strstr((const char *)a.payload, "\"id\":\"");
+        unsigned long long hi = 0, lo = 0;
+        if (h && sscanf(h + 6, "%16llx%16llx", &hi, &lo) == 2) *out_id = (plexus_id){ hi, lo };
+    }
+    free(box);
+    return s;
+}

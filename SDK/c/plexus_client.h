@@ -1,0 +1,81 @@
+/*
+** plexus_client.h — call agents in a running Plexus host from any C program.
+**
+** Depends on libc only. Build it into your program with the frame codec:
+**     cc -I include -I SDK/c my_program.c SDK/c/plexus_client.c Sources/CPlexus/wire.c
+**
+** The protocol (README, "The host socket"): every frame the client sends is
+** one envelope of include/plexus_wire.h, and the host answers each with
+** exactly one RESPONSE or ERROR frame whose correlation_id is the id the
+** client gave its frame. The host takes the client's identity from the
+** connection (its pid), never from the frame.
+**
+** Threads: a plexus_client is used by one thread at a time (calls are
+** synchronous). Use one client per thread, or a lock around each call.
+**
+** Ownership: every pointer given to a function is borrowed for that call.
+** A plexus_answer returned by plexus_client_call belongs to the caller and
+** is freed with plexus_answer_free; its pointers live as long as it does.
+*/
+#ifndef PLEXUS_CLIENT_H
+#define PLEXUS_CLIENT_H
+
+#include "plexus.h"
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct plexus_client plexus_client;   /* opaque: one connection */
+
+/* What a call came back with. status is PLEXUS_OK for a RESPONSE; for an
+** ERROR it is the reason, and payload is {"error":NAME,"message":TEXT}. */
+typedef struct plexus_answer {
+    plexus_status status;
+    const char *content_type;   /* "" when unspecified */
+    const uint8_t *payload;     /* payload_len bytes, followed by a NUL */
+    uint64_t payload_len;
+    const char *sender;         /* the agent that answered, or "plexus" */
+} plexus_answer;
+
+/* The socket a host listens on by default: $PLEXUS_SOCKET, else
+** $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock. Writes it into
+** buf (cap bytes); returns buf, or NULL when it does not fit. */
+const char *plexus_client_default_socket(char *buf, size_t cap);
+
+/* Connects to the host at socket_path (NULL: the default). On success
+** *out is a new client (close it with plexus_client_close). On failure
+** returns UNAVAILABLE or INVALID_ARGUMENT and, when err is not NULL,
+** writes a sentence naming the path and the reason into err (err_cap bytes). */
+plexus_status plexus_client_connect(const char *socket_path, plexus_client **out,
+                                    char *err, size_t err_cap);
+
+void plexus_client_close(plexus_client *c);
+
+/* Sends a QUERY to target and waits for the answer up to timeout_ms (0: 30 s;
+** the host gets the same deadline). target_kind is CAPABILITY, AGENT or TOPIC.
+** Returns PLEXUS_OK with *out set when an answer came (check (*out)->status:
+** an agent's ERROR is an answer too); TIMEOUT when none came in time;
+** UNAVAILABLE when the connection broke (the client is then unusable). */
+plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                 const char *content_type, const void *payload, size_t len,
+                                 uint32_t timeout_ms, plexus_answer **out);
+
+/* Sends a COMMAND to a capability or agent (kind COMMAND) or an EVENT to a
+** subject (target_kind TOPIC), and waits for the host to accept it. Returns
+** PLEXUS_OK once accepted, or the reason it was refused (NO_SUCH_CAPABILITY,
+** MAILBOX_FULL, TOO_LARGE...). *out_id, when not NULL, gets the host's id. */
+plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                 const char *content_type, const void *payload, size_t len,
+                                 plexus_id *out_id);
+
+/* The text of the last refusal or error this client saw (never NULL). */
+const char *plexus_client_last_error(const plexus_client *c);
+
+void plexus_answer_free(plexus_answer *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PLEXUS_CLIENT_H */

@@ -1,0 +1,71 @@
+import Foundation
+import PlexusCore
+import PlexusHost
+import PlexusSocket
+import Testing
+
+/// SDK/c/plexus_client: a C program outside the host calls its agents over
+/// the socket, as a user's program would (built with cc, run as a process).
+@Suite("C client library", .serialized)
+struct ClientTests {
+    static let program: String = {
+        let out = Fixtures.dir + "/plexus_call"
+        let r = Fixtures.root
+        try? Fixtures.run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I\(r)/include", "-I\(r)/SDK/c",
+                                          "\(r)/SDK/c/examples/plexus_call.c", "\(r)/SDK/c/plexus_client.c",
+                                          "\(r)/Sources/CPlexus/wire.c", "-o", out])
+        return out
+    }()
+
+    /// Runs the C example; returns (exit code, stdout, stderr).
+    func run(_ args: [String]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.program)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func withRunningHost(_ body: (String) throws -> Void) throws {
+        let h = Host(HostConfiguration(pluginsDirectory: PipelineTests.plugins))
+        try h.loadPlugins()
+        h.start()
+        defer { h.shutdown() }
+        let path = Fixtures.dir + "/c-\(UUID().uuidString.prefix(8)).sock"
+        let server = try SocketServer(host: h, path: path)
+        server.start()
+        defer { server.stop() }
+        try body(path)
+    }
+
+    @Test func aCProgramCallsARustAgentAndGetsItsReply() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.program), "the C example did not build")
+        try withRunningHost { sock in
+            let (code, out, err) = try run(["--socket", sock, "text.keywords", "\"the host routes every message; the host restarts agents\""])
+            #expect(code == 0, "\(err)")
+            let reply = try JSONValue.parse(Array(out.utf8))
+            guard case .array(let kws)? = reply["keywords"] else { Issue.record("no keywords in \(out)"); return }
+            #expect(kws.first?["term"] == .string("host"))
+        }
+    }
+
+    @Test func refusalsAndErrorsAreNamed() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.program), "the C example did not build")
+        try withRunningHost { sock in
+            let missing = try run(["--socket", sock, "no.such.thing", "{}"])
+            #expect(missing.0 == 1)
+            #expect(missing.2.hasPrefix("NO_SUCH_CAPABILITY: "), "\(missing.2)")
+            #expect(missing.2.contains("no.such.thing"))
+            let published = try run(["--socket", sock, "topic:docs.summarized", "{\"title\":\"from C\"}"])
+            #expect(published.0 == 0, "\(published.2)")
+        }
+        let none = try run(["--socket", Fixtures.dir + "/nobody.sock", "echo", "x"])
+        #expect(none.0 == 1)
+        #expect(none.2.contains("no Plexus host answers at") && none.2.contains("plexus run"), "\(none.2)")
+    }
+}
