@@ -244,7 +244,7 @@ public final class Host: @unchecked Sendable {
         }
         // 2. Past it, what still waits in a mailbox is handed back:
         //    dead-lettered, and its caller answered SHUTTING_DOWN.
-        router.stopDispatching()
+        router.dispatcher.stop()   // idempotent; routing itself still works
         for a in started {
             for m in a.drainMailbox() {
                 router.abandon(m, at: a, reason: "the host shut down before delivery to '\(a.name)'", status: PLEXUS_SHUTTING_DOWN.status)

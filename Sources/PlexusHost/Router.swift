@@ -322,11 +322,6 @@ final class Router: @unchecked Sendable {
     func start() { pending.start(); dispatcher.start() }
 
     /// Stops dispatch; every request still waiting is answered SHUTTING_DOWN.
-    /// Stops the dispatcher threads (idempotent); routing still works.
-    func stopDispatching() {
-        dispatcher.stop()
-    }
-
     func stop() {
         dispatcher.stop()
         pending.stop()

@@ -59,7 +59,6 @@ final class Supervisor: @unchecked Sendable {
         }
     }
 
-
     /// Counts a crash against the agent's circuit, before its callers hear of it.
     func recordFailure(_ agent: Agent, exit x: WorkerExit) {
         guard x.abnormal else { return }

@@ -442,10 +442,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return (ms, stopping)
         }
         if stopping {   // shutting down: hand back what it did not finish
-            for m in unfinished {
-                guard let agent else { break }
-                router.abandon(m, at: agent, reason: "the host shut down before '\(agent.name)' finished it (\(x))",
-                               status: PLEXUS_SHUTTING_DOWN.status)
+            if let agent {
+                for m in unfinished {
+                    router.abandon(m, at: agent, reason: "the host shut down before '\(agent.name)' finished it (\(x))",
+                                   status: PLEXUS_SHUTTING_DOWN.status)
+                }
             }
             lock.withLock { handedBack = w; lock.broadcast() }
             return

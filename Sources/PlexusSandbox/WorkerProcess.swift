@@ -10,8 +10,7 @@ public struct WorkerExit: Sendable, CustomStringConvertible {
     /// Exit code, or the signal number when `signaled`.
     public let code: Int32
     public let signaled: Bool
-    /// Why the host ended it, or what it saw first ("the worker closed
-    /// its channel").
+    /// Why the host ended it, when it did (malformed frame, silence, stop).
     public let hostReason: String?
 
     public init(pid: Int32, code: Int32, signaled: Bool, hostReason: String?) {
@@ -70,7 +69,6 @@ public final class WorkerProcess: @unchecked Sendable {
     private var killReason: String?
     private var termReason: String?
     private var ended = false
-    private var channelClosed = false
 
     /// How long half a frame may sit unfinished before the worker is killed.
     let partialFrameTimeoutNanos: Int64
@@ -135,7 +133,7 @@ public final class WorkerProcess: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        if ended || killReason != nil || channelClosed { return false }
+        if ended || killReason != nil { return false }
         var off = 0
         if outbox.count == outboxStart {
             while off < bytes.count {
@@ -198,11 +196,8 @@ public final class WorkerProcess: @unchecked Sendable {
                     let r = try reader.drain { frame, env in events?.received(frame, env, from: self) }
                     if case .closed = r {
                         open = false
-                        // Killed at once: a worker that closed its channel may
-                        // still be running. Its wait status says if it had
-                        // exited by itself (after SIGTERM, end of file is the
-                        // consequence, not the cause).
-                        lock.withLock { channelClosed = true }
+                        // After SIGTERM the end of file is the consequence, not the cause.
+                        lock.withLock { if killReason == nil && termReason == nil { killReason = "the worker closed its channel" } }
                     }
                 } catch {
                     lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
@@ -240,14 +235,13 @@ public final class WorkerProcess: @unchecked Sendable {
         drainOutput(out, &lines.out, stderr: false, &budget)
         drainOutput(err, &lines.err, stderr: true, &budget)
         for (rest, isErr) in [(lines.out, false), (lines.err, true)] where !rest.isEmpty {
-            events?.output(String(decoding: rest, as: UTF8.self), stderr: isErr, from: self)
+            emit(rest[...], stderr: isErr)
         }
         if budget.dropped > 0 { events?.output("[\(budget.dropped) bytes of output dropped: over \(Self.outputBytesPerSecond) bytes/s]", stderr: true, from: self) }
         let reason = lock.withLock { () -> String? in
             ended = true
             let why = [termReason, killReason].compactMap { $0 }
-            if why.isEmpty { return channelClosed ? "the worker closed its channel" : nil }
-            return why.joined(separator: "; ")
+            return why.isEmpty ? nil : why.joined(separator: "; ")
         }
         events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason), from: self)
     }

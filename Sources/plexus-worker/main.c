@@ -630,8 +630,9 @@ static void serve(void) {
     pthread_t extra[256];
     unsigned started = 0;
     for (unsigned i = 1; i < concurrency; i++) {
-        if (pthread_create(&extra[started], NULL, serve_loop, NULL) != 0) {
-            fprintf(stderr, "plexus-worker: started %u of %u handler threads: %s\n", started + 1, concurrency, strerror(errno));
+        int rc = pthread_create(&extra[started], NULL, serve_loop, NULL);
+        if (rc != 0) {
+            fprintf(stderr, "plexus-worker: started %u of %u handler threads: %s\n", started + 1, concurrency, strerror(rc));
             break;
         }
         started++;

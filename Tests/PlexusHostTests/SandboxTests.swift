@@ -165,6 +165,13 @@ struct ConcurrencyTests {
         return (Host(c), file)
     }
 
+    func started(_ mode: SandboxMode, concurrency: Int) throws -> Host {
+        let (host, file) = try host(mode, concurrency: concurrency)
+        try host.load(path: file)
+        host.start()
+        return host
+    }
+
     /// Sends n holds of ms each at once and returns the peak parallelism.
     func peak(_ host: Host, holds n: Int, ms: Int) throws -> Int {
         let group = DispatchGroup()
@@ -183,9 +190,7 @@ struct ConcurrencyTests {
 
     @Test(arguments: [SandboxMode.process, .inProcess])
     func handlersRunTogetherUpToTheLimit(_ mode: SandboxMode) throws {
-        let (host, file) = try host(mode, concurrency: 4)
-        try host.load(path: file)
-        host.start()
+        let host = try started(mode, concurrency: 4)
         defer { host.shutdown() }
         // Eight holds of 300 ms with four handlers: the peak is exactly four.
         #expect(try peak(host, holds: 8, ms: 300) == 4)
@@ -194,9 +199,7 @@ struct ConcurrencyTests {
 
     @Test(arguments: [SandboxMode.process, .inProcess])
     func oneHandlerAtATimeByDefault(_ mode: SandboxMode) throws {
-        let (host, file) = try host(mode, concurrency: 1)
-        try host.load(path: file)
-        host.start()
+        let host = try started(mode, concurrency: 1)
         defer { host.shutdown() }
         #expect(try peak(host, holds: 4, ms: 50) == 1)
     }
@@ -214,9 +217,7 @@ struct ConcurrencyTests {
 
     /// A quick reply must not wait for a slow handler that started after it.
     @Test func aReplyIsNotHeldBehindASlowHandler() throws {
-        let (host, file) = try host(.process, concurrency: 1)
-        try host.load(path: file)
-        host.start()
+        let host = try started(.process, concurrency: 1)
         defer { host.shutdown() }
         let quick = DispatchSemaphore(value: 0)
         let slow = DispatchSemaphore(value: 0)
