@@ -43,7 +43,12 @@ let package = Package(
                 "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]),
+            ],
+            // Dynamic exclusivity checks cost ~30% of an in-process round trip
+            // (perf, plexus bench --inproc-only). Every field shared between
+            // threads is behind a lock or an atomic; debug builds, which the
+            // tests run, keep the checks.
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         // Swift: plexus.yaml, validated, with errors naming file, line and field.
         .target(
             name: "PlexusConfig",

@@ -16,6 +16,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Round trips per measurement.") var roundTrips = 2_000_000
     @Option(help: "One-way messages per measurement.") var messages = 5_000_000
     @Option(help: "Repetitions; the median is printed.") var repetitions = 5
+    @Flag(help: "Only the in-process lines (for profiling the router).") var inprocOnly = false
 
     func run() throws {
         bootstrapLogging(default: .error)
@@ -30,6 +31,7 @@ struct BenchCommand: ParsableCommand {
         _ = try drive(all, pairs: 2, "rr 20000")
         print("inproc_rr_all_cores_per_s: \(try median { try rate(all, pairs: 2, "rr", roundTrips) }) round trips/s (2 pairs on \(cores) cores)")
         all.shutdown()
+        if inprocOnly { return }
         try sandbox()
         print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
     }
