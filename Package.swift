@@ -54,7 +54,8 @@ let package = Package(
             name: "PlexusConfig",
             dependencies: ["PlexusHost", "PlexusSandbox", .product(name: "Yams", package: "Yams")]),
         // Swift: the host's Unix socket (server and client), carrying wire frames.
-        .target(name: "PlexusSocket", dependencies: ["PlexusHost", "PlexusThreads", "CPlexusPOSIX"]),
+        .target(name: "PlexusSocket", dependencies: [
+            "PlexusHost", "PlexusThreads", "CPlexusPOSIX", .product(name: "DequeModule", package: "swift-collections")]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",

@@ -332,9 +332,13 @@ public final class Host: @unchecked Sendable {
     }
 
     public var agentReports: [AgentReport] {
-        registry.order.map { a in
+        registry.everyAgent.map { a in
             let kind: String
-            switch a.behavior { case .plugin: kind = "plugin"; case .worker: kind = "worker"; case .builtin: kind = "builtin" }
+            switch a.behavior {
+            case .plugin: kind = "plugin"
+            case .worker: kind = "worker"
+            case .builtin(let b): kind = b is ExternalBehavior ? "client" : "builtin"
+            }
             let w = a.link?.status
             return AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),

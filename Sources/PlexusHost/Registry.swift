@@ -33,10 +33,22 @@ final class Capability: @unchecked Sendable {
     deinit { free(cName) }
 }
 
-/// Who is here and what they provide. Agents and capabilities are registered
-/// while the host starts, before any message moves, and read without a lock
-/// afterwards; subscriptions change at any time and are guarded.
+/// Who is here and what they provide. Plugin agents and their capabilities
+/// are registered while the host starts, before any message moves, and read
+/// without a lock afterwards. Agents that join a running host (socket clients)
+/// live in a separate, locked table that lookups consult only while it is
+/// non-empty, so a host without them pays one atomic load. Subscriptions
+/// change at any time and are guarded.
 final class Registry: @unchecked Sendable {
+    /// Agents attached while the host runs, and what they provide.
+    private struct Attached {
+        var agents: [String: Agent] = [:]
+        var order: [Agent] = []
+        var providers: [String: [Agent]] = [:]
+    }
+    private let attached = Mutex(Attached())
+    private let attachedCount = Atomic<Int>(0)
+
     private(set) var agents: [String: Agent] = [:]
     private(set) var order: [Agent] = []
     private var byCName: [CNameKey: Agent] = [:]
@@ -80,17 +92,77 @@ final class Registry: @unchecked Sendable {
         }
     }
 
-    func agent(named n: String) -> Agent? { agents[n] }
-    func agent(cName: UnsafePointer<CChar>) -> Agent? { byCName[CNameKey(p: cName)] }
+    // MARK: agents that join a running host
 
-    var capabilityNames: [String] { capabilities.values.map(\.name).sorted() }
+    /// Adds an agent while messages move. Its name must be free among
+    /// plugin agents and attached ones.
+    func attach(_ a: Agent) throws(PlexusError) {
+        let taken: Bool = attached.withLock { t in
+            if agents[a.name] != nil || t.agents[a.name] != nil { return true }
+            t.agents[a.name] = a
+            t.order.append(a)
+            for c in a.capabilities { t.providers[c, default: []].append(a) }
+            return false
+        }
+        if taken { throw PlexusError(.BAD_DESCRIPTOR, "agent name '\(a.name)' is already taken by a running agent") }
+        attachedCount.add(1, ordering: .relaxed)
+    }
+
+    /// Removes an attached agent and its subscriptions.
+    func detach(_ a: Agent) {
+        let removed: Bool = attached.withLock { t in
+            guard t.agents[a.name] === a else { return false }
+            t.agents[a.name] = nil
+            t.order.removeAll { $0 === a }
+            for c in a.capabilities {
+                t.providers[c]?.removeAll { $0 === a }
+                if t.providers[c]?.isEmpty == true { t.providers[c] = nil }
+            }
+            return true
+        }
+        guard removed else { return }
+        attachedCount.subtract(1, ordering: .relaxed)
+        subLock.withLock {
+            for p in patternsByAgent[ObjectIdentifier(a)] ?? [] { subscriptions.remove(p, a) }
+            patternsByAgent[ObjectIdentifier(a)] = nil
+        }
+    }
+
+    private var anyAttached: Bool { attachedCount.load(ordering: .relaxed) > 0 }
+
+    /// Plugin agents in start order, then attached ones.
+    var everyAgent: [Agent] { anyAttached ? order + attached.withLock { $0.order } : order }
+
+    // MARK: lookups
+
+    func agent(named n: String) -> Agent? {
+        if let a = agents[n] { return a }
+        return anyAttached ? attached.withLock { $0.agents[n] } : nil
+    }
+
+    func agent(cName: UnsafePointer<CChar>) -> Agent? {
+        if let a = byCName[CNameKey(p: cName)] { return a }
+        return anyAttached ? attached.withLock { $0.agents[String(cString: cName)] } : nil
+    }
+
+    var capabilityNames: [String] {
+        var names = Set(capabilities.values.map(\.name))
+        if anyAttached { names.formUnion(attached.withLock { $0.providers.keys }) }
+        return names.sorted()
+    }
 
     /// The provider of the capability named by cName with the fewest queued
     /// and running messages (ties rotate so equal providers share the work),
     /// and the capability's name.
     func leastLoaded(cName: UnsafePointer<CChar>) -> (Agent, String)? {
-        guard let c = capabilities[CNameKey(p: cName)], let a = leastLoaded(c.providers) else { return nil }
-        return (a, c.name)
+        let c = capabilities[CNameKey(p: cName)]
+        guard anyAttached else {
+            guard let c, let a = leastLoaded(c.providers) else { return nil }
+            return (a, c.name)
+        }
+        let name = c?.name ?? String(cString: cName)
+        let all = (c?.providers ?? []) + attached.withLock { $0.providers[name] ?? [] }
+        return leastLoaded(all).map { ($0, name) }
     }
 
     func leastLoaded(_ capability: String) -> Agent? {

@@ -16,6 +16,7 @@ public final class SocketServer: @unchecked Sendable {
     private let listenFD: Int32
     private let logger = Logger(label: "plexus.socket")
     private let connections = Mutex<[Int32: pthread_t]>([:])
+    private let serials = Atomic<Int>(0)
     private var acceptThread: pthread_t?
 
     /// Binds path with mode 0600. Refuses when another host answers there;
@@ -79,11 +80,17 @@ public final class SocketServer: @unchecked Sendable {
         return "client:\(pid)"
     }
 
+    /// Reads the client's frames until it leaves; a second thread writes
+    /// what goes back (Outbox). Any malformed frame gets one ERROR frame and
+    /// ends the connection; its agents leave the host.
     private func serve(_ fd: Int32) {
         let io = FrameIO(fd: fd, maxPayload: host.configuration.maxPayload)
-        let writer = Writer(io)
-        let name = peerName(fd)
+        let outbox = Outbox(io, limit: host.configuration.mailboxCapacity)
+        let writer = startThread(name: "plexus-client-out") { outbox.run() }
+        let session = Session(name: peerName(fd), serial: serials.add(1, ordering: .relaxed).newValue, host: host, outbox: outbox)
         defer {
+            session.close()
+            pthread_join(writer, nil)
             connections.withLock { $0[fd] = nil }
             close(fd)
         }
@@ -93,44 +100,11 @@ public final class SocketServer: @unchecked Sendable {
                 guard case .frame(let f) = try io.read() else { return }
                 env = try Envelope(frame: f, maxPayload: host.configuration.maxPayload)
             } catch {
-                logger.warning("dropping client", metadata: ["client": "\(name)", "error": "\(error)"])
-                let e = Envelope(kind: .error, target: .reply, payload: Array(errorJSON(error).utf8), status: error.status)
-                try? io.write(e)
+                logger.warning("dropping client", metadata: ["client": "\(session.name)", "error": "\(error)"])
+                if let frame = try? Session.errorEnvelope(error).encode() { _ = outbox.post(frame, force: true) }
                 return
             }
-            handle(env, from: name, writer: writer)
+            session.handle(env)
         }
     }
-
-    /// Routes one client frame and arranges its one answer.
-    private func handle(_ env: Envelope, from name: String, writer: Writer) {
-        let clientID = env.id
-        let answer: @Sendable (Envelope) -> Void = { reply in
-            var r = reply
-            r.correlationID = clientID
-            writer.write(r)
-        }
-        do throws(PlexusError) {
-            if env.kind == .query {
-                try host.request(env, timeoutMs: 0, as: name, onAnswer: answer)
-            } else {
-                let id = try host.send(env, as: name)
-                answer(Envelope(kind: .response, target: .reply,
-                                payload: Array(JSONValue.object(["id": .string(id.hex)]).text.utf8)))
-            }
-        } catch {
-            answer(Envelope(kind: .error, target: .reply, payload: Array(errorJSON(error).utf8), status: error.status))
-        }
-    }
-
-    private func errorJSON(_ e: PlexusError) -> String {
-        JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text
-    }
-}
-
-/// Serialises answers onto one connection: replies arrive from any thread.
-final class Writer: Sendable {
-    private let io: Mutex<FrameIO>
-    init(_ io: FrameIO) { self.io = Mutex(io) }
-    func write(_ e: Envelope) { io.withLock { io in try? io.write(e) } }
 }
