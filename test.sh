@@ -17,6 +17,9 @@ echo "== Rust SDK and agent tests"
 cargo test --quiet --offline --manifest-path SDK/rust/plexus-agent/Cargo.toml
 cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
 
+echo "== Python client (SDK/python, offline parts; the live ones run in the Swift suites)"
+python3 -m unittest discover -s SDK/python/tests
+
 echo "== conformance suite (SDK/conformance) over every example plugin"
 SDK/conformance/run.sh Plugins/*.so
 

@@ -9,6 +9,7 @@ dpkg -s libffi-dev >/dev/null 2>&1 || need+=(libffi-dev)
 dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${CI:-}" = "true" ] || [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: apt-get update${need:+; installing ${need[*]}}"

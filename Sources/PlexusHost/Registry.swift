@@ -104,7 +104,7 @@ final class Registry: @unchecked Sendable {
             for c in a.capabilities { t.providers[c, default: []].append(a) }
             return false
         }
-        if taken { throw PlexusError(.BAD_DESCRIPTOR, "agent name '\(a.name)' is already taken by a running agent") }
+        if taken { throw PlexusError(.INVALID_ARGUMENT, "agent name '\(a.name)' is already taken by a running agent") }
         attachedCount.add(1, ordering: .relaxed)
     }
 

@@ -1,0 +1,313 @@
+"""A client of a running Plexus host (`plexus run`), over its Unix socket.
+
+    from plexus_client import Client
+    with Client() as c:
+        print(c.call("echo", {"hello": "world"}))
+
+Thread-safe: any thread may call, send or publish at any time. One reader
+thread per client receives every frame; messages for the client's agents and
+subscriptions are handled on one delivery thread, in arrival order, so a
+handler may itself call other agents.
+"""
+import json
+import os
+import queue
+import random
+import socket
+import threading
+import time
+
+from . import wire
+
+
+class PlexusError(Exception):
+    """An ERROR answer: `status` is its code, `name` its name (e.g. NO_SUCH_CAPABILITY)."""
+
+    def __init__(self, name, message, status=0):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message, self.status = name, message, status
+
+
+def default_socket_path():
+    """$PLEXUS_SOCKET, else $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock (as `plexus run`)."""
+    if os.environ.get("PLEXUS_SOCKET"):
+        return os.environ["PLEXUS_SOCKET"]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.environ["XDG_RUNTIME_DIR"] + "/plexus.sock"
+    return f"/tmp/plexus-{os.getuid()}.sock"
+
+
+def _payload(p):
+    if p is None:
+        return b""
+    if isinstance(p, (bytes, bytearray, memoryview)):
+        return bytes(p)
+    if isinstance(p, str):
+        return p.encode()
+    return json.dumps(p, separators=(",", ":")).encode()
+
+
+def _error(env):
+    try:
+        d = json.loads(env.payload)
+        return PlexusError(d.get("error", "ERROR"), d.get("message", ""), env.status)
+    except (ValueError, AttributeError):
+        return PlexusError("ERROR", env.payload.decode("utf-8", "replace"), env.status)
+
+
+class Message:
+    """A message delivered to one of this client's agents or subscriptions."""
+
+    def __init__(self, env):
+        self.envelope = env
+        self.payload = env.payload
+        self.sender = env.sender
+        self.target = env.target
+        self.is_query = env.kind == wire.QUERY
+        self.is_event = env.kind == wire.EVENT
+
+    def json(self):
+        return json.loads(self.payload)
+
+    def __repr__(self):
+        return f"Message({self.envelope.kind_name} {self.target!r} from {self.sender!r}, {len(self.payload)} bytes)"
+
+
+class Client:
+    def __init__(self, path=None, connect_timeout=5.0):
+        self.path = path or default_socket_path()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.settimeout(connect_timeout)
+            self._sock.connect(self.path)
+            self._sock.settimeout(None)
+        except OSError as e:
+            self._sock.close()
+            raise PlexusError("UNAVAILABLE", f"no host is running at {self.path} ({e.strerror or e})", wire.STATUS["UNAVAILABLE"]) from None
+        self._node = random.getrandbits(64) or 1
+        self._next = 0
+        self._lock = threading.Lock()          # ids and writes
+        self._waiting = {}                      # frame id -> [Event, answer]
+        self._handlers = {}                     # agent name -> handler
+        self._subscriptions = {}                # pattern -> callback (None: queue)
+        self._inbox = queue.Queue()             # deliveries without a callback
+        self._deliveries = queue.Queue()
+        self._closed = None
+        self._reader = threading.Thread(target=self._read_loop, name="plexus-client-read", daemon=True)
+        self._reader.start()
+        self._deliverer = threading.Thread(target=self._delivery_loop, name="plexus-client-deliver", daemon=True)
+        self._deliverer.start()
+
+    # ---- calling ----------------------------------------------------------
+
+    def call(self, target, payload=None, timeout=30.0, priority=wire.NORMAL):
+        """Sends a query and returns the reply's payload (bytes); raises PlexusError on an ERROR answer."""
+        kind, name = wire.parse_target(target)
+        env = wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
+                            priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9))
+        return self._exchange(env, timeout + 1.0).payload
+
+    def call_json(self, target, payload=None, timeout=30.0):
+        return json.loads(self.call(target, payload, timeout))
+
+    def send(self, target, payload=None, priority=wire.NORMAL):
+        """Sends a command (or, to 'topic:SUBJECT', an event); returns the id the host gave it (hex)."""
+        kind, name = wire.parse_target(target)
+        env = wire.Envelope(kind=wire.EVENT if kind == wire.TARGET_TOPIC else wire.COMMAND,
+                            target_kind=kind, target=name, payload=_payload(payload), priority=priority)
+        return json.loads(self._exchange(env, 30.0).payload)["id"]
+
+    def publish(self, subject, payload=None):
+        return self.send("topic:" + subject, payload)
+
+    # ---- subscribing and registering -----------------------------------------
+
+    def subscribe(self, pattern, callback=None):
+        """Events whose subject matches pattern ('*' one token, '>' the rest) go to
+        callback(Message) on the delivery thread, or to receive() when callback is None."""
+        self._subscriptions[pattern] = callback
+        self._operate("plexus.subscribe", {"pattern": pattern})
+
+    def unsubscribe(self, pattern):
+        self._operate("plexus.unsubscribe", {"pattern": pattern})
+        self._subscriptions.pop(pattern, None)
+
+    def receive(self, timeout=None):
+        """The next event from a subscription without a callback; None after timeout seconds."""
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def register(self, name, capabilities, handler):
+        """Joins the host as agent `name` providing `capabilities`. handler(Message) runs on the
+        delivery thread; for a query its return value (bytes, str, or JSON-able) is the reply,
+        and an exception becomes an ERROR reply naming it."""
+        self._handlers[name] = handler
+        try:
+            self._operate("plexus.register", {"name": name, "capabilities": list(capabilities)})
+        except PlexusError:
+            self._handlers.pop(name, None)
+            raise
+
+    def unregister(self, name):
+        self._operate("plexus.unregister", {"name": name})
+        self._handlers.pop(name, None)
+
+    def _operate(self, op, args):
+        env = wire.Envelope(kind=wire.QUERY, target_kind=wire.TARGET_CAPABILITY, target=op, payload=_payload(args))
+        return json.loads(self._exchange(env, 30.0).payload)
+
+    # ---- the connection -------------------------------------------------------
+
+    def close(self):
+        if self._closed is None:
+            self._closed = "the client closed the connection"
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._reader.join(5)
+        self._deliveries.put(None)
+        if threading.current_thread() is not self._deliverer:
+            self._deliverer.join(5)
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def wait_closed(self, timeout=None):
+        """Blocks until the host closes the connection (or timeout); serves registered agents meanwhile."""
+        self._reader.join(timeout)
+
+    def _write(self, env):
+        with self._lock:
+            if self._closed:
+                raise PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
+            self._sock.sendall(wire.encode(env))
+
+    def _exchange(self, env, timeout):
+        done = threading.Event()
+        slot = [done, None]
+        with self._lock:
+            self._next += 1
+            env.id = (self._node, self._next)
+            self._waiting[env.id] = slot
+        try:
+            self._write(env)
+            if not done.wait(timeout):
+                raise PlexusError("TIMEOUT", f"no answer from the host within {timeout:.1f} s", wire.STATUS["TIMEOUT"])
+        finally:
+            with self._lock:
+                self._waiting.pop(env.id, None)
+        answer = slot[1]
+        if isinstance(answer, PlexusError):
+            raise answer
+        if answer.kind == wire.ERROR:
+            raise _error(answer)
+        return answer
+
+    def _read_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _read_loop(self):
+        reason = "the host closed the connection"
+        try:
+            while True:
+                header = self._read_exact(wire.HEADER.size)
+                if header is None:
+                    break
+                body = self._read_exact(wire.body_length(header))
+                if body is None:
+                    break
+                self._received(wire.decode_body(body))
+        except (OSError, wire.WireError) as e:
+            reason = f"the connection failed: {e}"
+        with self._lock:
+            self._closed = self._closed or reason
+            waiting = list(self._waiting.values())
+        for slot in waiting:
+            slot[1] = PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
+            slot[0].set()
+        self._deliveries.put(None)
+
+    def _received(self, env):
+        if env.kind in (wire.RESPONSE, wire.ERROR):
+            with self._lock:
+                slot = self._waiting.get(env.correlation_id)
+            if slot:
+                slot[1] = env
+                slot[0].set()
+            return
+        self._deliveries.put(env)
+
+    def _delivery_loop(self):
+        while True:
+            env = self._deliveries.get()
+            if env is None:
+                return
+            msg = Message(env)
+            if env.kind == wire.EVENT and not self._handler_for(env):
+                self._deliver_event(msg)
+                continue
+            self._run_handler(msg, self._handler_for(env))
+
+    def _handler_for(self, env):
+        """The registered agent's handler for a message: by agent name, else the only/first one
+        providing the capability (the host chose this connection's agent for it)."""
+        if env.target in self._handlers:
+            return self._handlers[env.target]
+        if env.kind == wire.EVENT:
+            return None
+        return next(iter(self._handlers.values()), None)
+
+    def _deliver_event(self, msg):
+        callback = None
+        for pattern, cb in self._subscriptions.items():
+            if _matches(pattern, msg.target):
+                callback = cb
+                break
+        if callback is None:
+            self._inbox.put(msg)
+        else:
+            try:
+                callback(msg)
+            except Exception as e:  # a callback's failure must not stop deliveries
+                print(f"plexus_client: subscription callback for {msg.target!r} raised {e!r}")
+
+    def _run_handler(self, msg, handler):
+        reply = wire.Envelope(kind=wire.RESPONSE, target_kind=wire.TARGET_REPLY, correlation_id=msg.envelope.id)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler registered for {msg.target!r}")
+            result = handler(msg)
+            reply.payload = _payload(result)
+        except Exception as e:
+            reply.kind = wire.ERROR
+            reply.status = wire.STATUS["HANDLER_FAILED"]
+            reply.payload = _payload({"error": "HANDLER_FAILED", "message": f"{type(e).__name__}: {e}"})
+        if msg.is_query:
+            try:
+                self._write(reply)
+            except (OSError, PlexusError):
+                pass
+
+
+def _matches(pattern, subject):
+    """NATS-style matching: '*' is one token, '>' one or more trailing tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)

@@ -1,0 +1,86 @@
+"""Offline tests of the Python client: the codec against the C wire format's
+layout, subject matching, and the error when no host runs. The live tests
+(calls, agents, subscriptions through `plexus run`) are in
+Tests/PlexusHostTests/ExternalAgentTests.swift, run by the same test command."""
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from plexus_client import Client, PlexusError, wire  # noqa: E402
+from plexus_client.client import _matches  # noqa: E402
+
+
+class WireTests(unittest.TestCase):
+    def sample(self):
+        return wire.Envelope(kind=wire.QUERY, target_kind=wire.TARGET_AGENT, target="pong", payload=b"\x00\x01hi",
+                             priority=wire.HIGH, status=0, id=(1, 2), correlation_id=(3, 4), trace_id=(5, 6),
+                             deadline_unix_ns=123456789, sender="client:1", content_type="text/plain")
+
+    def test_round_trip(self):
+        frame = wire.encode(self.sample())
+        self.assertEqual(frame[:4], b"PLXF")
+        n = wire.body_length(frame[:12])
+        self.assertEqual(n, len(frame) - 12)
+        self.assertEqual(wire.decode_body(frame[12:]), self.sample())
+
+    def test_layout_matches_the_c_header(self):
+        frame = wire.encode(self.sample())
+        body = frame[12:]
+        self.assertEqual(body[0], wire.QUERY)
+        self.assertEqual(body[1], wire.TARGET_AGENT)
+        self.assertEqual(body[2], wire.HIGH)
+        self.assertEqual(int.from_bytes(body[8:16], "little"), 1)      # id.hi
+        self.assertEqual(int.from_bytes(body[24:32], "little"), 3)     # correlation_id.hi
+        self.assertEqual(int.from_bytes(body[56:64], "little"), 123456789)
+        self.assertEqual(body[76:85], b"client:1\x00")
+
+    def test_corruption_is_refused(self):
+        frame = bytearray(wire.encode(self.sample()))
+        with self.assertRaises(wire.WireError):
+            wire.body_length(b"XXXX" + bytes(frame[4:12]))
+        cut = bytes(frame[12:-1])
+        with self.assertRaises(wire.WireError):
+            wire.decode_body(cut)
+        frame[12 + 76 + 8] = ord("x")   # the sender's NUL
+        with self.assertRaises(wire.WireError):
+            wire.decode_body(bytes(frame[12:]))
+
+    def test_long_names_are_refused_before_sending(self):
+        with self.assertRaises(ValueError):
+            wire.encode(wire.Envelope(target="x" * 256))
+
+
+class MatchTests(unittest.TestCase):
+    def test_table(self):
+        for pattern, subject, want in [("a.b", "a.b", True), ("a.*", "a.b", True), ("a.*", "a.b.c", False),
+                                       ("a.>", "a.b.c", True), ("a.>", "a", False), ("*", "a", True),
+                                       (">", "a.b", True), ("a.b", "a.c", False)]:
+            self.assertEqual(_matches(pattern, subject), want, (pattern, subject))
+
+
+class ConnectTests(unittest.TestCase):
+    def test_no_host_says_so(self):
+        path = os.path.join(tempfile.mkdtemp(), "nobody.sock")
+        with self.assertRaises(PlexusError) as e:
+            Client(path)
+        self.assertEqual(e.exception.name, "UNAVAILABLE")
+        self.assertIn(f"no host is running at {path}", e.exception.message)
+
+    def test_default_path_follows_the_environment(self):
+        from plexus_client import default_socket_path
+        old = dict(os.environ)
+        try:
+            os.environ["PLEXUS_SOCKET"] = "/x/y.sock"
+            self.assertEqual(default_socket_path(), "/x/y.sock")
+            del os.environ["PLEXUS_SOCKET"]
+            os.environ["XDG_RUNTIME_DIR"] = "/run/u"
+            self.assertEqual(default_socket_path(), "/run/u/plexus.sock")
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+
+if __name__ == "__main__":
+    unittest.main()

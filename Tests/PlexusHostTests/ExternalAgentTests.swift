@@ -1,0 +1,187 @@
+import Foundation
+import PlexusCore
+import PlexusHost
+import PlexusSocket
+import Testing
+
+/// Programs on the socket that join the host as agents and subscribers,
+/// driven through the Python client (SDK/python) as a user would run it.
+@Suite("Socket clients as agents", .serialized)
+struct ExternalAgentTests {
+    /// A host with the example plugins and the relay fixture, serving a socket.
+    func withRunningHost(mailbox: Int = 4096, _ body: (Host, String) throws -> Void) throws {
+        var c = HostConfiguration(pluginsDirectory: PipelineTests.plugins)
+        c.mailboxCapacity = mailbox
+        let h = Host(c)
+        try h.loadPlugins()
+        _ = try h.load(path: try Fixtures.build("relay.c", name: "relay"))
+        h.start()
+        defer { h.shutdown() }
+        let path = Fixtures.dir + "/py-\(UUID().uuidString.prefix(8)).sock"
+        let server = try SocketServer(host: h, path: path)
+        server.start()
+        defer { server.stop() }
+        try body(h, path)
+    }
+
+    /// A Python script run with the SDK on its path; its stdin stays open
+    /// until `finish` so it can serve as an agent meanwhile.
+    final class Script {
+        let process = Process()
+        private let input = Pipe(), output = Pipe(), errors = Pipe()
+
+        init(_ source: String, socket: String) throws {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", source, socket]
+            var env = ProcessInfo.processInfo.environment
+            env["PYTHONPATH"] = Fixtures.root + "/SDK/python"
+            process.environment = env
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+        }
+
+        /// The next line the script prints (it prints "ready" once registered).
+        func line() -> String {
+            var bytes: [UInt8] = []
+            while true {
+                let d = output.fileHandleForReading.readData(ofLength: 1)
+                if d.isEmpty || d.first == 10 { break }
+                bytes.append(d.first!)
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+
+        /// Closes its stdin, waits for it; returns (exit code, rest of stdout, stderr).
+        func finish() -> (Int32, String, String) {
+            try? input.fileHandleForWriting.close()
+            let o = output.fileHandleForReading.readDataToEndOfFile(), e = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+    }
+
+    static let header = "import sys, os, time\nfrom plexus_client import Client, PlexusError\nc = Client(sys.argv[1])\n"
+
+    @Test func aPythonScriptCallsACAgentAndGetsItsReply() throws {
+        try withRunningHost { _, sock in
+            let s = try Script(Self.header + """
+                print(c.call("echo", {"hello": "world"}).decode())
+                try:
+                    c.call("no.such.capability", {})
+                except PlexusError as e:
+                    print(e.name, e.message)
+                """, socket: sock)
+            let (code, out, err) = s.finish()
+            #expect(code == 0, "\(err)")
+            let lines = out.split(separator: "\n").map(String.init)
+            #expect(lines.first == "{\"hello\":\"world\"}")
+            #expect(lines.last == "NO_SUCH_CAPABILITY no agent provides capability 'no.such.capability'")
+        }
+    }
+
+    @Test func aCPluginCallsAnAgentAPythonScriptRegistered() throws {
+        try withRunningHost { h, sock in
+            let s = try Script(Self.header + """
+                c.register("py.upper", ["text.upper"], lambda m: m.payload.decode().upper())
+                print("ready", flush=True)
+                sys.stdin.read()
+                """, socket: sock)
+            #expect(s.line() == "ready")
+            #expect(h.agentReports.first { $0.name == "py.upper" }?.kind == "client")
+            // relay (C, in its worker) requests text.upper, which only the Python agent provides.
+            let reply = try h.call(Envelope(kind: .query, target: .capability("relay.ask"), payload: Array("text.upper\nfrom a c plugin".utf8),
+                                            contentType: "text/plain"), timeoutMs: 10_000)
+            #expect(reply.payloadString == "FROM A C PLUGIN")
+            let (code, _, err) = s.finish()
+            #expect(code == 0, "\(err)")
+            // Gone with its connection: the capability is no longer offered.
+            #expect(throws: PlexusError.self) {
+                _ = try h.call(Envelope(kind: .query, target: .capability("text.upper"), payload: []), timeoutMs: 2_000)
+            }
+        }
+    }
+
+    @Test func aHandlerErrorReachesTheCallerAsHandlerFailed() throws {
+        try withRunningHost { h, sock in
+            let s = try Script(Self.header + """
+                def fail(m): raise ValueError("bad input: " + m.payload.decode())
+                c.register("py.fails", ["py.fail"], fail)
+                print("ready", flush=True)
+                sys.stdin.read()
+                """, socket: sock)
+            #expect(s.line() == "ready")
+            let e = #expect(throws: PlexusError.self) {
+                _ = try h.call(Envelope(kind: .query, target: .capability("py.fail"), payload: Array("xyz".utf8)), timeoutMs: 10_000)
+            }
+            #expect(e?.status == PLEXUS_HANDLER_FAILED.status)
+            #expect(e?.detail == "ValueError: bad input: xyz")
+            _ = s.finish()
+        }
+    }
+
+    /// A client that dies while holding a request: the caller hears at once
+    /// that the agent left, not at its deadline.
+    @Test func aClientThatDisconnectsMidRequestEndsItWithUnavailable() throws {
+        try withRunningHost { h, sock in
+            let s = try Script(Self.header + """
+                c.register("py.dies", ["py.die"], lambda m: os._exit(3))
+                print("ready", flush=True)
+                sys.stdin.read()
+                """, socket: sock)
+            #expect(s.line() == "ready")
+            let e = #expect(throws: PlexusError.self) {
+                _ = try h.call(Envelope(kind: .query, target: .capability("py.die"), payload: []), timeoutMs: 60_000)
+            }
+            #expect(e?.status == PLEXUS_UNAVAILABLE.status, "\(String(describing: e))")
+            #expect(e?.detail.contains("agent 'py.dies' left before replying") == true, "\(String(describing: e))")
+            #expect(s.finish().0 == 3)
+            #expect(!h.agentReports.contains { $0.name == "py.dies" })
+        }
+    }
+
+    @Test func aPythonSubscriberReceivesWhatASwiftPluginPublishes() throws {
+        try withRunningHost { h, sock in
+            let s = try Script(Self.header + """
+                c.subscribe("docs.*")
+                print("ready", flush=True)
+                m = c.receive(10)
+                print(m.target, m.sender, m.json()["title"])
+                """, socket: sock)
+            #expect(s.line() == "ready")
+            _ = try h.call(Envelope(kind: .query, target: .capability("report.summarize"),
+                                    payload: Array("Field notes\nThe host routes messages. Agents answer.".utf8), contentType: "text/plain"),
+                           timeoutMs: 10_000)
+            let (code, out, err) = s.finish()
+            #expect(code == 0, "\(err)")
+            #expect(out == "docs.summarized summarizer Field notes\n")
+        }
+    }
+
+    @Test func registrationMistakesAreNamed() throws {
+        try withRunningHost { _, sock in
+            let s = try Script(Self.header + """
+                for name, caps in [("textkit", ["x"]), ("bad name", []), ("plexus.mine", []), ("ok", ["has space"])]:
+                    try:
+                        c.register(name, caps, lambda m: None)
+                        print("accepted", name)
+                    except PlexusError as e:
+                        print(e.name, e.message)
+                try:
+                    c.unsubscribe("never.subscribed")
+                except PlexusError as e:
+                    print(e.name, e.message)
+                """, socket: sock)
+            let (code, out, err) = s.finish()
+            #expect(code == 0, "\(err)")
+            #expect(out.split(separator: "\n").map(String.init) == [
+                "INVALID_ARGUMENT agent name 'textkit' is already taken by a running agent",
+                "INVALID_ARGUMENT agent name 'bad name' has the character ' '; allowed are A-Z a-z 0-9 _ . : / @ -",
+                "INVALID_ARGUMENT agent name 'plexus.mine': names starting with 'plexus' are the host's",
+                "INVALID_ARGUMENT capability name 'has space' has the character ' '; allowed are A-Z a-z 0-9 _ . : / @ -",
+                "INVALID_ARGUMENT plexus.unsubscribe: not subscribed to 'never.subscribed'",
+            ])
+        }
+    }
+}
