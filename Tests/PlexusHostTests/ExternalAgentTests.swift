@@ -24,22 +24,25 @@ struct ExternalAgentTests {
         try body(h, path)
     }
 
-    /// A Python script run with the SDK on its path; its stdin stays open
-    /// until `finish` so it can serve as an agent meanwhile.
-    final class Script {
+    /// A client program; its stdin stays open until `finish` so it can
+    /// serve as an agent meanwhile.
+    final class Program {
         let process = Process()
         private let input = Pipe(), output = Pipe(), errors = Pipe()
 
-        init(_ source: String, socket: String) throws {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", source, socket]
-            var env = ProcessInfo.processInfo.environment
-            env["PYTHONPATH"] = Fixtures.root + "/SDK/python"
-            process.environment = env
+        init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
             process.standardInput = input
             process.standardOutput = output
             process.standardError = errors
             try process.run()
+        }
+
+        /// A Python script run with the SDK on its path.
+        static func python(_ source: String, socket: String) throws -> Program {
+            try Program("/usr/bin/env", ["python3", "-c", source, socket], environment: ["PYTHONPATH": Fixtures.root + "/SDK/python"])
         }
 
         /// The next line the script prints (it prints "ready" once registered).
@@ -66,7 +69,7 @@ struct ExternalAgentTests {
 
     @Test func aPythonScriptCallsACAgentAndGetsItsReply() throws {
         try withRunningHost { _, sock in
-            let s = try Script(Self.header + """
+            let s = try Program.python(Self.header + """
                 print(c.call("echo", {"hello": "world"}).decode())
                 try:
                     c.call("no.such.capability", {})
@@ -83,7 +86,7 @@ struct ExternalAgentTests {
 
     @Test func aCPluginCallsAnAgentAPythonScriptRegistered() throws {
         try withRunningHost { h, sock in
-            let s = try Script(Self.header + """
+            let s = try Program.python(Self.header + """
                 c.register("py.upper", ["text.upper"], lambda m: m.payload.decode().upper())
                 print("ready", flush=True)
                 sys.stdin.read()
@@ -105,7 +108,7 @@ struct ExternalAgentTests {
 
     @Test func aHandlerErrorReachesTheCallerAsHandlerFailed() throws {
         try withRunningHost { h, sock in
-            let s = try Script(Self.header + """
+            let s = try Program.python(Self.header + """
                 def fail(m): raise ValueError("bad input: " + m.payload.decode())
                 c.register("py.fails", ["py.fail"], fail)
                 print("ready", flush=True)
@@ -125,7 +128,7 @@ struct ExternalAgentTests {
     /// that the agent left, not at its deadline.
     @Test func aClientThatDisconnectsMidRequestEndsItWithUnavailable() throws {
         try withRunningHost { h, sock in
-            let s = try Script(Self.header + """
+            let s = try Program.python(Self.header + """
                 c.register("py.dies", ["py.die"], lambda m: os._exit(3))
                 print("ready", flush=True)
                 sys.stdin.read()
@@ -143,7 +146,7 @@ struct ExternalAgentTests {
 
     @Test func aPythonSubscriberReceivesWhatASwiftPluginPublishes() throws {
         try withRunningHost { h, sock in
-            let s = try Script(Self.header + """
+            let s = try Program.python(Self.header + """
                 c.subscribe("docs.*")
                 print("ready", flush=True)
                 m = c.receive(10)
@@ -161,7 +164,7 @@ struct ExternalAgentTests {
 
     @Test func registrationMistakesAreNamed() throws {
         try withRunningHost { _, sock in
-            let s = try Script(Self.header + """
+            let s = try Program.python(Self.header + """
                 for name, caps in [("textkit", ["x"]), ("bad name", []), ("plexus.mine", []), ("ok", ["has space"])]:
                     try:
                         c.register(name, caps, lambda m: None)
@@ -182,6 +185,59 @@ struct ExternalAgentTests {
                 "INVALID_ARGUMENT capability name 'has space' has the character ' '; allowed are A-Z a-z 0-9 _ . : / @ -",
                 "INVALID_ARGUMENT plexus.unsubscribe: not subscribed to 'never.subscribed'",
             ])
+        }
+    }
+
+    // MARK: the Rust client (SDK/rust/plexus-agent, examples/plexus_client.rs)
+
+    static let rustProgram: String = {
+        let crate = Fixtures.root + "/SDK/rust/plexus-agent"
+        try? Fixtures.run("/usr/bin/env", ["cargo", "build", "--offline", "--quiet", "--example", "plexus_client",
+                                           "--manifest-path", crate + "/Cargo.toml"])
+        return crate + "/target/debug/examples/plexus_client"
+    }()
+
+    @Test func aRustProgramCallsAnAgentAndGetsItsReply() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.rustProgram), "the Rust example did not build")
+        try withRunningHost { _, sock in
+            let ok = try Program(Self.rustProgram, ["--socket", sock, "call", "echo", "{\"from\":\"rust\"}"]).finish()
+            #expect(ok.0 == 0, "\(ok.2)")
+            #expect(ok.1 == "{\"from\":\"rust\"}\n")
+            let missing = try Program(Self.rustProgram, ["--socket", sock, "call", "agent:nobody", "{}"]).finish()
+            #expect(missing.0 == 1)
+            #expect(missing.2 == "NO_SUCH_AGENT: no agent named 'nobody'\n")
+        }
+        let none = try Program(Self.rustProgram, ["--socket", Fixtures.dir + "/nobody.sock", "call", "echo", "{}"]).finish()
+        #expect(none.0 == 1)
+        #expect(none.2.hasPrefix("UNAVAILABLE: no host is running at "), "\(none.2)")
+    }
+
+    @Test func aRustClientSubscribesToWhatASwiftPluginPublishes() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.rustProgram), "the Rust example did not build")
+        try withRunningHost { h, sock in
+            let sub = try Program(Self.rustProgram, ["--socket", sock, "subscribe", "docs.>", "1"])
+            #expect(sub.line() == "ready")
+            _ = try h.call(Envelope(kind: .query, target: .capability("report.summarize"),
+                                    payload: Array("Rust notes\nThe host routes messages.".utf8), contentType: "text/plain"),
+                           timeoutMs: 10_000)
+            let (code, out, err) = sub.finish()
+            #expect(code == 0, "\(err)")
+            #expect(out.hasPrefix("docs.summarized summarizer {\"title\":\"Rust notes\""), "\(out)")
+        }
+    }
+
+    /// Three languages on one path: the C client program calls an agent a
+    /// Rust program registered, through the host.
+    @Test func aCProgramCallsAnAgentARustProgramRegistered() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.rustProgram), "the Rust example did not build")
+        try #require(FileManager.default.isExecutableFile(atPath: ClientTests.program), "the C example did not build")
+        try withRunningHost { _, sock in
+            let agent = try Program(Self.rustProgram, ["--socket", sock, "serve", "rust.upper", "text.shout"])
+            #expect(agent.line() == "ready")
+            let call = try Program(ClientTests.program, ["--socket", sock, "text.shout", "\"quiet words\""]).finish()
+            #expect(call.0 == 0, "\(call.2)")
+            #expect(call.1 == "\"QUIET WORDS\"\n")
+            #expect(agent.finish().0 == 0)
         }
     }
 }

@@ -18,6 +18,8 @@
 //! reported to the host as `Status::HandlerFailed`; it never unwinds into C.
 
 pub mod ffi;
+pub mod wire;
+pub mod client;
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_void};

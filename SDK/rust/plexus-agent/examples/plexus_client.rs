@@ -1,0 +1,54 @@
+//! A Rust program that talks to a running host:
+//!   plexus_client [--socket PATH] call TARGET PAYLOAD
+//!   plexus_client [--socket PATH] subscribe PATTERN COUNT     (prints each event)
+//!   plexus_client [--socket PATH] serve NAME CAPABILITY        (an agent that upper-cases text; until stdin closes)
+use plexus_agent::client::Client;
+use plexus_agent::Kind;
+use std::time::Duration;
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut socket = None;
+    if args.first().map(String::as_str) == Some("--socket") && args.len() > 1 {
+        socket = Some(args.remove(1));
+        args.remove(0);
+    }
+    let client = match Client::connect(socket.as_deref()) {
+        Ok(c) => c,
+        Err(e) => { eprintln!("{e}"); std::process::exit(1) }
+    };
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["call", target, payload] => client.call(target, payload.as_bytes(), Duration::from_secs(30))
+            .map(|r| println!("{}", String::from_utf8_lossy(&r))),
+        ["subscribe", pattern, count] => client.subscribe(pattern).map(|_| {
+            println!("ready");
+            for _ in 0..count.parse::<usize>().unwrap_or(1) {
+                match client.receive(Duration::from_secs(30)) {
+                    Some(d) => println!("{} {} {}", d.target, d.sender, String::from_utf8_lossy(&d.payload)),
+                    None => { eprintln!("no event within 30 s"); std::process::exit(2) }
+                }
+            }
+        }),
+        ["serve", name, capability] => client.register(name, &[capability]).map(|_| serve(&client)),
+        _ => {
+            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY");
+            std::process::exit(64)
+        }
+    };
+    if let Err(e) = result { eprintln!("{e}"); std::process::exit(1) }
+}
+
+/// Answers every query with its payload upper-cased, until stdin closes.
+fn serve(client: &Client) {
+    println!("ready");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || { let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new()); d.store(true, std::sync::atomic::Ordering::Relaxed) });
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(m) = client.receive(Duration::from_millis(100)) {
+            if m.kind == Kind::Query {
+                let _ = client.reply(&m, "text/plain", String::from_utf8_lossy(&m.payload).to_uppercase().as_bytes());
+            }
+        }
+    }
+}

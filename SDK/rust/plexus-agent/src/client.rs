@@ -1,0 +1,278 @@
+//! A client of a running Plexus host (`plexus run`) over its Unix socket,
+//! std only.
+//!
+//! ```no_run
+//! use plexus_agent::client::Client;
+//! use std::time::Duration;
+//! let c = Client::connect(None).unwrap();
+//! let reply = c.call("echo", br#"{"hello":"world"}"#, Duration::from_secs(5)).unwrap();
+//! assert_eq!(reply, br#"{"hello":"world"}"#);
+//! ```
+//!
+//! `Client` is `Send + Sync`: calls may come from any thread at once. One
+//! reader thread receives every frame; events of subscriptions and messages
+//! for agents the client registered wait in a queue for `receive`.
+
+use crate::wire::{self, Envelope};
+use crate::{Id, Kind, Status};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A refusal or failure: the status and the host's (or this library's) words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientError {
+    pub status: Status,
+    pub message: String,
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status.name(), self.message)
+    }
+}
+impl std::error::Error for ClientError {}
+
+fn err(status: Status, message: impl Into<String>) -> ClientError { ClientError { status, message: message.into() } }
+
+/// $PLEXUS_SOCKET, else $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock.
+pub fn default_socket_path() -> String {
+    if let Ok(p) = std::env::var("PLEXUS_SOCKET") { if !p.is_empty() { return p; } }
+    if let Ok(x) = std::env::var("XDG_RUNTIME_DIR") { if !x.is_empty() { return format!("{x}/plexus.sock"); } }
+    extern "C" { fn getuid() -> u32; }
+    format!("/tmp/plexus-{}.sock", unsafe { getuid() })
+}
+
+/// A message for this client: an event of a subscription, or a command or
+/// query for an agent it registered (answer a query with `Client::reply`).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub kind: Kind,
+    /// The subject, capability or agent name it was sent to.
+    pub target: String,
+    pub sender: String,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub id: Id,
+}
+
+type Waiters = HashMap<(u64, u64), Sender<Result<Envelope, ClientError>>>;
+
+struct Shared {
+    waiting: Mutex<Waiters>,
+    closed: Mutex<Option<String>>,
+}
+
+pub struct Client {
+    stream: Mutex<UnixStream>,
+    shared: Arc<Shared>,
+    inbox: Mutex<Receiver<Delivery>>,
+    node: u64,
+    next: AtomicU64,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Client {
+    /// Connects to the host at `path` (None: `default_socket_path()`).
+    pub fn connect(path: Option<&str>) -> Result<Client, ClientError> {
+        let path = path.map(str::to_string).unwrap_or_else(default_socket_path);
+        let stream = UnixStream::connect(&path)
+            .map_err(|e| err(Status::Unavailable, format!("no host is running at {path} ({e}); start one with `plexus run`")))?;
+        let read = stream.try_clone().map_err(|e| err(Status::Internal, e.to_string()))?;
+        let shared = Arc::new(Shared { waiting: Mutex::new(HashMap::new()), closed: Mutex::new(None) });
+        let (tx, rx) = mpsc::channel();
+        let s = shared.clone();
+        let reader = std::thread::Builder::new()
+            .name("plexus-client-read".into())
+            .spawn(move || read_loop(read, s, tx))
+            .map_err(|e| err(Status::Internal, e.to_string()))?;
+        let node = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ (std::process::id() as u64) << 32;
+        Ok(Client { stream: Mutex::new(stream), shared, inbox: Mutex::new(rx), node: node | 1, next: AtomicU64::new(0), reader: Some(reader) })
+    }
+
+    /// Sends a query to `target` (a capability, `agent:NAME`) and waits for its reply payload.
+    pub fn call(&self, target: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, ClientError> {
+        let mut e = Envelope::to(Kind::Query, target, payload);
+        e.deadline_unix_ns = unix_now() + timeout.as_nanos() as i64;
+        Ok(self.exchange(e, timeout + Duration::from_secs(1))?.payload)
+    }
+
+    /// Sends a command (or, to `topic:SUBJECT`, an event); returns the id the host gave it, in hex.
+    pub fn send(&self, target: &str, payload: &[u8]) -> Result<String, ClientError> {
+        let kind = if target.starts_with("topic:") { Kind::Event } else { Kind::Command };
+        let ack = self.exchange(Envelope::to(kind, target, payload), Duration::from_secs(30))?;
+        let text = String::from_utf8_lossy(&ack.payload).into_owned();
+        Ok(text.split('"').nth(3).unwrap_or("").to_string())   // {"id":"HEX"}
+    }
+
+    pub fn publish(&self, subject: &str, payload: &[u8]) -> Result<String, ClientError> {
+        self.send(&format!("topic:{subject}"), payload)
+    }
+
+    /// Events whose subject matches `pattern` ('*' one token, '>' the rest) arrive at `receive`.
+    pub fn subscribe(&self, pattern: &str) -> Result<(), ClientError> {
+        self.operate("plexus.subscribe", &format!("{{\"pattern\":{}}}", crate::json_string(pattern)))
+    }
+
+    pub fn unsubscribe(&self, pattern: &str) -> Result<(), ClientError> {
+        self.operate("plexus.unsubscribe", &format!("{{\"pattern\":{}}}", crate::json_string(pattern)))
+    }
+
+    /// Joins the host as agent `name` providing `capabilities`; what it is
+    /// sent arrives at `receive`, and queries are answered with `reply`.
+    pub fn register(&self, name: &str, capabilities: &[&str]) -> Result<(), ClientError> {
+        let caps: Vec<String> = capabilities.iter().map(|c| crate::json_string(c)).collect();
+        self.operate("plexus.register", &format!("{{\"name\":{},\"capabilities\":[{}]}}", crate::json_string(name), caps.join(",")))
+    }
+
+    /// The next event or message for this client; None after `timeout` or once the connection ended.
+    pub fn receive(&self, timeout: Duration) -> Option<Delivery> {
+        self.inbox.lock().unwrap().recv_timeout(timeout).ok()
+    }
+
+    /// Answers a query this client's agent received.
+    pub fn reply(&self, query: &Delivery, content_type: &str, payload: &[u8]) -> Result<(), ClientError> {
+        let mut r = Envelope::to(Kind::Response, "", payload);
+        r.target_kind = wire::TARGET_REPLY;
+        r.correlation_id = query.id;
+        r.content_type = content_type.into();
+        self.write(&r)
+    }
+
+    /// Answers a query with an ERROR carrying `status` and `message`.
+    pub fn reply_error(&self, query: &Delivery, status: Status, message: &str) -> Result<(), ClientError> {
+        let body = format!("{{\"error\":\"{}\",\"message\":{}}}", status.name(), crate::json_string(message));
+        let mut r = Envelope::to(Kind::Error, "", body.as_bytes());
+        r.target_kind = wire::TARGET_REPLY;
+        r.correlation_id = query.id;
+        r.status = status as i32;
+        self.write(&r)
+    }
+
+    fn operate(&self, op: &str, args: &str) -> Result<(), ClientError> {
+        self.exchange(Envelope::to(Kind::Query, op, args.as_bytes()), Duration::from_secs(30)).map(|_| ())
+    }
+
+    fn write(&self, e: &Envelope) -> Result<(), ClientError> {
+        if let Some(why) = self.shared.closed.lock().unwrap().clone() { return Err(err(Status::Unavailable, why)); }
+        let frame = wire::encode(e).map_err(|w| err(w.0, w.1))?;
+        self.stream.lock().unwrap().write_all(&frame).map_err(|e| err(Status::Unavailable, format!("writing to the host failed: {e}")))
+    }
+
+    fn exchange(&self, mut e: Envelope, timeout: Duration) -> Result<Envelope, ClientError> {
+        e.id = Id { hi: self.node, lo: self.next.fetch_add(1, Ordering::Relaxed) + 1 };
+        let key = (e.id.hi, e.id.lo);
+        let (tx, rx) = mpsc::channel();
+        self.shared.waiting.lock().unwrap().insert(key, tx);
+        let answer = self.write(&e).and_then(|_| {
+            rx.recv_timeout(timeout).unwrap_or_else(|_| Err(err(Status::Timeout, format!("no answer from the host within {timeout:?}"))))
+        });
+        self.shared.waiting.lock().unwrap().remove(&key);
+        let a = answer?;
+        if a.kind == Kind::Error { return Err(error_of(&a)); }
+        Ok(a)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Ok(s) = self.stream.lock() { let _ = s.shutdown(std::net::Shutdown::Both); }
+        if let Some(r) = self.reader.take() { let _ = r.join(); }
+    }
+}
+
+/// The status and message of an ERROR envelope ({"error":NAME,"message":TEXT}).
+fn error_of(e: &Envelope) -> ClientError {
+    let text = String::from_utf8_lossy(&e.payload);
+    let message = text.find("\"message\":\"").map(|i| json_unquote(&text[i + 11..])).unwrap_or_else(|| text.to_string());
+    err(Status::from_code(e.status), message)
+}
+
+/// The JSON string body starting at s (after its opening quote), unescaped.
+fn json_unquote(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) { out.push(ch) }
+                }
+                Some(other) => out.push(other),
+                None => break,
+            },
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+fn read_frame(s: &mut UnixStream) -> Result<Option<Envelope>, String> {
+    let mut h = [0u8; wire::HEADER_LEN];
+    match s.read_exact(&mut h) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let n = wire::body_len(&h).map_err(|w| w.1.to_string())?;
+    let mut body = vec![0u8; n];
+    s.read_exact(&mut body).map_err(|e| e.to_string())?;
+    wire::decode(&body).map(Some).map_err(|w| w.1.to_string())
+}
+
+fn read_loop(mut s: UnixStream, shared: Arc<Shared>, inbox: Sender<Delivery>) {
+    let reason = loop {
+        match read_frame(&mut s) {
+            Ok(Some(e)) if e.kind == Kind::Response || e.kind == Kind::Error => {
+                if let Some(tx) = shared.waiting.lock().unwrap().get(&(e.correlation_id.hi, e.correlation_id.lo)) {
+                    let _ = tx.send(Ok(e));
+                }
+            }
+            Ok(Some(e)) => {
+                let _ = inbox.send(Delivery { kind: e.kind, target: e.target, sender: e.sender,
+                                              content_type: e.content_type, payload: e.payload, id: e.id });
+            }
+            Ok(None) => break "the host closed the connection".to_string(),
+            Err(why) => break format!("the connection failed: {why}"),
+        }
+    };
+    *shared.closed.lock().unwrap() = Some(reason.clone());
+    for (_, tx) in shared.waiting.lock().unwrap().drain() {
+        let _ = tx.send(Err(err(Status::Unavailable, reason.clone())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_host_says_so() {
+        let path = std::env::temp_dir().join(format!("plexus-nobody-{}.sock", std::process::id()));
+        let e = Client::connect(Some(path.to_str().unwrap())).err().unwrap();
+        assert_eq!(e.status, Status::Unavailable);
+        assert!(e.message.starts_with(&format!("no host is running at {}", path.display())), "{}", e.message);
+    }
+
+    #[test]
+    fn error_messages_are_unquoted() {
+        let mut e = Envelope::to(Kind::Error, "", br#"{"error":"NO_SUCH_CAPABILITY","message":"no agent provides capability 'x\"y'"}"#);
+        e.status = Status::NoSuchCapability as i32;
+        let c = error_of(&e);
+        assert_eq!(c.status, Status::NoSuchCapability);
+        assert_eq!(c.message, "no agent provides capability 'x\"y'");
+    }
+}
