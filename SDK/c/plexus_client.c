@@ -17,9 +17,18 @@
 /* What the client accepts from the host: the ABI's payload limit. */
 #define MAX_PAYLOAD PLEXUS_MAX_PAYLOAD_LEN
 
+/* A received frame kept for plexus_client_receive, and the delivery view of
+** it, in one allocation (the delivery comes first so it can be freed). */
+typedef struct delivery_box {
+    plexus_delivery delivery;
+    struct delivery_box *next;
+    uint8_t frame[];
+} delivery_box;
+
 struct plexus_client {
     int fd;
     uint64_t next_id;
+    delivery_box *head, *tail;   /* messages read while a call waited */
     char error[512];
 };
 
@@ -73,6 +82,7 @@ plexus_status plexus_client_connect(const char *socket_path, plexus_client **out
 void plexus_client_close(plexus_client *c) {
     if (!c) return;
     close(c->fd);
+    while (c->head) { delivery_box *n = c->head->next; free(c->head); c->head = n; }
     free(c);
 }
 
@@ -151,6 +161,26 @@ static plexus_status read_frame(plexus_client *c, int64_t deadline, answer_box *
     return PLEXUS_OK;
 }
 
+/* A message for the client read while waiting for an answer: queued for
+** plexus_client_receive (the box is reused in place). Returns 1 if kept. */
+static int keep_delivery(plexus_client *c, answer_box *box, const plexus_envelope *e) {
+    if (e->kind != PLEXUS_KIND_EVENT && e->kind != PLEXUS_KIND_COMMAND && e->kind != PLEXUS_KIND_QUERY) return 0;
+    uint64_t len = plexus_wire_frame_size(e);
+    delivery_box *d = malloc(sizeof *d + len + 1);
+    if (!d) return 0;
+    memcpy(d->frame, box->frame, len + 1);
+    plexus_envelope v;
+    plexus_wire_decode(d->frame, len, MAX_PAYLOAD, &v, NULL);   /* checked when first read */
+    d->delivery = (plexus_delivery){ (plexus_kind)v.kind, v.id, v.target ? v.target : "", v.sender ? v.sender : "",
+                                     v.content_type ? v.content_type : "", v.payload ? v.payload : (const uint8_t *)"",
+                                     v.payload_len };
+    d->next = NULL;
+    if (c->tail) c->tail->next = d; else c->head = d;
+    c->tail = d;
+    free(box);
+    return 1;
+}
+
 /* Sends e with a fresh id and waits for the frame that answers it. Answers
 ** to earlier calls that timed out arrive late and are skipped. */
 static plexus_status exchange(plexus_client *c, plexus_envelope *e, int64_t deadline, answer_box **out,
@@ -176,6 +206,7 @@ static plexus_status exchange(plexus_client *c, plexus_envelope *e, int64_t dead
         s = read_frame(c, deadline, &box, answer);
         if (s != PLEXUS_OK) return s;
         if (answer->correlation_id.hi == e->id.hi && answer->correlation_id.lo == e->id.lo) { *out = box; return PLEXUS_OK; }
+        if (keep_delivery(c, box, answer)) continue;
         /* An ERROR answering nothing means the host refused the connection. */
         if (answer->kind == PLEXUS_KIND_ERROR && answer->correlation_id.hi == 0 && answer->correlation_id.lo == 0) {
             snprintf(c->error, sizeof c->error, "%.*s", (int)answer->payload_len, (const char *)answer->payload);
@@ -246,3 +277,126 @@ plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kin
     free(box);
     return s;
 }
+
+/* ---- subscribing and serving as an agent -------------------------------- */
+
+/* Appends s to a JSON document as a string; names never need more than
+** escaping quotes and backslashes (the host refuses control characters). */
+static int json_append(char *buf, size_t cap, size_t *at, const char *s) {
+    if (*at + 1 >= cap) return 0;
+    buf[(*at)++] = '"';
+    for (; *s; s++) {
+        if (*at + 3 >= cap) return 0;
+        if (*s == '"' || *s == '\\') buf[(*at)++] = '\\';
+        buf[(*at)++] = *s;
+    }
+    buf[(*at)++] = '"';
+    buf[*at] = 0;
+    return 1;
+}
+
+/* Asks the host to carry out a session operation with a JSON argument. */
+static plexus_status operate(plexus_client *c, const char *op, const char *json) {
+    plexus_envelope e = outgoing(PLEXUS_KIND_QUERY, PLEXUS_TARGET_CAPABILITY, op, "application/json", json, strlen(json));
+    answer_box *box = NULL;
+    plexus_envelope a;
+    plexus_status s = exchange(c, &e, now_ns(CLOCK_MONOTONIC) + (int64_t)DEFAULT_TIMEOUT_MS * 1000000, &box, &a);
+    if (s != PLEXUS_OK) return s;
+    if (a.kind == PLEXUS_KIND_ERROR) {
+        s = a.status ? a.status : PLEXUS_INTERNAL;
+        snprintf(c->error, sizeof c->error, "%.*s", (int)a.payload_len, a.payload ? (const char *)a.payload : "");
+    }
+    free(box);
+    return s;
+}
+
+static plexus_status one_field(plexus_client *c, const char *op, const char *key, const char *value) {
+    if (!c || !value) return PLEXUS_INVALID_ARGUMENT;
+    char json[600];
+    size_t at = (size_t)snprintf(json, sizeof json, "{\"%s\":", key);
+    if (!json_append(json, sizeof json, &at, value) || at + 2 > sizeof json) return PLEXUS_TOO_LARGE;
+    strcat(json, "}");
+    return operate(c, op, json);
+}
+
+plexus_status plexus_client_subscribe(plexus_client *c, const char *pattern) {
+    return one_field(c, "plexus.subscribe", "pattern", pattern);
+}
+
+plexus_status plexus_client_unsubscribe(plexus_client *c, const char *pattern) {
+    return one_field(c, "plexus.unsubscribe", "pattern", pattern);
+}
+
+plexus_status plexus_client_unregister(plexus_client *c, const char *name) {
+    return one_field(c, "plexus.unregister", "name", name);
+}
+
+plexus_status plexus_client_register(plexus_client *c, const char *name, const char *const *caps, size_t n) {
+    if (!c || !name || (n && !caps)) return PLEXUS_INVALID_ARGUMENT;
+    size_t cap = 64 + 2 * (strlen(name) + 1);
+    for (size_t i = 0; i < n; i++) cap += 2 * (strlen(caps[i]) + 1) + 1;
+    char *json = malloc(cap);
+    if (!json) return PLEXUS_NO_MEMORY;
+    size_t at = (size_t)snprintf(json, cap, "{\"name\":");
+    json_append(json, cap, &at, name);
+    at += (size_t)snprintf(json + at, cap - at, ",\"capabilities\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) json[at++] = ',';
+        json_append(json, cap, &at, caps[i]);
+    }
+    snprintf(json + at, cap - at, "]}");
+    plexus_status s = operate(c, "plexus.register", json);
+    free(json);
+    return s;
+}
+
+plexus_status plexus_client_receive(plexus_client *c, uint32_t timeout_ms, plexus_delivery **out) {
+    if (!c || !out) return PLEXUS_INVALID_ARGUMENT;
+    *out = NULL;
+    int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)(timeout_ms ? timeout_ms : 1) * 1000000;
+    while (!c->head) {
+        answer_box *box = NULL;
+        plexus_envelope e;
+        plexus_status s = read_frame(c, deadline, &box, &e);
+        if (s == PLEXUS_TIMEOUT) snprintf(c->error, sizeof c->error, "no message within %u ms", timeout_ms);
+        if (s != PLEXUS_OK) return s;
+        if (!keep_delivery(c, box, &e)) free(box);   /* a late answer to a call that gave up */
+    }
+    delivery_box *d = c->head;
+    c->head = d->next;
+    if (!c->head) c->tail = NULL;
+    *out = &d->delivery;
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_dispatch(plexus_client *c, uint32_t timeout_ms, plexus_client_handler fn, void *user) {
+    if (!fn) return PLEXUS_INVALID_ARGUMENT;
+    plexus_delivery *d = NULL;
+    plexus_status s = plexus_client_receive(c, timeout_ms, &d);
+    if (s != PLEXUS_OK) return s;
+    fn(c, d, user);
+    plexus_delivery_free(d);
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_reply(plexus_client *c, const plexus_delivery *d, plexus_status status,
+                                  const char *content_type, const void *payload, size_t len) {
+    if (!c || !d || d->kind != PLEXUS_KIND_QUERY) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e = outgoing(status == PLEXUS_OK ? PLEXUS_KIND_RESPONSE : PLEXUS_KIND_ERROR, PLEXUS_TARGET_REPLY,
+                                 NULL, content_type, payload, len);
+    e.status = status;
+    e.correlation_id = d->id;
+    e.id = (plexus_id){ 0, c->next_id++ };
+    const char *what = NULL;
+    plexus_status s = plexus_wire_validate(&e, MAX_PAYLOAD, &what);
+    if (s != PLEXUS_OK) { snprintf(c->error, sizeof c->error, "%s", what ? what : "invalid reply"); return s; }
+    uint64_t size = plexus_wire_frame_size(&e);
+    uint8_t *frame = malloc(size);
+    if (!frame) return PLEXUS_NO_MEMORY;
+    plexus_wire_encode_valid(&e, frame);
+    s = write_all(c, frame, size);
+    free(frame);
+    return s;
+}
+
+void plexus_delivery_free(plexus_delivery *d) { free(d); }   /* the box starts with the delivery */

@@ -10,12 +10,20 @@
 ** client gave its frame. The host takes the client's identity from the
 ** connection (its pid), never from the frame.
 **
+** Messages for the client — events of its subscriptions, commands and
+** queries for agents it registered — are frames of kind EVENT, COMMAND or
+** QUERY. Those that arrive while a call waits are kept, in order, for
+** plexus_client_receive. A query is answered with plexus_client_reply.
+** SDK/PROTOCOL.md describes the whole protocol.
+**
 ** Threads: a plexus_client is used by one thread at a time (calls are
 ** synchronous). Use one client per thread, or a lock around each call.
 **
 ** Ownership: every pointer given to a function is borrowed for that call.
 ** A plexus_answer returned by plexus_client_call belongs to the caller and
-** is freed with plexus_answer_free; its pointers live as long as it does.
+** is freed with plexus_answer_free; a plexus_delivery from
+** plexus_client_receive is freed with plexus_delivery_free. Their pointers
+** live as long as they do.
 */
 #ifndef PLEXUS_CLIENT_H
 #define PLEXUS_CLIENT_H
@@ -74,6 +82,51 @@ plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kin
 const char *plexus_client_last_error(const plexus_client *c);
 
 void plexus_answer_free(plexus_answer *a);
+
+/* ---- subscribing and serving as an agent -------------------------------- */
+
+/* A message for this client. kind is EVENT (target is the subject), COMMAND
+** or QUERY (target is the agent name or capability it was sent to). */
+typedef struct plexus_delivery {
+    plexus_kind kind;
+    plexus_id id;               /* a QUERY's id: what plexus_client_reply answers */
+    const char *target;
+    const char *sender;
+    const char *content_type;
+    const uint8_t *payload;     /* payload_len bytes, followed by a NUL */
+    uint64_t payload_len;
+} plexus_delivery;
+
+/* Events whose subject matches pattern ("*" one token, ">" the rest) are
+** delivered to this client from now on. INVALID_ARGUMENT for a bad pattern. */
+plexus_status plexus_client_subscribe(plexus_client *c, const char *pattern);
+plexus_status plexus_client_unsubscribe(plexus_client *c, const char *pattern);
+
+/* Joins the host as agent `name` providing the n capabilities in caps; what
+** it is sent is delivered to this client until it unregisters or the
+** connection closes. INVALID_ARGUMENT when the name is taken or malformed
+** (plexus_client_last_error says which). */
+plexus_status plexus_client_register(plexus_client *c, const char *name, const char *const *caps, size_t n);
+plexus_status plexus_client_unregister(plexus_client *c, const char *name);
+
+/* The next message for this client, waiting up to timeout_ms (0: do not
+** wait). PLEXUS_OK with *out set; TIMEOUT when none came; UNAVAILABLE when
+** the connection broke. */
+plexus_status plexus_client_receive(plexus_client *c, uint32_t timeout_ms, plexus_delivery **out);
+
+/* Callback form: receives one message (waiting up to timeout_ms) and hands
+** it to fn, then frees it. Returns what plexus_client_receive returned. */
+typedef void (*plexus_client_handler)(plexus_client *c, const plexus_delivery *d, void *user);
+plexus_status plexus_client_dispatch(plexus_client *c, uint32_t timeout_ms, plexus_client_handler fn, void *user);
+
+/* Answers the QUERY d with a RESPONSE (status PLEXUS_OK) or an ERROR (any
+** other status; payload should then be {"error":NAME,"message":TEXT}). The
+** host does not acknowledge replies; one that matches no waiting request
+** (already timed out) is dropped by the host with an ERROR this client skips. */
+plexus_status plexus_client_reply(plexus_client *c, const plexus_delivery *d, plexus_status status,
+                                  const char *content_type, const void *payload, size_t len);
+
+void plexus_delivery_free(plexus_delivery *d);
 
 #ifdef __cplusplus
 }

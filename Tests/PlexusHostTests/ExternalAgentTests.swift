@@ -240,4 +240,53 @@ struct ExternalAgentTests {
             #expect(agent.finish().0 == 0)
         }
     }
+
+    // MARK: the C client's agent side (SDK/c/examples/plexus_serve.c)
+
+    static let cServe: String = {
+        let out = Fixtures.dir + "/plexus_serve"
+        let r = Fixtures.root
+        try? Fixtures.run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I\(r)/include", "-I\(r)/SDK/c",
+                                          "\(r)/SDK/c/examples/plexus_serve.c", "\(r)/SDK/c/plexus_client.c",
+                                          "\(r)/Sources/CPlexus/wire.c", "-o", out])
+        return out
+    }()
+
+    @Test func aPythonScriptCallsAnAgentACProgramRegistered() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.cServe), "the C example did not build")
+        try withRunningHost { _, sock in
+            let agent = try Program(Self.cServe, ["--socket", sock, "serve", "c.reverser", "text.reverse", "2"])
+            #expect(agent.line() == "ready")
+            let s = try Program.python(Self.header + """
+                print(c.call("text.reverse", "stressed").decode())
+                print(c.call("agent:c.reverser", "drawer").decode())
+                """, socket: sock)
+            let (code, out, err) = s.finish()
+            #expect(code == 0, "\(err)")
+            #expect(out == "desserts\nreward\n")
+            let served = agent.finish()
+            #expect(served.0 == 0, "\(served.2)")
+        }
+    }
+
+    @Test func aCSubscriberReceivesWhatARustClientPublishes() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.cServe), "the C example did not build")
+        try #require(FileManager.default.isExecutableFile(atPath: Self.rustProgram), "the Rust example did not build")
+        try withRunningHost { _, sock in
+            let listener = try Program(Self.cServe, ["--socket", sock, "listen", "metrics.*", "2"])
+            #expect(listener.line() == "ready")
+            let refused = try Program(Self.rustProgram, ["--socket", sock, "call", "topic:metrics.cpu", "{}"]).finish()
+            #expect(refused.0 == 1)   // a query cannot go to a topic: the host says so
+            #expect(refused.2.hasPrefix("INVALID_ARGUMENT: a request goes to an agent or a capability"), "\(refused.2)")
+            for (subject, body) in [("metrics.cpu", "{\"load\":1}"), ("metrics.disk.sda", "{\"ignored\":true}"), ("metrics.mem", "{\"free\":2}")] {
+                let pub = try Program(Self.rustProgram, ["--socket", sock, "publish", subject, body]).finish()
+                #expect(pub.0 == 0, "\(pub.2)")
+                #expect(pub.1.count == 33, "\(pub.1)")   // the host's id, 32 hex digits
+            }
+            let (code, out, err) = listener.finish()
+            #expect(code == 0, "\(err)")
+            let lines = out.split(separator: "\n").map { $0.split(separator: " ").enumerated().filter { $0.offset != 1 }.map(\.element).joined(separator: " ") }
+            #expect(lines == ["metrics.cpu {\"load\":1}", "metrics.mem {\"free\":2}"])
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! A Rust program that talks to a running host:
 //!   plexus_client [--socket PATH] call TARGET PAYLOAD
+//!   plexus_client [--socket PATH] publish SUBJECT PAYLOAD
 //!   plexus_client [--socket PATH] subscribe PATTERN COUNT     (prints each event)
 //!   plexus_client [--socket PATH] serve NAME CAPABILITY        (an agent that upper-cases text; until stdin closes)
 use plexus_agent::client::Client;
@@ -20,6 +21,7 @@ fn main() {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["call", target, payload] => client.call(target, payload.as_bytes(), Duration::from_secs(30))
             .map(|r| println!("{}", String::from_utf8_lossy(&r))),
+        ["publish", subject, payload] => client.publish(subject, payload.as_bytes()).map(|id| println!("{id}")),
         ["subscribe", pattern, count] => client.subscribe(pattern).map(|_| {
             println!("ready");
             for _ in 0..count.parse::<usize>().unwrap_or(1) {
@@ -31,7 +33,7 @@ fn main() {
         }),
         ["serve", name, capability] => client.register(name, &[capability]).map(|_| serve(&client)),
         _ => {
-            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY");
+            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | publish SUBJECT PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY");
             std::process::exit(64)
         }
     };
