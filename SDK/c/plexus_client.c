@@ -255,6 +255,12 @@ plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kin
     return PLEXUS_OK;
 }
 
+/* The status of an ERROR answer; its text becomes the last error. */
+static plexus_status refusal(plexus_client *c, const plexus_envelope *a) {
+    snprintf(c->error, sizeof c->error, "%.*s", (int)a->payload_len, a->payload ? (const char *)a->payload : "");
+    return a->status ? a->status : PLEXUS_INTERNAL;
+}
+
 plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kind, const char *target,
                                  const char *content_type, const void *payload, size_t len,
                                  plexus_id *out_id) {
@@ -266,8 +272,7 @@ plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kin
     plexus_status s = exchange(c, &e, now_ns(CLOCK_MONOTONIC) + (int64_t)DEFAULT_TIMEOUT_MS * 1000000, &box, &a);
     if (s != PLEXUS_OK) return s;
     if (a.kind == PLEXUS_KIND_ERROR) {
-        s = a.status ? a.status : PLEXUS_INTERNAL;
-        snprintf(c->error, sizeof c->error, "%.*s", (int)a.payload_len, a.payload ? (const char *)a.payload : "");
+        s = refusal(c, &a);
     } else if (out_id) {
         /* The host answers {"id":"<32 hex digits>"}: hi then lo. */
         const char *h = strstr((const char *)a.payload, "\"id\":\"");
@@ -301,11 +306,7 @@ static plexus_status operate(plexus_client *c, const char *op, const char *json)
     answer_box *box = NULL;
     plexus_envelope a;
     plexus_status s = exchange(c, &e, now_ns(CLOCK_MONOTONIC) + (int64_t)DEFAULT_TIMEOUT_MS * 1000000, &box, &a);
-    if (s != PLEXUS_OK) return s;
-    if (a.kind == PLEXUS_KIND_ERROR) {
-        s = a.status ? a.status : PLEXUS_INTERNAL;
-        snprintf(c->error, sizeof c->error, "%.*s", (int)a.payload_len, a.payload ? (const char *)a.payload : "");
-    }
+    if (s == PLEXUS_OK && a.kind == PLEXUS_KIND_ERROR) s = refusal(c, &a);
     free(box);
     return s;
 }

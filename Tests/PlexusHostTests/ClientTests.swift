@@ -8,14 +8,7 @@ import Testing
 /// the socket, as a user's program would (built with cc, run as a process).
 @Suite("C client library", .serialized)
 struct ClientTests {
-    static let program: String = {
-        let out = Fixtures.dir + "/plexus_call"
-        let r = Fixtures.root
-        try? Fixtures.run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I\(r)/include", "-I\(r)/SDK/c",
-                                          "\(r)/SDK/c/examples/plexus_call.c", "\(r)/SDK/c/plexus_client.c",
-                                          "\(r)/Sources/CPlexus/wire.c", "-o", out])
-        return out
-    }()
+    static let program = Fixtures.clientProgram("plexus_call")
 
     /// Runs the C example; returns (exit code, stdout, stderr).
     func run(_ args: [String]) throws -> (Int32, String, String) {
@@ -32,15 +25,7 @@ struct ClientTests {
     }
 
     func withRunningHost(_ body: (String) throws -> Void) throws {
-        let h = Host(HostConfiguration(pluginsDirectory: PipelineTests.plugins))
-        try h.loadPlugins()
-        h.start()
-        defer { h.shutdown() }
-        let path = Fixtures.dir + "/c-\(UUID().uuidString.prefix(8)).sock"
-        let server = try SocketServer(host: h, path: path)
-        server.start()
-        defer { server.stop() }
-        try body(path)
+        try ExternalAgentTests().withRunningHost { _, sock in try body(sock) }
     }
 
     @Test func aCProgramCallsARustAgentAndGetsItsReply() throws {

@@ -9,10 +9,8 @@ import Testing
 @Suite("Socket clients as agents", .serialized)
 struct ExternalAgentTests {
     /// A host with the example plugins and the relay fixture, serving a socket.
-    func withRunningHost(mailbox: Int = 4096, _ body: (Host, String) throws -> Void) throws {
-        var c = HostConfiguration(pluginsDirectory: PipelineTests.plugins)
-        c.mailboxCapacity = mailbox
-        let h = Host(c)
+    func withRunningHost(_ body: (Host, String) throws -> Void) throws {
+        let h = Host(HostConfiguration(pluginsDirectory: PipelineTests.plugins))
         try h.loadPlugins()
         _ = try h.load(path: try Fixtures.build("relay.c", name: "relay"))
         h.start()
@@ -243,14 +241,7 @@ struct ExternalAgentTests {
 
     // MARK: the C client's agent side (SDK/c/examples/plexus_serve.c)
 
-    static let cServe: String = {
-        let out = Fixtures.dir + "/plexus_serve"
-        let r = Fixtures.root
-        try? Fixtures.run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I\(r)/include", "-I\(r)/SDK/c",
-                                          "\(r)/SDK/c/examples/plexus_serve.c", "\(r)/SDK/c/plexus_client.c",
-                                          "\(r)/Sources/CPlexus/wire.c", "-o", out])
-        return out
-    }()
+    static let cServe = Fixtures.clientProgram("plexus_serve")
 
     @Test func aPythonScriptCallsAnAgentACProgramRegistered() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.cServe), "the C example did not build")

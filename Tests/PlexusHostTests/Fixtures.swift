@@ -29,6 +29,16 @@ enum Fixtures {
         return out
     }
 
+    /// Compiles a C client example (SDK/c/examples/NAME.c) with the client
+    /// library into an executable; returns its path (missing if it failed).
+    static func clientProgram(_ name: String) -> String {
+        let out = dir + "/" + name
+        try? run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I\(root)/include", "-I\(root)/SDK/c",
+                                 "\(root)/SDK/c/examples/\(name).c", "\(root)/SDK/c/plexus_client.c",
+                                 "\(root)/Sources/CPlexus/wire.c", "-o", out])
+        return out
+    }
+
     static func probe(named agent: String = "probe", subscribe: String? = nil) throws -> String {
         var flags = ["-DAGENT_NAME=\"\(agent)\""]
         if let subscribe { flags.append("-DSUBSCRIBE=\"\(subscribe)\"") }

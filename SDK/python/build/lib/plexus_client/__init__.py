@@ -1,6 +1,0 @@
-"""Python client for Plexus: call agents, publish, subscribe and register agents
-through a running host's Unix socket. Standard library only."""
-from .client import Client, Message, PlexusError, default_socket_path
-from . import wire
-
-__all__ = ["Client", "Message", "PlexusError", "default_socket_path", "wire"]
