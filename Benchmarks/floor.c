@@ -68,6 +68,24 @@ static double round_trips(int a[2], int b[2], int n) {
     return m;
 }
 
+/* Round trips per second over one unix stream socketpair between two
+** processes the scheduler places freely: the floor beside client_rr_per_s. */
+static void rr_rate(int n) {
+    int s[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, s);
+    char msg[64] = {0};
+    pid_t c = fork();
+    if (c == 0) {
+        for (int i = 0; i < n; i++) { full(read, s[1], msg, 64); full(wr, s[1], msg, 64); }
+        _exit(0);
+    }
+    double t0 = now_us();
+    for (int i = 0; i < n; i++) { full(wr, s[0], msg, 64); full(read, s[0], msg, 64); }
+    double secs = (now_us() - t0) / 1e6;
+    waitpid(c, NULL, 0);
+    printf("raw_unix_stream_rr_per_s: %.0f round trips/s\n", n / secs);
+}
+
 static void rr(int n) {
     cpu_set_t one;
     CPU_ZERO(&one);
@@ -124,6 +142,7 @@ static void spawn(int n, const char *self, const char *so) {
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "dlopen")) return dlopen(argv[2], RTLD_NOW | RTLD_LOCAL) ? 0 : 1;
     if (argc >= 3 && !strcmp(argv[1], "rr")) { rr(atoi(argv[2])); return 0; }
+    if (argc >= 3 && !strcmp(argv[1], "rrps")) { rr_rate(atoi(argv[2])); return 0; }
     if (argc >= 3 && !strcmp(argv[1], "batch")) { batch(atoi(argv[2]) / 64 * 64); return 0; }
     if (argc >= 4 && !strcmp(argv[1], "spawn")) { spawn(atoi(argv[2]), argv[0], argv[3]); return 0; }
     fprintf(stderr, "usage: floor rr N | floor batch N | floor spawn N PLUGIN.so\n");

@@ -3,6 +3,7 @@ import Foundation
 import PlexusCore
 import PlexusHost
 import CPlexusPOSIX
+import PlexusSocket
 
 private typealias Host = PlexusHost.Host
 
@@ -32,8 +33,31 @@ struct BenchCommand: ParsableCommand {
         print("inproc_rr_all_cores_per_s: \(try median { try rate(all, pairs: 2, "rr", roundTrips) }) round trips/s (2 pairs on \(cores) cores)")
         all.shutdown()
         if inprocOnly { return }
+        try client()
         try sandbox()
         print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
+    }
+
+    // MARK: socket clients
+
+    /// A C program (Benchmarks/client_rr.c) calling an in-process agent
+    /// through the host's socket, beside a raw socketpair ping-pong.
+    private func client() throws {
+        let h = try host(pairs: 1, threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        defer { h.shutdown() }
+        let path = "/tmp/plexus-bench-\(getpid()).sock"
+        let server: SocketServer
+        do { server = try SocketServer(host: h, path: path) } catch { throw CLIError("\(error)") }
+        server.start()
+        defer { server.stop() }
+        let n = max(1000, roundTrips / 20)
+        let rate = try median { () throws -> Int in
+            let out = try tool("client_rr", [path, "pong0", "\(n)"])
+            guard let v = out.first.flatMap({ Int($0.split(separator: " ")[1]) }) else { throw CLIError("client_rr printed \(out)") }
+            return v
+        }
+        let floor = try tool("floor", ["rrps", "\(n)"])
+        print("client_rr_per_s: \(rate) round trips/s (C client -> socket -> in-process C agent -> C client; floor: \(line(floor, "raw_unix_stream_rr_per_s")))")
     }
 
     // MARK: sandboxed workers
@@ -119,15 +143,19 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// Runs Benchmarks/agents/floor and returns its output lines.
-    private func floor(_ args: [String]) throws -> [String] {
+    private func floor(_ args: [String]) throws -> [String] { try tool("floor", args) }
+
+    /// Runs a program built by Benchmarks/build.sh; returns its output lines.
+    private func tool(_ name: String, _ args: [String]) throws -> [String] {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "\(agents)/floor")
+        p.executableURL = URL(fileURLWithPath: "\(agents)/\(name)")
         p.arguments = args
         let out = Pipe()
         p.standardOutput = out
-        do { try p.run() } catch { throw CLIError("\(agents)/floor: \(error) — build it with Benchmarks/build.sh") }
+        do { try p.run() } catch { throw CLIError("\(agents)/\(name): \(error) — build it with Benchmarks/build.sh") }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CLIError("\(agents)/\(name) \(args.joined(separator: " ")) exited with \(p.terminationStatus)") }
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
