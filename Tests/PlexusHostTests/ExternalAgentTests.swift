@@ -160,6 +160,25 @@ struct ExternalAgentTests {
         }
     }
 
+    /// FAULTS.md 28: a frame that claims another sender is delivered under
+    /// the connection's identity.
+    @Test func aFrameClaimingAnotherSenderArrivesUnderTheConnectionsIdentity() throws {
+        try withRunningHost { _, sock in
+            let s = try Program.python(Self.header + """
+                from plexus_client import wire
+                c.register("py.who", ["who.asked"], lambda m: m.sender)
+                caller = Client(sys.argv[1])
+                env = wire.Envelope(kind=wire.QUERY, target_kind=wire.TARGET_CAPABILITY, target="who.asked",
+                                    sender="summarizer", deadline_unix_ns=time.time_ns() + 5_000_000_000)
+                print(caller._exchange(env, 6).payload.decode(), os.getpid())
+                """, socket: sock)
+            let (code, out, err) = s.finish()
+            #expect(code == 0, "\(err)")
+            let parts = out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            #expect(parts.count == 2 && parts[0] == "client:\(parts[1])", "\(out)")
+        }
+    }
+
     @Test func registrationMistakesAreNamed() throws {
         try withRunningHost { _, sock in
             let s = try Program.python(Self.header + """
