@@ -15,6 +15,8 @@ Plugins/build.sh
 
 echo "== Rust SDK and agent tests"
 cargo test --quiet --offline --manifest-path SDK/rust/plexus-agent/Cargo.toml
+# The client example the Swift suites run: built here, not while timing-sensitive suites run in parallel.
+cargo build --quiet --offline --example plexus_client --manifest-path SDK/rust/plexus-agent/Cargo.toml
 cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
 
 echo "== Python client (SDK/python, offline parts; the live ones run in the Swift suites)"
