@@ -9,7 +9,8 @@ import PlexusCore
 public final class ExternalAgent: @unchecked Sendable {
     public var name: String { agent.name }
     let agent: Agent
-    init(_ agent: Agent) { self.agent = agent }
+    let behavior: ExternalBehavior
+    init(_ agent: Agent, _ behavior: ExternalBehavior) { self.agent = agent; self.behavior = behavior }
 }
 
 /// The behaviour of an external agent: each message goes out as its frame;
@@ -49,7 +50,9 @@ final class ExternalBehavior: BuiltinBehavior, @unchecked Sendable {
         return 0
     }
 
-    func answered(_ id: plexus_id) -> Bool { open.withLock { $0.ids.remove(id) != nil } }
+    func answered(_ id: plexus_id) { _ = open.withLock { $0.ids.remove(id) } }
+
+    func isOpen(_ id: plexus_id) -> Bool { open.withLock { $0.ids.contains(id) } }
 
     func takeOpen() -> [plexus_id] {
         open.withLock { o in
@@ -78,7 +81,7 @@ extension Host {
         a.state = .active
         try registry.attach(a)
         logger.info("agent attached", metadata: ["agent": "\(name)", "capabilities": "\(capabilities)"])
-        return ExternalAgent(a)
+        return ExternalAgent(a, behavior)
     }
 
     /// Removes an external agent. Mail it had not been handed is
@@ -91,18 +94,16 @@ extension Host {
         for m in a.drainMailbox() {
             router.abandon(m, at: a, reason: "agent '\(a.name)' left: \(reason)", status: PLEXUS_UNAVAILABLE.status)
         }
-        if case .builtin(let b) = a.behavior, let ext = b as? ExternalBehavior {
-            for id in ext.takeOpen() {
-                router.fail(requestID: id, responder: a, status: PLEXUS_UNAVAILABLE.status,
-                            detail: "agent '\(a.name)' left before replying: \(reason)")
-            }
+        for id in x.behavior.takeOpen() {
+            router.fail(requestID: id, responder: a, status: PLEXUS_UNAVAILABLE.status,
+                        detail: "agent '\(a.name)' left before replying: \(reason)")
         }
         logger.info("agent detached", metadata: ["agent": "\(a.name)", "reason": "\(reason)"])
     }
 
     /// Answers a request that was delivered to x (env.correlationID names it).
     public func reply(_ env: Envelope, from x: ExternalAgent) throws(PlexusError) {
-        if case .builtin(let b) = x.agent.behavior, let ext = b as? ExternalBehavior { _ = ext.answered(env.correlationID) }
+        x.behavior.answered(env.correlationID)
         let r: Result<Void, PlexusError> = env.withCEnvelope { e in
             do throws(PlexusError) { return .success(try router.reply(e, from: HostTable.origin(x.agent))) }
             catch { return .failure(error) }
@@ -111,10 +112,7 @@ extension Host {
     }
 
     /// Whether x was handed the request `id` and has not answered it.
-    public func isOpen(_ id: plexus_id, at x: ExternalAgent) -> Bool {
-        guard case .builtin(let b) = x.agent.behavior, let ext = b as? ExternalBehavior else { return false }
-        return ext.isOpen(id)
-    }
+    public func isOpen(_ id: plexus_id, at x: ExternalAgent) -> Bool { x.behavior.isOpen(id) }
 
     public func subscribe(_ x: ExternalAgent, _ pattern: String) throws(PlexusError) {
         try registry.subscribe(x.agent, pattern)
@@ -124,8 +122,4 @@ extension Host {
     public func unsubscribe(_ x: ExternalAgent, _ pattern: String) -> Bool {
         registry.unsubscribe(x.agent, pattern)
     }
-}
-
-extension ExternalBehavior {
-    func isOpen(_ id: plexus_id) -> Bool { open.withLock { $0.ids.contains(id) } }
 }

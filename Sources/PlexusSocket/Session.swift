@@ -22,6 +22,9 @@ final class Session {
     private var listener: ExternalAgent?
     private let serial: Int
 
+    /// The registered agents and the listener.
+    private var everyAgent: [ExternalAgent] { Array(agents.values) + (listener.map { [$0] } ?? []) }
+
     static let operations: Set<String> = ["plexus.register", "plexus.unregister", "plexus.subscribe", "plexus.unsubscribe"]
 
     init(name: String, serial: Int, host: Host, outbox: Outbox) {
@@ -72,7 +75,7 @@ final class Session {
 
     private func reply(_ env: Envelope) throws(PlexusError) {
         let rid = env.correlationID
-        guard let a = (agents.values + [listener].compactMap { $0 }).first(where: { host.isOpen(rid, at: $0) }) else {
+        guard let a = everyAgent.first(where: { host.isOpen(rid, at: $0) }) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) delivered to this connection is waiting for a reply (answered already, timed out, or never sent here)")
         }
         try host.reply(env, from: a)
@@ -128,7 +131,7 @@ final class Session {
 
     /// The connection is gone: its agents leave the host.
     func close() {
-        for x in agents.values + [listener].compactMap({ $0 }) { host.detach(x, reason: "its client's connection closed") }
+        for x in everyAgent { host.detach(x, reason: "its client's connection closed") }
         agents.removeAll()
         listener = nil
         outbox.close()
