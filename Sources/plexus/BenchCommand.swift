@@ -33,7 +33,7 @@ struct BenchCommand: ParsableCommand {
         print("inproc_rr_all_cores_per_s: \(try median { try rate(all, pairs: 2, "rr", roundTrips) }) round trips/s (2 pairs on \(cores) cores)")
         all.shutdown()
         if inprocOnly { return }
-        try client()
+        try client(threads: cores)
         try sandbox()
         print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
     }
@@ -42,8 +42,8 @@ struct BenchCommand: ParsableCommand {
 
     /// A C program (Benchmarks/client_rr.c) calling an in-process agent
     /// through the host's socket, beside a raw socketpair ping-pong.
-    private func client() throws {
-        let h = try host(pairs: 1, threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    private func client(threads: Int) throws {
+        let h = try host(pairs: 1, threads: threads)
         defer { h.shutdown() }
         let path = "/tmp/plexus-bench-\(getpid()).sock"
         let server: SocketServer
@@ -53,7 +53,10 @@ struct BenchCommand: ParsableCommand {
         let n = max(1000, roundTrips / 20)
         let rate = try median { () throws -> Int in
             let out = try tool("client_rr", [path, "pong0", "\(n)"])
-            guard let v = out.first.flatMap({ Int($0.split(separator: " ")[1]) }) else { throw CLIError("client_rr printed \(out)") }
+            // "client_rr_per_s: R round trips/s"
+            guard let v = out.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else {
+                throw CLIError("client_rr printed \(out)")
+            }
             return v
         }
         let floor = try tool("floor", ["rrps", "\(n)"])
@@ -65,7 +68,7 @@ struct BenchCommand: ParsableCommand {
     /// The sandbox lines, each printed beside its raw floor from Benchmarks/floor.c.
     private func sandbox() throws {
         let pong = "\(agents)/pong0.so"
-        let floors = try floor(["rr", "20000"]) + floor(["batch", "\(messages)"]) + floor(["spawn", "100", pong])
+        let floors = try tool("floor", ["rr", "20000"]) + tool("floor", ["batch", "\(messages)"]) + tool("floor", ["spawn", "100", pong])
         let rr = try sandboxRoundTrip(pong, samples: 20_000)
         print("sandbox_rr_p50_us: \(fixed(rr, 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0; floor: \(line(floors, "raw_unix_stream_rr")))")
         let oneway = try sandboxOneWay(pong, n: messages)
@@ -141,9 +144,6 @@ struct BenchCommand: ParsableCommand {
         let frac = String(n % Int(scale))
         return "\(n / Int(scale)).\(String(repeating: "0", count: digits - frac.count))\(frac)"
     }
-
-    /// Runs Benchmarks/agents/floor and returns its output lines.
-    private func floor(_ args: [String]) throws -> [String] { try tool("floor", args) }
 
     /// Runs a program built by Benchmarks/build.sh; returns its output lines.
     private func tool(_ name: String, _ args: [String]) throws -> [String] {
