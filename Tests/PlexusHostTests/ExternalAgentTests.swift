@@ -92,14 +92,12 @@ struct ExternalAgentTests {
             #expect(s.line() == "ready")
             #expect(h.agentReports.first { $0.name == "py.upper" }?.kind == "client")
             // relay (C, in its worker) requests text.upper, which only the Python agent provides.
-            let reply = try h.call(Envelope(kind: .query, target: .capability("relay.ask"), payload: Array("text.upper\nfrom a c plugin".utf8),
-                                            contentType: "text/plain"), timeoutMs: 10_000)
-            #expect(reply.payloadString == "FROM A C PLUGIN")
+            #expect(try h.callText("relay.ask", "text.upper\nfrom a c plugin", timeoutMs: 10_000) == "FROM A C PLUGIN")
             let (code, _, err) = s.finish()
             #expect(code == 0, "\(err)")
             // Gone with its connection: the capability is no longer offered.
             #expect(throws: PlexusError.self) {
-                _ = try h.call(Envelope(kind: .query, target: .capability("text.upper"), payload: []), timeoutMs: 2_000)
+                _ = try h.callText("text.upper", timeoutMs: 2_000)
             }
         }
     }
@@ -114,7 +112,7 @@ struct ExternalAgentTests {
                 """, socket: sock)
             #expect(s.line() == "ready")
             let e = #expect(throws: PlexusError.self) {
-                _ = try h.call(Envelope(kind: .query, target: .capability("py.fail"), payload: Array("xyz".utf8)), timeoutMs: 10_000)
+                _ = try h.callText("py.fail", "xyz", timeoutMs: 10_000)
             }
             #expect(e?.status == PLEXUS_HANDLER_FAILED.status)
             #expect(e?.detail == "ValueError: bad input: xyz")
@@ -133,7 +131,7 @@ struct ExternalAgentTests {
                 """, socket: sock)
             #expect(s.line() == "ready")
             let e = #expect(throws: PlexusError.self) {
-                _ = try h.call(Envelope(kind: .query, target: .capability("py.die"), payload: []), timeoutMs: 60_000)
+                _ = try h.callText("py.die", timeoutMs: 60_000)
             }
             #expect(e?.status == PLEXUS_UNAVAILABLE.status, "\(String(describing: e))")
             #expect(e?.detail.contains("agent 'py.dies' left before replying") == true, "\(String(describing: e))")
@@ -151,9 +149,7 @@ struct ExternalAgentTests {
                 print(m.target, m.sender, m.json()["title"])
                 """, socket: sock)
             #expect(s.line() == "ready")
-            _ = try h.call(Envelope(kind: .query, target: .capability("report.summarize"),
-                                    payload: Array("Field notes\nThe host routes messages. Agents answer.".utf8), contentType: "text/plain"),
-                           timeoutMs: 10_000)
+            _ = try h.callText("report.summarize", "Field notes\nThe host routes messages. Agents answer.", timeoutMs: 10_000)
             let (code, out, err) = s.finish()
             #expect(code == 0, "\(err)")
             #expect(out == "docs.summarized summarizer Field notes\n")
@@ -234,9 +230,7 @@ struct ExternalAgentTests {
         try withRunningHost { h, sock in
             let sub = try Program(Self.rustProgram, ["--socket", sock, "subscribe", "docs.>", "1"])
             #expect(sub.line() == "ready")
-            _ = try h.call(Envelope(kind: .query, target: .capability("report.summarize"),
-                                    payload: Array("Rust notes\nThe host routes messages.".utf8), contentType: "text/plain"),
-                           timeoutMs: 10_000)
+            _ = try h.callText("report.summarize", "Rust notes\nThe host routes messages.", timeoutMs: 10_000)
             let (code, out, err) = sub.finish()
             #expect(code == 0, "\(err)")
             #expect(out.hasPrefix("docs.summarized summarizer {\"title\":\"Rust notes\""), "\(out)")

@@ -256,10 +256,11 @@ class Client:
             if env is None:
                 return
             msg = Message(env)
-            if env.kind == wire.EVENT and not self._handler_for(env):
+            handler = self._handler_for(env)
+            if env.kind == wire.EVENT and not handler:
                 self._deliver_event(msg)
-                continue
-            self._run_handler(msg, self._handler_for(env))
+            else:
+                self._run_handler(msg, handler)
 
     def _handler_for(self, env):
         """The registered agent's handler for a message: by agent name, else the only/first one
