@@ -4,6 +4,9 @@
 ** ping, asked "rr N", makes N request/reply round trips to its peer through the
 ** router, then answers; asked "oneway N", sends N commands (yielding when the
 ** peer's mailbox is full) and answers once the peer has counted them all. */
+#ifdef PING
+#define PLEXUS_AGENT_PERMISSION_LIST 2, bench_permissions
+#endif
 #include "plexus_agent.h"
 #include <stdlib.h>
 
@@ -82,4 +85,8 @@ static plexus_status handle(const plexus_envelope *m) {
 }
 
 static const plexus_capability caps[] = { PLEXUS_CAPABILITY("bench." AGENT_NAME, "benchmark agent") };
+#ifdef PING   /* ping calls its peer, and itself to yield; pong only answers */
+static const plexus_permission bench_permissions[] = {
+    PLEXUS_PERMISSION(PLEXUS_PERMIT_CALL, PEER), PLEXUS_PERMISSION(PLEXUS_PERMIT_CALL, AGENT_NAME) };
+#endif
 PLEXUS_AGENT(AGENT_NAME, "1.0.0", caps, handle)

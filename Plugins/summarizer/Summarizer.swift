@@ -104,5 +104,6 @@ public func plexusPluginEntry() -> UnsafeRawPointer {
     PluginExport.descriptor(Summarizer.self, name: "summarizer", version: "1.0.0",
                             description: "builds a report of a text with help from the C and Rust agents",
                             capabilities: [.init("report.summarize", "title, statistics, keywords and a three-sentence summary",
-                                                 input: "text/plain", output: "JSON report")])
+                                                 input: "text/plain", output: "JSON report")],
+                            permissions: [.call("text.stats"), .call("text.keywords"), .publish("docs.summarized")])
 }

@@ -11,6 +11,7 @@
 static plexus_status textkit_init(const char *config);
 #define PLEXUS_AGENT_ON_INIT(config) textkit_init(config)
 #define PLEXUS_AGENT_EXPORT_LIST 3, textkit_exports
+#define PLEXUS_AGENT_PERMISSION_LIST 1, textkit_permissions
 #include "plexus_agent.h"
 
 /* ---- typed exports: plain C functions ---------------------------------- */
@@ -141,5 +142,8 @@ static const plexus_capability caps[] = {
     { sizeof(plexus_capability), "text.stats", "counts bytes, characters, words, lines, sentences", "text/plain", "JSON object" },
     { sizeof(plexus_capability), "docs.catalog", "documents announced on docs.>", NULL, "JSON array of events" },
 };
+
+/* What textkit asks to reach: the announcements it catalogues. */
+static const plexus_permission textkit_permissions[] = { PLEXUS_PERMISSION(PLEXUS_PERMIT_SUBSCRIBE, "docs.>") };
 
 PLEXUS_AGENT("textkit", "1.0.0", caps, handle)

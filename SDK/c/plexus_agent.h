@@ -137,11 +137,23 @@ static inline void plexus_logf(int32_t level, const char *fmt, ...) {
     }                                                                                      \
     static const plexus_plugin_descriptor plexus_sdk_descriptor = {                        \
         PLEXUS_DESCRIPTOR_HEADER, (name_), (version_), NULL, PLEXUS_AGENT_FLAGS,           \
-        (uint32_t)(sizeof(caps_) / sizeof((caps_)[0])), (caps_), 0, NULL,                  \
+        (uint32_t)(sizeof(caps_) / sizeof((caps_)[0])), (caps_), PLEXUS_AGENT_PERMISSION_LIST, \
         PLEXUS_AGENT_EXPORT_LIST, plexus_sdk_init, plexus_sdk_handle, NULL };              \
     PLEXUS_EXPORT const plexus_plugin_descriptor *plexus_plugin_entry(void) {              \
         return &plexus_sdk_descriptor;                                                     \
     }
+
+/* Optional: what the agent asks to reach (plexus.yaml may grant otherwise;
+** without a grant a send, request, publish or subscribe is refused with
+** PERMISSION_DENIED). #define PLEXUS_AGENT_PERMISSION_LIST count, array before
+** including this header, with an array of PLEXUS_PERMISSION(kind, pattern):
+**   static const plexus_permission perms[] = {
+**       PLEXUS_PERMISSION(PLEXUS_PERMIT_CALL, "text.stats"),
+**       PLEXUS_PERMISSION(PLEXUS_PERMIT_SUBSCRIBE, "docs.>") };
+**   #define PLEXUS_AGENT_PERMISSION_LIST 2, perms */
+#ifndef PLEXUS_AGENT_PERMISSION_LIST
+#define PLEXUS_AGENT_PERMISSION_LIST 0, NULL
+#endif
 
 /* Optional: typed exports. #define PLEXUS_AGENT_EXPORT_LIST count, array before
 ** including this header, e.g. `#define PLEXUS_AGENT_EXPORT_LIST 2, my_exports`. */

@@ -183,6 +183,8 @@ static int keep_delivery(plexus_client *c, answer_box *box, const plexus_envelop
 
 /* Sends e with a fresh id and waits for the frame that answers it. Answers
 ** to earlier calls that timed out arrive late and are skipped. */
+static void error_text(plexus_client *c, const plexus_envelope *a);
+
 static plexus_status exchange(plexus_client *c, plexus_envelope *e, int64_t deadline, answer_box **out,
                               plexus_envelope *answer) {
     if (!c) return PLEXUS_INVALID_ARGUMENT;
@@ -200,16 +202,17 @@ static plexus_status exchange(plexus_client *c, plexus_envelope *e, int64_t dead
     plexus_wire_encode_valid(e, frame);
     s = write_all(c, frame, size);
     free(frame);
-    if (s != PLEXUS_OK) return s;
+    /* A host that refused the connection closed it; its reason may be unread. */
+    if (s != PLEXUS_OK) deadline = now_ns(CLOCK_MONOTONIC) + 1000000000;
     for (;;) {
         answer_box *box = NULL;
-        s = read_frame(c, deadline, &box, answer);
-        if (s != PLEXUS_OK) return s;
+        plexus_status r = read_frame(c, deadline, &box, answer);
+        if (r != PLEXUS_OK) return s != PLEXUS_OK ? s : r;
         if (answer->correlation_id.hi == e->id.hi && answer->correlation_id.lo == e->id.lo) { *out = box; return PLEXUS_OK; }
         if (keep_delivery(c, box, answer)) continue;
         /* An ERROR answering nothing means the host refused the connection. */
         if (answer->kind == PLEXUS_KIND_ERROR && answer->correlation_id.hi == 0 && answer->correlation_id.lo == 0) {
-            snprintf(c->error, sizeof c->error, "%.*s", (int)answer->payload_len, (const char *)answer->payload);
+            error_text(c, answer);
             plexus_status why = answer->status ? answer->status : PLEXUS_UNAVAILABLE;
             free(box);
             return why;
@@ -228,6 +231,29 @@ static plexus_envelope outgoing(plexus_kind kind, plexus_target_kind tk, const c
     e.payload = (const uint8_t *)payload;
     e.payload_len = len;
     return e;
+}
+
+/* An ERROR answer's text into the last error: the "message" of its JSON
+** body ({"error": NAME, "message": TEXT}, SDK/PROTOCOL.md), unescaped, or
+** the body as it is when it has none. */
+static void error_text(plexus_client *c, const plexus_envelope *a) {
+    const char *p = a->payload ? (const char *)a->payload : "";
+    size_t n = (size_t)a->payload_len, out = 0;
+    static const char key[] = "\"message\":\"";
+    const char *m = NULL;
+    for (size_t i = 0; i + sizeof key - 1 <= n && !m; i++)
+        if (memcmp(p + i, key, sizeof key - 1) == 0) m = p + i + sizeof key - 1;
+    if (!m) { snprintf(c->error, sizeof c->error, "%.*s", (int)n, p); return; }
+    for (const char *q = m; q < p + n && *q != '"' && out + 1 < sizeof c->error; q++) {
+        char ch = *q;
+        if (ch == '\\' && q + 1 < p + n) {
+            ch = *++q;
+            if (ch == 'n') ch = '\n'; else if (ch == 't') ch = '\t';
+            else if (ch == 'u') { ch = '?'; q += q + 4 < p + n ? 4 : 0; }   /* beyond ASCII: not needed for names */
+        }
+        c->error[out++] = ch;
+    }
+    c->error[out] = 0;
 }
 
 plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kind, const char *target,
@@ -249,15 +275,14 @@ plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kin
     box->answer.payload = a.payload ? a.payload : (const uint8_t *)"";
     box->answer.payload_len = a.payload_len;
     box->answer.sender = a.sender ? a.sender : "";
-    if (box->answer.status != PLEXUS_OK)
-        snprintf(c->error, sizeof c->error, "%.*s", (int)a.payload_len, a.payload ? (const char *)a.payload : "");
+    if (box->answer.status != PLEXUS_OK) error_text(c, &a);
     *out = &box->answer;
     return PLEXUS_OK;
 }
 
 /* The status of an ERROR answer; its text becomes the last error. */
 static plexus_status refusal(plexus_client *c, const plexus_envelope *a) {
-    snprintf(c->error, sizeof c->error, "%.*s", (int)a->payload_len, a->payload ? (const char *)a->payload : "");
+    error_text(c, a);
     return a->status ? a->status : PLEXUS_INTERNAL;
 }
 
@@ -318,6 +343,22 @@ static plexus_status one_field(plexus_client *c, const char *op, const char *key
     if (!json_append(json, sizeof json, &at, value) || at + 2 > sizeof json) return PLEXUS_TOO_LARGE;
     strcat(json, "}");
     return operate(c, op, json);
+}
+
+plexus_status plexus_client_hello(plexus_client *c, const char *client, const char *token) {
+    if (!c || !client) return PLEXUS_INVALID_ARGUMENT;
+    char json[1200];
+    size_t at = (size_t)snprintf(json, sizeof json, "{\"client\":");
+    if (!json_append(json, sizeof json, &at, client)) return PLEXUS_TOO_LARGE;
+    if (token) {
+        if (at + 10 > sizeof json) return PLEXUS_TOO_LARGE;
+        strcat(json, ",\"token\":");
+        at = strlen(json);
+        if (!json_append(json, sizeof json, &at, token)) return PLEXUS_TOO_LARGE;
+    }
+    if (at + 2 > sizeof json) return PLEXUS_TOO_LARGE;
+    strcat(json, "}");
+    return operate(c, "plexus.hello", json);
 }
 
 plexus_status plexus_client_subscribe(plexus_client *c, const char *pattern) {

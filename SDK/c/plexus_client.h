@@ -61,6 +61,13 @@ plexus_status plexus_client_connect(const char *socket_path, plexus_client **out
 
 void plexus_client_close(plexus_client *c);
 
+/* Says hello as `client`, a client named in the host's plexus.yaml, with its
+** token (NULL when that client is admitted by uid alone): its grants then
+** decide what this connection may do. Must be the connection's first
+** request. PERMISSION_DENIED for an unknown client, a wrong uid or token
+** (the host then closes the connection); plexus_client_last_error says which. */
+plexus_status plexus_client_hello(plexus_client *c, const char *client, const char *token);
+
 /* Sends a QUERY to target and waits for the answer up to timeout_ms (0: 30 s;
 ** the host gets the same deadline). target_kind is CAPABILITY, AGENT or TOPIC.
 ** Returns PLEXUS_OK with *out set when an answer came (check (*out)->status:
@@ -78,7 +85,8 @@ plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kin
                                  const char *content_type, const void *payload, size_t len,
                                  plexus_id *out_id);
 
-/* The text of the last refusal or error this client saw (never NULL). */
+/* The text of the last refusal or error this client saw (never NULL); for
+** an ERROR answer, its message (the "message" of its JSON body). */
 const char *plexus_client_last_error(const plexus_client *c);
 
 void plexus_answer_free(plexus_answer *a);

@@ -2,6 +2,7 @@ import PlexusCore
 import PlexusHost
 import PlexusSandbox
 import Yams
+import Glibc
 
 /// A mistake in plexus.yaml: where it is and what is wrong.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
@@ -22,7 +23,8 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 /// defaults:                    # every plugin, unless overridden below
 ///   sandbox: process           # or in-process (trusted code only)
 ///   limits: { memory: 1GiB, cpu_seconds: 600, cpu_hard_seconds: 610, open_files: 256, file_size: 64MiB }
-///   grants: []                 # system calls the filter lets through: fork, exec, socket, ptrace
+///   syscalls: []               # system calls the filter lets through besides the base set: fork, exec, socket, ptrace
+///   grants: { call: ["*"] }    # what plugins may message (unset: what each plugin's descriptor requests)
 ///   network_namespace: false
 ///   restart: { intensity: 5, period_seconds: 10, backoff_ms: 10, backoff_max_ms: 2000, max_attempts: 3 }
 ///   health: { heartbeat_ms: 1000, timeout_ms: 5000, grace_ms: 1000, load_timeout_ms: 5000 }
@@ -30,10 +32,17 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///   textkit:                   # the plugin file's name without .so
 ///     sandbox: in-process
 ///     config: { greeting: hi } # the JSON object its init() receives
+///     grants: { call: [text.stats, text.keywords], publish: [docs.summarized], subscribe: ["docs.>"] }
 ///   keywords:
 ///     instances: 3             # workers keywords, keywords.2, keywords.3 share its capabilities
 ///   fetcher:
 ///     concurrency: 8           # handlers per instance at once (plugin must declare PLEXUS_PLUGIN_CONCURRENT)
+/// clients:                     # socket users besides the host's own user
+///   owner: { grants: { call: ["plexus.>"] } }   # the host's own user without a hello (default: everything)
+///   reporter:
+///     uid: 1001                # its connection's peer uid must be this
+///     token_env: REPORTER_TOKEN # and its hello must carry this token (or token: "...", 16+ characters)
+///     grants: { call: [report.summarize], publish: [], subscribe: ["docs.>"], register: [] }
 /// supervision:                 # the tree; agents it does not name join the root
 ///   strategy: one-for-one      # one-for-all, rest-for-one
 ///   intensity: 5               # restarts allowed within period_seconds before giving up
@@ -62,12 +71,15 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision"])
-        var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy)
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients"])
+        var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
+                                      grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
         config.sandbox = defaults.sandbox
         config.workerPolicy = defaults.policy
         config.restartPolicy = defaults.restart
+        config.pluginGrants = defaults.grants
+        if let c = top["clients"] { try r.clients(c, into: &config) }
         if let t = top["supervision"] {
             config.supervision = try r.supervisor(t, "supervision", name: "root",
                                                   intensity: defaults.restart.intensity, period: defaults.restart.periodSeconds)
@@ -175,14 +187,22 @@ struct Reader {
 
     func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
         var s = base
-        let m = try mapping(node, field, keys: ["sandbox", "limits", "grants", "network_namespace", "restart", "health", "config", "instances", "concurrency"])
+        let m = try mapping(node, field, keys: ["sandbox", "limits", "syscalls", "grants", "network_namespace", "restart", "health",
+                                                "config", "instances", "concurrency"])
         if let n = m["sandbox"] {
             let v = try string(n, "\(field).sandbox")
             guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }
             s.sandbox = mode
         }
         if let n = m["limits"] { try limits(n, "\(field).limits", into: &s.policy) }
-        if let n = m["grants"] { try grants(n, "\(field).grants", into: &s.policy) }
+        if let n = m["syscalls"] { try syscalls(n, "\(field).syscalls", into: &s.policy) }
+        if let n = m["grants"] {
+            if case .sequence = n {
+                throw fail(n, "\(field).grants", "grants is now what the plugin may message: { call: [...], publish: [...], subscribe: [...] }; "
+                           + "the system calls its filter lets through moved to syscalls: [fork, exec, socket, ptrace]")
+            }
+            s.grants = try grants(n, "\(field).grants", actions: [.call, .publish, .subscribe])
+        }
         if let n = m["network_namespace"] { s.policy.networkNamespace = try bool(n, "\(field).network_namespace") }
         if let n = m["restart"] { try restart(n, "\(field).restart", into: &s.restart) }
         if let n = m["health"] { try health(n, "\(field).health", into: &s.restart) }
@@ -220,7 +240,7 @@ struct Reader {
         if let n = m["file_size"] { p.fileSize = try size(n, "\(field).file_size") }
     }
 
-    private func grants(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {
+    private func syscalls(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {
         guard case .sequence(let seq) = node else { throw fail(node, field, "expected a list such as [socket], found \(kind(node))") }
         p.allowFork = false; p.allowExec = false; p.allowSocket = false; p.allowPtrace = false
         for item in seq {
@@ -229,9 +249,61 @@ struct Reader {
             case "exec": p.allowExec = true
             case "socket": p.allowSocket = true
             case "ptrace": p.allowPtrace = true
-            case let g: throw fail(item, field, "unknown grant \"\(g)\"; expected fork, exec, socket or ptrace")
+            case let g: throw fail(item, field, "unknown system call group \"\(g)\"; expected fork, exec, socket or ptrace")
             }
         }
+    }
+
+    /// `{ call: [report.>], publish: [docs.summarized], ... }`: patterns per action.
+    func grants(_ node: Node, _ field: String, actions: [Grants.Action]) throws(ConfigError) -> [Grants.Action: [String]] {
+        var out: [Grants.Action: [String]] = [:]
+        for (key, list) in try mapping(node, field, keys: actions.map(\.rawValue)) as [(String, Node)] {
+            let f = "\(field).\(key)"
+            guard case .sequence(let items) = list else { throw fail(list, f, "expected a list of names or patterns such as [report.summarize, \"docs.>\"], found \(kind(list))") }
+            var patterns: [String] = []
+            for item in items {
+                let p = try string(item, f)
+                do throws(PlexusError) { try Subject.validatePattern(p) } catch { throw fail(item, f, error.detail) }
+                patterns.append(p)
+            }
+            out[Grants.Action(rawValue: key)!] = patterns
+        }
+        return out
+    }
+
+    /// `clients:` — who besides the host's own user may use its socket.
+    func clients(_ node: Node, into c: inout HostConfiguration) throws(ConfigError) {
+        for (name, entry) in try mapping(node, "clients", keys: nil) as [(String, Node)] {
+            let f = "clients.\(name)"
+            if name == "owner" {
+                let m = try mapping(entry, f, keys: ["grants"]) as [String: Node]
+                if let g = m["grants"] { c.ownerGrants = try grants(g, "\(f).grants", actions: Grants.Action.allCases) }
+                continue
+            }
+            do throws(PlexusError) { try Names.check(name, what: "client name") } catch { throw fail(entry, f, error.detail) }
+            let m = try mapping(entry, f, keys: ["uid", "token", "token_env", "grants"]) as [String: Node]
+            var spec = ClientSpec()
+            if let u = m["uid"] { spec.uid = UInt32(try integer(u, "\(f).uid", in: 0...4_294_967_294)) }
+            if let t = m["token"] { spec.token = try token(t, "\(f).token") }
+            if let e = m["token_env"] {
+                guard spec.token == nil else { throw fail(e, "\(f).token_env", "give token or token_env, not both") }
+                let variable = try string(e, "\(f).token_env")
+                guard let v = getenv(variable), v.pointee != 0 else { throw fail(e, "\(f).token_env", "the environment variable \(variable) is not set") }
+                spec.token = try token(e, "\(f).token_env", String(cString: v))
+            }
+            guard spec.uid != nil || spec.token != nil else {
+                throw fail(entry, f, "a client needs a uid, a token (or token_env), or both: otherwise anyone could claim to be it")
+            }
+            if let g = m["grants"] { spec.grants = try grants(g, "\(f).grants", actions: Grants.Action.allCases) }
+            c.clients[name] = spec
+        }
+    }
+
+    private func token(_ node: Node, _ field: String, _ value: String? = nil) throws(ConfigError) -> String {
+        let t: String
+        if let value { t = value } else { t = try string(node, field) }
+        guard t.utf8.count >= 16 else { throw fail(node, field, "a token needs at least 16 characters (it is the client's only secret)") }
+        return t
     }
 
     /// One supervisor of the tree: strategy, intensity, period and children.

@@ -40,6 +40,9 @@ final class Agent: Hashable, @unchecked Sendable {
     let exports: [String: PluginDescriptor.Export]
     let logger: Logger
     unowned(unsafe) var router: Router!
+    /// What this agent may send, publish and subscribe to; nil: anything
+    /// (the host's own agents). Set before the agent is registered.
+    var grants: Grants?
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?

@@ -8,29 +8,19 @@ public struct DeadLetter: Sendable {
     public let atUnixNs: Int64
 }
 
-/// The most recent dead letters, bounded so a storm of failures cannot grow
-/// the host without limit; `total` counts every one ever recorded.
+/// The most recent dead letters (Recent bounds them).
 final class DeadLetters: @unchecked Sendable {
-    private let lock = ConditionLock()
-    private var ring: [DeadLetter] = []
-    private var head = 0
-    private(set) var total = 0
-    let capacity: Int
+    private let recent: Recent<DeadLetter>
 
-    init(capacity: Int = 1024) { self.capacity = capacity }
+    init(capacity: Int = 1024) { recent = Recent(capacity: capacity) }
 
     func record(_ m: Message, reason: String) {
-        let d = DeadLetter(envelope: m.envelope, reason: reason, atUnixNs: Clock.unixNanos())
-        lock.withLock {
-            total += 1
-            if ring.count < capacity { ring.append(d) } else { ring[head] = d; head = (head + 1) % capacity }
-        }
+        recent.add(DeadLetter(envelope: m.envelope, reason: reason, atUnixNs: Clock.unixNanos()))
     }
 
     /// Oldest first.
-    func snapshot() -> [DeadLetter] {
-        lock.withLock { Array(ring[head...] + ring[..<head]) }
-    }
+    func snapshot() -> [DeadLetter] { recent.snapshot() }
 
-    var recorded: Int { lock.withLock { total } }
+    var recorded: Int { recent.recorded }
+    var capacity: Int { recent.capacity }
 }

@@ -67,10 +67,12 @@ extension Host {
     /// Adds an agent provided by a program outside the host; what it is sent
     /// reaches `deliver` as frames, on a dispatcher thread (deliver must not
     /// block: queue and return). Its name must be free.
-    public func attach(name: String, capabilities: [String],
+    /// `grants` (nil: anything) must allow registering the name and every capability.
+    public func attach(name: String, capabilities: [String], as sender: String = "", grants: Grants? = nil,
                        deliver: @escaping @Sendable (UnsafeRawBufferPointer) -> Bool) throws(PlexusError) -> ExternalAgent {
         try Names.check(name, what: "agent name")
         for c in capabilities { try Names.check(c, what: "capability name") }
+        for n in [name] + capabilities { try authorize(grants, .register, n, as: sender) }
         guard !name.hasPrefix("plexus") else {
             throw PlexusError(.INVALID_ARGUMENT, "agent name '\(name)': names starting with 'plexus' are the host's")
         }

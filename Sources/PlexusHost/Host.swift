@@ -20,12 +20,32 @@ public struct PluginSettings: Sendable {
     public var config = "{}"
     /// Workers of this plugin (process mode): agents NAME, NAME.2, ...
     public var instances = 1
+    /// What its agents may call, publish and subscribe to; nil grants what
+    /// the plugin's descriptor requests (`plexus plugins inspect` shows it).
+    public var grants: [Grants.Action: [String]]?
 
-    public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}") {
+    public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}",
+                grants: [Grants.Action: [String]]? = nil) {
         self.sandbox = sandbox
         self.policy = policy
         self.restart = restart
         self.config = config
+        self.grants = grants
+    }
+}
+
+/// A program allowed to use the host's socket besides the host's own user
+/// (plexus.yaml `clients:`). It is recognised by its peer uid, by the token
+/// it says hello with, or by both; what it may do is its grants.
+public struct ClientSpec: Sendable, Equatable {
+    public var uid: UInt32?
+    public var token: String?
+    public var grants: [Grants.Action: [String]]
+
+    public init(uid: UInt32? = nil, token: String? = nil, grants: [Grants.Action: [String]] = [:]) {
+        self.uid = uid
+        self.token = token
+        self.grants = grants
     }
 }
 
@@ -57,12 +77,18 @@ public struct HostConfiguration: Sendable {
     /// one-for-one root with restartPolicy's intensity. Agents it does not
     /// name join the root as permanent children.
     public var supervision: SupervisorSpec?
+    /// What plugins not configured one by one may do; nil grants each what
+    /// its descriptor requests.
+    public var pluginGrants: [Grants.Action: [String]]?
+    /// Socket clients by name, besides the host's own user.
+    public var clients: [String: ClientSpec] = [:]
+    /// What a connection from the host's own user that does not say hello
+    /// may do (`clients: { owner: { grants: ... } }`); nil: everything.
+    public var ownerGrants: [Grants.Action: [String]]?
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
-        let file = path.split(separator: "/").last.map(String.init) ?? path
-        let stem = file.hasSuffix(".so") ? String(file.dropLast(3)) : file
-        return plugins[stem] ?? PluginSettings(sandbox: sandbox, policy: workerPolicy, restart: restartPolicy)
+        return plugins[PluginDescriptor.stem(of: path)] ?? PluginSettings(sandbox: sandbox, policy: workerPolicy, restart: restartPolicy, grants: pluginGrants)
     }
 
     public init(pluginsDirectory: String? = "Plugins") { self.pluginsDirectory = pluginsDirectory }
@@ -154,6 +180,10 @@ public final class Host: @unchecked Sendable {
                           concurrency: Int = 1) throws(PluginRefusal) {
         let agent = Agent(name: name, behavior: behavior, capabilities: d.allCapabilityNames,
                           exports: d.exports, mailboxCapacity: configuration.mailboxCapacity, concurrency: concurrency)
+        do { agent.grants = try grants(d, name: name, path: path) } catch {
+            agent.link?.stop(graceMs: 0)
+            throw PluginRefusal(path: path, error: error)
+        }
         if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
         agent.router = router
         do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
@@ -161,6 +191,20 @@ public final class Host: @unchecked Sendable {
             throw PluginRefusal(path: path, error: error)
         }
         files[name] = path
+    }
+
+    /// What the plugin's agents may do: plexus.yaml's grants for it when
+    /// set, else what its descriptor requests.
+    private func grants(_ d: PluginDescriptor, name: String, path: String) throws(PlexusError) -> Grants {
+        let stem = PluginDescriptor.stem(of: path)
+        let source = "plugins.\(stem).grants"
+        if let configured = configuration.settings(for: path).grants {
+            return try Grants(configured, holder: "agent '\(name)'", source: source)
+        }
+        var requested: [Grants.Action: [String]] = [:]
+        for p in d.permissions { if let a = Grants.Action(rawValue: p.kind) { requested[a, default: []].append(p.pattern) } }
+        return try Grants(requested, holder: "agent '\(name)'",
+                          source: "\(source) (unset: the plugin gets what its descriptor requests)")
     }
 
     private func loadInProcess(path: String) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {
@@ -365,25 +409,43 @@ public final class Host: @unchecked Sendable {
 // MARK: - callers identified by name (socket clients)
 
 extension Host {
-    /// Sends as `sender` (a connection's identity, e.g. "client:4242").
+    /// Sends as `sender` (a connection's identity, e.g. "client:4242"),
+    /// within `grants` (nil: anything).
     @discardableResult
-    public func send(_ env: Envelope, as sender: String) throws(PlexusError) -> plexus_id {
+    public func send(_ env: Envelope, as sender: String, grants: Grants? = nil) throws(PlexusError) -> plexus_id {
         let r: Result<plexus_id, PlexusError> = sender.withCString { s in
-            do throws(PlexusError) { return .success(try send(env, from: Router.Origin(cName: s, agent: nil, trace: .none))) }
+            do throws(PlexusError) { return .success(try send(env, from: Router.Origin(cName: s, agent: nil, trace: .none, grants: grants))) }
             catch { return .failure(error) }
         }
         return try r.get()
     }
 
-    /// Requests as `sender`; see request(_:timeoutMs:onAnswer:).
+    /// Requests as `sender` within `grants`; see request(_:timeoutMs:onAnswer:).
     @discardableResult
-    public func request(_ env: Envelope, timeoutMs: Int64, as sender: String,
+    public func request(_ env: Envelope, timeoutMs: Int64, as sender: String, grants: Grants? = nil,
                         onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
         let r: Result<plexus_id, PlexusError> = sender.withCString { s in
             do throws(PlexusError) {
-                return .success(try request(env, timeoutMs: timeoutMs, from: Router.Origin(cName: s, agent: nil, trace: .none), onAnswer: onAnswer))
+                let o = Router.Origin(cName: s, agent: nil, trace: .none, grants: grants)
+                return .success(try request(env, timeoutMs: timeoutMs, from: o, onAnswer: onAnswer))
             } catch { return .failure(error) }
         }
         return try r.get()
     }
+
+    /// Refuses (PERMISSION_DENIED, audited) what `grants` do not allow.
+    public func authorize(_ grants: Grants?, _ action: Grants.Action, _ name: String, as sender: String) throws(PlexusError) {
+        guard let grants else { return }
+        let allowed = action == .subscribe ? grants.covers(.subscribe, pattern: name) : grants.allows(action, name)
+        if !allowed { throw router.deny(grants, action, name, sender: sender) }
+    }
+
+    /// Records a refusal that is not a grant check (a connection or a hello
+    /// refused): kept with the others, logged, published on plexus.audit.denied.
+    public func audit(holder: String, sender: String, action: String, name: String, reason: String) {
+        router.record(AuditEvent(holder: holder, sender: sender, action: action, name: name, reason: reason, at_unix_ns: Clock.unixNanos()))
+    }
+
+    /// The most recent permission refusals, oldest first, and how many there were in all.
+    public var auditEvents: (recent: [AuditEvent], total: Int) { (router.audit.snapshot(), router.audit.recorded) }
 }

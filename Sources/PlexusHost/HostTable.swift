@@ -43,7 +43,7 @@ enum HostTable {
         p.pointee.subscribe = { ctx, pattern in
             guard let ctx, let pattern else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return status { () throws(PlexusError) in try a.router.registry.subscribe(a, String(cString: pattern)) }
+            return status { () throws(PlexusError) in try a.router.subscribe(a, String(cString: pattern)) }
         }
         p.pointee.unsubscribe = { ctx, pattern in
             guard let ctx, let pattern else { return PLEXUS_INVALID_ARGUMENT.status }
@@ -66,7 +66,7 @@ enum HostTable {
     }()
 
     static func origin(_ a: Agent) -> Router.Origin {
-        Router.Origin(cName: a.cName, agent: a, trace: CurrentMessage.trace)
+        Router.Origin(cName: a.cName, agent: a, trace: CurrentMessage.trace, grants: a.grants)
     }
 
     private static func status(_ body: () throws(PlexusError) -> Void) -> plexus_status {

@@ -46,6 +46,12 @@ public struct PluginDescriptor: Sendable {
 
     /// Every capability name the agent answers, handler-backed and typed exports.
     public var allCapabilityNames: [String] { capabilities.map(\.name) + exports.map(\.name) }
+
+    /// The name plexus.yaml knows a plugin file by: "Plugins/textkit.so" -> "textkit".
+    public static func stem(of path: String) -> String {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        return file.hasSuffix(".so") ? String(file.dropLast(3)) : file
+    }
 }
 
 enum TypeName {

@@ -2,6 +2,7 @@ import PlexusThreads
 import Glibc
 import CPlexus
 import PlexusCore
+import Logging
 
 /// The one road between agents: every send, request, reply and publish, from
 /// a plugin, a client or the host itself, passes through here.
@@ -16,12 +17,17 @@ final class Router: @unchecked Sendable {
         let cName: UnsafePointer<CChar>
         let agent: Agent?
         let trace: plexus_id
+        /// What it may do; nil: anything (the host itself, its own user).
+        var grants: Grants? = nil
     }
 
     let registry: Registry
     let ids = IDGenerator()
     let pending: PendingRequests
     let deadLetters = DeadLetters()
+    /// The most recent permission refusals (Audit.swift).
+    let audit = Recent<AuditEvent>()
+    let logger = Logger(label: "plexus.router")
     let limits: Limits
     private(set) var dispatcher: Dispatcher!
     private let hostName = strdup("plexus")!
@@ -88,11 +94,13 @@ final class Router: @unchecked Sendable {
             if request != nil { throw PlexusError(.INVALID_ARGUMENT, "a request goes to an agent or a capability, not to topic '\(subject)'") }
             c.kind = MessageKind.event.rawValue
             try Subject.validateSubject(subject)
+            try authorize(o, .publish, target)
             return try publish(&c, subject: subject)
         case PLEXUS_TARGET_REPLY.rawValue:
             throw PlexusError(.INVALID_ARGUMENT, "target kind REPLY is for reply()")
         default: break
         }
+        try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
         let (agent, label) = try resolve(kind: c.target_kind, target)
         if let request {   // the request's id names its pending slot
             c.id = try pending.add(.init(requester: request.0, responder: agent,

@@ -273,7 +273,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return
         }
         guard let agent else { w.kill(reason: "it sent a message before it was registered"); return }
-        let origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id)
+        let origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id, grants: agent.grants)
         if env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
             if let ct = env.content_type, strcmp(ct, WorkerExports.ffiResult) == 0 {
                 exportResult(e, from: origin, worker: w)
@@ -347,7 +347,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             var detail: [UInt8] = []
             if let agent {
                 if topic == PLEXUS_CONTROL_SUBSCRIBE {
-                    do throws(PlexusError) { try router.registry.subscribe(agent, pattern) } catch { status = error.status; detail = Array(error.detail.utf8) }
+                    do throws(PlexusError) { try router.subscribe(agent, pattern) } catch { status = error.status; detail = Array(error.detail.utf8) }
                 } else if !router.registry.unsubscribe(agent, pattern) {
                     status = PLEXUS_INVALID_ARGUMENT.status
                 }

@@ -21,14 +21,24 @@ final class Outbox: @unchecked Sendable {
     }
 
     /// Queues a frame. Answers to the client's own frames are `force`d:
-    /// they are bounded by what the client itself sent. False when the
-    /// connection is closing, or when a delivery finds the queue full.
+    /// they are bounded by awaitRoom, which stops reading the client while
+    /// `limit` frames wait. False when the connection is closing, or when a
+    /// delivery finds the queue full.
     func post(_ frame: [UInt8], force: Bool) -> Bool {
         lock.withLock {
             if closed || (!force && frames.count >= limit) { return false }
             frames.append(frame)
-            lock.signal()
+            lock.broadcast()
             return true
+        }
+    }
+
+    /// Blocks while `limit` frames wait to be written (the client is not
+    /// reading); false once the outbox is closed.
+    func awaitRoom() -> Bool {
+        lock.withLock {
+            while frames.count >= limit && !closed { lock.wait() }
+            return !closed
         }
     }
 
@@ -41,7 +51,7 @@ final class Outbox: @unchecked Sendable {
                     do throws(PlexusError) { return .success(try io.write(b)) } catch { return .failure(error) }
                 }
                 if case .failure = r {
-                    lock.withLock { closed = true; frames.removeAll() }
+                    lock.withLock { closed = true; frames.removeAll(); lock.broadcast() }
                     shutdown(io.fd, Int32(SHUT_RDWR))
                     return
                 }
@@ -55,10 +65,11 @@ final class Outbox: @unchecked Sendable {
             if frames.isEmpty { return nil }
             let all = Array(frames)
             frames.removeAll(keepingCapacity: true)
+            lock.broadcast()   // a reader waiting in awaitRoom may go on
             return all
         }
     }
 
     /// No more frames are taken; what is queued is still written.
-    func close() { lock.withLock { closed = true; lock.signal() } }
+    func close() { lock.withLock { closed = true; lock.broadcast() } }
 }

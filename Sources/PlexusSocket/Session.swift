@@ -12,7 +12,12 @@ import PlexusHost
 /// host's reserved capabilities `plexus.register`, `plexus.unregister`,
 /// `plexus.subscribe` and `plexus.unsubscribe` (SDK/PROTOCOL.md).
 final class Session {
-    let name: String
+    /// Who this connection is; nil until a peer that must say hello does.
+    private var identity: Identity?
+    /// The peer's uid, from its credentials.
+    private let uid: UInt32
+    /// Whether any frame other than a hello was taken (a hello must come first).
+    private var begun = false
     private let host: Host
     let outbox: Outbox
     /// Agents this connection registered, by name.
@@ -25,33 +30,73 @@ final class Session {
     /// The registered agents and the listener.
     private var everyAgent: [ExternalAgent] { Array(agents.values) + (listener.map { [$0] } ?? []) }
 
-    static let operations: Set<String> = ["plexus.register", "plexus.unregister", "plexus.subscribe", "plexus.unsubscribe"]
+    static let operations: Set<String> = ["plexus.hello", "plexus.register", "plexus.unregister", "plexus.subscribe", "plexus.unsubscribe"]
 
-    init(name: String, serial: Int, host: Host, outbox: Outbox) {
-        self.name = name
+    init(identity: Identity?, uid: UInt32, serial: Int, host: Host, outbox: Outbox) {
+        self.identity = identity
+        self.uid = uid
         self.serial = serial
         self.host = host
         self.outbox = outbox
     }
 
-    /// Handles one frame from the client.
-    func handle(_ env: Envelope) {
+    /// The sender name for logs: the identity, or the uid still to say hello.
+    var name: String { identity?.name ?? "uid \(uid) (no hello yet)" }
+
+    /// Handles one frame from the client. False when the connection must
+    /// end (a refused hello).
+    func handle(_ env: Envelope) -> Bool {
         let answer = answerer(for: env.id)
         do throws(PlexusError) {
+            if case .capability("plexus.hello") = env.target {
+                answer(try hello(env.payload))
+                return true
+            }
+            guard let me = identity else {
+                throw PlexusError(.PERMISSION_DENIED, "this connection (uid \(uid)) must first say hello: a QUERY to plexus.hello "
+                                  + "with {\"client\": NAME, \"token\": TOKEN} naming a client of plexus.yaml")
+            }
+            begun = true
             if env.kind == .response || env.kind == .error {
                 try reply(env)
             } else if case .capability(let op) = env.target, Session.operations.contains(op) {
-                answer(Envelope(kind: .response, target: .reply, payload: Array(try operate(op, env.payload).text.utf8),
+                answer(Envelope(kind: .response, target: .reply, payload: Array(try operate(op, env.payload, me).text.utf8),
                                 contentType: "application/json"))
             } else if env.kind == .query {
-                try host.request(env, timeoutMs: 0, as: name, onAnswer: answer)
+                try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: answer)
             } else {
-                let id = try host.send(env, as: name)
+                let id = try host.send(env, as: me.name, grants: me.grants)
                 answer(Envelope(kind: .response, target: .reply, payload: Array(JSONValue.object(["id": .string(id.hex)]).text.utf8),
                                 contentType: "application/json"))
             }
         } catch {
             answer(Session.errorEnvelope(error))
+            if case .capability("plexus.hello") = env.target, error.status == PLEXUS_PERMISSION_DENIED.status { return false }
+        }
+        return true
+    }
+
+    /// plexus.hello: the connection becomes a configured client. A refused
+    /// hello is audited and ends the connection (one guess per connection).
+    private func hello(_ payload: [UInt8]) throws(PlexusError) -> Envelope {
+        guard !begun else {
+            throw PlexusError(.INVALID_ARGUMENT, "plexus.hello must be the connection's first frame, and comes once")
+        }
+        let args = try Session.object(payload, "plexus.hello")
+        do throws(PlexusError) {
+            let (client, me) = try Identity.hello(args, uid: uid, host.configuration)
+            identity = me
+            begun = true
+            var grants: [String: JSONValue] = [:]
+            for (a, ps) in me.grants?.patterns ?? [:] { grants[a.rawValue] = .array(ps.map(JSONValue.string)) }
+            return Envelope(kind: .response, target: .reply,
+                            payload: Array(JSONValue.object(["client": .string(client), "sender": .string(me.name),
+                                                             "grants": .object(grants)]).text.utf8),
+                            contentType: "application/json")
+        } catch {
+            let who = args["client"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "?"
+            host.audit(holder: "uid \(uid)", sender: name, action: "hello", name: who, reason: error.detail)
+            throw error
         }
     }
 
@@ -83,13 +128,13 @@ final class Session {
 
     // MARK: session operations
 
-    private func operate(_ op: String, _ payload: [UInt8]) throws(PlexusError) -> JSONValue {
+    private func operate(_ op: String, _ payload: [UInt8], _ me: Identity) throws(PlexusError) -> JSONValue {
         let args = try Session.object(payload, op)
         switch op {
         case "plexus.register":
             let n = try Session.string(args, "name", op)
             let caps = try Session.strings(args, "capabilities", op)
-            let x = try host.attach(name: n, capabilities: caps, deliver: deliverer())
+            let x = try host.attach(name: n, capabilities: caps, as: me.name, grants: me.grants, deliver: deliverer())
             agents[n] = x
             return .object(["agent": .string(n), "capabilities": .array(caps.map(JSONValue.string))])
         case "plexus.unregister":
@@ -101,11 +146,13 @@ final class Session {
             return .object(["agent": .string(n)])
         case "plexus.subscribe":
             let p = try Session.string(args, "pattern", op)
-            try host.subscribe(try subscriber(args, op), p)
+            try Subject.validatePattern(p)
+            try host.authorize(me.grants, .subscribe, p, as: me.name)
+            try host.subscribe(try subscriber(args, op, me), p)
             return .object(["pattern": .string(p)])
         default:   // plexus.unsubscribe
             let p = try Session.string(args, "pattern", op)
-            guard host.unsubscribe(try subscriber(args, op), p) else {
+            guard host.unsubscribe(try subscriber(args, op, me), p) else {
                 throw PlexusError(.INVALID_ARGUMENT, "\(op): not subscribed to '\(p)'")
             }
             return .object(["pattern": .string(p)])
@@ -114,13 +161,13 @@ final class Session {
 
     /// The agent a (un)subscription is for: a registered one named by
     /// "agent", or the connection's own listener.
-    private func subscriber(_ args: [String: JSONValue], _ op: String) throws(PlexusError) -> ExternalAgent {
+    private func subscriber(_ args: [String: JSONValue], _ op: String, _ me: Identity) throws(PlexusError) -> ExternalAgent {
         if case .string(let n)? = args["agent"] {
             guard let x = agents[n] else { throw PlexusError(.NO_SUCH_AGENT, "\(op): this connection registered no agent named '\(n)'") }
             return x
         }
         if let l = listener { return l }
-        let l = try host.attach(name: "\(name).\(serial)", capabilities: [], deliver: deliverer())
+        let l = try host.attach(name: "\(me.name).\(serial)", capabilities: [], deliver: deliverer())
         listener = l
         return l
     }

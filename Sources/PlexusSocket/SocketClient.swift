@@ -43,6 +43,17 @@ public final class SocketClient {
         return reply
     }
 
+    /// Says hello as `client` of the host's plexus.yaml, with its token:
+    /// its grants then decide what this connection may do. Returns them.
+    @discardableResult
+    public func hello(_ client: String, token: String?) throws(PlexusError) -> JSONValue {
+        var args: [String: JSONValue] = ["client": .string(client)]
+        if let token { args["token"] = .string(token) }
+        let reply = try call(Envelope(kind: .query, target: .capability("plexus.hello"), payload: Array(JSONValue.object(args).text.utf8),
+                                      contentType: "application/json"), timeoutMs: 10_000)
+        return (try? JSONValue.parse(reply.payload))?["grants"] ?? .null
+    }
+
     /// Sends a command or event; returns the id the host gave it.
     public func send(_ env: Envelope) throws(PlexusError) -> plexus_id {
         let ack = try exchange(env)

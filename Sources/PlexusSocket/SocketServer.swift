@@ -19,7 +19,8 @@ public final class SocketServer: @unchecked Sendable {
     private let serials = Atomic<Int>(0)
     private var acceptThread: pthread_t?
 
-    /// Binds path with mode 0600. Refuses when another host answers there;
+    /// Binds path (mode 0600, or 0666 when plexus.yaml lists clients of
+    /// other users). Refuses when another host answers there;
     /// a stale socket file left by a dead host is replaced.
     public init(host: Host, path: String) throws(PlexusError) {
         self.host = host
@@ -33,12 +34,15 @@ public final class SocketServer: @unchecked Sendable {
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw PlexusError(.INTERNAL, "socket: \(String(cString: strerror(errno)))") }
-        let old = umask(0o177)   // the file is created 0600: only this user may connect
+        // 0600 (only this user) unless plexus.yaml admits other users:
+        // then 0666, and each connection's peer uid and hello decide.
+        let mode: mode_t = host.configuration.clients.values.contains { $0.uid != getuid() } ? 0o666 : 0o600
+        let old = umask(0o177)   // created 0600; widened below only when clients need it
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         umask(old)
-        guard rc == 0, chmod(path, 0o600) == 0, listen(fd, 128) == 0 else {
+        guard rc == 0, chmod(path, mode) == 0, listen(fd, 128) == 0 else {
             let why = String(cString: strerror(errno))
             close(fd)
             throw PlexusError(.INVALID_ARGUMENT, "cannot listen on \(path): \(why)")
@@ -74,27 +78,29 @@ public final class SocketServer: @unchecked Sendable {
         }
     }
 
-    private func peerName(_ fd: Int32) -> String {
-        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
-        guard plexus_posix_peer_credentials(fd, &pid, &uid, &gid) == 0 else { return "client:unknown" }
-        return "client:\(pid)"
-    }
-
     /// Reads the client's frames until it leaves; a second thread writes
-    /// what goes back (Outbox). Any malformed frame gets one ERROR frame and
-    /// ends the connection; its agents leave the host.
+    /// what goes back (Outbox). A peer no client entry admits, any malformed
+    /// frame and a refused hello get one ERROR frame and end the
+    /// connection; its agents leave the host.
     private func serve(_ fd: Int32) {
         let io = FrameIO(fd: fd, maxPayload: host.configuration.maxPayload)
         let outbox = Outbox(io, limit: host.configuration.mailboxCapacity)
         let writer = startThread(name: "plexus-client-out") { outbox.run() }
-        let session = Session(name: peerName(fd), serial: serials.add(1, ordering: .relaxed).newValue, host: host, outbox: outbox)
+        var session: Session?
         defer {
-            session.close()
+            if let session { session.close() } else { outbox.close() }
             pthread_join(writer, nil)
             connections.withLock { $0[fd] = nil }
             close(fd)
         }
-        while true {
+        do throws(PlexusError) { session = try admit(fd, outbox) } catch {
+            if let frame = try? Session.errorEnvelope(error).encode() { _ = outbox.post(frame, force: true) }
+            return
+        }
+        // Back-pressure: while the client leaves its answers unread, stop
+        // reading its frames, so the socket pushes back on it and the host
+        // holds a bounded number of answers for it.
+        while let session, outbox.awaitRoom() {
             let env: Envelope
             do throws(PlexusError) {
                 guard case .frame(let f) = try io.read() else { return }
@@ -104,7 +110,23 @@ public final class SocketServer: @unchecked Sendable {
                 if let frame = try? Session.errorEnvelope(error).encode() { _ = outbox.post(frame, force: true) }
                 return
             }
-            session.handle(env)
+            guard session.handle(env) else { return }
+        }
+    }
+
+    /// The session of a new connection, from its peer credentials; a peer
+    /// plexus.yaml does not admit is refused (and audited).
+    private func admit(_ fd: Int32, _ outbox: Outbox) throws(PlexusError) -> Session {
+        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+        do throws(PlexusError) {
+            guard plexus_posix_peer_credentials(fd, &pid, &uid, &gid) == 0 else {
+                throw PlexusError(.PERMISSION_DENIED, "the connection's peer credentials cannot be read")
+            }
+            let identity = try Identity.atConnect(pid: pid, uid: uid, host.configuration)
+            return Session(identity: identity, uid: uid, serial: serials.add(1, ordering: .relaxed).newValue, host: host, outbox: outbox)
+        } catch {
+            host.audit(holder: "uid \(uid)", sender: "pid \(pid)", action: "connect", name: path, reason: error.detail)
+            throw error
         }
     }
 }

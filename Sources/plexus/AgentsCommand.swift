@@ -16,18 +16,7 @@ struct AgentsCommand: ParsableCommand {
 
     func run() throws {
         bootstrapLogging(default: .error)
-        let reports: [AgentReport]
-        if options.embedded {
-            let host = try options.embeddedHost()
-            reports = host.agentReports
-            host.shutdown()
-        } else {
-            guard let client = try? SocketClient(path: options.socketPath) else {
-                throw CLIError("no host is running at \(options.socketPath): start one with `plexus run`, or pass --embedded")
-            }
-            let reply = try client.call(Envelope(kind: .query, target: .capability("plexus.agents")), timeoutMs: 10_000)
-            reports = try JSONDecoder().decode([AgentReport].self, from: Data(reply.payload))
-        }
+        let reports = try options.ask("plexus.agents", fallback: false) { $0.agentReports }
         if json { print(try prettyJSON(reports)) } else { printTable(reports) }
     }
 

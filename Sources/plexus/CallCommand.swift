@@ -41,10 +41,11 @@ struct CallCommand: ParsableCommand {
                            contentType: contentType ?? (file != nil ? "text/plain" : "application/json"))
         let timeoutMs = Int64(timeout * 1000)
         do {
-            if !options.embedded, let client = try? SocketClient(path: options.socketPath) {
+            if let client = try options.runningHost() {
                 FileHandleErr.note("plexus: calling through the running host at \(options.socketPath)")
                 try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
             } else {
+                if !options.embedded { FileHandleErr.note("plexus: no host is running at \(options.socketPath); starting an embedded one") }
                 let host = try options.embeddedHost()
                 defer { host.shutdown() }
                 try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })

@@ -4,6 +4,8 @@ import Glibc
 import PlexusHost
 import PlexusConfig
 import PlexusSocket
+import PlexusCore
+import FoundationEssentials
 
 @main
 struct Plexus: ParsableCommand {
@@ -15,7 +17,7 @@ struct Plexus: ParsableCommand {
             plugins directory. Commands that need a host use a running one (plexus run)
             when its socket answers, and start an embedded host otherwise.
             """,
-        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, RunCommand.self, BenchCommand.self])
+        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, AuditCommand.self, RunCommand.self, BenchCommand.self])
 }
 
 /// Options every host-using command shares.
@@ -25,6 +27,12 @@ struct HostOptions: ParsableArguments {
 
     @Option(name: .long, help: "The running host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
     var socket: String?
+
+    @Option(name: .long, help: "Say hello to the running host as this client of its plexus.yaml (default: $PLEXUS_CLIENT; none: the host's own user).")
+    var client: String?
+
+    @Option(name: .long, help: "The client's token (default: $PLEXUS_TOKEN).")
+    var token: String?
 
     @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
     var embedded = false
@@ -37,6 +45,36 @@ struct HostOptions: ParsableArguments {
 
     var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
     var socketPath: String { socket ?? SocketPath.default }
+
+    /// A connection to the running host (after its hello when a client is
+    /// named); nil when none answers at the socket, or with --embedded.
+    func runningHost() throws -> SocketClient? {
+        guard !embedded, let c = try? SocketClient(path: socketPath) else { return nil }
+        if let name = client ?? env("PLEXUS_CLIENT") {
+            do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
+        }
+        return c
+    }
+
+    /// What the running host's `capability` answers, decoded. With no host
+    /// running: a fresh embedded host's `embedded` value when `fallback`
+    /// (or --embedded) allows, else a clear error.
+    func ask<T: Decodable>(_ capability: String, fallback: Bool, embedded: (Host) -> T) throws -> T {
+        if let c = try runningHost() {
+            FileHandleErr.note("plexus: asking the running host at \(socketPath)")
+            do {
+                let reply = try c.call(Envelope(kind: .query, target: .capability(capability)), timeoutMs: 10_000)
+                return try JSONDecoder().decode(T.self, from: Data(reply.payload))
+            } catch let e as PlexusError { throw CLIError("\(e.name): \(e.detail)") }
+        }
+        guard fallback || self.embedded else {
+            throw CLIError("no host is running at \(socketPath): start one with `plexus run`, pass --socket PATH, or --embedded")
+        }
+        if !self.embedded { FileHandleErr.note("plexus: no host is running at \(socketPath); starting an embedded one") }
+        let host = try embeddedHost()
+        defer { host.shutdown() }
+        return embedded(host)
+    }
 
     /// Built-in defaults, then the configuration file, then these options.
     func hostConfiguration() throws -> HostConfiguration {

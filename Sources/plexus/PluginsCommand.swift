@@ -17,16 +17,7 @@ struct PluginsCommand: ParsableCommand {
 
         func run() throws {
             bootstrapLogging(default: .error)
-            let reports: [PluginReport]
-            if !options.embedded, let client = try? SocketClient(path: options.socketPath) {
-                FileHandleErr.note("plexus: asking the running host at \(options.socketPath)")
-                let reply = try client.call(Envelope(kind: .query, target: .capability("plexus.plugins")), timeoutMs: 10_000)
-                reports = try JSONDecoder().decode([PluginReport].self, from: Data(reply.payload))
-            } else {
-                let host = try options.embeddedHost()
-                reports = host.pluginReports
-                host.shutdown()
-            }
+            let reports = try options.ask("plexus.plugins", fallback: true) { $0.pluginReports }
             if json { print(try prettyJSON(reports)) } else { printTable(reports) }
         }
     }

@@ -4,6 +4,7 @@
 static plexus_status probe_init(const char *config);
 #define PLEXUS_AGENT_ON_INIT(config) probe_init(config)
 #define PLEXUS_AGENT_EXPORT_LIST 7, exports
+#define PLEXUS_AGENT_PERMISSION_LIST 3, probe_permissions
 #include "plexus_agent.h"
 #include <errno.h>
 #include <stdio.h>
@@ -155,5 +156,18 @@ static plexus_status probe_init(const char *config) {
     return PLEXUS_OK;
 #endif
 }
+
+/* What it reaches: other agents, what it publishes, and the subscription a
+** test may compile in. */
+#ifndef SUBSCRIBE
+#define SUBSCRIBE_GRANT "probe.none"
+#else
+#define SUBSCRIBE_GRANT SUBSCRIBE
+#endif
+static const plexus_permission probe_permissions[] = {
+    PLEXUS_PERMISSION(PLEXUS_PERMIT_CALL, "*"),          /* probe.nudge wakes another agent by name */
+    PLEXUS_PERMISSION(PLEXUS_PERMIT_PUBLISH, "probe.events.>"),
+    PLEXUS_PERMISSION(PLEXUS_PERMIT_SUBSCRIBE, SUBSCRIBE_GRANT),
+};
 
 PLEXUS_AGENT(AGENT_NAME, "0.1.0", caps, handle)

@@ -2,6 +2,7 @@
 ** relay.ask takes "CAPABILITY\nBODY", requests CAPABILITY with BODY, and
 ** answers the caller with what came back (an ERROR stays an ERROR). Used to
 ** show a plugin calling an agent that a socket client registered. */
+#define PLEXUS_AGENT_PERMISSION_LIST 1, relay_permissions
 #include "plexus_agent.h"
 #include <stdio.h>
 
@@ -50,4 +51,6 @@ static plexus_status handle(const plexus_envelope *m) {
 }
 
 static const plexus_capability caps[] = { PLEXUS_CAPABILITY("relay.ask", "requests CAPABILITY with BODY (\"CAPABILITY\\nBODY\") and answers with its reply") };
+/* It asks to call anything: the test decides what plexus.yaml grants. */
+static const plexus_permission relay_permissions[] = { PLEXUS_PERMISSION(PLEXUS_PERMIT_CALL, ">") };
 PLEXUS_AGENT("relay", "1.0.0", caps, handle)

@@ -24,7 +24,7 @@ struct ConfigFileTests {
                 sandbox: in-process
                 config: { greeting: hi, times: 3, loud: true, tags: [a, b] }
               keywords:
-                grants: [socket]
+                syscalls: [socket]
                 limits: { memory: 64MiB }
                 concurrency: 4
             """)
@@ -51,16 +51,62 @@ struct ConfigFileTests {
         #expect(error("defaults:\n  limits: { memory: lots }\n")
                 == "plexus.yaml:2:21: defaults.limits.memory: expected a size such as 512MiB or 1GiB, found \"lots\"")
         #expect(error("defaults:\n  limits: { memory: 1MiB }\n").contains("at least 32MiB"))
-        #expect(error("defaults:\n  grants: [fork, teleport]\n")
-                == "plexus.yaml:2:18: defaults.grants: unknown grant \"teleport\"; expected fork, exec, socket or ptrace")
+        #expect(error("defaults:\n  syscalls: [fork, teleport]\n")
+                == "plexus.yaml:2:20: defaults.syscalls: unknown system call group \"teleport\"; expected fork, exec, socket or ptrace")
+        #expect(error("defaults:\n  grants: [socket]\n").hasPrefix(
+                "plexus.yaml:2:11: defaults.grants: grants is now what the plugin may message: { call: [...], publish: [...], subscribe: [...] }; the system calls its filter lets through moved to syscalls:"))
         #expect(error("defaults:\n  restart: { max_attempts: 0 }\n").contains("defaults.restart.max_attempts: 0 is out of range 1...1000"))
         #expect(error("defaults:\n  limits: { cpu_seconds: 60, cpu_hard_seconds: 30 }\n").contains("cpu_hard_seconds: must be at least cpu_seconds (60)"))
         #expect(error("plugins:\n  fetcher:\n    concurrency: 0\n") == "plexus.yaml:3:18: plugins.fetcher.concurrency: 0 is out of range 1...256")
         #expect(error("defaults:\n  concurrency: 4\n").hasPrefix("plexus.yaml:2:16: defaults.concurrency: set concurrency per plugin"))
-        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision")
+        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision, clients")
         #expect(error("plugins: [textkit]\n").hasPrefix("plexus.yaml:1:10: plugins: expected a mapping"))
         #expect(error("defaults:\n  sandbox: [process\n").hasPrefix("plexus.yaml:"))
         #expect(error("defaults:\n  sandbox: [process\n").contains("not valid YAML"))
+    }
+
+    @Test func grantsAreReadPerPluginAndFromDefaults() throws {
+        let c = try parse("""
+            defaults:
+              grants: { call: ["text.*"] }
+            plugins:
+              summarizer:
+                grants: { call: [text.stats, text.keywords], publish: [docs.summarized], subscribe: ["docs.>"] }
+            """)
+        #expect(c.settings(for: "Plugins/summarizer.so").grants
+                == [.call: ["text.stats", "text.keywords"], .publish: ["docs.summarized"], .subscribe: ["docs.>"]])
+        #expect(c.settings(for: "Plugins/other.so").grants == [.call: ["text.*"]])
+        #expect(try parse("plugins:\n  x: { sandbox: process }\n").settings(for: "x.so").grants == nil)   // what it requests
+        #expect(error("plugins:\n  x:\n    grants: { call: [\"a.>.b\"] }\n")
+                == "plexus.yaml:3:22: plugins.x.grants.call: pattern 'a.>.b': '>' may only be the last token")
+        #expect(error("plugins:\n  x:\n    grants: { register: [a] }\n")
+                == "plexus.yaml:3:15: plugins.x.grants.register: unknown field; expected one of: call, publish, subscribe")
+        #expect(error("plugins:\n  x:\n    grants: { call: a }\n").contains("plugins.x.grants.call: expected a list of names or patterns"))
+    }
+
+    @Test func clientsAreReadWithUidTokenAndGrants() throws {
+        let c = try parse("""
+            clients:
+              owner: { grants: { call: ["plexus.>"] } }
+              reporter:
+                uid: 1001
+                token: "0123456789abcdef-reporter"
+                grants: { call: [report.summarize], subscribe: ["docs.>"], register: [ocr] }
+              batch: { uid: 1002 }
+            """)
+        #expect(c.ownerGrants == [.call: ["plexus.>"]])
+        #expect(c.clients["reporter"] == ClientSpec(uid: 1001, token: "0123456789abcdef-reporter",
+                                                    grants: [.call: ["report.summarize"], .subscribe: ["docs.>"], .register: ["ocr"]]))
+        #expect(c.clients["batch"] == ClientSpec(uid: 1002))   // admitted by uid, granted nothing
+        #expect(error("clients:\n  anyone: { grants: { call: [\">\"] } }\n")
+                == "plexus.yaml:2:11: clients.anyone: a client needs a uid, a token (or token_env), or both: otherwise anyone could claim to be it")
+        #expect(error("clients:\n  x: { token: short }\n")
+                == "plexus.yaml:2:15: clients.x.token: a token needs at least 16 characters (it is the client's only secret)")
+        #expect(error("clients:\n  x: { token_env: PLEXUS_TEST_UNSET_VARIABLE }\n")
+                == "plexus.yaml:2:19: clients.x.token_env: the environment variable PLEXUS_TEST_UNSET_VARIABLE is not set")
+        #expect(error("clients:\n  x: { uid: -1 }\n") == "plexus.yaml:2:13: clients.x.uid: -1 is out of range 0...4294967294")
+        #expect(error("clients:\n  owner: { uid: 5 }\n") == "plexus.yaml:2:12: clients.owner.uid: unknown field; expected one of: grants")
+        #expect(error("clients:\n  \"bad name\": { uid: 5 }\n").contains("clients.bad name: client name 'bad name' has the character ' '"))
     }
 
     @Test func theSupervisionTreeIsRead() throws {

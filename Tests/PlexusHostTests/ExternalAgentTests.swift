@@ -10,16 +10,8 @@ import Testing
 struct ExternalAgentTests {
     /// A host with the example plugins and the relay fixture, serving a socket.
     func withRunningHost(_ body: (Host, String) throws -> Void) throws {
-        let h = Host(HostConfiguration(pluginsDirectory: PipelineTests.plugins))
-        try h.loadPlugins()
-        _ = try h.load(path: try Fixtures.build("relay.c", name: "relay"))
-        h.start()
-        defer { h.shutdown() }
-        let path = Fixtures.dir + "/py-\(UUID().uuidString.prefix(8)).sock"
-        let server = try SocketServer(host: h, path: path)
-        server.start()
-        defer { server.stop() }
-        try body(h, path)
+        try withServedHost(HostConfiguration(pluginsDirectory: PipelineTests.plugins),
+                           files: [try Fixtures.build("relay.c", name: "relay")], body)
     }
 
     /// A client program; its stdin stays open until `finish` so it can

@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import PlexusSocket
 import Synchronization
 
 typealias Host = PlexusHost.Host
@@ -74,6 +75,22 @@ func startedHost(_ files: [String], mailbox: Int = 4096, threads: Int = 2, timeo
     for f in files { try host.load(path: f) }
     host.start()
     return host
+}
+
+/// A started host (plugins from `config`'s directory plus `files`) serving a
+/// socket at a fresh path in `directory` while `body` runs.
+func withServedHost(_ config: HostConfiguration, files: [String] = [], directory: String = Fixtures.dir,
+                    _ body: (Host, String) throws -> Void) throws {
+    let h = Host(config)
+    try h.loadPlugins()
+    for f in files { _ = try h.load(path: f) }
+    h.start()
+    defer { h.shutdown() }
+    let path = directory + "/plexus-\(UUID().uuidString.prefix(8)).sock"
+    let server = try SocketServer(host: h, path: path)
+    server.start()
+    defer { server.stop() }
+    try body(h, path)
 }
 
 extension Host {

@@ -2,11 +2,13 @@
 **     plexus_call [--socket PATH] TARGET [PAYLOAD]
 ** TARGET is a capability ("echo"), agent:NAME or topic:SUBJECT (published,
 ** not called). Exits 0 with the reply on stdout, or 1 with the reason on
-** stderr. Build:
+** stderr. With $PLEXUS_CLIENT (and $PLEXUS_TOKEN) set, it says hello as that
+** client of the host's plexus.yaml first. Build:
 **     cc -I include -I SDK/c SDK/c/examples/plexus_call.c SDK/c/plexus_client.c \
 **        Sources/CPlexus/wire.c -o plexus_call */
 #include "plexus_client.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int main(int argc, char **argv) {
@@ -23,6 +25,11 @@ int main(int argc, char **argv) {
     char err[512];
     plexus_client *c;
     if (plexus_client_connect(socket_path, &c, err, sizeof err) != PLEXUS_OK) { fprintf(stderr, "%s\n", err); return 1; }
+    const char *who = getenv("PLEXUS_CLIENT");   /* a client of the host's plexus.yaml, with $PLEXUS_TOKEN */
+    if (who && *who) {
+        plexus_status h = plexus_client_hello(c, who, getenv("PLEXUS_TOKEN"));
+        if (h != PLEXUS_OK) { fprintf(stderr, "%s: %s\n", plexus_status_name(h), plexus_client_last_error(c)); plexus_client_close(c); return 1; }
+    }
     int rc = 0;
     if (kind == PLEXUS_TARGET_TOPIC) {
         plexus_status s = plexus_client_send(c, kind, target, "application/json", payload, strlen(payload), NULL);
@@ -31,7 +38,7 @@ int main(int argc, char **argv) {
         plexus_answer *a;
         plexus_status s = plexus_client_call(c, kind, target, "application/json", payload, strlen(payload), 10000, &a);
         if (s != PLEXUS_OK) { fprintf(stderr, "%s: %s\n", plexus_status_name(s), plexus_client_last_error(c)); rc = 1; }
-        else if (a->status != PLEXUS_OK) { fprintf(stderr, "%s: %.*s\n", plexus_status_name(a->status), (int)a->payload_len, a->payload); rc = 1; }
+        else if (a->status != PLEXUS_OK) { fprintf(stderr, "%s: %s\n", plexus_status_name(a->status), plexus_client_last_error(c)); rc = 1; }
         else printf("%.*s\n", (int)a->payload_len, a->payload);
         if (s == PLEXUS_OK) plexus_answer_free(a);
     }

@@ -74,7 +74,11 @@ class Message:
 
 
 class Client:
-    def __init__(self, path=None, connect_timeout=5.0):
+    def __init__(self, path=None, connect_timeout=5.0, client=None, token=None):
+        """Connects to the host at path. With client (and token), says hello as that
+        client of the host's plexus.yaml: its grants then decide what this connection
+        may do. Without, the connection is the host's own user (or the one client
+        plexus.yaml admits by this process's uid)."""
         self.path = path or default_socket_path()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -93,10 +97,21 @@ class Client:
         self._inbox = queue.Queue()             # deliveries without a callback
         self._deliveries = queue.Queue()
         self._closed = None
+        self._refusal = None                    # the host's reason, when it refused the connection
         self._reader = threading.Thread(target=self._read_loop, name="plexus-client-read", daemon=True)
         self._reader.start()
         self._deliverer = threading.Thread(target=self._delivery_loop, name="plexus-client-deliver", daemon=True)
         self._deliverer.start()
+        self.grants = None
+        if client is not None:
+            hello = {"client": client}
+            if token is not None:
+                hello["token"] = token
+            try:
+                self.grants = self._operate("plexus.hello", hello)["grants"]
+            except PlexusError:
+                self.close()
+                raise
 
     # ---- calling ----------------------------------------------------------
 
@@ -186,8 +201,15 @@ class Client:
     def _write(self, env):
         with self._lock:
             if self._closed:
-                raise PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
-            self._sock.sendall(wire.encode(env))
+                raise self._refusal or PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
+            try:
+                self._sock.sendall(wire.encode(env))
+                return
+            except OSError as e:
+                failure = e
+        # A host that refused the connection closed it; its reason may still be on its way.
+        self._reader.join(1.0)
+        raise self._refusal or PlexusError("UNAVAILABLE", f"writing to the host failed: {failure}", wire.STATUS["UNAVAILABLE"])
 
     def _exchange(self, env, timeout):
         done = threading.Event()
@@ -236,11 +258,16 @@ class Client:
             self._closed = self._closed or reason
             waiting = list(self._waiting.values())
         for slot in waiting:
-            slot[1] = PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
+            if slot[1] is None:   # an answer that arrived before the close stands
+                slot[1] = self._refusal or PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
             slot[0].set()
         self._deliveries.put(None)
 
     def _received(self, env):
+        if env.kind == wire.ERROR and env.correlation_id == (0, 0):
+            # An ERROR answering nothing: the host refuses this connection and closes it.
+            self._refusal = _error(env)
+            return
         if env.kind in (wire.RESPONSE, wire.ERROR):
             with self._lock:
                 slot = self._waiting.get(env.correlation_id)

@@ -145,6 +145,16 @@ public enum PluginExport {
         }
     }
 
+    /// What the agent asks to reach; plexus.yaml may grant otherwise.
+    /// Without a grant, a request, send, publish or subscribe is refused
+    /// with PERMISSION_DENIED.
+    public struct Permission: Sendable {
+        let kind: plexus_permission_kind, pattern: String
+        public static func call(_ pattern: String) -> Permission { .init(kind: PLEXUS_PERMIT_CALL, pattern: pattern) }
+        public static func publish(_ pattern: String) -> Permission { .init(kind: PLEXUS_PERMIT_PUBLISH, pattern: pattern) }
+        public static func subscribe(_ pattern: String) -> Permission { .init(kind: PLEXUS_PERMIT_SUBSCRIBE, pattern: pattern) }
+    }
+
     private final class Instance {
         let agent: any Agent
         let context: AgentContext
@@ -162,7 +172,8 @@ public enum PluginExport {
     /// once and live as long as the library).
     public static func descriptor<A: Agent>(_ type: A.Type, name: String, version: String,
                                             description: String? = nil,
-                                            capabilities: [Capability]) -> UnsafeRawPointer {
+                                            capabilities: [Capability],
+                                            permissions: [Permission] = []) -> UnsafeRawPointer {
         if let built { return UnsafeRawPointer(built) }
         factory = { try A(context: $0, config: $1) }
         let caps = UnsafeMutablePointer<plexus_capability>.allocate(capacity: max(1, capabilities.count))
@@ -183,6 +194,13 @@ public enum PluginExport {
         d.pointee.description = description.map { UnsafePointer(strdup($0)) }
         d.pointee.capability_count = UInt32(capabilities.count)
         d.pointee.capabilities = UnsafePointer(caps)
+        let perms = UnsafeMutablePointer<plexus_permission>.allocate(capacity: max(1, permissions.count))
+        for (i, p) in permissions.enumerated() {
+            perms[i] = plexus_permission(struct_size: UInt32(MemoryLayout<plexus_permission>.size),
+                                         kind: p.kind.rawValue, pattern: strdup(p.pattern))
+        }
+        d.pointee.permission_count = UInt32(permissions.count)
+        d.pointee.permissions = UnsafePointer(perms)
         d.pointee.`init` = { host, ctx, config, out in
             guard let host, let ctx, let out, let factory = PluginExport.factory else { return plexus_status(PLEXUS_INVALID_ARGUMENT.rawValue) }
             let context = AgentContext(host: host, ctx: ctx)

@@ -3,6 +3,7 @@
 //!   plexus_client [--socket PATH] publish SUBJECT PAYLOAD
 //!   plexus_client [--socket PATH] subscribe PATTERN COUNT     (prints each event)
 //!   plexus_client [--socket PATH] serve NAME CAPABILITY        (an agent that upper-cases text; until stdin closes)
+//! With $PLEXUS_CLIENT (and $PLEXUS_TOKEN) set, it says hello as that client first.
 use plexus_agent::client::Client;
 use plexus_agent::Kind;
 use std::time::Duration;
@@ -14,7 +15,12 @@ fn main() {
         socket = Some(args.remove(1));
         args.remove(0);
     }
-    let client = match Client::connect(socket.as_deref()) {
+    // $PLEXUS_CLIENT (and $PLEXUS_TOKEN): say hello as that client of the host's plexus.yaml.
+    let connected = match std::env::var("PLEXUS_CLIENT") {
+        Ok(name) if !name.is_empty() => Client::connect_as(socket.as_deref(), &name, std::env::var("PLEXUS_TOKEN").ok().as_deref()),
+        _ => Client::connect(socket.as_deref()),
+    };
+    let client = match connected {
         Ok(c) => c,
         Err(e) => { eprintln!("{e}"); std::process::exit(1) }
     };

@@ -65,7 +65,7 @@ type Waiters = HashMap<(u64, u64), Sender<Result<Envelope, ClientError>>>;
 
 struct Shared {
     waiting: Mutex<Waiters>,
-    closed: Mutex<Option<String>>,
+    closed: Mutex<Option<ClientError>>,
 }
 
 pub struct Client {
@@ -93,6 +93,16 @@ impl Client {
             .map_err(|e| err(Status::Internal, e.to_string()))?;
         let node = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ (std::process::id() as u64) << 32;
         Ok(Client { stream: Mutex::new(stream), shared, inbox: Mutex::new(rx), node: node | 1, next: AtomicU64::new(0), reader: Some(reader) })
+    }
+
+    /// Connects and says hello as `client`, a client named in the host's
+    /// plexus.yaml, with its token (None when that client is admitted by
+    /// uid alone): its grants then decide what this connection may do.
+    pub fn connect_as(path: Option<&str>, client: &str, token: Option<&str>) -> Result<Client, ClientError> {
+        let c = Client::connect(path)?;
+        let token = token.map(|t| format!(",\"token\":{}", crate::json_string(t))).unwrap_or_default();
+        c.operate("plexus.hello", &format!("{{\"client\":{}{}}}", crate::json_string(client), token))?;
+        Ok(c)
     }
 
     /// Sends a query to `target` (a capability, `agent:NAME`) and waits for its reply payload.
@@ -159,9 +169,15 @@ impl Client {
     }
 
     fn write(&self, e: &Envelope) -> Result<(), ClientError> {
-        if let Some(why) = self.shared.closed.lock().unwrap().clone() { return Err(err(Status::Unavailable, why)); }
+        if let Some(why) = self.shared.closed.lock().unwrap().clone() { return Err(why); }
         let frame = wire::encode(e).map_err(|w| err(w.0, w.1))?;
-        self.stream.lock().unwrap().write_all(&frame).map_err(|e| err(Status::Unavailable, format!("writing to the host failed: {e}")))
+        let failed = match self.stream.lock().unwrap().write_all(&frame) { Ok(()) => return Ok(()), Err(e) => e };
+        // A host that refused the connection closed it; its reason may still be on its way.
+        for _ in 0..100 {
+            if let Some(why) = self.shared.closed.lock().unwrap().clone() { return Err(why); }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(err(Status::Unavailable, format!("writing to the host failed: {failed}")))
     }
 
     fn exchange(&self, mut e: Envelope, timeout: Duration) -> Result<Envelope, ClientError> {
@@ -234,8 +250,12 @@ fn read_frame(s: &mut UnixStream) -> Result<Option<Envelope>, String> {
 }
 
 fn read_loop(mut s: UnixStream, shared: Arc<Shared>, inbox: Sender<Delivery>) {
+    let mut refusal: Option<ClientError> = None;   // the host's reason, when it refused the connection
     let reason = loop {
         match read_frame(&mut s) {
+            Ok(Some(e)) if e.kind == Kind::Error && e.correlation_id.hi == 0 && e.correlation_id.lo == 0 => {
+                refusal = Some(error_of(&e));
+            }
             Ok(Some(e)) if e.kind == Kind::Response || e.kind == Kind::Error => {
                 if let Some(tx) = shared.waiting.lock().unwrap().get(&(e.correlation_id.hi, e.correlation_id.lo)) {
                     let _ = tx.send(Ok(e));
@@ -249,9 +269,10 @@ fn read_loop(mut s: UnixStream, shared: Arc<Shared>, inbox: Sender<Delivery>) {
             Err(why) => break format!("the connection failed: {why}"),
         }
     };
-    *shared.closed.lock().unwrap() = Some(reason.clone());
+    let why = refusal.unwrap_or_else(|| err(Status::Unavailable, reason));
+    *shared.closed.lock().unwrap() = Some(why.clone());
     for (_, tx) in shared.waiting.lock().unwrap().drain() {
-        let _ = tx.send(Err(err(Status::Unavailable, reason.clone())));
+        let _ = tx.send(Err(why.clone()));
     }
 }
 

@@ -142,3 +142,6 @@ unsafe impl Sync for StaticDescriptor {}
 #[repr(transparent)]
 pub struct StaticCapabilities<const N: usize>(pub [plexus_capability; N]);
 unsafe impl<const N: usize> Sync for StaticCapabilities<N> {}
+#[doc(hidden)]
+pub struct StaticPermissions<const N: usize>(pub [plexus_permission; N]);
+unsafe impl<const N: usize> Sync for StaticPermissions<N> {}

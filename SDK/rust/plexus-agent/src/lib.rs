@@ -249,6 +249,14 @@ pub unsafe fn shutdown_instance<A: Agent>(state: *mut c_void) {
 
 #[doc(hidden)]
 #[macro_export]
+macro_rules! permit {
+    (call) => { 0u32 };
+    (publish) => { 1u32 };
+    (subscribe) => { 2u32 };
+}
+
+#[doc(hidden)]
+#[macro_export]
 macro_rules! count { () => { 0usize }; ($h:tt $($t:tt)*) => { 1usize + $crate::count!($($t)*) }; }
 
 /// Exports an Agent type as a plugin: the descriptor, the entry symbol and
@@ -257,6 +265,14 @@ macro_rules! count { () => { 0usize }; ($h:tt $($t:tt)*) => { 1usize + $crate::c
 macro_rules! export_agent {
     ($ty:ty, name: $name:literal, version: $version:literal,
      capabilities: [$(($cap:literal, $desc:literal)),* $(,)?]) => {
+        $crate::export_agent!($ty, name: $name, version: $version, capabilities: [$(($cap, $desc)),*], permissions: []);
+    };
+    // permissions: what the agent asks to reach, e.g. [(call, "text.stats"),
+    // (publish, "docs.>"), (subscribe, "jobs.*")]; plexus.yaml may grant
+    // otherwise, and without a grant the host answers PERMISSION_DENIED.
+    ($ty:ty, name: $name:literal, version: $version:literal,
+     capabilities: [$(($cap:literal, $desc:literal)),* $(,)?],
+     permissions: [$(($perm:ident, $pattern:literal)),* $(,)?]) => {
         const _: () = {
             use $crate::ffi::*;
             static CAPS: StaticCapabilities<{ $crate::count!($($cap)*) }> = StaticCapabilities([$(
@@ -266,6 +282,13 @@ macro_rules! export_agent {
                     description: concat!($desc, "\0").as_ptr() as *const ::std::os::raw::c_char,
                     input: ::std::ptr::null(),
                     output: ::std::ptr::null(),
+                }
+            ),*]);
+            static PERMS: StaticPermissions<{ $crate::count!($($perm)*) }> = StaticPermissions([$(
+                plexus_permission {
+                    struct_size: ::std::mem::size_of::<plexus_permission>() as u32,
+                    kind: $crate::permit!($perm),
+                    pattern: concat!($pattern, "\0").as_ptr() as *const ::std::os::raw::c_char,
                 }
             ),*]);
             unsafe extern "C" fn init(h: *const plexus_host, c: *mut plexus_ctx, cfg: *const ::std::os::raw::c_char,
@@ -288,8 +311,8 @@ macro_rules! export_agent {
                 flags: 0,
                 capability_count: $crate::count!($($cap)*) as u32,
                 capabilities: CAPS.0.as_ptr(),
-                permission_count: 0,
-                permissions: ::std::ptr::null(),
+                permission_count: $crate::count!($($perm)*) as u32,
+                permissions: PERMS.0.as_ptr(),
                 export_count: 0,
                 exports: ::std::ptr::null(),
                 init: Some(init),

@@ -1,0 +1,132 @@
+/// What one sender may do: call agents and capabilities, publish to and
+/// subscribe to subjects, register agents (socket clients only). Each action
+/// has a list of patterns in the subject syntax: "*" stands for exactly one
+/// token, a final ">" for one or more, so "report.>" grants every name under
+/// report and ">" grants everything. Answering a request one was sent needs
+/// no grant. Immutable once built; shared by reference on the hot path.
+public final class Grants: Sendable {
+    public enum Action: String, Sendable, CaseIterable, Codable {
+        case call, publish, subscribe, register
+    }
+
+    /// The patterns as configured, per action.
+    public let patterns: [Action: [String]]
+    /// Who holds these grants, for errors: "agent 'summarizer'", "client 'reporter'".
+    public let holder: String
+    /// What to change to grant more, for errors: "plugins.summarizer.grants".
+    public let source: String
+    /// Per action (Action.allCases order): each pattern split into tokens.
+    private let compiled: [[[UInt8]]]
+    /// Per action: true when one pattern is ">" (the hot path skips matching).
+    private let everything: [Bool]
+
+    /// Throws INVALID_ARGUMENT naming the pattern when one is malformed.
+    public init(_ patterns: [Action: [String]], holder: String, source: String) throws(PlexusError) {
+        for (action, list) in patterns {
+            for p in list {
+                do throws(PlexusError) { try Subject.validatePattern(p) } catch {
+                    throw PlexusError(.INVALID_ARGUMENT, "\(source).\(action.rawValue): \(error.detail)")
+                }
+            }
+        }
+        self.patterns = patterns
+        self.holder = holder
+        self.source = source
+        compiled = Action.allCases.map { a in (patterns[a] ?? []).map { Array($0.utf8) } }
+        everything = Action.allCases.map { a in patterns[a]?.contains(">") ?? false }
+    }
+
+    /// Every action on everything: the host's own user, the host itself.
+    public static func all(holder: String, source: String) -> Grants {
+        try! Grants(Dictionary(uniqueKeysWithValues: Action.allCases.map { ($0, [">"]) }), holder: holder, source: source)
+    }
+
+    /// Whether the concrete name (an agent, a capability or a subject) is granted.
+    public func allows(_ action: Action, _ name: UnsafePointer<CChar>) -> Bool {
+        let i = action.index
+        if everything[i] { return true }
+        let n = strlenBytes(name)
+        return name.withMemoryRebound(to: UInt8.self, capacity: n) { s in
+            compiled[i].contains { Grants.matches($0, s, n) }
+        }
+    }
+
+    public func allows(_ action: Action, _ name: String) -> Bool {
+        name.withCString { allows(action, $0) }
+    }
+
+    /// Whether every subject a subscription pattern can match is granted.
+    public func covers(_ action: Action, pattern: String) -> Bool {
+        let p = pattern.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }
+        return (patterns[action] ?? []).contains { g in
+            Grants.covers(g.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }, p)
+        }
+    }
+
+    /// PERMISSION_DENIED naming the grant that is missing, unless it is held.
+    public func check(_ action: Action, _ name: String) throws(PlexusError) {
+        if !allows(action, name) { throw denial(action, name) }
+    }
+
+    /// For a subscription pattern: every subject it matches must be granted.
+    public func checkPattern(_ action: Action, _ pattern: String) throws(PlexusError) {
+        if !covers(action, pattern: pattern) { throw denial(action, pattern) }
+    }
+
+    /// The error a refused action gets; the grant is written as it would be
+    /// configured: `call report.summarize`.
+    public func denial(_ action: Action, _ name: String) -> PlexusError {
+        let held = patterns[action] ?? []
+        return PlexusError(.PERMISSION_DENIED,
+            "\(holder) is not granted \"\(action.rawValue) \(name)\" (it may \(action.rawValue) "
+            + "\(held.isEmpty ? "nothing" : held.joined(separator: ", "))); grant it in \(source).\(action.rawValue) of plexus.yaml")
+    }
+
+    // MARK: matching
+
+    /// Pattern tokens against a concrete name's bytes, with no allocation.
+    static func matches(_ pattern: [UInt8], _ s: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var pos = 0          // start of the name's current token; n + 1 when none is left
+        var p = 0            // start of the pattern's current token
+        let dot = UInt8(ascii: "."), star = UInt8(ascii: "*"), tail = UInt8(ascii: ">")
+        while p < pattern.count {
+            var pe = p
+            while pe < pattern.count && pattern[pe] != dot { pe += 1 }
+            if pe - p == 1 && pattern[p] == tail { return pos <= n }
+            if pos > n { return false }
+            var e = pos
+            while e < n && s[e] != dot { e += 1 }
+            if !(pe - p == 1 && pattern[p] == star) {
+                if e - pos != pe - p { return false }
+                for k in 0..<(e - pos) where s[pos + k] != pattern[p + k] { return false }
+            }
+            pos = e + 1
+            p = pe + 1
+        }
+        return pos > n
+    }
+
+    /// Whether grant pattern g covers every subject pattern p can match.
+    static func covers(_ g: [[UInt8]], _ p: [[UInt8]]) -> Bool {
+        let star: [UInt8] = [UInt8(ascii: "*")], tail: [UInt8] = [UInt8(ascii: ">")]
+        for i in g.indices {
+            if g[i] == tail { return p.count > i }
+            if i >= p.count || p[i] == tail { return false }
+            if g[i] == star { continue }
+            if p[i] != g[i] { return false }   // p's "*" is wider than g's literal
+        }
+        return p.count == g.count
+    }
+}
+
+extension Grants.Action {
+    var index: Int {
+        switch self { case .call: 0; case .publish: 1; case .subscribe: 2; case .register: 3 }
+    }
+}
+
+private func strlenBytes(_ s: UnsafePointer<CChar>) -> Int {
+    var n = 0
+    while s[n] != 0 { n += 1 }
+    return n
+}
