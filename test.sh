@@ -22,6 +22,16 @@ cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
 echo "== Python client (SDK/python, offline parts; the live ones run in the Swift suites)"
 python3 -m unittest discover -s SDK/python/tests
 
+echo "== C client SDK: installed by SDK/c/install.sh, a program built against it with pkg-config"
+prefix=$(mktemp -d)
+SDK/c/install.sh "$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror SDK/c/examples/plexus_call.c $(pkg-config --cflags --libs plexus-client) -Wl,-rpath,"$prefix/lib" -o "$prefix/plexus_call"
+if out=$("$prefix/plexus_call" --socket "$prefix/no-host.sock" echo 2>&1); then echo "plexus_call succeeded without a host" >&2; exit 1; fi
+grep -q "no Plexus host answers at $prefix/no-host.sock" <<<"$out" || { echo "unexpected: $out" >&2; exit 1; }
+rm -rf "$prefix"; unset PKG_CONFIG_PATH
+
 echo "== conformance suite (SDK/conformance) over every example plugin"
 SDK/conformance/run.sh Plugins/*.so
 
