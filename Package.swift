@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C: the envelope codec. Its public headers are the top-level include/ (symlink).
@@ -49,6 +50,18 @@ let package = Package(
             // threads is behind a lock or an atomic; debug builds, which the
             // tests run, keep the checks.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
+        // Swift: the durable store (SQLite in WAL mode through GRDB): tasks,
+        // events, the agents' key-value store. Group commit: one writer thread.
+        .target(
+            name: "PlexusStore",
+            dependencies: ["PlexusCore", "PlexusThreads", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Logging", package: "swift-log")]),
+        // Swift: durable tasks: priorities with aging, retries with backoff, dependencies.
+        .target(
+            name: "PlexusTasks",
+            dependencies: ["PlexusHost", "PlexusStore", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "HeapModule", package: "swift-collections"),
+                           .product(name: "Logging", package: "swift-log")]),
         // Swift: plexus.yaml, validated, with errors naming file, line and field.
         .target(
             name: "PlexusConfig",
@@ -60,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "plexus",
             dependencies: [
-                "PlexusHost", "PlexusSocket", "PlexusConfig", "CPlexusPOSIX",
+                "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "CPlexusPOSIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -73,6 +86,7 @@ let package = Package(
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
         .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
+        .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusStore"]),
         .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusSupervision"]),
     ]
 )

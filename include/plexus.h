@@ -88,7 +88,8 @@ extern "C" {
     X(ARITY_MISMATCH,    18, "the wrong number of arguments")                           \
     X(NOT_A_REQUEST,     19, "there is no pending request with that id")                \
     X(INTERNAL,          20, "internal host error")                                     \
-    X(UNAVAILABLE,       21, "no host is reachable, or the connection to it broke")
+    X(UNAVAILABLE,       21, "no host is reachable, or the connection to it broke")   \
+    X(CONFLICT,          22, "the key is not at the version the write expected")
 
 #define PLEXUS_STATUS_ENUM_(name, code, msg) PLEXUS_##name = code,
 /* Stored as int32_t (plexus_status) so its size never depends on the compiler. */

@@ -55,4 +55,5 @@ extension plexus_status_code {
     public static let NOT_A_REQUEST = PLEXUS_NOT_A_REQUEST
     public static let INTERNAL = PLEXUS_INTERNAL
     public static let UNAVAILABLE = PLEXUS_UNAVAILABLE
+    public static let CONFLICT = PLEXUS_CONFLICT
 }

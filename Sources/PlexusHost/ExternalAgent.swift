@@ -83,6 +83,7 @@ extension Host {
         a.state = .active
         try registry.attach(a)
         logger.info("agent attached", metadata: ["agent": "\(name)", "capabilities": "\(capabilities)"])
+        router.lifecycle("agent.attached", name, ["capabilities": .array(capabilities.map(JSONValue.string))])
         return ExternalAgent(a, behavior)
     }
 
@@ -101,6 +102,7 @@ extension Host {
                         detail: "agent '\(a.name)' left before replying: \(reason)")
         }
         logger.info("agent detached", metadata: ["agent": "\(a.name)", "reason": "\(reason)"])
+        router.lifecycle("agent.detached", a.name, ["reason": .string(reason)])
     }
 
     /// Answers a request that was delivered to x (env.correlationID names it).

@@ -254,6 +254,9 @@ public final class Host: @unchecked Sendable {
             started.append(agent)
         }
         supervisor.adopt(started.compactMap { a in a.link.map { (a.name, $0) } })
+        for a in started where a.name != SystemAgent.name {
+            router.lifecycle("agent.started", a.name, a.link?.status.pid.map { ["pid": .int(Int64($0))] } ?? ["in_process": .bool(true)])
+        }
         router.start()
         health.start()
         running = true

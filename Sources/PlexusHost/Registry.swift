@@ -165,6 +165,12 @@ final class Registry: @unchecked Sendable {
         return leastLoaded(all).map { ($0, name) }
     }
 
+    /// Every agent providing the capability, plugins and attached ones.
+    func providers(of capability: String) -> [Agent] {
+        let own = capability.withCString { capabilities[CNameKey(p: $0)]?.providers } ?? []
+        return anyAttached ? own + attached.withLock { $0.providers[capability] ?? [] } : own
+    }
+
     func leastLoaded(_ capability: String) -> Agent? {
         capability.withCString { leastLoaded(cName: $0)?.0 }
     }

@@ -3,6 +3,7 @@ import Glibc
 import CPlexus
 import PlexusCore
 import Logging
+import Synchronization
 
 /// The one road between agents: every send, request, reply and publish, from
 /// a plugin, a client or the host itself, passes through here.
@@ -28,6 +29,8 @@ final class Router: @unchecked Sendable {
     /// The most recent permission refusals (Audit.swift).
     let audit = Recent<AuditEvent>()
     let logger = Logger(label: "plexus.router")
+    /// Who hears of agents starting, crashing, restarting (Lifecycle.swift).
+    let observer = Mutex<(@Sendable (LifecycleEvent) -> Void)?>(nil)
     let limits: Limits
     private(set) var dispatcher: Dispatcher!
     private let hostName = strdup("plexus")!

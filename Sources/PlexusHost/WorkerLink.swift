@@ -463,6 +463,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         }
         logger.error("worker died", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)", "exit": "\(x)",
                                                 "unfinished": "\(unfinished.count)"])
+        router.lifecycle("agent.crashed", agent.name, ["pid": .int(Int64(x.pid)), "exit": .string(x.description),
+                                                       "unfinished": .int(Int64(unfinished.count))])
         supervisor?.recordFailure(agent, exit: x)
         redeliver(unfinished, after: x, agent: agent)
         supervisor?.exited(self, agent: agent, exit: x)
@@ -509,6 +511,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 try spawn()
                 lock.withLock { restarts += 1 }
                 logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
+                if let agent { router.lifecycle("agent.restarted", agent.name, ["pid": .int(Int64(pid ?? 0))]) }
             } catch {
                 logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(error.detail)"])
                 if let agent {
@@ -536,6 +539,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     func giveUp(reason: String) {
         guard let agent else { return }
         logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(reason)"])
+        router.lifecycle("agent.terminated", agent.name, ["reason": .string(reason)])
         agent.state = .terminated
         let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
         w?.kill(reason: reason)

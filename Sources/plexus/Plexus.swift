@@ -17,7 +17,8 @@ struct Plexus: ParsableCommand {
             plugins directory. Commands that need a host use a running one (plexus run)
             when its socket answers, and start an embedded host otherwise.
             """,
-        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, AuditCommand.self, RunCommand.self, BenchCommand.self])
+        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, TasksCommand.self, EventsCommand.self, AuditCommand.self,
+                      RunCommand.self, BenchCommand.self])
 }
 
 /// Options every host-using command shares.
@@ -52,6 +53,15 @@ struct HostOptions: ParsableArguments {
         guard !embedded, let c = try? SocketClient(path: socketPath) else { return nil }
         if let name = client ?? env("PLEXUS_CLIENT") {
             do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
+        }
+        return c
+    }
+
+    /// The running host, for commands about its durable state (tasks,
+    /// events), which an embedded host does not have.
+    func hostForState() throws -> SocketClient {
+        guard let c = try runningHost() else {
+            throw CLIError("no host is running at \(socketPath): start one with `plexus run`, or pass --socket PATH")
         }
         return c
     }

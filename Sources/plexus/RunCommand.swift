@@ -2,6 +2,8 @@ import ArgumentParser
 import Glibc
 import PlexusHost
 import PlexusSocket
+import PlexusStore
+import PlexusTasks
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,6 +16,8 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var options: HostOptions
     @Option(help: "How long accepted work may take to finish at shutdown, in milliseconds.")
     var shutdownGraceMs: Int64 = 2_000
+    @Option(help: "The durable store: tasks, events, key-value (default: $PLEXUS_STORE, else ./plexus.db).")
+    var store: String?
 
     func run() throws {
         bootstrapLogging(default: .info)
@@ -31,7 +35,14 @@ struct RunCommand: ParsableCommand {
         config.shutdownGraceMs = shutdownGraceMs
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
+        let path = store ?? env("PLEXUS_STORE") ?? "plexus.db"
+        let db: Store
+        do { db = try Store(path: path) } catch { throw CLIError(error.description) }
+        if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
+        let scheduler = try Scheduler(host: host, store: db)
+        do { try TaskService.install(on: host, scheduler: scheduler) } catch { throw CLIError(error.description) }
         host.start()
+        try scheduler.start()
         let server: SocketServer
         do { server = try SocketServer(host: host, path: options.socketPath) } catch {
             host.shutdown()
@@ -39,7 +50,7 @@ struct RunCommand: ParsableCommand {
         }
         server.start()
         let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
-        FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path)")
+        FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path), store \(path)")
         for r in host.pluginReports where r.status == "refused" {
             FileHandleErr.note("plexus: refused \(r.file): \(r.reason ?? "")")
         }
@@ -47,6 +58,8 @@ struct RunCommand: ParsableCommand {
         sigwait(&set, &sig)
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
         server.stop()
+        scheduler.stop()
         host.shutdown()
+        db.close()
     }
 }

@@ -33,16 +33,16 @@ pub enum Status {
     Expired = 6, TooLarge = 7, MailboxFull = 8, HandlerFailed = 9, PermissionDenied = 10,
     AbiMismatch = 11, BadDescriptor = 12, MalformedFrame = 13, Unsupported = 14, ShuttingDown = 15,
     AgentCrashed = 16, TypeMismatch = 17, ArityMismatch = 18, NotARequest = 19, Internal = 20,
-    Unavailable = 21,
+    Unavailable = 21, Conflict = 22,
 }
 
 impl Status {
     pub fn from_code(c: i32) -> Status {
         use Status::*;
-        const ALL: [Status; 22] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
+        const ALL: [Status; 23] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
             Expired, TooLarge, MailboxFull, HandlerFailed, PermissionDenied, AbiMismatch, BadDescriptor,
             MalformedFrame, Unsupported, ShuttingDown, AgentCrashed, TypeMismatch, ArityMismatch, NotARequest, Internal,
-            Unavailable];
+            Unavailable, Conflict];
         ALL.get(c as usize).copied().unwrap_or(Internal)
     }
     /// The name plexus_status_name gives ("MAILBOX_FULL").
@@ -50,7 +50,7 @@ impl Status {
         ["OK", "INVALID_ARGUMENT", "NO_MEMORY", "NO_SUCH_AGENT", "NO_SUCH_CAPABILITY", "TIMEOUT", "EXPIRED",
          "TOO_LARGE", "MAILBOX_FULL", "HANDLER_FAILED", "PERMISSION_DENIED", "ABI_MISMATCH", "BAD_DESCRIPTOR",
          "MALFORMED_FRAME", "UNSUPPORTED", "SHUTTING_DOWN", "AGENT_CRASHED", "TYPE_MISMATCH", "ARITY_MISMATCH",
-         "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE"][self as usize]
+         "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT"][self as usize]
     }
     fn check(code: i32) -> Result<(), Status> {
         if code == 0 { Ok(()) } else { Err(Status::from_code(code)) }

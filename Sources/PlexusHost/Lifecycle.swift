@@ -1,0 +1,26 @@
+import PlexusCore
+
+/// Something that happened to an agent: started, crashed, restarted,
+/// terminated, attached or detached. The host reports each to whoever
+/// observes it (the event log), on the thread where it happened.
+public struct LifecycleEvent: Sendable {
+    /// "agent.started", "agent.crashed", "agent.restarted", "agent.terminated",
+    /// "agent.attached", "agent.detached".
+    public let kind: String
+    public let agent: String
+    public let data: [String: JSONValue]
+}
+
+extension Router {
+    func lifecycle(_ kind: String, _ agent: String, _ data: [String: JSONValue] = [:]) {
+        observer.withLock { $0 }?(LifecycleEvent(kind: kind, agent: agent, data: data))
+    }
+}
+
+extension Host {
+    /// Calls `observe` for every lifecycle event from now on (one observer;
+    /// a second call replaces the first).
+    public func observeLifecycle(_ observe: @escaping @Sendable (LifecycleEvent) -> Void) {
+        router.observer.withLock { $0 = observe }
+    }
+}

@@ -1,0 +1,65 @@
+import FoundationEssentials
+import GRDB
+import PlexusCore
+import PlexusThreads
+
+/// The agents' key-value store: every key has a version (1 when created,
+/// one more on every write), and a write may require the version it read
+/// (compare-and-set). Writes are group-committed and durable when they return.
+extension Store {
+    public struct Entry: Sendable, Equatable {
+        public let value: [UInt8]
+        public let version: Int64
+    }
+
+    public func get(_ namespace: String, _ key: String) throws -> Entry? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT value, version FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key])
+                .map { row in Entry(value: [UInt8](row["value"] as Data), version: row["version"] as Int64) }
+        }
+    }
+
+    /// Writes value. `expected`: nil writes whatever is there; 0 only
+    /// creates; N only replaces version N. Returns the new version, or throws
+    /// CONFLICT naming the version found.
+    @discardableResult
+    public func put(_ namespace: String, _ key: String, _ value: [UInt8], expected: Int64? = nil) throws -> Int64 {
+        nonisolated(unsafe) var version: Int64 = 0
+        try commit { db in
+            let found = try Int64.fetchOne(db, sql: "SELECT version FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key]) ?? 0
+            if let expected, expected != found {
+                throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)")
+            }
+            version = found + 1
+            try db.execute(sql: """
+                INSERT INTO kv(namespace, key, value, version, updated_unix_ns) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, version = excluded.version,
+                    updated_unix_ns = excluded.updated_unix_ns
+                """, arguments: [namespace, key, Data(value), version, Clock.unixNanos()])
+        }
+        return version
+    }
+
+    /// Removes the key (when at `expected`, if given). False when it was absent.
+    @discardableResult
+    public func delete(_ namespace: String, _ key: String, expected: Int64? = nil) throws -> Bool {
+        nonisolated(unsafe) var removed = false
+        try commit { db in
+            let found = try Int64.fetchOne(db, sql: "SELECT version FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key]) ?? 0
+            if let expected, expected != found {
+                throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)")
+            }
+            try db.execute(sql: "DELETE FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key])
+            removed = db.changesCount > 0
+        }
+        return removed
+    }
+
+    /// Keys in a namespace with the prefix, in order.
+    public func keys(_ namespace: String, prefix: String = "", limit: Int = 1000) throws -> [String] {
+        try read { db in
+            try String.fetchAll(db, sql: "SELECT key FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
+                                arguments: [namespace, prefix.utf8.count, prefix, limit])
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import FoundationEssentials
+import GRDB
+import PlexusCore
+
+/// Where a task is in its life.
+public enum TaskState: String, Codable, Sendable, CaseIterable {
+    /// waiting: for the tasks it depends on; queued: ready, or backing off
+    /// until not_before; running: sent to an agent.
+    case waiting, queued, running, completed, dead, cancelled
+    public var isOpen: Bool { self == .waiting || self == .queued || self == .running }
+}
+
+/// One task as stored: what to run, how to retry it, and how it ended.
+public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "tasks"
+    public var id: String
+    public var seq: Int64
+    public var capability: String
+    public var payload: Data
+    public var content_type: String
+    public var priority: Int
+    public var deadline_unix_ns: Int64
+    public var max_attempts: Int
+    public var backoff_ms: Int64
+    public var backoff_max_ms: Int64
+    public var timeout_ms: Int64
+    public var idempotency_key: String?
+    public var depends_on: String
+    public var state: TaskState
+    public var attempts: Int
+    public var not_before_unix_ns: Int64
+    public var submitted_unix_ns: Int64
+    public var finished_unix_ns: Int64
+    public var agent: String?
+    public var result: Data?
+    public var result_type: String?
+    public var error: String?
+
+    public init(id: String, seq: Int64, capability: String, payload: Data, content_type: String, priority: Int, deadline_unix_ns: Int64, max_attempts: Int, backoff_ms: Int64, backoff_max_ms: Int64, timeout_ms: Int64, idempotency_key: String?, depends_on: String, state: TaskState, attempts: Int, not_before_unix_ns: Int64, submitted_unix_ns: Int64, finished_unix_ns: Int64, agent: String?, result: Data?, result_type: String?, error: String?) {
+        self.id = id
+        self.seq = seq
+        self.capability = capability
+        self.payload = payload
+        self.content_type = content_type
+        self.priority = priority
+        self.deadline_unix_ns = deadline_unix_ns
+        self.max_attempts = max_attempts
+        self.backoff_ms = backoff_ms
+        self.backoff_max_ms = backoff_max_ms
+        self.timeout_ms = timeout_ms
+        self.idempotency_key = idempotency_key
+        self.depends_on = depends_on
+        self.state = state
+        self.attempts = attempts
+        self.not_before_unix_ns = not_before_unix_ns
+        self.submitted_unix_ns = submitted_unix_ns
+        self.finished_unix_ns = finished_unix_ns
+        self.agent = agent
+        self.result = result
+        self.result_type = result_type
+        self.error = error
+    }
+
+    public var dependencies: [String] {
+        guard case .array(let a)? = try? JSONValue.parse(Array(depends_on.utf8)) else { return [] }
+        return a.compactMap { if case .string(let s) = $0 { s } else { nil } }
+    }
+}
+
+/// One try of a task: which agent, how it ended.
+public struct AttemptRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "task_attempts"
+    public var task_id: String
+    public var attempt: Int
+    public var agent: String?
+    public var started_unix_ns: Int64
+    public var finished_unix_ns: Int64
+    public var outcome: String
+    public var detail: String
+
+    public init(task_id: String, attempt: Int, agent: String?, started_unix_ns: Int64, finished_unix_ns: Int64, outcome: String, detail: String) {
+        self.task_id = task_id
+        self.attempt = attempt
+        self.agent = agent
+        self.started_unix_ns = started_unix_ns
+        self.finished_unix_ns = finished_unix_ns
+        self.outcome = outcome
+        self.detail = detail
+    }
+}
+
+/// One entry of the event log.
+public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord {
+    public var seq: Int64
+    public var at_unix_ns: Int64
+    public var kind: String
+    public var subject: String
+    public var data: String
+}
+
+extension Store {
+    // MARK: tasks
+
+    public func task(_ id: String) throws -> TaskRecord? {
+        try read { db in try TaskRecord.fetchOne(db, key: id) }
+    }
+
+    public func task(idempotencyKey key: String) throws -> TaskRecord? {
+        try read { db in try TaskRecord.filter(Column("idempotency_key") == key).fetchOne(db) }
+    }
+
+    /// Newest first; `state` nil: every state.
+    public func tasks(state: TaskState? = nil, limit: Int = 100) throws -> [TaskRecord] {
+        try read { db in
+            var q = TaskRecord.all()
+            if let state { q = q.filter(Column("state") == state.rawValue) }
+            return try q.order(Column("seq").desc).limit(limit).fetchAll(db)
+        }
+    }
+
+    /// Every task not yet finished, in submission order: what a restarted host resumes.
+    public func openTasks() throws -> [TaskRecord] {
+        try read { db in
+            try TaskRecord.filter([TaskState.waiting, .queued, .running].map(\.rawValue).contains(Column("state")))
+                .order(Column("seq")).fetchAll(db)
+        }
+    }
+
+    public func attempts(of id: String) throws -> [AttemptRecord] {
+        try read { db in try AttemptRecord.filter(Column("task_id") == id).order(Column("attempt")).fetchAll(db) }
+    }
+
+    public func lastTaskSeq() throws -> Int64 {
+        try read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM tasks") ?? 0 }
+    }
+
+    // MARK: events
+
+    /// Appends an event inside a write (so it commits with what it reports).
+    public static func appendEvent(_ db: Database, kind: String, subject: String, data: [String: JSONValue], at: Int64) throws {
+        try db.execute(sql: "INSERT INTO events(at_unix_ns, kind, subject, data) VALUES (?, ?, ?, ?)",
+                       arguments: [at, kind, subject, JSONValue.object(data).text])
+    }
+
+    /// Events after `seq`, oldest first.
+    public func events(after seq: Int64, limit: Int = 500) throws -> [EventRecord] {
+        try read { db in
+            try EventRecord.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
+        }
+    }
+
+    /// Keeps the newest `events` events and finished tasks younger than
+    /// `finishedTasksOlderThanNs`: the store does not grow without bound.
+    public func prune(keepEvents events: Int, finishedBeforeUnixNs cutoff: Int64) {
+        enqueue { db in
+            try db.execute(sql: "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", arguments: [events])
+            try db.execute(sql: """
+                DELETE FROM task_attempts WHERE task_id IN
+                    (SELECT id FROM tasks WHERE state IN ('completed', 'dead', 'cancelled') AND finished_unix_ns < ?)
+                """, arguments: [cutoff])
+            try db.execute(sql: "DELETE FROM tasks WHERE state IN ('completed', 'dead', 'cancelled') AND finished_unix_ns < ?",
+                           arguments: [cutoff])
+        }
+    }
+}

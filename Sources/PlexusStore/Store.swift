@@ -1,0 +1,163 @@
+import Glibc
+import GRDB
+import Logging
+import PlexusCore
+import PlexusThreads
+
+/// A store that cannot be used, and why: the file, and what is wrong with it.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+/// The host's durable state in one SQLite file in WAL mode: tasks and their
+/// attempts, the event log, and the agents' key-value store.
+///
+/// Writes that acknowledge durable work go through `commit`: a single writer
+/// thread gathers every write waiting at that moment into one transaction
+/// (group commit), so one fsync (synchronous=FULL) acknowledges many
+/// submissions and durability stays fast. Reads run concurrently on the
+/// pool's reader connections.
+public final class Store: @unchecked Sendable {
+    public let path: String
+    let pool: DatabasePool
+    let logger = Logger(label: "plexus.store")
+    /// What opening found: "ok", or what a damaged file lost (Recovery.swift).
+    public let openReport: String
+
+    private let lock = ConditionLock()
+    private var pending: [Write] = []
+    private var closed = false
+    private var writer: pthread_t?
+    /// Transactions written and writes they carried, for the group-commit figures.
+    public private(set) var transactions = 0
+    public private(set) var writes = 0
+
+    struct Write {
+        let work: (Database) throws -> Void
+        let done: (Error?) -> Void
+    }
+
+    /// Opens (creating) the store at path. A damaged file is detected with
+    /// SQLite's integrity check; its intact rows are copied into a fresh
+    /// file, the damaged one is kept beside it, and `openReport` says what
+    /// was lost.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        var report = "ok"
+        do {
+            if let damage = try Store.damage(at: path) {
+                report = try Recovery.salvage(path: path, damage: damage)
+            }
+            pool = try DatabasePool(path: path, configuration: Store.configuration)
+            try Schema.migrate(pool)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError("\(path): cannot open the store: \(error)")
+        }
+        openReport = report
+        if report != "ok" { logger.error("store recovered", metadata: ["file": "\(path)", "report": "\(report)"]) }
+        writer = startThread(name: "plexus-store") { [unowned self] in writeLoop() }
+    }
+
+    static var configuration: Configuration {
+        var c = Configuration()
+        c.prepareDatabase { db in
+            // FULL: a commit is on disk (WAL fsync) before it returns, so an
+            // acknowledgement survives power loss, not only a crash.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        c.busyMode = .timeout(10)
+        return c
+    }
+
+    /// nil when the file is missing or sound; else what SQLite's check says.
+    static func damage(at path: String) throws -> String? {
+        guard access(path, F_OK) == 0 else { return nil }
+        do {
+            let q = try DatabaseQueue(path: path)
+            defer { try? q.close() }
+            let lines = try q.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+            return lines == ["ok"] ? nil : lines.prefix(5).joined(separator: "; ")
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    // MARK: writing
+
+    /// Runs `work` in the next group transaction and blocks until that
+    /// transaction is on disk. Throws what `work` threw (its changes are
+    /// rolled back alone) or why the transaction failed.
+    public func commit(_ work: @escaping (Database) throws -> Void) throws {
+        let done = ConditionLock()
+        nonisolated(unsafe) var result: Result<Void, Error>?
+        enqueue(work) { e in done.withLock { result = e.map { .failure($0) } ?? .success(()); done.signal() } }
+        try done.withLock { () throws -> Void in
+            while result == nil { done.wait() }
+            try result!.get()
+        }
+    }
+
+    /// Like commit, but returns at once; `done` runs on the writer thread
+    /// once the transaction is on disk (nil) or failed.
+    public func enqueue(_ work: @escaping (Database) throws -> Void, done: @escaping (Error?) -> Void = { _ in }) {
+        let accepted = lock.withLock { () -> Bool in
+            if closed { return false }
+            pending.append(Write(work: work, done: done))
+            lock.signal()
+            return true
+        }
+        if !accepted { done(StoreError("\(path): the store is closed")) }
+    }
+
+    public func read<T>(_ body: (Database) throws -> T) throws -> T { try pool.read(body) }
+
+    private func writeLoop() {
+        while let batch = nextBatch() {
+            var outcomes = [Error?](repeating: nil, count: batch.count)
+            do {
+                try pool.writeWithoutTransaction { db in
+                    try db.inTransaction {
+                        for (i, w) in batch.enumerated() {
+                            // Each write in its own savepoint: one failing write
+                            // does not take the others down with it.
+                            do { try db.inSavepoint { try w.work(db); return .commit } } catch { outcomes[i] = error }
+                        }
+                        return .commit
+                    }
+                }
+                transactions += 1
+                writes += batch.count
+            } catch {
+                outcomes = outcomes.map { $0 ?? error }
+                logger.error("store transaction failed", metadata: ["error": "\(error)"])
+            }
+            for (w, e) in zip(batch, outcomes) { w.done(e) }
+        }
+    }
+
+    private func nextBatch() -> [Write]? {
+        lock.withLock {
+            while pending.isEmpty && !closed { lock.wait() }
+            if pending.isEmpty { return nil }
+            let all = pending
+            pending.removeAll(keepingCapacity: true)
+            return all
+        }
+    }
+
+    /// Writes what is queued, then stops the writer.
+    public func close() {
+        let t = lock.withLock { () -> pthread_t? in
+            closed = true
+            lock.signal()
+            defer { writer = nil }
+            return writer
+        }
+        if let t { pthread_join(t, nil) }
+    }
+
+    deinit { close() }
+}

@@ -1,0 +1,397 @@
+import FoundationEssentials
+import Glibc
+import HeapModule
+import Logging
+import PlexusCore
+import PlexusHost
+import PlexusStore
+import PlexusThreads
+import Synchronization
+import GRDB
+
+/// Durable tasks: each names a capability and goes, when its dependencies
+/// are done, to the least loaded healthy provider with spare capacity, in
+/// priority order with aging; failures are retried with backoff and jitter,
+/// a task on an agent that dies goes to another at once, and a task out of
+/// attempts is dead-lettered with its history.
+///
+/// A submission returns only once it is on disk (group commit). A task's
+/// messages carry its id as their trace id, and a task interrupted by a
+/// crash of the host is sent again with the same id, so a handler that
+/// remembers the ids it finished does each task exactly once.
+///
+/// One thread owns the schedule; submissions and answers reach it through
+/// its inbox.
+public final class Scheduler: @unchecked Sendable {
+    public let store: Store
+    private let host: Host
+    private let clock: SchedulerClock
+    private let agingMs: Int64
+    private let logger = Logger(label: "plexus.tasks")
+    private let ids = IDGenerator()
+    private let seq: Atomic<Int64>
+
+    private enum Input {
+        case submitted([TaskRecord])
+        case answered(String, Envelope, startedNs: Int64)
+        case reopened(TaskRecord)
+    }
+
+    private let lock = ConditionLock()
+    private var inbox: [Input] = []
+    private var stopping = false
+    private var thread: pthread_t?
+
+    // Owned by the scheduler thread.
+    private var open: [String: TaskRecord] = [:]
+    private var ready: [String: Heap<Ready>] = [:]
+    private var delayed = Heap<Delayed>()
+    private var dependents: [String: Set<String>] = [:]
+    private var inflight: [String: Int] = [:]
+
+    struct Ready: Comparable {
+        let rank: Int64, seq: Int64, id: String
+        static func < (a: Ready, b: Ready) -> Bool { (a.rank, a.seq) < (b.rank, b.seq) }
+    }
+
+    struct Delayed: Comparable {
+        let at: Int64, id: String
+        static func < (a: Delayed, b: Delayed) -> Bool { (a.at, a.id) < (b.at, b.id) }
+    }
+
+    public init(host: Host, store: Store, agingMs: Int64 = 5_000,
+                clock: SchedulerClock = SchedulerClock(unixNanos: PlexusThreads.Clock.unixNanos, random: { Double.random(in: 0..<1) })) throws {
+        self.host = host
+        self.store = store
+        self.agingMs = agingMs
+        self.clock = clock
+        seq = Atomic(try store.lastTaskSeq())
+    }
+
+    /// Takes up every task the store holds unfinished (a task that was
+    /// running when the host stopped runs again, with the same id), then
+    /// starts scheduling.
+    public func start() throws {
+        for var t in try store.openTasks() {
+            if t.state == .running {
+                t.state = .queued
+                let id = t.id
+                store.enqueue { db in
+                    try db.execute(sql: "UPDATE tasks SET state = 'queued' WHERE id = ?", arguments: [id])
+                    try Store.appendEvent(db, kind: "task.requeued", subject: id,
+                                          data: ["reason": .string("the host stopped while it ran; it runs again with the same id")],
+                                          at: PlexusThreads.Clock.unixNanos())
+                }
+            }
+            post(.reopened(t))
+        }
+        thread = startThread(name: "plexus-scheduler") { [unowned self] in loop() }
+    }
+
+    public func stop() {
+        let t = lock.withLock { () -> pthread_t? in stopping = true; lock.signal(); defer { thread = nil }; return thread }
+        if let t { pthread_join(t, nil) }
+    }
+
+    // MARK: submitting
+
+    /// Stores the tasks (one transaction, on disk when this returns) and
+    /// schedules them. A task whose idempotency key is known already comes
+    /// back as the task first submitted with it.
+    public func submit(_ specs: [TaskSpec]) throws(PlexusError) -> [TaskRecord] {
+        let now = clock.unixNanos()
+        var out: [TaskRecord] = []
+        var fresh: [TaskRecord] = []
+        do {
+            try store.commit { [self] db in
+                out = []; fresh = []
+                for s in specs {
+                    if let key = s.idempotencyKey, let first = try TaskRecord.filter(sql: "idempotency_key = ?", arguments: [key]).fetchOne(db) {
+                        out.append(first)
+                        continue
+                    }
+                    for d in s.dependsOn where try TaskRecord.fetchOne(db, key: d) == nil {
+                        throw PlexusError(.INVALID_ARGUMENT, "task field \"after\": no task \(d)")
+                    }
+                    let r = record(s, now: now)
+                    try r.insert(db)
+                    try Store.appendEvent(db, kind: "task.queued", subject: r.id,
+                                          data: ["capability": .string(r.capability), "priority": .int(Int64(r.priority)),
+                                                 "key": r.idempotency_key.map(JSONValue.string) ?? .null], at: now)
+                    out.append(r)
+                    fresh.append(r)
+                }
+            }
+        } catch let e as PlexusError {
+            throw e
+        } catch {
+            throw PlexusError(.INTERNAL, "the task store refused the submission: \(error)")
+        }
+        if !fresh.isEmpty { post(.submitted(fresh)) }
+        return out
+    }
+
+    private func record(_ s: TaskSpec, now: Int64) -> TaskRecord {
+        TaskRecord(id: ids.next().hex, seq: seq.add(1, ordering: .relaxed).newValue, capability: s.capability, payload: Data(s.payload), content_type: s.contentType,
+                   priority: s.priority, deadline_unix_ns: s.deadlineUnixNs, max_attempts: s.maxAttempts, backoff_ms: s.backoffMs,
+                   backoff_max_ms: s.backoffMaxMs, timeout_ms: s.timeoutMs, idempotency_key: s.idempotencyKey,
+                   depends_on: JSONValue.array(s.dependsOn.map(JSONValue.string)).text,
+                   state: s.dependsOn.isEmpty ? .queued : .waiting, attempts: 0, not_before_unix_ns: 0,
+                   submitted_unix_ns: now, finished_unix_ns: 0, agent: nil, result: nil, result_type: nil, error: nil)
+    }
+
+    /// A dead-lettered or cancelled task runs again, with fresh attempts.
+    public func retry(_ id: String) throws(PlexusError) -> TaskRecord {
+        try reopen(id, from: [.dead, .cancelled], event: "task.retried_by_hand") { t in
+            t.state = .queued; t.attempts = 0; t.error = nil; t.not_before_unix_ns = 0; t.finished_unix_ns = 0
+        }
+    }
+
+    /// A task that has not started is cancelled (its dependents are dead-lettered).
+    public func cancel(_ id: String) throws(PlexusError) -> TaskRecord {
+        let t = try reopen(id, from: [.queued, .waiting], event: "task.cancelled") { t in
+            t.state = .cancelled; t.finished_unix_ns = PlexusThreads.Clock.unixNanos(); t.error = "cancelled by hand"
+        }
+        post(.reopened(t))   // the scheduler drops it and fails its dependents
+        return t
+    }
+
+    private func reopen(_ id: String, from: Set<TaskState>, event: String,
+                        change: @escaping (inout TaskRecord) -> Void) throws(PlexusError) -> TaskRecord {
+        nonisolated(unsafe) var result: TaskRecord?
+        do {
+            try store.commit { db in
+                guard var t = try TaskRecord.fetchOne(db, key: id) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
+                guard from.contains(t.state) else {
+                    throw PlexusError(.INVALID_ARGUMENT, "task \(id) is \(t.state.rawValue); only a \(from.map(\.rawValue).sorted().joined(separator: " or ")) task can be \(event == "task.cancelled" ? "cancelled" : "retried")")
+                }
+                change(&t)
+                try t.update(db)
+                try Store.appendEvent(db, kind: event, subject: id, data: ["capability": .string(t.capability)], at: PlexusThreads.Clock.unixNanos())
+                result = t
+            }
+        } catch let e as PlexusError { throw e } catch { throw PlexusError(.INTERNAL, "the task store failed: \(error)") }
+        if result!.state == .queued { post(.reopened(result!)) }
+        return result!
+    }
+
+    private func post(_ i: Input) {
+        lock.withLock { inbox.append(i); lock.signal() }
+    }
+
+    // MARK: the scheduler thread
+
+    private func loop() {
+        var lastSweep = PlexusThreads.Clock.monotonicNanos()
+        while true {
+            let inputs: [Input]? = lock.withLock {
+                if inbox.isEmpty && !stopping {
+                    let wake = PlexusThreads.Clock.monotonicNanos() + nextWakeNs()
+                    lock.wait(untilMonotonic: wake)
+                }
+                if stopping { return nil }
+                defer { inbox.removeAll(keepingCapacity: true) }
+                return inbox
+            }
+            guard let inputs else { return }
+            for i in inputs { take(i) }
+            let now = clock.unixNanos()
+            while let d = delayed.min, d.at <= now { _ = delayed.removeMin(); makeReady(d.id, now: now) }
+            if PlexusThreads.Clock.monotonicNanos() - lastSweep > 1_000_000_000 { expireOverdue(now: now); lastSweep = PlexusThreads.Clock.monotonicNanos() }
+            dispatch(now: now)
+        }
+    }
+
+    /// Sleep until the next backoff ends, or 200 ms to look again at
+    /// capabilities that had no capacity.
+    private func nextWakeNs() -> Int64 {
+        let poll: Int64 = ready.values.contains { !$0.isEmpty } ? 50_000_000 : 200_000_000
+        guard let d = delayed.min else { return poll }
+        return max(1_000_000, min(poll, d.at - clock.unixNanos()))
+    }
+
+    private func take(_ i: Input) {
+        switch i {
+        case .submitted(let ts): for t in ts { adopt(t) }
+        case .reopened(let t):
+            if t.state == .cancelled { drop(t.id, failedBecause: "task \(t.id) was cancelled"); return }
+            adopt(t)
+        case .answered(let id, let answer, let started): finish(id, answer, startedNs: started)
+        }
+    }
+
+    /// A task enters the schedule: ready, backing off, or waiting for others.
+    private func adopt(_ t: TaskRecord) {
+        open[t.id] = t
+        let now = clock.unixNanos()
+        if t.state == .waiting {
+            var pending = 0
+            for d in t.dependencies {
+                if open[d] != nil { dependents[d, default: []].insert(t.id); pending += 1; continue }
+                guard let dep = try? store.task(d) else { continue }
+                if dep.state == .completed { continue }
+                if dep.state.isOpen { dependents[d, default: []].insert(t.id); pending += 1; continue }
+                deadLetter(t.id, reason: "it depends on task \(d), which is \(dep.state.rawValue)", now: now)
+                return
+            }
+            if pending == 0 { open[t.id]!.state = .queued; persistState(t.id, .queued); makeReady(t.id, now: now) }
+            return
+        }
+        if t.not_before_unix_ns > now { delayed.insert(Delayed(at: t.not_before_unix_ns, id: t.id)) } else { makeReady(t.id, now: now) }
+    }
+
+    private func makeReady(_ id: String, now: Int64) {
+        guard let t = open[id], t.state == .queued else { return }
+        let r = Ready(rank: TaskPolicy.rank(priority: t.priority, readySinceMs: now / 1_000_000, agingMs: agingMs), seq: t.seq, id: id)
+        ready[t.capability, default: Heap()].insert(r)
+    }
+
+    /// Sends ready tasks while their capability has spare capacity.
+    private func dispatch(now: Int64) {
+        for cap in Array(ready.keys) {
+            let room = host.capacity(of: cap) - inflight[cap, default: 0]
+            guard room > 0 else { continue }
+            for _ in 0..<room {
+                guard let r = ready[cap]?.popMin() else { break }
+                guard open[r.id]?.state == .queued else { continue }
+                start(r.id, now: now)
+            }
+            if ready[cap]?.isEmpty == true { ready[cap] = nil }
+        }
+    }
+
+    private func start(_ id: String, now: Int64) {
+        guard var t = open[id] else { return }
+        if t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now {
+            deadLetter(id, reason: "its deadline passed before it could run", now: now)
+            return
+        }
+        t.state = .running
+        t.attempts += 1
+        open[id] = t
+        inflight[t.capability, default: 0] += 1
+        let attempt = t.attempts
+        store.enqueue { db in
+            try db.execute(sql: "UPDATE tasks SET state = 'running', attempts = ? WHERE id = ?", arguments: [attempt, id])
+            try Store.appendEvent(db, kind: "task.started", subject: id,
+                                  data: ["capability": .string(t.capability), "attempt": .int(Int64(attempt))], at: now)
+        }
+        let deadline = min(t.deadline_unix_ns > 0 ? t.deadline_unix_ns : Int64.max, now + t.timeout_ms * 1_000_000)
+        let env = Envelope(kind: .query, target: .capability(t.capability), priority: Priority(rawValue: UInt8(t.priority)) ?? .normal,
+                           payload: [UInt8](t.payload), contentType: t.content_type, deadlineUnixNs: deadline,
+                           traceID: plexus_id(hex: id) ?? .none)
+        let started = now
+        do {
+            try host.request(env) { [weak self] answer in self?.post(.answered(id, answer, startedNs: started)) }
+        } catch {
+            post(.answered(id, Envelope(kind: .error, target: .reply,
+                                        payload: Array(JSONValue.object(["error": .string(error.name), "message": .string(error.detail)]).text.utf8),
+                                        status: error.status), startedNs: started))
+        }
+    }
+
+    /// An attempt ended: completed, retried, or dead-lettered.
+    private func finish(_ id: String, _ answer: Envelope, startedNs: Int64) {
+        guard var t = open[id] else { return }
+        inflight[t.capability, default: 1] -= 1
+        let now = clock.unixNanos()
+        let agent = answer.sender.isEmpty ? nil : answer.sender
+        if answer.kind == .response {
+            t.state = .completed; t.result = Data(answer.payload); t.result_type = answer.contentType
+            t.agent = agent; t.finished_unix_ns = now
+            open[id] = nil
+            let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
+                                  outcome: "completed", detail: "")
+            let done = t
+            store.enqueue { db in
+                try done.update(db)
+                try a.insert(db)
+                try Store.appendEvent(db, kind: "task.completed", subject: id,
+                                      data: ["capability": .string(done.capability), "agent": agent.map(JSONValue.string) ?? .null,
+                                             "attempt": .int(Int64(done.attempts)), "ms": .int((now - startedNs) / 1_000_000)], at: now)
+            }
+            release(id, now: now)
+            return
+        }
+        let e = Host.error(from: answer)
+        let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
+                              outcome: TaskPolicy.reassigns(e.status) ? "agent lost" : "failed", detail: "\(e.name): \(e.detail)")
+        let overdue = t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now
+        guard t.attempts < t.max_attempts && !overdue else {
+            store.enqueue { db in try a.insert(db) }
+            deadLetter(id, reason: overdue ? "its deadline passed; last error \(e.name): \(e.detail)"
+                                           : "\(t.attempts) attempt(s) failed; last error \(e.name): \(e.detail)", now: now)
+            return
+        }
+        let wait = TaskPolicy.reassigns(e.status) ? 0
+            : TaskPolicy.backoffMs(afterAttempt: t.attempts, baseMs: t.backoff_ms, maxMs: t.backoff_max_ms, unit: clock.random())
+        t.state = .queued
+        t.not_before_unix_ns = now + wait * 1_000_000
+        t.error = "\(e.name): \(e.detail)"
+        open[id] = t
+        let retried = t
+        store.enqueue { db in
+            try retried.update(db)
+            try a.insert(db)
+            try Store.appendEvent(db, kind: "task.retried", subject: id,
+                                  data: ["capability": .string(retried.capability), "attempt": .int(Int64(retried.attempts)),
+                                         "error": .string(retried.error ?? ""), "backoff_ms": .int(wait)], at: now)
+        }
+        if wait == 0 { makeReady(id, now: now) } else { delayed.insert(Delayed(at: t.not_before_unix_ns, id: id)) }
+    }
+
+    private func deadLetter(_ id: String, reason: String, now: Int64) {
+        guard var t = open[id] else { return }
+        t.state = .dead; t.error = reason; t.finished_unix_ns = now
+        open[id] = nil
+        let dead = t
+        store.enqueue { db in
+            try dead.update(db)
+            try Store.appendEvent(db, kind: "task.dead_lettered", subject: id,
+                                  data: ["capability": .string(dead.capability), "attempts": .int(Int64(dead.attempts)),
+                                         "reason": .string(reason)], at: now)
+        }
+        logger.warning("task dead-lettered", metadata: ["task": "\(id)", "capability": "\(t.capability)", "reason": "\(reason)"])
+        drop(id, failedBecause: "it depends on task \(id), which was dead-lettered: \(reason)")
+    }
+
+    /// A task left the schedule without completing: its dependents cannot run.
+    private func drop(_ id: String, failedBecause reason: String) {
+        open[id] = nil
+        for d in dependents.removeValue(forKey: id) ?? [] { deadLetter(d, reason: reason, now: clock.unixNanos()) }
+    }
+
+    /// A task completed: dependents with nothing else to wait for become ready.
+    private func release(_ id: String, now: Int64) {
+        for d in dependents.removeValue(forKey: id) ?? [] {
+            guard let t = open[d], t.state == .waiting else { continue }
+            if t.dependencies.allSatisfy({ open[$0] == nil || open[$0]?.state == .completed }) {
+                open[d]!.state = .queued
+                persistState(d, .queued)
+                makeReady(d, now: now)
+            }
+        }
+    }
+
+    private func persistState(_ id: String, _ s: TaskState) {
+        store.enqueue { db in try db.execute(sql: "UPDATE tasks SET state = ? WHERE id = ?", arguments: [s.rawValue, id]) }
+    }
+
+    /// Queued tasks whose deadline passed while they waited (no provider,
+    /// no capacity) are dead-lettered rather than kept forever.
+    private func expireOverdue(now: Int64) {
+        for (id, t) in open where t.state != .running && t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now {
+            deadLetter(id, reason: "its deadline passed while it waited (no capacity for \(t.capability))", now: now)
+        }
+    }
+
+    /// Tasks waiting, queued or running now, per state.
+    public var openCounts: [String: Int] {
+        // Read from the store: the scheduler's own map belongs to its thread.
+        (try? store.read { db in
+            try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+                .map { ($0["state"] as String, $0["n"] as Int) })
+        }) ?? [:]
+    }
+}
+

@@ -1,0 +1,140 @@
+import FoundationEssentials
+import PlexusCore
+import PlexusHost
+import PlexusStore
+import PlexusThreads
+
+/// The scheduler and the event log as capabilities of the host's agent
+/// "plexus.tasks": what `plexus tasks` and `plexus events` call over the
+/// socket, and what any client or plugin granted them may call.
+public enum TaskService {
+    public static let capabilities: [(name: String, description: String)] = [
+        ("plexus.tasks.submit", "store and schedule tasks: a task object, or an array of them"),
+        ("plexus.tasks.list", "tasks, newest first: {state?, limit?}"),
+        ("plexus.tasks.show", "one task with its attempts: {id}"),
+        ("plexus.tasks.retry", "run a dead-lettered or cancelled task again: {id}"),
+        ("plexus.tasks.cancel", "cancel a task that has not started: {id}"),
+        ("plexus.events", "the event log after a sequence number: {after?, limit?, kinds?}"),
+    ]
+
+    /// Adds the capabilities to the host; records the host's lifecycle
+    /// events in the event log.
+    public static func install(on host: Host, scheduler: Scheduler) throws(PlexusError) {
+        let store = scheduler.store
+        host.observeLifecycle { e in
+            store.enqueue { db in try Store.appendEvent(db, kind: e.kind, subject: e.agent, data: e.data, at: Clock.unixNanos()) }
+        }
+        try host.provide(name: "plexus.tasks", capabilities: capabilities) { env, answer in
+            // Submissions wait for the disk: off the dispatcher thread.
+            _ = startThread(name: "plexus-task-call") {
+                answer(Result { () throws(PlexusError) in try handle(env, scheduler, host) })
+            }
+        }
+    }
+
+    static func handle(_ env: Envelope, _ s: Scheduler, _ host: Host) throws(PlexusError) -> JSONValue {
+        let args: JSONValue = env.payload.isEmpty ? .object([:]) : try parse(env.payload)
+        switch env.target.name {
+        case "plexus.tasks.submit":
+            let list: [JSONValue]
+            if case .array(let a) = args { list = a } else { list = [args] }
+            guard !list.isEmpty else { throw PlexusError(.INVALID_ARGUMENT, "submit at least one task") }
+            var specs: [TaskSpec] = []
+            for (i, t) in list.enumerated() {
+                do throws(PlexusError) { specs.append(try TaskSpec(json: t)) } catch {
+                    throw PlexusError(.INVALID_ARGUMENT, list.count > 1 ? "task \(i + 1): \(error.detail)" : error.detail)
+                }
+            }
+            return .array(try s.submit(specs).map { t in
+                var o = fields(t, full: false)
+                if host.capacity(of: t.capability) == 0 {
+                    o["note"] = .string("no agent provides '\(t.capability)' now; the task waits for one (or for its deadline)")
+                }
+                return .object(o)
+            })
+        case "plexus.tasks.list":
+            let state = try args["state"].map { v throws(PlexusError) -> TaskState in
+                guard case .string(let n) = v, let st = TaskState(rawValue: n) else {
+                    throw PlexusError(.INVALID_ARGUMENT, "state must be one of \(TaskState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return st
+            }
+            let limit = try int(args, "limit", default: 100, in: 1...10_000)
+            return .array(try store(s) { try s.store.tasks(state: state, limit: limit) }.map { summary($0) })
+        case "plexus.tasks.show":
+            let id = try string(args, "id")
+            guard let t = try store(s, { try s.store.task(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
+            var o = fields(t, full: true)
+            let history = try store(s) { try s.store.attempts(of: id) }
+            o["attempt_history"] = .array(history.map(attempt))
+            return .object(o)
+        case "plexus.tasks.retry": return summary(try s.retry(try string(args, "id")))
+        case "plexus.tasks.cancel": return summary(try s.cancel(try string(args, "id")))
+        default:   // plexus.events
+            let after = Int64(try int(args, "after", default: 0, in: 0...Int.max))
+            let limit = try int(args, "limit", default: 500, in: 1...10_000)
+            return .array(try store(s) { try s.store.events(after: after, limit: limit) }.map { e in
+                .object(["seq": .int(e.seq), "at_unix_ns": .int(e.at_unix_ns), "kind": .string(e.kind), "subject": .string(e.subject),
+                         "data": (try? JSONValue.parse(Array(e.data.utf8))) ?? .string(e.data)])
+            })
+        }
+    }
+
+    /// What `plexus tasks list` shows of a task; `full` adds payload and result.
+    public static func summary(_ t: TaskRecord, full: Bool = false) -> JSONValue {
+        .object(fields(t, full: full))
+    }
+
+    static func fields(_ t: TaskRecord, full: Bool) -> [String: JSONValue] {
+        var o: [String: JSONValue] = [
+            "id": .string(t.id), "state": .string(t.state.rawValue), "capability": .string(t.capability),
+            "priority": .string(["low", "normal", "high", "critical"][max(0, min(3, t.priority))]),
+            "attempts": .int(Int64(t.attempts)), "max_attempts": .int(Int64(t.max_attempts)),
+            "submitted_unix_ns": .int(t.submitted_unix_ns), "finished_unix_ns": .int(t.finished_unix_ns),
+            "agent": t.agent.map(JSONValue.string) ?? .null, "error": t.error.map(JSONValue.string) ?? .null,
+            "key": t.idempotency_key.map(JSONValue.string) ?? .null,
+            "after": .array(t.dependencies.map(JSONValue.string)),
+        ]
+        if full {
+            o["payload"] = text(t.payload)
+            o["content_type"] = .string(t.content_type)
+            o["result"] = t.result.map(text) ?? .null
+        }
+        return o
+    }
+
+    static func attempt(_ a: AttemptRecord) -> JSONValue {
+        let agent: JSONValue = a.agent.map(JSONValue.string) ?? .null
+        return .object(["attempt": .int(Int64(a.attempt)), "agent": agent, "outcome": .string(a.outcome), "detail": .string(a.detail),
+                        "ms": .int((a.finished_unix_ns - a.started_unix_ns) / 1_000_000)])
+    }
+
+    /// Bytes as JSON when they are JSON, else as text.
+    static func text(_ d: Data) -> JSONValue {
+        (try? JSONValue.parse([UInt8](d))) ?? .string(String(decoding: d, as: UTF8.self))
+    }
+
+    private static func store<T>(_ s: Scheduler, _ body: () throws -> T) throws(PlexusError) -> T {
+        do { return try body() } catch { throw PlexusError(.INTERNAL, "the task store failed: \(error)") }
+    }
+
+    private static func parse(_ bytes: [UInt8]) throws(PlexusError) -> JSONValue {
+        guard let v = try? JSONValue.parse(bytes) else {
+            throw PlexusError(.INVALID_ARGUMENT, "the payload must be JSON, got '\(String(decoding: bytes.prefix(60), as: UTF8.self))'")
+        }
+        return v
+    }
+
+    private static func string(_ o: JSONValue, _ key: String) throws(PlexusError) -> String {
+        guard case .string(let s)? = o[key] else { throw PlexusError(.INVALID_ARGUMENT, "\"\(key)\" must be a string") }
+        return s
+    }
+
+    private static func int(_ o: JSONValue, _ key: String, default d: Int, in range: ClosedRange<Int>) throws(PlexusError) -> Int {
+        guard let v = o[key] else { return d }
+        guard case .int(let n) = v, range.contains(Int(n)) else {
+            throw PlexusError(.INVALID_ARGUMENT, "\"\(key)\" must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return Int(n)
+    }
+}
