@@ -15,9 +15,10 @@ Sources/plexus-worker/build.sh release >/dev/null
 Plugins/build.sh
 
 sock=$(mktemp -u "${TMPDIR:-/tmp}/plexus-run.XXXXXX.sock")
-"$plexus" run --socket "$sock" &
+store=$(mktemp -d "${TMPDIR:-/tmp}/plexus-run.XXXXXX")
+"$plexus" run --socket "$sock" --store "$store/plexus.db" &
 host=$!
-trap 'kill -INT $host 2>/dev/null; wait $host 2>/dev/null || true' EXIT
+trap 'kill -INT $host 2>/dev/null; wait $host 2>/dev/null || true; rm -rf "$store"' EXIT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 
 echo; echo "== plugins loaded by the running host"

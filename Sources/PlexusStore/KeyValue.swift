@@ -10,6 +10,7 @@ extension Store {
     public struct Entry: Sendable, Equatable {
         public let value: [UInt8]
         public let version: Int64
+        public init(value: [UInt8], version: Int64) { self.value = value; self.version = version }
     }
 
     public func get(_ namespace: String, _ key: String) throws -> Entry? {

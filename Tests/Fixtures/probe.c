@@ -53,6 +53,23 @@ static plexus_status dispatch(const plexus_envelope *m, const char *cap, const u
         return query ? plexus_reply(m, "text/plain", AGENT_NAME, strlen(AGENT_NAME)) : PLEXUS_OK;
     }
     if (is(cap, "probe.fail")) return PLEXUS_HANDLER_FAILED;
+    if (is(cap, "probe.append") || is(cap, "probe.flaky")) {
+        /* Appends the message's trace id (a task's id) to the file named by
+        ** the payload. probe.flaky fails the first time it sees an id. */
+        char path[512], line[40];
+        snprintf(path, sizeof path, "%.*s", (int)n, (const char *)p);
+        snprintf(line, sizeof line, "%016llx%016llx\n", (unsigned long long)m->trace_id.hi, (unsigned long long)m->trace_id.lo);
+        int seen = 0;
+        FILE *f = fopen(path, "r");
+        if (f) { char got[40]; while (fgets(got, sizeof got, f)) if (strcmp(got, line) == 0) seen = 1; fclose(f); }
+        f = fopen(path, "a");
+        if (!f) return PLEXUS_HANDLER_FAILED;
+        fputs(line, f);
+        fclose(f);
+        if (is(cap, "probe.flaky") && !seen) return PLEXUS_HANDLER_FAILED;
+        sleep_ms(2);
+        return plexus_reply(m, "text/plain", "ok", 2);
+    }
     if (is(cap, "probe.noreply")) return PLEXUS_OK;
     if (is(cap, "probe.record")) { note((const char *)p, (size_t)n); return PLEXUS_OK; }
     if (is(cap, "probe.journal")) return plexus_reply(m, "text/plain", journal, journal_len);
@@ -141,6 +158,8 @@ static const plexus_capability caps[] = {
     PLEXUS_CAPABILITY("probe.echo", NULL), PLEXUS_CAPABILITY("probe.whoami", NULL),
     PLEXUS_CAPABILITY("probe.sender", NULL), PLEXUS_CAPABILITY("probe.sleep", NULL),
     PLEXUS_CAPABILITY("probe.fail", NULL), PLEXUS_CAPABILITY("probe.noreply", NULL),
+    PLEXUS_CAPABILITY("probe.append", "appends the trace id to the file the payload names"),
+    PLEXUS_CAPABILITY("probe.flaky", "like probe.append, but fails the first time it sees a trace id"),
     PLEXUS_CAPABILITY("probe.record", NULL), PLEXUS_CAPABILITY("probe.journal", NULL),
     PLEXUS_CAPABILITY("probe.big", NULL), PLEXUS_CAPABILITY("probe.publish", NULL),
     PLEXUS_CAPABILITY("probe.crash", "dereferences NULL"), PLEXUS_CAPABILITY("probe.exit", "exit(N)"), PLEXUS_CAPABILITY("probe.pid", "replies with its pid"),

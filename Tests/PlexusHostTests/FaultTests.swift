@@ -249,7 +249,7 @@ struct ConfinementTests {
         let socket = dir + "/plexus.sock"
         let run = Process()
         run.executableURL = URL(fileURLWithPath: exe)
-        run.arguments = ["run", "--plugins", dir, "--socket", socket]
+        run.arguments = ["run", "--plugins", dir, "--socket", socket, "--store", dir + "/plexus.db"]
         run.standardError = FileHandle.nullDevice
         try run.run()
         defer { if run.isRunning { run.terminate() } }
