@@ -84,7 +84,7 @@ let package = Package(
         .target(name: "SummarizerPlugin", dependencies: ["PlexusAgent"], path: "Plugins/summarizer"),
 
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
-        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket"]),
+        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
         .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusStore"]),
         .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusSupervision"]),

@@ -44,9 +44,17 @@ extension Host {
     }
 
     /// How many messages the healthy providers of a capability may handle
-    /// at once (their concurrency summed): what the scheduler fills.
+    /// at once (their concurrency summed).
     public func capacity(of capability: String) -> Int {
         registry.providers(of: capability).filter { $0.state == .active }
             .reduce(0) { $0 + ($1.link?.policy.concurrency ?? $1.concurrency) }
+    }
+
+    /// How many more messages its healthy providers could start now: each
+    /// one's concurrency less what it holds already (queued or running, for
+    /// any capability and from any sender). What the scheduler fills.
+    public func spareCapacity(of capability: String) -> Int {
+        registry.providers(of: capability).filter { $0.state == .active }
+            .reduce(0) { $0 + max(0, ($1.link?.policy.concurrency ?? $1.concurrency) - $1.load.load(ordering: .relaxed)) }
     }
 }

@@ -47,7 +47,6 @@ public final class Scheduler: @unchecked Sendable {
     private var ready: [String: Heap<Ready>] = [:]
     private var delayed = Heap<Delayed>()
     private var dependents: [String: Set<String>] = [:]
-    private var inflight: [String: Int] = [:]
 
     struct Ready: Comparable {
         let rank: Int64, seq: Int64, id: String
@@ -246,10 +245,12 @@ public final class Scheduler: @unchecked Sendable {
         ready[t.capability, default: Heap()].insert(r)
     }
 
-    /// Sends ready tasks while their capability has spare capacity.
+    /// Sends ready tasks while their capability's providers have spare
+    /// capacity; each send adds to a provider's load at once, so one pass
+    /// never overfills it.
     private func dispatch(now: Int64) {
         for cap in Array(ready.keys) {
-            let room = host.capacity(of: cap) - inflight[cap, default: 0]
+            let room = host.spareCapacity(of: cap)
             guard room > 0 else { continue }
             for _ in 0..<room {
                 guard let r = ready[cap]?.popMin() else { break }
@@ -269,7 +270,6 @@ public final class Scheduler: @unchecked Sendable {
         t.state = .running
         t.attempts += 1
         open[id] = t
-        inflight[t.capability, default: 0] += 1
         let attempt = t.attempts
         store.enqueue { db in
             try db.execute(sql: "UPDATE tasks SET state = 'running', attempts = ? WHERE id = ?", arguments: [attempt, id])
@@ -293,7 +293,6 @@ public final class Scheduler: @unchecked Sendable {
     /// An attempt ended: completed, retried, or dead-lettered.
     private func finish(_ id: String, _ answer: Envelope, startedNs: Int64) {
         guard var t = open[id] else { return }
-        inflight[t.capability, default: 1] -= 1
         let now = clock.unixNanos()
         let agent = answer.sender.isEmpty ? nil : answer.sender
         if answer.kind == .response {
