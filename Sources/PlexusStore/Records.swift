@@ -130,6 +130,10 @@ extension Store {
         try read { db in try AttemptRecord.filter(Column("task_id") == id).order(Column("attempt")).fetchAll(db) }
     }
 
+    public func count(state: TaskState) throws -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM tasks WHERE state = ?", arguments: [state.rawValue]) ?? 0 }
+    }
+
     public func lastTaskSeq() throws -> Int64 {
         try read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM tasks") ?? 0 }
     }

@@ -230,7 +230,7 @@ public final class Scheduler: @unchecked Sendable {
                 guard let dep = try? store.task(d) else { continue }
                 if dep.state == .completed { continue }
                 if dep.state.isOpen { dependents[d, default: []].insert(t.id); pending += 1; continue }
-                deadLetter(t.id, reason: "it depends on task \(d), which is \(dep.state.rawValue)", now: now)
+                deadLetter(t.id, reason: "it depends on task \(d), which was \(dep.state == .dead ? "dead-lettered" : dep.state.rawValue): \(dep.error ?? "")", now: now)
                 return
             }
             if pending == 0 { open[t.id]!.state = .queued; persistState(t.id, .queued); makeReady(t.id, now: now) }

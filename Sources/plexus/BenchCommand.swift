@@ -17,12 +17,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Round trips per measurement.") var roundTrips = 2_000_000
     @Option(help: "One-way messages per measurement.") var messages = 5_000_000
     @Option(help: "Repetitions; the median is printed.") var repetitions = 5
+    @Option(help: "Durable tasks per measurement.") var tasks = 20_000
     @Flag(help: "Only the in-process lines (for profiling the router).") var inprocOnly = false
+    @Flag(help: "Only the durable task line.") var tasksOnly = false
 
     func run() throws {
         bootstrapLogging(default: .error)
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         print("# plexus bench: \(cores) cores, \(repetitions) repetitions, median shown")
+        if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         let one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
         print("inproc_rr_per_s: \(try median { try rate(one, pairs: 1, "rr", roundTrips) }) round trips/s (1 pair, \(cores) dispatcher threads)")
@@ -35,6 +38,7 @@ struct BenchCommand: ParsableCommand {
         if inprocOnly { return }
         try client(threads: cores)
         try sandbox()
+        try tasks(pong: "\(agents)/pong0.so", count: tasks)
         print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
     }
 
@@ -198,7 +202,7 @@ struct BenchCommand: ParsableCommand {
         Int(Double(n * pairs) / (try drive(h, pairs: pairs, "\(kind) \(n)")))
     }
 
-    private func median(_ f: () throws -> Int) rethrows -> Int {
+    func median(_ f: () throws -> Int) rethrows -> Int {
         var xs: [Int] = []
         for _ in 0..<repetitions { xs.append(try f()) }
         return xs.sorted()[xs.count / 2]

@@ -126,7 +126,8 @@ struct LoaderTests {
         #expect(d.name == "described")
         #expect(d.version == "0.1.0")
         #expect(d.abi == "1.0")
-        #expect(d.capabilities.count == 15)
+        #expect(d.capabilities.count == 17)
+        #expect(d.permissions.map { "\($0.kind) \($0.pattern)" } == ["call *", "publish probe.events.>", "subscribe probe.none"])
         #expect(d.exports.first?.signature == "probe.add(a: i64, b: i64) -> i64")
     }
 }
