@@ -59,8 +59,9 @@ let package = Package(
         // Swift: durable tasks: priorities with aging, retries with backoff, dependencies.
         .target(
             name: "PlexusTasks",
-            dependencies: ["PlexusHost", "PlexusStore", .product(name: "GRDB", package: "GRDB.swift"),
+            dependencies: ["PlexusHost", "PlexusStore", "PlexusThreads", .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "HeapModule", package: "swift-collections"),
+                           .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]),
         // Swift: plexus.yaml, validated, with errors naming file, line and field.
         .target(

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import HeapModule
+import DequeModule
 import Logging
 import PlexusCore
 import PlexusHost
@@ -47,6 +48,10 @@ public final class Scheduler: @unchecked Sendable {
     private var ready: [String: Heap<Ready>] = [:]
     private var delayed = Heap<Delayed>()
     private var dependents: [String: Set<String>] = [:]
+    /// How tasks that left the schedule ended, newest 100,000: their final
+    /// state may not be on disk yet when a task that depends on them arrives.
+    private var ended: [String: TaskState] = [:]
+    private var endedOrder = Deque<String>()
 
     struct Ready: Comparable {
         let rank: Int64, seq: Int64, id: String
@@ -213,7 +218,7 @@ public final class Scheduler: @unchecked Sendable {
         switch i {
         case .submitted(let ts): for t in ts { adopt(t) }
         case .reopened(let t):
-            if t.state == .cancelled { drop(t.id, failedBecause: "task \(t.id) was cancelled"); return }
+            if t.state == .cancelled { open[t.id] = t; drop(t.id, failedBecause: "task \(t.id) was cancelled"); return }
             adopt(t)
         case .answered(let id, let answer, let started): finish(id, answer, startedNs: started)
         }
@@ -227,10 +232,9 @@ public final class Scheduler: @unchecked Sendable {
             var pending = 0
             for d in t.dependencies {
                 if open[d] != nil { dependents[d, default: []].insert(t.id); pending += 1; continue }
-                guard let dep = try? store.task(d) else { continue }
-                if dep.state == .completed { continue }
-                if dep.state.isOpen { dependents[d, default: []].insert(t.id); pending += 1; continue }
-                deadLetter(t.id, reason: "it depends on task \(d), which was \(dep.state == .dead ? "dead-lettered" : dep.state.rawValue): \(dep.error ?? "")", now: now)
+                guard let state = ended[d] ?? (try? store.task(d))?.state else { continue }
+                if state == .completed { continue }
+                deadLetter(t.id, reason: "it depends on task \(d), which was \(state == .dead ? "dead-lettered" : state.rawValue)", now: now)
                 return
             }
             if pending == 0 { open[t.id]!.state = .queued; persistState(t.id, .queued); makeReady(t.id, now: now) }
@@ -299,6 +303,7 @@ public final class Scheduler: @unchecked Sendable {
             t.state = .completed; t.result = Data(answer.payload); t.result_type = answer.contentType
             t.agent = agent; t.finished_unix_ns = now
             open[id] = nil
+            remember(id, .completed)
             let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
                                   outcome: "completed", detail: "")
             let done = t
@@ -343,6 +348,7 @@ public final class Scheduler: @unchecked Sendable {
         guard var t = open[id] else { return }
         t.state = .dead; t.error = reason; t.finished_unix_ns = now
         open[id] = nil
+        remember(id, .dead)
         let dead = t
         store.enqueue { db in
             try dead.update(db)
@@ -354,8 +360,15 @@ public final class Scheduler: @unchecked Sendable {
         drop(id, failedBecause: "it depends on task \(id), which was dead-lettered: \(reason)")
     }
 
+    private func remember(_ id: String, _ state: TaskState) {
+        ended[id] = state
+        endedOrder.append(id)
+        if endedOrder.count > 100_000, let old = endedOrder.popFirst() { ended[old] = nil }
+    }
+
     /// A task left the schedule without completing: its dependents cannot run.
     private func drop(_ id: String, failedBecause reason: String) {
+        if let t = open[id] { remember(id, t.state == .cancelled ? .cancelled : .dead) }
         open[id] = nil
         for d in dependents.removeValue(forKey: id) ?? [] { deadLetter(d, reason: reason, now: clock.unixNanos()) }
     }
