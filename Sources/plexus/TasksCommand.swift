@@ -100,23 +100,22 @@ struct TasksCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a dead-lettered or cancelled task again, with fresh attempts.")
         @Argument(help: "The task id.") var id: String
         @OptionGroup var options: HostOptions
-        func run() throws {
-            bootstrapLogging(default: .error)
-            let t = try ask(try options.hostForState(), "plexus.tasks.retry", .object(["id": .string(id)]))
-            print("\(id) \(str(t["state"]))")
-        }
+        func run() throws { try change(id, "plexus.tasks.retry", options) }
     }
 
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Cancel a task that has not started; its dependents are dead-lettered.")
         @Argument(help: "The task id.") var id: String
         @OptionGroup var options: HostOptions
-        func run() throws {
-            bootstrapLogging(default: .error)
-            let t = try ask(try options.hostForState(), "plexus.tasks.cancel", .object(["id": .string(id)]))
-            print("\(id) \(str(t["state"]))")
-        }
+        func run() throws { try change(id, "plexus.tasks.cancel", options) }
     }
+}
+
+/// Retries or cancels a task; prints its new state.
+private func change(_ id: String, _ capability: String, _ options: HostOptions) throws {
+    bootstrapLogging(default: .error)
+    let t = try ask(try options.hostForState(), capability, .object(["id": .string(id)]))
+    print("\(id) \(str(t["state"]))")
 }
 
 /// Calls one of the host's capabilities with a JSON argument; its JSON answer.
