@@ -63,14 +63,15 @@ public final class Grants: Sendable {
         }
     }
 
-    /// PERMISSION_DENIED naming the grant that is missing, unless it is held.
-    public func check(_ action: Action, _ name: String) throws(PlexusError) {
-        if !allows(action, name) { throw denial(action, name) }
+    /// The one decision: a subscription pattern must be covered whole;
+    /// any other name must match a pattern.
+    public func permits(_ action: Action, _ name: String) -> Bool {
+        action == .subscribe ? covers(.subscribe, pattern: name) : allows(action, name)
     }
 
-    /// For a subscription pattern: every subject it matches must be granted.
-    public func checkPattern(_ action: Action, _ pattern: String) throws(PlexusError) {
-        if !covers(action, pattern: pattern) { throw denial(action, pattern) }
+    /// PERMISSION_DENIED naming the grant that is missing, unless it is held.
+    public func check(_ action: Action, _ name: String) throws(PlexusError) {
+        if !permits(action, name) { throw denial(action, name) }
     }
 
     /// The error a refused action gets; the grant is written as it would be

@@ -50,10 +50,11 @@ extension Router {
         throw deny(g, action, String(cString: name), sender: String(cString: o.cName))
     }
 
-    /// Subscribing: every subject the pattern can match must be granted.
-    func authorize(_ o: Origin, subscribe pattern: String) throws(PlexusError) {
-        guard let g = o.grants, !g.covers(.subscribe, pattern: pattern) else { return }
-        throw deny(g, .subscribe, pattern, sender: String(cString: o.cName))
+    /// The same for a name in a Swift string (a subscription pattern, a
+    /// registration): `grants` nil allows anything.
+    func authorize(_ grants: Grants?, _ action: Grants.Action, _ name: String, sender: String) throws(PlexusError) {
+        guard let g = grants, !g.permits(action, name) else { return }
+        throw deny(g, action, name, sender: sender)
     }
 }
 
@@ -61,7 +62,7 @@ extension Router {
     /// An agent subscribes itself, within its grants.
     func subscribe(_ a: Agent, _ pattern: String) throws(PlexusError) {
         try Subject.validatePattern(pattern)
-        try authorize(HostTable.origin(a), subscribe: pattern)
+        try authorize(a.grants, .subscribe, pattern, sender: a.name)
         try registry.subscribe(a, pattern)
     }
 }

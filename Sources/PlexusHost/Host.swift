@@ -438,9 +438,7 @@ extension Host {
 
     /// Refuses (PERMISSION_DENIED, audited) what `grants` do not allow.
     public func authorize(_ grants: Grants?, _ action: Grants.Action, _ name: String, as sender: String) throws(PlexusError) {
-        guard let grants else { return }
-        let allowed = action == .subscribe ? grants.covers(.subscribe, pattern: name) : grants.allows(action, name)
-        if !allowed { throw router.deny(grants, action, name, sender: sender) }
+        try router.authorize(grants, action, name, sender: sender)
     }
 
     /// Records a refusal that is not a grant check (a connection or a hello
