@@ -396,14 +396,5 @@ public final class Scheduler: @unchecked Sendable {
             deadLetter(id, reason: "its deadline passed while it waited (no capacity for \(t.capability))", now: now)
         }
     }
-
-    /// Tasks waiting, queued or running now, per state.
-    public var openCounts: [String: Int] {
-        // Read from the store: the scheduler's own map belongs to its thread.
-        (try? store.read { db in
-            try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
-                .map { ($0["state"] as String, $0["n"] as Int) })
-        }) ?? [:]
-    }
 }
 

@@ -60,12 +60,12 @@ public enum TaskService {
                 return st
             }
             let limit = try int(args, "limit", default: 100, in: 1...10_000)
-            return .array(try store(s) { try s.store.tasks(state: state, limit: limit) }.map { summary($0) })
+            return .array(try store { try s.store.tasks(state: state, limit: limit) }.map { summary($0) })
         case "plexus.tasks.show":
             let id = try string(args, "id")
-            guard let t = try store(s, { try s.store.task(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
+            guard let t = try store({ try s.store.task(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
             var o = fields(t, full: true)
-            let history = try store(s) { try s.store.attempts(of: id) }
+            let history = try store { try s.store.attempts(of: id) }
             o["attempt_history"] = .array(history.map(attempt))
             return .object(o)
         case "plexus.tasks.retry": return summary(try s.retry(try string(args, "id")))
@@ -73,7 +73,7 @@ public enum TaskService {
         default:   // plexus.events
             let after = Int64(try int(args, "after", default: 0, in: 0...Int.max))
             let limit = try int(args, "limit", default: 500, in: 1...10_000)
-            return .array(try store(s) { try s.store.events(after: after, limit: limit) }.map { e in
+            return .array(try store { try s.store.events(after: after, limit: limit) }.map { e in
                 .object(["seq": .int(e.seq), "at_unix_ns": .int(e.at_unix_ns), "kind": .string(e.kind), "subject": .string(e.subject),
                          "data": (try? JSONValue.parse(Array(e.data.utf8))) ?? .string(e.data)])
             })
@@ -114,7 +114,7 @@ public enum TaskService {
         (try? JSONValue.parse([UInt8](d))) ?? .string(String(decoding: d, as: UTF8.self))
     }
 
-    private static func store<T>(_ s: Scheduler, _ body: () throws -> T) throws(PlexusError) -> T {
+    private static func store<T>(_ body: () throws -> T) throws(PlexusError) -> T {
         do { return try body() } catch { throw PlexusError(.INTERNAL, "the task store failed: \(error)") }
     }
 
