@@ -361,6 +361,19 @@ plexus_status plexus_client_hello(plexus_client *c, const char *client, const ch
     return operate(c, "plexus.hello", json);
 }
 
+plexus_status plexus_client_connect_as(const char *socket_path, const char *client, const char *token,
+                                       plexus_client **out, char *err, size_t err_cap) {
+    plexus_status s = plexus_client_connect(socket_path, out, err, err_cap);
+    if (s != PLEXUS_OK || !client || !*client) return s;
+    s = plexus_client_hello(*out, client, token);
+    if (s != PLEXUS_OK) {
+        if (err && err_cap) snprintf(err, err_cap, "%s: %s", plexus_status_name(s), plexus_client_last_error(*out));
+        plexus_client_close(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
 plexus_status plexus_client_subscribe(plexus_client *c, const char *pattern) {
     return one_field(c, "plexus.subscribe", "pattern", pattern);
 }

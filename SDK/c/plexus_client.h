@@ -68,6 +68,13 @@ void plexus_client_close(plexus_client *c);
 ** (the host then closes the connection); plexus_client_last_error says which. */
 plexus_status plexus_client_hello(plexus_client *c, const char *client, const char *token);
 
+/* plexus_client_connect, then plexus_client_hello when client is neither
+** NULL nor empty (the examples pass $PLEXUS_CLIENT and $PLEXUS_TOKEN). A
+** refused hello closes the client, sets *out to NULL, and writes the
+** host's reason ("PERMISSION_DENIED: ...") into err. */
+plexus_status plexus_client_connect_as(const char *socket_path, const char *client, const char *token,
+                                       plexus_client **out, char *err, size_t err_cap);
+
 /* Sends a QUERY to target and waits for the answer up to timeout_ms (0: 30 s;
 ** the host gets the same deadline). target_kind is CAPABILITY, AGENT or TOPIC.
 ** Returns PLEXUS_OK with *out set when an answer came (check (*out)->status:

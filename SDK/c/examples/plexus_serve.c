@@ -43,11 +43,10 @@ int main(int argc, char **argv) {
     }
     char err[512];
     plexus_client *c;
-    if (plexus_client_connect(socket_path, &c, err, sizeof err) != PLEXUS_OK) { fprintf(stderr, "%s\n", err); return 1; }
-    const char *who = getenv("PLEXUS_CLIENT");   /* a client of the host's plexus.yaml, with $PLEXUS_TOKEN */
-    if (who && *who) {
-        plexus_status h = plexus_client_hello(c, who, getenv("PLEXUS_TOKEN"));
-        if (h != PLEXUS_OK) { fprintf(stderr, "%s: %s\n", plexus_status_name(h), plexus_client_last_error(c)); plexus_client_close(c); return 1; }
+    /* As a client of the host's plexus.yaml when $PLEXUS_CLIENT is set. */
+    if (plexus_client_connect_as(socket_path, getenv("PLEXUS_CLIENT"), getenv("PLEXUS_TOKEN"), &c, err, sizeof err) != PLEXUS_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
     }
     int count = atoi(argv[argc - 1]);
     plexus_status s;
