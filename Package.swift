@@ -63,6 +63,12 @@ let package = Package(
                            .product(name: "HeapModule", package: "swift-collections"),
                            .product(name: "DequeModule", package: "swift-collections"),
                            .product(name: "Logging", package: "swift-log")]),
+        // Swift: workflows: YAML graphs of steps run as durable tasks, checkpointed per step.
+        .target(
+            name: "PlexusWorkflows",
+            dependencies: ["PlexusHost", "PlexusStore", "PlexusTasks", "PlexusConfig", "PlexusThreads",
+                           .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Yams", package: "Yams"),
+                           .product(name: "Logging", package: "swift-log")]),
         // Swift: plexus.yaml, validated, with errors naming file, line and field.
         .target(
             name: "PlexusConfig",
@@ -74,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "plexus",
             dependencies: [
-                "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "CPlexusPOSIX",
+                "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -85,7 +91,8 @@ let package = Package(
         .target(name: "SummarizerPlugin", dependencies: ["PlexusAgent"], path: "Plugins/summarizer"),
 
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
-        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks"]),
+        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows"]),
+        .testTarget(name: "PlexusWorkflowsTests", dependencies: ["PlexusWorkflows"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
         .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusStore"]),
         .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusSupervision"]),

@@ -13,6 +13,14 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public let problem: String
     /// "plexus.yaml:7:5: plugins.textkit.limits.memory: expected a size such as 512MiB, found "lots""
     public var description: String { "\(file):\(line):\(column): \(field.isEmpty ? "" : "\(field): ")\(problem)" }
+
+    public init(file: String, line: Int, column: Int, field: String, problem: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.field = field
+        self.problem = problem
+    }
 }
 
 /// Reads plexus.yaml into a HostConfiguration. Every field is checked; an
@@ -92,7 +100,7 @@ public enum ConfigFile {
         return config
     }
 
-    private static func syntaxError(_ error: Error, file: String) -> ConfigError {
+    public static func syntaxError(_ error: Error, file: String) -> ConfigError {
         if let y = error as? YamlError, case .scanner(_, let problem, let mark, _) = y {
             return ConfigError(file: file, line: mark.line, column: mark.column, field: "", problem: "not valid YAML: \(problem)")
         }
@@ -104,15 +112,17 @@ public enum ConfigFile {
 }
 
 /// Walks the YAML tree, keeping the position of every node for errors.
-struct Reader {
-    let file: String
+/// Workflow files are read with it too.
+public struct Reader {
+    public let file: String
+    public init(file: String) { self.file = file }
 
-    func fail(_ node: Node, _ field: String, _ problem: String) -> ConfigError {
+    public func fail(_ node: Node, _ field: String, _ problem: String) -> ConfigError {
         ConfigError(file: file, line: node.mark?.line ?? 0, column: node.mark?.column ?? 0, field: field, problem: problem)
     }
 
     /// A mapping's entries by key; `keys` (when given) are the only ones allowed.
-    func mapping(_ node: Node, _ field: String, keys: [String]?) throws(ConfigError) -> [(String, Node)] {
+    public func mapping(_ node: Node, _ field: String, keys: [String]?) throws(ConfigError) -> [(String, Node)] {
         guard case .mapping(let m) = node else { throw fail(node, field, "expected a mapping (key: value lines), found \(kind(node))") }
         var out: [(String, Node)] = []
         for (k, v) in m {
@@ -127,12 +137,12 @@ struct Reader {
         return out
     }
 
-    func mapping(_ node: Node, _ field: String, keys: [String]) throws(ConfigError) -> [String: Node] {
+    public func mapping(_ node: Node, _ field: String, keys: [String]) throws(ConfigError) -> [String: Node] {
         let entries: [(String, Node)] = try mapping(node, field, keys: keys)
         return Dictionary(entries, uniquingKeysWith: { a, _ in a })
     }
 
-    func kind(_ n: Node) -> String {
+    public func kind(_ n: Node) -> String {
         switch n {
         case .scalar(let s): return "\"\(s.string)\""
         case .mapping: return "a mapping"
@@ -141,26 +151,26 @@ struct Reader {
         }
     }
 
-    func string(_ node: Node, _ field: String) throws(ConfigError) -> String {
+    public func string(_ node: Node, _ field: String) throws(ConfigError) -> String {
         guard case .scalar(let s) = node else { throw fail(node, field, "expected a value, found \(kind(node))") }
         return s.string
     }
 
-    func integer(_ node: Node, _ field: String, in range: ClosedRange<Int64>) throws(ConfigError) -> Int64 {
+    public func integer(_ node: Node, _ field: String, in range: ClosedRange<Int64>) throws(ConfigError) -> Int64 {
         let s = try string(node, field)
         guard let v = Int64(s.replacingOccurrences(of: "_", with: "")) else { throw fail(node, field, "expected a whole number, found \"\(s)\"") }
         guard range.contains(v) else { throw fail(node, field, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
         return v
     }
 
-    func number(_ node: Node, _ field: String, in range: ClosedRange<Double>) throws(ConfigError) -> Double {
+    public func number(_ node: Node, _ field: String, in range: ClosedRange<Double>) throws(ConfigError) -> Double {
         let s = try string(node, field)
         guard let v = Double(s) else { throw fail(node, field, "expected a number, found \"\(s)\"") }
         guard range.contains(v) else { throw fail(node, field, "\(s) is out of range \(range.lowerBound)...\(range.upperBound)") }
         return v
     }
 
-    func bool(_ node: Node, _ field: String) throws(ConfigError) -> Bool {
+    public func bool(_ node: Node, _ field: String) throws(ConfigError) -> Bool {
         switch try string(node, field) {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
@@ -367,7 +377,7 @@ struct Reader {
     }
 
     /// A YAML value as JSON (what init receives). Scalars keep their YAML type.
-    private func json(_ node: Node, _ field: String) throws(ConfigError) -> JSONValue {
+    public func json(_ node: Node, _ field: String) throws(ConfigError) -> JSONValue {
         switch node {
         case .mapping:
             var o: [String: JSONValue] = [:]

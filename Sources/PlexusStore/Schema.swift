@@ -3,7 +3,7 @@ import GRDB
 /// The store's tables. Migrations only ever append, so a newer host opens
 /// an older file.
 enum Schema {
-    static let tables = ["tasks", "task_attempts", "events", "kv"]
+    static let tables = ["tasks", "task_attempts", "events", "kv", "workflow_runs", "workflow_steps"]
 
     static func migrate(_ db: DatabaseWriter) throws {
         var m = DatabaseMigrator()
@@ -55,6 +55,35 @@ enum Schema {
                     version INTEGER NOT NULL,            -- 1 on creation, +1 on every write
                     updated_unix_ns INTEGER NOT NULL,
                     PRIMARY KEY(namespace, key));
+                """)
+        }
+        m.registerMigration("2: workflow runs and their checkpoints") { db in
+            try db.execute(sql: """
+                CREATE TABLE workflow_runs(
+                    id TEXT PRIMARY KEY,                 -- 32 hex digits
+                    seq INTEGER NOT NULL UNIQUE,
+                    workflow TEXT NOT NULL,              -- its name
+                    file TEXT NOT NULL,
+                    source TEXT NOT NULL,                -- the YAML it runs: a resume never rereads the file
+                    input TEXT NOT NULL,                 -- JSON object
+                    state TEXT NOT NULL,                 -- running, completed, failed
+                    generation INTEGER NOT NULL DEFAULT 0,  -- +1 each time a failed run is resumed
+                    created_unix_ns INTEGER NOT NULL,
+                    finished_unix_ns INTEGER NOT NULL DEFAULT 0,
+                    error TEXT,
+                    outputs TEXT);                       -- JSON object: file name -> content
+                CREATE INDEX workflow_runs_open ON workflow_runs(state) WHERE state = 'running';
+                CREATE TABLE workflow_steps(             -- one row per checkpoint
+                    run_id TEXT NOT NULL,
+                    step TEXT NOT NULL,                  -- "clean", or "analyse.climate" for a branch
+                    item INTEGER NOT NULL,               -- -1: the step; n >= 0: item n of its for_each
+                    state TEXT NOT NULL,                 -- done, skipped, failed, awaiting_approval, approved
+                    output TEXT,                         -- JSON
+                    error TEXT,
+                    task_id TEXT,
+                    started_unix_ns INTEGER NOT NULL,
+                    finished_unix_ns INTEGER NOT NULL,
+                    PRIMARY KEY(run_id, step, item));
                 """)
         }
         try m.migrate(db)

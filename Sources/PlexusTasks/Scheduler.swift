@@ -31,6 +31,9 @@ public final class Scheduler: @unchecked Sendable {
     private let logger = Logger(label: "plexus.tasks")
     private let ids = IDGenerator()
     private let seq: Atomic<Int64>
+    /// Told of every task that ended (completed, dead-lettered, cancelled)
+    /// once that end is on disk; set before start(). Workflows advance on it.
+    public var onFinished: (@Sendable (TaskRecord) -> Void)?
 
     private enum Input {
         case submitted([TaskRecord])
@@ -157,6 +160,7 @@ public final class Scheduler: @unchecked Sendable {
             t.state = .cancelled; t.finished_unix_ns = PlexusThreads.Clock.unixNanos(); t.error = "cancelled by hand"
         }
         post(.reopened(t))   // the scheduler drops it and fails its dependents
+        onFinished?(t)
         return t
     }
 
@@ -307,13 +311,13 @@ public final class Scheduler: @unchecked Sendable {
             let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
                                   outcome: "completed", detail: "")
             let done = t
-            store.enqueue { db in
+            store.enqueue({ db in
                 try done.update(db)
                 try a.insert(db)
                 try Store.appendEvent(db, kind: "task.completed", subject: id,
                                       data: ["capability": .string(done.capability), "agent": agent.map(JSONValue.string) ?? .null,
                                              "attempt": .int(Int64(done.attempts)), "ms": .int((now - startedNs) / 1_000_000)], at: now)
-            }
+            }, done: ended(done))
             release(id, now: now)
             return
         }
@@ -350,14 +354,19 @@ public final class Scheduler: @unchecked Sendable {
         open[id] = nil
         remember(id, .dead)
         let dead = t
-        store.enqueue { db in
+        store.enqueue({ db in
             try dead.update(db)
             try Store.appendEvent(db, kind: "task.dead_lettered", subject: id,
                                   data: ["capability": .string(dead.capability), "attempts": .int(Int64(dead.attempts)),
                                          "reason": .string(reason)], at: now)
-        }
+        }, done: ended(dead))
         logger.warning("task dead-lettered", metadata: ["task": "\(id)", "capability": "\(t.capability)", "reason": "\(reason)"])
         drop(id, failedBecause: "it depends on task \(id), which was dead-lettered: \(reason)")
+    }
+
+    /// Tells onFinished once the write is on disk.
+    private func ended(_ t: TaskRecord) -> (Error?) -> Void {
+        { [onFinished] e in if e == nil { onFinished?(t) } }
     }
 
     private func remember(_ id: String, _ state: TaskState) {

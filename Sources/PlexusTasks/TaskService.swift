@@ -33,7 +33,7 @@ public enum TaskService {
     }
 
     static func handle(_ env: Envelope, _ s: Scheduler, _ host: Host) throws(PlexusError) -> JSONValue {
-        let args: JSONValue = env.payload.isEmpty ? .object([:]) : try parse(env.payload)
+        let args: JSONValue = env.payload.isEmpty ? .object([:]) : try ServiceArguments.parse(env.payload)
         switch env.target.name {
         case "plexus.tasks.submit":
             let list: [JSONValue]
@@ -59,20 +59,20 @@ public enum TaskService {
                 }
                 return st
             }
-            let limit = try int(args, "limit", default: 100, in: 1...10_000)
+            let limit = try ServiceArguments.int(args, "limit", default: 100, in: 1...10_000)
             return .array(try store { try s.store.tasks(state: state, limit: limit) }.map { summary($0) })
         case "plexus.tasks.show":
-            let id = try string(args, "id")
+            let id = try ServiceArguments.string(args, "id")
             guard let t = try store({ try s.store.task(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
             var o = fields(t, full: true)
             let history = try store { try s.store.attempts(of: id) }
             o["attempt_history"] = .array(history.map(attempt))
             return .object(o)
-        case "plexus.tasks.retry": return summary(try s.retry(try string(args, "id")))
-        case "plexus.tasks.cancel": return summary(try s.cancel(try string(args, "id")))
+        case "plexus.tasks.retry": return summary(try s.retry(try ServiceArguments.string(args, "id")))
+        case "plexus.tasks.cancel": return summary(try s.cancel(try ServiceArguments.string(args, "id")))
         default:   // plexus.events
-            let after = Int64(try int(args, "after", default: 0, in: 0...Int.max))
-            let limit = try int(args, "limit", default: 500, in: 1...10_000)
+            let after = Int64(try ServiceArguments.int(args, "after", default: 0, in: 0...Int.max))
+            let limit = try ServiceArguments.int(args, "limit", default: 500, in: 1...10_000)
             return .array(try store { try s.store.events(after: after, limit: limit) }.map { e in
                 .object(["seq": .int(e.seq), "at_unix_ns": .int(e.at_unix_ns), "kind": .string(e.kind), "subject": .string(e.subject),
                          "data": (try? JSONValue.parse(Array(e.data.utf8))) ?? .string(e.data)])
@@ -116,25 +116,5 @@ public enum TaskService {
 
     private static func store<T>(_ body: () throws -> T) throws(PlexusError) -> T {
         do { return try body() } catch { throw PlexusError(.INTERNAL, "the task store failed: \(error)") }
-    }
-
-    private static func parse(_ bytes: [UInt8]) throws(PlexusError) -> JSONValue {
-        guard let v = try? JSONValue.parse(bytes) else {
-            throw PlexusError(.INVALID_ARGUMENT, "the payload must be JSON, got '\(String(decoding: bytes.prefix(60), as: UTF8.self))'")
-        }
-        return v
-    }
-
-    private static func string(_ o: JSONValue, _ key: String) throws(PlexusError) -> String {
-        guard case .string(let s)? = o[key] else { throw PlexusError(.INVALID_ARGUMENT, "\"\(key)\" must be a string") }
-        return s
-    }
-
-    private static func int(_ o: JSONValue, _ key: String, default d: Int, in range: ClosedRange<Int>) throws(PlexusError) -> Int {
-        guard let v = o[key] else { return d }
-        guard case .int(let n) = v, range.contains(Int(n)) else {
-            throw PlexusError(.INVALID_ARGUMENT, "\"\(key)\" must be a whole number in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return Int(n)
     }
 }

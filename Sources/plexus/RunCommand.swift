@@ -4,6 +4,7 @@ import PlexusHost
 import PlexusSocket
 import PlexusStore
 import PlexusTasks
+import PlexusWorkflows
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,9 +41,14 @@ struct RunCommand: ParsableCommand {
         do { db = try Store(path: path) } catch { throw CLIError(error.description) }
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
         let scheduler = try Scheduler(host: host, store: db)
-        do { try TaskService.install(on: host, scheduler: scheduler) } catch { throw CLIError(error.description) }
+        let engine = try WorkflowEngine(scheduler: scheduler)
+        do {
+            try TaskService.install(on: host, scheduler: scheduler)
+            try WorkflowService.install(on: host, engine: engine)
+        } catch { throw CLIError(error.description) }
         host.start()
         try scheduler.start()
+        try engine.start()   // runs that were running when the host stopped go on
         let server: SocketServer
         do { server = try SocketServer(host: host, path: options.socketPath) } catch {
             host.shutdown()
@@ -58,6 +64,7 @@ struct RunCommand: ParsableCommand {
         sigwait(&set, &sig)
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
         server.stop()
+        engine.stop()
         scheduler.stop()
         host.shutdown()
         db.close()

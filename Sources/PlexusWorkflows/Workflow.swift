@@ -1,0 +1,76 @@
+import PlexusCore
+
+/// A workflow as declared in YAML and checked: its steps in file order,
+/// each with the steps it depends on (declared with `after:` or implied by
+/// reading their outputs).
+public struct Workflow: Sendable {
+    public let name: String
+    public let description: String
+    public let file: String
+    /// The YAML text: a run keeps it, so resuming never depends on the file.
+    public let source: String
+    /// Defaults for the run's input; what the caller gives overrides them.
+    public let input: [String: JSONValue]
+    public let steps: [Step]
+    /// Files a finished run produces: name -> what it holds.
+    public let outputs: [(name: String, value: Template)]
+
+    public func step(_ name: String) -> Step? { steps.first { $0.name == name } }
+
+    /// The steps and parallel branches that run as tasks or are decided on,
+    /// in order: branch "p.a" follows its parallel step p.
+    public var nodes: [Step] { steps.flatMap { s -> [Step] in [s] + s.branches } }
+
+    public func input(merging given: JSONValue?) throws(PlexusError) -> JSONValue {
+        var merged = input
+        switch given {
+        case nil, .null?: break
+        case .object(let o)?: merged.merge(o) { _, new in new }
+        case let v?: throw PlexusError(.INVALID_ARGUMENT, "a workflow's input is a JSON object, got \(v.typeName)")
+        }
+        return .object(merged)
+    }
+}
+
+public struct Step: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// Calls a capability (once, or once per item of `forEach`).
+        case call(String)
+        /// Runs its branches at once; each branch's output stays under its name.
+        case parallel
+        /// Combines a parallel step's branches: their outputs as one object,
+        /// or, with a capability, what that capability makes of them.
+        case merge(of: String, call: String?)
+    }
+
+    public let name: String
+    public let line: Int
+    public let kind: Kind
+    public let description: String
+    public let input: Template?
+    /// Every step this one waits for: declared and implied.
+    public let after: [String]
+    public let when: Expression?
+    public let whenText: String?
+    public let forEach: Expression?
+    public let forEachText: String?
+    public let concurrency: Int
+    public let timeoutMs: Int64
+    public let attempts: Int
+    public let backoffMs: Int64
+    public let backoffMaxMs: Int64
+    /// Set: the step waits for `plexus workflow approve RUN STEP` first.
+    public let approval: String?
+    /// Branches of a parallel step, named "STEP.BRANCH".
+    public let branches: [Step]
+
+    /// For a branch "p.a": p.
+    public var parent: String? { name.firstIndex(of: ".").map { String(name[..<$0]) } }
+    public var capability: String? {
+        switch kind {
+        case .call(let c): return c
+        case .merge(_, let c): return c
+        case .parallel: return nil
+        }
+    }
+}

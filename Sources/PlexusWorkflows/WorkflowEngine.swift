@@ -1,0 +1,263 @@
+import FoundationEssentials
+import Glibc
+import Logging
+import PlexusConfig
+import PlexusCore
+import PlexusHost
+import PlexusStore
+import PlexusTasks
+import PlexusThreads
+import Synchronization
+import GRDB
+
+/// Runs workflows on the task scheduler: each step (each item of a
+/// for_each) is a durable task whose idempotency key names the run, the
+/// step and the item. A step's completion is checkpointed before anything
+/// that depends on it starts, so a host killed at any moment resumes each
+/// run from its checkpoints: finished steps are not run again, and a step
+/// that was running gets its own task back (finished or still queued)
+/// rather than a new one.
+///
+/// One thread owns every run. Each turn it takes what arrived (new runs,
+/// ended tasks, approvals), advances the runs, writes all checkpoints in
+/// one transaction, then submits all new tasks in one more.
+public final class WorkflowEngine: @unchecked Sendable {
+    let store: Store
+    private let scheduler: Scheduler
+    private let logger = Logger(label: "plexus.workflows")
+    private let ids = IDGenerator()
+    private let seq: Atomic<Int64>
+
+    private enum Input {
+        case adopt(RunState)
+        case ended(TaskRecord)
+        case approve(String, String, (PlexusError?) -> Void)
+    }
+
+    private let lock = ConditionLock()
+    private var inbox: [Input] = []
+    private var stopping = false
+    private var thread: pthread_t?
+    /// Status of the runs the engine holds, for readers on other threads.
+    private var snapshots: [String: JSONValue] = [:]
+
+    // Owned by the engine thread.
+    private var runs: [String: RunState] = [:]
+
+    /// Set up before the scheduler starts: the engine hears of every task that ends.
+    public init(scheduler: Scheduler) throws {
+        self.scheduler = scheduler
+        store = scheduler.store
+        seq = Atomic(try store.lastRunSeq())
+        scheduler.onFinished = { [weak self] t in
+            guard let key = t.idempotency_key, key.hasPrefix("wf/") else { return }
+            self?.post(.ended(t))
+        }
+    }
+
+    /// Takes up every run the store holds as running, then starts.
+    public func start() throws {
+        for r in try store.runningRuns() {
+            do throws(PlexusError) {
+                post(.adopt(try load(r)))
+                logger.info("workflow run resumed after a restart", metadata: ["run": "\(r.id)", "workflow": "\(r.workflow)"])
+            } catch {
+                logger.error("workflow run cannot resume", metadata: ["run": "\(r.id)", "error": "\(error.detail)"])
+            }
+        }
+        thread = startThread(name: "plexus-workflows") { [unowned self] in loop() }
+    }
+
+    public func stop() {
+        let t = lock.withLock { () -> pthread_t? in stopping = true; lock.signal(); defer { thread = nil }; return thread }
+        if let t { pthread_join(t, nil) }
+    }
+
+    // MARK: what callers ask (any thread)
+
+    /// Stores a new run (on disk when this returns) and starts it.
+    public func run(_ w: Workflow, input given: JSONValue?) throws(PlexusError) -> RunRecord {
+        let input = try w.input(merging: given)
+        let now = Clock.unixNanos()
+        let r = RunRecord(id: ids.next().hex, seq: seq.add(1, ordering: .relaxed).newValue, workflow: w.name, file: w.file,
+                          source: w.source, input: input.text, state: "running", generation: 0, created_unix_ns: now)
+        try write { db in
+            try r.insert(db)
+            try Store.appendEvent(db, kind: "workflow.started", subject: r.id,
+                                  data: ["workflow": .string(w.name), "file": .string(w.file), "steps": .int(Int64(w.steps.count))], at: now)
+        }
+        let state = RunState(record: r, workflow: w, input: input, checkpoints: [])
+        lock.withLock { snapshots[r.id] = state.status() }
+        post(.adopt(state))
+        return r
+    }
+
+    /// A failed run goes on from its checkpoints: its failed steps, and
+    /// those that never ran, run again (with new task keys).
+    public func resume(_ id: String) throws(PlexusError) -> RunRecord {
+        guard var r = try read({ try $0.run(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no workflow run \(id)") }
+        if lock.withLock({ snapshots[id] }) != nil && r.state == "running" {
+            throw PlexusError(.INVALID_ARGUMENT, "run \(id) is running already; `plexus workflow status \(id)` shows where it is")
+        }
+        guard r.state != "completed" else { throw PlexusError(.INVALID_ARGUMENT, "run \(id) completed already; there is nothing to resume") }
+        let now = Clock.unixNanos()
+        r.state = "running"; r.generation += 1; r.error = nil; r.finished_unix_ns = 0
+        let resumed = r
+        try write { db in
+            try resumed.update(db)
+            try db.execute(sql: "DELETE FROM workflow_steps WHERE run_id = ? AND state = 'failed'", arguments: [id])
+            try Store.appendEvent(db, kind: "workflow.resumed", subject: id,
+                                  data: ["workflow": .string(resumed.workflow), "generation": .int(Int64(resumed.generation))], at: now)
+        }
+        let state = try load(resumed)
+        lock.withLock { snapshots[id] = state.status() }
+        post(.adopt(state))
+        return resumed
+    }
+
+    public func approve(run: String, step: String) throws(PlexusError) {
+        guard lock.withLock({ snapshots[run] }) != nil else {
+            let r = try read { try $0.run(run) }
+            throw PlexusError(.INVALID_ARGUMENT, r.map { "run \(run) is \($0.state); only a running run can be approved" } ?? "no workflow run \(run)")
+        }
+        let done = ConditionLock()
+        nonisolated(unsafe) var outcome: PlexusError??
+        post(.approve(run, step) { e in done.withLock { outcome = .some(e); done.signal() } })
+        let e: PlexusError? = done.withLock { while outcome == nil { done.wait() }; return outcome! }
+        if let e { throw e }
+    }
+
+    /// A run's status: live if the engine holds it, else from the store.
+    public func status(_ id: String) throws(PlexusError) -> JSONValue {
+        if let s = lock.withLock({ snapshots[id] }) { return s }
+        guard let r = try read({ try $0.run(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no workflow run \(id)") }
+        return try load(r).status()
+    }
+
+    public func list(limit: Int) throws(PlexusError) -> [JSONValue] {
+        try read { try $0.runs(limit: limit) }.map { r in
+            if let s = lock.withLock({ snapshots[r.id] }) { return s }
+            return RunState.summary(r, steps: [])
+        }
+    }
+
+    /// What a completed run produced: file name -> content.
+    public func outputs(_ id: String) throws(PlexusError) -> JSONValue {
+        guard let r = try read({ try $0.run(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no workflow run \(id)") }
+        guard r.state == "completed", let o = r.outputs else {
+            throw PlexusError(.UNAVAILABLE, "run \(id) is \(r.state); outputs exist once it completes")
+        }
+        return (try? JSONValue.parse(Array(o.utf8))) ?? .object([:])
+    }
+
+    private func load(_ r: RunRecord) throws(PlexusError) -> RunState {
+        let w: Workflow
+        do throws(ConfigError) { w = try WorkflowFile.parse(r.source, file: r.file) } catch {
+            throw PlexusError(.INVALID_ARGUMENT, "run \(r.id): its workflow no longer reads: \(error)")
+        }
+        let input = (try? JSONValue.parse(Array(r.input.utf8))) ?? .object([:])
+        return RunState(record: r, workflow: w, input: input, checkpoints: try read { try $0.checkpoints(of: r.id) })
+    }
+
+    private func read<T>(_ body: (Store) throws -> T) throws(PlexusError) -> T {
+        do { return try body(store) } catch { throw PlexusError(.INTERNAL, "the workflow store failed: \(error)") }
+    }
+
+    private func write(_ work: @escaping (Database) throws -> Void) throws(PlexusError) {
+        do { try store.commit(work) } catch let e as PlexusError { throw e } catch {
+            throw PlexusError(.INTERNAL, "the workflow store failed: \(error)")
+        }
+    }
+
+    private func post(_ i: Input) {
+        lock.withLock { inbox.append(i); lock.signal() }
+    }
+
+    // MARK: the engine thread
+
+    private func loop() {
+        while true {
+            let inputs: [Input]? = lock.withLock {
+                while inbox.isEmpty && !stopping { lock.wait() }
+                if stopping { return nil }
+                defer { inbox.removeAll(keepingCapacity: true) }
+                return inbox
+            }
+            guard let inputs else { return }
+            turn(inputs)
+        }
+    }
+
+    /// One turn: apply the inputs, advance, checkpoint, submit.
+    private func turn(_ inputs: [Input]) {
+        let now = Clock.unixNanos()
+        var effects: [(RunState, RunState.Effects)] = []
+        var replies: [(PlexusError?) -> Void] = []
+        var failures: [(PlexusError?) -> Void] = []
+        var touched: [String: RunState] = [:]
+        for i in inputs {
+            switch i {
+            case .adopt(let r):
+                runs[r.id] = r; touched[r.id] = r
+            case .ended(let t):
+                guard let k = RunState.parseKey(t.idempotency_key ?? ""), let r = runs[k.run], r.record.generation == k.generation else { continue }
+                effects.append((r, r.taskEnded(t, node: k.node, item: k.item, now: now))); touched[r.id] = r
+            case .approve(let run, let step, let reply):
+                guard let r = runs[run] else { failures.append(reply); continue }
+                do throws(PlexusError) { effects.append((r, try r.approve(step, now: now))); touched[r.id] = r; replies.append(reply) }
+                catch { let e = error; replies.append { _ in reply(e) } }
+            }
+        }
+        for r in touched.values { effects.append((r, r.advance(now: now))) }
+        let ok = checkpoint(effects, now: now)
+        for f in failures { f(PlexusError(.INVALID_ARGUMENT, "that run is not running")) }
+        for reply in replies { reply(ok ? nil : PlexusError(.INTERNAL, "the checkpoint could not be written")) }
+        submit(effects.flatMap { r, fx in fx.tasks.map { (r, $0) } })
+        lock.withLock {
+            for r in touched.values {
+                if r.isActive { snapshots[r.id] = r.status() } else { snapshots[r.id] = nil; runs[r.id] = nil }
+            }
+        }
+    }
+
+    /// Every checkpoint, event and run change of the turn in one transaction.
+    private func checkpoint(_ effects: [(RunState, RunState.Effects)], now: Int64) -> Bool {
+        let writes = effects.filter { !$0.1.checkpoints.isEmpty || !$0.1.events.isEmpty || $0.1.runChanged }
+        guard !writes.isEmpty else { return true }
+        let batch = writes.map { (r, fx) in (r.record, r.id, fx) }
+        do {
+            try store.commit { db in
+                for (record, id, fx) in batch {
+                    for c in fx.checkpoints { try c.save(db) }
+                    for e in fx.events { try Store.appendEvent(db, kind: e.kind, subject: id, data: e.data, at: now) }
+                    if fx.runChanged { try record.update(db) }
+                }
+            }
+            return true
+        } catch {
+            logger.error("workflow checkpoint failed", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// All new tasks in one submission. A task the store already holds
+    /// under its key (a resumed run) comes back as it is; one that ended
+    /// already is taken as ended now.
+    private func submit(_ tasks: [(RunState, (spec: TaskSpec, node: String, item: Int))]) {
+        guard !tasks.isEmpty else { return }
+        do throws(PlexusError) {
+            for t in try scheduler.submit(tasks.map(\.1.spec)) where !t.state.isOpen { post(.ended(t)) }
+        } catch {
+            // The submission is refused as a whole (the store failed): the
+            // steps fail, so the run stops and can be resumed later.
+            for (r, t) in tasks {
+                let dead = TaskRecord(id: "-", seq: 0, capability: t.spec.capability, payload: Data(), content_type: "", priority: 1,
+                                      deadline_unix_ns: 0, max_attempts: 0, backoff_ms: 0, backoff_max_ms: 0, timeout_ms: 0,
+                                      idempotency_key: r.key(t.node, t.item), depends_on: "[]", state: .dead, attempts: 0,
+                                      not_before_unix_ns: 0, submitted_unix_ns: 0, finished_unix_ns: 0, agent: nil, result: nil,
+                                      result_type: nil, error: "it could not be submitted: \(error.detail)")
+                post(.ended(dead))
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+/// A workflow drawn as a graph: Mermaid (for Markdown and GitHub) and DOT
+/// (for Graphviz). Edges carry the condition of the step they lead to;
+/// parallel steps are clusters of their branches.
+public enum WorkflowGraph {
+    public static func mermaid(_ w: Workflow) -> String {
+        var out = ["flowchart TD"]
+        for s in w.steps {
+            if s.kind == .parallel {
+                out.append("  subgraph \(id(s.name))[\"\(label(s.name)) (parallel)\"]")
+                for b in s.branches { out.append("    \(id(b.name))[\"\(label(nodeText(b)))\"]") }
+                out.append("  end")
+            } else {
+                out.append("  \(id(s.name))\(shape(s))")
+            }
+        }
+        for (from, to, cond) in edges(w) {
+            out.append(cond.map { "  \(id(from)) -->|\(label($0))| \(id(to))" } ?? "  \(id(from)) --> \(id(to))")
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    public static func dot(_ w: Workflow) -> String {
+        var out = ["digraph \"\(w.name)\" {", "  rankdir=TB;", "  node [shape=box, style=rounded, fontname=\"Helvetica\"];"]
+        for s in w.steps {
+            if s.kind == .parallel {
+                out.append("  subgraph \"cluster_\(s.name)\" {")
+                out.append("    label=\"\(escape(s.name)) (parallel)\";")
+                for b in s.branches { out.append("    \"\(b.name)\" [label=\"\(escape(nodeText(b)))\"];") }
+                out.append("  }")
+            } else {
+                let shape = s.when != nil ? ", shape=diamond" : (s.approval != nil ? ", shape=hexagon" : "")
+                out.append("  \"\(s.name)\" [label=\"\(escape(nodeText(s)))\"\(shape)];")
+            }
+        }
+        for (from, to, cond) in edges(w) {
+            out.append("  \"\(from)\" -> \"\(to)\"\(cond.map { " [label=\"\(escape($0))\", style=dashed]" } ?? "");")
+        }
+        out.append("}")
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Edges between drawn nodes: into a parallel step means into each of
+    /// its branches; out of it means out of each branch.
+    static func edges(_ w: Workflow) -> [(String, String, String?)] {
+        func exits(_ name: String) -> [String] {
+            guard let s = w.step(name), s.kind == .parallel else { return [name] }
+            return s.branches.map(\.name)
+        }
+        var out: [(String, String, String?)] = []
+        for s in w.steps {
+            let targets = s.kind == .parallel ? s.branches : [s]
+            for t in targets {
+                let deps = s.kind == .parallel ? s.after : t.after
+                for d in deps { for e in exits(d) { out.append((e, t.name, t.whenText)) } }
+            }
+        }
+        return out
+    }
+
+    static func nodeText(_ s: Step) -> String {
+        var t = s.name.split(separator: ".").last.map(String.init) ?? s.name
+        switch s.kind {
+        case .call(let c): t += "\n\(c)"
+        case .merge(let of, let c): t += "\nmerge \(of)" + (c.map { " via \($0)" } ?? "")
+        case .parallel: break
+        }
+        if let f = s.forEachText { t += "\nfor each \(f) (≤\(s.concurrency) at once)" }
+        if s.attempts > 1 { t += "\nretry ×\(s.attempts)" }
+        if s.approval != nil { t += "\nawaits approval" }
+        return t
+    }
+
+    static func shape(_ s: Step) -> String {
+        let text = "\"\(label(nodeText(s)))\""
+        if s.when != nil { return "{\(text)}" }
+        if s.approval != nil { return "{{\(text)}}" }
+        if s.forEach != nil { return "[[\(text)]]" }
+        return "[\(text)]"
+    }
+
+    static func id(_ name: String) -> String { name.replacingOccurrences(of: ".", with: "__") }
+
+    /// Mermaid labels: no double quotes or pipes; new lines as <br/>.
+    static func label(_ s: String) -> String {
+        s.replacingOccurrences(of: "\"", with: "'").replacingOccurrences(of: "|", with: "¦").replacingOccurrences(of: "\n", with: "<br/>")
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}

@@ -1,0 +1,53 @@
+import PlexusConfig
+import PlexusCore
+import PlexusHost
+import PlexusTasks
+import PlexusThreads
+
+/// Workflows as capabilities of the host's agent "plexus.workflows": what
+/// `plexus workflow` calls over the socket.
+public enum WorkflowService {
+    public static let capabilities: [(name: String, description: String)] = [
+        ("plexus.workflows.run", "start a run: {source: YAML text, file?: name for errors, input?: object}"),
+        ("plexus.workflows.status", "a run and each of its steps: {id}"),
+        ("plexus.workflows.list", "runs, newest first: {limit?}"),
+        ("plexus.workflows.resume", "continue a failed run from its checkpoints: {id}"),
+        ("plexus.workflows.approve", "let a step that awaits approval run: {id, step}"),
+        ("plexus.workflows.outputs", "the files a completed run produced: {id}"),
+    ]
+
+    public static func install(on host: Host, engine: WorkflowEngine) throws(PlexusError) {
+        try host.provide(name: "plexus.workflows", capabilities: capabilities) { env, answer in
+            // Runs and approvals wait for the disk: off the dispatcher thread.
+            _ = startThread(name: "plexus-workflow-call") {
+                answer(Result { () throws(PlexusError) in try handle(env, engine) })
+            }
+        }
+    }
+
+    static func handle(_ env: Envelope, _ engine: WorkflowEngine) throws(PlexusError) -> JSONValue {
+        let args: JSONValue = env.payload.isEmpty ? .object([:]) : try ServiceArguments.parse(env.payload)
+        switch env.target.name {
+        case "plexus.workflows.run":
+            let source = try ServiceArguments.string(args, "source")
+            var file = "workflow.yaml"
+            if case .string(let f)? = args["file"] { file = f }
+            let w: Workflow
+            do throws(ConfigError) { w = try WorkflowFile.parse(source, file: file) } catch {
+                throw PlexusError(.INVALID_ARGUMENT, error.description)
+            }
+            let r = try engine.run(w, input: args["input"])
+            return .object(["id": .string(r.id), "workflow": .string(r.workflow), "state": .string(r.state)])
+        case "plexus.workflows.status": return try engine.status(try ServiceArguments.string(args, "id"))
+        case "plexus.workflows.list": return .array(try engine.list(limit: try ServiceArguments.int(args, "limit", default: 50, in: 1...10_000)))
+        case "plexus.workflows.resume":
+            let r = try engine.resume(try ServiceArguments.string(args, "id"))
+            return .object(["id": .string(r.id), "workflow": .string(r.workflow), "state": .string(r.state), "generation": .int(Int64(r.generation))])
+        case "plexus.workflows.approve":
+            let id = try ServiceArguments.string(args, "id"), step = try ServiceArguments.string(args, "step")
+            try engine.approve(run: id, step: step)
+            return .object(["id": .string(id), "step": .string(step), "state": .string("approved")])
+        default: return try engine.outputs(try ServiceArguments.string(args, "id"))
+        }
+    }
+}

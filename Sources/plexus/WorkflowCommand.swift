@@ -1,0 +1,143 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import PlexusConfig
+import PlexusCore
+import PlexusSocket
+import PlexusWorkflows
+
+/// `plexus workflow`: run YAML workflows on the running host and follow them.
+struct WorkflowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workflow", abstract: "Run, follow, resume, approve and draw workflows declared in YAML.",
+        subcommands: [Run.self, Status.self, Resume.self, Approve.self, List.self, Graph.self, Check.self])
+
+    /// What run, status and resume share: follow the run, then save its outputs.
+    struct Follow: ParsableArguments {
+        @Flag(help: "Show each step's progress until the run ends (exit 1 if it fails).") var follow = false
+        @Option(help: "Once the run completes, write its outputs into this directory (implies --follow).") var out: String?
+        @Flag(help: "Print JSON instead of the table.") var json = false
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a workflow file and start a run of it on the running host; prints the run id.",
+            discussion: "The run is on disk before its id is printed. If the host stops, it resumes the run when it starts again.")
+        @Argument(help: "The workflow file (YAML).") var file: String
+        @Option(help: "The run's input: a JSON object, over the file's input defaults.") var input: String?
+        @OptionGroup var follow: Follow
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let w = try loadWorkflow(file)
+            var args: [String: JSONValue] = ["source": .string(w.source), "file": .string(file)]
+            if let input {
+                guard let v = try? JSONValue.parse(Array(input.utf8)), case .object = v else {
+                    throw ValidationError("--input must be a JSON object, such as '{\"path\": \"data.csv\"}'")
+                }
+                args["input"] = v
+            }
+            let c = try options.hostForState()
+            let reply = try ask(c, "plexus.workflows.run", .object(args))
+            let id = str(reply["id"])
+            guard follow.follow || follow.out != nil else { print(id); return }
+            FileHandleErr.note("plexus workflow: run \(id) of \(w.name) started")
+            try WorkflowProgress.follow(c, id: id, options: follow)
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Where a run is: each step's state, fan-out progress and errors.")
+        @Argument(help: "The run id.") var runID: String
+        @OptionGroup var follow: Follow
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let c = try options.hostForState()
+            if follow.follow || follow.out != nil { try WorkflowProgress.follow(c, id: runID, options: follow); return }
+            let s = try ask(c, "plexus.workflows.status", .object(["id": .string(runID)]))
+            print(follow.json ? try prettyJSON(s) : WorkflowProgress.render(s, color: false).joined(separator: "\n"))
+        }
+    }
+
+    struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Continue a failed run from its checkpoints: finished steps are not run again.",
+            discussion: "A run that was running when its host died needs no resume: the host resumes it when it starts.")
+        @Argument(help: "The run id.") var runID: String
+        @OptionGroup var follow: Follow
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let c = try options.hostForState()
+            let r = try ask(c, "plexus.workflows.resume", .object(["id": .string(runID)]))
+            FileHandleErr.note("plexus workflow: run \(runID) resumed (generation \(r["generation"]?.text ?? "?"))")
+            if follow.follow || follow.out != nil { try WorkflowProgress.follow(c, id: runID, options: follow) }
+        }
+    }
+
+    struct Approve: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a step that awaits approval run.")
+        @Argument(help: "The run id.") var runID: String
+        @Argument(help: "The step.") var step: String
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            _ = try ask(try options.hostForState(), "plexus.workflows.approve", .object(["id": .string(runID), "step": .string(step)]))
+            print("approved \(step) of run \(runID)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Runs, newest first.")
+        @Option(help: "At most this many.") var limit = 20
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let reply = try ask(try options.hostForState(), "plexus.workflows.list", .object(["limit": .int(Int64(limit))]))
+            if json { print(try prettyJSON(reply)); return }
+            guard case .array(let runs) = reply else { return }
+            printColumns([["RUN", "WORKFLOW", "STATE", "STARTED", "ERROR"]] + runs.map { r in
+                [str(r["id"]), str(r["workflow"]), str(r["state"]), WorkflowProgress.clock(Int64(str(r["created_unix_ns"])) ?? 0),
+                 String(str(r["error"]).prefix(70))]
+            })
+        }
+    }
+
+    struct Graph: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Draw a workflow file's graph as Mermaid or DOT (Graphviz).")
+        @Argument(help: "The workflow file (YAML).") var file: String
+        @Option(help: "mermaid or dot.") var format = "mermaid"
+
+        func run() throws {
+            let w = try loadWorkflow(file)
+            switch format {
+            case "mermaid": print(WorkflowGraph.mermaid(w), terminator: "")
+            case "dot": print(WorkflowGraph.dot(w), terminator: "")
+            default: throw ValidationError("--format must be mermaid or dot, not \(format)")
+            }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check a workflow file without running it.")
+        @Argument(help: "The workflow file (YAML).") var file: String
+
+        func run() throws {
+            let w = try loadWorkflow(file)
+            let tasks = w.nodes.filter { $0.capability != nil }.count
+            print("\(file): workflow \(w.name) is valid: \(w.steps.count) steps, \(tasks) of them calling agents")
+        }
+    }
+}
+
+/// Reads and checks a workflow file; a mistake says file:line:column.
+func loadWorkflow(_ file: String) throws -> Workflow {
+    do throws(ConfigError) { return try WorkflowFile.load(path: file) } catch { throw CLIError(error.description) }
+}

@@ -1,0 +1,129 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import PlexusCore
+import PlexusSocket
+
+/// The terminal view of a run: one line per step with its state, time and
+/// fan-out progress, redrawn in place on a terminal and printed as changes
+/// (one line each) when the output is a file or a pipe.
+enum WorkflowProgress {
+    static func follow(_ c: SocketClient, id: String, options: WorkflowCommand.Follow) throws {
+        let tty = isatty(1) == 1 && !options.json
+        var drawn = 0
+        var lastLines: [String: String] = [:]
+        var hinted = Set<String>()
+        var status: JSONValue = .null
+        while true {
+            do { status = try ask(c, "plexus.workflows.status", .object(["id": .string(id)])) } catch {
+                FileHandleErr.note("plexus workflow: lost the host (\(error)); the run goes on when the host starts again: plexus workflow status \(id) --follow")
+                throw ExitCode(3)
+            }
+            let lines = render(status, color: tty)
+            if tty {
+                if drawn > 0 { print("\u{1B}[\(drawn)A\u{1B}[J", terminator: "") }
+                print(lines.joined(separator: "\n"))
+                drawn = lines.count
+            } else if !options.json {
+                for (i, l) in lines.enumerated().dropFirst() {   // the header's clock changes every time
+                    let name = stepName(status, i - 1)
+                    if lastLines[name] != l { print(l); lastLines[name] = l }
+                }
+            }
+            fflush(nil)
+            if case .array(let steps)? = status["steps"] {
+                for s in steps where str(s["state"]) == "awaiting_approval" && hinted.insert(str(s["name"])).inserted {
+                    FileHandleErr.note("plexus workflow: step \(str(s["name"])) awaits approval (\(str(s["approval"]))): plexus workflow approve \(id) \(str(s["name"]))")
+                }
+            }
+            if str(status["state"]) != "running" { break }
+            usleep(tty ? 100_000 : 200_000)
+        }
+        if options.json { print(try prettyJSON(status)) }
+        guard str(status["state"]) == "completed" else {
+            FileHandleErr.note("plexus workflow: run \(id) \(str(status["state"])): \(str(status["error"]))")
+            FileHandleErr.note("plexus workflow: after fixing the cause, `plexus workflow resume \(id)` reruns only what did not finish")
+            throw ExitCode(1)
+        }
+        if let dir = options.out { try save(try ask(c, "plexus.workflows.outputs", .object(["id": .string(id)])), into: dir) }
+    }
+
+    /// Writes each output into dir; strings as they are, other values as JSON.
+    static func save(_ outputs: JSONValue, into dir: String) throws {
+        guard case .object(let files) = outputs else { return }
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw CLIError("--out \(dir): cannot create it: \(String(cString: strerror(errno)))") }
+        for name in files.keys.sorted() {
+            let text: String
+            if case .string(let s) = files[name]! { text = s } else { text = files[name]!.text }
+            let path = "\(dir)/\(name)"
+            guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else { throw CLIError("cannot write \(path)") }
+            print("wrote \(path) (\(text.utf8.count) bytes)")
+        }
+    }
+
+    static func stepName(_ status: JSONValue, _ i: Int) -> String {
+        guard case .array(let steps)? = status["steps"], steps.indices.contains(i) else { return "\(i)" }
+        return str(steps[i]["name"])
+    }
+
+    static let marks: [String: String] = [
+        "pending": "·", "running": "▶", "done": "✓", "skipped": "↷", "failed": "✗", "awaiting_approval": "⏸", "approved": "▶",
+    ]
+
+    /// The header line, then a line per step.
+    static func render(_ s: JSONValue, color: Bool) -> [String] {
+        let created = Int64(str(s["created_unix_ns"])) ?? 0
+        let finished = Int64(str(s["finished_unix_ns"])) ?? 0
+        let elapsed = Double((finished > 0 ? finished : PlexusClock.now()) - created) / 1e9
+        var lines = ["\(str(s["workflow"]))  run \(str(s["id"]))  \(paint(str(s["state"]), str(s["state"]), color))  \(String(format: "%.1f s", elapsed))"]
+        guard case .array(let steps)? = s["steps"] else { return lines }
+        let width = steps.map { str($0["name"]).count }.max() ?? 8
+        for st in steps {
+            let state = str(st["state"])
+            let name = str(st["name"])
+            let indent = name.contains(".") ? "    " : "  "
+            var line = "\(indent)\(paint(marks[state] ?? "?", state, color)) \(name.padding(toLength: width + 2 - indent.count + 2, withPad: " ", startingAt: 0))"
+            line += str(st["capability"]) == "-" ? (str(st["kind"]) == "parallel" ? "parallel" : "merge") : str(st["capability"])
+            if let total = Int(str(st["items_total"])) {
+                let done = Int(str(st["items_done"])) ?? 0
+                line += "  " + bar(done, total) + " \(done)/\(total)"
+                if state == "running", let r = Int(str(st["items_running"])), r > 0 { line += " (\(r) running)" }
+            }
+            let started = Int64(str(st["started_unix_ns"])) ?? 0, ended = Int64(str(st["finished_unix_ns"])) ?? 0
+            if state == "done" || state == "failed", started > 0, ended >= started { line += String(format: "  %.2f s", Double(ended - started) / 1e9) }
+            if state == "skipped" { line += "  skipped: its condition was false" }
+            if state == "awaiting_approval" { line += "  awaits approval: \(str(st["approval"]))" }
+            if state == "failed" { line += "  " + String(str(st["error"]).prefix(120)) }
+            lines.append(line)
+        }
+        return lines
+    }
+
+    static func bar(_ done: Int, _ total: Int) -> String {
+        let width = 20
+        let full = total == 0 ? width : done * width / total
+        return "[" + String(repeating: "█", count: full) + String(repeating: "░", count: width - full) + "]"
+    }
+
+    static func paint(_ text: String, _ state: String, _ color: Bool) -> String {
+        guard color else { return text }
+        let code = ["done": "32", "completed": "32", "running": "36", "failed": "31", "skipped": "33", "awaiting_approval": "35"][state] ?? "0"
+        return "\u{1B}[\(code)m\(text)\u{1B}[0m"
+    }
+
+    /// "2026-11-21 10:03:12Z".
+    static func clock(_ unixNs: Int64) -> String {
+        var t = time_t(unixNs / 1_000_000_000)
+        var tm = Glibc.tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
+    }
+}
+
+enum PlexusClock {
+    static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
