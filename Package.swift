@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "plexus", targets: ["plexus"]),
         // Example Swift agent, built by Plugins/build.sh and copied into Plugins/.
         .library(name: "summarizer", type: .dynamic, targets: ["SummarizerPlugin"]),
+        // The weather crew's Swift agents (the main job, run.sh).
+        .library(name: "analyst", type: .dynamic, targets: ["AnalystPlugin"]),
+        .library(name: "reporter", type: .dynamic, targets: ["ReporterPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -89,6 +92,8 @@ let package = Package(
         .target(name: "PlexusAgent", dependencies: ["CPlexus"], path: "SDK/swift/PlexusAgent"),
         // Example agent in Swift.
         .target(name: "SummarizerPlugin", dependencies: ["PlexusAgent"], path: "Plugins/summarizer"),
+        .target(name: "AnalystPlugin", dependencies: ["PlexusAgent"], path: "Plugins/analyst"),
+        .target(name: "ReporterPlugin", dependencies: ["PlexusAgent"], path: "Plugins/reporter"),
 
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
         .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows"]),

@@ -146,10 +146,19 @@ extension Store {
                        arguments: [at, kind, subject, JSONValue.object(data).text])
     }
 
-    /// Events after `seq`, oldest first.
-    public func events(after seq: Int64, limit: Int = 500) throws -> [EventRecord] {
+    /// Events after `seq`, oldest first; `kind`: only kinds starting with it.
+    public func events(after seq: Int64, limit: Int = 500, kind: String = "") throws -> [EventRecord] {
         try read { db in
-            try EventRecord.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
+            try EventRecord.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? AND substr(kind, 1, ?) = ? ORDER BY seq LIMIT ?",
+                                     arguments: [seq, kind.utf8.count, kind, limit])
+        }
+    }
+
+    /// The newest `count` events (of kinds starting with `kind`), oldest first.
+    public func latestEvents(_ count: Int, kind: String = "") throws -> [EventRecord] {
+        try read { db in
+            try EventRecord.fetchAll(db, sql: "SELECT * FROM events WHERE substr(kind, 1, ?) = ? ORDER BY seq DESC LIMIT ?",
+                                     arguments: [kind.utf8.count, kind, count]).reversed()
         }
     }
 

@@ -14,7 +14,7 @@ public enum TaskService {
         ("plexus.tasks.show", "one task with its attempts: {id}"),
         ("plexus.tasks.retry", "run a dead-lettered or cancelled task again: {id}"),
         ("plexus.tasks.cancel", "cancel a task that has not started: {id}"),
-        ("plexus.events", "the event log after a sequence number: {after?, limit?, kinds?}"),
+        ("plexus.events", "the event log, oldest first: {after?, limit?, kind?: a prefix such as \"task.\"} or the newest {last: N, kind?}"),
     ]
 
     /// Adds the capabilities to the host; records the host's lifecycle
@@ -73,7 +73,13 @@ public enum TaskService {
         default:   // plexus.events
             let after = Int64(try ServiceArguments.int(args, "after", default: 0, in: 0...Int.max))
             let limit = try ServiceArguments.int(args, "limit", default: 500, in: 1...10_000)
-            return .array(try store { try s.store.events(after: after, limit: limit) }.map { e in
+            var kind = ""
+            if let k = args["kind"] { guard case .string(let p) = k else { throw PlexusError(.INVALID_ARGUMENT, "\"kind\" must be a string") }; kind = p }
+            let events = try store { () throws -> [EventRecord] in
+                if args["last"] != nil { return try s.store.latestEvents(try ServiceArguments.int(args, "last", default: 20, in: 0...10_000), kind: kind) }
+                return try s.store.events(after: after, limit: limit, kind: kind)
+            }
+            return .array(events.map { e in
                 .object(["seq": .int(e.seq), "at_unix_ns": .int(e.at_unix_ns), "kind": .string(e.kind), "subject": .string(e.subject),
                          "data": (try? JSONValue.parse(Array(e.data.utf8))) ?? .string(e.data)])
             })

@@ -35,7 +35,11 @@ enum ExpressionLexer {
                 i += 1
                 var s = String.UnicodeScalarView()
                 while i < chars.count && chars[i] != c {
-                    if chars[i] == "\\" && i + 1 < chars.count { i += 1 }
+                    if chars[i] == "\\" && i + 1 < chars.count {   // \n \t, else the next character as it is
+                        i += 1
+                        s.append(chars[i] == "n" ? "\n" : chars[i] == "t" ? "\t" : chars[i]); i += 1
+                        continue
+                    }
                     s.append(chars[i]); i += 1
                 }
                 guard i < chars.count else { throw ExpressionError(offset: start, "a string opened here is never closed") }

@@ -345,8 +345,10 @@ final class RunState {
             if let e = n.error { o["error"] = .string(e) }
             if let a = s.approval { o["approval"] = .string(a) }
             if s.forEach != nil {
-                o["items_done"] = .int(Int64(n.state == .done ? (n.items?.count ?? n.itemOutputs.count) : n.itemOutputs.count))
-                o["items_total"] = n.items.map { .int(Int64($0.count)) } ?? .null
+                var total = n.items?.count
+                if total == nil, n.state == .done, case .array(let outputs) = n.output { total = outputs.count }   // read back from the store
+                o["items_done"] = .int(Int64(n.state == .done ? total ?? 0 : n.itemOutputs.count))
+                o["items_total"] = total.map { .int(Int64($0)) } ?? .null
                 o["items_running"] = .int(Int64(n.inFlight.count))
             }
             steps.append(.object(o))

@@ -21,23 +21,36 @@ struct EventsCommand: ParsableCommand {
     func run() throws {
         bootstrapLogging(default: .error)
         let c = try options.hostForState()
+        var args: [String: JSONValue] = kind.map { ["kind": .string($0)] } ?? [:]
         var cursor = Int64(after ?? 0)
-        if after == nil {   // start at the latest `last`
-            var newest: Int64 = 0
-            while case .array(let page) = try ask(c, "plexus.events", .object(["after": .int(newest), "limit": .int(10_000)])),
-                  let seq = page.last?["seq"], case .int(let n) = seq { newest = n; if page.count < 10_000 { break } }
-            cursor = max(0, newest - Int64(last))
+        if after == nil {   // the newest `last` first
+            args["last"] = .int(Int64(last))
+            cursor = show(try ask(c, "plexus.events", .object(args)), after: cursor).cursor
+            args["last"] = nil
+            guard follow else { return }
         }
-        repeat {
-            guard case .array(let page) = try ask(c, "plexus.events", .object(["after": .int(cursor), "limit": .int(1000)])) else { return }
-            for e in page {
-                if case .int(let n)? = e["seq"] { cursor = n }
-                if let kind, !str(e["kind"]).hasPrefix(kind) { continue }
-                print(json ? e.text : line(e))
+        args["limit"] = .int(1000)
+        while true {
+            args["after"] = .int(cursor)
+            let (next, count) = show(try ask(c, "plexus.events", .object(args)), after: cursor)
+            cursor = next
+            if count < 1000 {
+                guard follow else { return }
+                usleep(200_000)
             }
-            fflush(nil)
-            if page.count < 1000 && follow { usleep(200_000) }
-        } while follow
+        }
+    }
+
+    /// Prints the events; the last sequence number seen and how many there were.
+    private func show(_ page: JSONValue, after cursor: Int64) -> (cursor: Int64, count: Int) {
+        guard case .array(let events) = page else { return (cursor, 0) }
+        var last = cursor
+        for e in events {
+            if case .int(let n)? = e["seq"] { last = n }
+            print(json ? e.text : line(e))
+        }
+        fflush(nil)
+        return (last, events.count)
     }
 
     private func line(_ e: JSONValue) -> String {

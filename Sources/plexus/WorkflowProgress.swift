@@ -25,7 +25,8 @@ enum WorkflowProgress {
                 print(lines.joined(separator: "\n"))
                 drawn = lines.count
             } else if !options.json {
-                for (i, l) in lines.enumerated().dropFirst() {   // the header's clock changes every time
+                if lastLines.isEmpty || str(status["state"]) != "running" { print(lines[0]) }   // its clock changes every time
+                for (i, l) in lines.enumerated().dropFirst() {
                     let name = stepName(status, i - 1)
                     if lastLines[name] != l { print(l); lastLines[name] = l }
                 }
@@ -77,12 +78,13 @@ enum WorkflowProgress {
         let elapsed = Double((finished > 0 ? finished : PlexusClock.now()) - created) / 1e9
         var lines = ["\(str(s["workflow"]))  run \(str(s["id"]))  \(paint(str(s["state"]), str(s["state"]), color))  \(String(format: "%.1f s", elapsed))"]
         guard case .array(let steps)? = s["steps"] else { return lines }
-        let width = steps.map { str($0["name"]).count }.max() ?? 8
+        func indent(_ name: String) -> String { name.contains(".") ? "    " : "  " }
+        let width = steps.map { indent(str($0["name"])).count + str($0["name"]).count }.max() ?? 8
         for st in steps {
             let state = str(st["state"])
             let name = str(st["name"])
-            let indent = name.contains(".") ? "    " : "  "
-            var line = "\(indent)\(paint(marks[state] ?? "?", state, color)) \(name.padding(toLength: width + 2 - indent.count + 2, withPad: " ", startingAt: 0))"
+            let pad = String(repeating: " ", count: width + 2 - indent(name).count - name.count)
+            var line = "\(indent(name))\(paint(marks[state] ?? "?", state, color)) \(name)\(pad)"
             line += str(st["capability"]) == "-" ? (str(st["kind"]) == "parallel" ? "parallel" : "merge") : str(st["capability"])
             if let total = Int(str(st["items_total"])) {
                 let done = Int(str(st["items_done"])) ?? 0
