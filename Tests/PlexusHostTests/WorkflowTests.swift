@@ -1,0 +1,199 @@
+import Foundation
+import PlexusCore
+import PlexusHost
+import PlexusStore
+import PlexusTasks
+import PlexusWorkflows
+import Testing
+
+/// Workflows on real sandboxed agents (Tests/Fixtures/steps.c): every
+/// construct, failure and resume from checkpoints, approval, and the
+/// weather crew killed with SIGKILL halfway.
+@Suite("Workflows", .serialized)
+struct WorkflowTests {
+    final class Rig {
+        let host: Host
+        let store: Store
+        let scheduler: Scheduler
+        let engine: WorkflowEngine
+        let dir: String
+
+        init(instances: Int = 1) throws {
+            dir = Fixtures.dir + "/wf-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var c = HostConfiguration(pluginsDirectory: nil)
+            c.threads = 2
+            let file = try Fixtures.build("steps.c", name: "steps")
+            var s = c.settings(for: file)
+            s.instances = instances
+            c.plugins[PluginDescriptor.stem(of: file)] = s
+            host = Host(c)
+            try host.load(path: file)
+            store = try Store(path: dir + "/plexus.db")
+            scheduler = try Scheduler(host: host, store: store)
+            engine = try WorkflowEngine(scheduler: scheduler)
+            host.start()
+            try scheduler.start()
+            try engine.start()
+        }
+
+        func stop() { engine.stop(); scheduler.stop(); host.shutdown(); store.close() }
+
+        func run(_ yaml: String, _ input: JSONValue? = nil) throws -> String {
+            try engine.run(try WorkflowFile.parse(yaml, file: "test.yaml"), input: input).id
+        }
+
+        /// Waits (up to 20 s) until the run is no longer running, or `until` holds.
+        func wait(_ id: String, until: (JSONValue) -> Bool = { _ in false }) throws -> JSONValue {
+            for _ in 0..<400 {
+                let s = try engine.status(id)
+                if s["state"] != .string("running") || until(s) { return s }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            throw Fixtures.FixtureError(description: "run \(id) did not end: \(try engine.status(id).text)")
+        }
+
+        func step(_ status: JSONValue, _ name: String) -> JSONValue {
+            guard case .array(let steps)? = status["steps"] else { return .null }
+            return steps.first { $0["name"] == .string(name) } ?? .null
+        }
+
+        func finishedEvents(_ run: String) throws -> [String] {
+            try store.events(after: 0, limit: 100_000).filter { $0.subject == run && $0.kind == "workflow.step.finished" }.map { e in
+                let d = try JSONValue.parse(Array(e.data.utf8))
+                return "\(d["step"].map { if case .string(let s) = $0 { s } else { "" } } ?? ""):\(d["state"]?.text ?? "")"
+            }
+        }
+    }
+
+    @Test func stepsConditionsParallelMergeAndFanOutProduceTheOutputs() throws {
+        let rig = try Rig(instances: 3)
+        defer { rig.stop() }
+        let id = try rig.run("""
+            workflow: constructs
+            input: { words: [alpha, beta, gamma, delta, epsilon], limit: 3 }
+            steps:
+              first:
+                call: wf.echo
+                input: { count: "${len(input.words)}" }
+              each:
+                call: wf.echo
+                for_each: input.words
+                concurrency: 2
+                input: "${index}:${item}"
+              both:
+                parallel:
+                  left: { call: wf.echo, input: { side: left, n: "${steps.first.output.count}" } }
+                  right: { call: wf.echo, input: { side: right } }
+              joined:
+                merge: both
+              big:
+                when: steps.first.output.count > input.limit
+                call: wf.echo
+                input: big
+              small:
+                when: steps.first.output.count <= input.limit
+                call: wf.echo
+                input: small
+            outputs:
+              all.json: "${steps.joined.output}"
+              each.txt: "${join(steps.each.output, ',')}"
+              branch.txt: "${steps.big.output ?? steps.small.output}"
+            """)
+        let s = try rig.wait(id)
+        #expect(s["state"] == .string("completed"), "\(s.text)")
+        #expect(rig.step(s, "small")["state"] == .string("skipped"))
+        #expect(rig.step(s, "big")["state"] == .string("done"))
+        let out = try rig.engine.outputs(id)
+        #expect(out["each.txt"] == .string("0:alpha,1:beta,2:gamma,3:delta,4:epsilon"))
+        #expect(out["branch.txt"] == .string("big"))
+        // Each branch's output under its own name: they cannot overwrite each other.
+        #expect(out["all.json"] == .object(["left": .object(["side": .string("left"), "n": .int(5)]), "right": .object(["side": .string("right")])]))
+    }
+
+    @Test func fanOutNeverRunsMoreItemsAtOnceThanItsLimit() throws {
+        let rig = try Rig(instances: 4)
+        defer { rig.stop() }
+        let id = try rig.run("""
+            workflow: limited
+            steps:
+              nap:
+                call: wf.sleep
+                for_each: "[150, 150, 150, 150, 150, 150]"
+                concurrency: 2
+                input: "${item}"
+            """)
+        #expect(try rig.wait(id)["state"] == .string("completed"))
+        // From the store: no moment had more than two of the six attempts running.
+        let tasks = try rig.store.tasks(limit: 100).filter { $0.capability == "wf.sleep" }
+        #expect(tasks.count == 6)
+        let spans = try tasks.flatMap { try rig.store.attempts(of: $0.id) }.map { ($0.started_unix_ns, $0.finished_unix_ns) }
+        let most = spans.map { s in spans.filter { $0.0 <= s.0 && s.0 < $0.1 }.count }.max() ?? 0
+        #expect(most >= 1 && most <= 2, "\(most) items ran at once")
+    }
+
+    @Test func aStepRetriesAndATimeoutFailsTheRunNamingTheStep() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let ok = try rig.run("""
+            workflow: retrying
+            steps:
+              shaky: { call: wf.flaky, input: fine, retry: { attempts: 2, backoff_ms: 10 } }
+            """)
+        #expect(try rig.wait(ok)["state"] == .string("completed"))
+        let shaky = try rig.store.tasks(limit: 10).first { $0.capability == "wf.flaky" }
+        #expect(shaky?.attempts == 2)
+        let slow = try rig.run("""
+            workflow: timing-out
+            steps:
+              slow: { call: wf.sleep, input: "3000", timeout_ms: 200 }
+              after_it: { call: wf.echo, after: [slow] }
+            """)
+        let s = try rig.wait(slow)
+        #expect(s["state"] == .string("failed"))
+        #expect(rig.step(s, "after_it")["state"] == .string("pending"))
+        guard case .string(let e)? = s["error"] else { Issue.record("no error"); return }
+        #expect(e.hasPrefix("step slow: its task"), "\(e)")
+        #expect(e.contains("TIMEOUT"), "\(e)")
+    }
+
+    @Test func aFailedRunResumesWithoutRedoingFinishedSteps() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let marker = rig.dir + "/ready"
+        let id = try rig.run("""
+            workflow: resumable
+            input: { marker: none }
+            steps:
+              before: { call: wf.echo, input: one }
+              gate: { call: wf.needs_file, input: "${input.marker}", after: [before] }
+              last: { call: wf.echo, input: "${steps.gate.output}" }
+            """, .object(["marker": .string(marker)]))
+        let failed = try rig.wait(id)
+        #expect(failed["state"] == .string("failed"))
+        #expect(try rig.finishedEvents(id) == ["before:\"done\"", "gate:\"failed\""])
+        FileManager.default.createFile(atPath: marker, contents: nil)
+        _ = try rig.engine.resume(id)
+        let done = try rig.wait(id)
+        #expect(done["state"] == .string("completed"), "\(done.text)")
+        // "before" finished once, in the first attempt of the run; only gate and last ran again.
+        #expect(try rig.finishedEvents(id) == ["before:\"done\"", "gate:\"failed\"", "gate:\"done\"", "last:\"done\""])
+        #expect(throws: PlexusError.self) { _ = try rig.engine.resume(id) }   // completed: nothing to resume
+    }
+
+    @Test func aStepWaitsForApproval() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let id = try rig.run("""
+            workflow: approving
+            steps:
+              draft: { call: wf.echo, input: draft }
+              publish: { call: wf.echo, input: "${steps.draft.output}", approval: "read the draft first" }
+            """)
+        let waiting = try rig.wait(id) { rig.step($0, "publish")["state"] == .string("awaiting_approval") }
+        #expect(rig.step(waiting, "publish")["state"] == .string("awaiting_approval"))
+        #expect(throws: PlexusError.self) { try rig.engine.approve(run: id, step: "draft") }   // not awaiting
+        try rig.engine.approve(run: id, step: "publish")
+        #expect(try rig.wait(id)["state"] == .string("completed"))
+    }
+}
