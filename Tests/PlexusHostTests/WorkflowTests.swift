@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import PlexusSocket
 import PlexusStore
 import PlexusTasks
 import PlexusWorkflows
@@ -195,5 +196,97 @@ struct WorkflowTests {
         #expect(throws: PlexusError.self) { try rig.engine.approve(run: id, step: "draft") }   // not awaiting
         try rig.engine.approve(run: id, step: "publish")
         #expect(try rig.wait(id)["state"] == .string("completed"))
+    }
+}
+
+/// The main job's workflow on the real crew (Plugins/, built by
+/// Plugins/build.sh), its host killed with SIGKILL at a random moment.
+@Suite("Workflow crash", .serialized)
+struct WorkflowCrashTests {
+    let host = TaskCrashTests()
+
+    func ask(_ c: SocketClient, _ capability: String, _ args: JSONValue) throws -> JSONValue {
+        let reply = try c.call(Envelope(kind: .query, target: .capability(capability), payload: Array(args.text.utf8)), timeoutMs: 20_000)
+        return try JSONValue.parse(reply.payload)
+    }
+
+    func waitForEnd(_ c: SocketClient, _ id: String) throws -> JSONValue {
+        for _ in 0..<600 {
+            let s = try ask(c, "plexus.workflows.status", .object(["id": .string(id)]))
+            if s["state"] != .string("running") { return s }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw Fixtures.FixtureError(description: "run \(id) did not end")
+    }
+
+    @Test func theWeatherReportKilledHalfwayResumesWithNoStepRedoneAndTheSameReport() throws {
+        let dir = Fixtures.dir + "/wfcrash-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/plugins", withIntermediateDirectories: true)
+        for p in ["collector", "cleaner", "analyst", "visualiser", "reporter"] {
+            let built = Fixtures.root + "/Plugins/\(p).so"
+            try #require(FileManager.default.fileExists(atPath: built), "\(built) is missing: run Plugins/build.sh first")
+            try FileManager.default.copyItem(atPath: built, toPath: dir + "/plugins/\(p).so")
+        }
+        FileManager.default.createFile(atPath: dir + "/host.log", contents: nil)
+        let source = try String(contentsOfFile: Fixtures.root + "/workflows/weather-report.yaml", encoding: .utf8)
+        let data = Fixtures.root + "/data/seattle-weather/seattle-weather.csv"
+        func start(_ c: SocketClient, pace: Int) throws -> String {
+            let args = JSONValue.object(["source": .string(source), "file": .string("weather-report.yaml"),
+                                         "input": .object(["path": .string(data), "pace_ms": .int(Int64(pace))])])
+            guard case .string(let id)? = try ask(c, "plexus.workflows.run", args)["id"] else { throw Fixtures.FixtureError(description: "no run id") }
+            return id
+        }
+
+        var h = try host.startHost(dir)
+        // pace 60: the 48 months take at least 0.72 s to clean, 4 at once, so
+        // the kill lands mid-run: before, during or after the fan-out's first items.
+        let id = try start(try SocketClient(path: dir + "/h.sock"), pace: 60)
+        Thread.sleep(forTimeInterval: Double.random(in: 0.1...0.7))
+        kill(h.processIdentifier, SIGKILL)
+        h.waitUntilExit()
+
+        // What was checkpointed before the kill.
+        var before: [String: Int64] = [:]
+        do {
+            let store = try Store(path: dir + "/plexus.db")
+            defer { store.close() }
+            for c in try store.checkpoints(of: id) where c.state == "done" { before["\(c.step)/\(c.item)"] = c.finished_unix_ns }
+            #expect(try store.run(id)?.state == "running")
+        }
+
+        h = try host.startHost(dir)   // resumes the run by itself
+        defer { if h.isRunning { h.interrupt(); h.waitUntilExit() } }
+        let c = try SocketClient(path: dir + "/h.sock")
+        let resumed = try waitForEnd(c, id)
+        #expect(resumed["state"] == .string("completed"), "\(resumed.text)")
+        #expect(resumed["generation"] == .int(0))
+        let reference = try start(c, pace: 0)
+        #expect(try waitForEnd(c, reference)["state"] == .string("completed"))
+        let a = try ask(c, "plexus.workflows.outputs", .object(["id": .string(id)]))
+        let b = try ask(c, "plexus.workflows.outputs", .object(["id": .string(reference)]))
+        #expect(a == b, "the resumed run's report differs from an uninterrupted run's")
+        guard case .string(let html)? = a["report.html"] else { Issue.record("no report.html"); return }
+        #expect(html.contains("<svg") && html.contains("Data quality"))
+        h.interrupt()
+        h.waitUntilExit()
+
+        let store = try Store(path: dir + "/plexus.db")
+        defer { store.close() }
+        // Nothing checkpointed before the kill was checkpointed again.
+        for c in try store.checkpoints(of: id) where before["\(c.step)/\(c.item)"] != nil {
+            #expect(c.finished_unix_ns == before["\(c.step)/\(c.item)"], "\(c.step) item \(c.item) was redone")
+        }
+        // Every step finished exactly once over both lives of the host.
+        let finished = try store.events(after: 0, limit: 100_000).filter { $0.subject == id && $0.kind == "workflow.step.finished" }
+        let steps = finished.compactMap { e -> String? in
+            guard case .string(let s)? = (try? JSONValue.parse(Array(e.data.utf8)))?["step"] else { return nil }
+            return s
+        }
+        #expect(steps.count == Set(steps).count, "a step finished twice: \(steps)")
+        #expect(Set(steps).count == 9)
+        // One task per step (per item of the fan-out): keys made resubmission idempotent.
+        let tasks = try store.tasks(limit: 10_000).filter { $0.idempotency_key?.hasPrefix("wf/\(id)/") == true }
+        #expect(tasks.count == 1 + 48 + 2 + 1 + 1 + 1)
+        #expect(tasks.allSatisfy { $0.state == .completed })
     }
 }
