@@ -1,37 +1,69 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build the host and every example
-# plugin, start a host, and push real documents (the licence texts every
-# Debian system ships) through agents written in three languages:
-#   summarizer (Swift) --request--> text.stats (C) and text.keywords (Rust)
-#   summarizer --publish docs.summarized--> textkit (C), which keeps a catalogue
+# The main job: install what is missing, build the host and every plugin,
+# start a host, and run workflows/weather-report.yaml — five sandboxed agents
+# in C, Rust and Swift turn four years of Seattle's daily weather (NOAA, via
+# vega_datasets; data/seattle-weather/SOURCE.md) into report/report.html
+# (SVG chart inline), report/report.md and report/chart.svg, with the run's
+# progress drawn in the terminal.
+#
+#   ./run.sh            the job
+#   ./run.sh --crash    the job, then again with the host killed (SIGKILL)
+#                       halfway and started again: the run resumes from its
+#                       checkpoints into report-resumed/, which must be
+#                       byte-identical to report/
 set -euo pipefail
 cd "$(dirname "$0")"
+crash=false
+case "${1:-}" in
+    --crash) crash=true ;;
+    "") ;;
+    *) echo "usage: ./run.sh [--crash]" >&2; exit 2 ;;
+esac
 scripts/install-deps.sh
 echo "run.sh: building the host (release)"
-swift build -c release --product plexus 2>&1 | grep -E "error|Compiling plexus|Build complete" || true
+swift build -c release --product plexus 2>&1 | grep -E "error|Build complete" || true
 plexus=$(swift build -c release --show-bin-path)/plexus
 [ -x "$plexus" ] || { echo "run.sh: the host did not build" >&2; exit 1; }
 Sources/plexus-worker/build.sh release >/dev/null
-Plugins/build.sh
+Plugins/build.sh | grep -v "^build.sh: built" || true
 
-sock=$(mktemp -u "${TMPDIR:-/tmp}/plexus-run.XXXXXX.sock")
-store=$(mktemp -d "${TMPDIR:-/tmp}/plexus-run.XXXXXX")
-"$plexus" run --socket "$sock" --store "$store/plexus.db" &
-host=$!
-trap 'kill -INT $host 2>/dev/null; wait $host 2>/dev/null || true; rm -rf "$store"' EXIT
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+state=$(mktemp -d "${TMPDIR:-/tmp}/plexus-run.XXXXXX")
+sock="$state/plexus.sock"
+export PLEXUS_SOCKET="$sock"
+host=""
+start_host() {
+    "$plexus" run --store "$state/plexus.db" 2>>"$state/host.log" &
+    host=$!
+    for _ in $(seq 200); do [ -S "$sock" ] && "$plexus" agents >/dev/null 2>&1 && return; sleep 0.05; done
+    echo "run.sh: the host did not start:" >&2; cat "$state/host.log" >&2; exit 1
+}
+stop_host() { [ -z "$host" ] || { kill -INT "$host" 2>/dev/null; wait "$host" 2>/dev/null || true; host=""; }; }
+trap 'stop_host; rm -rf "$state"' EXIT
+input="{\"path\": \"$PWD/data/seattle-weather/seattle-weather.csv\"}"
 
-echo; echo "== plugins loaded by the running host"
-"$plexus" plugins list --socket "$sock"
-docs=${PLEXUS_DOCS:-/usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/MPL-2.0}
-for doc in $docs; do
-    echo; echo "== report.summarize $doc"
-    "$plexus" call report.summarize --file "$doc" --socket "$sock" --pretty
-done
-echo; echo "== docs.catalog (what the C agent heard on docs.summarized)"
-"$plexus" call docs.catalog --socket "$sock" --pretty
-echo; echo "== typed exports called through libffi"
-"$plexus" call math.pow --json '{"base":2,"exponent":0.5}' --socket "$sock"; echo
-"$plexus" call text.levenshtein --json '["kitten","sitting"]' --socket "$sock"; echo
-echo; echo "== the agents, each plugin in its own sandboxed worker process"
-"$plexus" agents --socket "$sock"
+start_host
+echo; echo "== the workflow (plexus workflow graph workflows/weather-report.yaml)"
+"$plexus" workflow graph workflows/weather-report.yaml
+echo; echo "== running it"
+"$plexus" workflow run workflows/weather-report.yaml --input "$input" --out report
+echo; echo "== what happened (plexus tasks list, plexus events --kind workflow)"
+"$plexus" tasks list --limit 8
+"$plexus" events --kind workflow. --last 6
+echo; echo "run.sh: the report is report/report.html (open it in a browser) and report/report.md"
+
+if $crash; then
+    echo; echo "== again, with the host killed halfway"
+    id=$("$plexus" workflow run workflows/weather-report.yaml --input "$input")
+    sleep 1
+    kill -KILL "$host"; wait "$host" 2>/dev/null || true; host=""
+    echo "run.sh: host killed with SIGKILL during run $id:"
+    "$plexus" workflow status "$id" 2>&1 | head -3 || true
+    start_host
+    echo "run.sh: host started again; it resumes the run from its checkpoints"
+    "$plexus" workflow status "$id" --out report-resumed
+    "$plexus" events --kind workflow.step.finished --last 100 | grep -c "$id" | sed 's/^/run.sh: steps finished in total, over both lives of the host: /'
+    for f in report.html report.md chart.svg; do
+        cmp "report/$f" "report-resumed/$f" || { echo "run.sh: report-resumed/$f differs from report/$f" >&2; exit 1; }
+    done
+    echo "run.sh: report-resumed/ is byte-identical to report/"
+fi

@@ -18,6 +18,7 @@ cargo test --quiet --offline --manifest-path SDK/rust/plexus-agent/Cargo.toml
 # The client example the Swift suites run: built here, not while timing-sensitive suites run in parallel.
 cargo build --quiet --offline --example plexus_client --manifest-path SDK/rust/plexus-agent/Cargo.toml
 cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
+cargo test --quiet --offline --manifest-path Plugins/cleaner/Cargo.toml
 
 echo "== Python client (SDK/python, offline parts; the live ones run in the Swift suites)"
 python3 -m unittest discover -s SDK/python/tests

@@ -20,12 +20,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Durable tasks per measurement.") var tasks = 20_000
     @Flag(help: "Only the in-process lines (for profiling the router).") var inprocOnly = false
     @Flag(help: "Only the durable task line.") var tasksOnly = false
+    @Flag(help: "Only the workflow lines.") var workflowsOnly = false
+    @Option(help: "Items of the workflow measurement's for_each step.") var workflowItems = 5_000
 
     func run() throws {
         bootstrapLogging(default: .error)
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         print("# plexus bench: \(cores) cores, \(repetitions) repetitions, median shown")
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
+        if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         let one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
         print("inproc_rr_per_s: \(try median { try rate(one, pairs: 1, "rr", roundTrips) }) round trips/s (1 pair, \(cores) dispatcher threads)")
@@ -39,6 +42,7 @@ struct BenchCommand: ParsableCommand {
         try client(threads: cores)
         try sandbox()
         try tasks(pong: "\(agents)/pong0.so", count: tasks)
+        try workflows(pong: "\(agents)/pong0.so", items: workflowItems)
         print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
     }
 
