@@ -66,6 +66,15 @@ static char *json_field(const char *json, size_t n, const char *key) {
     return out;
 }
 
+/* One month's rows as {"month": "YYYY/MM", "text": "..."}, comma-led after the first. */
+static void emit_chunk(buf *out, const char *month, const buf *text, size_t index) {
+    puts_(out, index ? ",{\"month\":" : "{\"month\":");
+    put_json(out, month, 7);
+    puts_(out, ",\"text\":");
+    put_json(out, text->data, text->len);
+    puts_(out, "}");
+}
+
 static int first_read_done;
 
 static plexus_status collect(const plexus_envelope *msg) {
@@ -112,14 +121,7 @@ static plexus_status collect(const plexus_envelope *msg) {
         if (!e) e = file.data + file.len;
         if (e > p) {
             if ((size_t)(e - p) >= 7 && strncmp(month, p, 7) != 0) {
-                if (text.len) {
-                    puts_(&out, chunks++ ? ",{\"month\":" : "{\"month\":");
-                    put_json(&out, month, 7);
-                    puts_(&out, ",\"text\":");
-                    put_json(&out, text.data, text.len);
-                    puts_(&out, "}");
-                    text.len = 0;
-                }
+                if (text.len) { emit_chunk(&out, month, &text, chunks++); text.len = 0; }
                 memcpy(month, p, 7);
             }
             put(&text, p, (size_t)(e - p) + 1);
@@ -127,13 +129,7 @@ static plexus_status collect(const plexus_envelope *msg) {
         }
         p = e + 1;
     }
-    if (text.len) {
-        puts_(&out, chunks++ ? ",{\"month\":" : "{\"month\":");
-        put_json(&out, month, 7);
-        puts_(&out, ",\"text\":");
-        put_json(&out, text.data, text.len);
-        puts_(&out, "}");
-    }
+    if (text.len) emit_chunk(&out, month, &text, chunks++);
     char tail[160];
     snprintf(tail, sizeof tail, "],\"rows\":%zu,\"months\":%zu,\"bytes\":%zu,\"fnv1a\":\"%016llx\"}", rows, chunks, file.len,
              (unsigned long long)fnv);

@@ -26,16 +26,7 @@ extension BenchCommand {
     }
 
     private func tasksRun(pong: String, store path: String, count: Int) throws -> Int {
-        var c = HostConfiguration(pluginsDirectory: nil)
-        var s = c.settings(for: pong)
-        s.instances = 2
-        c.plugins[PluginDescriptor.stem(of: pong)] = s
-        c.mailboxCapacity = 65_536
-        let h = Host(c)
-        do { try h.load(path: pong) } catch { throw CLIError(error.description) }
-        let store: Store
-        do { store = try Store(path: path) } catch { throw CLIError(error.description) }
-        let scheduler = try Scheduler(host: h, store: store)
+        let (h, store, scheduler) = try durableHost(pong: pong, store: path)
         h.start()
         try scheduler.start()
         defer { scheduler.stop(); h.shutdown(); store.close() }
@@ -54,6 +45,20 @@ extension BenchCommand {
             usleep(10_000)
         }
         return Int(Double(count) / (Double(Clock.monotonicNanos() - t0) / 1e9))
+    }
+
+    /// A host with two sandboxed instances of the pong agent, a store and a scheduler, not yet started.
+    func durableHost(pong: String, store path: String) throws -> (PlexusHost.Host, Store, Scheduler) {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        var s = c.settings(for: pong)
+        s.instances = 2
+        c.plugins[PluginDescriptor.stem(of: pong)] = s
+        c.mailboxCapacity = 65_536
+        let h = Host(c)
+        do { try h.load(path: pong) } catch { throw CLIError(error.description) }
+        let store: Store
+        do { store = try Store(path: path) } catch { throw CLIError(error.description) }
+        return (h, store, try Scheduler(host: h, store: store))
     }
 
     /// One transaction, one fsync, per write: what durability costs without group commit.

@@ -30,16 +30,7 @@ extension BenchCommand {
     }
 
     private func workflowRun(pong: String, store path: String, items: Int) throws -> Int {
-        var c = HostConfiguration(pluginsDirectory: nil)
-        var s = c.settings(for: pong)
-        s.instances = 2
-        c.plugins[PluginDescriptor.stem(of: pong)] = s
-        c.mailboxCapacity = 65_536
-        let h = Host(c)
-        do { try h.load(path: pong) } catch { throw CLIError(error.description) }
-        let store: Store
-        do { store = try Store(path: path) } catch { throw CLIError(error.description) }
-        let scheduler = try Scheduler(host: h, store: store)
+        let (h, store, scheduler) = try durableHost(pong: pong, store: path)
         let engine = try WorkflowEngine(scheduler: scheduler)
         h.start()
         try scheduler.start()
