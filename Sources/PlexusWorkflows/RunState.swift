@@ -71,7 +71,7 @@ final class RunState {
 
     // MARK: the scope expressions see
 
-    func scope(item: JSONValue? = nil, index: Int? = nil) -> [String: JSONValue] {
+    func scope() -> [String: JSONValue] {
         var steps: [String: JSONValue] = [:]
         for s in workflow.steps {
             guard let n = nodes[s.name], n.isFinal || s.kind == .parallel else { continue }
@@ -84,10 +84,7 @@ final class RunState {
             if s.kind == .parallel { o["output"] = nil }
             steps[s.name] = .object(o)
         }
-        var scope: [String: JSONValue] = ["input": input, "steps": .object(steps)]
-        if let item { scope["item"] = item }
-        if let index { scope["index"] = .int(Int64(index)) }
-        return scope
+        return ["input": input, "steps": .object(steps)]
     }
 
     // MARK: advancing
@@ -99,7 +96,7 @@ final class RunState {
         var moved = true
         while moved && record.state == "running" {
             moved = false
-            for s in workflow.nodes where nodes[s.name]!.state != .running || s.forEach != nil {
+            for s in workflow.nodes {
                 if step(s, now: now, &fx) { moved = true }
             }
         }
@@ -165,13 +162,18 @@ final class RunState {
         var n = nodes[s.name]!
         guard let items = n.items else { return false }
         var moved = false
+        var base: [String: JSONValue]?   // the same for every item: built once
         while n.inFlight.count < s.concurrency && n.next < items.count {
             let i = n.next
             n.next += 1
             if n.itemOutputs[i] != nil { continue }   // checkpointed before a restart
             n.inFlight.insert(i)
             nodes[s.name] = n
-            submit(s, item: i, scope: scope(item: items[i], index: i), fallback: nil, now: now, &fx)
+            if base == nil { base = scope() }
+            var itemScope = base!
+            itemScope["item"] = items[i]
+            itemScope["index"] = .int(Int64(i))
+            submit(s, item: i, scope: itemScope, fallback: nil, now: now, &fx)
             n = nodes[s.name]!
             if n.state != .running { return true }
             moved = true
@@ -208,7 +210,7 @@ final class RunState {
     /// A step's (or item's) task ended.
     func taskEnded(_ t: TaskRecord, node name: String, item: Int, now: Int64) -> Effects {
         var fx = Effects()
-        guard let s = workflow.nodes.first(where: { $0.name == name }), nodes[name]!.state == .running else { return fx }
+        guard let s = workflow.node(name), nodes[name]!.state == .running else { return fx }
         if item >= 0 && (nodes[name]!.itemOutputs[item] != nil || !nodes[name]!.inFlight.contains(item)) { return fx }
         guard t.state == .completed else {
             let what = item >= 0 ? "item \(item) of " : ""
@@ -226,6 +228,13 @@ final class RunState {
         } else {
             finishNode(name, .done, output: output, taskID: t.id, now: now, &fx)
         }
+        return fx
+    }
+
+    /// The step's task could not be submitted: the step fails (once, however many items it had).
+    func refused(_ name: String, _ why: String, now: Int64) -> Effects {
+        var fx = Effects()
+        if nodes[name]?.state == .running { fail(name, why, now: now, &fx) }
         return fx
     }
 
@@ -264,7 +273,7 @@ final class RunState {
         fx.checkpoints.append(c)
         fx.events.append(("workflow.step.finished", ["step": .string(name), "state": .string(state.rawValue),
                                                      "ms": .int((now - nodes[name]!.started) / 1_000_000)]))
-        if let p = workflow.nodes.first(where: { $0.name == name })?.parent { parallelMaybeDone(p, now: now, &fx) }
+        if let p = workflow.node(name)?.parent { parallelMaybeDone(p, now: now, &fx) }
     }
 
     private func parallelMaybeDone(_ p: String, now: Int64, _ fx: inout Effects) {
@@ -296,7 +305,7 @@ final class RunState {
         c.error = why
         fx.checkpoints.append(c)
         fx.events.append(("workflow.step.finished", ["step": .string(name), "state": .string("failed"), "error": .string(why)]))
-        if let p = workflow.nodes.first(where: { $0.name == name })?.parent { parallelMaybeDone(p, now: now, &fx); return }
+        if let p = workflow.node(name)?.parent { parallelMaybeDone(p, now: now, &fx); return }
         guard record.state == "running" else { return }
         record.state = "failed"
         record.error = "step \(name): \(why)"

@@ -15,11 +15,29 @@ public struct Workflow: Sendable {
     /// Files a finished run produces: name -> what it holds.
     public let outputs: [(name: String, value: Template)]
 
-    public func step(_ name: String) -> Step? { steps.first { $0.name == name } }
-
     /// The steps and parallel branches that run as tasks or are decided on,
     /// in order: branch "p.a" follows its parallel step p.
-    public var nodes: [Step] { steps.flatMap { s -> [Step] in [s] + s.branches } }
+    public let nodes: [Step]
+    private let index: [String: Int]
+
+    init(name: String, description: String, file: String, source: String, input: [String: JSONValue], steps: [Step],
+         outputs: [(name: String, value: Template)]) {
+        self.name = name
+        self.description = description
+        self.file = file
+        self.source = source
+        self.input = input
+        self.steps = steps
+        self.outputs = outputs
+        nodes = steps.flatMap { s -> [Step] in [s] + s.branches }
+        index = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) })
+    }
+
+    /// A step or a branch ("p.a") by name.
+    public func node(_ name: String) -> Step? { index[name].map { nodes[$0] } }
+
+    /// A top-level step by name.
+    public func step(_ name: String) -> Step? { node(name).flatMap { $0.parent == nil ? $0 : nil } }
 
     public func input(merging given: JSONValue?) throws(PlexusError) -> JSONValue {
         var merged = input

@@ -32,6 +32,8 @@ public final class WorkflowEngine: @unchecked Sendable {
         case adopt(RunState)
         case ended(TaskRecord)
         case approve(String, String, (PlexusError?) -> Void)
+        /// run, step: the scheduler refused the step's task.
+        case refused(String, String, String)
     }
 
     private let lock = ConditionLock()
@@ -202,6 +204,9 @@ public final class WorkflowEngine: @unchecked Sendable {
             case .ended(let t):
                 guard let k = RunState.parseKey(t.idempotency_key ?? ""), let r = runs[k.run], r.record.generation == k.generation else { continue }
                 effects.append((r, r.taskEnded(t, node: k.node, item: k.item, now: now))); touched[r.id] = r
+            case .refused(let run, let node, let why):
+                guard let r = runs[run] else { continue }
+                effects.append((r, r.refused(node, why, now: now))); touched[r.id] = r
             case .approve(let run, let step, let reply):
                 guard let r = runs[run] else { failures.append(reply); continue }
                 do throws(PlexusError) { effects.append((r, try r.approve(step, now: now))); touched[r.id] = r; replies.append(reply) }
@@ -250,14 +255,7 @@ public final class WorkflowEngine: @unchecked Sendable {
         } catch {
             // The submission is refused as a whole (the store failed): the
             // steps fail, so the run stops and can be resumed later.
-            for (r, t) in tasks {
-                let dead = TaskRecord(id: "-", seq: 0, capability: t.spec.capability, payload: Data(), content_type: "", priority: 1,
-                                      deadline_unix_ns: 0, max_attempts: 0, backoff_ms: 0, backoff_max_ms: 0, timeout_ms: 0,
-                                      idempotency_key: r.key(t.node, t.item), depends_on: "[]", state: .dead, attempts: 0,
-                                      not_before_unix_ns: 0, submitted_unix_ns: 0, finished_unix_ns: 0, agent: nil, result: nil,
-                                      result_type: nil, error: "it could not be submitted: \(error.detail)")
-                post(.ended(dead))
-            }
+            for (r, t) in tasks { post(.refused(r.id, t.node, "its task could not be submitted: \(error.detail)")) }
         }
     }
 }

@@ -150,17 +150,12 @@ struct WorkflowReader {
             }
         }
         let forEach = try m["for_each"].map { n throws(ConfigError) in try expression(n, "\(field).for_each") }
-        let when = try m["when"].map { n throws(ConfigError) in try expression(n, "\(field).when") }
-        let input = try m["input"].map { n throws(ConfigError) in try template(n, "\(field).input") }
         if let (e, _) = forEach { after += try checkReferences([e], m["for_each"]!, "\(field).for_each", c, allowItem: false, own: name) }
-        if let (e, _) = when { after += try checkReferences([e], m["when"]!, "\(field).when", c, allowItem: false, own: name) }
-        if let input { after += try checkReferences(input.expressions, m["input"]!, "\(field).input", c, allowItem: forEach != nil, own: name) }
-        let retry = try self.retry(m["retry"], field)
-        return Step(name: name, line: node.mark?.line ?? 0, kind: kind, description: try m["description"].map { n throws(ConfigError) in try r.string(n, "\(field).description") } ?? "",
-                    input: input, after: unique(after), when: when?.0, whenText: when?.1, forEach: forEach?.0, forEachText: forEach?.1,
+        let f = try callFields(m, field, c, own: name, itemInInput: forEach != nil)
+        return Step(name: name, line: node.mark?.line ?? 0, kind: kind, description: f.description,
+                    input: f.input, after: unique(after + f.reads), when: f.when?.0, whenText: f.when?.1, forEach: forEach?.0, forEachText: forEach?.1,
                     concurrency: Int(try m["concurrency"].map { n throws(ConfigError) in try r.integer(n, "\(field).concurrency", in: 1...10_000) } ?? 8),
-                    timeoutMs: try m["timeout_ms"].map { n throws(ConfigError) in try r.integer(n, "\(field).timeout_ms", in: 1...86_400_000) } ?? 30_000,
-                    attempts: retry.attempts, backoffMs: retry.backoffMs, backoffMaxMs: retry.backoffMaxMs,
+                    timeoutMs: f.timeoutMs, attempts: f.retry.attempts, backoffMs: f.retry.backoffMs, backoffMaxMs: f.retry.backoffMaxMs,
                     approval: try m["approval"].map { n throws(ConfigError) in try r.string(n, "\(field).approval") }, branches: branches)
     }
 
@@ -169,18 +164,26 @@ struct WorkflowReader {
         try checkName(name, node, field, allowDash: false)
         let m = try r.mapping(node, field, keys: WorkflowReader.branchKeys)
         guard let capNode = m["call"] else { throw r.fail(node, field, "a branch needs call: (a capability)") }
-        let own = String(full.prefix { $0 != "." })
-        var after: [String] = []
+        let f = try callFields(m, field, c, own: String(full.prefix { $0 != "." }), itemInInput: false)
+        return Step(name: full, line: node.mark?.line ?? 0, kind: .call(try capability(capNode, "\(field).call")), description: f.description,
+                    input: f.input, after: unique(f.reads), when: f.when?.0, whenText: f.when?.1, forEach: nil, forEachText: nil, concurrency: 1,
+                    timeoutMs: f.timeoutMs, attempts: f.retry.attempts, backoffMs: f.retry.backoffMs, backoffMaxMs: f.retry.backoffMaxMs,
+                    approval: nil, branches: [])
+    }
+
+    /// What steps and branches read alike: when, input (with the steps
+    /// they read), retry, timeout_ms, description.
+    func callFields(_ m: [String: Node], _ field: String, _ c: Context, own: String, itemInInput: Bool) throws(ConfigError)
+        -> (when: (Expression, String)?, input: Template?, reads: [String], retry: (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64),
+            timeoutMs: Int64, description: String) {
+        var reads: [String] = []
         let when = try m["when"].map { n throws(ConfigError) in try expression(n, "\(field).when") }
         let input = try m["input"].map { n throws(ConfigError) in try template(n, "\(field).input") }
-        if let (e, _) = when { after += try checkReferences([e], m["when"]!, "\(field).when", c, allowItem: false, own: own) }
-        if let input { after += try checkReferences(input.expressions, m["input"]!, "\(field).input", c, allowItem: false, own: own) }
-        let retry = try self.retry(m["retry"], field)
-        return Step(name: full, line: node.mark?.line ?? 0, kind: .call(try capability(capNode, "\(field).call")),
-                    description: try m["description"].map { n throws(ConfigError) in try r.string(n, "\(field).description") } ?? "",
-                    input: input, after: unique(after), when: when?.0, whenText: when?.1, forEach: nil, forEachText: nil, concurrency: 1,
-                    timeoutMs: try m["timeout_ms"].map { n throws(ConfigError) in try r.integer(n, "\(field).timeout_ms", in: 1...86_400_000) } ?? 30_000,
-                    attempts: retry.attempts, backoffMs: retry.backoffMs, backoffMaxMs: retry.backoffMaxMs, approval: nil, branches: [])
+        if let (e, _) = when { reads += try checkReferences([e], m["when"]!, "\(field).when", c, allowItem: false, own: own) }
+        if let input { reads += try checkReferences(input.expressions, m["input"]!, "\(field).input", c, allowItem: itemInInput, own: own) }
+        return (when, input, reads, try retry(m["retry"], field),
+                try m["timeout_ms"].map { n throws(ConfigError) in try r.integer(n, "\(field).timeout_ms", in: 1...86_400_000) } ?? 30_000,
+                try m["description"].map { n throws(ConfigError) in try r.string(n, "\(field).description") } ?? "")
     }
 
     func retry(_ node: Node?, _ field: String) throws(ConfigError) -> (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64) {

@@ -17,6 +17,8 @@ struct WorkflowCommand: ParsableCommand {
         @Flag(help: "Show each step's progress until the run ends (exit 1 if it fails).") var follow = false
         @Option(help: "Once the run completes, write its outputs into this directory (implies --follow).") var out: String?
         @Flag(help: "Print JSON instead of the table.") var json = false
+        /// Asked to watch the run (either flag).
+        var watching: Bool { follow || out != nil }
     }
 
     struct Run: ParsableCommand {
@@ -41,7 +43,7 @@ struct WorkflowCommand: ParsableCommand {
             let c = try options.hostForState()
             let reply = try ask(c, "plexus.workflows.run", .object(args))
             let id = str(reply["id"])
-            guard follow.follow || follow.out != nil else { print(id); return }
+            guard follow.watching else { print(id); return }
             FileHandleErr.note("plexus workflow: run \(id) of \(w.name) started")
             try WorkflowProgress.follow(c, id: id, options: follow)
         }
@@ -56,7 +58,7 @@ struct WorkflowCommand: ParsableCommand {
         func run() throws {
             bootstrapLogging(default: .error)
             let c = try options.hostForState()
-            if follow.follow || follow.out != nil { try WorkflowProgress.follow(c, id: runID, options: follow); return }
+            if follow.watching { try WorkflowProgress.follow(c, id: runID, options: follow); return }
             let s = try ask(c, "plexus.workflows.status", .object(["id": .string(runID)]))
             print(follow.json ? try prettyJSON(s) : WorkflowProgress.render(s, color: false).joined(separator: "\n"))
         }
@@ -75,7 +77,7 @@ struct WorkflowCommand: ParsableCommand {
             let c = try options.hostForState()
             let r = try ask(c, "plexus.workflows.resume", .object(["id": .string(runID)]))
             FileHandleErr.note("plexus workflow: run \(runID) resumed (generation \(r["generation"]?.text ?? "?"))")
-            if follow.follow || follow.out != nil { try WorkflowProgress.follow(c, id: runID, options: follow) }
+            if follow.watching { try WorkflowProgress.follow(c, id: runID, options: follow) }
         }
     }
 

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import PlexusCore
 import PlexusSocket
+import PlexusThreads
 
 /// The terminal view of a run: one line per step with its state, time and
 /// fan-out progress, redrawn in place on a terminal and printed as changes
@@ -75,7 +76,7 @@ enum WorkflowProgress {
     static func render(_ s: JSONValue, color: Bool) -> [String] {
         let created = Int64(str(s["created_unix_ns"])) ?? 0
         let finished = Int64(str(s["finished_unix_ns"])) ?? 0
-        let elapsed = Double((finished > 0 ? finished : PlexusClock.now()) - created) / 1e9
+        let elapsed = Double((finished > 0 ? finished : Clock.unixNanos()) - created) / 1e9
         var lines = ["\(str(s["workflow"]))  run \(str(s["id"]))  \(paint(str(s["state"]), str(s["state"]), color))  \(String(format: "%.1f s", elapsed))"]
         guard case .array(let steps)? = s["steps"] else { return lines }
         func indent(_ name: String) -> String { name.contains(".") ? "    " : "  " }
@@ -119,13 +120,5 @@ enum WorkflowProgress {
         var tm = Glibc.tm()
         gmtime_r(&t, &tm)
         return String(format: "%04d-%02d-%02d %02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-    }
-}
-
-enum PlexusClock {
-    static func now() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }
