@@ -27,8 +27,8 @@
 **   Threads. The host calls one agent instance from one thread at a time,
 **   unless the descriptor sets PLEXUS_PLUGIN_CONCURRENT. Host functions may
 **   be called from any thread that the host is currently running the agent
-**   on (inside init/handle/shutdown) and, for send/request/publish/reply/log,
-**   from threads the plugin starts itself.
+**   on (inside init/handle/shutdown) and, for send/request/publish/reply/log
+**   and the kv_* functions, from threads the plugin starts itself.
 **
 **   Errors. Every fallible call returns a plexus_status. No exception, C++
 **   throw, Rust panic or Swift error may cross this boundary: SDKs catch
@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define PLEXUS_ABI_MAJOR 1
-#define PLEXUS_ABI_MINOR 0
+#define PLEXUS_ABI_MINOR 1
 
 /* The symbol every plugin exports. */
 #define PLEXUS_ENTRY_SYMBOL "plexus_plugin_entry"
@@ -257,8 +257,44 @@ typedef struct plexus_host {
     /* This agent's name as the host registered it. Static for the agent's
     ** lifetime. */
     const char *(*agent_name)(plexus_ctx *ctx);
-    /* added in 1.0 — append new functions below this line only */
+    /* added in 1.0 */
+
+    /* KEY-VALUE (added in 1.1). A durable store the plugin keeps across
+    ** restarts of its agents and of the host. Every instance of one plugin
+    ** shares one namespace, named after the plugin (descriptor.name); no
+    ** other plugin can read it (operators can: `plexus kv`). Every key has a
+    ** version: 1 when created, one more on every write; 0 means absent.
+    ** key: 1-512 bytes of UTF-8 without NUL, borrowed. A write returns once
+    ** it is on disk (group-committed with the host's other writes).
+    ** A host without a store answers UNSUPPORTED. */
+
+    /* Reads key. On OK, *out_version is its version (0: no such key, and
+    ** *out_value is NULL) and *out_value (owned: release with free) holds
+    ** *out_len bytes plus a NUL the length does not count. */
+    plexus_status (*kv_get)(plexus_ctx *ctx, const char *key,
+                            uint8_t **out_value, uint64_t *out_len, uint64_t *out_version);
+
+    /* Writes value (borrowed; len may be 0) under key when the key is at
+    ** expected_version: PLEXUS_KV_ANY writes whatever is there, 0 only
+    ** creates, N replaces version N (compare-and-set). Otherwise returns
+    ** CONFLICT and writes nothing. On OK, *out_version (may be NULL) is the
+    ** new version. TOO_LARGE when len exceeds the host's payload limit. */
+    plexus_status (*kv_put)(plexus_ctx *ctx, const char *key, const uint8_t *value, uint64_t len,
+                            int64_t expected_version, uint64_t *out_version);
+
+    /* Removes key when it is at expected_version (PLEXUS_KV_ANY: whatever
+    ** is there; removing an absent key is then OK). CONFLICT otherwise. */
+    plexus_status (*kv_delete)(plexus_ctx *ctx, const char *key, int64_t expected_version);
+    /* added in 1.1 — append new functions below this line only */
 } plexus_host;
+
+/* expected_version for kv_put and kv_delete: no condition. */
+#define PLEXUS_KV_ANY (-1)
+/* The longest key, in bytes. */
+#define PLEXUS_KV_MAX_KEY 512
+/* sizeof(plexus_host) as ABI 1.0 compiled it: a plugin built for 1.0 states
+** this in descriptor.host_size, and a host reads no further for it. */
+#define PLEXUS_HOST_SIZE_1_0 offsetof(plexus_host, kv_get)
 
 /* ------------------------------------------------------------------------
 ** THE AGENT LIFECYCLE

@@ -34,6 +34,12 @@
 **   agent -> host  (reply)            RESPONSE/ERROR, target_kind REPLY; no ACK
 **   agent -> host  SUBSCRIBE / UNSUBSCRIBE   payload: the pattern; ACKed
 **   agent -> host  LOG      status = plexus_log_level, payload = the text
+**   agent -> host  KV       the kv_* host functions: id = the call number;
+**                           payload: op ('g' get, 'p' put, 'd' delete), the
+**                           expected version (i64, -1: any), the key's
+**                           length (u32), the key, then the value (put).
+**                           ACKed; on OK the ACK's payload is the version
+**                           (u64, 0: absent) followed by the value (get)
 **   typed exports: a delivery with content type
 **                           application/x-plexus-ffi-call carries the
 **                           arguments (scalars: 8 bytes; strings, buffers:
@@ -60,6 +66,7 @@
 #define PLEXUS_CONTROL_SUBSCRIBE  "_plexus.subscribe"
 #define PLEXUS_CONTROL_UNSUBSCRIBE "_plexus.unsubscribe"
 #define PLEXUS_CONTROL_LOG        "_plexus.log"
+#define PLEXUS_CONTROL_KV         "_plexus.kv"
 #define PLEXUS_CONTROL_DENIED     "_plexus.denied"
 #define PLEXUS_CONTROL_PING       "_plexus.ping"
 #define PLEXUS_CONTROL_PONG       "_plexus.pong"

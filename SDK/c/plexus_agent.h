@@ -16,6 +16,7 @@
 #include "plexus.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,6 +91,31 @@ static inline plexus_status plexus_publish_json(const char *subject, const char 
 
 static inline plexus_status plexus_subscribe(const char *pattern) {
     return plexus_sdk_host->subscribe(plexus_sdk_current, pattern);
+}
+
+/* The plugin's durable key-value namespace (plexus.h, KEY-VALUE). A host
+** older than ABI 1.1 has no kv_* functions: these return UNSUPPORTED there. */
+static inline int plexus_kv_available(void) {
+    return plexus_sdk_host->struct_size >= offsetof(plexus_host, kv_delete) + sizeof(void *) && plexus_sdk_host->kv_get;
+}
+
+/* *out_value is owned (release with plexus_sdk_host->free), NUL-terminated;
+** *out_version is 0 when the key is absent. */
+static inline plexus_status plexus_kv_get(const char *key, uint8_t **out_value, uint64_t *out_len, uint64_t *out_version) {
+    if (!plexus_kv_available()) return PLEXUS_UNSUPPORTED;
+    return plexus_sdk_host->kv_get(plexus_sdk_current, key, out_value, out_len, out_version);
+}
+
+/* expected: PLEXUS_KV_ANY, 0 (create only) or the version read (compare-and-set). */
+static inline plexus_status plexus_kv_put(const char *key, const void *value, size_t len, int64_t expected,
+                                          uint64_t *out_version) {
+    if (!plexus_kv_available()) return PLEXUS_UNSUPPORTED;
+    return plexus_sdk_host->kv_put(plexus_sdk_current, key, (const uint8_t *)value, len, expected, out_version);
+}
+
+static inline plexus_status plexus_kv_delete(const char *key, int64_t expected) {
+    if (!plexus_kv_available()) return PLEXUS_UNSUPPORTED;
+    return plexus_sdk_host->kv_delete(plexus_sdk_current, key, expected);
 }
 
 static inline void plexus_logf(int32_t level, const char *fmt, ...) {

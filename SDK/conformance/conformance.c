@@ -43,8 +43,60 @@ static void m_free(void *p) { free(p); }
 static int64_t m_now(void) { return 1; }
 static const char *m_name(plexus_ctx *c) { (void)c; return "conformance"; }
 
+/* The key-value functions over a small in-memory table, with plexus.h's
+** versions and compare-and-set, so a plugin that keeps state can be checked. */
+static struct { char key[PLEXUS_KV_MAX_KEY + 1]; uint8_t *value; uint64_t len, version; } kv[64];
+static int kv_n;
+
+static int kv_find(const char *key) {
+    for (int i = 0; i < kv_n; i++) if (strcmp(kv[i].key, key) == 0) return i;
+    return -1;
+}
+static plexus_status m_kv_get(plexus_ctx *c, const char *key, uint8_t **out, uint64_t *len, uint64_t *version) {
+    (void)c;
+    if (!key || !out || !len || !version) return PLEXUS_INVALID_ARGUMENT;
+    int i = kv_find(key);
+    *out = NULL; *len = 0; *version = 0;
+    if (i < 0) return PLEXUS_OK;
+    if (!(*out = malloc(kv[i].len + 1))) return PLEXUS_NO_MEMORY;
+    memcpy(*out, kv[i].value, kv[i].len);
+    (*out)[kv[i].len] = 0;
+    *len = kv[i].len; *version = kv[i].version;
+    return PLEXUS_OK;
+}
+static plexus_status m_kv_put(plexus_ctx *c, const char *key, const uint8_t *v, uint64_t len, int64_t expected, uint64_t *out) {
+    (void)c;
+    if (!key || !*key || strlen(key) > PLEXUS_KV_MAX_KEY || (len && !v)) return PLEXUS_INVALID_ARGUMENT;
+    int i = kv_find(key);
+    uint64_t found = i < 0 ? 0 : kv[i].version;
+    if (expected >= 0 && (uint64_t)expected != found) return PLEXUS_CONFLICT;
+    if (i < 0) {
+        if (kv_n == 64) return PLEXUS_NO_MEMORY;
+        i = kv_n++;
+        strcpy(kv[i].key, key);
+        kv[i].value = NULL; kv[i].version = 0;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) return PLEXUS_NO_MEMORY;
+    if (len) memcpy(copy, v, len);
+    free(kv[i].value);
+    kv[i].value = copy; kv[i].len = len; kv[i].version++;
+    if (out) *out = kv[i].version;
+    return PLEXUS_OK;
+}
+static plexus_status m_kv_delete(plexus_ctx *c, const char *key, int64_t expected) {
+    (void)c;
+    if (!key) return PLEXUS_INVALID_ARGUMENT;
+    int i = kv_find(key);
+    uint64_t found = i < 0 ? 0 : kv[i].version;
+    if (expected >= 0 && (uint64_t)expected != found) return PLEXUS_CONFLICT;
+    if (i >= 0) { free(kv[i].value); kv[i] = kv[--kv_n]; }
+    return PLEXUS_OK;
+}
+
 static const plexus_host host = { sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
-    m_send, m_request, m_reply, m_send, m_sub, m_sub, m_log, m_alloc, m_free, m_now, m_name };
+    m_send, m_request, m_reply, m_send, m_sub, m_sub, m_log, m_alloc, m_free, m_now, m_name,
+    m_kv_get, m_kv_put, m_kv_delete };
 
 #define CHECK(cond, ...) do { if (!(cond)) { printf("  FAIL: " __VA_ARGS__); printf("\n"); failures++; } } while (0)
 
@@ -103,7 +155,8 @@ static int check(const char *path) {
     CHECK(d->struct_size == sizeof *d, "descriptor struct_size %u, expected %zu", d->struct_size, sizeof *d);
     CHECK(d->abi_major == PLEXUS_ABI_MAJOR && d->abi_minor <= PLEXUS_ABI_MINOR, "ABI %u.%u", d->abi_major, d->abi_minor);
     CHECK(d->envelope_size == sizeof(plexus_envelope), "envelope_size %u", d->envelope_size);
-    CHECK(d->host_size == sizeof(plexus_host), "host_size %u", d->host_size);
+    CHECK(d->host_size >= PLEXUS_HOST_SIZE_1_0 && d->host_size <= sizeof(plexus_host),
+          "host_size %u, expected %zu (ABI 1.0) to %zu", d->host_size, (size_t)PLEXUS_HOST_SIZE_1_0, sizeof(plexus_host));
     CHECK(d->name && *d->name && d->version && *d->version, "name and version must be set");
     CHECK(d->init && (d->capability_count == 0 || d->handle), "init/handle missing");
     if (failures) return 1;

@@ -61,6 +61,13 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     - group: text
 ///       strategy: rest-for-one
 ///       children: [{ agent: keywords }, { agent: summarizer, restart: transient }]
+/// store:                       # the durable store (`plexus run`)
+///   path: plexus.db            # --store and $PLEXUS_STORE take precedence
+///   retention:                 # run every interval_seconds; open work is never removed
+///     events: 100000           # newest events kept
+///     finished_tasks_hours: 168   # completed, dead and cancelled tasks, with their attempts
+///     finished_runs_hours: 720    # completed and failed workflow runs, with their checkpoints
+///     interval_seconds: 60
 /// ```
 public enum ConfigFile {
     public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
@@ -79,7 +86,8 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store"])
+        if let s = top["store"] { config.store = try r.store(s, over: config.store) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
@@ -377,6 +385,28 @@ public struct Reader {
     }
 
     /// A YAML value as JSON (what init receives). Scalars keep their YAML type.
+    func store(_ node: Node, over base: StoreSettings) throws(ConfigError) -> StoreSettings {
+        var s = base
+        let m = try mapping(node, "store", keys: ["path", "retention"])
+        if let p = m["path"] {
+            s.path = try string(p, "store.path")
+            if s.path!.isEmpty { throw fail(p, "store.path", "expected a file path, found an empty string") }
+        }
+        guard let r = m["retention"] else { return s }
+        let f = "store.retention"
+        let keys = ["events", "finished_tasks_hours", "finished_runs_hours", "interval_seconds"]
+        let ret = try mapping(r, f, keys: keys)
+        if let n = ret["events"] { s.retention.events = Int(try integer(n, "\(f).events", in: 100...1_000_000_000)) }
+        if let n = ret["finished_tasks_hours"] {
+            s.retention.finishedTasksSeconds = 3600 * (try integer(n, "\(f).finished_tasks_hours", in: 1...1_000_000))
+        }
+        if let n = ret["finished_runs_hours"] {
+            s.retention.finishedRunsSeconds = 3600 * (try integer(n, "\(f).finished_runs_hours", in: 1...1_000_000))
+        }
+        if let n = ret["interval_seconds"] { s.retention.intervalSeconds = try number(n, "\(f).interval_seconds", in: 0.1...86_400) }
+        return s
+    }
+
     public func json(_ node: Node, _ field: String) throws(ConfigError) -> JSONValue {
         switch node {
         case .mapping:

@@ -43,6 +43,9 @@ final class Agent: Hashable, @unchecked Sendable {
     /// What this agent may send, publish and subscribe to; nil: anything
     /// (the host's own agents). Set before the agent is registered.
     var grants: Grants?
+    /// The key-value namespace its kv_* calls use: its plugin's name, shared
+    /// by every instance; nil for the host's own agents.
+    var kvNamespace: String?
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?

@@ -23,7 +23,11 @@ enum DescriptorReader {
         }
         let d = d.pointee
         try expectSize("envelope_size", d.envelope_size, MemoryLayout<plexus_envelope>.size)
-        try expectSize("host_size", d.host_size, MemoryLayout<plexus_host>.size)
+        // The host table grows with minors: a plugin reads only what its plexus.h knew.
+        let host10 = MemoryLayout<plexus_host>.offset(of: \plexus_host.kv_get)!, hostNow = MemoryLayout<plexus_host>.size
+        guard (host10...hostNow).contains(Int(d.host_size)) else {
+            throw PlexusError(.ABI_MISMATCH, "host_size: expected \(host10) (ABI 1.0) to \(hostNow) (ABI \(hostMajor).\(hostMinor)), found \(d.host_size) (the plugin was compiled against a different plexus.h)")
+        }
         let name = try requiredName(d.name, field: "name")
         guard let v = d.version, v.pointee != 0 else {
             throw PlexusError(.BAD_DESCRIPTOR, "version: expected a non-empty string, found \(d.version == nil ? "NULL" : "\"\"")")
@@ -46,7 +50,7 @@ enum DescriptorReader {
     }
 
     private static func expectSize(_ field: String, _ found: UInt32, _ expected: Int) throws(PlexusError) {
-        // At ABI 1.0 these structs have exactly one known size; later minors may only grow.
+        // The envelope has one known size: it has not grown since ABI 1.0.
         guard found == UInt32(expected) else {
             throw PlexusError(.ABI_MISMATCH, "\(field): expected \(expected), found \(found) (the plugin was compiled against a different plexus.h)")
         }

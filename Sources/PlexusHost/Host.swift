@@ -85,6 +85,8 @@ public struct HostConfiguration: Sendable {
     /// What a connection from the host's own user that does not say hello
     /// may do (`clients: { owner: { grants: ... } }`); nil: everything.
     public var ownerGrants: [Grants.Action: [String]]?
+    /// The durable store's file and retention (used by `plexus run`).
+    public var store = StoreSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -185,6 +187,7 @@ public final class Host: @unchecked Sendable {
             throw PluginRefusal(path: path, error: error)
         }
         if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
+        agent.kvNamespace = d.name
         agent.router = router
         do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
             agent.link?.stop(graceMs: 0)
@@ -225,6 +228,10 @@ public final class Host: @unchecked Sendable {
             throw PluginRefusal(path: path, error: error)
         }
     }
+
+    /// Gives plugins their key-value store (the kv_* host functions).
+    /// Call before start.
+    public func attach(keyValue: any KeyValueAccess) { router.keyValue = keyValue }
 
     // MARK: lifecycle
 

@@ -62,8 +62,52 @@ enum HostTable {
             guard let ctx else { return nil }
             return UnsafePointer(Agent.from(ctx).cName)
         }
+        installKeyValue(p)
         return UnsafePointer(p)
     }()
+
+    /// kv_get / kv_put / kv_delete (ABI 1.1) for plugins in the host.
+    private static func installKeyValue(_ p: UnsafeMutablePointer<plexus_host>) {
+        p.pointee.kv_get = { ctx, key, outValue, outLen, outVersion in
+            guard let ctx, let key, let outValue, let outLen, let outVersion else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return HostTable.status { () throws(PlexusError) in
+                let (kv, ns) = try KeyValueCalls.backend(a)
+                let k = try KeyValueCalls.key(Array(String(cString: key).utf8))
+                guard let e = try kv.get(ns, k) else {
+                    outValue.pointee = nil; outLen.pointee = 0; outVersion.pointee = 0
+                    return
+                }
+                guard let buf = malloc(e.value.count + 1)?.assumingMemoryBound(to: UInt8.self) else { throw PlexusError(.NO_MEMORY, "") }
+                e.value.withUnsafeBufferPointer { if let b = $0.baseAddress { buf.update(from: b, count: $0.count) } }
+                buf[e.value.count] = 0
+                outValue.pointee = buf; outLen.pointee = UInt64(e.value.count); outVersion.pointee = UInt64(e.version)
+            }
+        }
+        p.pointee.kv_put = { ctx, key, value, len, expected, outVersion in
+            guard let ctx, let key, value != nil || len == 0 else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return HostTable.status { () throws(PlexusError) in
+                let (kv, ns) = try KeyValueCalls.backend(a)
+                let k = try KeyValueCalls.key(Array(String(cString: key).utf8))
+                guard len <= a.router.limits.maxPayload else {
+                    throw PlexusError(.TOO_LARGE, "a value of \(len) bytes is over the \(a.router.limits.maxPayload)-byte limit")
+                }
+                let bytes = len == 0 ? [] : Array(UnsafeBufferPointer(start: value, count: Int(len)))
+                let v = try KeyValueCalls.wait { done in kv.put(ns, k, bytes, expected: KeyValueCalls.expected(expected), done: done) }
+                outVersion?.pointee = UInt64(v)
+            }
+        }
+        p.pointee.kv_delete = { ctx, key, expected in
+            guard let ctx, let key else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            return HostTable.status { () throws(PlexusError) in
+                let (kv, ns) = try KeyValueCalls.backend(a)
+                let k = try KeyValueCalls.key(Array(String(cString: key).utf8))
+                try KeyValueCalls.wait { done in kv.delete(ns, k, expected: KeyValueCalls.expected(expected), done: done) }
+            }
+        }
+    }
 
     static func origin(_ a: Agent) -> Router.Origin {
         Router.Origin(cName: a.cName, agent: a, trace: CurrentMessage.trace, grants: a.grants)

@@ -32,6 +32,9 @@ final class Router: @unchecked Sendable {
     /// Who hears of agents starting, crashing, restarting (Lifecycle.swift).
     let observer = Mutex<(@Sendable (LifecycleEvent) -> Void)?>(nil)
     let limits: Limits
+    /// The agents' key-value store; nil when the host runs without a store.
+    /// Set before start (Host.attach(keyValue:)).
+    var keyValue: (any KeyValueAccess)?
     private(set) var dispatcher: Dispatcher!
     private let hostName = strdup("plexus")!
 

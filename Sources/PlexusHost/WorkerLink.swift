@@ -353,6 +353,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 }
             }
             sendControl(PLEXUS_CONTROL_ACK, correlation: e.pointee.id, status: status, payload: detail)
+        case PLEXUS_CONTROL_KV:
+            keyValue(payload, call: e.pointee.id)
         case PLEXUS_CONTROL_LOG:
             let level: Logger.Level = [.trace, .debug, .info, .warning, .error][Int(max(0, min(4, e.pointee.status)))]
             (agent?.logger ?? logger).log(level: level, "\(String(decoding: payload, as: UTF8.self))")
@@ -367,6 +369,41 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         }
     }
 
+    /// A kv_* call from the worker (layout in plexus_channel.h). Writes are
+    /// answered from the store's writer thread once on disk, so this I/O
+    /// thread never waits for an fsync.
+    private func keyValue(_ p: [UInt8], call: plexus_id) {
+        let ack: @Sendable (Result<(Int64, [UInt8]), PlexusError>) -> Void = { [weak self] r in
+            switch r {
+            case .success(let (version, value)):
+                self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: Self.le(UInt64(version), 8) + value)
+            case .failure(let e):
+                self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
+            }
+        }
+        do throws(PlexusError) {
+            guard let agent else { throw PlexusError(.UNSUPPORTED, "the agent is not registered yet") }
+            guard p.count >= 13 else { throw PlexusError(.MALFORMED_FRAME, "a key-value call of \(p.count) bytes") }
+            let expected = KeyValueCalls.expected(Int64(bitPattern: Self.u64(p, 1, 8)))
+            let keyEnd = 13 + Int(Self.u64(p, 9, 4))
+            guard keyEnd <= p.count else { throw PlexusError(.MALFORMED_FRAME, "a key-value call's key runs past its end") }
+            let key = try KeyValueCalls.key(Array(p[13..<keyEnd]))
+            let (kv, ns) = try KeyValueCalls.backend(agent)
+            switch p[0] {
+            case UInt8(ascii: "g"): ack(.success(try kv.get(ns, key).map { ($0.version, $0.value) } ?? (0, [])))
+            case UInt8(ascii: "p"): kv.put(ns, key, Array(p[keyEnd...]), expected: expected) { r in ack(r.map { ($0, []) }) }
+            case UInt8(ascii: "d"): kv.delete(ns, key, expected: expected) { r in ack(r.map { (0, []) }) }
+            default: throw PlexusError(.MALFORMED_FRAME, "unknown key-value operation \(p[0])")
+            }
+        } catch { ack(.failure(error)) }
+    }
+
+    static func u64(_ p: [UInt8], _ at: Int, _ n: Int) -> UInt64 {
+        (0..<n).reduce(UInt64(0)) { $0 | UInt64(p[at + $1]) << (8 * UInt64($1)) }
+    }
+
+    static func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+
     private func setPhase(_ p: Phase) {
         lock.withLock {
             if case .stopped = phase { return }
@@ -376,10 +413,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     static func ids(_ payload: [UInt8]) -> [plexus_id] {
-        stride(from: 0, to: payload.count - 15, by: 16).map { o in
-            func u64(_ at: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(payload[at + $1]) << (8 * UInt64($1)) } }
-            return plexus_id(hi: u64(o), lo: u64(o + 8))
-        }
+        stride(from: 0, to: payload.count - 15, by: 16).map { o in plexus_id(hi: u64(payload, o, 8), lo: u64(payload, o + 8, 8)) }
     }
 
     /// Deliveries the worker finished leave the window, which reopens.

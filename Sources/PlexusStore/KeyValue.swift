@@ -25,35 +25,57 @@ extension Store {
     /// CONFLICT naming the version found.
     @discardableResult
     public func put(_ namespace: String, _ key: String, _ value: [UInt8], expected: Int64? = nil) throws -> Int64 {
+        try waitFor { done in put(namespace, key, value, expected: expected, done: done) }
+    }
+
+    /// put without waiting: `done` gets the new version once it is on disk.
+    public func put(_ namespace: String, _ key: String, _ value: [UInt8], expected: Int64?,
+                    done: @escaping (Result<Int64, Error>) -> Void) {
         nonisolated(unsafe) var version: Int64 = 0
-        try commit { db in
-            let found = try Int64.fetchOne(db, sql: "SELECT version FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key]) ?? 0
-            if let expected, expected != found {
-                throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)")
-            }
+        enqueue({ db in
+            let found = try Self.version(db, namespace, key, expected: expected)
             version = found + 1
             try db.execute(sql: """
                 INSERT INTO kv(namespace, key, value, version, updated_unix_ns) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value, version = excluded.version,
                     updated_unix_ns = excluded.updated_unix_ns
                 """, arguments: [namespace, key, Data(value), version, Clock.unixNanos()])
-        }
-        return version
+        }, done: { e in done(e.map { .failure($0) } ?? .success(version)) })
     }
 
     /// Removes the key (when at `expected`, if given). False when it was absent.
     @discardableResult
     public func delete(_ namespace: String, _ key: String, expected: Int64? = nil) throws -> Bool {
+        try waitFor { done in delete(namespace, key, expected: expected, done: done) }
+    }
+
+    /// delete without waiting: `done` says whether a key was removed, once on disk.
+    public func delete(_ namespace: String, _ key: String, expected: Int64?, done: @escaping (Result<Bool, Error>) -> Void) {
         nonisolated(unsafe) var removed = false
-        try commit { db in
-            let found = try Int64.fetchOne(db, sql: "SELECT version FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key]) ?? 0
-            if let expected, expected != found {
-                throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)")
-            }
+        enqueue({ db in
+            _ = try Self.version(db, namespace, key, expected: expected)
             try db.execute(sql: "DELETE FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key])
             removed = db.changesCount > 0
+        }, done: { e in done(e.map { .failure($0) } ?? .success(removed)) })
+    }
+
+    /// The key's version (0: absent); CONFLICT when it is not `expected`.
+    private static func version(_ db: Database, _ namespace: String, _ key: String, expected: Int64?) throws -> Int64 {
+        let found = try Int64.fetchOne(db, sql: "SELECT version FROM kv WHERE namespace = ? AND key = ?", arguments: [namespace, key]) ?? 0
+        if let expected, expected != found {
+            throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)")
         }
-        return removed
+        return found
+    }
+
+    private func waitFor<T>(_ start: (@escaping (Result<T, Error>) -> Void) -> Void) throws -> T {
+        let lock = ConditionLock()
+        nonisolated(unsafe) var result: Result<T, Error>?
+        start { r in lock.withLock { result = r; lock.signal() } }
+        return try lock.withLock { () throws -> T in
+            while result == nil { lock.wait() }
+            return try result!.get()
+        }
     }
 
     /// Keys in a namespace with the prefix, in order.

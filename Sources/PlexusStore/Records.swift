@@ -161,18 +161,4 @@ extension Store {
                                      arguments: [kind.utf8.count, kind, count]).reversed()
         }
     }
-
-    /// Keeps the newest `events` events and finished tasks younger than
-    /// `finishedTasksOlderThanNs`: the store does not grow without bound.
-    public func prune(keepEvents events: Int, finishedBeforeUnixNs cutoff: Int64) {
-        enqueue { db in
-            try db.execute(sql: "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", arguments: [events])
-            try db.execute(sql: """
-                DELETE FROM task_attempts WHERE task_id IN
-                    (SELECT id FROM tasks WHERE state IN ('completed', 'dead', 'cancelled') AND finished_unix_ns < ?)
-                """, arguments: [cutoff])
-            try db.execute(sql: "DELETE FROM tasks WHERE state IN ('completed', 'dead', 'cancelled') AND finished_unix_ns < ?",
-                           arguments: [cutoff])
-        }
-    }
 }

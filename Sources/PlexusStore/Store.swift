@@ -29,6 +29,8 @@ public final class Store: @unchecked Sendable {
     private var pending: [Write] = []
     private var closed = false
     private var writer: pthread_t?
+    /// Wakes timers (retention) sleeping between passes when the store closes.
+    private let idle = ConditionLock()
     /// Transactions written and writes they carried, for the group-commit figures.
     public private(set) var transactions = 0
     public private(set) var writes = 0
@@ -156,7 +158,19 @@ public final class Store: @unchecked Sendable {
             defer { writer = nil }
             return writer
         }
+        idle.withLock { idle.broadcast() }
         if let t { pthread_join(t, nil) }
+    }
+
+    public var isClosed: Bool { lock.withLock { closed } }
+
+    /// Sleeps up to `seconds`; false when the store closed meanwhile.
+    func sleep(seconds: Double) -> Bool {
+        let deadline = Clock.monotonicNanos() + Int64(seconds * 1e9)
+        return idle.withLock {
+            while !isClosed && Clock.monotonicNanos() < deadline { idle.wait(untilMonotonic: deadline) }
+            return !isClosed
+        }
     }
 
     deinit { close() }

@@ -45,8 +45,9 @@ plexus_status descriptor_check(const plexus_plugin_descriptor *d, char *err, uin
                       PLEXUS_ABI_MINOR, d->abi_minor, d->abi_major, d->abi_minor);
     if (d->envelope_size != sizeof(plexus_envelope))
         return refuse(PLEXUS_ABI_MISMATCH, err, cap, "envelope_size: expected %zu, found %u (the plugin was compiled against a different plexus.h)", sizeof(plexus_envelope), d->envelope_size);
-    if (d->host_size != sizeof(plexus_host))
-        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "host_size: expected %zu, found %u (the plugin was compiled against a different plexus.h)", sizeof(plexus_host), d->host_size);
+    if (d->host_size < PLEXUS_HOST_SIZE_1_0 || d->host_size > sizeof(plexus_host))
+        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "host_size: expected %zu (ABI 1.0) to %zu (ABI %d.%d), found %u (the plugin was compiled against a different plexus.h)",
+                      (size_t)PLEXUS_HOST_SIZE_1_0, sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, d->host_size);
     if (!d->name) return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "name: expected a name, found NULL");
     if (!d->version || !d->version[0])
         return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "version: expected a non-empty string, found %s", d->version ? "\"\"" : "NULL");

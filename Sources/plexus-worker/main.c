@@ -92,8 +92,9 @@ static void enqueue_frame(frame *f) {
 }
 
 /* Sends e (id = our call number) and waits for its ACK; frames read
-** meanwhile are kept, in order, for the main loop. Lock held. */
-static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id) {
+** meanwhile are kept, in order, for the main loop. When out_ack is set
+** the ACK frame is handed over (the caller frees it). Lock held. */
+static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **out_ack) {
     plexus_id call = { 0, ++call_seq };
     e->id = call;
     plexus_status s = channel_queue(e);
@@ -105,7 +106,7 @@ static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id) {
         if (is_control(&f->env, PLEXUS_CONTROL_ACK) && f->env.correlation_id.lo == call.lo && f->env.correlation_id.hi == 0) {
             s = f->env.status;
             if (out_id) *out_id = f->env.id;
-            frame_free(f);
+            if (out_ack) *out_ack = f; else frame_free(f);
             break;
         }
         enqueue_frame(f);
@@ -122,7 +123,7 @@ static plexus_status call(const plexus_envelope *msg, plexus_kind forced, int ha
     e.sender = NULL;
     if (has_kind) e.kind = (uint8_t)forced;
     pthread_mutex_lock(&lock);
-    plexus_status s = call_locked(&e, out_id);
+    plexus_status s = call_locked(&e, out_id, NULL);
     pthread_mutex_unlock(&lock);
     return s;
 }
@@ -175,7 +176,7 @@ static plexus_status pattern_call(const char *topic, const char *pattern) {
     e.payload = (const uint8_t *)pattern;
     e.payload_len = strlen(pattern);
     pthread_mutex_lock(&lock);
-    plexus_status s = call_locked(&e, NULL);
+    plexus_status s = call_locked(&e, NULL, NULL);
     pthread_mutex_unlock(&lock);
     return s;
 }
@@ -193,6 +194,75 @@ static void h_log(plexus_ctx *ctx, int32_t level, const char *message) {
     pthread_mutex_unlock(&lock);
 }
 
+/* ---- key-value: a KV control call, answered by an ACK ---------------------
+** request payload: op ('g', 'p', 'd'), expected version (i64), key length
+** (u32), key, value; ACK payload on OK: the version (u64), then the value. */
+
+static void put_le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint64_t get_le(const uint8_t *p) { uint64_t v = 0; for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i); return v; }
+
+static plexus_status kv_call(char op, const char *key, const uint8_t *value, uint64_t len, int64_t expected,
+                             frame **out_ack) {
+    if (!key) return PLEXUS_INVALID_ARGUMENT;
+    size_t klen = strlen(key);
+    if (klen == 0 || klen > PLEXUS_KV_MAX_KEY) return PLEXUS_INVALID_ARGUMENT;
+    if (len > 0 && !value) return PLEXUS_INVALID_ARGUMENT;
+    uint64_t n = 13 + klen + len;
+    uint8_t *p = malloc(n);
+    if (!p) return PLEXUS_NO_MEMORY;
+    p[0] = (uint8_t)op;
+    put_le(p + 1, (uint64_t)expected, 8);
+    put_le(p + 9, klen, 4);
+    memcpy(p + 13, key, klen);
+    if (len) memcpy(p + 13 + klen, value, len);
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = PLEXUS_KIND_EVENT;
+    e.target_kind = PLEXUS_TARGET_TOPIC;
+    e.target = PLEXUS_CONTROL_KV;
+    e.payload = p;
+    e.payload_len = n;
+    pthread_mutex_lock(&lock);
+    plexus_status s = call_locked(&e, NULL, out_ack);
+    pthread_mutex_unlock(&lock);
+    free(p);
+    return s;
+}
+
+static plexus_status h_kv_get(plexus_ctx *ctx, const char *key, uint8_t **out_value, uint64_t *out_len, uint64_t *out_version) {
+    (void)ctx;
+    if (!out_value || !out_len || !out_version) return PLEXUS_INVALID_ARGUMENT;
+    frame *ack = NULL;
+    plexus_status s = kv_call('g', key, NULL, 0, PLEXUS_KV_ANY, &ack);
+    if (s == PLEXUS_OK && ack->env.payload_len < 8) s = PLEXUS_MALFORMED_FRAME;
+    if (s == PLEXUS_OK) {
+        uint64_t version = get_le(ack->env.payload), n = ack->env.payload_len - 8;
+        uint8_t *v = version ? malloc(n + 1) : NULL;
+        if (version && !v) s = PLEXUS_NO_MEMORY;
+        else {
+            if (v) { memcpy(v, ack->env.payload + 8, n); v[n] = 0; }
+            *out_value = v; *out_len = version ? n : 0; *out_version = version;
+        }
+    }
+    if (ack) frame_free(ack);
+    return s;
+}
+
+static plexus_status h_kv_put(plexus_ctx *ctx, const char *key, const uint8_t *value, uint64_t len,
+                              int64_t expected, uint64_t *out_version) {
+    (void)ctx;
+    frame *ack = NULL;
+    plexus_status s = kv_call('p', key, value, len, expected, &ack);
+    if (s == PLEXUS_OK && ack->env.payload_len < 8) s = PLEXUS_MALFORMED_FRAME;
+    if (s == PLEXUS_OK && out_version) *out_version = get_le(ack->env.payload);
+    if (ack) frame_free(ack);
+    return s;
+}
+
+static plexus_status h_kv_delete(plexus_ctx *ctx, const char *key, int64_t expected) {
+    (void)ctx;
+    return kv_call('d', key, NULL, 0, expected, NULL);
+}
+
 static void *h_alloc(uint64_t n) { return malloc(n ? n : 1); }
 static void h_free(void *p) { free(p); }
 static int64_t h_now(void) {
@@ -206,6 +276,7 @@ static const plexus_host host_table = {
     sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
     h_send, h_request, h_reply, h_publish, h_subscribe, h_unsubscribe, h_log,
     h_alloc, h_free, h_now, h_name,
+    h_kv_get, h_kv_put, h_kv_delete,
 };
 
 /* ---- start-up ------------------------------------------------------------ */

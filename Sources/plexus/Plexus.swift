@@ -17,7 +17,7 @@ struct Plexus: ParsableCommand {
             plugins directory. Commands that need a host use a running one (plexus run)
             when its socket answers, and start an embedded host otherwise.
             """,
-        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, TasksCommand.self, WorkflowCommand.self, EventsCommand.self, AuditCommand.self,
+        subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, TasksCommand.self, WorkflowCommand.self, EventsCommand.self, KvCommand.self, AuditCommand.self,
                       RunCommand.self, BenchCommand.self])
 }
 

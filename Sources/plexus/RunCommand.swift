@@ -17,7 +17,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var options: HostOptions
     @Option(help: "How long accepted work may take to finish at shutdown, in milliseconds.")
     var shutdownGraceMs: Int64 = 2_000
-    @Option(help: "The durable store: tasks, events, key-value (default: $PLEXUS_STORE, else ./plexus.db).")
+    @Option(help: "The durable store: tasks, events, key-value (default: $PLEXUS_STORE, then plexus.yaml's store.path, else ./plexus.db).")
     var store: String?
 
     func run() throws {
@@ -36,15 +36,17 @@ struct RunCommand: ParsableCommand {
         config.shutdownGraceMs = shutdownGraceMs
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
-        let path = store ?? env("PLEXUS_STORE") ?? "plexus.db"
+        let path = store ?? env("PLEXUS_STORE") ?? config.store.path ?? "plexus.db"
         let db: Store
         do { db = try Store(path: path) } catch { throw CLIError(error.description) }
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
+        db.startRetention(config.store.retention)
         let scheduler = try Scheduler(host: host, store: db)
         let engine = try WorkflowEngine(scheduler: scheduler)
         do {
             try TaskService.install(on: host, scheduler: scheduler)
             try WorkflowService.install(on: host, engine: engine)
+            try KeyValueService.install(on: host, store: db)
         } catch { throw CLIError(error.description) }
         host.start()
         try scheduler.start()

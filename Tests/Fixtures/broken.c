@@ -24,12 +24,15 @@ static const plexus_capability caps[] = { PLEXUS_CAPABILITY("broken.cap", NULL) 
 #ifndef ENV_SIZE
 #define ENV_SIZE sizeof(plexus_envelope)
 #endif
+#ifndef HOST_SIZE
+#define HOST_SIZE sizeof(plexus_host)
+#endif
 #ifndef NAME
 #define NAME "broken"
 #endif
 
 static const plexus_plugin_descriptor d = {
-    DESC_SIZE, MAJOR, MINOR, ENV_SIZE, sizeof(plexus_host), NAME, "1.0.0", NULL, 0,
+    DESC_SIZE, MAJOR, MINOR, ENV_SIZE, HOST_SIZE, NAME, "1.0.0", NULL, 0,
     1, caps, 0, NULL, 0, NULL, init, handle, NULL };
 
 #ifdef MISSING_SYMBOL

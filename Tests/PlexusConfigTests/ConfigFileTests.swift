@@ -59,10 +59,27 @@ struct ConfigFileTests {
         #expect(error("defaults:\n  limits: { cpu_seconds: 60, cpu_hard_seconds: 30 }\n").contains("cpu_hard_seconds: must be at least cpu_seconds (60)"))
         #expect(error("plugins:\n  fetcher:\n    concurrency: 0\n") == "plexus.yaml:3:18: plugins.fetcher.concurrency: 0 is out of range 1...256")
         #expect(error("defaults:\n  concurrency: 4\n").hasPrefix("plexus.yaml:2:16: defaults.concurrency: set concurrency per plugin"))
-        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision, clients")
+        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision, clients, store")
+        #expect(error("store:\n  retention: { events: 10 }\n") == "plexus.yaml:2:24: store.retention.events: 10 is out of range 100...1000000000")
+        #expect(error("store:\n  retention:\n    keep_days: 3\n")
+                == "plexus.yaml:3:5: store.retention.keep_days: unknown field; expected one of: events, finished_tasks_hours, finished_runs_hours, interval_seconds")
+        #expect(error("store:\n  path: \"\"\n") == "plexus.yaml:2:9: store.path: expected a file path, found an empty string")
         #expect(error("plugins: [textkit]\n").hasPrefix("plexus.yaml:1:10: plugins: expected a mapping"))
         #expect(error("defaults:\n  sandbox: [process\n").hasPrefix("plexus.yaml:"))
         #expect(error("defaults:\n  sandbox: [process\n").contains("not valid YAML"))
+    }
+
+    @Test func storeSettingsAreReadAndDefaultElsewhere() throws {
+        let c = try parse("""
+            store:
+              path: /var/lib/plexus/state.db
+              retention: { events: 5000, finished_tasks_hours: 2, finished_runs_hours: 48, interval_seconds: 0.5 }
+            """)
+        #expect(c.store.path == "/var/lib/plexus/state.db")
+        #expect(c.store.retention.events == 5000 && c.store.retention.finishedTasksSeconds == 7200)
+        #expect(c.store.retention.finishedRunsSeconds == 48 * 3600 && c.store.retention.intervalSeconds == 0.5)
+        let d = try parse("store:\n  retention: { events: 300 }\n")
+        #expect(d.store.path == nil && d.store.retention.events == 300 && d.store.retention.finishedTasksSeconds == 7 * 86_400)
     }
 
     @Test func grantsAreReadPerPluginAndFromDefaults() throws {

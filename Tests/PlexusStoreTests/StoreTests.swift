@@ -113,6 +113,62 @@ struct StoreTests {
         try store.put("ns", "after", Array("works".utf8))   // and the store is usable again
         #expect(try store.get("ns", "after")?.value == Array("works".utf8))
     }
+
+    /// A task row in `state`, finished at `finished` (0: not finished), with one attempt.
+    func task(_ id: String, seq: Int64, _ state: TaskState, finished: Int64) -> (TaskRecord, AttemptRecord) {
+        (TaskRecord(id: id, seq: seq, capability: "c", payload: Data(), content_type: "text/plain", priority: 1, deadline_unix_ns: 0,
+                    max_attempts: 3, backoff_ms: 1, backoff_max_ms: 1, timeout_ms: 1, idempotency_key: nil, depends_on: "",
+                    state: state, attempts: 1, not_before_unix_ns: 0, submitted_unix_ns: 1, finished_unix_ns: finished,
+                    agent: nil, result: nil, result_type: nil, error: nil),
+         AttemptRecord(task_id: id, attempt: 1, agent: "a", started_unix_ns: 1, finished_unix_ns: finished, outcome: "x", detail: ""))
+    }
+
+    @Test func retentionRemovesOnlyWhatFinishedLongAgo() throws {
+        let store = try Store(path: freshPath())
+        defer { store.close() }
+        try store.commit { db in
+            for i in 0..<12_000 { try Store.appendEvent(db, kind: "test", subject: "e", data: [:], at: Int64(i)) }
+            let rows = [self.task("old-done", seq: 1, .completed, finished: 100), self.task("old-dead", seq: 2, .dead, finished: 100),
+                        self.task("new-done", seq: 3, .completed, finished: 5_000), self.task("running", seq: 4, .running, finished: 0),
+                        self.task("waiting", seq: 5, .waiting, finished: 0)]
+            for (t, a) in rows { try t.insert(db); try a.insert(db) }
+            for (n, (id, state, finished)) in [("old-run", "completed", Int64(100)), ("new-run", "failed", 5_000), ("live-run", "running", 0)].enumerated() {
+                try RunRecord(id: id, seq: Int64(n + 1), workflow: "w", file: "f", source: "", input: "{}", state: state,
+                              generation: 0, created_unix_ns: 1, finished_unix_ns: finished).insert(db)
+                try CheckpointRecord(run_id: id, step: "s", item: -1, state: "done", output: "1", error: nil, task_id: nil,
+                                     started_unix_ns: 1, finished_unix_ns: finished).insert(db)
+            }
+        }
+        try store.put("ns", "kept", Array("yes".utf8))
+        let p = try store.prune(keepEvents: 1_000, tasksBefore: 1_000, runsBefore: 1_000)
+        #expect(p == Store.Pruned(events: 11_000, tasks: 2, runs: 1))   // events in three slices
+        #expect(try store.events(after: 0, limit: 10_000).map(\.seq) == Array(11_001...12_000))
+        #expect(try store.tasks(limit: 10).map(\.id).sorted() == ["new-done", "running", "waiting"])
+        #expect(try store.attempts(of: "old-done").isEmpty && store.attempts(of: "new-done").count == 1)
+        #expect(try store.runs(limit: 10).map(\.id).sorted() == ["live-run", "new-run"])
+        #expect(try store.checkpoints(of: "old-run").isEmpty && store.checkpoints(of: "new-run").count == 1)
+        #expect(try store.get("ns", "kept") != nil)
+        #expect(try store.prune(keepEvents: 1_000, tasksBefore: 1_000, runsBefore: 1_000) == Store.Pruned())
+    }
+
+    @Test func retentionRunsOnItsTimerAndStopsWithTheStore() throws {
+        let store = try Store(path: freshPath())
+        for i in 0..<500 { store.enqueue { db in try Store.appendEvent(db, kind: "test", subject: "e", data: [:], at: Int64(i)) } }
+        var r = StoreSettings.Retention()
+        r.events = 100
+        r.intervalSeconds = 0.05
+        store.startRetention(r)
+        var left = 500
+        var reported: EventRecord?
+        for _ in 0..<200 where left > 100 || reported == nil {
+            usleep(20_000)
+            left = try store.events(after: 0, limit: 10_000).filter { $0.kind == "test" }.count
+            reported = try store.latestEvents(1, kind: "store.pruned").first
+        }
+        #expect(left <= 100)
+        #expect(reported?.data.contains("\"tasks\":0") == true, "\(reported?.data ?? "no store.pruned event")")
+        store.close()   // returns: the timer does not hold the store open
+    }
 }
 
 final class Tally: Sendable {

@@ -123,6 +123,44 @@ public struct AgentContext: @unchecked Sendable {
     public func log(_ level: plexus_log_level, _ message: String) {
         message.withCString { host.pointee.log(ctx, Int32(level.rawValue), $0) }
     }
+
+    // MARK: key-value (ABI 1.1): this plugin's durable namespace
+
+    /// A host older than ABI 1.1 has no kv_* functions.
+    private func kvHost() throws(AgentError) -> plexus_host {
+        let end = MemoryLayout<plexus_host>.offset(of: \plexus_host.kv_delete)! + MemoryLayout<UnsafeRawPointer>.size
+        guard Int(host.pointee.struct_size) >= end, host.pointee.kv_get != nil else { throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.1: no key-value store") }
+        return host.pointee
+    }
+
+    /// The value and version of key; nil when absent.
+    public func kvGet(_ key: String) throws(AgentError) -> (value: [UInt8], version: UInt64)? {
+        let h = try kvHost()
+        var p: UnsafeMutablePointer<UInt8>?
+        var n: UInt64 = 0, v: UInt64 = 0
+        try check(key.withCString { h.kv_get(ctx, $0, &p, &n, &v) })
+        guard v > 0 else { return nil }
+        defer { h.free(p) }
+        return (p.map { Array(UnsafeBufferPointer(start: $0, count: Int(n))) } ?? [], v)
+    }
+
+    /// Writes key when it is at `expected` (nil: any version; 0: create
+    /// only) and returns the new version; throws CONFLICT when it moved on.
+    @discardableResult
+    public func kvPut(_ key: String, _ value: [UInt8], expected: UInt64? = nil) throws(AgentError) -> UInt64 {
+        let h = try kvHost()
+        var v: UInt64 = 0
+        let e = expected.map { Int64($0) } ?? Int64(PLEXUS_KV_ANY)
+        try check(key.withCString { k in value.withUnsafeBufferPointer { h.kv_put(ctx, k, $0.baseAddress, UInt64($0.count), e, &v) } })
+        return v
+    }
+
+    /// Removes key when it is at `expected` (nil: whatever is there).
+    public func kvDelete(_ key: String, expected: UInt64? = nil) throws(AgentError) {
+        let h = try kvHost()
+        let e = expected.map { Int64($0) } ?? Int64(PLEXUS_KV_ANY)
+        try check(key.withCString { h.kv_delete(ctx, $0, e) })
+    }
 }
 
 public protocol Agent: AnyObject {

@@ -5,7 +5,7 @@
 use std::os::raw::{c_char, c_void};
 
 pub const ABI_MAJOR: u16 = 1;
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 
 pub type plexus_status = i32;
 
@@ -76,7 +76,14 @@ pub struct plexus_host {
     pub free: Option<unsafe extern "C" fn(*mut c_void)>,
     pub now_unix_ns: Option<unsafe extern "C" fn() -> i64>,
     pub agent_name: Option<unsafe extern "C" fn(*mut plexus_ctx) -> *const c_char>,
+    // added in 1.1
+    pub kv_get: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, *mut *mut u8, *mut u64, *mut u64) -> plexus_status>,
+    pub kv_put: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, *const u8, u64, i64, *mut u64) -> plexus_status>,
+    pub kv_delete: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, i64) -> plexus_status>,
 }
+
+/// expected_version for kv_put and kv_delete: no condition.
+pub const PLEXUS_KV_ANY: i64 = -1;
 
 pub type plexus_init_fn =
     unsafe extern "C" fn(*const plexus_host, *mut plexus_ctx, *const c_char, *mut *mut c_void) -> plexus_status;

@@ -172,6 +172,44 @@ impl Context {
         Status::check(unsafe { (self.host().subscribe.unwrap())(self.ctx, p.as_ptr()) })
     }
 
+    /// The host table as the plugin's header knew it (ABI 1.0 hosts have no kv_*).
+    fn kv_table(&self) -> Result<&ffi::plexus_host, Status> {
+        let h = self.host();
+        let end = std::mem::offset_of!(ffi::plexus_host, kv_delete) + std::mem::size_of::<usize>();
+        if (h.struct_size as usize) < end || h.kv_get.is_none() { return Err(Status::Unsupported); }
+        Ok(h)
+    }
+
+    /// A key of this plugin's durable key-value namespace: its value and
+    /// version, or None when absent.
+    pub fn kv_get(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Status> {
+        let (h, k) = (self.kv_table()?, c(key)?);
+        let (mut p, mut n, mut v) = (std::ptr::null_mut::<u8>(), 0u64, 0u64);
+        Status::check(unsafe { (h.kv_get.unwrap())(self.ctx, k.as_ptr(), &mut p, &mut n, &mut v) })?;
+        if v == 0 { return Ok(None); }
+        let value = unsafe { std::slice::from_raw_parts(p, n as usize).to_vec() };
+        unsafe { (h.free.unwrap())(p as *mut c_void) };
+        Ok(Some((value, v)))
+    }
+
+    /// Writes key when it is at `expected` (None: any version; Some(0):
+    /// create only). Returns the new version; Err(Conflict) when the key
+    /// moved on. On disk when it returns.
+    pub fn kv_put(&self, key: &str, value: &[u8], expected: Option<u64>) -> Result<u64, Status> {
+        let (h, k) = (self.kv_table()?, c(key)?);
+        let mut v = 0u64;
+        let e = expected.map(|x| x as i64).unwrap_or(ffi::PLEXUS_KV_ANY);
+        Status::check(unsafe { (h.kv_put.unwrap())(self.ctx, k.as_ptr(), value.as_ptr(), value.len() as u64, e, &mut v) })?;
+        Ok(v)
+    }
+
+    /// Removes key when it is at `expected` (None: whatever is there).
+    pub fn kv_delete(&self, key: &str, expected: Option<u64>) -> Result<(), Status> {
+        let (h, k) = (self.kv_table()?, c(key)?);
+        let e = expected.map(|x| x as i64).unwrap_or(ffi::PLEXUS_KV_ANY);
+        Status::check(unsafe { (h.kv_delete.unwrap())(self.ctx, k.as_ptr(), e) })
+    }
+
     pub fn log(&self, level: i32, message: &str) {
         if let Ok(m) = CString::new(message.replace('\0', " ")) {
             unsafe { (self.host().log.unwrap())(self.ctx, level, m.as_ptr()) }
@@ -332,7 +370,7 @@ mod tests {
     fn layout_matches_plexus_h() {
         assert_eq!(std::mem::size_of::<ffi::plexus_envelope>(), 112);
         assert_eq!(std::mem::size_of::<ffi::plexus_plugin_descriptor>(), 112);
-        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 11 * 8);
+        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 14 * 8);
         assert_eq!(std::mem::size_of::<ffi::plexus_capability>(), 40);
     }
     #[test]

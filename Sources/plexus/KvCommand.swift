@@ -1,0 +1,80 @@
+import ArgumentParser
+import PlexusCore
+
+/// `plexus kv`: the running host's key-value store, where plugins keep
+/// their state (one namespace per plugin, named after it).
+struct KvCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kv", abstract: "Read and repair what plugins keep in the running host's key-value store.",
+        discussion: "Each plugin's kv_* calls use the namespace named after the plugin (its descriptor name).",
+        subcommands: [Get.self, Put.self, Delete.self, List.self])
+
+    struct Key: ParsableArguments {
+        @Argument(help: "The namespace: a plugin's name.") var namespace: String
+        @Argument(help: "The key.") var key: String
+        var args: [String: JSONValue] { ["namespace": .string(namespace), "key": .string(key)] }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a key's value (exit 1 when it is absent).")
+        @OptionGroup var key: Key
+        @Flag(help: "Print {value, version} as JSON.") var json = false
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let reply = try ask(try options.hostForState(), "plexus.kv.get", .object(key.args))
+            if json { print(reply.text); return }
+            guard reply["version"] != .int(0) else {
+                FileHandleErr.note("plexus kv: \(key.namespace) has no key '\(key.key)'")
+                throw ExitCode(1)
+            }
+            print(str(reply["value"] ?? reply["value_base64"]))
+        }
+    }
+
+    struct Put: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a key; prints its new version once on disk.")
+        @OptionGroup var key: Key
+        @Argument(help: "The value, as text.") var value: String
+        @Option(help: "Write only if the key is at this version (0: only create it).") var expected: Int64?
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            var args = key.args
+            args["value"] = .string(value)
+            if let expected { args["expected"] = .int(expected) }
+            print(str(try ask(try options.hostForState(), "plexus.kv.put", .object(args))["version"]))
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a key.")
+        @OptionGroup var key: Key
+        @Option(help: "Remove it only if it is at this version.") var expected: Int64?
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            var args = key.args
+            if let expected { args["expected"] = .int(expected) }
+            _ = try ask(try options.hostForState(), "plexus.kv.delete", .object(args))
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A namespace's keys, in order.")
+        @Argument(help: "The namespace: a plugin's name.") var namespace: String
+        @Option(help: "Only keys starting with this.") var prefix = ""
+        @Option(help: "At most this many.") var limit = 1000
+        @OptionGroup var options: HostOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            let args: JSONValue = .object(["namespace": .string(namespace), "prefix": .string(prefix), "limit": .int(Int64(limit))])
+            guard case .array(let keys) = try ask(try options.hostForState(), "plexus.kv.list", args) else { return }
+            for k in keys { print(str(k)) }
+        }
+    }
+}
