@@ -58,6 +58,7 @@ let package = Package(
         .target(
             name: "PlexusStore",
             dependencies: ["PlexusCore", "PlexusThreads", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "GRDBSQLite", package: "GRDB.swift"),
                            .product(name: "Logging", package: "swift-log")]),
         // Swift: durable tasks: priorities with aging, retries with backoff, dependencies.
         .target(

@@ -52,22 +52,52 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 
     /// Compact JSON text with keys sorted, so output is stable.
+    /// Compact JSON, object keys sorted (the same value always gives the same text).
     public var text: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    /// Appends the text to `out`: one buffer for the whole value, since
+    /// every durable task writes events through here.
+    public func write(to out: inout String) {
         switch self {
-        case .null: return "null"
-        case .bool(let b): return b ? "true" : "false"
-        case .int(let i): return String(i)
-        case .uint(let u): return String(u)
-        case .double(let d): return d.isFinite ? "\(d)" : "null"
-        case .string(let s): return Self.quote(s)
-        case .array(let a): return "[" + a.map(\.text).joined(separator: ",") + "]"
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .uint(let u): out += String(u)
+        case .double(let d): out += d.isFinite ? "\(d)" : "null"
+        case .string(let s): Self.quote(s, to: &out)
+        case .array(let a):
+            out += "["
+            for (i, v) in a.enumerated() { if i > 0 { out += "," }; v.write(to: &out) }
+            out += "]"
         case .object(let o):
-            return "{" + o.keys.sorted().map { Self.quote($0) + ":" + o[$0]!.text }.joined(separator: ",") + "}"
+            out += "{"
+            for (i, k) in o.keys.sorted().enumerated() {
+                if i > 0 { out += "," }
+                Self.quote(k, to: &out)
+                out += ":"
+                o[k]!.write(to: &out)
+            }
+            out += "}"
         }
     }
 
     public static func quote(_ s: String) -> String {
-        var out = "\""
+        var out = ""
+        quote(s, to: &out)
+        return out
+    }
+
+    public static func quote(_ s: String, to out: inout String) {
+        // Most strings need no escape: copy them whole.
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C }) {
+            out += "\""; out += s; out += "\""
+            return
+        }
+        out += "\""
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""
@@ -81,7 +111,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
             default: out.unicodeScalars.append(u)
             }
         }
-        return out + "\""
+        out += "\""
     }
 
     public subscript(key: String) -> JSONValue? {

@@ -81,6 +81,13 @@ final class Agent: Hashable, @unchecked Sendable {
 
     deinit { free(cName) }
 
+    /// n messages are done with: the load drops, and whoever waits for
+    /// capacity (the task scheduler) hears of it.
+    func finishedWork(_ n: Int = 1) {
+        load.subtract(n, ordering: .relaxed)
+        router.capacityFreed?()
+    }
+
     static func == (a: Agent, b: Agent) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 

@@ -157,7 +157,7 @@ final class Dispatcher: @unchecked Sendable {
             guard gate(), !dispatcher.halted.load(ordering: .relaxed) else { return }
             guard let m = agent.next() else { return }
             handle(m)
-            agent.load.subtract(1, ordering: .relaxed)
+            agent.finishedWork()
         }
         dispatcher.enqueue(agent)  // still scheduled: more mail may be waiting
     }

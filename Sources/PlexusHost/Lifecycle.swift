@@ -23,4 +23,12 @@ extension Host {
     public func observeLifecycle(_ observe: @escaping @Sendable (LifecycleEvent) -> Void) {
         router.observer.withLock { $0 = observe }
     }
+
+    /// Calls `freed` whenever an agent finishes work and may take more, so
+    /// a dispatcher that filled every agent's capacity goes on at once
+    /// rather than at its next poll. One observer; set it before start().
+    /// It runs on the host's threads for every finished message: keep it cheap.
+    public func observeCapacity(_ freed: @escaping @Sendable () -> Void) {
+        router.capacityFreed = freed
+    }
 }

@@ -35,6 +35,9 @@ final class Router: @unchecked Sendable {
     /// The agents' key-value store; nil when the host runs without a store.
     /// Set before start (Host.attach(keyValue:)).
     var keyValue: (any KeyValueAccess)?
+    /// Called each time an agent finishes work and so has room for more
+    /// (Host.observeCapacity); set before start.
+    var capacityFreed: (@Sendable () -> Void)?
     private(set) var dispatcher: Dispatcher!
     private let hostName = strdup("plexus")!
 

@@ -427,7 +427,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             inflightCount.store(inflight.count, ordering: .relaxed)
             return n
         }
-        agent?.load.subtract(n, ordering: .relaxed)
+        if n > 0 { agent?.finishedWork(n) }
         if n > 0, let name = agent?.name { supervisor?.succeeded(name) }
         reopen()
     }
@@ -438,7 +438,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             defer { inflightCount.store(inflight.count, ordering: .relaxed) }
             return inflight.removeValue(forKey: id)?.message
         }), let agent else { return }
-        agent.load.subtract(1, ordering: .relaxed)
+        agent.finishedWork()
         router.expired(m, at: agent)
         reopen()
     }

@@ -142,8 +142,15 @@ extension Store {
 
     /// Appends an event inside a write (so it commits with what it reports).
     public static func appendEvent(_ db: Database, kind: String, subject: String, data: [String: JSONValue], at: Int64) throws {
-        try db.execute(sql: "INSERT INTO events(at_unix_ns, kind, subject, data) VALUES (?, ?, ?, ?)",
-                       arguments: [at, kind, subject, JSONValue.object(data).text])
+        try appendEvent(db, kind: kind, subject: subject, json: JSONValue.object(data).text, at: at)
+    }
+
+    /// appendEvent with its data already JSON text: busy writers (the task
+    /// scheduler) build it on their own thread, not the store's.
+    public static func appendEvent(_ db: Database, kind: String, subject: String, json: String, at: Int64) throws {
+        try db.run("INSERT INTO events(at_unix_ns, kind, subject, data) VALUES (?, ?, ?, ?)") { b in
+            b.add(at); b.add(kind); b.add(subject); b.add(json)
+        }
     }
 
     /// Events after `seq`, oldest first; `kind`: only kinds starting with it.

@@ -118,26 +118,42 @@ public final class Store: @unchecked Sendable {
 
     private func writeLoop() {
         while let batch = nextBatch() {
-            var outcomes = [Error?](repeating: nil, count: batch.count)
-            do {
-                try pool.writeWithoutTransaction { db in
-                    try db.inTransaction {
-                        for (i, w) in batch.enumerated() {
-                            // Each write in its own savepoint: one failing write
-                            // does not take the others down with it.
-                            do { try db.inSavepoint { try w.work(db); return .commit } } catch { outcomes[i] = error }
-                        }
-                        return .commit
-                    }
-                }
-                transactions += 1
-                writes += batch.count
-            } catch {
-                outcomes = outcomes.map { $0 ?? error }
-                logger.error("store transaction failed", metadata: ["error": "\(error)"])
-            }
+            // Optimistic: the whole batch in one transaction, no savepoints.
+            // Only when a write throws is the batch redone with a savepoint
+            // each, so the failing write is rolled back alone.
+            var outcomes = run(batch, isolated: false)
+            if outcomes.contains(where: { $0 != nil }) { outcomes = run(batch, isolated: true) }
             for (w, e) in zip(batch, outcomes) { w.done(e) }
         }
+    }
+
+    /// One transaction for the batch; each write's error, or the
+    /// transaction's for all. Not isolated: the first error rolls the
+    /// transaction back and is reported for that write alone.
+    private func run(_ batch: [Write], isolated: Bool) -> [Error?] {
+        var outcomes = [Error?](repeating: nil, count: batch.count)
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction {
+                    for (i, w) in batch.enumerated() {
+                        guard isolated else {
+                            do { try w.work(db) } catch { outcomes[i] = error; return .rollback }
+                            continue
+                        }
+                        do { try db.inSavepoint { try w.work(db); return .commit } } catch { outcomes[i] = error }
+                    }
+                    return .commit
+                }
+            }
+            if !outcomes.contains(where: { $0 != nil }) || isolated {
+                transactions += 1
+                writes += batch.count
+            }
+        } catch {
+            outcomes = outcomes.map { $0 ?? error }
+            logger.error("store transaction failed", metadata: ["error": "\(error)"])
+        }
+        return outcomes
     }
 
     private func nextBatch() -> [Write]? {

@@ -43,6 +43,10 @@ public final class Scheduler: @unchecked Sendable {
 
     private let lock = ConditionLock()
     private var inbox: [Input] = []
+    /// Set when a pass left ready tasks for want of capacity: the next
+    /// agent to finish work wakes the loop (Host.observeCapacity).
+    private let starved = Atomic<Bool>(false)
+    private var woken = false   // under lock: capacity freed since the loop last looked
     private var stopping = false
     private var thread: pthread_t?
 
@@ -73,6 +77,10 @@ public final class Scheduler: @unchecked Sendable {
         self.agingMs = agingMs
         self.clock = clock
         seq = Atomic(try store.lastTaskSeq())
+        host.observeCapacity { [weak self] in
+            guard let self, self.starved.exchange(false, ordering: .relaxed) else { return }
+            self.lock.withLock { self.woken = true; self.lock.signal() }
+        }
     }
 
     /// Takes up every task the store holds unfinished (a task that was
@@ -84,7 +92,7 @@ public final class Scheduler: @unchecked Sendable {
                 t.state = .queued
                 let id = t.id
                 store.enqueue { db in
-                    try db.execute(sql: "UPDATE tasks SET state = 'queued' WHERE id = ?", arguments: [id])
+                    try Store.setState(db, id: id, .queued)
                     try Store.appendEvent(db, kind: "task.requeued", subject: id,
                                           data: ["reason": .string("the host stopped while it ran; it runs again with the same id")],
                                           at: PlexusThreads.Clock.unixNanos())
@@ -107,12 +115,19 @@ public final class Scheduler: @unchecked Sendable {
     /// back as the task first submitted with it.
     public func submit(_ specs: [TaskSpec]) throws(PlexusError) -> [TaskRecord] {
         let now = clock.unixNanos()
+        // Records and their events are made here, not on the store's writer thread.
+        let made = specs.map { s in
+            let r = record(s, now: now)
+            let event = JSONValue.object(["capability": .string(r.capability), "priority": .int(Int64(r.priority)),
+                                          "key": r.idempotency_key.map(JSONValue.string) ?? .null]).text
+            return (spec: s, record: r, event: event)
+        }
         var out: [TaskRecord] = []
         var fresh: [TaskRecord] = []
         do {
-            try store.commit { [self] db in
+            try store.commit { db in
                 out = []; fresh = []
-                for s in specs {
+                for (s, r, event) in made {
                     if let key = s.idempotencyKey, let first = try TaskRecord.filter(sql: "idempotency_key = ?", arguments: [key]).fetchOne(db) {
                         out.append(first)
                         continue
@@ -120,11 +135,8 @@ public final class Scheduler: @unchecked Sendable {
                     for d in s.dependsOn where try TaskRecord.fetchOne(db, key: d) == nil {
                         throw PlexusError(.INVALID_ARGUMENT, "task field \"after\": no task \(d)")
                     }
-                    let r = record(s, now: now)
-                    try r.insert(db)
-                    try Store.appendEvent(db, kind: "task.queued", subject: r.id,
-                                          data: ["capability": .string(r.capability), "priority": .int(Int64(r.priority)),
-                                                 "key": r.idempotency_key.map(JSONValue.string) ?? .null], at: now)
+                    try Store.insertTask(db, r)
+                    try Store.appendEvent(db, kind: "task.queued", subject: r.id, json: event, at: now)
                     out.append(r)
                     fresh.append(r)
                 }
@@ -193,11 +205,12 @@ public final class Scheduler: @unchecked Sendable {
         var lastSweep = PlexusThreads.Clock.monotonicNanos()
         while true {
             let inputs: [Input]? = lock.withLock {
-                if inbox.isEmpty && !stopping {
+                if inbox.isEmpty && !stopping && !woken {
                     let wake = PlexusThreads.Clock.monotonicNanos() + nextWakeNs()
                     lock.wait(untilMonotonic: wake)
                 }
                 if stopping { return nil }
+                woken = false
                 defer { inbox.removeAll(keepingCapacity: true) }
                 return inbox
             }
@@ -257,6 +270,7 @@ public final class Scheduler: @unchecked Sendable {
     /// capacity; each send adds to a provider's load at once, so one pass
     /// never overfills it.
     private func dispatch(now: Int64) {
+        starved.store(true, ordering: .relaxed)   // before reading capacity: a finish during the pass still wakes us
         for cap in Array(ready.keys) {
             let room = host.spareCapacity(of: cap)
             guard room > 0 else { continue }
@@ -267,6 +281,7 @@ public final class Scheduler: @unchecked Sendable {
             }
             if ready[cap]?.isEmpty == true { ready[cap] = nil }
         }
+        if ready.isEmpty { starved.store(false, ordering: .relaxed) }
     }
 
     private func start(_ id: String, now: Int64) {
@@ -279,10 +294,10 @@ public final class Scheduler: @unchecked Sendable {
         t.attempts += 1
         open[id] = t
         let attempt = t.attempts
+        let event = JSONValue.object(["capability": .string(t.capability), "attempt": .int(Int64(attempt))]).text
         store.enqueue { db in
-            try db.execute(sql: "UPDATE tasks SET state = 'running', attempts = ? WHERE id = ?", arguments: [attempt, id])
-            try Store.appendEvent(db, kind: "task.started", subject: id,
-                                  data: ["capability": .string(t.capability), "attempt": .int(Int64(attempt))], at: now)
+            try Store.markStarted(db, id: id, attempt: attempt)
+            try Store.appendEvent(db, kind: "task.started", subject: id, json: event, at: now)
         }
         let deadline = min(t.deadline_unix_ns > 0 ? t.deadline_unix_ns : Int64.max, now + t.timeout_ms * 1_000_000)
         let env = Envelope(kind: .query, target: .capability(t.capability), priority: Priority(rawValue: UInt8(t.priority)) ?? .normal,
@@ -311,12 +326,12 @@ public final class Scheduler: @unchecked Sendable {
             let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
                                   outcome: "completed", detail: "")
             let done = t
+            let event = JSONValue.object(["capability": .string(done.capability), "agent": agent.map(JSONValue.string) ?? .null,
+                                          "attempt": .int(Int64(done.attempts)), "ms": .int((now - startedNs) / 1_000_000)]).text
             store.enqueue({ db in
-                try done.update(db)
-                try a.insert(db)
-                try Store.appendEvent(db, kind: "task.completed", subject: id,
-                                      data: ["capability": .string(done.capability), "agent": agent.map(JSONValue.string) ?? .null,
-                                             "attempt": .int(Int64(done.attempts)), "ms": .int((now - startedNs) / 1_000_000)], at: now)
+                try Store.recordOutcome(db, done)
+                try Store.insertAttempt(db, a)
+                try Store.appendEvent(db, kind: "task.completed", subject: id, json: event, at: now)
             }, done: ended(done))
             release(id, now: now)
             return
@@ -326,7 +341,7 @@ public final class Scheduler: @unchecked Sendable {
                               outcome: TaskPolicy.reassigns(e.status) ? "agent lost" : "failed", detail: "\(e.name): \(e.detail)")
         let overdue = t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now
         guard t.attempts < t.max_attempts && !overdue else {
-            store.enqueue { db in try a.insert(db) }
+            store.enqueue { db in try Store.insertAttempt(db, a) }
             deadLetter(id, reason: overdue ? "its deadline passed; last error \(e.name): \(e.detail)"
                                            : "\(t.attempts) attempt(s) failed; last error \(e.name): \(e.detail)", now: now)
             return
@@ -339,8 +354,8 @@ public final class Scheduler: @unchecked Sendable {
         open[id] = t
         let retried = t
         store.enqueue { db in
-            try retried.update(db)
-            try a.insert(db)
+            try Store.recordOutcome(db, retried)
+            try Store.insertAttempt(db, a)
             try Store.appendEvent(db, kind: "task.retried", subject: id,
                                   data: ["capability": .string(retried.capability), "attempt": .int(Int64(retried.attempts)),
                                          "error": .string(retried.error ?? ""), "backoff_ms": .int(wait)], at: now)
@@ -355,7 +370,7 @@ public final class Scheduler: @unchecked Sendable {
         remember(id, .dead)
         let dead = t
         store.enqueue({ db in
-            try dead.update(db)
+            try Store.recordOutcome(db, dead)
             try Store.appendEvent(db, kind: "task.dead_lettered", subject: id,
                                   data: ["capability": .string(dead.capability), "attempts": .int(Int64(dead.attempts)),
                                          "reason": .string(reason)], at: now)
@@ -395,7 +410,7 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     private func persistState(_ id: String, _ s: TaskState) {
-        store.enqueue { db in try db.execute(sql: "UPDATE tasks SET state = ? WHERE id = ?", arguments: [s.rawValue, id]) }
+        store.enqueue { db in try Store.setState(db, id: id, s) }
     }
 
     /// Queued tasks whose deadline passed while they waited (no provider,

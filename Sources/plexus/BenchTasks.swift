@@ -27,6 +27,13 @@ extension BenchCommand {
 
     private func tasksRun(pong: String, store path: String, count: Int) throws -> Int {
         let (h, store, scheduler) = try durableHost(pong: pong, store: path)
+        // Counted as each completion reaches the disk (not by polling the table).
+        let completed = ConditionLock()
+        nonisolated(unsafe) var done = 0
+        scheduler.onFinished = { t in
+            guard t.state == .completed else { return }
+            completed.withLock { done += 1; if done == count { completed.signal() } }
+        }
         h.start()
         try scheduler.start()
         defer { scheduler.stop(); h.shutdown(); store.close() }
@@ -40,10 +47,13 @@ extension BenchCommand {
             }
             submitted += n
         }
-        while try store.count(state: .completed) < count {
-            if Clock.monotonicNanos() - t0 > 120_000_000_000 { throw CLIError("tasks did not complete within 120 s") }
-            usleep(10_000)
+        let finished = completed.withLock { () -> Bool in
+            while done < count && Clock.monotonicNanos() - t0 < 120_000_000_000 {
+                completed.wait(untilMonotonic: t0 + 120_000_000_000)
+            }
+            return done >= count
         }
+        guard finished, try store.count(state: .completed) == count else { throw CLIError("tasks did not complete within 120 s") }
         return Int(Double(count) / (Double(Clock.monotonicNanos() - t0) / 1e9))
     }
 

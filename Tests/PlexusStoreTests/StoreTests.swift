@@ -114,6 +114,24 @@ struct StoreTests {
         #expect(try store.get("ns", "after")?.value == Array("works".utf8))
     }
 
+    @Test func aFailingWriteIsRolledBackAloneAndTheOthersInItsBatchCommit() throws {
+        let store = try Store(path: freshPath())
+        defer { store.close() }
+        let results = Mutex<[Int: Bool]>([:])
+        let group = DispatchGroup()
+        for i in 0..<30 {
+            group.enter()
+            store.enqueue({ db in
+                try Store.appendEvent(db, kind: "test.batch", subject: "w\(i)", data: [:], at: Int64(i))
+                if i % 3 == 1 { throw PlexusError(.CONFLICT, "write \(i) refuses") }   // after it wrote its row
+            }, done: { e in results.withLock { $0[i] = e == nil }; group.leave() })
+        }
+        group.wait()
+        let kept = try store.events(after: 0, limit: 100, kind: "test.batch").map(\.subject)
+        #expect(kept == (0..<30).filter { $0 % 3 != 1 }.map { "w\($0)" })
+        #expect(results.withLock { $0 } == Dictionary(uniqueKeysWithValues: (0..<30).map { ($0, $0 % 3 != 1) }))
+    }
+
     /// A task row in `state`, finished at `finished` (0: not finished), with one attempt.
     func task(_ id: String, seq: Int64, _ state: TaskState, finished: Int64) -> (TaskRecord, AttemptRecord) {
         (TaskRecord(id: id, seq: seq, capability: "c", payload: Data(), content_type: "text/plain", priority: 1, deadline_unix_ns: 0,
