@@ -120,15 +120,20 @@ void channel_flush(void) {
     out_len = 0;
 }
 
-plexus_status channel_control(const char *topic, plexus_id correlation, int32_t status,
-                              const void *payload, uint64_t len) {
+plexus_envelope control_envelope(const char *topic, const void *payload, uint64_t len) {
     plexus_envelope e = plexus_envelope_init();
     e.kind = PLEXUS_KIND_EVENT;
     e.target_kind = PLEXUS_TARGET_TOPIC;
     e.target = topic;
-    e.correlation_id = correlation;
-    e.status = status;
     e.payload = payload;
     e.payload_len = len;
+    return e;
+}
+
+plexus_status channel_control(const char *topic, plexus_id correlation, int32_t status,
+                              const void *payload, uint64_t len) {
+    plexus_envelope e = control_envelope(topic, payload, len);
+    e.correlation_id = correlation;
+    e.status = status;
     return channel_queue(&e);
 }

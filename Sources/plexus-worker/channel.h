@@ -30,6 +30,9 @@ void channel_flush(void);
 /* True when output is buffered and not yet written. */
 int channel_has_output(void);
 
+/* A control envelope (kind EVENT to a PLEXUS_CONTROL_* topic) carrying payload (borrowed). */
+plexus_envelope control_envelope(const char *topic, const void *payload, uint64_t len);
+
 /* A control frame: topic = one of PLEXUS_CONTROL_*, with an optional payload. */
 plexus_status channel_control(const char *topic, plexus_id correlation, int32_t status,
                               const void *payload, uint64_t len);

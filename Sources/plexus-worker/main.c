@@ -169,12 +169,7 @@ static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
 
 static plexus_status pattern_call(const char *topic, const char *pattern) {
     if (!pattern) return PLEXUS_INVALID_ARGUMENT;
-    plexus_envelope e = plexus_envelope_init();
-    e.kind = PLEXUS_KIND_EVENT;
-    e.target_kind = PLEXUS_TARGET_TOPIC;
-    e.target = topic;
-    e.payload = (const uint8_t *)pattern;
-    e.payload_len = strlen(pattern);
+    plexus_envelope e = control_envelope(topic, pattern, strlen(pattern));
     pthread_mutex_lock(&lock);
     plexus_status s = call_locked(&e, NULL, NULL);
     pthread_mutex_unlock(&lock);
@@ -215,12 +210,7 @@ static plexus_status kv_call(char op, const char *key, const uint8_t *value, uin
     put_le(p + 9, klen, 4);
     memcpy(p + 13, key, klen);
     if (len) memcpy(p + 13 + klen, value, len);
-    plexus_envelope e = plexus_envelope_init();
-    e.kind = PLEXUS_KIND_EVENT;
-    e.target_kind = PLEXUS_TARGET_TOPIC;
-    e.target = PLEXUS_CONTROL_KV;
-    e.payload = p;
-    e.payload_len = n;
+    plexus_envelope e = control_envelope(PLEXUS_CONTROL_KV, p, n);
     pthread_mutex_lock(&lock);
     plexus_status s = call_locked(&e, NULL, out_ack);
     pthread_mutex_unlock(&lock);
