@@ -20,13 +20,13 @@ enum WorkerExports {
         for (t, v) in zip(x.argTypes, values) {
             switch UInt32(t) {
             case PLEXUS_TYPE_STRING.rawValue, PLEXUS_TYPE_BUFFER.rawValue:
-                put(&out, v.u64)
+                out += LittleEndian.bytes(v.u64, 8)
                 let bytes = UnsafeRawBufferPointer(start: v.ptr, count: Int(v.u64))
                 out.append(contentsOf: bytes)
                 out.append(0)
-            case PLEXUS_TYPE_F32.rawValue, PLEXUS_TYPE_F64.rawValue: put(&out, v.f64.bitPattern)
-            case PLEXUS_TYPE_U32.rawValue, PLEXUS_TYPE_U64.rawValue: put(&out, v.u64)
-            default: put(&out, UInt64(bitPattern: v.i64))
+            case PLEXUS_TYPE_F32.rawValue, PLEXUS_TYPE_F64.rawValue: out += LittleEndian.bytes(v.f64.bitPattern, 8)
+            case PLEXUS_TYPE_U32.rawValue, PLEXUS_TYPE_U64.rawValue: out += LittleEndian.bytes(v.u64, 8)
+            default: out += LittleEndian.bytes(UInt64(bitPattern: v.i64), 8)
             }
         }
         withExtendedLifetime(holders) {}
@@ -45,13 +45,9 @@ enum WorkerExports {
             return .string(String(decoding: rest, as: UTF8.self))
         default:
             guard rest.count == 8 else { throw PlexusError(.MALFORMED_FRAME, "a typed-export result of \(rest.count) bytes, expected 8") }
-            let bits = rest.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            let bits = LittleEndian.read(rest, 0, 8)
             v.i64 = Int64(bitPattern: bits); v.u64 = bits; v.f64 = Double(bitPattern: bits)
             return TypedExports.result(v, type: t)
         }
-    }
-
-    private static func put(_ out: inout [UInt8], _ v: UInt64) {
-        for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
     }
 }

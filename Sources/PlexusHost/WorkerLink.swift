@@ -376,7 +376,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         let ack: @Sendable (Result<(Int64, [UInt8]), PlexusError>) -> Void = { [weak self] r in
             switch r {
             case .success(let (version, value)):
-                self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: Self.le(UInt64(version), 8) + value)
+                self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: LittleEndian.bytes(UInt64(version), 8) + value)
             case .failure(let e):
                 self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
             }
@@ -384,8 +384,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         do throws(PlexusError) {
             guard let agent else { throw PlexusError(.UNSUPPORTED, "the agent is not registered yet") }
             guard p.count >= 13 else { throw PlexusError(.MALFORMED_FRAME, "a key-value call of \(p.count) bytes") }
-            let expected = KeyValueCalls.expected(Int64(bitPattern: Self.u64(p, 1, 8)))
-            let keyEnd = 13 + Int(Self.u64(p, 9, 4))
+            let expected = KeyValueCalls.expected(Int64(bitPattern: LittleEndian.read(p, 1, 8)))
+            let keyEnd = 13 + Int(LittleEndian.read(p, 9, 4))
             guard keyEnd <= p.count else { throw PlexusError(.MALFORMED_FRAME, "a key-value call's key runs past its end") }
             let key = try KeyValueCalls.key(Array(p[13..<keyEnd]))
             let (kv, ns) = try KeyValueCalls.backend(agent)
@@ -398,12 +398,6 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         } catch { ack(.failure(error)) }
     }
 
-    static func u64(_ p: [UInt8], _ at: Int, _ n: Int) -> UInt64 {
-        (0..<n).reduce(UInt64(0)) { $0 | UInt64(p[at + $1]) << (8 * UInt64($1)) }
-    }
-
-    static func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
-
     private func setPhase(_ p: Phase) {
         lock.withLock {
             if case .stopped = phase { return }
@@ -413,7 +407,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     static func ids(_ payload: [UInt8]) -> [plexus_id] {
-        stride(from: 0, to: payload.count - 15, by: 16).map { o in plexus_id(hi: u64(payload, o, 8), lo: u64(payload, o + 8, 8)) }
+        stride(from: 0, to: payload.count - 15, by: 16).map { o in plexus_id(hi: LittleEndian.read(payload, o, 8), lo: LittleEndian.read(payload, o + 8, 8)) }
     }
 
     /// Deliveries the worker finished leave the window, which reopens.

@@ -68,16 +68,6 @@ extension Store {
         return found
     }
 
-    private func waitFor<T>(_ start: (@escaping (Result<T, Error>) -> Void) -> Void) throws -> T {
-        let lock = ConditionLock()
-        nonisolated(unsafe) var result: Result<T, Error>?
-        start { r in lock.withLock { result = r; lock.signal() } }
-        return try lock.withLock { () throws -> T in
-            while result == nil { lock.wait() }
-            return try result!.get()
-        }
-    }
-
     /// Keys in a namespace with the prefix, in order.
     public func keys(_ namespace: String, prefix: String = "", limit: Int = 1000) throws -> [String] {
         try read { db in

@@ -31,25 +31,28 @@ extension Store {
                            arguments: [newest - Int64(keepEvents), Self.pruneSlice])
             return db.changesCount
         }
-        let finished = "state IN ('completed', 'dead', 'cancelled') AND finished_unix_ns < ?"
         p.tasks = try sliced { db in
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM tasks WHERE \(finished) LIMIT ?", arguments: [tasksBefore, Self.pruneSlice])
-            guard !ids.isEmpty else { return 0 }
-            let list = databaseQuestionMarks(count: ids.count)
-            try db.execute(sql: "DELETE FROM task_attempts WHERE task_id IN (\(list))", arguments: StatementArguments(ids))
-            try db.execute(sql: "DELETE FROM tasks WHERE id IN (\(list))", arguments: StatementArguments(ids))
-            return ids.count
+            try Self.deleteFinished(db, "tasks", states: "'completed', 'dead', 'cancelled'", before: tasksBefore,
+                                    children: "task_attempts", key: "task_id")
         }
         p.runs = try sliced { db in
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM workflow_runs WHERE state IN ('completed', 'failed') AND finished_unix_ns < ? LIMIT ?",
-                                          arguments: [runsBefore, Self.pruneSlice])
-            guard !ids.isEmpty else { return 0 }
-            let list = databaseQuestionMarks(count: ids.count)
-            try db.execute(sql: "DELETE FROM workflow_steps WHERE run_id IN (\(list))", arguments: StatementArguments(ids))
-            try db.execute(sql: "DELETE FROM workflow_runs WHERE id IN (\(list))", arguments: StatementArguments(ids))
-            return ids.count
+            try Self.deleteFinished(db, "workflow_runs", states: "'completed', 'failed'", before: runsBefore,
+                                    children: "workflow_steps", key: "run_id")
         }
         return p
+    }
+
+    /// One slice of rows of `table` in `states` that finished before
+    /// `before`, with the rows of `children` that name them by `key`.
+    private static func deleteFinished(_ db: Database, _ table: String, states: String, before: Int64,
+                                       children: String, key: String) throws -> Int {
+        let ids = try String.fetchAll(db, sql: "SELECT id FROM \(table) WHERE state IN (\(states)) AND finished_unix_ns < ? LIMIT ?",
+                                      arguments: [before, pruneSlice])
+        guard !ids.isEmpty else { return 0 }
+        let list = databaseQuestionMarks(count: ids.count)
+        try db.execute(sql: "DELETE FROM \(children) WHERE \(key) IN (\(list))", arguments: StatementArguments(ids))
+        try db.execute(sql: "DELETE FROM \(table) WHERE id IN (\(list))", arguments: StatementArguments(ids))
+        return ids.count
     }
 
     /// Runs `slice` in its own transaction until a pass removes fewer than

@@ -93,14 +93,20 @@ public final class Store: @unchecked Sendable {
     /// transaction is on disk. Throws what `work` threw (its changes are
     /// rolled back alone) or why the transaction failed.
     public func commit(_ work: @escaping (Database) throws -> Void) throws {
-        let done = ConditionLock()
-        nonisolated(unsafe) var result: Result<Void, Error>?
-        enqueue(work) { e in done.withLock { result = e.map { .failure($0) } ?? .success(()); done.signal() } }
-        try done.withLock { () throws -> Void in
-            while result == nil { done.wait() }
-            try result!.get()
+        try waitFor { done in enqueue(work) { e in done(e.map { .failure($0) } ?? .success(())) } }
+    }
+
+    /// Starts an asynchronous write and blocks until its `done` is called.
+    func waitFor<T>(_ start: (@escaping (Result<T, Error>) -> Void) -> Void) throws -> T {
+        let lock = ConditionLock()
+        nonisolated(unsafe) var result: Result<T, Error>?
+        start { r in lock.withLock { result = r; lock.signal() } }
+        return try lock.withLock { () throws -> T in
+            while result == nil { lock.wait() }
+            return try result!.get()
         }
     }
+
 
     /// Like commit, but returns at once; `done` runs on the writer thread
     /// once the transaction is on disk (nil) or failed.
