@@ -102,5 +102,7 @@ let package = Package(
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
         .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusStore"]),
         .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusSupervision"]),
+        // The plexus executable as a user runs it (exit statuses, suggestions, help).
+        .testTarget(name: "PlexusCLITests"),
     ]
 )

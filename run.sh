@@ -20,10 +20,13 @@ case "${1:-}" in
     *) echo "usage: ./run.sh [--crash]" >&2; exit 2 ;;
 esac
 scripts/install-deps.sh
-echo "run.sh: building the host (release)"
-swift build -c release --product plexus 2>&1 | grep -E "error|Build complete" || true
+echo "run.sh: building the host (release; a few minutes on a fresh clone, seconds after that)"
+# Progress in tenths of the build's steps, every error, and the last line.
+swift build -c release --product plexus 2>&1 | awk '
+    match($0, /^\[[0-9]+\/[0-9]+\]/) { split(substr($0, 2, RLENGTH - 2), n, "/"); t = int(n[1] * 10 / n[2])
+        if (t > shown) { shown = t; printf "run.sh:   %d%% (%s steps)\n", t * 10, n[2]; fflush() }; next }
+    /error:|[Bb]uild.*complete/ { print; fflush() }' || { echo "run.sh: the host did not build (errors above)" >&2; exit 1; }
 plexus=$(swift build -c release --show-bin-path)/plexus
-[ -x "$plexus" ] || { echo "run.sh: the host did not build" >&2; exit 1; }
 Sources/plexus-worker/build.sh release >/dev/null
 Plugins/build.sh | grep -v "^build.sh: built" || true
 
@@ -56,8 +59,7 @@ if $crash; then
     id=$("$plexus" workflow run workflows/weather-report.yaml --input "$input")
     sleep 1
     kill -KILL "$host"; wait "$host" 2>/dev/null || true; host=""
-    echo "run.sh: host killed with SIGKILL during run $id:"
-    "$plexus" workflow status "$id" 2>&1 | head -3 || true
+    echo "run.sh: host killed with SIGKILL during run $id"
     start_host
     echo "run.sh: host started again; it resumes the run from its checkpoints"
     "$plexus" workflow status "$id" --out report-resumed

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FoundationEssentials
 import Glibc
 import PlexusCore
 import PlexusHost
@@ -11,7 +12,7 @@ struct CallCommand: ParsableCommand {
         discussion: """
             TARGET is a capability name (echo), agent:NAME, or topic:SUBJECT.
             The reply's payload is printed on stdout as is; an error is printed on
-            stderr and the exit status is 1 (2 for a usage error).
+            stderr and the exit status is 1 (2 for a usage error, 3 when --socket names no host).
             """)
 
     @Argument(help: "capability | agent:NAME | topic:SUBJECT") var target: String
@@ -43,16 +44,36 @@ struct CallCommand: ParsableCommand {
         do {
             if let client = try options.runningHost() {
                 FileHandleErr.note("plexus: calling through the running host at \(options.socketPath)")
-                try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
+                try failing(known: { try? JSONDecoder().decode([AgentReport].self, from: Data(ask(client, "plexus.agents", .null).text.utf8)) }) {
+                    try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
+                }
             } else {
                 if !options.embedded { FileHandleErr.note("plexus: no host is running at \(options.socketPath); starting an embedded one") }
                 let host = try options.embeddedHost()
                 defer { host.shutdown() }
-                try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })
+                try failing(known: { host.agentReports }) {
+                    try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })
+                }
             }
         } catch let e as PlexusError {
             FileHandleErr.note("plexus call \(target): \(e.name): \(e.detail)")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.failed)
+        }
+    }
+
+    /// Runs body; a call to a name nobody has gets "did you mean" with the
+    /// closest name among the host's agents and capabilities.
+    private func failing(known: () -> [AgentReport]?, _ body: () throws -> Void) throws {
+        do { try body() } catch let e as PlexusError where e.is(.NO_SUCH_CAPABILITY) || e.is(.NO_SUCH_AGENT) {
+            let reports = known() ?? []
+            let t = Target(parsing: target)
+            let names = e.is(.NO_SUCH_AGENT) ? reports.map(\.name) : reports.flatMap(\.capabilities)
+            var hint = "`plexus agents` lists what the host has"
+            if let close = Suggestion.closest(to: t.name, among: names.sorted()) {
+                hint = "did you mean \(e.is(.NO_SUCH_AGENT) ? "agent:" : "")\(close)? (\(hint))"
+            }
+            FileHandleErr.note("plexus call \(target): \(e.name): \(e.detail); \(hint)")
+            throw ExitCode(ExitStatus.failed)
         }
     }
 

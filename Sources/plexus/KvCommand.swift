@@ -1,5 +1,6 @@
 import ArgumentParser
 import PlexusCore
+import PlexusSocket
 
 /// `plexus kv`: the running host's key-value store, where plugins keep
 /// their state (one namespace per plugin, named after it).
@@ -27,7 +28,7 @@ struct KvCommand: ParsableCommand {
             if json { print(reply.text); return }
             guard reply["version"] != .int(0) else {
                 FileHandleErr.note("plexus kv: \(key.namespace) has no key '\(key.key)'")
-                throw ExitCode(1)
+                throw ExitCode(ExitStatus.failed)
             }
             print(str(reply["value"] ?? reply["value_base64"]))
         }
@@ -73,8 +74,22 @@ struct KvCommand: ParsableCommand {
         func run() throws {
             bootstrapLogging(default: .error)
             let args: JSONValue = .object(["namespace": .string(namespace), "prefix": .string(prefix), "limit": .int(Int64(limit))])
-            guard case .array(let keys) = try ask(try options.hostForState(), "plexus.kv.list", args) else { return }
+            let c = try options.hostForState()
+            guard case .array(let keys) = try ask(c, "plexus.kv.list", args) else { return }
             for k in keys { print(str(k)) }
+            if keys.isEmpty { try explainEmpty(c) }
+        }
+
+        /// No keys: fine for a plugin that has stored nothing yet, but a
+        /// namespace no agent has is most likely a typo.
+        private func explainEmpty(_ c: SocketClient) throws {
+            guard case .array(let agents) = try ask(c, "plexus.agents", .null) else { return }
+            let names = agents.compactMap { if case .string(let n)? = $0["name"] { n } else { nil } }
+            guard !names.contains(namespace) else { return }
+            var text = "plexus kv: no keys in '\(namespace)', and no agent of that name runs"
+            if let close = Suggestion.closest(to: namespace, among: names.sorted()) { text += "; did you mean '\(close)'?" }
+            FileHandleErr.note(text + " (`plexus agents` lists them)")
+            throw ExitCode(ExitStatus.failed)
         }
     }
 }

@@ -16,18 +16,53 @@ struct Plexus: ParsableCommand {
             Agents are shared libraries (.so) implementing include/plexus.h, found in the
             plugins directory. Commands that need a host use a running one (plexus run)
             when its socket answers, and start an embedded host otherwise.
+
+            Exit status, for every command: 0 done; 1 the request was made and failed
+            (an error reply, a failed task or run, a refused plugin, a missing key);
+            2 a usage error (unknown command or option, an invalid value); 3 no host
+            (none answers at the socket, or it went away during the command).
             """,
         subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, TasksCommand.self, WorkflowCommand.self, EventsCommand.self, KvCommand.self, AuditCommand.self,
                       RunCommand.self, BenchCommand.self])
 }
 
-/// Options every host-using command shares.
-struct HostOptions: ParsableArguments {
+/// Where a host comes from: its plugins, configuration, sandbox mode and
+/// socket. `plexus run` takes these; client commands take HostOptions.
+struct HostSetup: ParsableArguments {
     @Option(name: .long, help: "Directory of plugin .so files (default: $PLEXUS_PLUGINS or ./Plugins).")
     var plugins: String?
 
-    @Option(name: .long, help: "The running host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
+    @Option(name: .long, help: "The host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
     var socket: String?
+
+    @Option(name: .long, help: "Where every plugin runs: process (each in a sandboxed worker) or in-process, over plexus.yaml (default: $PLEXUS_SANDBOX, then the config file, then process).")
+    var sandbox: SandboxMode?
+
+    @Option(name: .long, help: "The configuration file (default: $PLEXUS_CONFIG, else ./plexus.yaml when it exists).")
+    var config: String?
+
+    var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
+    var socketPath: String { socket ?? SocketPath.default }
+
+    /// Built-in defaults, then the configuration file, then these options.
+    func hostConfiguration() throws -> HostConfiguration {
+        var c = HostConfiguration(pluginsDirectory: pluginsDirectory)
+        let file = config ?? env("PLEXUS_CONFIG") ?? (access("plexus.yaml", R_OK) == 0 ? "plexus.yaml" : nil)
+        if let file {
+            do { c = try ConfigFile.load(path: file, into: c) } catch { throw CLIError("\(error)") }
+        }
+        if let mode = sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) {
+            c.sandbox = mode
+            for k in c.plugins.keys { c.plugins[k]?.sandbox = mode }
+        }
+        return c
+    }
+}
+
+/// Options every command that talks to a host shares: the host's setup,
+/// who to say hello as, and whether to start an embedded host instead.
+struct HostOptions: ParsableArguments {
+    @OptionGroup var setup: HostSetup
 
     @Option(name: .long, help: "Say hello to the running host as this client of its plexus.yaml (default: $PLEXUS_CLIENT; none: the host's own user).")
     var client: String?
@@ -38,14 +73,9 @@ struct HostOptions: ParsableArguments {
     @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
     var embedded = false
 
-    @Option(name: .long, help: "Where every plugin runs: process (each in a sandboxed worker) or in-process, over plexus.yaml (default: $PLEXUS_SANDBOX, then the config file, then process).")
-    var sandbox: SandboxMode?
-
-    @Option(name: .long, help: "The configuration file (default: $PLEXUS_CONFIG, else ./plexus.yaml when it exists).")
-    var config: String?
-
-    var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
-    var socketPath: String { socket ?? SocketPath.default }
+    var pluginsDirectory: String { setup.pluginsDirectory }
+    var socketPath: String { setup.socketPath }
+    func hostConfiguration() throws -> HostConfiguration { try setup.hostConfiguration() }
 
     /// A connection to the running host (after its hello when a client is
     /// named); nil when none answers at the socket, or with --embedded.
@@ -61,7 +91,7 @@ struct HostOptions: ParsableArguments {
     /// events), which an embedded host does not have.
     func hostForState() throws -> SocketClient {
         guard let c = try runningHost() else {
-            throw CLIError("no host is running at \(socketPath): start one with `plexus run`, or pass --socket PATH")
+            throw CLIError.noHost(socketPath)
         }
         return c
     }
@@ -78,26 +108,12 @@ struct HostOptions: ParsableArguments {
             } catch let e as PlexusError { throw CLIError("\(e.name): \(e.detail)") }
         }
         guard fallback || self.embedded else {
-            throw CLIError("no host is running at \(socketPath): start one with `plexus run`, pass --socket PATH, or --embedded")
+            throw CLIError.noHost(socketPath, "start one with `plexus run`, pass --socket PATH, or --embedded")
         }
         if !self.embedded { FileHandleErr.note("plexus: no host is running at \(socketPath); starting an embedded one") }
         let host = try embeddedHost()
         defer { host.shutdown() }
         return embedded(host)
-    }
-
-    /// Built-in defaults, then the configuration file, then these options.
-    func hostConfiguration() throws -> HostConfiguration {
-        var c = HostConfiguration(pluginsDirectory: pluginsDirectory)
-        let file = config ?? env("PLEXUS_CONFIG") ?? (access("plexus.yaml", R_OK) == 0 ? "plexus.yaml" : nil)
-        if let file {
-            do { c = try ConfigFile.load(path: file, into: c) } catch { throw CLIError("\(error)") }
-        }
-        if let mode = sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) {
-            c.sandbox = mode
-            for k in c.plugins.keys { c.plugins[k]?.sandbox = mode }
-        }
-        return c
     }
 
     /// A host started in this process, with every plugin loaded and started.
@@ -113,9 +129,16 @@ struct HostOptions: ParsableArguments {
 
 extension SandboxMode: ExpressibleByArgument {}
 
+/// A command's failure: printed as `Error: description` on stderr, and the
+/// process exits with `code` (see ExitStatus).
 struct CLIError: Error, CustomStringConvertible {
     let description: String
-    init(_ d: String) { description = d }
+    let code: Int32
+    init(_ d: String, code: Int32 = ExitStatus.failed) { description = d; self.code = code }
+
+    static func noHost(_ path: String, _ hint: String = "start one with `plexus run`, or pass --socket PATH") -> CLIError {
+        CLIError("no host is running at \(path): \(hint)", code: ExitStatus.noHost)
+    }
 }
 
 func env(_ name: String) -> String? {

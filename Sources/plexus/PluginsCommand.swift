@@ -37,7 +37,7 @@ struct PluginsCommand: ParsableCommand {
             _ = try? host.load(path: file)
             guard let report = host.pluginReports.first else { throw CLIError("\(file): nothing to inspect") }
             if json { print(try prettyJSON(report)) } else { printDetail(report) }
-            if report.status != "loaded" { throw ExitCode(1) }
+            if report.status != "loaded" { throw ExitCode(ExitStatus.failed) }
         }
     }
 }

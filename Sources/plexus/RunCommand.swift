@@ -11,10 +11,12 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run the host until SIGINT or SIGTERM, serving clients on its Unix socket.",
         discussion: """
-            On SIGINT or SIGTERM the host stops taking new messages, lets accepted work finish for up to             --shutdown-grace-ms, then hands back what is left (dead-lettered, callers answered SHUTTING_DOWN)             and stops agents in reverse start order.
+            On SIGINT or SIGTERM the host stops taking new messages, lets accepted work finish for up to \
+            --shutdown-grace-ms, then hands back what is left (dead-lettered, callers answered SHUTTING_DOWN) \
+            and stops agents in reverse start order.
             """)
 
-    @OptionGroup var options: HostOptions
+    @OptionGroup var options: HostSetup
     @Option(help: "How long accepted work may take to finish at shutdown, in milliseconds.")
     var shutdownGraceMs: Int64 = 2_000
     @Option(help: "The durable store: tasks, events, key-value (default: $PLEXUS_STORE, then plexus.yaml's store.path, else ./plexus.db).")

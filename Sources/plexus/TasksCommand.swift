@@ -57,7 +57,7 @@ struct TasksCommand: ParsableCommand {
                     return
                 case .string(let s)? where s == "dead" || s == "cancelled":
                     FileHandleErr.note("plexus tasks: \(id) \(s): \(shown["error"].map { if case .string(let e) = $0 { e } else { $0.text } } ?? "")")
-                    throw ExitCode(1)
+                    throw ExitCode(ExitStatus.failed)
                 default: usleep(50_000)
                 }
             }
@@ -89,10 +89,27 @@ struct TasksCommand: ParsableCommand {
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One task: its payload, result or error, and every attempt.")
         @Argument(help: "The task id.") var id: String
+        @Flag(help: "Print payloads and results whole (otherwise a field longer than \(Show.shortField) characters is cut).")
+        var full = false
         @OptionGroup var options: HostOptions
         func run() throws {
             bootstrapLogging(default: .error)
-            print(try prettyJSON(try ask(try options.hostForState(), "plexus.tasks.show", .object(["id": .string(id)]))))
+            let task = try ask(try options.hostForState(), "plexus.tasks.show", .object(["id": .string(id)]))
+            print(try prettyJSON(full ? task : Show.shortened(task)))
+        }
+
+        static let shortField = 1_000
+
+        /// The task with each long top-level field (a payload, a result, an
+        /// error) cut to its first characters and a note of its whole size.
+        static func shortened(_ task: JSONValue) -> JSONValue {
+            guard case .object(var fields) = task else { return task }
+            for (k, v) in fields {
+                let text: String = if case .string(let s) = v { s } else { v.text }
+                guard text.utf8.count > shortField else { continue }
+                fields[k] = .string("\(text.prefix(200))… (\(text.utf8.count) bytes in all; --full prints everything)")
+            }
+            return .object(fields)
         }
     }
 

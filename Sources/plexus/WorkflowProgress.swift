@@ -18,7 +18,7 @@ enum WorkflowProgress {
         while true {
             do { status = try ask(c, "plexus.workflows.status", .object(["id": .string(id)])) } catch {
                 FileHandleErr.note("plexus workflow: lost the host (\(error)); the run goes on when the host starts again: plexus workflow status \(id) --follow")
-                throw ExitCode(3)
+                throw ExitCode(ExitStatus.noHost)
             }
             let lines = render(status, color: tty)
             if tty {
@@ -45,7 +45,7 @@ enum WorkflowProgress {
         guard str(status["state"]) == "completed" else {
             FileHandleErr.note("plexus workflow: run \(id) \(str(status["state"])): \(str(status["error"]))")
             FileHandleErr.note("plexus workflow: after fixing the cause, `plexus workflow resume \(id)` reruns only what did not finish")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.failed)
         }
         if let dir = options.out { try save(try ask(c, "plexus.workflows.outputs", .object(["id": .string(id)])), into: dir) }
     }

@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+
+/// The `plexus` executable as a user meets it: one table of exit statuses
+/// for every command (0 done, 1 failed, 2 usage, 3 no host), and "did you
+/// mean" wherever a name is mistyped.
+@Suite("The plexus command line", .serialized)
+struct CLITests {
+    static let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    struct Outcome { let status: Int32; let out: String; let err: String }
+
+    /// Runs plexus with args in dir; stdin is empty.
+    func plexus(_ args: [String], in dir: String, env: [String: String] = [:]) throws -> Outcome {
+        let p = Process()
+        p.executableURL = CLITests.bin.appendingPathComponent("plexus")
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        // Read both pipes before waiting, so a chatty command cannot block on a full pipe.
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Outcome(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+    }
+
+    /// A private directory with Plugins/textkit.so (built by Plugins/build.sh); removed by the caller.
+    func workspace() throws -> String {
+        let dir = NSTemporaryDirectory() + "plexus-cli-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLITests.root + "/Plugins/textkit.so", toPath: dir + "/Plugins/textkit.so")
+        return dir
+    }
+
+    @Test func usageErrorsExit2AndSuggestTheCommand() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let typo = try plexus(["agent"], in: dir)
+        #expect(typo.status == 2)
+        #expect(typo.err.contains("Did you mean 'plexus agents'?"), "\(typo.err)")
+        let nested = try plexus(["tasks", "sumbit", "echo"], in: dir)
+        #expect(nested.status == 2)
+        #expect(nested.err.contains("Did you mean 'plexus tasks submit'?"), "\(nested.err)")
+        let badJSON = try plexus(["call", "echo", "--json", "{hello: world}"], in: dir)
+        #expect(badJSON.status == 2)
+        #expect(badJSON.err.contains("--json is not valid JSON"), "\(badJSON.err)")
+        let unknownOption = try plexus(["agents", "--jsn"], in: dir)
+        #expect(unknownOption.status == 2)
+    }
+
+    @Test func noHostExits3AndSaysWhere() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for args in [["agents"], ["tasks", "list"], ["kv", "list", "textkit"], ["events"]] {
+            let r = try plexus(args + ["--socket", dir + "/none.sock"], in: dir)
+            #expect(r.status == 3, "\(args): \(r.status) \(r.err)")
+            #expect(r.err.contains("no host is running at \(dir)/none.sock"), "\(args): \(r.err)")
+        }
+    }
+
+    @Test func aCallExits0OrFailsWith1AndADidYouMean() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ok = try plexus(["call", "echo", "--embedded", "--json", "\"hi\""], in: dir)
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(ok.out == "\"hi\"")
+        let typo = try plexus(["call", "text.statz", "--embedded", "--json", "\"some text\""], in: dir)
+        #expect(typo.status == 1)
+        #expect(typo.err.contains("NO_SUCH_CAPABILITY"), "\(typo.err)")
+        #expect(typo.err.contains("did you mean text.stats?"), "\(typo.err)")
+        let agent = try plexus(["call", "agent:textkti", "--embedded"], in: dir)
+        #expect(agent.status == 1)
+        #expect(agent.err.contains("did you mean agent:textkit?"), "\(agent.err)")
+    }
+
+    @Test func runHelpOffersOnlyWhatTheHostUses() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let help = try plexus(["run", "--help"], in: dir)
+        #expect(help.status == 0)
+        for clientOnly in ["--client", "--token", "--embedded"] { #expect(!help.out.contains(clientOnly), "\(clientOnly) in: \(help.out)") }
+        #expect(help.out.contains("finish for up to --shutdown-grace-ms"), "\(help.out)")
+        let top = try plexus(["--help"], in: dir)
+        #expect(top.out.contains("2 a usage error"), "\(top.out)")
+    }
+
+    /// Against a running host: an empty namespace that no agent has is a
+    /// mistake (exit 1, with the close name); a long task field is cut
+    /// unless --full.
+    @Test func aRunningHostsCommandsExplainThemselves() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sock = dir + "/h.sock"
+        let host = Process()
+        host.executableURL = CLITests.bin.appendingPathComponent("plexus")
+        host.arguments = ["run", "--socket", sock, "--store", dir + "/plexus.db"]
+        host.currentDirectoryURL = URL(fileURLWithPath: dir)
+        host.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try host.run()
+        defer { host.interrupt(); host.waitUntilExit() }
+        var up = false
+        for _ in 0..<400 where !up {
+            up = (try? plexus(["agents", "--socket", sock], in: dir))?.status == 0
+            if !up { usleep(50_000) }
+        }
+        try #require(up, "the host did not start")
+
+        let kv = try plexus(["kv", "list", "textkti", "--socket", sock], in: dir)
+        #expect(kv.status == 1)
+        #expect(kv.err.contains("no agent of that name runs; did you mean 'textkit'?"), "\(kv.err)")
+        #expect(try plexus(["kv", "list", "textkit", "--socket", sock], in: dir).status == 0)
+
+        let long = "\"" + String(repeating: "a", count: 3_000) + "\""
+        let submitted = try plexus(["tasks", "submit", "echo", "--json", long, "--wait", "--socket", sock], in: dir)
+        #expect(submitted.status == 0, "\(submitted.err)")
+        let list = try plexus(["tasks", "list", "--json", "--socket", sock], in: dir)
+        let id = try #require(try JSONSerialization.jsonObject(with: Data(list.out.utf8)) as? [[String: Any]]).first?["id"] as? String
+        let short = try plexus(["tasks", "show", try #require(id), "--socket", sock], in: dir)
+        #expect(short.out.contains("(3000 bytes in all; --full prints everything)"), "\(short.out.prefix(400))")
+        #expect(short.out.utf8.count < 2_500)
+        let full = try plexus(["tasks", "show", id!, "--full", "--socket", sock], in: dir)
+        #expect(full.out.contains(String(repeating: "a", count: 3_000)))
+    }
+}
