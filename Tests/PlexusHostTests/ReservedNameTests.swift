@@ -177,4 +177,50 @@ struct ReservedNameTests {
             #expect(try host.callText("squat.echo") == "squatter")
         }
     }
+
+    // MARK: the same through `plexus run`
+
+    @Test func plexusRunStartsWithTheRestAndListsBothRefusals() throws {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("plexus").path
+        let dir = Fixtures.dir + "/reserved-run-\(UUID().uuidString.prefix(8))"
+        let plugins = dir + "/plugins"
+        try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: try Fixtures.probe(named: "plexus.kv"), toPath: plugins + "/kv.so")
+        try FileManager.default.copyItem(atPath: try Fixtures.probe(named: "twin"), toPath: plugins + "/a.so")
+        try FileManager.default.copyItem(atPath: try Fixtures.probe(named: "twin"), toPath: plugins + "/b.so")
+        try FileManager.default.copyItem(atPath: try Fixtures.build("squatter.c", ["-DCAP=\"plexus.tasks.submit\""], name: "squatter"),
+                                         toPath: plugins + "/squat.so")
+        FileManager.default.createFile(atPath: dir + "/host.log", contents: nil)
+        let run = Process()
+        run.executableURL = URL(fileURLWithPath: exe)
+        run.arguments = ["run", "--plugins", plugins, "--socket", dir + "/h.sock", "--store", dir + "/plexus.db"]
+        run.standardError = FileHandle(forWritingAtPath: dir + "/host.log")
+        try run.run()
+        defer { if run.isRunning { run.interrupt(); run.waitUntilExit() } }
+        var client: SocketClient?
+        for _ in 0..<400 where client == nil && run.isRunning {
+            if let c = try? SocketClient(path: dir + "/h.sock"), (try? c.call(Envelope(kind: .query, target: .capability("plexus.agents")), timeoutMs: 2000)) != nil {
+                client = c
+            } else { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        let c = try #require(client, "the host did not start: \((try? String(contentsOfFile: dir + "/host.log", encoding: .utf8)) ?? "")")
+        let log = try String(contentsOfFile: dir + "/host.log", encoding: .utf8)
+        #expect(log.contains("plexus: refused \(plugins)/kv.so: agent name 'plexus.kv' is reserved for the host"), "\(log)")
+        #expect(log.contains("plexus: refused \(plugins)/squat.so: capability 'plexus.tasks.submit' is reserved for the host"), "\(log)")
+        #expect(log.contains("plexus: refused \(plugins)/b.so: duplicate agent name 'twin': already provided by \(plugins)/a.so"), "\(log)")
+        // plexus plugins list (the host's plexus.plugins) names the same files.
+        let listed = try JSONValue.parse(try c.call(Envelope(kind: .query, target: .capability("plexus.plugins")), timeoutMs: 10_000).payload)
+        guard case .array(let reports) = listed else { Issue.record("\(listed.text)"); return }
+        let status = Dictionary(uniqueKeysWithValues: reports.map { (str($0["file"]), str($0["status"])) })
+        #expect(status == [plugins + "/a.so": "loaded", plugins + "/b.so": "refused", plugins + "/kv.so": "refused", plugins + "/squat.so": "refused"])
+        // The host's own services answer.
+        let kv = try c.call(Envelope(kind: .query, target: .capability("plexus.kv.put"),
+                                     payload: Self.json(#"{"namespace":"n","key":"k","value":"v"}"#)), timeoutMs: 10_000)
+        #expect(kv.sender == "plexus.kv")
+        let task = try c.call(Envelope(kind: .query, target: .capability("plexus.tasks.submit"),
+                                       payload: Self.json(#"{"capability":"probe.echo"}"#)), timeoutMs: 10_000)
+        #expect(task.sender == "plexus.tasks")
+    }
+
+    private func str(_ v: JSONValue?) -> String { if case .string(let s)? = v { s } else { "" } }
 }
