@@ -277,7 +277,7 @@ public final class Scheduler: @unchecked Sendable {
         for cap in Array(ready.keys) {
             let room = host.spareCapacity(of: cap)
             guard room > 0 else {
-                if let why = host.whyUnprovided(cap) { awaitProvider(cap, why, now: now) }
+                if let why = host.whyUnprovided(cap) { awaitProvider(cap, why, now: now) } else { providerFound(cap) }
                 continue
             }
             for _ in 0..<room {
@@ -285,6 +285,7 @@ public final class Scheduler: @unchecked Sendable {
                 guard open[r.id]?.state == .queued else { continue }
                 start(r.id, now: now)
             }
+            providerFound(cap)
             if ready[cap]?.isEmpty == true { ready[cap] = nil }
         }
         if ready.isEmpty { starved.store(false, ordering: .relaxed) }
@@ -336,6 +337,13 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     private func clearWaiting(_ id: String) { _ = waiting.withLock { $0.removeValue(forKey: id) } }
+
+    /// A provider of `cap` exists (busy, perhaps): its ready tasks no longer
+    /// say they wait for one (a later loss of every provider says so again).
+    private func providerFound(_ cap: String) {
+        guard let heap = ready[cap], !waiting.withLock({ $0.isEmpty }) else { return }
+        waiting.withLock { w in for r in heap.unordered { w[r.id] = nil } }
+    }
 
     /// Why task `id` has not started, when it waits for a provider
     /// ("no agent provides data.colect"); nil otherwise.

@@ -45,11 +45,11 @@ struct StoreLockProcessTests {
 
         // A task that is running on the first host while the second starts.
         let submitted = try c.call(Envelope(kind: .query, target: .capability("plexus.tasks.submit"),
-                                            payload: Array(#"{"capability":"probe.sleep","payload":"1500","timeout_ms":20000}"#.utf8)), timeoutMs: 10_000)
+                                            payload: Array(#"{"capability":"probe.sleep","payload":"3000","timeout_ms":60000}"#.utf8)), timeoutMs: 10_000)
         guard case .array(let a) = try JSONValue.parse(submitted.payload), case .string(let id)? = a.first?["id"] else {
             Issue.record("no task id: \(submitted.payloadString)"); return
         }
-        for _ in 0..<400 where try task(c, id)["state"] != .string("running") { Thread.sleep(forTimeInterval: 0.01) }
+        for _ in 0..<800 where try task(c, id)["state"] == .string("queued") { Thread.sleep(forTimeInterval: 0.025) }
         #expect(try task(c, id)["state"] == .string("running"))
 
         let second = try plexusRun(dir, socket: "two.sock", log: "two.log")
@@ -60,8 +60,8 @@ struct StoreLockProcessTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/two.sock"), "the second host served a socket")
 
         var t = try task(c, id)
-        for _ in 0..<800 where t["state"] == .string("running") || t["state"] == .string("queued") {
-            Thread.sleep(forTimeInterval: 0.01)
+        for _ in 0..<1600 where t["state"] == .string("running") || t["state"] == .string("queued") {
+            Thread.sleep(forTimeInterval: 0.025)
             t = try task(c, id)
         }
         #expect(t["state"] == .string("completed"))
