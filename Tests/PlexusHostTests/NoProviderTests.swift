@@ -193,5 +193,20 @@ struct NoProviderCLITests {
             if !shown.contains("waiting: ") { Thread.sleep(forTimeInterval: 0.05) }
         }
         #expect(shown.contains("probe.ech  waiting: no agent provides probe.ech"), "\(shown)")
+
+        // --follow shows the same while it waits, then the failure once the attempts are spent.
+        let short = dir + "/short.yaml"
+        try """
+            workflow: short
+            steps:
+              greet:
+                call: probe.ech
+                timeout_ms: 1500
+                retry: { attempts: 1 }
+            """.write(toFile: short, atomically: true, encoding: .utf8)
+        let followed = try plexus(["workflow", "run", short, "--follow", "--socket", dir + "/h.sock"])
+        #expect(followed.status == 1)
+        #expect(followed.out.contains("probe.ech  waiting: no agent provides probe.ech"), "\(followed.out)")
+        #expect(followed.err.contains("NO_SUCH_CAPABILITY: no agent provides probe.ech (waited 1500 ms, the task's timeout_ms)"), "\(followed.err)")
     }
 }
