@@ -110,9 +110,16 @@ public struct SubjectIndex<Value: Hashable> {
     }
 
     /// Every value whose pattern matches the concrete subject, each once.
+    /// A wildcard in the first token ('>', '*.x') never matches the host's
+    /// own subjects (first token `plexus` or `_plexus`): only a pattern that
+    /// names them, such as `plexus.audit.denied`, hears them.
     public func match(_ subject: String) -> Set<Value> {
         var out = Set<Value>()
         let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        if ReservedNames.isHostOwned(subject) {
+            if let t = tokens.first, let c = root.children[t] { Self.collect(tokens.dropFirst(), node: c, into: &out) }
+            return out
+        }
         Self.collect(tokens[...], node: root, into: &out)
         return out
     }

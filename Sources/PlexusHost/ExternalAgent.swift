@@ -67,21 +67,39 @@ extension Host {
     /// Adds an agent provided by a program outside the host; what it is sent
     /// reaches `deliver` as frames, on a dispatcher thread (deliver must not
     /// block: queue and return). Its name must be free.
-    /// `grants` (nil: anything) must allow registering the name and every capability.
+    /// `grants` (nil: anything) must allow registering the name and every
+    /// capability; reserved names (ReservedNames) are refused whatever the grants.
     public func attach(name: String, capabilities: [String], as sender: String = "", grants: Grants? = nil,
                        deliver: @escaping @Sendable (UnsafeRawBufferPointer) -> Bool) throws(PlexusError) -> ExternalAgent {
+        try attach(name: name, capabilities: capabilities, as: sender, grants: grants, byHost: false, deliver: deliver)
+    }
+
+    /// The agent that holds a socket connection's own subscriptions, named
+    /// by the host after the connection's identity ("client:4242.7"): the
+    /// one road to a `client:` agent name.
+    public func attachListener(connection sender: String, serial: Int,
+                               deliver: @escaping @Sendable (UnsafeRawBufferPointer) -> Bool) throws(PlexusError) -> ExternalAgent {
+        guard sender.hasPrefix("client:") else {
+            throw PlexusError(.INVALID_ARGUMENT, "a connection's identity starts with 'client:', not '\(sender)'")
+        }
+        return try attach(name: "\(sender).\(serial)", capabilities: [], byHost: true, deliver: deliver)
+    }
+
+    private func attach(name: String, capabilities: [String], as sender: String = "", grants: Grants? = nil, byHost: Bool,
+                        deliver: @escaping @Sendable (UnsafeRawBufferPointer) -> Bool) throws(PlexusError) -> ExternalAgent {
         try Names.check(name, what: "agent name")
         for c in capabilities { try Names.check(c, what: "capability name") }
-        for n in [name] + capabilities { try authorize(grants, .register, n, as: sender) }
-        guard !name.hasPrefix("plexus") else {
-            throw PlexusError(.INVALID_ARGUMENT, "agent name '\(name)': names starting with 'plexus' are the host's")
+        if !byHost {   // the reason a reserved name is refused, before any grant check
+            try ReservedNames.check(name, as: .agent)
+            for c in capabilities { try ReservedNames.check(c, as: .capability) }
         }
+        for n in [name] + capabilities { try authorize(grants, .register, n, as: sender) }
         let behavior = ExternalBehavior(capabilities: capabilities, deliver: deliver)
         let a = Agent(name: name, behavior: .builtin(behavior), capabilities: capabilities, exports: [],
                       mailboxCapacity: configuration.mailboxCapacity)
         a.router = router
         a.state = .active
-        try registry.attach(a)
+        try registry.attach(a, byHost: byHost)
         logger.info("agent attached", metadata: ["agent": "\(name)", "capabilities": "\(capabilities)"])
         router.lifecycle("agent.attached", name, ["capabilities": .array(capabilities.map(JSONValue.string))])
         return ExternalAgent(a, behavior)

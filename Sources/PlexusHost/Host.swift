@@ -126,7 +126,7 @@ public final class Host: @unchecked Sendable {
                            capabilities: SystemAgent(host: self).capabilities.map(\.name), exports: [],
                            mailboxCapacity: configuration.mailboxCapacity)
         system.router = router
-        try! registry.register(system) { _ in "the host" }
+        try! registry.register(system, byHost: true) { _ in "the host" }
         files[SystemAgent.name] = "the host itself (reserved name)"
     }
 
@@ -189,7 +189,8 @@ public final class Host: @unchecked Sendable {
         if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
         agent.kvNamespace = d.name
         agent.router = router
-        do { try registry.register(agent) { files[$0] ?? "another plugin" } } catch {
+        // Files load in name order, so the same file wins a name on every start.
+        do { try registry.register(agent) { files[$0].map { "\($0), which loaded first (plugin files load in name order)" } ?? "another plugin" } } catch {
             agent.link?.stop(graceMs: 0)
             throw PluginRefusal(path: path, error: error)
         }

@@ -58,8 +58,10 @@ final class Registry: @unchecked Sendable {
     private var patternsByAgent: [ObjectIdentifier: Set<String>] = [:]
     private let rotation = Atomic<Int>(0)
 
-    /// Fails with the holder's name when the agent name is taken.
-    func register(_ a: Agent, holder: (String) -> String) throws(PlexusError) {
+    /// Fails with the holder's name when the agent name is taken, and when
+    /// anyone but the host (`byHost`) claims a reserved name.
+    func register(_ a: Agent, byHost: Bool = false, holder: (String) -> String) throws(PlexusError) {
+        if !byHost { try Registry.checkClaims(a) }
         if agents[a.name] != nil {
             throw PlexusError(.BAD_DESCRIPTOR, "duplicate agent name '\(a.name)': already provided by \(holder(a.name))")
         }
@@ -67,6 +69,13 @@ final class Registry: @unchecked Sendable {
         byCName[CNameKey(p: a.cName)] = a
         order.append(a)
         for c in a.capabilities { capability(c).providers.append(a) }
+    }
+
+    /// The one reserved-name check for agents: plugins at load, socket
+    /// clients when they register.
+    private static func checkClaims(_ a: Agent) throws(PlexusError) {
+        try ReservedNames.check(a.name, as: .agent)
+        for c in a.capabilities { try ReservedNames.check(c, as: .capability) }
     }
 
     private func capability(_ name: String) -> Capability {
@@ -95,8 +104,9 @@ final class Registry: @unchecked Sendable {
     // MARK: agents that join a running host
 
     /// Adds an agent while messages move. Its name must be free among
-    /// plugin agents and attached ones.
-    func attach(_ a: Agent) throws(PlexusError) {
+    /// plugin agents and attached ones, and not reserved unless `byHost`.
+    func attach(_ a: Agent, byHost: Bool = false) throws(PlexusError) {
+        if !byHost { try Registry.checkClaims(a) }
         let taken: Bool = attached.withLock { t in
             if agents[a.name] != nil || t.agents[a.name] != nil { return true }
             t.agents[a.name] = a
@@ -191,6 +201,7 @@ final class Registry: @unchecked Sendable {
 
     func subscribe(_ a: Agent, _ pattern: String) throws(PlexusError) {
         try Subject.validatePattern(pattern)
+        try ReservedNames.check(pattern, as: .pattern)
         subLock.withLock {
             subscriptions.insert(pattern, a)
             patternsByAgent[ObjectIdentifier(a), default: []].insert(pattern)

@@ -103,6 +103,10 @@ final class Router: @unchecked Sendable {
             if request != nil { throw PlexusError(.INVALID_ARGUMENT, "a request goes to an agent or a capability, not to topic '\(subject)'") }
             c.kind = MessageKind.event.rawValue
             try Subject.validateSubject(subject)
+            // The host's subjects are published by the host alone, and
+            // `_plexus.` (a channel's control frames) by no one.
+            if ReservedNames.isControl(subject) || o.cName != UnsafePointer(hostName),
+               let refusal = ReservedNames.refusal(subject, as: .subject) { throw refusal }
             try authorize(o, .publish, target)
             return try publish(&c, subject: subject)
         case PLEXUS_TARGET_REPLY.rawValue:

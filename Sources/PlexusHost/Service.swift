@@ -40,7 +40,7 @@ extension Host {
                       capabilities: caps.map(\.name), exports: [], mailboxCapacity: configuration.mailboxCapacity)
         a.router = router
         a.state = .active
-        try registry.attach(a)
+        try registry.attach(a, byHost: true)
     }
 
     /// How many messages the healthy providers of a capability may handle
@@ -57,4 +57,20 @@ extension Host {
         registry.providers(of: capability).filter { $0.state == .active }
             .reduce(0) { $0 + max(0, ($1.link?.policy.concurrency ?? $1.concurrency) - $1.load.load(ordering: .relaxed)) }
     }
+}
+
+extension Host {
+    /// Why nothing can take a call to `capability` now, or nil when an
+    /// active agent provides it: what a task or a workflow step waiting for
+    /// it shows ("no agent provides data.colect").
+    public func whyUnprovided(_ capability: String) -> String? {
+        let all = registry.providers(of: capability)
+        if all.isEmpty { return "no agent provides \(capability)" }
+        if all.contains(where: { $0.state == .active }) { return nil }
+        let states = all.map { "\($0.name): \($0.state.rawValue)" }.sorted().joined(separator: ", ")
+        return "no agent providing \(capability) is active (\(states))"
+    }
+
+    /// Every capability an agent provides now, plugins', clients' and the host's own.
+    public var capabilityNames: [String] { registry.capabilityNames }
 }

@@ -167,7 +167,7 @@ final class Session {
             return x
         }
         if let l = listener { return l }
-        let l = try host.attach(name: "\(me.name).\(serial)", capabilities: [], deliver: deliverer())
+        let l = try host.attachListener(connection: me.name, serial: serial, deliver: deliverer())
         listener = l
         return l
     }

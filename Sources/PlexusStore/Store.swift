@@ -24,6 +24,8 @@ public final class Store: @unchecked Sendable {
     let logger = Logger(label: "plexus.store")
     /// What opening found: "ok", or what a damaged file lost (Recovery.swift).
     public let openReport: String
+    /// Held from open to close: a second host on this file is refused.
+    private let holder: StoreLock
 
     private let lock = ConditionLock()
     private var pending: [Write] = []
@@ -43,9 +45,11 @@ public final class Store: @unchecked Sendable {
     /// Opens (creating) the store at path. A damaged file is detected with
     /// SQLite's integrity check; its intact rows are copied into a fresh
     /// file, the damaged one is kept beside it, and `openReport` says what
-    /// was lost.
+    /// was lost. A store another host holds open is refused, naming the
+    /// holder's pid (StoreLock), before anything reads or repairs it.
     public init(path: String) throws(StoreError) {
         self.path = path
+        holder = try StoreLock(store: path)
         var report = "ok"
         do {
             if let damage = try Store.damage(at: path) {
@@ -182,6 +186,7 @@ public final class Store: @unchecked Sendable {
         }
         idle.withLock { idle.broadcast() }
         if let t { pthread_join(t, nil) }
+        holder.release()
     }
 
     public var isClosed: Bool { lock.withLock { closed } }

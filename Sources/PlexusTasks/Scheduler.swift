@@ -62,6 +62,9 @@ public final class Scheduler: @unchecked Sendable {
 
     struct Ready: Comparable {
         let rank: Int64, seq: Int64, id: String
+        /// When it became ready for this attempt: a task no agent provides
+        /// for waits its timeout from here (awaitProvider).
+        var since: Int64 = 0
         static func < (a: Ready, b: Ready) -> Bool { (a.rank, a.seq) < (b.rank, b.seq) }
     }
 
@@ -262,7 +265,7 @@ public final class Scheduler: @unchecked Sendable {
 
     private func makeReady(_ id: String, now: Int64) {
         guard let t = open[id], t.state == .queued else { return }
-        let r = Ready(rank: TaskPolicy.rank(priority: t.priority, readySinceMs: now / 1_000_000, agingMs: agingMs), seq: t.seq, id: id)
+        let r = Ready(rank: TaskPolicy.rank(priority: t.priority, readySinceMs: now / 1_000_000, agingMs: agingMs), seq: t.seq, id: id, since: now)
         ready[t.capability, default: Heap()].insert(r)
     }
 
@@ -273,18 +276,85 @@ public final class Scheduler: @unchecked Sendable {
         starved.store(true, ordering: .relaxed)   // before reading capacity: a finish during the pass still wakes us
         for cap in Array(ready.keys) {
             let room = host.spareCapacity(of: cap)
-            guard room > 0 else { continue }
+            guard room > 0 else {
+                if let why = host.whyUnprovided(cap) { awaitProvider(cap, why, now: now) } else { providerFound(cap) }
+                continue
+            }
             for _ in 0..<room {
                 guard let r = ready[cap]?.popMin() else { break }
                 guard open[r.id]?.state == .queued else { continue }
                 start(r.id, now: now)
             }
+            providerFound(cap)
             if ready[cap]?.isEmpty == true { ready[cap] = nil }
         }
         if ready.isEmpty { starved.store(false, ordering: .relaxed) }
     }
 
+    /// Ready tasks for a capability no active agent provides: each says so
+    /// once per attempt (event task.waiting, waitReason), and an attempt
+    /// that waited its timeout_ms fails with NO_SUCH_CAPABILITY, so attempts,
+    /// backoff and dead-lettering apply as to any failure. A retry waits
+    /// again: a provider may appear (a client registering, a restart).
+    private func awaitProvider(_ cap: String, _ why: String, now: Int64) {
+        guard var heap = ready.removeValue(forKey: cap) else { return }
+        var keep = Heap<Ready>()
+        while let r = heap.popMin() {
+            guard let t = open[r.id], t.state == .queued else { continue }
+            if now - r.since < t.timeout_ms * 1_000_000 {
+                keep.insert(r)
+                if noteWaiting(r.id, why) {
+                    store.enqueue { db in
+                        try Store.appendEvent(db, kind: "task.waiting", subject: r.id,
+                                              data: ["capability": .string(cap), "reason": .string(why),
+                                                     "attempt": .int(Int64(t.attempts + 1)), "timeout_ms": .int(t.timeout_ms)], at: now)
+                    }
+                }
+                continue
+            }
+            open[r.id]!.attempts += 1
+            clearWaiting(r.id)
+            let detail = "\(why) (waited \(t.timeout_ms) ms, the task's timeout_ms)"
+            finish(r.id, Envelope(kind: .error, target: .reply,
+                                  payload: Array(JSONValue.object(["error": .string(statusName(PLEXUS_NO_SUCH_CAPABILITY.status)),
+                                                                   "message": .string(detail)]).text.utf8),
+                                  status: PLEXUS_NO_SUCH_CAPABILITY.status), startedNs: r.since)
+        }
+        if !keep.isEmpty { ready[cap] = keep }
+    }
+
+    /// Why each task waiting for a provider waits, by task id: read by other
+    /// threads (workflow status), written by the scheduler's.
+    private let waiting = Mutex<[String: String]>([:])
+
+    /// True the first time this attempt is noted as waiting.
+    private func noteWaiting(_ id: String, _ why: String) -> Bool {
+        waiting.withLock { w in
+            guard w[id] == nil else { return false }
+            w[id] = why
+            return true
+        }
+    }
+
+    private func clearWaiting(_ id: String) { _ = waiting.withLock { $0.removeValue(forKey: id) } }
+
+    /// A provider of `cap` exists (busy, perhaps): its ready tasks no longer
+    /// say they wait for one (a later loss of every provider says so again).
+    private func providerFound(_ cap: String) {
+        guard let heap = ready[cap], !waiting.withLock({ $0.isEmpty }) else { return }
+        waiting.withLock { w in for r in heap.unordered { w[r.id] = nil } }
+    }
+
+    /// Why task `id` has not started, when it waits for a provider
+    /// ("no agent provides data.colect"); nil otherwise.
+    public func waitReason(_ id: String) -> String? { waiting.withLock { $0[id] } }
+
+    /// Why a task for `capability` cannot start now for want of a provider;
+    /// nil when an active agent provides it.
+    public func whyUnprovided(_ capability: String) -> String? { host.whyUnprovided(capability) }
+
     private func start(_ id: String, now: Int64) {
+        clearWaiting(id)
         guard var t = open[id] else { return }
         if t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now {
             deadLetter(id, reason: "its deadline passed before it could run", now: now)
@@ -364,6 +434,7 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     private func deadLetter(_ id: String, reason: String, now: Int64) {
+        clearWaiting(id)
         guard var t = open[id] else { return }
         t.state = .dead; t.error = reason; t.finished_unix_ns = now
         open[id] = nil
@@ -392,6 +463,7 @@ public final class Scheduler: @unchecked Sendable {
 
     /// A task left the schedule without completing: its dependents cannot run.
     private func drop(_ id: String, failedBecause reason: String) {
+        clearWaiting(id)
         if let t = open[id] { remember(id, t.state == .cancelled ? .cancelled : .dead) }
         open[id] = nil
         for d in dependents.removeValue(forKey: id) ?? [] { deadLetter(d, reason: reason, now: clock.unixNanos()) }

@@ -47,8 +47,8 @@ public enum TaskService {
             }
             return .array(try s.submit(specs).map { t in
                 var o = fields(t, full: false)
-                if host.capacity(of: t.capability) == 0 {
-                    o["note"] = .string("no agent provides '\(t.capability)' now; the task waits for one (or for its deadline)")
+                if let why = host.whyUnprovided(t.capability) {
+                    o["note"] = .string("\(why) now; the task waits for one up to its timeout_ms (\(t.timeout_ms) ms) per attempt")
                 }
                 return .object(o)
             })

@@ -131,9 +131,23 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     /// A run's status: live if the engine holds it, else from the store.
     public func status(_ id: String) throws(PlexusError) -> JSONValue {
-        if let s = lock.withLock({ snapshots[id] }) { return s }
+        if let s = lock.withLock({ snapshots[id] }) { return withWaitReasons(s) }
         guard let r = try read({ try $0.run(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no workflow run \(id)") }
         return try load(r).status()
+    }
+
+    /// A running step whose capability no active agent provides says why it
+    /// waits ("waiting": "no agent provides data.colect"): its task's
+    /// timeout_ms and attempts still bound the wait (Scheduler.awaitProvider).
+    private func withWaitReasons(_ s: JSONValue) -> JSONValue {
+        guard case .object(var run) = s, case .array(let steps)? = run["steps"] else { return s }
+        run["steps"] = .array(steps.map { step in
+            guard case .object(var o) = step, o["state"] == .string("running"), case .string(let c)? = o["capability"],
+                  let why = scheduler.whyUnprovided(c) else { return step }
+            o["waiting"] = .string(why)
+            return .object(o)
+        })
+        return .object(run)
     }
 
     public func list(limit: Int) throws(PlexusError) -> [JSONValue] {

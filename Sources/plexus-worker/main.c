@@ -146,7 +146,9 @@ static plexus_status h_publish(plexus_ctx *ctx, const plexus_envelope *m) {
     (void)ctx;
     if (!m) return PLEXUS_INVALID_ARGUMENT;
     if (m->target_kind != PLEXUS_TARGET_TOPIC) return PLEXUS_INVALID_ARGUMENT;
-    if (m->target && strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) return PLEXUS_INVALID_ARGUMENT;
+    /* A control subject never leaves as an event (the host would read it as
+    ** control); PERMISSION_DENIED, as the host answers in process. */
+    if (m->target && strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) return PLEXUS_PERMISSION_DENIED;
     return call(m, PLEXUS_KIND_EVENT, 1, NULL);
 }
 

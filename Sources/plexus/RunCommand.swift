@@ -36,11 +36,13 @@ struct RunCommand: ParsableCommand {
         config.threads = max(1, config.threads)
         guard shutdownGraceMs >= 0 else { throw CLIError("--shutdown-grace-ms must be 0 or more, not \(shutdownGraceMs)") }
         config.shutdownGraceMs = shutdownGraceMs
-        let host = Host(config)
-        do { try host.loadPlugins() } catch { throw CLIError(error.description) }
+        // The store first: a second host on it is refused (StoreLock) before
+        // it starts a single worker.
         let path = store ?? env("PLEXUS_STORE") ?? config.store.path ?? "plexus.db"
         let db: Store
         do { db = try Store(path: path) } catch { throw CLIError(error.description) }
+        let host = Host(config)
+        do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
         db.startRetention(config.store.retention)
         let scheduler = try Scheduler(host: host, store: db)

@@ -128,13 +128,42 @@ struct WorkflowCommand: ParsableCommand {
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check a workflow file without running it.")
+        static let configuration = CommandConfiguration(
+            abstract: "Check a workflow file without running it.",
+            discussion: """
+                With a host running, also warns about each step whose capability no agent of that
+                host provides, with the closest name it does provide. Without one, only the file is checked.
+                """)
         @Argument(help: "The workflow file (YAML).") var file: String
+        @OptionGroup var options: HostOptions
 
         func run() throws {
+            bootstrapLogging(default: .error)
             let w = try loadWorkflow(file)
             let tasks = w.nodes.filter { $0.capability != nil }.count
             print("\(file): workflow \(w.name) is valid: \(w.steps.count) steps, \(tasks) of them calling agents")
+            guard let c = try options.runningHost() else {
+                FileHandleErr.note("plexus workflow: no host is running at \(options.socketPath): capabilities not checked against its agents")
+                return
+            }
+            let provided = try providedCapabilities(c)
+            for s in w.nodes {
+                guard let cap = s.capability, !provided.contains(cap) else { continue }
+                let hint = Closest.name(to: cap, in: Array(provided)).map { " (did you mean \($0)?)" } ?? ""
+                print("\(file): warning: step \(s.name) calls \(cap), which no agent of the running host provides\(hint); "
+                      + "its task waits up to its timeout_ms per attempt for one to appear")
+            }
+        }
+
+        /// Every capability the running host's agents provide now.
+        private func providedCapabilities(_ c: SocketClient) throws -> Set<String> {
+            guard case .array(let agents) = try ask(c, "plexus.agents", .object([:])) else { return [] }
+            var out = Set<String>()
+            for a in agents {
+                guard case .array(let caps)? = a["capabilities"] else { continue }
+                for case .string(let n) in caps { out.insert(n) }
+            }
+            return out
         }
     }
 }

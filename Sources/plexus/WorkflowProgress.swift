@@ -97,6 +97,7 @@ enum WorkflowProgress {
             if state == "skipped" { line += "  skipped: its condition was false" }
             if state == "awaiting_approval" { line += "  awaits approval: \(str(st["approval"]))" }
             if state == "failed" { line += "  " + String(str(st["error"]).prefix(120)) }
+            if state == "running", case .string(let why)? = st["waiting"] { line += "  waiting: \(why)" }
             lines.append(line)
         }
         return lines

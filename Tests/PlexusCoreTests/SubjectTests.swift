@@ -61,3 +61,38 @@ struct SubjectTests {
         #expect(index.count == 2)
     }
 }
+
+/// Reserved names (FAULTS.md 42) and the "did you mean" of FAULTS.md 45.
+@Suite("Reserved names")
+struct ReservedNamesTests {
+    @Test func theHostsPrefixesAndClientNamesAreReserved() {
+        #expect(ReservedNames.refusal("plexus.tasks.submit", as: .capability)?.detail == "capability 'plexus.tasks.submit' is reserved for the host")
+        #expect(ReservedNames.refusal("plexus", as: .agent) != nil)
+        #expect(ReservedNames.refusal("_plexus.shutdown", as: .subject) != nil)
+        #expect(ReservedNames.refusal("client:42.1", as: .agent) != nil)
+        #expect(ReservedNames.refusal("plexusbot", as: .agent) == nil)
+        #expect(ReservedNames.refusal("my.plexus.thing", as: .capability) == nil)
+        #expect(ReservedNames.refusal("client:42", as: .capability) == nil)
+        #expect(ReservedNames.refusal("plexus.audit.denied", as: .pattern) == nil)   // watching the host's events, within grants
+        #expect(ReservedNames.refusal("_plexus.>", as: .pattern) != nil)
+    }
+
+    @Test func wildcardsInTheFirstTokenNeverMatchTheHostsSubjects() {
+        var index = SubjectIndex<String>()
+        index.insert(">", "all")
+        index.insert("*.audit.denied", "star")
+        index.insert("plexus.>", "named")
+        index.insert("plexus.audit.denied", "exact")
+        #expect(index.match("plexus.audit.denied") == ["named", "exact"])
+        #expect(index.match("_plexus.shutdown") == [])
+        #expect(index.match("team.audit.denied") == ["all", "star"])
+    }
+
+    @Test func theClosestNameIsATypoAwayOrNothing() {
+        let caps = ["data.collect", "data.clean", "probe.echo", "plexus.tasks.submit"]
+        #expect(Closest.name(to: "data.colect", in: caps) == "data.collect")
+        #expect(Closest.name(to: "probe.ech", in: caps) == "probe.echo")
+        #expect(Closest.name(to: "weather.forecast", in: caps) == nil)
+        #expect(Closest.distance(Array("kitten".utf8), Array("sitting".utf8)) == 3)
+    }
+}

@@ -186,7 +186,7 @@ struct ExternalAgentTests {
             #expect(out.split(separator: "\n").map(String.init) == [
                 "INVALID_ARGUMENT agent name 'textkit' is already taken by a running agent",
                 "INVALID_ARGUMENT agent name 'bad name' has the character ' '; allowed are A-Z a-z 0-9 _ . : / @ -",
-                "INVALID_ARGUMENT agent name 'plexus.mine': names starting with 'plexus' are the host's",
+                "PERMISSION_DENIED agent name 'plexus.mine' is reserved for the host",
                 "INVALID_ARGUMENT capability name 'has space' has the character ' '; allowed are A-Z a-z 0-9 _ . : / @ -",
                 "INVALID_ARGUMENT plexus.unsubscribe: not subscribed to 'never.subscribed'",
             ])

@@ -94,7 +94,7 @@ struct LoaderTests {
         defer { host.shutdown() }
         let reports = host.pluginReports
         #expect(reports.map(\.status) == ["loaded", "refused"])
-        #expect(reports[1].reason == "duplicate agent name 'twin': already provided by \(dir)/a.so")
+        #expect(reports[1].reason == "duplicate agent name 'twin': already provided by \(dir)/a.so, which loaded first (plugin files load in name order)")
         #expect(try host.callText("probe.whoami") == "twin")
     }
 

@@ -1,0 +1,41 @@
+import Foundation
+import Glibc
+import PlexusStore
+import Testing
+
+/// FAULTS.md 44, in one process: the store's lock is a flock on its own open
+/// of `<store>.lock`, so even a second open from this process is refused —
+/// and naming this process's pid — until the first closes.
+@Suite("Store lock")
+struct StoreLockTests {
+    func freshPath() -> String {
+        let dir = NSTemporaryDirectory() + "plexus-lock-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/plexus.db"
+    }
+
+    @Test func aSecondOpenIsRefusedNamingThePathAndTheHoldersPid() throws {
+        let path = freshPath()
+        let first = try Store(path: path)
+        do {
+            _ = try Store(path: path)
+            Issue.record("a second open of \(path) was allowed")
+        } catch {
+            #expect(error.description.hasPrefix("\(path) is in use by another host (pid \(getpid()), per \(path).lock)"), "\(error)")
+        }
+        #expect(try String(contentsOfFile: path + ".lock", encoding: .utf8) == "\(getpid())\n")
+        first.close()
+        let again = try Store(path: path)   // closing lets the next one in
+        defer { again.close() }
+        try again.put("ns", "k", Array("v".utf8))
+        #expect(try again.get("ns", "k")?.value == Array("v".utf8))
+    }
+
+    @Test func aStaleLockFileFromADeadHolderDoesNotKeepTheStoreClosed() throws {
+        let path = freshPath()
+        try "99999999\n".write(toFile: path + ".lock", atomically: false, encoding: .utf8)   // left by a host that died
+        let store = try Store(path: path)
+        defer { store.close() }
+        #expect(try String(contentsOfFile: path + ".lock", encoding: .utf8) == "\(getpid())\n")
+    }
+}
