@@ -149,7 +149,7 @@ struct WorkflowCommand: ParsableCommand {
             let provided = try providedCapabilities(c)
             for s in w.nodes {
                 guard let cap = s.capability, !provided.contains(cap) else { continue }
-                let hint = Closest.name(to: cap, in: Array(provided)).map { " (did you mean \($0)?)" } ?? ""
+                let hint = Suggestion.closest(to: cap, among: provided.sorted()).map { " (did you mean \($0)?)" } ?? ""
                 print("\(file): warning: step \(s.name) calls \(cap), which no agent of the running host provides\(hint); "
                       + "its task waits up to its timeout_ms per attempt for one to appear")
             }

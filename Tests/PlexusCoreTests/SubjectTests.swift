@@ -87,12 +87,4 @@ struct ReservedNamesTests {
         #expect(index.match("_plexus.shutdown") == [])
         #expect(index.match("team.audit.denied") == ["all", "star"])
     }
-
-    @Test func theClosestNameIsATypoAwayOrNothing() {
-        let caps = ["data.collect", "data.clean", "probe.echo", "plexus.tasks.submit"]
-        #expect(Closest.name(to: "data.colect", in: caps) == "data.collect")
-        #expect(Closest.name(to: "probe.ech", in: caps) == "probe.echo")
-        #expect(Closest.name(to: "weather.forecast", in: caps) == nil)
-        #expect(Closest.distance(Array("kitten".utf8), Array("sitting".utf8)) == 3)
-    }
 }

@@ -6,7 +6,10 @@ struct SuggestionTests {
     @Test func aTypoFindsTheName() {
         #expect(Suggestion.closest(to: "text.statz", among: ["text.keywords", "text.stats", "echo"]) == "text.stats")
         #expect(Suggestion.closest(to: "agent", among: ["plugins", "agents", "audit"]) == "agents")
-        #expect(Suggestion.closest(to: "data.colect", among: ["data.collect", "data.clean"]) == "data.collect")
+        let caps = ["data.collect", "data.clean", "probe.echo", "plexus.tasks.submit"]
+        #expect(Suggestion.closest(to: "data.colect", among: caps) == "data.collect")
+        #expect(Suggestion.closest(to: "probe.ech", among: caps) == "probe.echo")
+        #expect(Suggestion.closest(to: "weather.forecast", among: caps) == nil)
     }
 
     @Test func aSwapOfNeighboursCostsOne() {
