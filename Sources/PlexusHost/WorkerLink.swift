@@ -527,8 +527,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     /// Spawns a new worker after delayMs, on a thread of its own.
+    /// The thread is detached: it ends after one attempt. When it cannot
+    /// start, the restart fails like a failed spawn (the supervisor decides).
     func restart(after delayMs: Double) {
-        _ = startThread(name: "plexus-restart") { [self] in
+        do throws(ThreadStartError) { try startDetachedThread(name: "plexus-restart") { [self] in
             if delayMs > 0 {
                 var ts = timespec(tv_sec: Int(delayMs / 1000), tv_nsec: Int(delayMs.truncatingRemainder(dividingBy: 1000) * 1_000_000))
                 nanosleep(&ts, nil)
@@ -541,13 +543,19 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
                 if let agent { router.lifecycle("agent.restarted", agent.name, ["pid": .int(Int64(pid ?? 0))]) }
             } catch {
-                logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(error.detail)"])
-                if let agent {
-                    let x = WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)")
-                    supervisor?.recordFailure(agent, exit: x)
-                    supervisor?.exited(self, agent: agent, exit: x)
-                }
+                restartFailed(error.detail)
             }
+        } } catch {
+            restartFailed("\(error)")
+        }
+    }
+
+    private func restartFailed(_ detail: String) {
+        logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(detail)"])
+        if let agent {
+            let x = WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(detail)")
+            supervisor?.recordFailure(agent, exit: x)
+            supervisor?.exited(self, agent: agent, exit: x)
         }
     }
 
