@@ -13,7 +13,8 @@ final class HostProcess {
 
     /// Starts `plexus run` on a fresh socket and store in dir with extra
     /// arguments; returns once it says it is up (or throws after 60 s).
-    init(_ name: String, plugins: [String: String] = [:], arguments: [String] = []) throws {
+    /// With openFiles, the host runs under that RLIMIT_NOFILE (soft and hard).
+    init(_ name: String, plugins: [String: String] = [:], arguments: [String] = [], openFiles: Int? = nil) throws {
         dir = Fixtures.dir + "/\(name)-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: dir + "/plugins", withIntermediateDirectories: true)
         for (file, so) in plugins { try FileManager.default.copyItem(atPath: so, toPath: dir + "/plugins/" + file) }
@@ -21,8 +22,15 @@ final class HostProcess {
         log = dir + "/host.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("plexus").path
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = ["run", "--plugins", dir + "/plugins", "--socket", socket, "--store", dir + "/plexus.db"] + arguments
+        let args = ["run", "--plugins", dir + "/plugins", "--socket", socket, "--store", dir + "/plexus.db"] + arguments
+        if let openFiles {
+            // The shell lowers the limit, then becomes plexus (same pid).
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", exe] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: exe)
+            process.arguments = args
+        }
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

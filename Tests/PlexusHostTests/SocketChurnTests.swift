@@ -71,4 +71,30 @@ struct SocketChurnTests {
         #expect(after.vsize <= before.vsize + (64 << 20), "\(after) vs \(before)")
         #expect(after.rss <= before.rss + (16 << 20), "\(after) vs \(before)")
     }
+
+    /// Out of descriptors, a new client is accepted and closed at once (it
+    /// sees the end instead of waiting), the host says so in its log, and it
+    /// serves again as soon as descriptors are free.
+    @Test func outOfDescriptorsNewClientsAreClosedAndTheHostRecovers() throws {
+        let host = try HostProcess("emfile", openFiles: 64)
+        #expect(host.logText.contains("the open-file limit is 64"))
+        let frame = RawClient.query("plexus.plugins")
+        var served: [RawClient] = []
+        var turnedAway = 0
+        for _ in 0..<80 {
+            guard let c = RawClient.connect(host.socket) else { continue }
+            if c.send(frame), c.readFrame()?.kind == .response { served.append(c) } else { turnedAway += 1; c.close() }
+        }
+        #expect(!served.isEmpty && served.count < 64, "\(served.count) served")
+        #expect(turnedAway > 0)
+        #expect(waitFor(seconds: 60) { host.logText.contains("out of file descriptors") }, "\(host.logText)")
+        for c in served { c.close() }
+        // Descriptors free again: a new client is answered.
+        #expect(waitFor(seconds: 60) {
+            guard let c = RawClient.connect(host.socket) else { return false }
+            defer { c.close() }
+            return c.send(frame) && c.readFrame()?.kind == .response
+        })
+        #expect(host.process.isRunning)
+    }
 }
