@@ -24,7 +24,7 @@ final class Dispatcher: @unchecked Sendable {
     private var stopping = false
     /// Set by stop(): a running batch ends after its current message.
     let halted = Atomic<Bool>(false)
-    private var threads: [pthread_t] = []
+    private var threads: [OwnedThread] = []
     private let deliver: (Agent) -> Void
     let threadCount: Int
 
@@ -54,7 +54,7 @@ final class Dispatcher: @unchecked Sendable {
         }
     }
     private var workers: [Worker] = []
-    private var watchdog: pthread_t?
+    private var watchdog: OwnedThread?
 
     private static let workerKey: pthread_key_t = {   // a let: no exclusivity check per access
         var k = pthread_key_t()
@@ -67,12 +67,13 @@ final class Dispatcher: @unchecked Sendable {
         self.deliver = deliver
     }
 
-    func start() {
+    /// Throws when a thread cannot start; stop() then ends those that did.
+    func start() throws(ThreadStartError) {
         workers = (0..<threadCount).map { _ in Worker() }
         for w in workers {
-            threads.append(startThread(name: "plexus-worker") { [self] in self.workerLoop(w) })
+            threads.append(try startThread(name: "plexus-worker") { [self] in self.workerLoop(w) })
         }
-        watchdog = startThread(name: "plexus-watchdog") { [self] in self.watchdogLoop() }
+        watchdog = try startThread(name: "plexus-watchdog") { [self] in self.watchdogLoop() }
     }
 
     /// Every tick: a worker stuck in one batch gives up its next slot.
@@ -93,8 +94,8 @@ final class Dispatcher: @unchecked Sendable {
     func stop() {
         halted.store(true, ordering: .relaxed)
         runQueue.withLock { stopping = true; runQueue.broadcast() }
-        for t in threads { pthread_join(t, nil) }
-        if let w = watchdog { pthread_join(w, nil) }
+        for t in threads { t.join() }
+        watchdog?.join()
         threads.removeAll()
         watchdog = nil
     }

@@ -7,14 +7,14 @@ import PlexusThreads
 final class HealthMonitor: @unchecked Sendable {
     private let lock = ConditionLock()
     private var stopping = false
-    private var thread: pthread_t?
+    private var thread: OwnedThread?
     private let links: () -> [WorkerLink]
     static let tickMs: Int64 = 100
 
     init(links: @escaping () -> [WorkerLink]) { self.links = links }
 
-    func start() {
-        thread = startThread(name: "plexus-health") { [self] in
+    func start() throws(ThreadStartError) {
+        thread = try startThread(name: "plexus-health") { [self] in
             while true {
                 let next = Clock.monotonicNanos() + Self.tickMs * 1_000_000
                 let stop: Bool = lock.withLock {
@@ -30,7 +30,7 @@ final class HealthMonitor: @unchecked Sendable {
 
     func stop() {
         lock.withLock { stopping = true; lock.broadcast() }
-        if let t = thread { pthread_join(t, nil) }
+        thread?.join()
         thread = nil
     }
 }

@@ -238,6 +238,9 @@ public final class Host: @unchecked Sendable {
 
     /// Initialises every agent in load order, then starts dispatch. An agent
     /// whose init fails is removed and reported; the others go on.
+    /// Set when start() could not start the host's own threads.
+    public private(set) var startError: PlexusError?
+
     public func start() {
         precondition(!running, "start() called twice")
         for agent in registry.order {
@@ -265,8 +268,17 @@ public final class Host: @unchecked Sendable {
         for a in started where a.name != SystemAgent.name {
             router.lifecycle("agent.started", a.name, a.link?.status.pid.map { ["pid": .int(Int64($0))] } ?? ["in_process": .bool(true)])
         }
-        router.start()
-        health.start()
+        do throws(ThreadStartError) {
+            try router.start()
+            try health.start()
+        } catch {
+            // No threads, no host: the caller sees startError (plexus run exits with it).
+            startError = PlexusError(.INTERNAL, "the host cannot start: \(error)")
+            logger.critical("host start failed", metadata: ["error": "\(error)"])
+            router.stop()
+            health.stop()
+            return
+        }
         running = true
     }
 

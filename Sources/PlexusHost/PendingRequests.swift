@@ -30,7 +30,7 @@ final class PendingRequests: @unchecked Sendable {
     private let rotation = Atomic<Int>(0)
     private let lock = ConditionLock()   // guards stopping; the timer sleeps on it
     private var stopping = false
-    private var timer: pthread_t?
+    private var timer: OwnedThread?
     static let shardCount = 16
 
     typealias Entry = PendingShard.Entry
@@ -45,13 +45,13 @@ final class PendingRequests: @unchecked Sendable {
 
     var count: Int { shards.reduce(0) { $0 + $1.count } }
 
-    func start() {
-        timer = startThread(name: "plexus-timer") { [self] in self.timerLoop() }
+    func start() throws(ThreadStartError) {
+        timer = try startThread(name: "plexus-timer") { [self] in self.timerLoop() }
     }
 
     func stop() {
         lock.withLock { stopping = true; lock.signal() }
-        if let t = timer { pthread_join(t, nil) }
+        timer?.join()
         timer = nil
     }
 

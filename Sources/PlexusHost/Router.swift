@@ -340,7 +340,7 @@ final class Router: @unchecked Sendable {
 
     // MARK: lifecycle
 
-    func start() { pending.start(); dispatcher.start() }
+    func start() throws(ThreadStartError) { try pending.start(); try dispatcher.start() }
 
     /// Stops dispatch; every request still waiting is answered SHUTTING_DOWN.
     func stop() {

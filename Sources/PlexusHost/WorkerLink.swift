@@ -527,27 +527,39 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     /// Spawns a new worker after delayMs, on a thread of its own.
+    /// The thread is detached: it ends after one attempt. When it cannot
+    /// start, the restart fails like a failed spawn (the supervisor decides).
     func restart(after delayMs: Double) {
-        _ = startThread(name: "plexus-restart") { [self] in
-            if delayMs > 0 {
-                var ts = timespec(tv_sec: Int(delayMs / 1000), tv_nsec: Int(delayMs.truncatingRemainder(dividingBy: 1000) * 1_000_000))
-                nanosleep(&ts, nil)
-            }
-            let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return process != nil }
-            if stopped { return }
-            do throws(PlexusError) {
-                try spawn()
-                lock.withLock { restarts += 1 }
-                logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
-                if let agent { router.lifecycle("agent.restarted", agent.name, ["pid": .int(Int64(pid ?? 0))]) }
-            } catch {
-                logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(error.detail)"])
-                if let agent {
-                    let x = WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(error.detail)")
-                    supervisor?.recordFailure(agent, exit: x)
-                    supervisor?.exited(self, agent: agent, exit: x)
-                }
-            }
+        do throws(ThreadStartError) {
+            try startDetachedThread(name: "plexus-restart") { [self] in respawn(after: delayMs) }
+        } catch {
+            restartFailed("\(error)")
+        }
+    }
+
+    private func respawn(after delayMs: Double) {
+        if delayMs > 0 {
+            var ts = timespec(tv_sec: Int(delayMs / 1000), tv_nsec: Int(delayMs.truncatingRemainder(dividingBy: 1000) * 1_000_000))
+            nanosleep(&ts, nil)
+        }
+        let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return process != nil }
+        if stopped { return }
+        do throws(PlexusError) {
+            try spawn()
+            lock.withLock { restarts += 1 }
+            logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
+            if let agent { router.lifecycle("agent.restarted", agent.name, ["pid": .int(Int64(pid ?? 0))]) }
+        } catch {
+            restartFailed(error.detail)
+        }
+    }
+
+    private func restartFailed(_ detail: String) {
+        logger.error("worker restart failed", metadata: ["agent": "\(agent?.name ?? "?")", "error": "\(detail)"])
+        if let agent {
+            let x = WorkerExit(pid: 0, code: 0, signaled: false, hostReason: "restart failed: \(detail)")
+            supervisor?.recordFailure(agent, exit: x)
+            supervisor?.exited(self, agent: agent, exit: x)
         }
     }
 

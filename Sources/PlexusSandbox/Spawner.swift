@@ -18,7 +18,8 @@ public final class Spawner: @unchecked Sendable {
 
     private let lock = ConditionLock()
     private var jobs: [Job] = []
-    private var thread: pthread_t?
+    /// The spawner thread is detached: it lives as long as the process.
+    private var started = false
 
     private init() {}
 
@@ -26,11 +27,16 @@ public final class Spawner: @unchecked Sendable {
     /// returns the pid. Waits for the spawner thread to do it.
     func spawn(exe: String, argv: [String], channel: Int32, plugin: Int32, out: Int32, err: Int32) throws(PlexusError) -> Int32 {
         let result = ResultBox()
-        lock.withLock {
-            if thread == nil { thread = startThread(name: "plexus-spawner") { [self] in loop() } }
+        let failed: ThreadStartError? = lock.withLock {
+            if !started {
+                do throws(ThreadStartError) { try startDetachedThread(name: "plexus-spawner") { [self] in loop() } } catch { return error }
+                started = true
+            }
             jobs.append(Job(exe: exe, argv: argv, fds: (channel, plugin, out, err)) { r in result.set(r) })
             lock.broadcast()
+            return nil
         }
+        if let failed { throw PlexusError(.INTERNAL, "cannot start the worker \(exe): \(failed)") }
         return try result.wait().get()
     }
 

@@ -118,7 +118,15 @@ public final class WorkerProcess: @unchecked Sendable {
         self.events = events
         self.reader = FrameReader(fd: ch[0], maxPayload: maxPayload)
         self.partialFrameTimeoutNanos = policy.partialFrameTimeoutMs * 1_000_000
-        _ = startThread(name: "plexus-io") { [self] in ioLoop() }
+        // Detached: the loop ends with the worker (finish() reaps it), and
+        // nothing waits for the thread itself.
+        do { try startDetachedThread(name: "plexus-io") { [self] in ioLoop() } } catch {
+            Glibc.kill(-pid, SIGKILL)
+            Glibc.kill(pid, SIGKILL)
+            var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
+            _ = plexus_posix_wait(pid, 1, &code, &signaled, &core)
+            throw PlexusError(.INTERNAL, "worker \(label) (pid \(pid)) killed: \(error)")
+        }
     }
 
     deinit {

@@ -3,7 +3,8 @@ import PlexusHost
 
 /// One client connection's state: who it is, the agents it registered, and
 /// where its outgoing frames queue. All of it is touched only by the
-/// connection's reader thread, except the outbox.
+/// socket server's event-loop thread, except the outbox. Nothing here may
+/// block: requests are answered through callbacks.
 ///
 /// Every frame a client sends gets exactly one answer frame whose
 /// correlation_id is the client frame's id, except a reply to a request the

@@ -71,8 +71,10 @@ extension Store {
     /// Prunes by `r` now, then every r.intervalSeconds until the store
     /// closes; each pass that removes something is logged and recorded
     /// as a "store.pruned" event.
-    public func startRetention(_ r: StoreSettings.Retention) {
-        _ = startThread(name: "plexus-retention") { [weak self] in
+    /// The thread is detached: it ends when the store closes. Throws when
+    /// it cannot start.
+    public func startRetention(_ r: StoreSettings.Retention) throws(ThreadStartError) {
+        try startDetachedThread(name: "plexus-retention") { [weak self] in
             while let self, !self.isClosed {
                 let now = Clock.unixNanos()
                 do {

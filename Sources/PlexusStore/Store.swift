@@ -30,7 +30,7 @@ public final class Store: @unchecked Sendable {
     private let lock = ConditionLock()
     private var pending: [Write] = []
     private var closed = false
-    private var writer: pthread_t?
+    private var writer: OwnedThread?
     /// Wakes timers (retention) sleeping between passes when the store closes.
     private let idle = ConditionLock()
     /// Transactions written and writes they carried, for the group-commit figures.
@@ -64,7 +64,9 @@ public final class Store: @unchecked Sendable {
         }
         openReport = report
         if report != "ok" { logger.error("store recovered", metadata: ["file": "\(path)", "report": "\(report)"]) }
-        writer = startThread(name: "plexus-store") { [unowned self] in writeLoop() }
+        do { writer = try startThread(name: "plexus-store") { [unowned self] in writeLoop() } } catch {
+            throw StoreError("\(path): \(error)")
+        }
     }
 
     static var configuration: Configuration {
@@ -178,14 +180,14 @@ public final class Store: @unchecked Sendable {
 
     /// Writes what is queued, then stops the writer.
     public func close() {
-        let t = lock.withLock { () -> pthread_t? in
+        let t = lock.withLock { () -> OwnedThread? in
             closed = true
             lock.signal()
             defer { writer = nil }
             return writer
         }
         idle.withLock { idle.broadcast() }
-        if let t { pthread_join(t, nil) }
+        t?.join()
         holder.release()
     }
 

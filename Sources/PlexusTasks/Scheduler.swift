@@ -48,7 +48,7 @@ public final class Scheduler: @unchecked Sendable {
     private let starved = Atomic<Bool>(false)
     private var woken = false   // under lock: capacity freed since the loop last looked
     private var stopping = false
-    private var thread: pthread_t?
+    private var thread: OwnedThread?
 
     // Owned by the scheduler thread.
     private var open: [String: TaskRecord] = [:]
@@ -103,12 +103,12 @@ public final class Scheduler: @unchecked Sendable {
             }
             post(.reopened(t))
         }
-        thread = startThread(name: "plexus-scheduler") { [unowned self] in loop() }
+        thread = try startThread(name: "plexus-scheduler") { [unowned self] in loop() }
     }
 
     public func stop() {
-        let t = lock.withLock { () -> pthread_t? in stopping = true; lock.signal(); defer { thread = nil }; return thread }
-        if let t { pthread_join(t, nil) }
+        let t = lock.withLock { () -> OwnedThread? in stopping = true; lock.signal(); defer { thread = nil }; return thread }
+        t?.join()
     }
 
     // MARK: submitting

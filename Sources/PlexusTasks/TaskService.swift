@@ -24,11 +24,10 @@ public enum TaskService {
         host.observeLifecycle { e in
             store.enqueue { db in try Store.appendEvent(db, kind: e.kind, subject: e.agent, data: e.data, at: Clock.unixNanos()) }
         }
+        // Submissions wait for the disk: off the dispatcher thread, on a bounded pool.
+        let pool = ServicePool(name: "plexus-task-call", threads: 4, queueLimit: 1_024)
         try host.provide(name: "plexus.tasks", capabilities: capabilities) { env, answer in
-            // Submissions wait for the disk: off the dispatcher thread.
-            _ = startThread(name: "plexus-task-call") {
-                answer(Result { () throws(PlexusError) in try handle(env, scheduler, host) })
-            }
+            pool.run("plexus.tasks", answer: answer) { () throws(PlexusError) in try handle(env, scheduler, host) }
         }
     }
 

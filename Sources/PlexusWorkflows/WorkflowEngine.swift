@@ -39,7 +39,7 @@ public final class WorkflowEngine: @unchecked Sendable {
     private let lock = ConditionLock()
     private var inbox: [Input] = []
     private var stopping = false
-    private var thread: pthread_t?
+    private var thread: OwnedThread?
     /// Status of the runs the engine holds, for readers on other threads.
     private var snapshots: [String: JSONValue] = [:]
 
@@ -67,12 +67,12 @@ public final class WorkflowEngine: @unchecked Sendable {
                 logger.error("workflow run cannot resume", metadata: ["run": "\(r.id)", "error": "\(error.detail)"])
             }
         }
-        thread = startThread(name: "plexus-workflows") { [unowned self] in loop() }
+        thread = try startThread(name: "plexus-workflows") { [unowned self] in loop() }
     }
 
     public func stop() {
-        let t = lock.withLock { () -> pthread_t? in stopping = true; lock.signal(); defer { thread = nil }; return thread }
-        if let t { pthread_join(t, nil) }
+        let t = lock.withLock { () -> OwnedThread? in stopping = true; lock.signal(); defer { thread = nil }; return thread }
+        t?.join()
     }
 
     // MARK: what callers ask (any thread)

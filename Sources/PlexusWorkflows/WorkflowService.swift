@@ -17,11 +17,10 @@ public enum WorkflowService {
     ]
 
     public static func install(on host: Host, engine: WorkflowEngine) throws(PlexusError) {
+        // Runs and approvals wait for the disk: off the dispatcher thread, on a bounded pool.
+        let pool = ServicePool(name: "plexus-workflow-call", threads: 2, queueLimit: 256)
         try host.provide(name: "plexus.workflows", capabilities: capabilities) { env, answer in
-            // Runs and approvals wait for the disk: off the dispatcher thread.
-            _ = startThread(name: "plexus-workflow-call") {
-                answer(Result { () throws(PlexusError) in try handle(env, engine) })
-            }
+            pool.run("plexus.workflows", answer: answer) { () throws(PlexusError) in try handle(env, engine) }
         }
     }
 

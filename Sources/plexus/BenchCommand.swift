@@ -55,8 +55,7 @@ struct BenchCommand: ParsableCommand {
         defer { h.shutdown() }
         let path = "/tmp/plexus-bench-\(getpid()).sock"
         let server: SocketServer
-        do { server = try SocketServer(host: h, path: path) } catch { throw CLIError("\(error)") }
-        server.start()
+        do { server = try SocketServer(host: h, path: path); try server.start() } catch { throw CLIError("\(error)") }
         defer { server.stop() }
         let n = max(1000, roundTrips / 20)
         let rate = try median { () throws -> Int in

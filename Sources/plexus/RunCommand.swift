@@ -21,6 +21,8 @@ struct RunCommand: ParsableCommand {
     var shutdownGraceMs: Int64 = 2_000
     @Option(help: "The durable store: tasks, events, key-value (default: $PLEXUS_STORE, then plexus.yaml's store.path, else ./plexus.db).")
     var store: String?
+    @Option(help: "A client that sends part of a frame and then nothing for this long is disconnected, in milliseconds.")
+    var clientFrameTimeoutMs: Int64 = 2_000
 
     func run() throws {
         bootstrapLogging(default: .info)
@@ -36,6 +38,14 @@ struct RunCommand: ParsableCommand {
         config.threads = max(1, config.threads)
         guard shutdownGraceMs >= 0 else { throw CLIError("--shutdown-grace-ms must be 0 or more, not \(shutdownGraceMs)") }
         config.shutdownGraceMs = shutdownGraceMs
+        guard clientFrameTimeoutMs > 0 else { throw CLIError("--client-frame-timeout-ms must be 1 or more, not \(clientFrameTimeoutMs)") }
+        // Each held client connection is a descriptor: allow what the hard limit allows.
+        switch FileLimit.raiseToHard() {
+        case .success(let l) where l.new < 16_384:
+            FileHandleErr.note("plexus: the open-file limit is \(l.new) (hard limit): at most about \(l.new - 64) clients can be connected at once")
+        case .success: break
+        case .failure(let e): FileHandleErr.note("plexus: \(e)")
+        }
         // The store first: a second host on it is refused (StoreLock) before
         // it starts a single worker.
         let path = store ?? env("PLEXUS_STORE") ?? config.store.path ?? "plexus.db"
@@ -44,7 +54,7 @@ struct RunCommand: ParsableCommand {
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
-        db.startRetention(config.store.retention)
+        do { try db.startRetention(config.store.retention) } catch { throw CLIError("\(error)") }
         let scheduler = try Scheduler(host: host, store: db)
         let engine = try WorkflowEngine(scheduler: scheduler)
         do {
@@ -53,14 +63,19 @@ struct RunCommand: ParsableCommand {
             try KeyValueService.install(on: host, store: db)
         } catch { throw CLIError(error.description) }
         host.start()
+        if let e = host.startError { throw CLIError(e.description) }
         try scheduler.start()
         try engine.start()   // runs that were running when the host stopped go on
         let server: SocketServer
-        do { server = try SocketServer(host: host, path: options.socketPath) } catch {
+        var socketOptions = SocketServer.Options()
+        socketOptions.partialFrameTimeoutMs = clientFrameTimeoutMs
+        do {
+            server = try SocketServer(host: host, path: options.socketPath, options: socketOptions)
+            try server.start()
+        } catch {
             host.shutdown()
             throw CLIError(error.description)
         }
-        server.start()
         let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
         FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path), store \(path)")
         for r in host.pluginReports where r.status == "refused" {
@@ -69,6 +84,7 @@ struct RunCommand: ParsableCommand {
         var sig: Int32 = 0
         sigwait(&set, &sig)
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
+        try ShutdownDeadline.arm(host: host, graceMs: shutdownGraceMs)
         server.stop()
         engine.stop()
         scheduler.stop()

@@ -88,7 +88,7 @@ func withServedHost(_ config: HostConfiguration, files: [String] = [], directory
     defer { h.shutdown() }
     let path = directory + "/plexus-\(UUID().uuidString.prefix(8)).sock"
     let server = try SocketServer(host: h, path: path)
-    server.start()
+    try server.start()
     defer { server.stop() }
     try body(h, path)
 }

@@ -62,7 +62,7 @@ struct PipelineTests {
         defer { h.shutdown() }
         let path = Fixtures.dir + "/s-\(UUID().uuidString.prefix(8)).sock"
         let server = try SocketServer(host: h, path: path)
-        server.start()
+        try server.start()
         defer { server.stop() }
         var st = stat()
         #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)

@@ -36,7 +36,7 @@ struct ReservedNameTests {
             try scheduler.start()
             socket = dir + "/h.sock"
             server = try SocketServer(host: host, path: socket)
-            server.start()
+            try server.start()
         }
 
         func stop() { server.stop(); scheduler.stop(); host.shutdown(); store.close() }

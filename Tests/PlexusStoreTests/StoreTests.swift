@@ -175,7 +175,7 @@ struct StoreTests {
         var r = StoreSettings.Retention()
         r.events = 100
         r.intervalSeconds = 0.05
-        store.startRetention(r)
+        try store.startRetention(r)
         var left = 500
         var reported: EventRecord?
         for _ in 0..<200 where left > 100 || reported == nil {
