@@ -152,6 +152,7 @@ static plexus_status call(plexus_ctx *ctx, const plexus_envelope *msg, plexus_ki
     if ((s = plexus_contract_fields(&e, payload_limit(), NULL)) != PLEXUS_OK) return s;
     if (!has_kind && (e.kind == PLEXUS_KIND_QUERY || e.kind == PLEXUS_KIND_RESPONSE || e.kind == PLEXUS_KIND_ERROR))
         return PLEXUS_INVALID_ARGUMENT;   /* send(): a QUERY goes by request(), an answer by reply() */
+    if (e.target_kind == PLEXUS_TARGET_REPLY) return PLEXUS_INVALID_ARGUMENT;   /* reply()'s, and the host would read it as one */
     pthread_mutex_lock(&lock);
     s = call_locked(&e, out_id, NULL);
     pthread_mutex_unlock(&lock);
