@@ -290,7 +290,8 @@ typedef struct plexus_host {
     plexus_status (*unsubscribe)(plexus_ctx *ctx, const char *pattern);
 
     /* Write a line to the host's log, tagged with the agent's name.
-    ** message is borrowed. */
+    ** message is borrowed. A NULL ctx or message writes nothing; a level
+    ** outside plexus_log_level is clamped into it. */
     void (*log)(plexus_ctx *ctx, int32_t level, const char *message);
 
     /* Memory that crosses the boundary: anything the host is to free is
@@ -305,7 +306,7 @@ typedef struct plexus_host {
     int64_t (*now_unix_ns)(void);
 
     /* This agent's name as the host registered it. Static for the agent's
-    ** lifetime. */
+    ** lifetime. NULL for a NULL ctx. */
     const char *(*agent_name)(plexus_ctx *ctx);
     /* added in 1.0 */
 
