@@ -226,4 +226,32 @@ static const plexus_permission contract_permissions[] = {
     PLEXUS_PERMISSION(PLEXUS_PERMIT_SUBSCRIBE, "contract.>"),
 };
 
+#ifdef NEWER_STRUCTS
+#define plexus_plugin_entry contract_entry_as_built   /* replaced below */
+#endif
 PLEXUS_AGENT(AGENT_NAME, "0.1.0", caps, handle)
+
+#ifdef NEWER_STRUCTS
+#undef plexus_plugin_entry
+/* -DNEWER_STRUCTS: the same agent as a newer plexus.h would lay it out, each
+** growable struct 24 bytes longer, its tail filled with bytes a host must
+** skip (arrays are walked by their first element's struct_size). */
+#define TAIL { [0 ... 23] = 0xEE }
+typedef struct { plexus_capability c; uint8_t tail[24]; } newer_capability;
+typedef struct { plexus_permission p; uint8_t tail[24]; } newer_permission;
+#define NEWER_CAP(n) { { sizeof(newer_capability), (n), NULL, NULL, NULL }, TAIL }
+static const newer_capability newer_caps[] = {
+    NEWER_CAP("contract.table"), NEWER_CAP("contract.sink"), NEWER_CAP("contract.big"), NEWER_CAP("contract.badreply"),
+    NEWER_CAP("contract.fail"), NEWER_CAP("contract.hold"), NEWER_CAP("contract.late"),
+};
+static const newer_permission newer_perms[] = {
+    { { sizeof(newer_permission), PLEXUS_PERMIT_CALL, ">" }, TAIL },
+    { { sizeof(newer_permission), PLEXUS_PERMIT_PUBLISH, "contract.>" }, TAIL },
+    { { sizeof(newer_permission), PLEXUS_PERMIT_SUBSCRIBE, "contract.>" }, TAIL },
+};
+static const struct { plexus_plugin_descriptor d; uint8_t tail[24]; } newer = {
+    { sizeof newer, PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, sizeof(plexus_envelope), sizeof(plexus_host),
+      AGENT_NAME, "0.2.0", NULL, 0, 7, &newer_caps[0].c, 3, &newer_perms[0].p, 0, NULL,
+      plexus_sdk_init, plexus_sdk_handle, NULL }, TAIL };
+PLEXUS_EXPORT const plexus_plugin_descriptor *plexus_plugin_entry(void) { return &newer.d; }
+#endif

@@ -122,6 +122,21 @@ struct ContractTests {
         #expect(e?.detail == "agent '\(name)' returned INTERNAL while handling the request")
     }
 
+    /// "At least the 1.0 size": a descriptor, capabilities and permissions
+    /// each 24 bytes longer than this host knows (as a newer plexus.h would
+    /// make them) load and serve; the host and the worker skip the tails.
+    @Test("structs larger than the host knows are read up to what it knows", arguments: modes)
+    func largerStructs(mode: SandboxMode) throws {
+        let file = try Fixtures.build("contract.c", ["-DAGENT_NAME=\"newer\"", "-DNEWER_STRUCTS"], name: "newer")
+        let r = try KeyValueTests.Rig([file], sandbox: mode)
+        defer { r.stop() }
+        let report = r.host.pluginReports.first { $0.name == "newer" }
+        #expect(report?.capabilities?.count == 7 && report?.capabilities?.last == "contract.late")
+        #expect(report?.permissions?.map(\.pattern) == [">", "contract.>", "contract.>"])
+        #expect(try r.host.callText("contract.sink") == "ok")
+        _ = expectError(.HANDLER_FAILED) { _ = try r.host.callText("contract.fail") }
+    }
+
     /// The layout Swift imports is the one plexus.h asserts and the Rust SDK
     /// mirrors: the sizes of ABI 1.0 and the offsets around the reserved field.
     @Test("struct sizes and offsets match the 1.0 constants")
