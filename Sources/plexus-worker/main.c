@@ -474,7 +474,17 @@ static void reply_bytes(const plexus_envelope *m, plexus_kind kind, plexus_statu
     e.payload = p;
     e.payload_len = n;
     pthread_mutex_lock(&lock);
-    if (open_take(m->id)) channel_queue(&e);
+    if (open_take(m->id)) {
+        const char *what = NULL;
+        plexus_status s = plexus_contract_fields(&e, channel_payload_limit(), &what);
+        if (s == PLEXUS_OK) s = channel_queue(&e);
+        if (s != PLEXUS_OK) {   /* e.g. a string result over the limit: the caller hears it now */
+            char text[512];
+            int k = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"the result was refused: %s\"}",
+                             plexus_status_name(s), what ? what : plexus_status_message(s));
+            answer_error(m->id, s, text, printed(k, sizeof text));
+        }
+    }
     pthread_mutex_unlock(&lock);
 }
 

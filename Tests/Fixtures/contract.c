@@ -9,9 +9,11 @@
 **   contract.badreply QUERY: replies with a content type holding a control byte
 **   contract.fail    QUERY: returns INTERNAL without replying
 **   contract.hold    QUERY: keeps the request's id, returns OK without replying
-**   contract.late    QUERY: replies to the kept request now; answers with that status */
+**   contract.late    QUERY: replies to the kept request now; answers with that status
+**   contract.huge    typed export: returns a 17 MiB string (over every payload limit) */
 #include "plexus.h"
 #define PLEXUS_AGENT_PERMISSION_LIST 3, contract_permissions
+#define PLEXUS_AGENT_EXPORT_LIST 1, contract_exports
 #include "plexus_agent.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +220,18 @@ static const plexus_capability caps[] = {
     PLEXUS_CAPABILITY("contract.big", NULL), PLEXUS_CAPABILITY("contract.badreply", NULL),
     PLEXUS_CAPABILITY("contract.fail", NULL), PLEXUS_CAPABILITY("contract.hold", NULL),
     PLEXUS_CAPABILITY("contract.late", NULL),
+};
+
+static char *huge(void) {
+    size_t n = (17u << 20) + 1;
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    memset(p, 'h', n);
+    p[n] = 0;
+    return p;
+}
+static const plexus_export contract_exports[] = {
+    { sizeof(plexus_export), "contract.huge", NULL, (void (*)(void))huge, PLEXUS_TYPE_STRING_OWNED, 0, NULL, NULL },
 };
 
 static const plexus_permission contract_permissions[] = {

@@ -94,6 +94,8 @@ struct ContractTests {
         let big = expectError(.TOO_LARGE) { _ = try r.host.callText("contract.big", timeoutMs: 60_000) }
         #expect(big?.detail.hasPrefix("the reply was refused: ") == true, "\(big?.detail ?? "")")
         _ = expectError(.INVALID_ARGUMENT) { _ = try r.host.callText("contract.badreply", timeoutMs: 60_000) }
+        let huge = expectError(.TOO_LARGE) { _ = try r.host.callText("contract.huge", "[]", timeoutMs: 60_000) }   // a typed export's result
+        #expect(huge?.detail.contains("refused") == true, "\(huge?.detail ?? "")")
         let failed = expectError(.HANDLER_FAILED) { _ = try r.host.callText("contract.fail", timeoutMs: 60_000) }
         #expect(failed?.detail == "agent 'contract' returned INTERNAL while handling the request")
         #expect(try r.host.callText("contract.sink") == "ok")   // the agent serves on
