@@ -139,6 +139,17 @@ struct ContractTests {
         _ = expectError(.HANDLER_FAILED) { _ = try r.host.callText("contract.fail") }
     }
 
+    /// include/ is what plugin and client authors build against (and what
+    /// SDK/c/install.sh installs): the channel protocol and the unchecked
+    /// codec entry points stay private to the host and the worker.
+    @Test("include/ holds only plugin- and client-facing headers")
+    func publicHeaders() throws {
+        let dir = Fixtures.root + "/include"
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["plexus.h", "plexus_wire.h"])
+        let wire = try String(contentsOfFile: dir + "/plexus_wire.h", encoding: .utf8)
+        #expect(!wire.contains("plexus_wire_encode_valid(") && !wire.contains("plexus_wire_view("))
+    }
+
     /// The layout Swift imports is the one plexus.h asserts and the Rust SDK
     /// mirrors: the sizes of ABI 1.0 and the offsets around the reserved field.
     @Test("struct sizes and offsets match the 1.0 constants")
