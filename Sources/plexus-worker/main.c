@@ -65,7 +65,18 @@ static size_t open_n, open_cap;
 
 static int64_t h_now(void);
 
+/* Lock held. Forgets requests whose deadline passed (the host has answered
+** them TIMEOUT): a handler that never replies must not grow the list. */
+static void open_prune(void) {
+    int64_t now = h_now();
+    size_t kept = 0;
+    for (size_t i = 0; i < open_n; i++)
+        if (open_q[i].deadline_unix_ns == 0 || now <= open_q[i].deadline_unix_ns) open_q[kept++] = open_q[i];
+    open_n = kept;
+}
+
 static void open_add(plexus_id id, int64_t deadline) {
+    if (open_n == open_cap) open_prune();
     if (open_n == open_cap) {
         size_t c = open_cap ? open_cap * 2 : 64;
         open_request *p = realloc(open_q, c * sizeof *p);
