@@ -24,6 +24,9 @@ let package = Package(
     targets: [
         // C: the envelope codec. Its public headers are the top-level include/ (symlink).
         .target(name: "CPlexus", path: "Sources/CPlexus"),
+        // C, private (never installed): the host-worker channel protocol, the codec's unchecked
+        // entry points, and the host functions' argument checks shared by the host and the worker.
+        .target(name: "CPlexusInternal", dependencies: ["CPlexus"], path: "Sources/CPlexusInternal"),
         // C: libffi calls for typed exports.
         .target(
             name: "CPlexusFFI", dependencies: ["CPlexus"], path: "Sources/CPlexusFFI",
@@ -44,7 +47,7 @@ let package = Package(
         .target(
             name: "PlexusHost",
             dependencies: [
-                "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI",
+                "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI", "CPlexusInternal",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -96,7 +99,7 @@ let package = Package(
         .target(name: "AnalystPlugin", dependencies: ["PlexusAgent"], path: "Plugins/analyst"),
         .target(name: "ReporterPlugin", dependencies: ["PlexusAgent"], path: "Plugins/reporter"),
 
-        .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore"]),
+        .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore", "CPlexusInternal"]),
         .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows"]),
         .testTarget(name: "PlexusWorkflowsTests", dependencies: ["PlexusWorkflows"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),

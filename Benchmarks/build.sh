@@ -11,5 +11,5 @@ for k in 0 1; do
         "$root/Benchmarks/pingpong.c" -o "$out/pong$k.so"
 done
 cc -std=gnu11 -O2 -Wall -Wextra "$root/Benchmarks/floor.c" -o "$out/floor" -ldl
-cc -std=c11 -O2 -Wall -Wextra -I"$root/include" -I"$root/SDK/c" "$root/Benchmarks/client_rr.c" \
+cc -std=c11 -O2 -Wall -Wextra -I"$root/include" -I"$root/Sources/CPlexusInternal/include" -I"$root/SDK/c" "$root/Benchmarks/client_rr.c" \
     "$root/SDK/c/plexus_client.c" "$root/Sources/CPlexus/wire.c" -o "$out/client_rr"

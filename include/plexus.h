@@ -24,6 +24,25 @@
 **   struct_size it was given. The plugin's own version (descriptor.version)
 **   is independent of the ABI version.
 **
+**   Growth. PLEXUS_<STRUCT>_SIZE_1_0 below is each struct's size as ABI 1.0
+**   laid it out (LP64, the only data model Plexus supports; _Static_assert
+**   checks them). A struct_size smaller than that is refused; a larger one
+**   (a newer plexus.h) is accepted and the tail the reader does not know is
+**   ignored, because every field added after 1.0 has a zero value meaning
+**   "as before". Where a struct had tail padding it is a named `reserved`
+**   field, so the next field appended changes sizeof and struct_size tells
+**   the versions apart.
+**
+**   Contract. Every host function answers the same status for the same
+**   input whether the plugin runs in a sandboxed worker or in the host
+**   process; the comment on each function lists its answers. Arguments are
+**   checked in this order, and the first failure is the answer: NULL
+**   pointers and struct_size (INVALID_ARGUMENT), then the fields (enums in
+**   range, flags 0, names <= PLEXUS_MAX_NAME_LEN bytes of allowed characters:
+**   INVALID_ARGUMENT; lengths over their limit: TOO_LARGE, checked before
+**   anything is allocated), then the routing (NO_SUCH_*, PERMISSION_DENIED,
+**   MAILBOX_FULL, ...).
+**
 **   Threads. The host calls one agent instance from one thread at a time,
 **   unless the descriptor sets PLEXUS_PLUGIN_CONCURRENT. Host functions may
 **   be called from any thread that the host is currently running the agent
@@ -187,6 +206,8 @@ typedef struct plexus_envelope {
     const uint8_t *payload;     /* payload_len bytes; may be NULL when payload_len == 0 */
     uint64_t    payload_len;
     plexus_status status;       /* for ERROR: why; PLEXUS_OK otherwise */
+    uint32_t    reserved;       /* 0. Was tail padding in 1.0, so a 1.0 plugin may
+                                   leave anything here: the host ignores it. */
     /* added in 1.0 — append new fields below this line only */
 } plexus_envelope;
 
@@ -206,8 +227,21 @@ typedef struct plexus_host {
 
     /* Deliver msg to msg->target without waiting for a reply (kind COMMAND or
     ** EVENT). Returns once the message is in the receiver's mailbox, or an
-    ** error: NO_SUCH_AGENT, NO_SUCH_CAPABILITY, MAILBOX_FULL, TOO_LARGE,
-    ** EXPIRED, INVALID_ARGUMENT. msg is borrowed. */
+    ** error. msg is borrowed. Answers, in the order checked:
+    **   INVALID_ARGUMENT  ctx or msg NULL; msg->struct_size below
+    **                     PLEXUS_ENVELOPE_SIZE_1_0 (0 included); kind,
+    **                     target_kind or priority out of range; flags != 0;
+    **                     target NULL, empty, over PLEXUS_MAX_NAME_LEN bytes
+    **                     or with a character outside [A-Za-z0-9_.:/@*>-];
+    **                     content_type not printable ASCII or too long;
+    **                     payload NULL with payload_len > 0; kind QUERY (use
+    **                     request), RESPONSE or ERROR (use reply); target_kind
+    **                     REPLY; a topic with wildcards
+    **   TOO_LARGE         payload_len over the host's payload limit
+    **   EXPIRED           deadline_unix_ns already passed
+    **   PERMISSION_DENIED the agent is not granted the target
+    **   NO_SUCH_AGENT, NO_SUCH_CAPABILITY, MAILBOX_FULL, SHUTTING_DOWN,
+    **   AGENT_CRASHED     (the receiver's circuit is open) */
     plexus_status (*send)(plexus_ctx *ctx, const plexus_envelope *msg);
 
     /* Send msg as a QUERY. Exactly one RESPONSE or ERROR envelope with
@@ -216,38 +250,55 @@ typedef struct plexus_host {
     ** NO_SUCH_CAPABILITY, HANDLER_FAILED, EXPIRED, ...). timeout_ms == 0 uses
     ** msg->deadline_unix_ns, or the host's default when that is 0 too.
     ** If this call itself fails, no reply will ever arrive. msg is borrowed;
-    ** out_request_id may be NULL. */
+    ** out_request_id may be NULL. Answers as send(), except that kind is
+    ** ignored (always QUERY) and a topic target is INVALID_ARGUMENT. */
     plexus_status (*request)(plexus_ctx *ctx, const plexus_envelope *msg,
                              uint32_t timeout_ms, plexus_id *out_request_id);
 
     /* Answer a QUERY. msg->correlation_id names the request (the id of the
     ** envelope that handle() received); msg->kind is RESPONSE, or ERROR with
     ** msg->status set. Target fields are ignored: the host knows who asked.
-    ** May be called later, from any thread, after handle() returned.
-    ** Returns NOT_A_REQUEST when no request with that id is pending for this
-    ** agent (already answered, or timed out). msg is borrowed. */
+    ** May be called later, from any thread, after handle() returned: a
+    ** handler that returns OK without replying leaves the request open, and
+    ** the caller hears TIMEOUT at its deadline unless a reply comes first.
+    ** msg is borrowed. Answers, in the order checked:
+    **   INVALID_ARGUMENT  ctx or msg NULL; struct_size below the 1.0 size
+    **   NOT_A_REQUEST     no request with that id is pending for this agent:
+    **                     already answered, or its deadline has passed (the
+    **                     caller got TIMEOUT), in a worker as in the host
+    **   INVALID_ARGUMENT, TOO_LARGE  the reply itself is refused (a field as
+    **                     for send(), or payload_len over the limit): the
+    **                     request is then over, and the caller gets an ERROR
+    **                     with this same status at once, never its timeout */
     plexus_status (*reply)(plexus_ctx *ctx, const plexus_envelope *msg);
 
     /* Publish an EVENT to msg->target, a subject without wildcards. Every
     ** agent subscribed to a matching pattern gets its own copy. Returns OK
     ** when every subscriber accepted it (zero subscribers is OK); MAILBOX_FULL
     ** when at least one could not, in which case that copy is dead-lettered
-    ** with the reason. msg is borrowed. */
+    ** with the reason. msg is borrowed. Answers as send(); kind is ignored
+    ** (always EVENT) and target_kind other than TOPIC is INVALID_ARGUMENT. */
     plexus_status (*publish)(plexus_ctx *ctx, const plexus_envelope *msg);
 
     /* Subscribe this agent to a subject pattern: tokens separated by '.',
     ** '*' matches exactly one token, '>' (last token only) one or more.
-    ** pattern is borrowed. Subscribing twice to one pattern is a no-op. */
+    ** pattern is borrowed. Subscribing twice to one pattern is a no-op.
+    ** INVALID_ARGUMENT: ctx or pattern NULL, or not a valid pattern;
+    ** PERMISSION_DENIED: not granted. unsubscribe answers INVALID_ARGUMENT
+    ** for a pattern the agent is not subscribed to. */
     plexus_status (*subscribe)(plexus_ctx *ctx, const char *pattern);
     plexus_status (*unsubscribe)(plexus_ctx *ctx, const char *pattern);
 
     /* Write a line to the host's log, tagged with the agent's name.
-    ** message is borrowed. */
+    ** message is borrowed. A NULL ctx or message writes nothing; a level
+    ** outside plexus_log_level is clamped into it. */
     void (*log)(plexus_ctx *ctx, int32_t level, const char *message);
 
     /* Memory that crosses the boundary: anything the host is to free is
     ** allocated with alloc; anything the host hands over as "owned" is freed
-    ** with free. alloc returns NULL on failure; free(NULL) is a no-op. */
+    ** with free. alloc returns NULL on failure, and for any size over
+    ** PTRDIFF_MAX (alloc(UINT64_MAX) is NULL, never a crash); alloc(0)
+    ** returns a unique pointer to free. free(NULL) is a no-op. */
     void *(*alloc)(uint64_t size);
     void  (*free)(void *ptr);
 
@@ -255,7 +306,7 @@ typedef struct plexus_host {
     int64_t (*now_unix_ns)(void);
 
     /* This agent's name as the host registered it. Static for the agent's
-    ** lifetime. */
+    ** lifetime. NULL for a NULL ctx. */
     const char *(*agent_name)(plexus_ctx *ctx);
     /* added in 1.0 */
 
@@ -266,24 +317,33 @@ typedef struct plexus_host {
     ** version: 1 when created, one more on every write; 0 means absent.
     ** key: 1-512 bytes of UTF-8 without NUL, borrowed. A write returns once
     ** it is on disk (group-committed with the host's other writes).
-    ** A host without a store answers UNSUPPORTED. */
+    ** Answers, in the order checked: INVALID_ARGUMENT for ctx, key or an out
+    ** pointer NULL, a key that is empty, over PLEXUS_KV_MAX_KEY bytes or not
+    ** UTF-8, an expected_version other than PLEXUS_KV_ANY or >= 0, and value
+    ** NULL with len > 0; TOO_LARGE for len over PLEXUS_KV_MAX_VALUE(limit)
+    ** (checked before anything is allocated); then UNSUPPORTED when the host
+    ** has no store; then CONFLICT. */
 
     /* Reads key. On OK, *out_version is its version (0: no such key, and
     ** *out_value is NULL) and *out_value (owned: release with free) holds
-    ** *out_len bytes plus a NUL the length does not count. */
+    ** *out_len bytes plus a NUL the length does not count. out_value,
+    ** out_len and out_version must not be NULL. */
     plexus_status (*kv_get)(plexus_ctx *ctx, const char *key,
                             uint8_t **out_value, uint64_t *out_len, uint64_t *out_version);
 
     /* Writes value (borrowed; len may be 0) under key when the key is at
     ** expected_version: PLEXUS_KV_ANY writes whatever is there, 0 only
     ** creates, N replaces version N (compare-and-set). Otherwise returns
-    ** CONFLICT and writes nothing. On OK, *out_version (may be NULL) is the
-    ** new version. TOO_LARGE when len exceeds the host's payload limit. */
+    ** CONFLICT and writes nothing. Any other negative expected_version is
+    ** INVALID_ARGUMENT. On OK, *out_version (may be NULL) is the new
+    ** version. TOO_LARGE when len exceeds PLEXUS_KV_MAX_VALUE(the host's
+    ** payload limit). */
     plexus_status (*kv_put)(plexus_ctx *ctx, const char *key, const uint8_t *value, uint64_t len,
                             int64_t expected_version, uint64_t *out_version);
 
     /* Removes key when it is at expected_version (PLEXUS_KV_ANY: whatever
-    ** is there; removing an absent key is then OK). CONFLICT otherwise. */
+    ** is there; removing an absent key is then OK). CONFLICT otherwise;
+    ** INVALID_ARGUMENT for a negative expected_version other than ANY. */
     plexus_status (*kv_delete)(plexus_ctx *ctx, const char *key, int64_t expected_version);
     /* added in 1.1 — append new functions below this line only */
 } plexus_host;
@@ -292,9 +352,16 @@ typedef struct plexus_host {
 #define PLEXUS_KV_ANY (-1)
 /* The longest key, in bytes. */
 #define PLEXUS_KV_MAX_KEY 512
+/* The longest value for a payload limit (PLEXUS_MAX_PAYLOAD_LEN unless the
+** host is configured lower): the limit less room for the longest key and
+** the 13 bytes that frame a key-value call, so that a value fits a worker's
+** channel exactly as it fits the host. */
+#define PLEXUS_KV_MAX_VALUE(payload_limit) ((uint64_t)(payload_limit) - PLEXUS_KV_MAX_KEY - 13u)
 /* sizeof(plexus_host) as ABI 1.0 compiled it: a plugin built for 1.0 states
 ** this in descriptor.host_size, and a host reads no further for it. */
-#define PLEXUS_HOST_SIZE_1_0 offsetof(plexus_host, kv_get)
+#define PLEXUS_HOST_SIZE_1_0 96u
+/* sizeof(plexus_host) as ABI 1.1 compiled it (kv_get, kv_put, kv_delete). */
+#define PLEXUS_HOST_SIZE_1_1 120u
 
 /* ------------------------------------------------------------------------
 ** THE AGENT LIFECYCLE
@@ -421,6 +488,46 @@ typedef const plexus_plugin_descriptor *(*plexus_entry_fn)(void);
 #define PLEXUS_DESCRIPTOR_HEADER \
     sizeof(plexus_plugin_descriptor), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, \
     sizeof(plexus_envelope), sizeof(plexus_host)
+
+/* ------------------------------------------------------------------------
+** SIZES AS ABI 1.0 LAID THEM OUT
+**
+** The smallest struct_size (and descriptor envelope_size/host_size) a host
+** accepts. A struct_size above the size this header gives is accepted too:
+** the reader ignores the tail it does not know (see "Growth" above).
+*/
+#define PLEXUS_ENVELOPE_SIZE_1_0    112u
+#define PLEXUS_CAPABILITY_SIZE_1_0  40u
+#define PLEXUS_PERMISSION_SIZE_1_0  16u
+#define PLEXUS_EXPORT_SIZE_1_0      56u
+#define PLEXUS_DESCRIPTOR_SIZE_1_0  112u
+
+/* The layout checks: a compiler that lays these structs out differently
+** (another data model, packing pragmas) fails here, not at run time. */
+#if defined(__cplusplus)
+#define PLEXUS_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define PLEXUS_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+PLEXUS_STATIC_ASSERT(sizeof(void *) == 8 && sizeof(uint64_t) == 8, "plexus.h: Plexus supports LP64 only");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_id) == 16, "plexus.h: plexus_id layout");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_envelope) == PLEXUS_ENVELOPE_SIZE_1_0, "plexus.h: plexus_envelope size");
+PLEXUS_STATIC_ASSERT(offsetof(plexus_envelope, id) == 8 && offsetof(plexus_envelope, deadline_unix_ns) == 56 &&
+                     offsetof(plexus_envelope, sender) == 64 && offsetof(plexus_envelope, payload_len) == 96 &&
+                     offsetof(plexus_envelope, status) == 104 && offsetof(plexus_envelope, reserved) == 108,
+                     "plexus.h: plexus_envelope field offsets");
+PLEXUS_STATIC_ASSERT(offsetof(plexus_host, kv_get) == PLEXUS_HOST_SIZE_1_0, "plexus.h: plexus_host 1.0 size");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_host) == PLEXUS_HOST_SIZE_1_1, "plexus.h: plexus_host 1.1 size");
+PLEXUS_STATIC_ASSERT(offsetof(plexus_host, send) == 8 && offsetof(plexus_host, agent_name) == 88,
+                     "plexus.h: plexus_host field offsets");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_capability) == PLEXUS_CAPABILITY_SIZE_1_0, "plexus.h: plexus_capability size");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_permission) == PLEXUS_PERMISSION_SIZE_1_0, "plexus.h: plexus_permission size");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_export) == PLEXUS_EXPORT_SIZE_1_0 && offsetof(plexus_export, return_type) == 32 &&
+                     offsetof(plexus_export, arg_types) == 40, "plexus.h: plexus_export layout");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_plugin_descriptor) == PLEXUS_DESCRIPTOR_SIZE_1_0 &&
+                     offsetof(plexus_plugin_descriptor, name) == 16 && offsetof(plexus_plugin_descriptor, flags) == 40 &&
+                     offsetof(plexus_plugin_descriptor, permissions) == 64 && offsetof(plexus_plugin_descriptor, exports) == 80 &&
+                     offsetof(plexus_plugin_descriptor, init) == 88, "plexus.h: plexus_plugin_descriptor layout");
 
 /* An envelope with struct_size set and everything else zero. */
 static inline plexus_envelope plexus_envelope_init(void) {

@@ -3,7 +3,9 @@
 **
 ** Every transport (worker IPC, the host's Unix socket, NATS) carries the same
 ** frames, produced and checked by these functions. Plugins never need this
-** header; hosts, clients and SDKs do.
+** header; hosts, clients and SDKs do. Every function here checks what it is
+** given; the host's unchecked fast paths are in its private
+** plexus_wire_internal.h (Sources/CPlexusInternal), not installed.
 **
 ** FRAME (all integers little-endian)
 **
@@ -72,11 +74,6 @@ plexus_status plexus_wire_encode(const plexus_envelope *e, uint64_t max_payload,
                                  uint8_t *buf, uint64_t cap, uint64_t *out_len,
                                  const char **out_what);
 
-/* Encode e, which must have passed plexus_wire_validate, into buf, which
-** must hold plexus_wire_frame_size(e) bytes. Returns the frame size. For a
-** host that validates once and encodes straight after; no check is repeated. */
-uint64_t plexus_wire_encode_valid(const plexus_envelope *e, uint8_t *buf);
-
 /* Check the 12-byte frame header at buf (len bytes available, borrowed):
 ** magic, version, known type, reserved zero, and body length <= max_body.
 ** Call this before allocating room for the body. On success sets *out_type
@@ -92,12 +89,6 @@ plexus_status plexus_wire_decode_header(const uint8_t *buf, uint64_t len, uint64
 ** terminators, and every field as plexus_wire_validate does. */
 plexus_status plexus_wire_decode(const uint8_t *frame, uint64_t len, uint64_t max_payload,
                                  plexus_envelope *out, const char **out_what);
-
-/* Fill *out from a frame that already passed plexus_wire_decode or was made
-** by plexus_wire_encode in this process, without checking anything again.
-** Never call it on bytes that came from outside: use plexus_wire_decode.
-** Pointers in *out point into frame, as with plexus_wire_decode. */
-void plexus_wire_view(const uint8_t *frame, plexus_envelope *out);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,7 @@ inc="${DESTDIR:-}$prefix/include" lib="${DESTDIR:-}$prefix/lib"
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
 for src in SDK/c/plexus_client.c Sources/CPlexus/wire.c; do
-    cc -std=c11 -O2 -fPIC -Wall -Wextra -Werror -I"$root/include" -I"$root/SDK/c" -c "$root/$src" -o "$build/$(basename "$src" .c).o"
+    cc -std=c11 -O2 -fPIC -Wall -Wextra -Werror -I"$root/include" -I"$root/Sources/CPlexusInternal/include" -I"$root/SDK/c" -c "$root/$src" -o "$build/$(basename "$src" .c).o"
 done
 ar rcs "$build/libplexus_client.a" "$build"/*.o
 cc -shared -Wl,-soname,libplexus_client.so.1 -o "$build/libplexus_client.so.1" "$build"/*.o

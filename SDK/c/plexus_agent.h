@@ -96,7 +96,7 @@ static inline plexus_status plexus_subscribe(const char *pattern) {
 /* The plugin's durable key-value namespace (plexus.h, KEY-VALUE). A host
 ** older than ABI 1.1 has no kv_* functions: these return UNSUPPORTED there. */
 static inline int plexus_kv_available(void) {
-    return plexus_sdk_host->struct_size >= offsetof(plexus_host, kv_delete) + sizeof(void *) && plexus_sdk_host->kv_get;
+    return plexus_sdk_host->struct_size >= PLEXUS_HOST_SIZE_1_1 && plexus_sdk_host->kv_get;
 }
 
 /* *out_value is owned (release with plexus_sdk_host->free), NUL-terminated;

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "plexus_client.h"
 #include "plexus_wire.h"
+#include "plexus_wire_internal.h"   /* private, compiled in: encode_valid for frames built here */
 
 #include <errno.h>
 #include <poll.h>

@@ -9,7 +9,10 @@
 **      are answered with an ERROR and must not hang or crash it;
 **   4. a QUERY for a capability it does not declare is not answered OK;
 **   5. an EVENT it did not ask for does not crash it;
-**   6. shutdown returns.
+**   6. shutdown returns;
+**   7. every envelope it hands the host has struct_size >= PLEXUS_ENVELOPE_SIZE_1_0
+**      and every expected_version is PLEXUS_KV_ANY or >= 0 (a real host refuses
+**      others with INVALID_ARGUMENT, sandboxed and in process alike).
 ** Usage: plexus-conformance PLUGIN.so...   Exit status 0 when all pass. */
 #include "plexus.h"
 
@@ -18,12 +21,23 @@
 #include <stdio.h>
 #include <string.h>
 
-static int replies, reply_ok, requests, failures;
+static int replies, reply_ok, requests, failures, refused;
 static plexus_id pending[64];
 
-static plexus_status m_send(plexus_ctx *c, const plexus_envelope *m) { (void)c; (void)m; return PLEXUS_OK; }
+/* What a real host refuses before anything else (plexus.h, "Contract"). */
+static int bad_envelope(const plexus_envelope *m) {
+    if (m && m->struct_size >= PLEXUS_ENVELOPE_SIZE_1_0) return 0;
+    refused++;
+    return 1;
+}
+
+static plexus_status m_send(plexus_ctx *c, const plexus_envelope *m) {
+    (void)c;
+    return bad_envelope(m) ? PLEXUS_INVALID_ARGUMENT : PLEXUS_OK;
+}
 static plexus_status m_request(plexus_ctx *c, const plexus_envelope *m, uint32_t t, plexus_id *out) {
-    (void)c; (void)m; (void)t;
+    (void)c; (void)t;
+    if (bad_envelope(m)) return PLEXUS_INVALID_ARGUMENT;
     if (requests >= 64) return PLEXUS_MAILBOX_FULL;
     plexus_id id = { 0xC0, (uint64_t)(1000 + requests) };
     pending[requests++] = id;
@@ -32,6 +46,7 @@ static plexus_status m_request(plexus_ctx *c, const plexus_envelope *m, uint32_t
 }
 static plexus_status m_reply(plexus_ctx *c, const plexus_envelope *m) {
     (void)c;
+    if (bad_envelope(m)) return PLEXUS_INVALID_ARGUMENT;
     replies++;
     if (m->kind == PLEXUS_KIND_RESPONSE) reply_ok++;
     return PLEXUS_OK;
@@ -67,6 +82,7 @@ static plexus_status m_kv_get(plexus_ctx *c, const char *key, uint8_t **out, uin
 static plexus_status m_kv_put(plexus_ctx *c, const char *key, const uint8_t *v, uint64_t len, int64_t expected, uint64_t *out) {
     (void)c;
     if (!key || !*key || strlen(key) > PLEXUS_KV_MAX_KEY || (len && !v)) return PLEXUS_INVALID_ARGUMENT;
+    if (expected < PLEXUS_KV_ANY) { refused++; return PLEXUS_INVALID_ARGUMENT; }
     int i = kv_find(key);
     uint64_t found = i < 0 ? 0 : kv[i].version;
     if (expected >= 0 && (uint64_t)expected != found) return PLEXUS_CONFLICT;
@@ -87,6 +103,7 @@ static plexus_status m_kv_put(plexus_ctx *c, const char *key, const uint8_t *v, 
 static plexus_status m_kv_delete(plexus_ctx *c, const char *key, int64_t expected) {
     (void)c;
     if (!key) return PLEXUS_INVALID_ARGUMENT;
+    if (expected < PLEXUS_KV_ANY) { refused++; return PLEXUS_INVALID_ARGUMENT; }
     int i = kv_find(key);
     uint64_t found = i < 0 ? 0 : kv[i].version;
     if (expected >= 0 && (uint64_t)expected != found) return PLEXUS_CONFLICT;
@@ -144,7 +161,7 @@ static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap,
 }
 
 static int check(const char *path) {
-    failures = 0;
+    failures = refused = 0;
     printf("%s\n", path);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) { printf("  FAIL: dlopen: %s\n", dlerror()); return 1; }
@@ -152,11 +169,13 @@ static int check(const char *path) {
     if (!entry) { printf("  FAIL: no %s symbol\n", PLEXUS_ENTRY_SYMBOL); return 1; }
     const plexus_plugin_descriptor *d = entry();
     if (!d) { printf("  FAIL: entry returned NULL\n"); return 1; }
-    CHECK(d->struct_size == sizeof *d, "descriptor struct_size %u, expected %zu", d->struct_size, sizeof *d);
+    CHECK(d->struct_size >= PLEXUS_DESCRIPTOR_SIZE_1_0, "descriptor struct_size %u, expected at least %u (ABI 1.0)",
+          d->struct_size, PLEXUS_DESCRIPTOR_SIZE_1_0);
     CHECK(d->abi_major == PLEXUS_ABI_MAJOR && d->abi_minor <= PLEXUS_ABI_MINOR, "ABI %u.%u", d->abi_major, d->abi_minor);
-    CHECK(d->envelope_size == sizeof(plexus_envelope), "envelope_size %u", d->envelope_size);
+    CHECK(d->envelope_size >= PLEXUS_ENVELOPE_SIZE_1_0 && d->envelope_size <= sizeof(plexus_envelope),
+          "envelope_size %u, expected %u (ABI 1.0) to %zu", d->envelope_size, PLEXUS_ENVELOPE_SIZE_1_0, sizeof(plexus_envelope));
     CHECK(d->host_size >= PLEXUS_HOST_SIZE_1_0 && d->host_size <= sizeof(plexus_host),
-          "host_size %u, expected %zu (ABI 1.0) to %zu", d->host_size, (size_t)PLEXUS_HOST_SIZE_1_0, sizeof(plexus_host));
+          "host_size %u, expected %u (ABI 1.0) to %zu", d->host_size, PLEXUS_HOST_SIZE_1_0, sizeof(plexus_host));
     CHECK(d->name && *d->name && d->version && *d->version, "name and version must be set");
     CHECK(d->init && (d->capability_count == 0 || d->handle), "init/handle missing");
     if (failures) return 1;
@@ -177,6 +196,8 @@ static int check(const char *path) {
         d->handle(state, (plexus_ctx *)&host, &ev);
     }
     if (d->shutdown) d->shutdown(state);
+    CHECK(refused == 0, "%d host calls passed an envelope with struct_size below %u or an expected_version below "
+          "PLEXUS_KV_ANY (a host answers INVALID_ARGUMENT)", refused, PLEXUS_ENVELOPE_SIZE_1_0);
     printf("  %s: %s %s, %u capabilities, %u exports\n", failures ? "FAIL" : "ok", d->name, d->version,
            d->capability_count, d->export_count);
     return failures ? 1 : 0;

@@ -1,6 +1,7 @@
 /* The envelope codec: the only code that turns envelopes into bytes and back.
 ** Every length is checked against what is actually there before it is used. */
 #include "plexus_wire.h"
+#include "../CPlexusInternal/include/plexus_wire_internal.h"   /* private: not on the include path */
 
 #include <string.h>
 
@@ -54,7 +55,7 @@ static long checked_len(const char *s, int (*ok)(unsigned char)) {
 plexus_status plexus_wire_validate(const plexus_envelope *e, uint64_t max_payload,
                                    const char **out_what) {
     if (!e) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "envelope is NULL");
-    if (e->struct_size < sizeof(plexus_envelope))
+    if (e->struct_size < PLEXUS_ENVELOPE_SIZE_1_0)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "envelope struct_size is smaller than sizeof(plexus_envelope) of ABI 1.0");
     if (e->kind > PLEXUS_KIND_ERROR)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "kind is not a plexus_kind (0..4)");

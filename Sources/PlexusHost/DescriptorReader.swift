@@ -10,7 +10,8 @@ enum DescriptorReader {
     static func read(_ d: UnsafePointer<plexus_plugin_descriptor>) throws(PlexusError) -> PluginDescriptor {
         // struct_size and the ABI version sit at the head in every version: read them first.
         let size = d.pointee.struct_size
-        let base = UInt32(MemoryLayout<plexus_plugin_descriptor>.size)
+        // At least the 1.0 size; a larger one (a newer plexus.h) has a tail this host ignores.
+        let base = UInt32(PLEXUS_DESCRIPTOR_SIZE_1_0)
         guard size >= base else {
             throw PlexusError(.ABI_MISMATCH, "descriptor struct_size: expected at least \(base) (ABI 1.0), found \(size)")
         }
@@ -22,9 +23,11 @@ enum DescriptorReader {
             throw PlexusError(.ABI_MISMATCH, "ABI minor version: expected at most \(hostMinor), found \(minor) (plugin built for ABI \(major).\(minor), a newer host is needed)")
         }
         let d = d.pointee
-        try expectSize("envelope_size", d.envelope_size, MemoryLayout<plexus_envelope>.size)
+        // Envelopes cross both ways: the plugin's may be no smaller than 1.0's
+        // and no larger than this host's (its minor is <= the host's).
+        try expectSize("envelope_size", d.envelope_size, Int(PLEXUS_ENVELOPE_SIZE_1_0), MemoryLayout<plexus_envelope>.size)
         // The host table grows with minors: a plugin reads only what its plexus.h knew.
-        let host10 = MemoryLayout<plexus_host>.offset(of: \plexus_host.kv_get)!, hostNow = MemoryLayout<plexus_host>.size
+        let host10 = Int(PLEXUS_HOST_SIZE_1_0), hostNow = MemoryLayout<plexus_host>.size
         guard (host10...hostNow).contains(Int(d.host_size)) else {
             throw PlexusError(.ABI_MISMATCH, "host_size: expected \(host10) (ABI 1.0) to \(hostNow) (ABI \(hostMajor).\(hostMinor)), found \(d.host_size) (the plugin was compiled against a different plexus.h)")
         }
@@ -49,9 +52,9 @@ enum DescriptorReader {
             capabilities: caps, permissions: try permissions(d), exports: exps)
     }
 
-    private static func expectSize(_ field: String, _ found: UInt32, _ expected: Int) throws(PlexusError) {
-        // The envelope has one known size: it has not grown since ABI 1.0.
-        guard found == UInt32(expected) else {
+    private static func expectSize(_ field: String, _ found: UInt32, _ least: Int, _ most: Int) throws(PlexusError) {
+        guard (least...most).contains(Int(found)) else {
+            let expected = least == most ? "\(least)" : "\(least) (ABI 1.0) to \(most) (ABI \(hostMajor).\(hostMinor))"
             throw PlexusError(.ABI_MISMATCH, "\(field): expected \(expected), found \(found) (the plugin was compiled against a different plexus.h)")
         }
     }
@@ -71,13 +74,14 @@ enum DescriptorReader {
     }
 
     /// Walks an array of growable structs with the stride of its first element's struct_size.
-    private static func walk<T>(_ base: UnsafePointer<T>?, count: UInt32, field: String,
+    private static func walk<T>(_ base: UnsafePointer<T>?, count: UInt32, field: String, least: UInt32,
                                 _ body: (UnsafePointer<T>, Int) throws(PlexusError) -> Void) throws(PlexusError) {
         guard count > 0 else { return }
         guard let base else { throw PlexusError(.BAD_DESCRIPTOR, "\(field): count is \(count) but the array is NULL") }
         let stride = Int(UnsafeRawPointer(base).load(as: UInt32.self))
-        guard stride >= MemoryLayout<T>.size else {
-            throw PlexusError(.ABI_MISMATCH, "\(field)[0].struct_size: expected at least \(MemoryLayout<T>.size), found \(stride)")
+        // At least the 1.0 size; the tail of a larger element is ignored (walked past by stride).
+        guard stride >= Int(least) else {
+            throw PlexusError(.ABI_MISMATCH, "\(field)[0].struct_size: expected at least \(least) (ABI 1.0), found \(stride)")
         }
         guard count <= 4096 else { throw PlexusError(.BAD_DESCRIPTOR, "\(field): count \(count) exceeds 4096") }
         for i in 0..<Int(count) {
@@ -94,7 +98,7 @@ enum DescriptorReader {
 
     private static func capabilities(_ d: plexus_plugin_descriptor) throws(PlexusError) -> [PluginDescriptor.Capability] {
         var out: [PluginDescriptor.Capability] = []
-        try walk(d.capabilities, count: d.capability_count, field: "capabilities") { (c: UnsafePointer<plexus_capability>, i: Int) throws(PlexusError) in
+        try walk(d.capabilities, count: d.capability_count, field: "capabilities", least: PLEXUS_CAPABILITY_SIZE_1_0) { (c: UnsafePointer<plexus_capability>, i: Int) throws(PlexusError) in
             let name = try requiredName(c.pointee.name, field: "capabilities[\(i)].name")
             out.append(.init(name: name, description: opt(c.pointee.description),
                              input: opt(c.pointee.input), output: opt(c.pointee.output)))
@@ -104,7 +108,7 @@ enum DescriptorReader {
 
     private static func permissions(_ d: plexus_plugin_descriptor) throws(PlexusError) -> [PluginDescriptor.Permission] {
         var out: [PluginDescriptor.Permission] = []
-        try walk(d.permissions, count: d.permission_count, field: "permissions") { (p: UnsafePointer<plexus_permission>, i: Int) throws(PlexusError) in
+        try walk(d.permissions, count: d.permission_count, field: "permissions", least: PLEXUS_PERMISSION_SIZE_1_0) { (p: UnsafePointer<plexus_permission>, i: Int) throws(PlexusError) in
             let kinds = ["call", "publish", "subscribe"]
             guard Int(p.pointee.kind) < kinds.count else {
                 throw PlexusError(.BAD_DESCRIPTOR, "permissions[\(i)].kind: expected 0 (call), 1 (publish) or 2 (subscribe), found \(p.pointee.kind)")
@@ -121,7 +125,7 @@ enum DescriptorReader {
 
     private static func exports(_ d: plexus_plugin_descriptor) throws(PlexusError) -> [PluginDescriptor.Export] {
         var out: [PluginDescriptor.Export] = []
-        try walk(d.exports, count: d.export_count, field: "exports") { (e: UnsafePointer<plexus_export>, i: Int) throws(PlexusError) in
+        try walk(d.exports, count: d.export_count, field: "exports", least: PLEXUS_EXPORT_SIZE_1_0) { (e: UnsafePointer<plexus_export>, i: Int) throws(PlexusError) in
             let x = e.pointee
             let name = try requiredName(x.name, field: "exports[\(i)].name")
             guard let fn = x.function else { throw PlexusError(.BAD_DESCRIPTOR, "exports[\(i)] '\(name)': function is NULL") }

@@ -1,12 +1,15 @@
 import PlexusThreads
 import CPlexus
+import CPlexusInternal
 import Glibc
 import Logging
 import PlexusCore
 
 /// The plexus_host function table every plugin receives at init. Each entry
 /// recovers its Agent from the opaque ctx and turns Swift errors into a
-/// status: nothing thrown here ever reaches plugin code.
+/// status: nothing thrown here ever reaches plugin code. The argument checks
+/// are the C ones the worker's table runs too (plexus_contract.h), so a
+/// plugin hears the same status in process and sandboxed.
 enum HostTable {
     nonisolated(unsafe) static let pointer: UnsafePointer<plexus_host> = {
         let p = UnsafeMutablePointer<plexus_host>.allocate(capacity: 1)
@@ -15,30 +18,32 @@ enum HostTable {
         p.pointee.abi_major = UInt16(PLEXUS_ABI_MAJOR)
         p.pointee.abi_minor = UInt16(PLEXUS_ABI_MINOR)
         p.pointee.send = { ctx, msg in
-            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return status { () throws(PlexusError) in try a.router.route(msg, from: origin(a)) }
+            return checked(msg, a) { e throws(PlexusError) in try a.router.route(e, from: origin(a)) }
         }
         p.pointee.request = { ctx, msg, timeoutMs, outID in
-            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return status { () throws(PlexusError) in
-                let id = try a.router.route(msg, from: origin(a), request: (.agent(a), Int64(timeoutMs)))
+            return checked(msg, a, kind: .query) { e throws(PlexusError) in
+                let id = try a.router.route(e, from: origin(a), request: (.agent(a), Int64(timeoutMs)))
                 outID?.pointee = id
             }
         }
         p.pointee.reply = { ctx, msg in
-            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
+            var e = plexus_envelope()
+            let s = plexus_contract_envelope(msg, &e, nil)
+            guard s == 0 else { return s }
             let a = Agent.from(ctx)
-            return status { () throws(PlexusError) in try a.router.reply(msg, from: origin(a)) }
+            // The fields are checked once the request is found (Router.reply):
+            // a refused reply then ends the request with that status.
+            return status { () throws(PlexusError) in try a.router.reply(&e, from: origin(a)) }
         }
         p.pointee.publish = { ctx, msg in
-            guard let ctx, let msg else { return PLEXUS_INVALID_ARGUMENT.status }
-            guard msg.pointee.target_kind == UInt8(PLEXUS_TARGET_TOPIC.rawValue) else {
-                return PLEXUS_INVALID_ARGUMENT.status
-            }
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return status { () throws(PlexusError) in try a.router.route(msg, from: origin(a)) }
+            return checked(msg, a, kind: .event, topicOnly: true) { e throws(PlexusError) in try a.router.route(e, from: origin(a)) }
         }
         p.pointee.subscribe = { ctx, pattern in
             guard let ctx, let pattern else { return PLEXUS_INVALID_ARGUMENT.status }
@@ -55,7 +60,7 @@ enum HostTable {
             let a = Agent.from(ctx)
             a.logger.log(level: logLevel(level), "\(String(cString: message))")
         }
-        p.pointee.alloc = { size in malloc(Int(size)) }
+        p.pointee.alloc = { size in plexus_contract_alloc(size) }   // NULL past PTRDIFF_MAX: Int(size) would trap
         p.pointee.free = { ptr in free(ptr) }
         p.pointee.now_unix_ns = { Clock.unixNanos() }
         p.pointee.agent_name = { ctx in
@@ -66,14 +71,39 @@ enum HostTable {
         return UnsafePointer(p)
     }()
 
+    /// send/request/publish: the envelope read no further than its
+    /// struct_size, the kind the function forces, then the fields, in the
+    /// order the worker checks them; then `body` routes the checked copy.
+    private static func checked(_ msg: UnsafePointer<plexus_envelope>?, _ a: Agent, kind: MessageKind? = nil, topicOnly: Bool = false,
+                                _ body: (UnsafePointer<plexus_envelope>) throws(PlexusError) -> Void) -> plexus_status {
+        var e = plexus_envelope()
+        var s = plexus_contract_envelope(msg, &e, nil)
+        guard s == 0 else { return s }
+        if topicOnly && e.target_kind != UInt8(PLEXUS_TARGET_TOPIC.rawValue) { return PLEXUS_INVALID_ARGUMENT.status }
+        if let kind { e.kind = kind.rawValue }
+        s = plexus_contract_fields(&e, a.router.limits.maxPayload, nil)
+        guard s == 0 else { return s }
+        return withUnsafePointer(to: &e) { p in status { () throws(PlexusError) in try body(p) } }
+    }
+
+    /// The kv_* arguments as plexus_contract_kv checks them, before any
+    /// store is asked; then `body` with the key as a String.
+    private static func kvChecked(_ a: Agent, _ key: UnsafePointer<CChar>, _ value: UnsafePointer<UInt8>? = nil,
+                                  _ len: UInt64 = 0, _ expected: Int64 = Int64(PLEXUS_KV_ANY),
+                                  _ body: (String) throws(PlexusError) -> Void) -> plexus_status {
+        var what: UnsafePointer<CChar>?
+        let s = plexus_contract_kv(key, value, len, expected, a.router.limits.maxPayload, &what)
+        guard s == 0 else { return s }
+        return status { () throws(PlexusError) in try body(String(cString: key)) }
+    }
+
     /// kv_get / kv_put / kv_delete (ABI 1.1) for plugins in the host.
     private static func installKeyValue(_ p: UnsafeMutablePointer<plexus_host>) {
         p.pointee.kv_get = { ctx, key, outValue, outLen, outVersion in
             guard let ctx, let key, let outValue, let outLen, let outVersion else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return HostTable.status { () throws(PlexusError) in
+            return HostTable.kvChecked(a, key) { k throws(PlexusError) in
                 let (kv, ns) = try KeyValueCalls.backend(a)
-                let k = try KeyValueCalls.key(Array(String(cString: key).utf8))
                 guard let e = try kv.get(ns, k) else {
                     outValue.pointee = nil; outLen.pointee = 0; outVersion.pointee = 0
                     return
@@ -85,14 +115,11 @@ enum HostTable {
             }
         }
         p.pointee.kv_put = { ctx, key, value, len, expected, outVersion in
-            guard let ctx, let key, value != nil || len == 0 else { return PLEXUS_INVALID_ARGUMENT.status }
+            guard let ctx, let key else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return HostTable.status { () throws(PlexusError) in
+            // len is checked against the limit before the bytes are copied.
+            return HostTable.kvChecked(a, key, value, len, expected) { k throws(PlexusError) in
                 let (kv, ns) = try KeyValueCalls.backend(a)
-                let k = try KeyValueCalls.key(Array(String(cString: key).utf8))
-                guard len <= a.router.limits.maxPayload else {
-                    throw PlexusError(.TOO_LARGE, "a value of \(len) bytes is over the \(a.router.limits.maxPayload)-byte limit")
-                }
                 let bytes = len == 0 ? [] : Array(UnsafeBufferPointer(start: value, count: Int(len)))
                 let v = try KeyValueCalls.wait { done in kv.put(ns, k, bytes, expected: KeyValueCalls.expected(expected), done: done) }
                 outVersion?.pointee = UInt64(v)
@@ -101,9 +128,8 @@ enum HostTable {
         p.pointee.kv_delete = { ctx, key, expected in
             guard let ctx, let key else { return PLEXUS_INVALID_ARGUMENT.status }
             let a = Agent.from(ctx)
-            return HostTable.status { () throws(PlexusError) in
+            return HostTable.kvChecked(a, key, nil, 0, expected) { k throws(PlexusError) in
                 let (kv, ns) = try KeyValueCalls.backend(a)
-                let k = try KeyValueCalls.key(Array(String(cString: key).utf8))
                 try KeyValueCalls.wait { done in kv.delete(ns, k, expected: KeyValueCalls.expected(expected), done: done) }
             }
         }
@@ -113,7 +139,7 @@ enum HostTable {
         Router.Origin(cName: a.cName, agent: a, trace: CurrentMessage.trace, grants: a.grants)
     }
 
-    private static func status(_ body: () throws(PlexusError) -> Void) -> plexus_status {
+    fileprivate static func status(_ body: () throws(PlexusError) -> Void) -> plexus_status {
         do { try body(); return 0 } catch { return error.status }
     }
 

@@ -31,8 +31,17 @@ enum KeyValueCalls {
         return s
     }
 
-    /// PLEXUS_KV_ANY (any negative) means no condition.
+    /// PLEXUS_KV_ANY means no condition (the value was checked already).
     static func expected(_ v: Int64) -> Int64? { v < 0 ? nil : v }
+
+    /// An expected version from a worker: PLEXUS_KV_ANY, 0 or a version;
+    /// any other negative is INVALID_ARGUMENT, as plexus_contract_kv says.
+    static func expected(checking v: Int64) throws(PlexusError) -> Int64? {
+        guard v >= Int64(PLEXUS_KV_ANY) else {
+            throw PlexusError(.INVALID_ARGUMENT, "expected_version \(v): use PLEXUS_KV_ANY (-1), 0 (create only) or a version")
+        }
+        return expected(v)
+    }
 
     static func backend(_ a: Agent) throws(PlexusError) -> (any KeyValueAccess, String) {
         guard let kv = a.router.keyValue else {

@@ -1,4 +1,5 @@
 import CPlexus
+import CPlexusInternal
 import PlexusCore
 
 /// What the router needs to know about a message without decoding it.

@@ -208,8 +208,14 @@ final class PendingShard: @unchecked Sendable {
         state.pointee.count -= 1
     }
 
+    /// The millisecond a deadline is due in, rounded up: a request never
+    /// times out before its deadline, so a worker that checks the same
+    /// deadline (plexus-worker's open requests) never sees it still open
+    /// after the caller heard TIMEOUT.
+    private static func dueMs(_ deadlineMono: Int64) -> Int64 { (deadlineMono + 999_999) / 1_000_000 }
+
     private static func bucket(_ deadlineMono: Int64) -> Int {
-        Int((deadlineMono / 1_000_000) % Int64(buckets))
+        Int(dueMs(deadlineMono) % Int64(buckets))
     }
 
     /// Visits every wheel bucket passed since the last tick.
@@ -235,7 +241,7 @@ final class PendingShard: @unchecked Sendable {
         defer { keys.removeAll(keepingCapacity: true); state.pointee.scratch = keys }
         for key in keys {
             guard let e = lookup(key) else { continue }  // already answered
-            if e.deadlineMono / 1_000_000 <= nowMs {
+            if Self.dueMs(e.deadlineMono) <= nowMs {
                 remove(Int(key & Self.indexMask))
                 expired.append((plexus_id(hi: node, lo: key), e))
             } else {

@@ -1,6 +1,7 @@
 import PlexusThreads
 import Glibc
 import CPlexus
+import CPlexusInternal
 import PlexusCore
 import Logging
 import Synchronization

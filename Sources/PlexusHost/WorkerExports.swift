@@ -6,7 +6,7 @@ import PlexusCore
 /// JSON arguments exactly as for an in-process call, then sends them as
 /// binary (content type `ffiCall`); the worker makes the libffi call and
 /// answers in binary (`ffiResult`), which the host turns into the usual
-/// {"result": value}. The layouts are in include/plexus_channel.h.
+/// {"result": value}. The layouts are in plexus_channel.h (Sources/CPlexusInternal).
 enum WorkerExports {
     static let ffiCall = "application/x-plexus-ffi-call"
     static let ffiResult = "application/x-plexus-ffi-result"

@@ -1,4 +1,5 @@
 import CPlexus
+import CPlexusInternal
 import DequeModule
 import Glibc
 import Logging
@@ -112,7 +113,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Sends START with the agent's configuration and waits for init.
     func activate(config: String) throws(PlexusError) {
         lock.withLock { self.config = config }
-        sendControl(PLEXUS_CONTROL_START, payload: Array(config.utf8))
+        sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(config.utf8))
         let p = wait(timeoutMs: restart.loadTimeoutMs, what: "run init") { if case .hello = $0 { return false }; return true }
         switch p {
         case .ready: return
@@ -121,6 +122,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         default: throw PlexusError(.INTERNAL, "unexpected worker state during init")
         }
     }
+
+    /// START carries the host's payload limit (plexus_channel.h), so the
+    /// worker's host functions refuse what the host would: the same status
+    /// sandboxed as in process.
+    private var payloadLimit: plexus_id { plexus_id(hi: 0, lo: router.limits.maxPayload) }
 
     private func spawn() throws(PlexusError) {
         // The channel carries frames up to the ABI's limit; the router then
@@ -322,7 +328,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }()
             switch d {
             case .success(let d) where pluginName == nil || pluginName == d.name:
-                if agent != nil { sendControl(PLEXUS_CONTROL_START, payload: Array(lock.withLock { config }.utf8)) }
+                if agent != nil { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8)) }
                 setPhase(.hello(d))
             case .success(let d):
                 setPhase(.refused(PlexusError(.BAD_DESCRIPTOR, "the plugin now calls itself '\(d.name)', not '\(pluginName ?? "")'")))
@@ -384,10 +390,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         do throws(PlexusError) {
             guard let agent else { throw PlexusError(.UNSUPPORTED, "the agent is not registered yet") }
             guard p.count >= 13 else { throw PlexusError(.MALFORMED_FRAME, "a key-value call of \(p.count) bytes") }
-            let expected = KeyValueCalls.expected(Int64(bitPattern: LittleEndian.read(p, 1, 8)))
+            let expected = try KeyValueCalls.expected(checking: Int64(bitPattern: LittleEndian.read(p, 1, 8)))
             let keyEnd = 13 + Int(LittleEndian.read(p, 9, 4))
             guard keyEnd <= p.count else { throw PlexusError(.MALFORMED_FRAME, "a key-value call's key runs past its end") }
             let key = try KeyValueCalls.key(Array(p[13..<keyEnd]))
+            let limit = plexus_contract_kv_max_value(router.limits.maxPayload)
+            guard UInt64(p.count - keyEnd) <= limit else { throw PlexusError(.TOO_LARGE, "a value of \(p.count - keyEnd) bytes is over the \(limit)-byte limit") }
             let (kv, ns) = try KeyValueCalls.backend(agent)
             switch p[0] {
             case UInt8(ascii: "g"): ack(.success(try kv.get(ns, key).map { ($0.version, $0.value) } ?? (0, [])))

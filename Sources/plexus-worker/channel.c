@@ -1,7 +1,7 @@
 #define _GNU_SOURCE
 #include "channel.h"
 #include "plexus_channel.h"
-#include "plexus_wire.h"
+#include "plexus_wire_internal.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -25,6 +25,8 @@ void channel_init(int fd, uint64_t maxp) {
     chan = fd;
     max_payload = maxp;
 }
+
+uint64_t channel_payload_limit(void) { return max_payload; }
 
 static void die(void) { _exit(PLEXUS_WORKER_EXIT_CHANNEL); }
 

@@ -15,6 +15,8 @@ typedef struct frame {
 } frame;
 
 void channel_init(int fd, uint64_t max_payload);
+/* The host's payload limit (--max-payload), which the host functions' checks use. */
+uint64_t channel_payload_limit(void);
 
 /* Reads the next frame, waiting for it when wait is set; NULL when none is
 ** ready (wait == 0). On end-of-file or a malformed frame the worker exits:

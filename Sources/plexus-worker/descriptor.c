@@ -21,7 +21,7 @@ static plexus_status check_array(const void *base, uint32_t count, uint32_t min_
     if (count > 4096) return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "%s: count %u exceeds 4096", field, count);
     uint32_t stride = *(const uint32_t *)base;
     if (stride < min_size)
-        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "%s[0].struct_size: expected at least %u, found %u", field, min_size, stride);
+        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "%s[0].struct_size: expected at least %u (ABI 1.0), found %u", field, min_size, stride);
     for (uint32_t i = 0; i < count; i++) {
         uint32_t sz = *(const uint32_t *)((const char *)base + (uint64_t)i * stride);
         if (sz != stride)
@@ -35,19 +35,24 @@ static plexus_status check_array(const void *base, uint32_t count, uint32_t min_
 
 plexus_status descriptor_check(const plexus_plugin_descriptor *d, char *err, uint64_t cap) {
     if (!d) return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "plexus_plugin_entry returned NULL");
-    if (d->struct_size < sizeof *d)
-        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "descriptor struct_size: expected at least %zu (ABI 1.0), found %u", sizeof *d, d->struct_size);
+    /* At least the 1.0 size of each struct; a larger one has a tail this worker ignores. */
+    if (d->struct_size < PLEXUS_DESCRIPTOR_SIZE_1_0)
+        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "descriptor struct_size: expected at least %u (ABI 1.0), found %u", PLEXUS_DESCRIPTOR_SIZE_1_0, d->struct_size);
     if (d->abi_major != PLEXUS_ABI_MAJOR)
         return refuse(PLEXUS_ABI_MISMATCH, err, cap, "ABI major version: expected %d, found %u (plugin built for ABI %u.%u, host speaks %d.%d)",
                       PLEXUS_ABI_MAJOR, d->abi_major, d->abi_major, d->abi_minor, PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR);
     if (d->abi_minor > PLEXUS_ABI_MINOR)
         return refuse(PLEXUS_ABI_MISMATCH, err, cap, "ABI minor version: expected at most %d, found %u (plugin built for ABI %u.%u, a newer host is needed)",
                       PLEXUS_ABI_MINOR, d->abi_minor, d->abi_major, d->abi_minor);
-    if (d->envelope_size != sizeof(plexus_envelope))
-        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "envelope_size: expected %zu, found %u (the plugin was compiled against a different plexus.h)", sizeof(plexus_envelope), d->envelope_size);
+    if (d->envelope_size < PLEXUS_ENVELOPE_SIZE_1_0 || d->envelope_size > sizeof(plexus_envelope)) {
+        if (PLEXUS_ENVELOPE_SIZE_1_0 == sizeof(plexus_envelope))
+            return refuse(PLEXUS_ABI_MISMATCH, err, cap, "envelope_size: expected %zu, found %u (the plugin was compiled against a different plexus.h)", sizeof(plexus_envelope), d->envelope_size);
+        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "envelope_size: expected %u (ABI 1.0) to %zu (ABI %d.%d), found %u (the plugin was compiled against a different plexus.h)",
+                      PLEXUS_ENVELOPE_SIZE_1_0, sizeof(plexus_envelope), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, d->envelope_size);
+    }
     if (d->host_size < PLEXUS_HOST_SIZE_1_0 || d->host_size > sizeof(plexus_host))
-        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "host_size: expected %zu (ABI 1.0) to %zu (ABI %d.%d), found %u (the plugin was compiled against a different plexus.h)",
-                      (size_t)PLEXUS_HOST_SIZE_1_0, sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, d->host_size);
+        return refuse(PLEXUS_ABI_MISMATCH, err, cap, "host_size: expected %u (ABI 1.0) to %zu (ABI %d.%d), found %u (the plugin was compiled against a different plexus.h)",
+                      PLEXUS_HOST_SIZE_1_0, sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR, d->host_size);
     if (!d->name) return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "name: expected a name, found NULL");
     if (!d->version || !d->version[0])
         return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "version: expected a non-empty string, found %s", d->version ? "\"\"" : "NULL");
@@ -55,9 +60,9 @@ plexus_status descriptor_check(const plexus_plugin_descriptor *d, char *err, uin
     if (d->capability_count > 0 && !d->handle)
         return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "handle: expected a function (the plugin declares %u capabilities), found NULL", d->capability_count);
     plexus_status s;
-    if ((s = check_array(d->capabilities, d->capability_count, sizeof(plexus_capability), "capabilities", err, cap))) return s;
-    if ((s = check_array(d->permissions, d->permission_count, sizeof(plexus_permission), "permissions", err, cap))) return s;
-    if ((s = check_array(d->exports, d->export_count, sizeof(plexus_export), "exports", err, cap))) return s;
+    if ((s = check_array(d->capabilities, d->capability_count, PLEXUS_CAPABILITY_SIZE_1_0, "capabilities", err, cap))) return s;
+    if ((s = check_array(d->permissions, d->permission_count, PLEXUS_PERMISSION_SIZE_1_0, "permissions", err, cap))) return s;
+    if ((s = check_array(d->exports, d->export_count, PLEXUS_EXPORT_SIZE_1_0, "exports", err, cap))) return s;
     for (uint32_t i = 0; i < d->capability_count; i++)
         if (!AT(d->capabilities, plexus_capability, i)->name)
             return refuse(PLEXUS_BAD_DESCRIPTOR, err, cap, "capabilities[%u].name: expected a name, found NULL", i);

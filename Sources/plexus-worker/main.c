@@ -7,7 +7,8 @@
 ** closes every other descriptor, dies with the host, takes its limits and
 ** installs its syscall filter; then it loads the plugin, sends HELLO, waits
 ** for START, calls init and serves deliveries until SHUTDOWN or the host
-** goes away. The conversation is in include/plexus_channel.h.
+** goes away. The conversation is in Sources/CPlexusInternal/include/
+** plexus_channel.h (private to the host and the worker).
 **
 ** Written in C with no language runtime: under RLIMIT_AS an allocation must
 ** fail, not abort the process.
@@ -18,6 +19,7 @@
 #include "sandbox.h"
 #include "plexus.h"
 #include "plexus_channel.h"
+#include "plexus_contract.h"
 #include "plexus_ffi.h"
 
 #include <dlfcn.h>
@@ -47,27 +49,60 @@ static pthread_cond_t serve_cv = PTHREAD_COND_INITIALIZER;
 static unsigned concurrency = 1;         /* server threads (--concurrency) */
 static frame *queued_head, *queued_tail; /* read while waiting for an ACK */
 static uint64_t call_seq;
+static uint64_t host_payload_limit;      /* from START; 0: the channel's */
 
-/* ---- requests this worker has received and not yet answered ------------- */
+/* The host's payload limit, which the host functions check against. */
+static uint64_t payload_limit(void) { return host_payload_limit ? host_payload_limit : channel_payload_limit(); }
 
-static plexus_id *open_q;
+/* ---- requests this worker has received and not yet answered -------------
+** With each its deadline (the envelope's, which the host set from the
+** caller's timeout): past it the host has answered the caller TIMEOUT, so a
+** reply is NOT_A_REQUEST here exactly as in the host. */
+
+typedef struct open_request { plexus_id id; int64_t deadline_unix_ns; } open_request;
+static open_request *open_q;
 static size_t open_n, open_cap;
 
-static void open_add(plexus_id id) {
+static int64_t h_now(void);
+
+/* Lock held. Forgets requests whose deadline passed (the host has answered
+** them TIMEOUT): a handler that never replies must not grow the list. */
+static void open_prune(void) {
+    int64_t now = h_now();
+    size_t kept = 0;
+    for (size_t i = 0; i < open_n; i++)
+        if (open_q[i].deadline_unix_ns == 0 || now <= open_q[i].deadline_unix_ns) open_q[kept++] = open_q[i];
+    open_n = kept;
+}
+
+static void open_add(plexus_id id, int64_t deadline) {
+    if (open_n == open_cap) open_prune();
     if (open_n == open_cap) {
         size_t c = open_cap ? open_cap * 2 : 64;
-        plexus_id *p = realloc(open_q, c * sizeof *p);
+        open_request *p = realloc(open_q, c * sizeof *p);
         if (!p) return;
         open_q = p; open_cap = c;
     }
-    open_q[open_n++] = id;
+    open_q[open_n++] = (open_request){ id, deadline };
 }
 
+/* Lock held. 1 when id is open and its deadline has not passed; either way
+** it is no longer open afterwards. */
 static int open_take(plexus_id id) {
     for (size_t i = open_n; i-- > 0;) {
-        if (open_q[i].hi == id.hi && open_q[i].lo == id.lo) { open_q[i] = open_q[--open_n]; return 1; }
+        if (open_q[i].id.hi == id.hi && open_q[i].id.lo == id.lo) {
+            int64_t deadline = open_q[i].deadline_unix_ns;
+            open_q[i] = open_q[--open_n];
+            return deadline == 0 || h_now() <= deadline;
+        }
     }
     return 0;
+}
+
+/* A snprintf result as a length that never runs past the buffer. */
+static uint64_t printed(int n, size_t cap) {
+    if (n < 0) return 0;
+    return (size_t)n < cap ? (uint64_t)n : (uint64_t)(cap - 1);
 }
 
 /* ---- the host table ------------------------------------------------------ */
@@ -116,61 +151,97 @@ static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **
     return s;
 }
 
-static plexus_status call(const plexus_envelope *msg, plexus_kind forced, int has_kind, plexus_id *out_id) {
-    if (!msg) return PLEXUS_INVALID_ARGUMENT;
-    plexus_envelope e = *msg;
-    e.struct_size = sizeof e;
-    e.sender = NULL;
+/* send/request/publish after the checks every mode shares (plexus_contract.h):
+** the envelope read no further than its struct_size, the forced kind, the
+** fields; the host answers the rest (routing) in its ACK. */
+static plexus_status call(plexus_ctx *ctx, const plexus_envelope *msg, plexus_kind forced, int has_kind, plexus_id *out_id) {
+    plexus_envelope e;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_envelope(msg, &e, NULL);
+    if (s != PLEXUS_OK) return s;
     if (has_kind) e.kind = (uint8_t)forced;
+    if ((s = plexus_contract_fields(&e, payload_limit(), NULL)) != PLEXUS_OK) return s;
+    if (!has_kind && (e.kind == PLEXUS_KIND_QUERY || e.kind == PLEXUS_KIND_RESPONSE || e.kind == PLEXUS_KIND_ERROR))
+        return PLEXUS_INVALID_ARGUMENT;   /* send(): a QUERY goes by request(), an answer by reply() */
+    if (e.target_kind == PLEXUS_TARGET_REPLY) return PLEXUS_INVALID_ARGUMENT;   /* reply()'s, and the host would read it as one */
     pthread_mutex_lock(&lock);
-    plexus_status s = call_locked(&e, out_id, NULL);
+    s = call_locked(&e, out_id, NULL);
     pthread_mutex_unlock(&lock);
     return s;
 }
 
-static plexus_status h_send(plexus_ctx *ctx, const plexus_envelope *m) { (void)ctx; return call(m, 0, 0, NULL); }
+static plexus_status h_send(plexus_ctx *ctx, const plexus_envelope *m) { return call(ctx, m, 0, 0, NULL); }
 
 static plexus_status h_request(plexus_ctx *ctx, const plexus_envelope *m, uint32_t timeout_ms, plexus_id *out) {
-    (void)ctx;
-    if (!m) return PLEXUS_INVALID_ARGUMENT;
-    plexus_envelope e = *m;
+    plexus_envelope e;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_envelope(m, &e, NULL);
+    if (s != PLEXUS_OK) return s;
     if (timeout_ms > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         e.deadline_unix_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)timeout_ms * 1000000;
     }
-    return call(&e, PLEXUS_KIND_QUERY, 1, out);
+    return call(ctx, &e, PLEXUS_KIND_QUERY, 1, out);
 }
 
 static plexus_status h_publish(plexus_ctx *ctx, const plexus_envelope *m) {
-    (void)ctx;
-    if (!m) return PLEXUS_INVALID_ARGUMENT;
-    if (m->target_kind != PLEXUS_TARGET_TOPIC) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_envelope(m, &e, NULL);
+    if (s != PLEXUS_OK) return s;
+    if (e.target_kind != PLEXUS_TARGET_TOPIC) return PLEXUS_INVALID_ARGUMENT;
     /* A control subject never leaves as an event (the host would read it as
     ** control); PERMISSION_DENIED, as the host answers in process. */
-    if (m->target && strncmp(m->target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) return PLEXUS_PERMISSION_DENIED;
-    return call(m, PLEXUS_KIND_EVENT, 1, NULL);
+    if (e.target && strncmp(e.target, PLEXUS_CONTROL_PREFIX, strlen(PLEXUS_CONTROL_PREFIX)) == 0) return PLEXUS_PERMISSION_DENIED;
+    return call(ctx, &e, PLEXUS_KIND_EVENT, 1, NULL);
+}
+
+/* Lock held: ends request id with an ERROR the worker makes itself (the
+** handler's own answer was refused, or the handler failed). text is JSON. */
+static void answer_error(plexus_id id, plexus_status status, const char *text, uint64_t len) {
+    plexus_envelope e = plexus_envelope_init();
+    e.kind = PLEXUS_KIND_ERROR;
+    e.target_kind = PLEXUS_TARGET_REPLY;
+    e.correlation_id = id;
+    e.status = status;
+    e.content_type = "application/json";
+    e.payload = (const uint8_t *)text;
+    e.payload_len = len;
+    channel_queue(&e);
 }
 
 static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
-    (void)ctx;
-    if (!m) return PLEXUS_INVALID_ARGUMENT;
-    plexus_envelope e = *m;
-    e.struct_size = sizeof e;
+    plexus_envelope e;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_envelope(m, &e, NULL);
+    if (s != PLEXUS_OK) return s;
     e.kind = e.kind == PLEXUS_KIND_ERROR ? PLEXUS_KIND_ERROR : PLEXUS_KIND_RESPONSE;
     e.target_kind = PLEXUS_TARGET_REPLY;
     e.target = NULL;
-    e.sender = NULL;
     e.deadline_unix_ns = 0;
     pthread_mutex_lock(&lock);
-    plexus_status s = open_take(e.correlation_id) ? channel_queue(&e) : PLEXUS_NOT_A_REQUEST;
-    if (s == PLEXUS_OK && !is_server) channel_flush();
+    if (!open_take(e.correlation_id)) s = PLEXUS_NOT_A_REQUEST;
+    else {
+        const char *what = NULL;
+        s = plexus_contract_fields(&e, payload_limit(), &what);
+        if (s == PLEXUS_OK) s = channel_queue(&e);
+        if (s != PLEXUS_OK) {
+            /* The request is over either way: the caller hears why the reply
+            ** could not travel now, as in the host, not at its timeout. */
+            char text[512];
+            int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"the reply was refused: %s\"}",
+                             plexus_status_name(s), what ? what : plexus_status_message(s));
+            answer_error(e.correlation_id, s, text, printed(n, sizeof text));
+        }
+    }
+    if (!is_server) channel_flush();
     pthread_mutex_unlock(&lock);
     return s;
 }
 
-static plexus_status pattern_call(const char *topic, const char *pattern) {
-    if (!pattern) return PLEXUS_INVALID_ARGUMENT;
+static plexus_status pattern_call(plexus_ctx *ctx, const char *topic, const char *pattern) {
+    if (!ctx || !pattern) return PLEXUS_INVALID_ARGUMENT;
     plexus_envelope e = control_envelope(topic, pattern, strlen(pattern));
     pthread_mutex_lock(&lock);
     plexus_status s = call_locked(&e, NULL, NULL);
@@ -178,12 +249,11 @@ static plexus_status pattern_call(const char *topic, const char *pattern) {
     return s;
 }
 
-static plexus_status h_subscribe(plexus_ctx *c, const char *p) { (void)c; return pattern_call(PLEXUS_CONTROL_SUBSCRIBE, p); }
-static plexus_status h_unsubscribe(plexus_ctx *c, const char *p) { (void)c; return pattern_call(PLEXUS_CONTROL_UNSUBSCRIBE, p); }
+static plexus_status h_subscribe(plexus_ctx *c, const char *p) { return pattern_call(c, PLEXUS_CONTROL_SUBSCRIBE, p); }
+static plexus_status h_unsubscribe(plexus_ctx *c, const char *p) { return pattern_call(c, PLEXUS_CONTROL_UNSUBSCRIBE, p); }
 
 static void h_log(plexus_ctx *ctx, int32_t level, const char *message) {
-    (void)ctx;
-    if (!message) return;
+    if (!ctx || !message) return;
     plexus_id none = { 0, 0 };
     pthread_mutex_lock(&lock);
     channel_control(PLEXUS_CONTROL_LOG, none, level, message, strlen(message));
@@ -200,10 +270,10 @@ static uint64_t get_le(const uint8_t *p) { uint64_t v = 0; for (int i = 0; i < 8
 
 static plexus_status kv_call(char op, const char *key, const uint8_t *value, uint64_t len, int64_t expected,
                              frame **out_ack) {
-    if (!key) return PLEXUS_INVALID_ARGUMENT;
+    /* Checked before the allocation below: a 2^40 length is TOO_LARGE, as in the host. */
+    plexus_status s = plexus_contract_kv(key, value, len, expected, payload_limit(), NULL);
+    if (s != PLEXUS_OK) return s;
     size_t klen = strlen(key);
-    if (klen == 0 || klen > PLEXUS_KV_MAX_KEY) return PLEXUS_INVALID_ARGUMENT;
-    if (len > 0 && !value) return PLEXUS_INVALID_ARGUMENT;
     uint64_t n = 13 + klen + len;
     uint8_t *p = malloc(n);
     if (!p) return PLEXUS_NO_MEMORY;
@@ -214,15 +284,14 @@ static plexus_status kv_call(char op, const char *key, const uint8_t *value, uin
     if (len) memcpy(p + 13 + klen, value, len);
     plexus_envelope e = control_envelope(PLEXUS_CONTROL_KV, p, n);
     pthread_mutex_lock(&lock);
-    plexus_status s = call_locked(&e, NULL, out_ack);
+    s = call_locked(&e, NULL, out_ack);
     pthread_mutex_unlock(&lock);
     free(p);
     return s;
 }
 
 static plexus_status h_kv_get(plexus_ctx *ctx, const char *key, uint8_t **out_value, uint64_t *out_len, uint64_t *out_version) {
-    (void)ctx;
-    if (!out_value || !out_len || !out_version) return PLEXUS_INVALID_ARGUMENT;
+    if (!ctx || !out_value || !out_len || !out_version) return PLEXUS_INVALID_ARGUMENT;
     frame *ack = NULL;
     plexus_status s = kv_call('g', key, NULL, 0, PLEXUS_KV_ANY, &ack);
     if (s == PLEXUS_OK && ack->env.payload_len < 8) s = PLEXUS_MALFORMED_FRAME;
@@ -241,7 +310,7 @@ static plexus_status h_kv_get(plexus_ctx *ctx, const char *key, uint8_t **out_va
 
 static plexus_status h_kv_put(plexus_ctx *ctx, const char *key, const uint8_t *value, uint64_t len,
                               int64_t expected, uint64_t *out_version) {
-    (void)ctx;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
     frame *ack = NULL;
     plexus_status s = kv_call('p', key, value, len, expected, &ack);
     if (s == PLEXUS_OK && ack->env.payload_len < 8) s = PLEXUS_MALFORMED_FRAME;
@@ -251,18 +320,18 @@ static plexus_status h_kv_put(plexus_ctx *ctx, const char *key, const uint8_t *v
 }
 
 static plexus_status h_kv_delete(plexus_ctx *ctx, const char *key, int64_t expected) {
-    (void)ctx;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
     return kv_call('d', key, NULL, 0, expected, NULL);
 }
 
-static void *h_alloc(uint64_t n) { return malloc(n ? n : 1); }
+static void *h_alloc(uint64_t n) { return plexus_contract_alloc(n); }
 static void h_free(void *p) { free(p); }
 static int64_t h_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-static const char *h_name(plexus_ctx *ctx) { (void)ctx; return desc ? desc->name : ""; }
+static const char *h_name(plexus_ctx *ctx) { return ctx && desc ? desc->name : NULL; }
 
 static const plexus_host host_table = {
     sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
@@ -324,6 +393,7 @@ static char *await_start(void) {
     for (;;) {
         frame *f = channel_read(1);
         if (is_control(&f->env, PLEXUS_CONTROL_START)) {
+            host_payload_limit = f->env.correlation_id.lo;
             char *cfg = malloc(f->env.payload_len + 1);
             if (!cfg) _exit(PLEXUS_WORKER_EXIT_CHANNEL);
             memcpy(cfg, f->env.payload ? (const void *)f->env.payload : "", f->env.payload_len);
@@ -417,7 +487,17 @@ static void reply_bytes(const plexus_envelope *m, plexus_kind kind, plexus_statu
     e.payload = p;
     e.payload_len = n;
     pthread_mutex_lock(&lock);
-    if (open_take(m->id)) channel_queue(&e);
+    if (open_take(m->id)) {
+        const char *what = NULL;
+        plexus_status s = plexus_contract_fields(&e, channel_payload_limit(), &what);
+        if (s == PLEXUS_OK) s = channel_queue(&e);
+        if (s != PLEXUS_OK) {   /* e.g. a string result over the limit: the caller hears it now */
+            char text[512];
+            int k = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"the result was refused: %s\"}",
+                             plexus_status_name(s), what ? what : plexus_status_message(s));
+            answer_error(m->id, s, text, printed(k, sizeof text));
+        }
+    }
     pthread_mutex_unlock(&lock);
 }
 
@@ -453,9 +533,9 @@ static plexus_status call_export(const plexus_export *x, const plexus_envelope *
         return s;
     }
     if (s != PLEXUS_OK) {
-        char text[300];
+        char text[768];
         int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"%s: %s\"}", plexus_status_name(s), x->name, what ? what : "call failed");
-        reply_bytes(m, PLEXUS_KIND_ERROR, s, "application/json", text, (uint64_t)n);
+        reply_bytes(m, PLEXUS_KIND_ERROR, s, "application/json", text, printed(n, sizeof text));
         return PLEXUS_OK;
     }
     uint8_t small[9];
@@ -494,23 +574,15 @@ static plexus_status dispatch(const plexus_envelope *m) {
 static void deliver(frame *f) {
     const plexus_envelope *m = &f->env;
     int query = m->kind == PLEXUS_KIND_QUERY;
-    if (query) { pthread_mutex_lock(&lock); open_add(m->id); pthread_mutex_unlock(&lock); }
+    if (query) { pthread_mutex_lock(&lock); open_add(m->id, m->deadline_unix_ns); pthread_mutex_unlock(&lock); }
     plexus_status s = dispatch(m);
     if (query && s != PLEXUS_OK) {
         pthread_mutex_lock(&lock);
         if (open_take(m->id)) {
-            char text[200];
+            char text[512];   /* room for a 255-byte agent name: the whole text, never more than was written */
             int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"agent '%s' returned %s while handling the request\"}",
                              plexus_status_name(PLEXUS_HANDLER_FAILED), desc->name, plexus_status_name(s));
-            plexus_envelope e = plexus_envelope_init();
-            e.kind = PLEXUS_KIND_ERROR;
-            e.target_kind = PLEXUS_TARGET_REPLY;
-            e.correlation_id = m->id;
-            e.status = PLEXUS_HANDLER_FAILED;
-            e.content_type = "application/json";
-            e.payload = (const uint8_t *)text;
-            e.payload_len = (uint64_t)n;
-            channel_queue(&e);
+            answer_error(m->id, PLEXUS_HANDLER_FAILED, text, printed(n, sizeof text));
         }
         pthread_mutex_unlock(&lock);
     }

@@ -2,6 +2,7 @@
 ** or a socket, decoding must never crash, read out of bounds or accept a
 ** frame that does not re-encode to the same bytes. Built and run by run.sh. */
 #include "plexus_wire.h"
+#include "plexus_wire_internal.h"   /* private, compiled in: encode_valid for frames built here */
 #include <stdlib.h>
 #include <string.h>
 

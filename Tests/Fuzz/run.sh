@@ -8,7 +8,7 @@ seconds=${1:-20}
 clang=$(command -v clang || echo /opt/swift/usr/bin/clang)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" \
+if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" -I"$root/Sources/CPlexusInternal/include" \
     "$root/Tests/Fuzz/fuzz_wire.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_wire" > "$work/build.log" 2>&1; then
     cat "$work/build.log" >&2
     exit 1

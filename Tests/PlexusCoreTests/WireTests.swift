@@ -1,3 +1,4 @@
+import CPlexusInternal
 import PlexusCore
 import Testing
 

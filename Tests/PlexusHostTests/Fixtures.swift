@@ -35,6 +35,7 @@ enum Fixtures {
     static func clientProgram(_ name: String) -> String {
         let out = dir + "/" + name
         try? run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I\(root)/include", "-I\(root)/SDK/c",
+                                 "-I\(root)/Sources/CPlexusInternal/include",
                                  "\(root)/SDK/c/examples/\(name).c", "\(root)/SDK/c/plexus_client.c",
                                  "\(root)/Sources/CPlexus/wire.c", "-o", out])
         return out

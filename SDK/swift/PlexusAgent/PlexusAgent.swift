@@ -128,8 +128,8 @@ public struct AgentContext: @unchecked Sendable {
 
     /// A host older than ABI 1.1 has no kv_* functions.
     private func kvHost() throws(AgentError) -> plexus_host {
-        let end = MemoryLayout<plexus_host>.offset(of: \plexus_host.kv_delete)! + MemoryLayout<UnsafeRawPointer>.size
-        guard Int(host.pointee.struct_size) >= end, host.pointee.kv_get != nil else { throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.1: no key-value store") }
+        // Read no further than the host's struct_size: only a 1.1 table has kv_*.
+        guard host.pointee.struct_size >= PLEXUS_HOST_SIZE_1_1, host.pointee.kv_get != nil else { throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.1: no key-value store") }
         return host.pointee
     }
 

@@ -34,6 +34,8 @@ pub struct plexus_envelope {
     pub payload: *const u8,
     pub payload_len: u64,
     pub status: plexus_status,
+    /// 0; was tail padding in ABI 1.0 (plexus.h names it so the next field grows the struct).
+    pub reserved: u32,
 }
 
 impl plexus_envelope {
@@ -54,6 +56,7 @@ impl plexus_envelope {
             payload: std::ptr::null(),
             payload_len: 0,
             status: 0,
+            reserved: 0,
         }
     }
 }
@@ -84,6 +87,15 @@ pub struct plexus_host {
 
 /// expected_version for kv_put and kv_delete: no condition.
 pub const PLEXUS_KV_ANY: i64 = -1;
+
+/// Sizes as ABI 1.0 laid the structs out (plexus.h's PLEXUS_*_SIZE_1_0).
+pub const PLEXUS_ENVELOPE_SIZE_1_0: usize = 112;
+pub const PLEXUS_HOST_SIZE_1_0: usize = 96;
+pub const PLEXUS_HOST_SIZE_1_1: usize = 120;
+pub const PLEXUS_CAPABILITY_SIZE_1_0: usize = 40;
+pub const PLEXUS_PERMISSION_SIZE_1_0: usize = 16;
+pub const PLEXUS_EXPORT_SIZE_1_0: usize = 56;
+pub const PLEXUS_DESCRIPTOR_SIZE_1_0: usize = 112;
 
 pub type plexus_init_fn =
     unsafe extern "C" fn(*const plexus_host, *mut plexus_ctx, *const c_char, *mut *mut c_void) -> plexus_status;
@@ -152,3 +164,31 @@ unsafe impl<const N: usize> Sync for StaticCapabilities<N> {}
 #[doc(hidden)]
 pub struct StaticPermissions<const N: usize>(pub [plexus_permission; N]);
 unsafe impl<const N: usize> Sync for StaticPermissions<N> {}
+
+// The same layout checks as plexus.h's _Static_asserts: a drift between this
+// mirror and the header fails the build, not a plugin load.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<plexus_id>() == 16);
+    assert!(size_of::<plexus_envelope>() == PLEXUS_ENVELOPE_SIZE_1_0);
+    assert!(offset_of!(plexus_envelope, id) == 8);
+    assert!(offset_of!(plexus_envelope, deadline_unix_ns) == 56);
+    assert!(offset_of!(plexus_envelope, sender) == 64);
+    assert!(offset_of!(plexus_envelope, payload_len) == 96);
+    assert!(offset_of!(plexus_envelope, status) == 104);
+    assert!(offset_of!(plexus_envelope, reserved) == 108);
+    assert!(offset_of!(plexus_host, kv_get) == PLEXUS_HOST_SIZE_1_0);
+    assert!(offset_of!(plexus_host, agent_name) == 88);
+    assert!(size_of::<plexus_host>() == PLEXUS_HOST_SIZE_1_1);
+    assert!(size_of::<plexus_capability>() == PLEXUS_CAPABILITY_SIZE_1_0);
+    assert!(size_of::<plexus_permission>() == PLEXUS_PERMISSION_SIZE_1_0);
+    assert!(size_of::<plexus_export>() == PLEXUS_EXPORT_SIZE_1_0);
+    assert!(offset_of!(plexus_export, return_type) == 32);
+    assert!(offset_of!(plexus_export, arg_types) == 40);
+    assert!(size_of::<plexus_plugin_descriptor>() == PLEXUS_DESCRIPTOR_SIZE_1_0);
+    assert!(offset_of!(plexus_plugin_descriptor, name) == 16);
+    assert!(offset_of!(plexus_plugin_descriptor, flags) == 40);
+    assert!(offset_of!(plexus_plugin_descriptor, permissions) == 64);
+    assert!(offset_of!(plexus_plugin_descriptor, exports) == 80);
+    assert!(offset_of!(plexus_plugin_descriptor, init) == 88);
+};

@@ -175,8 +175,7 @@ impl Context {
     /// The host table as the plugin's header knew it (ABI 1.0 hosts have no kv_*).
     fn kv_table(&self) -> Result<&ffi::plexus_host, Status> {
         let h = self.host();
-        let end = std::mem::offset_of!(ffi::plexus_host, kv_delete) + std::mem::size_of::<usize>();
-        if (h.struct_size as usize) < end || h.kv_get.is_none() { return Err(Status::Unsupported); }
+        if (h.struct_size as usize) < ffi::PLEXUS_HOST_SIZE_1_1 || h.kv_get.is_none() { return Err(Status::Unsupported); }
         Ok(h)
     }
 

@@ -13,7 +13,9 @@
 ** The conversation, in order:
 **
 **   agent -> host  HELLO    payload: the descriptor as JSON (see the worker)
-**   host  -> agent START    payload: the agent's configuration JSON
+**   host  -> agent START    payload: the agent's configuration JSON;
+**                           correlation_id.lo: the host's payload limit, which
+**                           the agent's host functions check (0: the channel's)
 **   agent -> host  READY    init() returned OK          (or REFUSED, then exit)
 **   ...
 **   host  -> agent (message)          a delivery; handle() runs in order
