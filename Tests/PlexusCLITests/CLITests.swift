@@ -87,7 +87,7 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let help = try plexus(["run", "--help"], in: dir)
         #expect(help.status == 0)
-        for clientOnly in ["--client", "--token", "--embedded"] { #expect(!help.out.contains(clientOnly), "\(clientOnly) in: \(help.out)") }
+        for clientOnly in ["--client <", "--token", "--embedded"] { #expect(!help.out.contains(clientOnly), "\(clientOnly) in: \(help.out)") }
         #expect(help.out.contains("finish for up to --shutdown-grace-ms"), "\(help.out)")
         let top = try plexus(["--help"], in: dir)
         #expect(top.out.contains("2 a usage error"), "\(top.out)")
