@@ -55,7 +55,7 @@ public enum TaskPolicy {
         if let retryOn {
             return "not retried: \(name) is not in its retry_on (\(retryOn.sorted().joined(separator: ", ")))"
         }
-        return "not retried: \(name) cannot succeed on retry (name it in retry_on to retry it anyway)"
+        return "not retried: \(name) cannot succeed on retry; a step's retry.on or a task's retry_on that names it retries it anyway"
     }
 
     /// Every status a `retry_on` list may name: all but OK.
