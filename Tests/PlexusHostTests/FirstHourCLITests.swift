@@ -91,6 +91,13 @@ struct FirstHourCLITests {
         #expect(listed.out.contains("missing  Plugins/colector.so"), "\(listed.out)")
         #expect(listed.out.contains("(did you mean collector?)"), "\(listed.out)")
 
+        // retry_on from the command line: a task that names INVALID_ARGUMENT is retried on it; a misspelt status is a usage error.
+        let typo = try plexus(["tasks", "submit", "data.collect", "--retry-on", "INVALID_ARGUMNT", "--socket", sock], in: userDir)
+        #expect(typo.status == 2 && typo.err.contains("did you mean INVALID_ARGUMENT?"), "\(typo.status) \(typo.err)")
+        let retried = try plexus(["tasks", "submit", "data.collect", "--json", #"{"path": "/nowhere.csv"}"#, "--attempts", "2", "--backoff-ms", "1",
+                                  "--retry-on", "INVALID_ARGUMENT", "--wait", "--socket", sock], in: userDir)
+        #expect(retried.status == 1 && retried.err.contains("2 attempt(s) failed; last error INVALID_ARGUMENT: cannot open /nowhere.csv"), "\(retried.err)")
+
         // A workflow file that is not there: no 0:0.
         let missing = try plexus(["workflow", "run", "/nonexistent.yaml", "--socket", sock], in: userDir)
         #expect(missing.status != 0)
