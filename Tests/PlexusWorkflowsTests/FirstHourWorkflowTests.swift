@@ -59,4 +59,20 @@ import Testing
         #expect(out["list"] == .array([.string("/home/me/work/mine.csv"), .int(3)]))
         #expect(changed.map(\.field) == ["input.list[0]", "input.path"])
     }
+
+    @Test func attemptsCountTheNewestGenerationOfEachStepAndAllItsItems() {
+        let tally = RunAttempts.tally([
+            (key: "wf/r/0/collect", attempts: 2, state: "completed", error: "UNAVAILABLE: busy"),
+            (key: "wf/r/0/gate", attempts: 3, state: "dead", error: "TIMEOUT: slow"),
+            (key: "wf/r/0/clean/0", attempts: 1, state: "completed", error: nil),
+            (key: "wf/r/0/clean/1", attempts: 2, state: "completed", error: "HANDLER_FAILED: once"),
+            (key: "wf/r/1/gate", attempts: 1, state: "completed", error: nil),   // resumed: tried afresh
+        ])
+        #expect(tally["collect"] == RunAttempts.Tally(attempts: 2, lastError: "UNAVAILABLE: busy"))
+        #expect(tally["clean"] == RunAttempts.Tally(attempts: 3, lastError: "HANDLER_FAILED: once"))
+        #expect(tally["gate"] == RunAttempts.Tally(attempts: 1, lastError: nil))
+        let status = RunAttempts.annotate(.object(["steps": .array([.object(["name": .string("collect")]), .object(["name": .string("idle")])])]), tally)
+        #expect(status["steps"] == .array([.object(["name": .string("collect"), "attempts": .int(2), "last_error": .string("UNAVAILABLE: busy")]),
+                                          .object(["name": .string("idle")])]))
+    }
 }
