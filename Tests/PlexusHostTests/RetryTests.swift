@@ -55,7 +55,7 @@ struct RetryTests {
 
     @Test func anInvalidArgumentEndsTheStepAtOnceAndSaysWhy() throws {
         let rig = try WorkflowTests.Rig()
-        defer { rig.stop() }
+        defer { rig.stop(); try? FileManager.default.removeItem(atPath: rig.dir) }
         let id = try rig.run("""
             workflow: no-retry
             steps:
@@ -75,7 +75,7 @@ struct RetryTests {
 
     @Test func aStepThatNamesTheStatusIsRetriedOnIt() throws {
         let rig = try WorkflowTests.Rig()
-        defer { rig.stop() }
+        defer { rig.stop(); try? FileManager.default.removeItem(atPath: rig.dir) }
         let id = try rig.run("""
             workflow: retry-anyway
             steps:
@@ -91,7 +91,7 @@ struct RetryTests {
 
     @Test func anAgentsOwnUnavailableWaitsTheBackoffAndTheRetryShowsInStatus() throws {
         let rig = try WorkflowTests.Rig()
-        defer { rig.stop() }
+        defer { rig.stop(); try? FileManager.default.removeItem(atPath: rig.dir) }
         let id = try rig.run("""
             workflow: busy-source
             steps:
