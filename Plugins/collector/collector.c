@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 #include "plexus_agent.h"
 
 typedef struct { char *data; size_t len, cap; int failed; } buf;
@@ -89,8 +91,15 @@ static plexus_status collect(const plexus_envelope *msg) {
     }
     FILE *f = fopen(path, "rb");
     if (!f) {
-        char why[600];
-        snprintf(why, sizeof why, "cannot open %s", path);
+        /* Say which file was tried: a relative path is read from the host's
+        ** directory, which need not be the caller's. */
+        int err = errno;
+        char why[2048], cwd[512];
+        if (path[0] == '/') snprintf(why, sizeof why, "cannot open %.500s: %.200s", path, strerror(err));
+        else if (getcwd(cwd, sizeof cwd))
+            snprintf(why, sizeof why, "cannot open %s/%.500s: %.200s (a relative path is read from the host's directory, %s; give an absolute path)",
+                     cwd, path, strerror(err), cwd);
+        else snprintf(why, sizeof why, "cannot open %.500s: %.200s (a relative path is read from the host's directory)", path, strerror(err));
         free(path);
         return plexus_reply_error(msg, PLEXUS_INVALID_ARGUMENT, why);
     }

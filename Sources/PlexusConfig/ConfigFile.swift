@@ -12,7 +12,14 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public let field: String
     public let problem: String
     /// "plexus.yaml:7:5: plugins.textkit.limits.memory: expected a size such as 512MiB, found "lots""
-    public var description: String { "\(file):\(line):\(column): \(field.isEmpty ? "" : "\(field): ")\(problem)" }
+    /// Without a position (line 0: the file as a whole), "file: problem", or
+    /// the problem alone when it names the file already ("cannot read
+    /// /x.yaml: no such file or directory").
+    public var description: String {
+        let what = "\(field.isEmpty ? "" : "\(field): ")\(problem)"
+        if line > 0 { return "\(file):\(line):\(column): \(what)" }
+        return problem.contains(file) && field.isEmpty ? problem : "\(file): \(what)"
+    }
 
     public init(file: String, line: Int, column: Int, field: String, problem: String) {
         self.file = file
@@ -71,17 +78,37 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 /// ```
 public enum ConfigFile {
     public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")
+        try parse(try readText(path), file: path, into: base)
+    }
+
+    /// A file's text, or "cannot read PATH: no such file or directory"
+    /// (the system's reason, as open(2) or read(2) gave it).
+    public static func readText(_ path: String) throws(ConfigError) -> String {
+        func refuse(_ why: String) -> ConfigError {
+            ConfigError(file: path, line: 0, column: 0, field: "", problem: "cannot read \(path): \(why)")
         }
-        return try parse(text, file: path, into: base)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw refuse(String(cString: strerror(errno)).lowercased()) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw refuse(String(cString: strerror(errno)).lowercased())
+            }
+            bytes += chunk[0..<n]
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw refuse("it is not UTF-8 text") }
+        return text
     }
 
     public static func parse(_ text: String, file: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch {
-            throw syntaxError(error, file: file)
+            throw syntaxError(error, file: file, text: text)
         }
         var config = base
         guard let root else { return config }
@@ -108,14 +135,40 @@ public enum ConfigFile {
         return config
     }
 
-    public static func syntaxError(_ error: Error, file: String) -> ConfigError {
+    public static func syntaxError(_ error: Error, file: String, text: String? = nil) -> ConfigError {
         if let y = error as? YamlError, case .scanner(_, let problem, let mark, _) = y {
             return ConfigError(file: file, line: mark.line, column: mark.column, field: "", problem: "not valid YAML: \(problem)")
         }
         if let y = error as? YamlError, case .parser(_, let problem, let mark, _) = y {
             return ConfigError(file: file, line: mark.line, column: mark.column, field: "", problem: "not valid YAML: \(problem)")
         }
+        if let y = error as? YamlError, case .duplicatedKeysInMapping(let keys, let context) = y {
+            let key = keys.first ?? "?"
+            let (line, column) = secondOccurrence(of: key, after: context.mark, in: text)
+            return ConfigError(file: file, line: line, column: column, field: "", problem:
+                "'\(key)' is given twice in one mapping (first at line \(context.mark.line)); keep one")
+        }
         return ConfigError(file: file, line: 0, column: 0, field: "", problem: "not valid YAML: \(error)")
+    }
+
+    /// Where a duplicated key appears again: Yams marks only its first
+    /// occurrence, so the lines after it are searched for the same key at the
+    /// same column (block style); a flow mapping on one line keeps the first mark.
+    static func secondOccurrence(of key: String, after first: Mark, in text: String?) -> (Int, Int) {
+        guard let text else { return (first.line, first.column) }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard first.line >= 1, first.line <= lines.count else { return (first.line, first.column) }
+        for i in first.line..<lines.count {
+            let l = lines[i].unicodeScalars
+            let indent = l.prefix { $0 == " " }.count
+            guard indent == first.column - 1 else { continue }
+            var rest = Substring(String(l.dropFirst(indent)))
+            if rest.hasPrefix("\"\(key)\"") { rest = rest.dropFirst(key.count + 2) }
+            else if rest.hasPrefix("'\(key)'") { rest = rest.dropFirst(key.count + 2) }
+            else if rest.hasPrefix(key) { rest = rest.dropFirst(key.count) } else { continue }
+            if rest.drop(while: { $0 == " " }).hasPrefix(":") { return (i + 1, first.column) }
+        }
+        return (first.line, first.column)
     }
 }
 

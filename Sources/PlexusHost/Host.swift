@@ -136,7 +136,15 @@ public final class Host: @unchecked Sendable {
     /// reported (pluginReports) and logged; the rest load regardless.
     public func loadPlugins() throws(PlexusError) {
         guard let dir = configuration.pluginsDirectory else { return }
-        for path in try PluginLoader.discover(in: dir) { _ = try? load(path: path) }
+        let paths = try PluginLoader.discover(in: dir)
+        for path in paths { _ = try? load(path: path) }
+        // Configured but absent: likely a typo, perhaps a plugin still to be
+        // added. `plexus plugins list` shows it; `plexus run` warns with the line.
+        let present = paths.map { String($0.split(separator: "/").last!.dropLast(3)) }
+        for name in configuration.plugins.keys.sorted() where !present.contains(name) {
+            let hint = Suggestion.closest(to: name, among: present).map { " (did you mean \($0)?)" } ?? ""
+            reports.append(PluginReport(missing: name, directory: dir, hint: hint))
+        }
     }
 
     /// Loads one file; on refusal records the reason and throws it.

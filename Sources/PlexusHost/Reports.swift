@@ -43,6 +43,15 @@ public struct PluginReport: Sendable, Codable, Equatable {
         self.subscriptions = subscriptions
     }
 
+    /// plexus.yaml configures a plugin that has no file.
+    init(missing name: String, directory: String, hint: String) {
+        self.file = (directory.hasSuffix("/") ? directory : directory + "/") + name + ".so"
+        self.status = "missing"
+        self.name = name
+        self.error = statusName(PLEXUS_NO_SUCH_AGENT.status)
+        self.reason = "plexus.yaml configures plugin '\(name)', but there is no such file\(hint); its settings apply if it is added later"
+    }
+
     init(refused r: PluginRefusal) {
         self.file = r.path
         self.status = "refused"

@@ -156,7 +156,12 @@ final class Router: @unchecked Sendable {
             // runs right here: no dispatcher thread has to wake up for it.
             if let link = a.link { runWorkerBatch(a, link) } else { dispatcher.schedule(a) }
         case .full: throw PlexusError(.MAILBOX_FULL, "agent '\(a.name)' has \(a.capacity) messages waiting, its mailbox's limit")
-        case .closed: throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' is \(a.state.rawValue) and takes no new messages")
+        case .closed:
+            // Given up by its supervisor while the host runs on: say so, not "shutting down".
+            if a.state == .terminated, let why = a.link?.givenUpReason {
+                throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' was terminated (\(why)); it takes no new messages until the host restarts; `plexus agents` shows its restarts and last exit")
+            }
+            throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' is \(a.state.rawValue) and takes no new messages")
         }
     }
 

@@ -65,6 +65,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var restartTimes: [Int64] = []
     private(set) var restarts = 0
     private(set) var lastExit: String?
+    /// Why the supervisor gave the agent up (under lock); nil while it has not.
+    private var gaveUp: String?
+    /// What a caller of a terminated agent is told.
+    var givenUpReason: String? { lock.withLock { gaveUp } }
     private(set) var denied = 0
     private var restartingForSupervisor = false
     /// The stopped worker whose unfinished work exited() has handed back.
@@ -586,6 +590,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// dead-lettered and its callers told why.
     func giveUp(reason: String) {
         guard let agent else { return }
+        lock.withLock { gaveUp = reason }
         logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(reason)"])
         router.lifecycle("agent.terminated", agent.name, ["reason": .string(reason)])
         agent.state = .terminated

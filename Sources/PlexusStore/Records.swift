@@ -35,8 +35,11 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var result: Data?
     public var result_type: String?
     public var error: String?
+    /// JSON array of the status names a failure is retried on; nil: the default
+    /// (every status but those no retry can fix).
+    public var retry_on: String?
 
-    public init(id: String, seq: Int64, capability: String, payload: Data, content_type: String, priority: Int, deadline_unix_ns: Int64, max_attempts: Int, backoff_ms: Int64, backoff_max_ms: Int64, timeout_ms: Int64, idempotency_key: String?, depends_on: String, state: TaskState, attempts: Int, not_before_unix_ns: Int64, submitted_unix_ns: Int64, finished_unix_ns: Int64, agent: String?, result: Data?, result_type: String?, error: String?) {
+    public init(id: String, seq: Int64, capability: String, payload: Data, content_type: String, priority: Int, deadline_unix_ns: Int64, max_attempts: Int, backoff_ms: Int64, backoff_max_ms: Int64, timeout_ms: Int64, idempotency_key: String?, depends_on: String, state: TaskState, attempts: Int, not_before_unix_ns: Int64, submitted_unix_ns: Int64, finished_unix_ns: Int64, agent: String?, result: Data?, result_type: String?, error: String?, retry_on: String? = nil) {
         self.id = id
         self.seq = seq
         self.capability = capability
@@ -59,6 +62,13 @@ public struct TaskRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
         self.result = result
         self.result_type = result_type
         self.error = error
+        self.retry_on = retry_on
+    }
+
+    /// retry_on as a set; nil when the task keeps the default.
+    public var retryOn: Set<String>? {
+        guard let r = retry_on, case .array(let a)? = try? JSONValue.parse(Array(r.utf8)) else { return nil }
+        return Set(a.compactMap { if case .string(let s) = $0 { s } else { nil } })
     }
 
     public var dependencies: [String] {

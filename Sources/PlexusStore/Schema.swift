@@ -86,6 +86,10 @@ enum Schema {
                     PRIMARY KEY(run_id, step, item));
                 """)
         }
+        m.registerMigration("3: tasks.retry_on") { db in
+            // JSON array of status names a failure is retried on; NULL: the default.
+            try db.execute(sql: "ALTER TABLE tasks ADD COLUMN retry_on TEXT")
+        }
         try m.migrate(db)
     }
 }

@@ -12,13 +12,14 @@ extension Store {
         try db.run("""
             INSERT INTO tasks(id, seq, capability, payload, content_type, priority, deadline_unix_ns, max_attempts,
                 backoff_ms, backoff_max_ms, timeout_ms, idempotency_key, depends_on, state, attempts, not_before_unix_ns,
-                submitted_unix_ns, finished_unix_ns, agent, result, result_type, error)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                submitted_unix_ns, finished_unix_ns, agent, result, result_type, error, retry_on)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """) { b in
                 b.add(t.id); b.add(t.seq); b.add(t.capability); b.add(t.payload); b.add(t.content_type); b.add(t.priority)
                 b.add(t.deadline_unix_ns); b.add(t.max_attempts); b.add(t.backoff_ms); b.add(t.backoff_max_ms); b.add(t.timeout_ms)
                 b.add(t.idempotency_key); b.add(t.depends_on); b.add(t.state.rawValue); b.add(t.attempts); b.add(t.not_before_unix_ns)
                 b.add(t.submitted_unix_ns); b.add(t.finished_unix_ns); b.add(t.agent); b.add(t.result); b.add(t.result_type); b.add(t.error)
+                b.add(t.retry_on)
             }
     }
 

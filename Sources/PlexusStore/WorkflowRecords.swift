@@ -80,6 +80,19 @@ extension Store {
         try read { db in try CheckpointRecord.filter(Column("run_id") == run).order(Column("step"), Column("item")).fetchAll(db) }
     }
 
+    /// Every task a run's steps submitted (keys "wf/RUN/..."), in submission
+    /// order, without payloads or results: what `workflow status` counts
+    /// attempts and last failures from.
+    public func stepTasks(of run: String) throws -> [(key: String, attempts: Int, state: String, error: String?)] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT idempotency_key, attempts, state, error FROM tasks
+                WHERE idempotency_key >= ? AND idempotency_key < ? ORDER BY seq
+                """, arguments: ["wf/\(run)/", "wf/\(run)0"])
+                .map { (key: $0[0], attempts: $0[1], state: $0[2], error: $0[3]) }
+        }
+    }
+
     public func lastRunSeq() throws -> Int64 {
         try read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM workflow_runs") ?? 0 }
     }

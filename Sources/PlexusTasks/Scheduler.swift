@@ -159,7 +159,8 @@ public final class Scheduler: @unchecked Sendable {
                    backoff_max_ms: s.backoffMaxMs, timeout_ms: s.timeoutMs, idempotency_key: s.idempotencyKey,
                    depends_on: JSONValue.array(s.dependsOn.map(JSONValue.string)).text,
                    state: s.dependsOn.isEmpty ? .queued : .waiting, attempts: 0, not_before_unix_ns: 0,
-                   submitted_unix_ns: now, finished_unix_ns: 0, agent: nil, result: nil, result_type: nil, error: nil)
+                   submitted_unix_ns: now, finished_unix_ns: 0, agent: nil, result: nil, result_type: nil, error: nil,
+                   retry_on: s.retryOn.map { JSONValue.array($0.map(JSONValue.string)).text })
     }
 
     /// A dead-lettered or cancelled task runs again, with fresh attempts.
@@ -407,16 +408,32 @@ public final class Scheduler: @unchecked Sendable {
             return
         }
         let e = Host.error(from: answer)
+        // The host answers for an agent it lost (sender "plexus"); an agent's
+        // own error answer, whatever its status, is the task's failure.
+        let byHost = agent == nil || agent == "plexus"
+        let lost = TaskPolicy.reassigns(e.status, byHost: byHost)
         let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
-                              outcome: TaskPolicy.reassigns(e.status) ? "agent lost" : "failed", detail: "\(e.name): \(e.detail)")
+                              outcome: lost ? "agent lost" : "failed", detail: "\(e.name): \(e.detail)")
         let overdue = t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now
+        let retryOn = t.retryOn
+        guard TaskPolicy.retries(e.status, byHost: byHost, retryOn: retryOn) else {
+            let why = TaskPolicy.whyNotRetried(e.status, retryOn: retryOn)
+            store.enqueue { db in
+                try Store.insertAttempt(db, a)
+                try Store.appendEvent(db, kind: "task.not_retried", subject: id,
+                                      data: ["capability": .string(t.capability), "attempt": .int(Int64(t.attempts)),
+                                             "error": .string("\(e.name): \(e.detail)"), "reason": .string(why)], at: now)
+            }
+            deadLetter(id, reason: "\(e.name): \(e.detail) (\(why))", now: now)
+            return
+        }
         guard t.attempts < t.max_attempts && !overdue else {
             store.enqueue { db in try Store.insertAttempt(db, a) }
             deadLetter(id, reason: overdue ? "its deadline passed; last error \(e.name): \(e.detail)"
                                            : "\(t.attempts) attempt(s) failed; last error \(e.name): \(e.detail)", now: now)
             return
         }
-        let wait = TaskPolicy.reassigns(e.status) ? 0
+        let wait = lost ? 0
             : TaskPolicy.backoffMs(afterAttempt: t.attempts, baseMs: t.backoff_ms, maxMs: t.backoff_max_ms, unit: clock.random())
         t.state = .queued
         t.not_before_unix_ns = now + wait * 1_000_000

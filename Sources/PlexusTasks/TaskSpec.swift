@@ -21,6 +21,9 @@ public struct TaskSpec: Sendable, Equatable {
     public var idempotencyKey: String?
     /// Tasks that must complete first.
     public var dependsOn: [String] = []
+    /// The statuses a failure is retried on; nil: all but those no retry
+    /// can fix (TaskPolicy.final).
+    public var retryOn: [String]?
 
     public init(capability: String, payload: [UInt8], priority: Int = 1) {
         self.capability = capability
@@ -32,12 +35,13 @@ public struct TaskSpec: Sendable, Equatable {
 
     /// `{"capability": "text.stats", "payload": "...", "priority": "high",
     /// "attempts": 5, "backoff_ms": 100, "timeout_ms": 5000, "deadline_s": 60,
-    /// "key": "doc-42", "after": ["<task id>", ...], "content_type": "text/plain"}`.
+    /// "key": "doc-42", "after": ["<task id>", ...], "content_type": "text/plain",
+    /// "retry_on": ["INVALID_ARGUMENT", "TIMEOUT"]}`.
     /// A payload that is not a string is sent as its JSON text.
     public init(json: JSONValue) throws(PlexusError) {
         guard case .object(let o) = json else { throw PlexusError(.INVALID_ARGUMENT, "a task is a JSON object with at least \"capability\"") }
         let known: Set<String> = ["capability", "payload", "content_type", "priority", "attempts", "backoff_ms", "backoff_max_ms",
-                                  "timeout_ms", "deadline_s", "key", "after"]
+                                  "timeout_ms", "deadline_s", "key", "after", "retry_on"]
         if let k = o.keys.sorted().first(where: { !known.contains($0) }) {
             throw PlexusError(.INVALID_ARGUMENT, "task field \"\(k)\" is unknown; expected one of: \(known.sorted().joined(separator: ", "))")
         }
@@ -66,6 +70,12 @@ public struct TaskSpec: Sendable, Equatable {
                 throw PlexusError(.INVALID_ARGUMENT, "task field \"key\" must be a string of 1 to 255 bytes")
             }
             idempotencyKey = key
+        }
+        if let r = o["retry_on"] {
+            guard case .array(let items) = r else { throw PlexusError(.INVALID_ARGUMENT, "task field \"retry_on\" must be a list of status names such as [\"TIMEOUT\"]") }
+            let names = items.map { v -> String in if case .string(let s) = v { s } else { v.text } }
+            if let problem = TaskPolicy.checkRetryOn(names) { throw PlexusError(.INVALID_ARGUMENT, "task field \"retry_on\": \(problem)") }
+            retryOn = names
         }
         if let a = o["after"] {
             guard case .array(let items) = a else { throw PlexusError(.INVALID_ARGUMENT, "task field \"after\" must be an array of task ids") }

@@ -201,6 +201,7 @@ final class RunState {
         spec.backoffMs = s.backoffMs
         spec.backoffMaxMs = s.backoffMaxMs
         spec.timeoutMs = s.timeoutMs
+        spec.retryOn = s.retryOn
         spec.idempotencyKey = key(s.name, item)
         fx.tasks.append((spec, s.name, item))
     }

@@ -81,6 +81,9 @@ public struct Step: Sendable {
     public let approval: String?
     /// Branches of a parallel step, named "STEP.BRANCH".
     public let branches: [Step]
+    /// retry.on: the statuses its task's failures are retried on; nil: the
+    /// default (all but those no retry can fix, TaskPolicy.final).
+    public var retryOn: [String]? = nil
 
     /// For a branch "p.a": p.
     public var parent: String? { name.firstIndex(of: ".").map { String(name[..<$0]) } }

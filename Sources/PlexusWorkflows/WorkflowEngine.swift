@@ -131,9 +131,16 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     /// A run's status: live if the engine holds it, else from the store.
     public func status(_ id: String) throws(PlexusError) -> JSONValue {
-        if let s = lock.withLock({ snapshots[id] }) { return withWaitReasons(s) }
+        if let s = lock.withLock({ snapshots[id] }) { return withAttempts(withWaitReasons(s), run: id) }
         guard let r = try read({ try $0.run(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no workflow run \(id)") }
-        return try load(r).status()
+        return withAttempts(try load(r).status(), run: id)
+    }
+
+    /// Each tried step's attempts and last failure (RunAttempts); the status
+    /// without them if the store cannot be read.
+    private func withAttempts(_ s: JSONValue, run id: String) -> JSONValue {
+        guard let tasks = try? store.stepTasks(of: id) else { return s }
+        return RunAttempts.annotate(s, RunAttempts.tally(tasks))
     }
 
     /// A running step whose capability no active agent provides says why it

@@ -1,5 +1,6 @@
 import PlexusConfig
 import PlexusCore
+import PlexusTasks
 import Yams
 
 /// Reads a workflow file. Everything is checked before anything runs:
@@ -40,16 +41,12 @@ import Yams
 /// ```
 public enum WorkflowFile {
     public static func load(path: String) throws(ConfigError) -> Workflow {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(file: path, line: 0, column: 0, field: "", problem: "cannot read the workflow file: \(error.localizedDescription)")
-        }
-        return try parse(text, file: path)
+        try parse(try ConfigFile.readText(path), file: path)
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> Workflow {
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch { throw ConfigFile.syntaxError(error, file: file) }
+        do { root = try Yams.compose(yaml: text) } catch { throw ConfigFile.syntaxError(error, file: file, text: text) }
         guard let root else { throw ConfigError(file: file, line: 1, column: 1, field: "", problem: "the file is empty; a workflow needs `workflow:` and `steps:`") }
         return try WorkflowReader(r: Reader(file: file)).workflow(root, source: text)
     }
@@ -156,7 +153,8 @@ struct WorkflowReader {
                     input: f.input, after: unique(after + f.reads), when: f.when?.0, whenText: f.when?.1, forEach: forEach?.0, forEachText: forEach?.1,
                     concurrency: Int(try m["concurrency"].map { n throws(ConfigError) in try r.integer(n, "\(field).concurrency", in: 1...10_000) } ?? 8),
                     timeoutMs: f.timeoutMs, attempts: f.retry.attempts, backoffMs: f.retry.backoffMs, backoffMaxMs: f.retry.backoffMaxMs,
-                    approval: try m["approval"].map { n throws(ConfigError) in try r.string(n, "\(field).approval") }, branches: branches)
+                    approval: try m["approval"].map { n throws(ConfigError) in try r.string(n, "\(field).approval") }, branches: branches,
+                    retryOn: f.retry.on)
     }
 
     func branch(_ full: String, _ name: String, _ node: Node, _ c: Context) throws(ConfigError) -> Step {
@@ -168,13 +166,13 @@ struct WorkflowReader {
         return Step(name: full, line: node.mark?.line ?? 0, kind: .call(try capability(capNode, "\(field).call")), description: f.description,
                     input: f.input, after: unique(f.reads), when: f.when?.0, whenText: f.when?.1, forEach: nil, forEachText: nil, concurrency: 1,
                     timeoutMs: f.timeoutMs, attempts: f.retry.attempts, backoffMs: f.retry.backoffMs, backoffMaxMs: f.retry.backoffMaxMs,
-                    approval: nil, branches: [])
+                    approval: nil, branches: [], retryOn: f.retry.on)
     }
 
     /// What steps and branches read alike: when, input (with the steps
     /// they read), retry, timeout_ms, description.
     func callFields(_ m: [String: Node], _ field: String, _ c: Context, own: String, itemInInput: Bool) throws(ConfigError)
-        -> (when: (Expression, String)?, input: Template?, reads: [String], retry: (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64),
+        -> (when: (Expression, String)?, input: Template?, reads: [String], retry: (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64, on: [String]?),
             timeoutMs: Int64, description: String) {
         var reads: [String] = []
         let when = try m["when"].map { n throws(ConfigError) in try expression(n, "\(field).when") }
@@ -186,13 +184,25 @@ struct WorkflowReader {
                 try m["description"].map { n throws(ConfigError) in try r.string(n, "\(field).description") } ?? "")
     }
 
-    func retry(_ node: Node?, _ field: String) throws(ConfigError) -> (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64) {
-        guard let node else { return (1, 200, 30_000) }
-        let m = try r.mapping(node, "\(field).retry", keys: ["attempts", "backoff_ms", "backoff_max_ms"])
+    func retry(_ node: Node?, _ field: String) throws(ConfigError) -> (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64, on: [String]?) {
+        guard let node else { return (1, 200, 30_000, nil) }
+        let m = try r.mapping(node, "\(field).retry", keys: ["attempts", "backoff_ms", "backoff_max_ms", "on"])
+        var on: [String]?
+        if let n = m["on"] {
+            guard case .sequence(let items) = n else {
+                throw r.fail(n, "\(field).retry.on", "expected a list of status names, such as [TIMEOUT, INVALID_ARGUMENT]")
+            }
+            on = []
+            for i in items {
+                let name = try r.string(i, "\(field).retry.on")
+                if let problem = TaskPolicy.checkRetryOn([name]) { throw r.fail(i, "\(field).retry.on", problem) }
+                on!.append(name)
+            }
+        }
         let attempts = Int(try m["attempts"].map { n throws(ConfigError) in try r.integer(n, "\(field).retry.attempts", in: 1...1000) } ?? 3)
         let backoff = try m["backoff_ms"].map { n throws(ConfigError) in try r.integer(n, "\(field).retry.backoff_ms", in: 0...3_600_000) } ?? 200
         let most = try m["backoff_max_ms"].map { n throws(ConfigError) in try r.integer(n, "\(field).retry.backoff_max_ms", in: 0...86_400_000) } ?? max(30_000, backoff)
-        return (attempts, backoff, most)
+        return (attempts, backoff, most, on)
     }
 
     func capability(_ node: Node, _ field: String) throws(ConfigError) -> String {

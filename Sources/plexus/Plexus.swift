@@ -44,11 +44,13 @@ struct HostSetup: ParsableArguments {
     var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
     var socketPath: String { socket ?? SocketPath.default }
 
+    /// The configuration file in use, if any.
+    var configFile: String? { config ?? env("PLEXUS_CONFIG") ?? (access("plexus.yaml", R_OK) == 0 ? "plexus.yaml" : nil) }
+
     /// Built-in defaults, then the configuration file, then these options.
     func hostConfiguration() throws -> HostConfiguration {
         var c = HostConfiguration(pluginsDirectory: pluginsDirectory)
-        let file = config ?? env("PLEXUS_CONFIG") ?? (access("plexus.yaml", R_OK) == 0 ? "plexus.yaml" : nil)
-        if let file {
+        if let file = configFile {
             do { c = try ConfigFile.load(path: file, into: c) } catch { throw CLIError("\(error)") }
         }
         if let mode = sandbox ?? env("PLEXUS_SANDBOX").flatMap(SandboxMode.init(rawValue:)) {

@@ -61,6 +61,9 @@ private func printTable(_ reports: [PluginReport]) {
     for r in reports where r.status == "refused" {
         print("refused  \(r.file)\n    \(r.error ?? ""): \(r.reason ?? "")")
     }
+    for r in reports where r.status == "missing" {
+        print("missing  \(r.file)\n    \(r.reason ?? "")")
+    }
 }
 
 private func printDetail(_ r: PluginReport) {

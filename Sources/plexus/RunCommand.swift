@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import PlexusConfig
 import PlexusHost
 import PlexusSocket
 import PlexusStore
@@ -81,6 +82,7 @@ struct RunCommand: ParsableCommand {
         for r in host.pluginReports where r.status == "refused" {
             FileHandleErr.note("plexus: refused \(r.file): \(r.reason ?? "")")
         }
+        warnUnmatchedNames(host, config)
         var sig: Int32 = 0
         sigwait(&set, &sig)
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
@@ -90,5 +92,20 @@ struct RunCommand: ParsableCommand {
         scheduler.stop()
         host.shutdown()
         db.close()
+    }
+}
+
+extension RunCommand {
+    /// plexus.yaml names a plugin with no file, or supervises an agent that
+    /// does not exist: said loudly with file:line:column and the closest name.
+    func warnUnmatchedNames(_ host: Host, _ config: HostConfiguration) {
+        guard let file = options.configFile, let text = try? ConfigFile.readText(file) else { return }
+        let reports = host.pluginReports
+        let plugins = reports.filter { $0.status != "missing" }.map { String($0.file.split(separator: "/").last!.dropLast(3)) }
+        let agents = host.agentReports.map(\.name)
+        for w in ConfigFile.unmatched(ConfigFile.references(text, file: file), plugins: plugins, agents: agents,
+                                      pluginsDirectory: config.pluginsDirectory ?? options.pluginsDirectory) {
+            FileHandleErr.note("plexus: warning: \(w)")
+        }
     }
 }

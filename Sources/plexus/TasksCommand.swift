@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import PlexusCore
+import PlexusTasks
 import PlexusSocket
 
 /// `plexus tasks`: durable tasks of the running host.
@@ -24,6 +25,7 @@ struct TasksCommand: ParsableCommand {
         @Option(help: "Backoff before the second attempt (doubles each time, ±50% jitter).") var backoffMs = 200
         @Option(help: "How long one attempt may take.") var timeoutMs = 30_000
         @Option(help: "Dead-letter it if not completed within this many seconds.") var deadlineS: Int?
+        @Option(name: .customLong("retry-on"), help: "Retry only failures with this status (repeatable; default: all but those no retry can fix, such as INVALID_ARGUMENT).") var retryOn: [String] = []
         @Flag(help: "Wait until it finishes; print its result (exit 1 if it was dead-lettered).") var wait = false
         @OptionGroup var options: HostOptions
 
@@ -42,6 +44,10 @@ struct TasksCommand: ParsableCommand {
             if let key { t["key"] = .string(key) }
             if !after.isEmpty { t["after"] = .array(after.map(JSONValue.string)) }
             if let deadlineS { t["deadline_s"] = .int(Int64(deadlineS)) }
+            if !retryOn.isEmpty {
+                if let problem = TaskPolicy.checkRetryOn(retryOn) { throw ValidationError("--retry-on: \(problem)") }
+                t["retry_on"] = .array(retryOn.map(JSONValue.string))
+            }
             let c = try options.hostForState()
             let reply = try ask(c, "plexus.tasks.submit", .object(t))
             guard case .array(let list) = reply, let task = list.first, case .string(let id)? = task["id"] else {

@@ -26,7 +26,7 @@ struct WorkflowCommand: ParsableCommand {
             abstract: "Check a workflow file and start a run of it on the running host; prints the run id.",
             discussion: "The run is on disk before its id is printed. If the host stops, it resumes the run when it starts again.")
         @Argument(help: "The workflow file (YAML).") var file: String
-        @Option(help: "The run's input: a JSON object, over the file's input defaults.") var input: String?
+        @Option(help: "The run's input: a JSON object, over the file's input defaults. A relative path in it that names a file in the current directory is sent as an absolute path.") var input: String?
         @OptionGroup var follow: Follow
         @OptionGroup var options: HostOptions
 
@@ -38,7 +38,16 @@ struct WorkflowCommand: ParsableCommand {
                 guard let v = try? JSONValue.parse(Array(input.utf8)), case .object = v else {
                     throw ValidationError("--input must be a JSON object, such as '{\"path\": \"data.csv\"}'")
                 }
-                args["input"] = v
+                // A relative path the user typed names a file in this directory,
+                // not the host's: made absolute when it exists here (InputPaths).
+                var cwd = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                if getcwd(&cwd, cwd.count) != nil {
+                    let (resolved, changed) = InputPaths.absolutize(v, cwd: String(cString: cwd))
+                    for c in changed { FileHandleErr.note("plexus workflow: \(c.field) is the file \(c.path)") }
+                    args["input"] = resolved
+                } else {
+                    args["input"] = v
+                }
             }
             let c = try options.hostForState()
             let reply = try ask(c, "plexus.workflows.run", .object(args))

@@ -98,9 +98,22 @@ enum WorkflowProgress {
             if state == "awaiting_approval" { line += "  awaits approval: \(str(st["approval"]))" }
             if state == "failed" { line += "  " + String(str(st["error"]).prefix(120)) }
             if state == "running", case .string(let why)? = st["waiting"] { line += "  waiting: \(why)" }
+            line += tries(st, state)
             lines.append(line)
         }
         return lines
+    }
+
+    /// A step tried more than once says so, with its last failure: a retry
+    /// that ended well is still seen ("2 attempts, last failure: UNAVAILABLE: ...").
+    static func tries(_ st: JSONValue, _ state: String) -> String {
+        guard let n = Int(str(st["attempts"])) else { return "" }
+        let last: String? = if case .string(let e)? = st["last_error"], !e.isEmpty { e } else { nil }
+        let retried = Int(str(st["items_total"])).map { n > $0 } ?? (n > 1)   // a for_each: more attempts than items
+        guard retried || (last != nil && state != "failed") else { return "" }
+        let counted = (str(st["kind"]) == "for_each" ? "\(n) attempts over its items" : "\(n) attempts") + (state == "running" ? " so far" : "")
+        let shown = state == "failed" ? nil : last   // a failed step's line ends with its error already
+        return "  " + counted + (shown.map { ", last failure: " + String($0.prefix(100)) } ?? "")
     }
 
     static func bar(_ done: Int, _ total: Int) -> String {

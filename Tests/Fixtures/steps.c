@@ -2,7 +2,9 @@
 **   wf.echo        the payload back, same content type
 **   wf.sleep       sleeps the payload's number of milliseconds, answers {"slept": ms}
 **   wf.flaky       fails its first call (per worker), then echoes
-**   wf.needs_file  fails unless the file named by the payload exists, then echoes */
+**   wf.needs_file  fails unless the file named by the payload exists, then echoes
+**   wf.busy        answers UNAVAILABLE itself on its first call (per worker), as a
+**                  busy source would, then echoes */
 #define _GNU_SOURCE
 #include "plexus.h"
 #include <stdio.h>
@@ -12,7 +14,7 @@
 #include <unistd.h>
 #include "plexus_agent.h"
 
-static int calls;
+static int calls, busy_calls;
 
 static plexus_status handle(const plexus_envelope *msg) {
     char arg[512] = "";
@@ -36,6 +38,10 @@ static plexus_status handle(const plexus_envelope *msg) {
         if (access(arg, F_OK) != 0) return plexus_reply_error(msg, PLEXUS_INVALID_ARGUMENT, "the file is missing");
         return plexus_reply(msg, type, msg->payload, msg->payload_len);
     }
+    if (plexus_is(msg, "wf.busy")) {
+        if (busy_calls++ == 0) return plexus_reply_error(msg, PLEXUS_UNAVAILABLE, "the source is busy; try again");
+        return plexus_reply(msg, type, msg->payload, msg->payload_len);
+    }
     return PLEXUS_UNSUPPORTED;
 }
 
@@ -44,6 +50,7 @@ static const plexus_capability caps[] = {
     { sizeof(plexus_capability), "wf.sleep", "sleep", NULL, NULL },
     { sizeof(plexus_capability), "wf.flaky", "fails once", NULL, NULL },
     { sizeof(plexus_capability), "wf.needs_file", "fails until a file exists", NULL, NULL },
+    { sizeof(plexus_capability), "wf.busy", "answers UNAVAILABLE once", NULL, NULL },
 };
 
 PLEXUS_AGENT("steps", "1.0.0", caps, handle)
