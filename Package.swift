@@ -99,13 +99,15 @@ let package = Package(
         .target(name: "AnalystPlugin", dependencies: ["PlexusAgent"], path: "Plugins/analyst"),
         .target(name: "ReporterPlugin", dependencies: ["PlexusAgent"], path: "Plugins/reporter"),
 
-        .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusCore", "CPlexusInternal"]),
-        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows"]),
-        .testTarget(name: "PlexusWorkflowsTests", dependencies: ["PlexusWorkflows"]),
-        .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusConfig"]),
-        .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusStore"]),
-        .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusSupervision"]),
+        // Scratch directories every test target shares, removed when the test process exits.
+        .target(name: "PlexusTestSupport", path: "Tests/PlexusTestSupport"),
+        .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusTestSupport", "PlexusCore", "CPlexusInternal"]),
+        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusTestSupport", "PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows"]),
+        .testTarget(name: "PlexusWorkflowsTests", dependencies: ["PlexusTestSupport", "PlexusWorkflows"]),
+        .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusTestSupport", "PlexusConfig"]),
+        .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusTestSupport", "PlexusStore"]),
+        .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusTestSupport", "PlexusSupervision"]),
         // The plexus executable as a user runs it (exit statuses, suggestions, help).
-        .testTarget(name: "PlexusCLITests"),
+        .testTarget(name: "PlexusCLITests", dependencies: ["PlexusTestSupport"]),
     ]
 )

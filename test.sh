@@ -41,4 +41,13 @@ Tests/Fuzz/run.sh 20
 
 echo "== Swift tests"
 swift build --build-tests
-swift test --skip-build --disable-xctest
+# The suites (the bundle `swift test --skip-build --disable-xctest` would
+# run, started directly so that SwiftPM's own lock files stay out of it) get
+# a TMPDIR of their own, which must be empty when they end: a test run
+# leaves nothing behind in /tmp.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/plexus-test-run.XXXXXX")
+TMPDIR="$scratch" "$(swift build --show-bin-path)/PlexusPackageTests.xctest" --testing-library swift-testing
+if [ -n "$(ls -A "$scratch")" ]; then
+    echo "test.sh: the Swift suites left files behind in $scratch:" >&2; ls -A "$scratch" >&2; exit 1
+fi
+rmdir "$scratch"

@@ -1,4 +1,5 @@
 import Foundation
+import PlexusTestSupport
 import Testing
 
 /// The `plexus` executable as a user meets it: one table of exit statuses
@@ -35,7 +36,7 @@ struct CLITests {
 
     /// A private directory with Plugins/textkit.so (built by Plugins/build.sh); removed by the caller.
     func workspace() throws -> String {
-        let dir = NSTemporaryDirectory() + "plexus-cli-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let dir = TestDirectory.make("cli")
         try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: CLITests.root + "/Plugins/textkit.so", toPath: dir + "/Plugins/textkit.so")
         return dir

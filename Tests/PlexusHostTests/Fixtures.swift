@@ -1,4 +1,5 @@
 import Foundation
+import PlexusTestSupport
 import PlexusCore
 import PlexusHost
 import PlexusSocket
@@ -14,11 +15,7 @@ enum Fixtures {
         for _ in 0..<3 { url.deleteLastPathComponent() }
         return url.path
     }()
-    static let dir: String = {
-        let d = NSTemporaryDirectory() + "plexus-tests-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        return d
-    }()
+    static let dir: String = TestDirectory.make("fixtures")
     private static let counter = Atomic<Int>(0)
 
     /// Compiles source (relative to Tests/Fixtures) with flags into a fresh .so.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PlexusStore
+import PlexusTestSupport
 import Testing
 
 /// FAULTS.md 44, in one process: the store's lock is a flock on its own open
@@ -9,9 +10,7 @@ import Testing
 @Suite("Store lock")
 struct StoreLockTests {
     func freshPath() -> String {
-        let dir = NSTemporaryDirectory() + "plexus-lock-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir + "/plexus.db"
+        TestDirectory.make("lock") + "/plexus.db"
     }
 
     @Test func aSecondOpenIsRefusedNamingThePathAndTheHoldersPid() throws {

@@ -3,6 +3,7 @@ import Glibc
 import PlexusCore
 import PlexusStore
 import Synchronization
+import PlexusTestSupport
 import Testing
 
 /// The store: compare-and-set under concurrent writers, durable group
@@ -10,9 +11,7 @@ import Testing
 @Suite("Store")
 struct StoreTests {
     func freshPath() -> String {
-        let dir = NSTemporaryDirectory() + "plexus-store-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir + "/plexus.db"
+        TestDirectory.make("store") + "/plexus.db"
     }
 
     @Test func compareAndSetHoldsUnderConcurrentWriters() throws {
