@@ -45,7 +45,7 @@ const char *plexus_client_default_socket(char *buf, size_t cap) {
     int n;
     if (s && *s) n = snprintf(buf, cap, "%s", s);
     else if (xdg && *xdg) n = snprintf(buf, cap, "%s/plexus.sock", xdg);
-    else n = snprintf(buf, cap, "/tmp/plexus-%u.sock", (unsigned)getuid());
+    else n = snprintf(buf, cap, "/tmp/plexus-%u/plexus.sock", (unsigned)getuid());
     return n > 0 && (size_t)n < cap ? buf : NULL;
 }
 

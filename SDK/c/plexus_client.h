@@ -48,7 +48,7 @@ typedef struct plexus_answer {
 } plexus_answer;
 
 /* The socket a host listens on by default: $PLEXUS_SOCKET, else
-** $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock. Writes it into
+** $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID/plexus.sock. Writes it into
 ** buf (cap bytes); returns buf, or NULL when it does not fit. */
 const char *plexus_client_default_socket(char *buf, size_t cap);
 

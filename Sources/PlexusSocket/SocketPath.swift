@@ -1,13 +1,40 @@
 import Glibc
+import PlexusCore
 
 /// Where `plexus run` listens unless told otherwise.
 public enum SocketPath {
-    public static let defaultDescription = "$XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock"
+    public static let defaultDescription = "$XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID/plexus.sock"
 
     public static var `default`: String {
         if let p = getenv("PLEXUS_SOCKET"), p.pointee != 0 { return String(cString: p) }
         if let x = getenv("XDG_RUNTIME_DIR"), x.pointee != 0 { return String(cString: x) + "/plexus.sock" }
-        return "/tmp/plexus-\(getuid()).sock"
+        return privateDirectory + "/plexus.sock"
+    }
+
+    /// The fallback's directory: this user's own, mode 0700, so that no
+    /// other user can put a socket where this user's commands will look.
+    public static var privateDirectory: String { "/tmp/plexus-\(getuid())" }
+
+    /// Before a host binds `path` in the private directory: creates it
+    /// (0700), or refuses one that another user could have prepared (not a
+    /// directory, another owner, writable by others). When clients of other
+    /// users are admitted, they may pass through it (0711) but not list it.
+    public static func prepareDirectory(of path: String, othersMayConnect: Bool,
+                                        privateDirectory dir: String = privateDirectory) throws(PlexusError) {
+        guard path.hasPrefix(dir + "/") else { return }
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw PlexusError(.INVALID_ARGUMENT, "cannot create \(dir): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard lstat(dir, &st) == 0 else { throw PlexusError(.INVALID_ARGUMENT, "cannot inspect \(dir): \(String(cString: strerror(errno)))") }
+        let why: String? =
+            (st.st_mode & S_IFMT) != S_IFDIR ? "it is not a directory" :
+            st.st_uid != getuid() ? "it belongs to uid \(st.st_uid), not \(getuid())" :
+            st.st_mode & 0o022 != 0 ? "others may write in it (mode \(String(st.st_mode & 0o777, radix: 8)))" : nil
+        if let why { throw PlexusError(.PERMISSION_DENIED, "refusing to put the socket in \(dir): \(why); remove it, or pass --socket PATH") }
+        guard chmod(dir, othersMayConnect ? 0o711 : 0o700) == 0 else {
+            throw PlexusError(.INVALID_ARGUMENT, "cannot set the mode of \(dir): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// sockaddr_un for path, or nil when the path does not fit (108 bytes).

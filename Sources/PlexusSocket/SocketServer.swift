@@ -68,6 +68,8 @@ public final class SocketServer: @unchecked Sendable {
         guard var addr = SocketPath.address(path) else {
             throw PlexusError(.INVALID_ARGUMENT, "socket path is longer than 107 bytes: \(path)")
         }
+        let othersMayConnect = host.configuration.clients.values.contains { $0.uid != getuid() }
+        try SocketPath.prepareDirectory(of: path, othersMayConnect: othersMayConnect)
         if (try? SocketClient(path: path)) != nil {
             throw PlexusError(.INVALID_ARGUMENT, "a host is already running at \(path)")
         }
@@ -76,7 +78,7 @@ public final class SocketServer: @unchecked Sendable {
         guard fd >= 0 else { throw PlexusError(.INTERNAL, "socket: \(String(cString: strerror(errno)))") }
         // 0600 (only this user) unless plexus.yaml admits other users:
         // then 0666, and each connection's peer uid and hello decide.
-        let mode: mode_t = host.configuration.clients.values.contains { $0.uid != getuid() } ? 0o666 : 0o600
+        let mode: mode_t = othersMayConnect ? 0o666 : 0o600
         let old = umask(0o177)   // created 0600; widened below only when clients need it
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }

@@ -48,7 +48,7 @@ struct CallCommand: ParsableCommand {
                     try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
                 }
             } else {
-                if !options.embedded { FileHandleErr.note("plexus: no host is running at \(options.socketPath); starting an embedded one") }
+                options.announceEmbedded()
                 let host = try options.embeddedHost()
                 defer { host.shutdown() }
                 try failing(known: { host.agentReports }) {

@@ -112,10 +112,22 @@ struct HostOptions: ParsableArguments {
         guard fallback || self.embedded else {
             throw CLIError.noHost(socketPath, "start one with `plexus run`, pass --socket PATH, or --embedded")
         }
-        if !self.embedded { FileHandleErr.note("plexus: no host is running at \(socketPath); starting an embedded one") }
+        announceEmbedded()
         let host = try embeddedHost()
         defer { host.shutdown() }
         return embedded(host)
+    }
+
+    /// Says, unless --embedded asked for it, that this command runs on a
+    /// host of its own rather than on `plexus run`'s: its agents start
+    /// fresh, and nothing it does outlives the command.
+    func announceEmbedded() {
+        guard !embedded else { return }
+        FileHandleErr.note("""
+            plexus: no host is running at \(socketPath), so this command runs on an embedded host of its own \
+            (plugins from \(pluginsDirectory); nothing it does outlives the command). \
+            Start one with `plexus run`, or pass --embedded to mean this.
+            """)
     }
 
     /// A host started in this process, with every plugin loaded and started.

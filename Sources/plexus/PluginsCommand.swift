@@ -17,8 +17,13 @@ struct PluginsCommand: ParsableCommand {
 
         func run() throws {
             bootstrapLogging(default: .error)
-            let reports = try options.ask("plexus.plugins", fallback: true) { $0.pluginReports }
-            if json { print(try prettyJSON(reports)) } else { printTable(reports) }
+            var embedded = false
+            let reports = try options.ask("plexus.plugins", fallback: true) { embedded = true; return $0.pluginReports }
+            if json { print(try prettyJSON(reports)); return }
+            // The table says which host it describes: a running one, or one started just for this listing.
+            print(embedded ? "# plugins of an embedded host (none is running at \(options.socketPath))"
+                           : "# plugins of the host running at \(options.socketPath)")
+            printTable(reports)
         }
     }
 

@@ -83,6 +83,21 @@ struct CLITests {
         #expect(agent.err.contains("did you mean agent:textkit?"), "\(agent.err)")
     }
 
+    /// Without a running host, call and plugins list run on an embedded one,
+    /// and say so where the user looks: on stderr, and in the listing itself.
+    @Test func anEmbeddedHostIsNeverSilent() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let list = try plexus(["plugins", "list", "--socket", dir + "/none.sock"], in: dir)
+        #expect(list.status == 0, "\(list.err)")
+        #expect(list.out.hasPrefix("# plugins of an embedded host (none is running at \(dir)/none.sock)"), "\(list.out)")
+        let call = try plexus(["call", "echo", "--json", "1", "--socket", dir + "/none.sock"], in: dir)
+        #expect(call.status == 0 && call.out == "1", "\(call.err)")
+        #expect(call.err.contains("this command runs on an embedded host of its own"), "\(call.err)")
+        let meant = try plexus(["call", "echo", "--json", "1", "--embedded"], in: dir)
+        #expect(!meant.err.contains("embedded host of its own"), "\(meant.err)")
+    }
+
     @Test func runHelpOffersOnlyWhatTheHostUses() throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -29,12 +29,12 @@ class PlexusError(Exception):
 
 
 def default_socket_path():
-    """$PLEXUS_SOCKET, else $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock (as `plexus run`)."""
+    """$PLEXUS_SOCKET, else $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID/plexus.sock (as `plexus run`)."""
     if os.environ.get("PLEXUS_SOCKET"):
         return os.environ["PLEXUS_SOCKET"]
     if os.environ.get("XDG_RUNTIME_DIR"):
         return os.environ["XDG_RUNTIME_DIR"] + "/plexus.sock"
-    return f"/tmp/plexus-{os.getuid()}.sock"
+    return f"/tmp/plexus-{os.getuid()}/plexus.sock"
 
 
 def _payload(p):

@@ -77,6 +77,8 @@ class ConnectTests(unittest.TestCase):
             del os.environ["PLEXUS_SOCKET"]
             os.environ["XDG_RUNTIME_DIR"] = "/run/u"
             self.assertEqual(default_socket_path(), "/run/u/plexus.sock")
+            del os.environ["XDG_RUNTIME_DIR"]
+            self.assertEqual(default_socket_path(), f"/tmp/plexus-{os.getuid()}/plexus.sock")
         finally:
             os.environ.clear()
             os.environ.update(old)

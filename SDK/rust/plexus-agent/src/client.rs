@@ -40,12 +40,12 @@ impl std::error::Error for ClientError {}
 
 fn err(status: Status, message: impl Into<String>) -> ClientError { ClientError { status, message: message.into() } }
 
-/// $PLEXUS_SOCKET, else $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID.sock.
+/// $PLEXUS_SOCKET, else $XDG_RUNTIME_DIR/plexus.sock, else /tmp/plexus-UID/plexus.sock.
 pub fn default_socket_path() -> String {
     if let Ok(p) = std::env::var("PLEXUS_SOCKET") { if !p.is_empty() { return p; } }
     if let Ok(x) = std::env::var("XDG_RUNTIME_DIR") { if !x.is_empty() { return format!("{x}/plexus.sock"); } }
     extern "C" { fn getuid() -> u32; }
-    format!("/tmp/plexus-{}.sock", unsafe { getuid() })
+    format!("/tmp/plexus-{}/plexus.sock", unsafe { getuid() })
 }
 
 /// A message for this client: an event of a subscription, or a command or
