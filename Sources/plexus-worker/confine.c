@@ -1,19 +1,21 @@
-/* Confinement: the worker becomes nobody, enters new user, mount, IPC and
-** (unless granted the network) network namespaces, builds an empty root
-** holding only what the plugin needs, pivots into it, adds a Landlock domain
-** where the kernel has one, and ends with no capability in any namespace.
+/* Confinement: the worker enters new mount, IPC and (unless granted the
+** network) network namespaces, builds an empty root holding only what the
+** plugin needs, pivots into it, becomes nobody, adds a Landlock domain where
+** the kernel has one, and ends with no capability in any namespace.
 **
 ** Order matters, and each step was checked by experiment (kernel 6.18):
 ** - root's file access survives a bare unshare(CLONE_NEWUSER) (the kernel
-**   still checks as uid 0), so the uid changes to 65534 first, while the
-**   worker is still root and may;
-** - a credential change clears the parent-death signal and makes the
-**   process non-dumpable (its /proc files then belong to root and uid_map
-**   cannot be written), so both are restored right after;
-** - a process may map its own euid: inside 0 -> outside 65534, once, after
-**   "deny" in setgroups;
-** - bind sources are opened (O_PATH) before anything is mounted over them and
-**   bound through /proc/self/fd, which is gone after the pivot. */
+**   still checks as uid 0), so a root worker does not rely on one: it builds
+**   the root with its own rights, drops its bounding set and changes to uid
+**   and gid 65534; a worker of any other user enters a user namespace first
+**   and maps its own uid to 0 inside (allowed after "deny" in setgroups);
+** - a credential change clears the parent-death signal, so it is re-armed
+**   and the parent re-checked right after;
+** - bind sources are opened in the new mount namespace (a bind from another
+**   namespace's mount is EINVAL), before anything is mounted over them, and
+**   bound through /proc/self/fd, which is gone after the pivot;
+** - a memfd cannot be bound (it lives on an internal mount): the plugin image
+**   is copied into the new root. */
 #define _GNU_SOURCE
 #include "confine.h"
 #include "plexus_channel.h"
@@ -36,6 +38,18 @@
 
 #define NOBODY 65534
 #define STAGE "/tmp"   /* where the new root is built (in the private mount namespace) */
+
+typedef struct bind {
+    const char *path;   /* where the plugin sees it (same as on the host) */
+    int fd;             /* O_PATH to the source, opened before any mount   */
+    int writable;
+} bind;
+
+static bind binds[2 * CONFINE_PATHS_MAX];
+static int n_binds;
+static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom" };
+static int dev_fd[5];
+static char why[512];
 
 /* ---- Landlock (own definitions: the installed header predates ABI 4-6) ---- */
 
@@ -95,8 +109,13 @@ static const char *landlock_apply(const confine_spec *s, int abi, const char *pl
     int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
     if (rs < 0) return "landlock_create_ruleset failed";
     int bad = 0;
-    for (int i = 0; i < s->n_read; i++) bad |= ll_allow(rs, s->read[i], LL_READ & all);
-    for (int i = 0; i < s->n_write; i++) bad |= ll_allow(rs, s->write[i], all);
+    for (int i = 0; i < n_binds; i++) {
+        char fd_path[32];
+        snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", binds[i].fd);
+        /* In the new root a path is where the host has it; without one, the
+        ** descriptor opened as the host's user stands for it. */
+        bad |= ll_allow(rs, private_tmp ? binds[i].path : fd_path, binds[i].writable ? all : LL_READ & all);
+    }
     bad |= ll_allow(rs, plugin_path, LL_FS_READ_FILE | LL_FS_EXECUTE);
     if (private_tmp) bad |= ll_allow(rs, "/tmp", all);   /* the host's /tmp only when it is not this one */
     bad |= ll_allow(rs, "/dev/null", LL_FS_READ_FILE | LL_FS_WRITE_FILE | (all & LL_FS_TRUNCATE));
@@ -127,8 +146,6 @@ static const char *become_nobody(pid_t parent) {
     if (setresuid(NOBODY, NOBODY, NOBODY) != 0) return "setresuid(65534) failed";
     prctl(PR_SET_PDEATHSIG, 9 /* SIGKILL */, 0, 0, 0);
     if (getppid() != parent) _exit(PLEXUS_WORKER_EXIT_ORPHANED);   /* the host died during the change */
-    /* Own /proc/self again, so that uid_map can be written. */
-    if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) return "prctl(PR_SET_DUMPABLE) failed";
     return NULL;
 }
 
@@ -144,11 +161,6 @@ static const char *map_ids(uid_t uid, gid_t gid) {
 
 /* ---- the new root -------------------------------------------------------- */
 
-typedef struct bind {
-    const char *path;   /* where the plugin sees it (same as on the host) */
-    int fd;             /* O_PATH to the source, opened before any mount   */
-    int writable;
-} bind;
 
 static int mkdirs(char *p) {   /* mkdir -p, p is modified and restored */
     for (char *c = p + 1; *c; c++) {
@@ -203,7 +215,6 @@ static int by_length(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static char why[512];
 
 /* The image is copied into the new root (then made read-only): a memfd
 ** lives on the kernel's internal mount, which cannot be bound elsewhere. */
@@ -220,23 +231,29 @@ static int copy_image(int plugin_fd, off_t size) {
 
 /* Builds the root in a tmpfs on STAGE and pivots into it. The old root is
 ** detached, so nothing of the host's tree stays reachable. */
-static const char *build_root(const confine_spec *s, int plugin_fd) {
-    bind binds[2 * CONFINE_PATHS_MAX];
-    int n = 0;
+
+/* Opens every bind source while the worker is still the host's user: the
+** operator granted these paths, so the way to them (/root is 0700) is walked
+** with the host's rights; what is inside is then reached as uid 65534. */
+static const char *open_sources(const confine_spec *s) {
+    n_binds = 0;
     for (int i = 0; i < s->n_read + s->n_write; i++) {
         const char *p = i < s->n_read ? s->read[i] : s->write[i - s->n_read];
         int fd = open(p, O_PATH | O_CLOEXEC);
         if (fd < 0) {
             if (errno == ENOENT && i < s->n_read) continue;   /* an optional system file the host lacks */
-            snprintf(why, sizeof why, "cannot open the granted path %s as uid %u: %s", p, (unsigned)geteuid(), strerror(errno));
+            snprintf(why, sizeof why, "cannot open the granted path %s: %s", p, strerror(errno));
             return why;
         }
-        binds[n++] = (bind){ p, fd, i >= s->n_read };
+        binds[n_binds++] = (bind){ p, fd, i >= s->n_read };
     }
-    qsort(binds, (size_t)n, sizeof *binds, by_length);   /* parents before what is bound inside them */
-    static const char *const devs[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom" };
-    int dev_fd[5];
+    qsort(binds, (size_t)n_binds, sizeof *binds, by_length);   /* parents before what is bound inside them */
     for (int i = 0; i < 5; i++) dev_fd[i] = open(devs[i], O_PATH | O_CLOEXEC);
+    return NULL;
+}
+
+static const char *build_root(const confine_spec *s, int plugin_fd) {
+    int n = n_binds;
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return "making the mount tree private failed";
     struct stat image;
@@ -253,6 +270,7 @@ static const char *build_root(const confine_spec *s, int plugin_fd) {
             return why;
         }
         close(binds[i].fd);
+        binds[i].fd = -1;
     }
     for (int i = 0; i < 5; i++) {
         if (dev_fd[i] >= 0 && bind_at(dev_fd[i], devs[i], 1, 1) != 0) {
@@ -260,6 +278,7 @@ static const char *build_root(const confine_spec *s, int plugin_fd) {
             return why;
         }
         if (dev_fd[i] >= 0) close(dev_fd[i]);
+        dev_fd[i] = -1;
     }
     if (mkdir(STAGE "/.plexus", 0755) != 0 || copy_image(plugin_fd, image.st_size) != 0) {
         snprintf(why, sizeof why, "copying the plugin image into the new root failed: %s", strerror(errno));
@@ -291,23 +310,32 @@ const char *confine_apply(const confine_spec *s, int plugin_fd, pid_t parent,
     snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", plugin_fd);
     *plugin_path = fd_path;
     *mechanism = "rlimits-only";
-    /* Root may still shrink its bounding set; after the uid change it cannot. */
-    if (geteuid() == 0) for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno == EINVAL) break;
-    const char *failed = become_nobody(parent);
-    if (failed) return failed;
+    int root = geteuid() == 0;
     uid_t uid = geteuid();
     gid_t gid = getegid();
     int abi = landlock_abi();
-
-    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | (s->network ? 0 : CLONE_NEWNET);
-    const char *ns_failed = NULL;
+    /* Root builds the new root with its own rights, then becomes nobody (no
+    ** user namespace needed: nobody holds no capability anywhere). Any other
+    ** user needs a user namespace to mount, and maps itself to 0 inside. */
+    int flags = CLONE_NEWNS | CLONE_NEWIPC | (s->network ? 0 : CLONE_NEWNET) | (root ? 0 : CLONE_NEWUSER);
+    const char *failed = NULL, *ns_failed = NULL;
     int ns_errno = 0;
-    if (unshare(flags) != 0) { ns_failed = "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
-    else if ((failed = map_ids(uid, gid)) != NULL) return failed;
-    else if ((failed = build_root(s, plugin_fd)) != NULL) return failed;
-    else *plugin_path = CONFINE_PLUGIN_PATH;
+    if (unshare(flags) != 0) { ns_failed = root ? "unshare(mount, ipc, network namespaces)" : "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
+    else if (!root && (failed = map_ids(uid, gid)) != NULL) return failed;
+    /* Sources are opened in the new mount namespace (a bind must come from
+    ** a mount of the caller's own namespace), or for Landlock alone. */
+    if ((failed = open_sources(s)) != NULL) return failed;
+    if (!ns_failed) {
+        if ((failed = build_root(s, plugin_fd)) != NULL) return failed;
+        *plugin_path = CONFINE_PLUGIN_PATH;
+    }
+    /* Root may still shrink its bounding set; after the uid change it cannot. */
+    if (root) for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno == EINVAL) break;
+    if ((failed = become_nobody(parent)) != NULL) return failed;
 
     const char *ll_failed = abi ? landlock_apply(s, abi, *plugin_path, !ns_failed) : "Landlock is not available (landlock_create_ruleset)";
+    for (int i = 0; i < n_binds; i++) if (binds[i].fd >= 0) close(binds[i].fd);   /* none reaches the plugin */
+    for (int i = 0; i < 5; i++) if (dev_fd[i] >= 0) close(dev_fd[i]);
     if (!ns_failed) *mechanism = ll_failed ? "mount-namespace" : "mount-namespace+landlock";
     else if (!ll_failed) *mechanism = "landlock";
     else if (!s->rlimits_only_ok) {
