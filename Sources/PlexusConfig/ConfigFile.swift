@@ -287,9 +287,9 @@ public struct Reader {
             case "ptrace": p.allowPtrace = true
             case let g where WorkerPolicy.neverGrantable.contains(g):
                 throw fail(item, field, "the system call \(g) can never be granted: it reaches outside the worker or undoes its confinement")
-            case let g where !g.isEmpty && g.utf8.count <= 40 && g.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }):
+            case let g where WorkerPolicy.isKnownSyscall(g):
                 if !p.extraSyscalls.contains(g) { p.extraSyscalls.append(g) }
-            case let g: throw fail(item, field, "unknown system call group \"\(g)\"; expected fork, exec, socket, ptrace or a system call's name such as memfd_secret")
+            case let g: throw fail(item, field, "unknown system call \"\(g)\"; expected fork, exec, socket, ptrace or a system call's name such as memfd_secret")
             }
         }
     }

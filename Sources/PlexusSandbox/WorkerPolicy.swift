@@ -1,3 +1,4 @@
+import CPlexusPOSIX
 import Glibc
 
 /// What a worker process may use and do: its resource limits and the
@@ -76,6 +77,9 @@ public struct WorkerPolicy: Sendable, Equatable {
         "swapoff", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "process_madvise", "kcmp",
         "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm", "quotactl", "acct", "syslog",
     ]
+
+    /// Whether this architecture has a system call called name.
+    public static func isKnownSyscall(_ name: String) -> Bool { plexus_posix_syscall_number(name) >= 0 }
 
     private static func isDirectoryNotLink(_ path: String) -> Bool {
         var st = stat()
