@@ -185,6 +185,8 @@ static const char *install_filter(const worker_limits *l) {
                                     PR_GET_KEEPCAPS, PR_GET_SECUREBITS, PR_SET_THP_DISABLE, PR_GET_THP_DISABLE };
     for (size_t i = 0; i < sizeof prctl_ok / sizeof *prctl_ok; i++)
         rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctl_ok[i]));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_CAP_AMBIENT),
+                           SCMP_A1(SCMP_CMP_EQ, PR_CAP_AMBIENT_IS_SET));
     if (rc == 0) rc = seccomp_load(f);
     seccomp_release(f);
     return rc == 0 ? NULL : "installing the seccomp filter failed";
