@@ -149,7 +149,10 @@ const char *sandbox_check_call(const char *name) {
 static const char *install_filter(const worker_limits *l) {
     scmp_filter_ctx f = seccomp_init(SCMP_ACT_TRAP);
     if (!f) return "seccomp_init failed";
-    int rc = ALLOW_ALL(f, base_calls);
+    /* A binary tree over ~200 allowed calls instead of a linear list: every
+    ** system call the plugin makes walks this filter. */
+    int rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    rc |= ALLOW_ALL(f, base_calls);
     if (l->allow_fork) rc |= ALLOW_ALL(f, fork_calls);
     if (l->allow_exec) rc |= ALLOW_ALL(f, exec_calls);
     if (l->allow_socket) rc |= ALLOW_ALL(f, socket_calls);
