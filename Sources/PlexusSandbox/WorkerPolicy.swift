@@ -32,6 +32,9 @@ public struct WorkerPolicy: Sendable, Equatable {
     /// Start a plugin with limits and the syscall filter only when neither a
     /// mount namespace nor Landlock can be had (otherwise it is refused).
     public var rlimitsOnlyAllowed = false
+    /// For tests of the fallbacks only: mechanisms ("namespaces", "landlock")
+    /// the worker acts as if the kernel refused. Not in plexus.yaml.
+    public var simulateUnavailable: [String] = []
     /// Handler threads in one instance. More than one only for a plugin
     /// that declares PLEXUS_PLUGIN_CONCURRENT (the host refuses otherwise).
     public var concurrency = 1
@@ -52,6 +55,7 @@ public struct WorkerPolicy: Sendable, Equatable {
                  "--tmp-size", "\(tmpSize)"]
         for p in Self.systemPaths + readPaths { args += ["--ro", p] }
         for p in writePaths { args += ["--rw", p] }
+        if !simulateUnavailable.isEmpty { args += ["--without", simulateUnavailable.joined(separator: ",")] }
         return args
     }
 

@@ -116,7 +116,9 @@ static const char *landlock_apply(const confine_spec *s, int abi, const char *pl
         ** descriptor opened as the host's user stands for it. */
         bad |= ll_allow(rs, private_tmp ? binds[i].path : fd_path, binds[i].writable ? all : LL_READ & all);
     }
-    bad |= ll_allow(rs, plugin_path, LL_FS_READ_FILE | LL_FS_EXECUTE);
+    /* A memfd (the image without a new root) lives on an internal mount that
+    ** Landlock takes no rule for (EBADFD) and does not restrict. */
+    if (ll_allow(rs, plugin_path, LL_FS_READ_FILE | LL_FS_EXECUTE) != 0 && errno != EBADFD) bad = 1;
     if (private_tmp) bad |= ll_allow(rs, "/tmp", all);   /* the host's /tmp only when it is not this one */
     bad |= ll_allow(rs, "/dev/null", LL_FS_READ_FILE | LL_FS_WRITE_FILE | (all & LL_FS_TRUNCATE));
     static const char *const devs[] = { "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom" };
@@ -313,14 +315,15 @@ const char *confine_apply(const confine_spec *s, int plugin_fd, pid_t parent,
     int root = geteuid() == 0;
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    int abi = landlock_abi();
+    int abi = s->without_landlock ? 0 : landlock_abi();
     /* Root builds the new root with its own rights, then becomes nobody (no
     ** user namespace needed: nobody holds no capability anywhere). Any other
     ** user needs a user namespace to mount, and maps itself to 0 inside. */
     int flags = CLONE_NEWNS | CLONE_NEWIPC | (s->network ? 0 : CLONE_NEWNET) | (root ? 0 : CLONE_NEWUSER);
     const char *failed = NULL, *ns_failed = NULL;
     int ns_errno = 0;
-    if (unshare(flags) != 0) { ns_failed = root ? "unshare(mount, ipc, network namespaces)" : "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
+    if (s->without_namespaces) { ns_failed = "unshare (left out by --without namespaces)"; ns_errno = EPERM; }
+    else if (unshare(flags) != 0) { ns_failed = root ? "unshare(mount, ipc, network namespaces)" : "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
     else if (!root && (failed = map_ids(uid, gid)) != NULL) return failed;
     /* Sources are opened in the new mount namespace (a bind must come from
     ** a mount of the caller's own namespace), or for Landlock alone. */

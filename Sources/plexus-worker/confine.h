@@ -19,6 +19,8 @@ typedef struct confine_spec {
     int n_read;
     const char *write[CONFINE_PATHS_MAX];  /* bound read-write               */
     int n_write;
+    int without_namespaces;   /* tests: act as if the kernel refused them    */
+    int without_landlock;     /* tests: act as if Landlock were missing      */
 } confine_spec;
 
 /* Where the plugin image (the sealed memfd) appears inside the new root. */

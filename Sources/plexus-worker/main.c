@@ -278,7 +278,7 @@ static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
                     " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace,NAME...] [--max-payload BYTES]"
                     " [--concurrency N] [--confine required|rlimits-only] [--network 0|1] [--tmp-size BYTES]"
-                    " [--ro PATH]... [--rw PATH]...\n"
+                    " [--ro PATH]... [--rw PATH]... [--without namespaces,landlock]\n"
                     "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
@@ -336,6 +336,10 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
         }
         else if (!strcmp(k, "--network")) c->network = (int)arg_u64(v);
         else if (!strcmp(k, "--tmp-size")) c->tmp_size = arg_u64(v);
+        else if (!strcmp(k, "--without")) {   /* tests of the fallbacks: act as if the kernel refused */
+            c->without_namespaces = strstr(v, "namespaces") != NULL;
+            c->without_landlock = strstr(v, "landlock") != NULL;
+        }
         else if (!strcmp(k, "--ro")) add_path(c->read, &c->n_read, v);
         else if (!strcmp(k, "--rw")) add_path(c->write, &c->n_write, v);
         else usage("unknown option");

@@ -3,6 +3,7 @@ import Glibc
 import PlexusCore
 import PlexusHost
 import PlexusSandbox
+import PlexusStore
 import Testing
 
 extension Fixtures {
@@ -105,9 +106,13 @@ struct ConfinementAttackTests {
     @Test func filesOutsideItsRootAreAbsent() throws {
         let dir = Fixtures.dir + "/confine-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        // World-readable on purpose: only the worker's root keeps them out of reach.
+        // A real store in WAL mode, its files made world-readable on purpose:
+        // only the worker's root keeps them out of reach.
+        let store = try Store(path: dir + "/plexus.db")
+        defer { store.close() }
         for f in ["plexus.db", "plexus.db-wal"] {
-            FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data("TOPSECRET".utf8), attributes: [.posixPermissions: 0o666])
+            #expect(FileManager.default.fileExists(atPath: "\(dir)/\(f)"))
+            chmod("\(dir)/\(f)", 0o666)
         }
         let sock = try Listener(unix: dir + "/h.sock", abstract: false)
         _ = sock
@@ -231,6 +236,49 @@ struct ConfinementAttackTests {
         #expect(report.confinement == "mount-namespace+landlock")
         let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
         #expect(json.contains("\"confinement\":\"mount-namespace+landlock\""))
+    }
+
+    /// Where the kernel gives no mount namespace, Landlock alone confines
+    /// (the plugin is still loaded, through its descriptor).
+    @Test func landlockAloneStillConfines() throws {
+        let (host, _, _) = try host { c, name in
+            var s = c.settings(for: name)
+            s.policy.simulateUnavailable = ["namespaces"]
+            c.plugins[name] = s
+        }
+        defer { host.shutdown() }
+        #expect(host.agentReports.first { $0.name == "intruder" }?.confinement == "landlock")
+        try expectAttempt(host, "open /etc/shadow", "\(EACCES)")
+        try expectAttempt(host, "open /etc/hostname", "\(EACCES)")
+        try expectAttempt(host, "creat /tmp/intruder-landlock", "\(EACCES)")
+        try expectAttempt(host, "kill \(getpid()) 0", "\(EPERM)")
+        try expectAttempt(host, "caps", "eff=0 prm=0 inh=0 bnd=0 amb=0")
+        try stillServing(host)
+    }
+
+    /// Neither mechanism: refused with the reason, unless plexus.yaml accepts
+    /// rlimits-only.
+    @Test func noConfinementIsRefusedUnlessRlimitsOnlyIsAccepted() throws {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = .process
+        c.workerPolicy.simulateUnavailable = ["namespaces", "landlock"]
+        let refusing = Host(c)
+        defer { refusing.shutdown() }
+        var reason = "loaded"
+        do { try refusing.load(path: try Fixtures.intruder()) } catch { reason = "\(error)" }
+        #expect(reason.contains("no confinement is possible: unshare (left out by --without namespaces) failed"), "\(reason)")
+        #expect(reason.contains("Landlock is not available"), "\(reason)")
+        #expect(reason.contains("set confinement: rlimits-only under defaults in plexus.yaml"), "\(reason)")
+
+        let (host, _, _) = try host { c, _ in
+            c.workerPolicy.simulateUnavailable = ["namespaces", "landlock"]
+            c.workerPolicy.rlimitsOnlyAllowed = true
+        }
+        defer { host.shutdown() }
+        #expect(host.agentReports.first { $0.name == "intruder" }?.confinement == "rlimits-only")
+        try expectAttempt(host, "open /etc/shadow", "\(EACCES)")   // nobody, without capabilities
+        try expectAttempt(host, "kill \(getpid()) 9", "\(EPERM)")
+        try stillServing(host)
     }
 
     /// spawn.c's renumbering, with its four sources on every descriptor from
