@@ -32,7 +32,7 @@ let package = Package(
             name: "CPlexusFFI", dependencies: ["CPlexus"], path: "Sources/CPlexusFFI",
             linkerSettings: [.linkedLibrary("ffi")]),
         // C: POSIX calls Swift's Glibc module does not import (spawn, pipes, memfd, SHA-256).
-        .target(name: "CPlexusPOSIX", path: "Sources/CPlexusPOSIX"),
+        .target(name: "CPlexusPOSIX", path: "Sources/CPlexusPOSIX", linkerSettings: [.linkedLibrary("seccomp")]),
         // Sources/plexus-worker (the sandboxed worker helper) is plain C built by its
         // build.sh with cc: a SwiftPM executable would link the Swift runtime into it.
         // Swift: envelopes, identifiers, subjects, statuses. No system calls.

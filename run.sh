@@ -33,6 +33,9 @@ Plugins/build.sh | grep -v "^build.sh: built" || true
 state=$(mktemp -d "${TMPDIR:-/tmp}/plexus-run.XXXXXX")
 sock="$state/plexus.sock"
 export PLEXUS_SOCKET="$sock"
+# Workers see only what plexus.yaml grants: the collector reads data/.
+printf 'plugins:\n  collector:\n    filesystem: { read: ["%s/data"] }\n' "$PWD" > "$state/plexus.yaml"
+export PLEXUS_CONFIG="$state/plexus.yaml"
 host=""
 start_host() {
     "$plexus" run --store "$state/plexus.db" 2>>"$state/host.log" &

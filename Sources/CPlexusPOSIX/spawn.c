@@ -20,15 +20,21 @@ int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_f
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc) return rc;
     posix_spawnattr_init(&at);
-    /* dup2 clears close-on-exec on the target descriptor. Sources are first
-    ** moved above 10 so that a source equal to a target is not clobbered. */
+    /* Each source is first copied, in the parent, to a fresh descriptor above
+    ** every source and every target (0-4). The child's dup2 sequence then
+    ** reads only those copies, so no placement of the sources (a source
+    ** already on 1, 3, 4, or on another's target) can clobber one before it is
+    ** read. dup2 clears close-on-exec on the targets; closefrom drops the copies. */
     int from[4] = { channel_fd, plugin_fd, stdout_fd, stderr_fd };
-    int high[4] = { 10, 11, 12, 13 };
-    for (int i = 0; i < 4; i++) posix_spawn_file_actions_adddup2(&fa, from[i], high[i]);
-    posix_spawn_file_actions_adddup2(&fa, high[0], 3);
-    posix_spawn_file_actions_adddup2(&fa, high[1], 4);
-    posix_spawn_file_actions_adddup2(&fa, high[2], 1);
-    posix_spawn_file_actions_adddup2(&fa, high[3], 2);
+    const int to[4] = { 3, 4, 1, 2 };
+    int floor = 5;
+    for (int i = 0; i < 4; i++) if (from[i] >= floor) floor = from[i] + 1;
+    int high[4] = { -1, -1, -1, -1 };
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        high[i] = fcntl(from[i], F_DUPFD_CLOEXEC, floor);
+        if (high[i] < 0) rc = errno;
+    }
+    for (int i = 0; i < 4 && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&fa, high[i], to[i]);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addclosefrom_np(&fa, 5);
 
@@ -42,7 +48,8 @@ int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_f
 
     pid_t pid = 0;
     extern char **environ;
-    rc = posix_spawn(&pid, exe, &fa, &at, argv, environ);
+    if (rc == 0) rc = posix_spawn(&pid, exe, &fa, &at, argv, environ);
+    for (int i = 0; i < 4; i++) if (high[i] >= 0) close(high[i]);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     if (rc == 0 && out_pid) *out_pid = pid;

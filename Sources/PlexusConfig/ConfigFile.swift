@@ -38,9 +38,11 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 /// defaults:                    # every plugin, unless overridden below
 ///   sandbox: process           # or in-process (trusted code only)
 ///   limits: { memory: 1GiB, cpu_seconds: 600, cpu_hard_seconds: 610, open_files: 256, file_size: 64MiB }
-///   syscalls: []               # system calls the filter lets through besides the base set: fork, exec, socket, ptrace
+///   syscalls: []               # system calls the filter lets through besides the base set: fork, exec, socket, ptrace, or a call's name
 ///   grants: { call: ["*"] }    # what plugins may message (unset: what each plugin's descriptor requests)
-///   network_namespace: false
+///   network: false             # true: the host's network instead of an empty network namespace
+///   filesystem: { read: [/srv/data], write: [/srv/out], tmp_size: 16MiB }   # absolute paths that exist, seen as uid 65534
+///   confinement: required      # or rlimits-only: start plugins even where no namespace or Landlock can be had (defaults only)
 ///   restart: { intensity: 5, period_seconds: 10, backoff_ms: 10, backoff_max_ms: 2000, max_attempts: 3 }
 ///   health: { heartbeat_ms: 1000, timeout_ms: 5000, grace_ms: 1000, load_timeout_ms: 5000 }
 /// plugins:
@@ -259,7 +261,7 @@ public struct Reader {
     func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
         var s = base
         let m = try mapping(node, field, keys: ["sandbox", "limits", "syscalls", "grants", "network_namespace", "restart", "health",
-                                                "config", "instances", "concurrency"])
+                                                "config", "instances", "concurrency", "network", "filesystem", "confinement"])
         if let n = m["sandbox"] {
             let v = try string(n, "\(field).sandbox")
             guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }
@@ -274,7 +276,22 @@ public struct Reader {
             }
             s.grants = try grants(n, "\(field).grants", actions: [.call, .publish, .subscribe])
         }
-        if let n = m["network_namespace"] { s.policy.networkNamespace = try bool(n, "\(field).network_namespace") }
+        if let n = m["network_namespace"] {
+            throw fail(n, "\(field).network_namespace", "every worker now has its own empty network namespace; "
+                       + "network: true grants a plugin the host's network instead")
+        }
+        if let n = m["network"] { s.policy.network = try bool(n, "\(field).network") }
+        if let n = m["filesystem"] { try filesystem(n, "\(field).filesystem", into: &s.policy) }
+        if let n = m["confinement"] {
+            guard field == "defaults" else {
+                throw fail(n, "\(field).confinement", "set confinement under defaults: it says what the host accepts where the kernel cannot confine, for every plugin")
+            }
+            switch try string(n, "defaults.confinement") {
+            case "required": s.policy.rlimitsOnlyAllowed = false
+            case "rlimits-only": s.policy.rlimitsOnlyAllowed = true
+            case let v: throw fail(n, "defaults.confinement", "expected required or rlimits-only, found \"\(v)\"")
+            }
+        }
         if let n = m["restart"] { try restart(n, "\(field).restart", into: &s.restart) }
         if let n = m["health"] { try health(n, "\(field).health", into: &s.restart) }
         if let n = m["config"] { s.config = try json(n, "\(field).config").text }
@@ -314,14 +331,46 @@ public struct Reader {
     private func syscalls(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {
         guard case .sequence(let seq) = node else { throw fail(node, field, "expected a list such as [socket], found \(kind(node))") }
         p.allowFork = false; p.allowExec = false; p.allowSocket = false; p.allowPtrace = false
+        p.extraSyscalls = []
         for item in seq {
             switch try string(item, field) {
             case "fork": p.allowFork = true
             case "exec": p.allowExec = true
             case "socket": p.allowSocket = true
             case "ptrace": p.allowPtrace = true
-            case let g: throw fail(item, field, "unknown system call group \"\(g)\"; expected fork, exec, socket or ptrace")
+            case let g where WorkerPolicy.neverGrantable.contains(g):
+                throw fail(item, field, "the system call \(g) can never be granted: it reaches outside the worker or undoes its confinement")
+            case let g where WorkerPolicy.isKnownSyscall(g):
+                if !p.extraSyscalls.contains(g) { p.extraSyscalls.append(g) }
+            case let g: throw fail(item, field, "unknown system call \"\(g)\"; expected fork, exec, socket, ptrace or a system call's name such as memfd_secret")
             }
+        }
+    }
+
+    /// `filesystem: { read: [...], write: [...], tmp_size: 16MiB }`: what the
+    /// worker sees besides its image, the system libraries and its /tmp.
+    private func filesystem(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {
+        let m = try mapping(node, field, keys: ["read", "write", "tmp_size"])
+        func paths(_ key: String) throws(ConfigError) -> [String] {
+            guard let list = m[key] else { return [] }
+            let f = "\(field).\(key)"
+            guard case .sequence(let items) = list else { throw fail(list, f, "expected a list of absolute paths such as [/srv/data], found \(kind(list))") }
+            var out: [String] = []
+            for item in items {
+                let path = try string(item, f)
+                guard path.hasPrefix("/") else { throw fail(item, f, "expected an absolute path, found \"\(path)\"") }
+                guard !path.split(separator: "/").contains("..") else { throw fail(item, f, "a path may not contain '..', found \"\(path)\"") }
+                guard access(path, F_OK) == 0 else { throw fail(item, f, "\(path) does not exist") }
+                guard out.count < 24 else { throw fail(item, f, "at most 24 paths") }
+                out.append(path)
+            }
+            return out
+        }
+        if m["read"] != nil { p.readPaths = try paths("read") }
+        if m["write"] != nil { p.writePaths = try paths("write") }
+        if let n = m["tmp_size"] {
+            p.tmpSize = try size(n, "\(field).tmp_size")
+            guard p.tmpSize >= 1 << 20, p.tmpSize <= 1 << 34 else { throw fail(n, "\(field).tmp_size", "expected between 1MiB and 16GiB") }
         }
     }
 

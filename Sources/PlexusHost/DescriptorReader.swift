@@ -214,7 +214,8 @@ extension DescriptorReader {
         return PluginDescriptor(
             name: name, version: version, description: string(o["description"]),
             abiMajor: UInt16(uint(o["abi_major"]) ?? 0), abiMinor: UInt16(uint(o["abi_minor"]) ?? 0),
-            concurrent: o["concurrent"] == .bool(true), capabilities: caps, permissions: perms, exports: exports)
+            concurrent: o["concurrent"] == .bool(true), capabilities: caps, permissions: perms, exports: exports,
+            confinement: string(o["confinement"]))
     }
 
     private static func checked(_ s: String?, field: String) throws(PlexusError) -> String {

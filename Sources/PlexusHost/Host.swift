@@ -422,7 +422,8 @@ public final class Host: @unchecked Sendable {
                                in_flight: a.link?.inflightCount.load(ordering: .relaxed) ?? 0,
                                denied_syscalls: w?.denied ?? 0,
                                circuit: a.link == nil ? nil : supervisor.breakerState(a.name),
-                               concurrency: a.link?.policy.concurrency ?? a.concurrency)
+                               concurrency: a.link?.policy.concurrency ?? a.concurrency,
+                               confinement: a.link?.confinementMechanism)
         }
     }
 

@@ -42,6 +42,9 @@ public struct PluginDescriptor: Sendable {
     public let capabilities: [Capability]
     public let permissions: [Permission]
     public let exports: [Export]
+    /// How the worker that sent this descriptor is confined
+    /// ("mount-namespace+landlock", ..., "rlimits-only"); nil in process.
+    public var confinement: String? = nil
     public var abi: String { "\(abiMajor).\(abiMinor)" }
 
     /// Every capability name the agent answers, handler-backed and typed exports.

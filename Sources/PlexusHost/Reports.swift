@@ -82,6 +82,9 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var circuit: String?
     /// Handlers of this instance that may run at once.
     public var concurrency: Int = 1
+    /// How its worker is confined: "mount-namespace+landlock", "mount-namespace",
+    /// "landlock" or "rlimits-only" (nil in process).
+    public var confinement: String?
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

@@ -70,6 +70,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// What a caller of a terminated agent is told.
     var givenUpReason: String? { lock.withLock { gaveUp } }
     private(set) var denied = 0
+    /// How the current worker is confined, as its HELLO said.
+    private var confinement: String?
     private var restartingForSupervisor = false
     /// The stopped worker whose unfinished work exited() has handed back.
     private var handedBack: WorkerProcess?
@@ -99,6 +101,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     var status: (pid: Int32?, restarts: Int, lastExit: String?, denied: Int) {
         lock.withLock { (process?.pid, restarts, lastExit, denied) }
     }
+
+    /// How the running worker is confined ("mount-namespace+landlock", ...).
+    var confinementMechanism: String? { lock.withLock { confinement } }
 
     // MARK: start-up
 
@@ -333,6 +338,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             switch d {
             case .success(let d) where pluginName == nil || pluginName == d.name:
                 if agent != nil { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8)) }
+                lock.withLock { confinement = d.confinement }
+                logger.info("worker started", metadata: ["plugin": "\(d.name)", "pid": "\(w.pid)",
+                                                          "confinement": "\(d.confinement ?? "unknown")"])
                 setPhase(.hello(d))
             case .success(let d):
                 setPhase(.refused(PlexusError(.BAD_DESCRIPTOR, "the plugin now calls itself '\(d.name)', not '\(pluginName ?? "")'")))

@@ -115,7 +115,7 @@ static void str(sbuf *b, const char *s) {
 
 static void num(sbuf *b, uint64_t v) { char t[32]; snprintf(t, sizeof t, "%llu", (unsigned long long)v); lit(b, t); }
 
-char *descriptor_json(const plexus_plugin_descriptor *d, int namespaces) {
+char *descriptor_json(const plexus_plugin_descriptor *d, const char *confinement) {
     sbuf b = { 0 };
     lit(&b, "{\"name\":"); str(&b, d->name);
     lit(&b, ",\"version\":"); str(&b, d->version);
@@ -123,7 +123,7 @@ char *descriptor_json(const plexus_plugin_descriptor *d, int namespaces) {
     lit(&b, ",\"abi_major\":"); num(&b, d->abi_major);
     lit(&b, ",\"abi_minor\":"); num(&b, d->abi_minor);
     lit(&b, ",\"concurrent\":"); lit(&b, (d->flags & PLEXUS_PLUGIN_CONCURRENT) ? "true" : "false");
-    lit(&b, ",\"namespaces\":"); lit(&b, namespaces ? "true" : "false");
+    lit(&b, ",\"confinement\":"); str(&b, confinement);
     lit(&b, ",\"capabilities\":[");
     for (uint32_t i = 0; i < d->capability_count; i++) {
         const plexus_capability *c = AT(d->capabilities, plexus_capability, i);

@@ -12,6 +12,6 @@
 plexus_status descriptor_check(const plexus_plugin_descriptor *d, char *err, uint64_t cap);
 
 /* Writes the descriptor as JSON into a malloc'd string (caller frees). */
-char *descriptor_json(const plexus_plugin_descriptor *d, int namespaces);
+char *descriptor_json(const plexus_plugin_descriptor *d, const char *confinement);
 
 #endif

@@ -15,6 +15,7 @@
 */
 #define _GNU_SOURCE
 #include "channel.h"
+#include "confine.h"
 #include "descriptor.h"
 #include "sandbox.h"
 #include "plexus.h"
@@ -346,8 +347,9 @@ static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
 
 static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
-                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace] [--namespaces 0|1] [--netns 0|1] [--max-payload BYTES]"
-                    " [--concurrency N]\n"
+                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace,NAME...] [--max-payload BYTES]"
+                    " [--concurrency N] [--confine required|rlimits-only] [--network 0|1] [--tmp-size BYTES]"
+                    " [--ro PATH]... [--rw PATH]... [--without namespaces,landlock]\n"
                     "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
@@ -359,7 +361,30 @@ static void refuse(plexus_status s, const char *text) {
     _exit(PLEXUS_WORKER_EXIT_REFUSED);
 }
 
-static void parse(int argc, char **argv, worker_limits *l, pid_t *parent, uint64_t *max_payload) {
+/* --allow fork,exec,socket,ptrace,NAME: the groups, then single calls by name. */
+static void parse_allow(char *v, worker_limits *l) {
+    for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "none")) continue;
+        else if (!strcmp(t, "fork")) l->allow_fork = 1;
+        else if (!strcmp(t, "exec")) l->allow_exec = 1;
+        else if (!strcmp(t, "socket")) l->allow_socket = 1;
+        else if (!strcmp(t, "ptrace")) l->allow_ptrace = 1;
+        else {
+            const char *why = sandbox_check_call(t);
+            if (why) usage(why);
+            if (l->n_extra == (int)(sizeof l->extra / sizeof *l->extra)) usage("--allow names too many system calls");
+            l->extra[l->n_extra++] = t;
+        }
+    }
+}
+
+static void add_path(const char **list, int *n, const char *v) {
+    if (v[0] != '/') usage("--ro and --rw take absolute paths");
+    if (*n == CONFINE_PATHS_MAX) usage("too many --ro/--rw paths");
+    list[(*n)++] = v;
+}
+
+static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_t *parent, uint64_t *max_payload) {
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) usage("an option is missing its value");
@@ -369,23 +394,30 @@ static void parse(int argc, char **argv, worker_limits *l, pid_t *parent, uint64
         else if (!strcmp(k, "--cpu-hard")) l->cpu_hard = arg_u64(v);
         else if (!strcmp(k, "--nofile")) l->open_files = arg_u64(v);
         else if (!strcmp(k, "--fsize")) l->file_size = arg_u64(v);
-        else if (!strcmp(k, "--namespaces")) l->namespaces = (int)arg_u64(v);
-        else if (!strcmp(k, "--netns")) l->network_namespace = (int)arg_u64(v);
         else if (!strcmp(k, "--max-payload")) *max_payload = arg_u64(v);
         else if (!strcmp(k, "--concurrency")) {
             uint64_t n = arg_u64(v);
             if (n < 1 || n > 256) usage("--concurrency must be between 1 and 256");
             concurrency = (unsigned)n;
         }
-        else if (!strcmp(k, "--allow")) {
-            l->allow_fork = strstr(v, "fork") != NULL;
-            l->allow_exec = strstr(v, "exec") != NULL;
-            l->allow_socket = strstr(v, "socket") != NULL;
-            l->allow_ptrace = strstr(v, "ptrace") != NULL;
-        } else usage("unknown option");
+        else if (!strcmp(k, "--allow")) parse_allow(argv[i + 1], l);
+        else if (!strcmp(k, "--confine")) {
+            if (!strcmp(v, "rlimits-only")) c->rlimits_only_ok = 1;
+            else if (strcmp(v, "required")) usage("--confine is required or rlimits-only");
+        }
+        else if (!strcmp(k, "--network")) c->network = (int)arg_u64(v);
+        else if (!strcmp(k, "--tmp-size")) c->tmp_size = arg_u64(v);
+        else if (!strcmp(k, "--without")) {   /* tests of the fallbacks: act as if the kernel refused */
+            c->without_namespaces = strstr(v, "namespaces") != NULL;
+            c->without_landlock = strstr(v, "landlock") != NULL;
+        }
+        else if (!strcmp(k, "--ro")) add_path(c->read, &c->n_read, v);
+        else if (!strcmp(k, "--rw")) add_path(c->write, &c->n_write, v);
+        else usage("unknown option");
         i++;
     }
     if (*parent <= 0) usage("--parent is required");
+    if (c->tmp_size == 0) c->tmp_size = 16 << 20;
 }
 
 /* Waits for START and returns its configuration (a malloc'd string). */
@@ -406,9 +438,8 @@ static char *await_start(void) {
     }
 }
 
-static void load(const char **out_name) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", PLUGIN_FD);
+/* path: the plugin image as confinement left it reachable. */
+static void load(const char *path, const char **out_name) {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) {
         char text[600];
@@ -784,9 +815,10 @@ static void serve(void) {
 
 int main(int argc, char **argv) {
     worker_limits limits = { 0 };
+    confine_spec confine = { 0 };
     pid_t parent = 0;
     uint64_t max_payload = PLEXUS_MAX_PAYLOAD_LEN;
-    parse(argc, argv, &limits, &parent, &max_payload);
+    parse(argc, argv, &limits, &confine, &parent, &max_payload);
     /* Die with the host; if it died before this line, getppid() has changed. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() != parent) _exit(PLEXUS_WORKER_EXIT_ORPHANED);
@@ -797,13 +829,17 @@ int main(int argc, char **argv) {
     wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) _exit(PLEXUS_WORKER_EXIT_SANDBOX);
 
-    int namespaces = 0;
-    const char *failed = sandbox_apply(&limits, &namespaces);
+    /* Confinement first (it needs root and a single thread), then no
+    ** capability, then limits and the syscall allowlist. */
+    const char *mechanism = NULL, *plugin_path = NULL;
+    const char *failed = confine_apply(&confine, PLUGIN_FD, parent, &mechanism, &plugin_path);
+    if (!failed) failed = confine_drop_capabilities();
+    if (!failed) failed = sandbox_apply(&limits);
     if (failed) refuse(PLEXUS_INTERNAL, failed);
 
     const char *name = NULL;
-    load(&name);
-    char *json = descriptor_json(desc, namespaces);
+    load(plugin_path, &name);
+    char *json = descriptor_json(desc, mechanism);
     plexus_id none = { 0, 0 };
     channel_control(PLEXUS_CONTROL_HELLO, none, 0, json, strlen(json));
     free(json);

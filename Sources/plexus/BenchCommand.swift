@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Only the in-process lines (for profiling the router).") var inprocOnly = false
     @Flag(help: "Only the durable task line.") var tasksOnly = false
     @Flag(help: "Only the workflow lines.") var workflowsOnly = false
+    @Flag(help: "Only the sandboxed-worker lines.") var sandboxOnly = false
     @Option(help: "Items of the workflow measurement's for_each step.") var workflowItems = 5_000
 
     func run() throws {
@@ -29,6 +30,7 @@ struct BenchCommand: ParsableCommand {
         print("# plexus bench: \(cores) cores, \(repetitions) repetitions, median shown")
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
+        if sandboxOnly { return try sandbox() }
         let one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
         print("inproc_rr_per_s: \(try median { try rate(one, pairs: 1, "rr", roundTrips) }) round trips/s (1 pair, \(cores) dispatcher threads)")

@@ -52,7 +52,7 @@ struct ConfigFileTests {
                 == "plexus.yaml:2:21: defaults.limits.memory: expected a size such as 512MiB or 1GiB, found \"lots\"")
         #expect(error("defaults:\n  limits: { memory: 1MiB }\n").contains("at least 32MiB"))
         #expect(error("defaults:\n  syscalls: [fork, teleport]\n")
-                == "plexus.yaml:2:20: defaults.syscalls: unknown system call group \"teleport\"; expected fork, exec, socket or ptrace")
+                == "plexus.yaml:2:20: defaults.syscalls: unknown system call \"teleport\"; expected fork, exec, socket, ptrace or a system call's name such as memfd_secret")
         #expect(error("defaults:\n  grants: [socket]\n").hasPrefix(
                 "plexus.yaml:2:11: defaults.grants: grants is now what the plugin may message: { call: [...], publish: [...], subscribe: [...] }; the system calls its filter lets through moved to syscalls:"))
         #expect(error("defaults:\n  restart: { max_attempts: 0 }\n").contains("defaults.restart.max_attempts: 0 is out of range 1...1000"))

@@ -26,6 +26,7 @@ struct TaskTests {
             let file = try Fixtures.probe()
             var s = c.settings(for: file)
             s.instances = instances
+            Fixtures.grantWrite(dir, to: &s.policy)   // probe.append writes its logs here
             c.plugins[PluginDescriptor.stem(of: file)] = s
             host = Host(c)
             try host.load(path: file)
@@ -158,7 +159,9 @@ struct TaskCrashTests {
     func startHost(_ dir: String) throws -> Process {
         let run = Process()
         run.executableURL = URL(fileURLWithPath: exe)
-        run.arguments = ["run", "--plugins", dir + "/plugins", "--socket", dir + "/h.sock", "--store", dir + "/plexus.db"]
+        try Fixtures.writeGrantingConfig(dir, read: [Fixtures.root + "/data"])
+        run.arguments = ["run", "--plugins", dir + "/plugins", "--socket", dir + "/h.sock", "--store", dir + "/plexus.db",
+                         "--config", dir + "/plexus.yaml"]
         run.standardError = FileHandle(forWritingAtPath: dir + "/host.log") ?? FileHandle.nullDevice
         try run.run()
         for _ in 0..<200 {

@@ -27,6 +27,7 @@ struct WorkflowTests {
             let file = try Fixtures.build("steps.c", name: "steps")
             var s = c.settings(for: file)
             s.instances = instances
+            Fixtures.grantWrite(dir, to: &s.policy)   // steps wait for and write marker files here
             c.plugins[PluginDescriptor.stem(of: file)] = s
             host = Host(c)
             try host.load(path: file)

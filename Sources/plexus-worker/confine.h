@@ -1,0 +1,42 @@
+/* What a worker can see and who it is: user, mount, network and IPC
+** namespaces, an empty root with only what the plugin needs, Landlock, and no
+** capabilities. Applied before any thread starts and before the plugin's
+** bytes are mapped; the syscall filter (sandbox.c) comes after it. */
+#ifndef PLEXUS_WORKER_CONFINE_H
+#define PLEXUS_WORKER_CONFINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFINE_PATHS_MAX 64
+
+typedef struct confine_spec {
+    int rlimits_only_ok;      /* may run without namespaces and Landlock     */
+    int network;              /* keep the host's network (no new netns)      */
+    uint64_t tmp_size;        /* bytes of the private /tmp                   */
+    const char *read[CONFINE_PATHS_MAX];   /* bound read-only (and executable) */
+    int n_read;
+    const char *write[CONFINE_PATHS_MAX];  /* bound read-write               */
+    int n_write;
+    int without_namespaces;   /* tests: act as if the kernel refused them    */
+    int without_landlock;     /* tests: act as if Landlock were missing      */
+} confine_spec;
+
+/* Where the plugin image (the sealed memfd) appears inside the new root. */
+#define CONFINE_PLUGIN_PATH "/.plexus/plugin.so"
+
+/* Confines the calling process (single-threaded, still root or its own
+** user). parent is the host's pid, re-checked after the credential change.
+** On success *mechanism names what runs ("mount-namespace+landlock",
+** "mount-namespace", "landlock", "rlimits-only") and *plugin_path where to
+** dlopen the plugin. Returns NULL, or a static text saying exactly what
+** failed and why (the host reports it). */
+const char *confine_apply(const confine_spec *s, int plugin_fd, pid_t parent,
+                          const char **mechanism, const char **plugin_path);
+
+/* Drops every capability (bounding, ambient, inheritable, permitted,
+** effective) and locks root out of regaining them. Last step before seccomp. */
+const char *confine_drop_capabilities(void);
+
+#endif
