@@ -1,0 +1,16 @@
+// upper — the smallest Swift agent: text.upper answers with its payload upper-cased.
+import PlexusAgent
+
+final class Upper: Agent {
+    init(context: AgentContext, config: String) throws {}
+
+    func handle(_ m: AgentMessage, context: AgentContext) throws {
+        try context.reply(to: m, text: m.text.uppercased())
+    }
+}
+
+@_cdecl("plexus_plugin_entry")
+public func plexusPluginEntry() -> UnsafeRawPointer {
+    PluginExport.descriptor(Upper.self, name: "upper", version: "1.0.0",
+                            capabilities: [.init("text.upper", "upper-cases text")])
+}
