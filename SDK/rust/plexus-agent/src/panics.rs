@@ -35,13 +35,16 @@ pub fn install() {
     });
 }
 
-/// What a caught panic said: the hook's note (with the location) when this
-/// thread's last panic went through it, else the payload's message.
+/// What a caught panic said: the hook's note (with the location) when it is
+/// about this panic, else the payload's message. (A note about another panic
+/// is left behind when a hook installed later skips ours, or the plugin
+/// caught a panic itself: its message then differs, or at worst its place.)
 pub fn text(payload: &(dyn Any + Send)) -> String {
-    LAST.try_with(|last| last.borrow_mut().take())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| format!("panicked: {}", message(payload)))
+    let said = message(payload);
+    match LAST.try_with(|last| last.borrow_mut().take()).ok().flatten() {
+        Some(note) if note.ends_with(said) => note,
+        _ => format!("panicked: {said}"),
+    }
 }
 
 /// The message a panic payload carries: `panic!("...")` gives a &str or a String.
