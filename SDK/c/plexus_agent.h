@@ -30,11 +30,16 @@
 #else
 #define PLEXUS_SDK_HIDDEN
 #endif
+#ifdef __cplusplus
+#define PLEXUS_SDK_THREAD_LOCAL thread_local
+#else
+#define PLEXUS_SDK_THREAD_LOCAL _Thread_local
+#endif
 
 /* Declared here, defined once by PLEXUS_AGENT(...): a static would give each
 ** .c file a copy of its own, and only the file with PLEXUS_AGENT would see it set. */
 extern PLEXUS_SDK_HIDDEN const plexus_host *plexus_sdk_host;           /* set by init; same for every instance */
-extern PLEXUS_SDK_HIDDEN _Thread_local plexus_ctx *plexus_sdk_current; /* the agent being called on this thread */
+extern PLEXUS_SDK_HIDDEN PLEXUS_SDK_THREAD_LOCAL plexus_ctx *plexus_sdk_current; /* the agent being called on this thread */
 
 /* The ctx of the agent running on this thread (inside init/handle). */
 static inline plexus_ctx *plexus_sdk_ctx(void) { return plexus_sdk_current; }
@@ -220,7 +225,7 @@ static inline void plexus_logf(int32_t level, const char *fmt, ...) {
 
 #define PLEXUS_AGENT(name_, version_, caps_, handler_)                                     \
     PLEXUS_SDK_HIDDEN const plexus_host *plexus_sdk_host;                                  \
-    PLEXUS_SDK_HIDDEN _Thread_local plexus_ctx *plexus_sdk_current;                        \
+    PLEXUS_SDK_HIDDEN PLEXUS_SDK_THREAD_LOCAL plexus_ctx *plexus_sdk_current;              \
     static plexus_status plexus_sdk_init(const plexus_host *host, plexus_ctx *ctx,         \
                                          const char *config, void **state) {               \
         plexus_sdk_host = host;                                                            \
