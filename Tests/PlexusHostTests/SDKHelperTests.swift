@@ -89,4 +89,23 @@ struct SDKHelperTests {
         // The panic was caught at the boundary: the same agent goes on answering.
         #expect(try h.callText("panicky.echo", "still here") == "still here")
     }
+
+    /// The Swift example plugins as Plugins/build.sh built them.
+    func examplePlugin(_ name: String) throws -> String {
+        let path = Fixtures.root + "/Plugins/\(name).so"
+        try #require(FileManager.default.fileExists(atPath: path), "\(path) is missing: run Plugins/build.sh first")
+        return path
+    }
+
+    @Test(arguments: SandboxMode.allCases)
+    func aSwiftHandlersThrownErrorReachesTheCaller(mode: SandboxMode) throws {
+        let h = try host([try examplePlugin("summarizer"), try examplePlugin("analyst")], mode)
+        defer { h.shutdown() }
+        // AgentError(status, message): the caller gets that status and that message.
+        let e = try #require(expectError(.UNSUPPORTED) { _ = try h.callText("agent:summarizer", "hello") })
+        #expect(e.detail == "summarizer answers report.summarize only")
+        // An INVALID_ARGUMENT stays one (so a task does not retry it), with the agent's reason.
+        let bad = try #require(expectError(.INVALID_ARGUMENT) { _ = try h.callText("data.climate", "not json") })
+        #expect(bad.detail.hasPrefix("data.climate needs the list data.clean produced: "), "\(bad.detail)")
+    }
 }
