@@ -63,6 +63,7 @@ plugins=$(mktemp -d)
 cp "$("${example[@]}" --show-bin-path)/libupper.so" "$plugins/upper.so"
 plexus="$(swift build --show-bin-path)/plexus"
 "$plexus" plugins inspect "$plugins/upper.so" | grep -q 'text.upper' || { echo "plugins inspect does not list text.upper" >&2; exit 1; }
+SDK/conformance/run.sh "$plugins/upper.so"
 for sandbox in process in-process; do
     out=$("$plexus" call text.upper --embedded --sandbox "$sandbox" --plugins "$plugins" --json '"shout"' 2>"$plugins/stderr") || true
     [ "$out" = '"SHOUT"' ] || { echo "the example plugin ($sandbox) answered '$out', expected '\"SHOUT\"':" >&2; cat "$plugins/stderr" >&2; exit 1; }

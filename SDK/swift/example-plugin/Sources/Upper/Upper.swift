@@ -5,6 +5,7 @@ final class Upper: Agent {
     init(context: AgentContext, config: String) throws {}
 
     func handle(_ m: AgentMessage, context: AgentContext) throws {
+        guard m.target == "text.upper" else { throw AgentError(PLEXUS_UNSUPPORTED, "upper answers text.upper only") }
         try context.reply(to: m, text: m.text.uppercased())
     }
 }
