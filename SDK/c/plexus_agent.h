@@ -65,7 +65,7 @@ static inline plexus_status plexus_reply_json(const plexus_envelope *msg, const 
     return plexus_reply(msg, "application/json", json, strlen(json));
 }
 
-/* Writes s as the body of a JSON string (no quotes) into out, which has room
+/* Writes s as the body of a JSON string (no quotes, no NUL) into out, which has room
 ** for cap bytes, and returns the length it needs (snprintf's contract: call
 ** with cap 0 to size a buffer). Quotes, backslashes and control characters
 ** are escaped; bytes that are not UTF-8 become U+FFFD, so the result is
