@@ -13,6 +13,8 @@ let package = Package(
         // The weather crew's Swift agents (the main job, run.sh).
         .library(name: "analyst", type: .dynamic, targets: ["AnalystPlugin"]),
         .library(name: "reporter", type: .dynamic, targets: ["ReporterPlugin"]),
+        // The Swift SDK, for plugin packages of their own (SDK/swift/example-plugin).
+        .library(name: "PlexusAgent", targets: ["PlexusAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

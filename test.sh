@@ -19,6 +19,8 @@ cargo test --quiet --offline --manifest-path SDK/rust/plexus-agent/Cargo.toml
 cargo build --quiet --offline --example plexus_client --manifest-path SDK/rust/plexus-agent/Cargo.toml
 cargo test --quiet --offline --manifest-path Plugins/keywords/Cargo.toml
 cargo test --quiet --offline --manifest-path Plugins/cleaner/Cargo.toml
+# The Rust fixture whose handler panics (Tests/PlexusHostTests/SDKHelperTests.swift), built before the suites run.
+cargo build --quiet --offline --release --manifest-path Tests/Fixtures/panicky/Cargo.toml
 
 echo "== Python client (SDK/python, offline parts; the live ones run in the Swift suites)"
 python3 -m unittest discover -s SDK/python/tests
@@ -51,3 +53,19 @@ if [ -n "$(ls -A "$scratch")" ]; then
     echo "test.sh: the Swift suites left files behind in $scratch:" >&2; ls -A "$scratch" >&2; exit 1
 fi
 rmdir "$scratch"
+
+echo "== a Swift plugin in a package of its own (SDK/swift/example-plugin), built against the PlexusAgent product"
+example=(swift build --package-path SDK/swift/example-plugin --scratch-path .build-example -c "$PLEXUS_SWIFT_CONFIG")
+log=$(mktemp)
+"${example[@]}" >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
+rm -f "$log"
+plugins=$(mktemp -d)
+cp "$("${example[@]}" --show-bin-path)/libupper.so" "$plugins/upper.so"
+plexus="$(swift build --show-bin-path)/plexus"
+"$plexus" plugins inspect "$plugins/upper.so" | grep -q 'text.upper' || { echo "plugins inspect does not list text.upper" >&2; exit 1; }
+SDK/conformance/run.sh "$plugins/upper.so"
+for sandbox in process in-process; do
+    out=$("$plexus" call text.upper --embedded --sandbox "$sandbox" --plugins "$plugins" --json '"shout"' 2>"$plugins/stderr") || true
+    [ "$out" = '"SHOUT"' ] || { echo "the example plugin ($sandbox) answered '$out', expected '\"SHOUT\"':" >&2; cat "$plugins/stderr" >&2; exit 1; }
+done
+rm -rf "$plugins"

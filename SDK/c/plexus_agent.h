@@ -9,6 +9,10 @@
 ** Inside it, the plexus_* helpers below act for the agent being called (they
 ** read a thread-local set around each call). From other threads, use the
 ** host table in plexus_sdk_host with a ctx you saved from plexus_sdk_ctx().
+**
+** A plugin of several .c files includes this header in each of them and
+** expands PLEXUS_AGENT(...) in exactly one: that file defines the two globals
+** below, which every file shares (hidden: never visible outside the .so).
 */
 #ifndef PLEXUS_AGENT_H
 #define PLEXUS_AGENT_H
@@ -18,10 +22,24 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static const plexus_host *plexus_sdk_host;          /* set by init; same for every instance */
-static __thread plexus_ctx *plexus_sdk_current;     /* the agent being called on this thread */
+#if defined(__GNUC__) || defined(__clang__)
+#define PLEXUS_SDK_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define PLEXUS_SDK_HIDDEN
+#endif
+#ifdef __cplusplus
+#define PLEXUS_SDK_THREAD_LOCAL thread_local
+#else
+#define PLEXUS_SDK_THREAD_LOCAL _Thread_local
+#endif
+
+/* Declared here, defined once by PLEXUS_AGENT(...): a static would give each
+** .c file a copy of its own, and only the file with PLEXUS_AGENT would see it set. */
+extern PLEXUS_SDK_HIDDEN const plexus_host *plexus_sdk_host;           /* set by init; same for every instance */
+extern PLEXUS_SDK_HIDDEN PLEXUS_SDK_THREAD_LOCAL plexus_ctx *plexus_sdk_current; /* the agent being called on this thread */
 
 /* The ctx of the agent running on this thread (inside init/handle). */
 static inline plexus_ctx *plexus_sdk_ctx(void) { return plexus_sdk_current; }
@@ -47,20 +65,84 @@ static inline plexus_status plexus_reply_json(const plexus_envelope *msg, const 
     return plexus_reply(msg, "application/json", json, strlen(json));
 }
 
-/* Answers the QUERY msg with an ERROR carrying status and a message. */
+/* Writes s as the body of a JSON string (no quotes, no NUL) into out, which has room
+** for cap bytes, and returns the length it needs (snprintf's contract: call
+** with cap 0 to size a buffer). Quotes, backslashes and control characters
+** are escaped; bytes that are not UTF-8 become U+FFFD, so the result is
+** valid JSON whatever s holds. NULL is the empty string. */
+static inline size_t plexus_json_escape(char *out, size_t cap, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    size_t n = 0;
+#define PLEXUS_SDK_PUT(c_) do { if (n < cap) out[n] = (char)(c_); n++; } while (0)
+    while (*p) {
+        unsigned c = *p;
+        if (c == '"' || c == '\\') { PLEXUS_SDK_PUT('\\'); PLEXUS_SDK_PUT(c); p++; continue; }
+        if (c < 0x20) {
+            PLEXUS_SDK_PUT('\\');
+            switch (c) {
+            case '\n': PLEXUS_SDK_PUT('n'); break;
+            case '\r': PLEXUS_SDK_PUT('r'); break;
+            case '\t': PLEXUS_SDK_PUT('t'); break;
+            case '\b': PLEXUS_SDK_PUT('b'); break;
+            case '\f': PLEXUS_SDK_PUT('f'); break;
+            default:
+                PLEXUS_SDK_PUT('u'); PLEXUS_SDK_PUT('0'); PLEXUS_SDK_PUT('0');
+                PLEXUS_SDK_PUT(hex[c >> 4]); PLEXUS_SDK_PUT(hex[c & 15]);
+            }
+            p++;
+            continue;
+        }
+        if (c < 0x80) { PLEXUS_SDK_PUT(c); p++; continue; }
+        /* A UTF-8 sequence: its length and the range of its second byte
+        ** (which rules out overlong forms, surrogates and > U+10FFFF). */
+        size_t len = 0;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        int ok = len > 0 && p[1] >= lo && p[1] <= hi;
+        for (size_t i = 2; ok && i < len; i++) ok = p[i] >= 0x80 && p[i] <= 0xBF;
+        if (!ok) {
+            PLEXUS_SDK_PUT('\\'); PLEXUS_SDK_PUT('u');
+            PLEXUS_SDK_PUT('f'); PLEXUS_SDK_PUT('f'); PLEXUS_SDK_PUT('f'); PLEXUS_SDK_PUT('d');
+            p++;
+            continue;
+        }
+        for (size_t i = 0; i < len; i++) PLEXUS_SDK_PUT(p[i]);
+        p += len;
+    }
+#undef PLEXUS_SDK_PUT
+    return n;
+}
+
+/* Answers the QUERY msg with an ERROR carrying status and a message; the
+** payload is {"error":"STATUS_NAME","message":"..."}, the message escaped
+** (plexus_json_escape) and never cut. PLEXUS_NO_MEMORY when it cannot be built. */
 static inline plexus_status plexus_reply_error(const plexus_envelope *msg, plexus_status status,
                                                const char *message) {
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "{\"error\":\"%s\",\"message\":\"%s\"}",
-                     plexus_status_name(status), message);
+    static const char head[] = "{\"error\":\"", middle[] = "\",\"message\":\"", tail[] = "\"}";
+    const char *name = plexus_status_name(status);
+    size_t name_len = strlen(name), text_len = plexus_json_escape(NULL, 0, message);
+    size_t len = (sizeof head - 1) + name_len + (sizeof middle - 1) + text_len + (sizeof tail - 1);
+    char *buf = (char *)malloc(len + 1);
+    if (!buf) return PLEXUS_NO_MEMORY;
+    char *w = buf;
+    memcpy(w, head, sizeof head - 1); w += sizeof head - 1;
+    memcpy(w, name, name_len); w += name_len;
+    memcpy(w, middle, sizeof middle - 1); w += sizeof middle - 1;
+    w += plexus_json_escape(w, text_len, message);
+    memcpy(w, tail, sizeof tail);   /* with its NUL */
     plexus_envelope r = plexus_envelope_init();
     r.kind = PLEXUS_KIND_ERROR;
     r.status = status;
     r.correlation_id = msg->id;
     r.content_type = "application/json";
     r.payload = (const uint8_t *)buf;
-    r.payload_len = (n > 0 && (size_t)n < sizeof buf) ? (size_t)n : strlen(buf);
-    return plexus_sdk_host->reply(plexus_sdk_current, &r);
+    r.payload_len = len;
+    plexus_status s = plexus_sdk_host->reply(plexus_sdk_current, &r);
+    free(buf);
+    return s;
 }
 
 /* Sends a QUERY to a capability; the answer arrives at handle() with
@@ -142,6 +224,8 @@ static inline void plexus_logf(int32_t level, const char *fmt, ...) {
 #endif
 
 #define PLEXUS_AGENT(name_, version_, caps_, handler_)                                     \
+    PLEXUS_SDK_HIDDEN const plexus_host *plexus_sdk_host;                                  \
+    PLEXUS_SDK_HIDDEN PLEXUS_SDK_THREAD_LOCAL plexus_ctx *plexus_sdk_current;              \
     static plexus_status plexus_sdk_init(const plexus_host *host, plexus_ctx *ctx,         \
                                          const char *config, void **state) {               \
         plexus_sdk_host = host;                                                            \

@@ -3,6 +3,7 @@
 //     final class Upper: PlexusAgent.Agent {
 //         init(context: AgentContext, config: String) throws {}
 //         func handle(_ m: AgentMessage, context: AgentContext) throws {
+//             guard m.target == "text.upper" else { throw AgentError(PLEXUS_UNSUPPORTED, "upper answers text.upper only") }
 //             try context.reply(to: m, text: m.text.uppercased())
 //         }
 //     }
@@ -14,6 +15,8 @@
 //
 // Build it as a `.dynamic` library product. Errors thrown from init/handle
 // become a status (AgentError's, or HANDLER_FAILED); nothing unwinds into C.
+// The caller of a query whose handler threw gets that status with the
+// AgentError's message (or the error's description) as the error's message.
 @_exported import CPlexus
 import Glibc
 
@@ -203,7 +206,21 @@ public enum PluginExport {
     nonisolated(unsafe) private static var built: UnsafePointer<plexus_plugin_descriptor>?
 
     private static func status(of error: any Error) -> plexus_status {
-        (error as? AgentError)?.status ?? plexus_status(PLEXUS_HANDLER_FAILED.rawValue)
+        (error as? AgentError).map { $0.status != 0 ? $0.status : plexus_status(PLEXUS_HANDLER_FAILED.rawValue) }
+            ?? plexus_status(PLEXUS_HANDLER_FAILED.rawValue)
+    }
+
+    /// Answers the query a handler threw on with the error's status and text
+    /// (an AgentError's message, else the error's description), so that the
+    /// caller learns why; the host then finds the query answered. An
+    /// AgentError without a message is left to the host's generic answer, and
+    /// a query the handler already answered refuses this one (harmless).
+    private static func answer(_ m: AgentMessage, failedWith s: plexus_status, _ error: any Error, context: AgentContext) {
+        guard m.kind == .query else { return }
+        let text = (error as? AgentError).map(\.message) ?? String(describing: error)
+        guard !text.isEmpty else { return }
+        let body = "{\"error\":\(jsonString(String(cString: plexus_status_name(s)))),\"message\":\(jsonString(text))}"
+        try? context.reply(toID: m.id, payload: Array(body.utf8), contentType: "application/json", error: s)
     }
 
     /// Returns the descriptor, building it on first use (strings are copied
@@ -251,8 +268,13 @@ public enum PluginExport {
         d.pointee.handle = { state, _, msg in
             guard let state, let msg else { return plexus_status(PLEXUS_INVALID_ARGUMENT.rawValue) }
             let inst = Unmanaged<Instance>.fromOpaque(state).takeUnretainedValue()
-            do { try inst.agent.handle(AgentMessage(msg), context: inst.context); return 0 }
-            catch { return PluginExport.status(of: error) }
+            let m = AgentMessage(msg)
+            do { try inst.agent.handle(m, context: inst.context); return 0 }
+            catch {
+                let s = PluginExport.status(of: error)
+                PluginExport.answer(m, failedWith: s, error, context: inst.context)
+                return s
+            }
         }
         d.pointee.shutdown = { state in
             guard let state else { return }

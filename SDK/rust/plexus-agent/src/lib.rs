@@ -16,10 +16,14 @@
 //!
 //! A panic inside `init`, `handle` or `shutdown` is caught at the boundary and
 //! reported to the host as `Status::HandlerFailed`; it never unwinds into C.
+//! The caller of a query whose handler panicked gets HANDLER_FAILED with the
+//! panic's text as the message ("panicked at src/lib.rs:12:9: boom"); a panic
+//! in `init` or `shutdown` is logged with it.
 
 pub mod ffi;
 pub mod wire;
 pub mod client;
+mod panics;
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_void};
@@ -253,6 +257,7 @@ pub struct Instance<A: Agent> {
 pub unsafe fn init_instance<A: Agent>(host: *const ffi::plexus_host, ctx: *mut ffi::plexus_ctx,
                                       config: *const c_char, out: *mut *mut c_void) -> i32 {
     if host.is_null() || out.is_null() { return Status::InvalidArgument as i32; }
+    panics::install();
     let context = Context { host, ctx };
     let config = cstr(config).to_owned();
     match catch_unwind(AssertUnwindSafe(|| A::init(&context, &config))) {
@@ -261,9 +266,14 @@ pub unsafe fn init_instance<A: Agent>(host: *const ffi::plexus_host, ctx: *mut f
             0
         }
         Ok(Err(s)) => s as i32,
-        Err(_) => Status::HandlerFailed as i32,
+        Err(payload) => {
+            context.log(LOG_ERROR, &format!("init {}", panics::text(&*payload)));
+            Status::HandlerFailed as i32
+        }
     }
 }
+
+const LOG_ERROR: i32 = 4;   // plexus.h's PLEXUS_LOG_ERROR
 
 #[doc(hidden)]
 pub unsafe fn handle_instance<A: Agent>(state: *mut c_void, msg: *const ffi::plexus_envelope) -> i32 {
@@ -273,7 +283,15 @@ pub unsafe fn handle_instance<A: Agent>(state: *mut c_void, msg: *const ffi::ple
     match catch_unwind(AssertUnwindSafe(|| inst.agent.handle(&inst.ctx, &m))) {
         Ok(Ok(())) => 0,
         Ok(Err(s)) => s as i32,
-        Err(_) => Status::HandlerFailed as i32,
+        Err(payload) => {
+            // A query is answered here with the panic's text; the host then
+            // finds it answered and only counts the failure. (If the handler
+            // replied before it panicked, this reply is refused: harmless.)
+            let text = panics::text(&*payload);
+            if m.kind() == Kind::Query { let _ = inst.ctx.reply_error(&m, Status::HandlerFailed, &text); }
+            else { inst.ctx.log(LOG_ERROR, &format!("handle {}", text)); }
+            Status::HandlerFailed as i32
+        }
     }
 }
 
@@ -281,7 +299,9 @@ pub unsafe fn handle_instance<A: Agent>(state: *mut c_void, msg: *const ffi::ple
 pub unsafe fn shutdown_instance<A: Agent>(state: *mut c_void) {
     if state.is_null() { return; }
     let mut inst = Box::from_raw(state as *mut Instance<A>);
-    let _ = catch_unwind(AssertUnwindSafe(|| inst.agent.shutdown(&inst.ctx)));
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inst.agent.shutdown(&inst.ctx))) {
+        inst.ctx.log(LOG_ERROR, &format!("shutdown {}", panics::text(&*payload)));
+    }
 }
 
 #[doc(hidden)]
