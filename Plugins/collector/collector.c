@@ -91,15 +91,18 @@ static plexus_status collect(const plexus_envelope *msg) {
     }
     FILE *f = fopen(path, "rb");
     if (!f) {
-        /* Say which file was tried: a relative path is read from the host's
-        ** directory, which need not be the caller's. */
+        /* Say which file was tried, and where this agent looks: a relative
+        ** path is read from its own working directory (/ in a sandboxed
+        ** worker, the host's in process), and a sandboxed agent sees only
+        ** the paths plexus.yaml grants it. */
         int err = errno;
         char why[2048], cwd[512];
-        if (path[0] == '/') snprintf(why, sizeof why, "cannot open %.500s: %.200s", path, strerror(err));
+        const char *grant = "a sandboxed agent sees only the paths plexus.yaml's filesystem.read grants it";
+        if (path[0] == '/') snprintf(why, sizeof why, "cannot open %.500s: %.200s (%s)", path, strerror(err), grant);
         else if (getcwd(cwd, sizeof cwd))
-            snprintf(why, sizeof why, "cannot open %s/%.500s: %.200s (a relative path is read from the host's directory, %s; give an absolute path)",
-                     cwd, path, strerror(err), cwd);
-        else snprintf(why, sizeof why, "cannot open %.500s: %.200s (a relative path is read from the host's directory)", path, strerror(err));
+            snprintf(why, sizeof why, "cannot open %s%s%.500s: %.200s (a relative path is read from the agent's working directory, %s; give an absolute path; %s)",
+                     cwd, strcmp(cwd, "/") ? "/" : "", path, strerror(err), cwd, grant);
+        else snprintf(why, sizeof why, "cannot open %.500s: %.200s (a relative path is read from the agent's working directory; %s)", path, strerror(err), grant);
         free(path);
         return plexus_reply_error(msg, PLEXUS_INVALID_ARGUMENT, why);
     }

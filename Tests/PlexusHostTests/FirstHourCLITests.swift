@@ -40,6 +40,8 @@ struct FirstHourCLITests {
             supervision:
               children:
                 - agent: nobody
+            defaults:
+              filesystem: { read: ["\(userDir)"] }   # the sandboxed collector may read the user's files
             """.write(toFile: hostDir + "/plexus.yaml", atomically: true, encoding: .utf8)
         let wf = userDir + "/collect.yaml"
         try """
@@ -83,7 +85,8 @@ struct FirstHourCLITests {
         // A path that is nowhere: the error names the file tried and the host's directory, once.
         let gone = try plexus(["workflow", "run", wf, "--input", #"{"path": "gone.csv"}"#, "--follow", "--socket", sock], in: userDir)
         #expect(gone.status == 1)
-        #expect(gone.err.contains("cannot open \(hostDir)/gone.csv: No such file or directory (a relative path is read from the host's directory, \(hostDir)"), "\(gone.err)")
+        // The sandboxed collector reads relative paths from its own root, /, and says what it may see.
+        #expect(gone.err.contains("cannot open /gone.csv: No such file or directory (a relative path is read from the agent's working directory, /; give an absolute path; a sandboxed agent sees only the paths plexus.yaml's filesystem.read grants it)"), "\(gone.err)")
         #expect(gone.err.contains("after 1 attempt(s)") && gone.err.contains("not retried: INVALID_ARGUMENT cannot succeed on retry"), "\(gone.err)")
 
         // The configured plugin with no file is listed, with the closest name.
