@@ -7,31 +7,14 @@ import Testing
 /// mean" wherever a name is mistyped.
 @Suite("The plexus command line", .serialized)
 struct CLITests {
-    static let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     static let root: String = {
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0..<3 { url.deleteLastPathComponent() }
         return url.path
     }()
 
-    struct Outcome { let status: Int32; let out: String; let err: String }
-
-    /// Runs plexus with args in dir; stdin is empty.
-    func plexus(_ args: [String], in dir: String, env: [String: String] = [:]) throws -> Outcome {
-        let p = Process()
-        p.executableURL = CLITests.bin.appendingPathComponent("plexus")
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        // Read both pipes before waiting, so a chatty command cannot block on a full pipe.
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Outcome(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+    func plexus(_ args: [String], in dir: String, env: [String: String] = [:]) throws -> PlexusCommand.Outcome {
+        try PlexusCommand.run(args, in: dir, env: env)
     }
 
     /// A private directory with Plugins/textkit.so (built by Plugins/build.sh); removed by the caller.
@@ -117,7 +100,7 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let sock = dir + "/h.sock"
         let host = Process()
-        host.executableURL = CLITests.bin.appendingPathComponent("plexus")
+        host.executableURL = URL(fileURLWithPath: PlexusCommand.path)
         host.arguments = ["run", "--socket", sock, "--store", dir + "/plexus.db"]
         host.currentDirectoryURL = URL(fileURLWithPath: dir)
         host.standardError = FileHandle(forWritingAtPath: "/dev/null")

@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusSocket
+import PlexusTestSupport
 import Testing
 
 /// A new user's first hour against a real `plexus run` and the real
@@ -9,22 +10,9 @@ import Testing
 /// and a workflow file that does not exist.
 @Suite("First hour (CLI)", .serialized)
 struct FirstHourCLITests {
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("plexus").path
+    let exe = PlexusCommand.path
 
-    func plexus(_ args: [String], in dir: String) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
+    func plexus(_ args: [String], in dir: String) throws -> PlexusCommand.Outcome { try PlexusCommand.run(args, in: dir) }
 
     @Test func pathsRetriesAndTyposAreExplainedWhereTheUserLooks() throws {
         let dir = Fixtures.dir + "/firsthour-\(UUID().uuidString.prefix(8))"

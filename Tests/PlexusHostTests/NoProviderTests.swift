@@ -5,6 +5,7 @@ import PlexusSocket
 import PlexusStore
 import PlexusTasks
 import PlexusWorkflows
+import PlexusTestSupport
 import Testing
 
 /// FAULTS.md 45: a task or workflow step addressed to a capability nobody
@@ -133,20 +134,9 @@ struct NoProviderTests {
 /// a step waits, and `workflow check` without a host says it could not check.
 @Suite("No provider (CLI)", .serialized)
 struct NoProviderCLITests {
-    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("plexus").path
+    let exe = PlexusCommand.path
 
-    func plexus(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
+    func plexus(_ args: [String]) throws -> PlexusCommand.Outcome { try PlexusCommand.run(args) }
 
     @Test func checkWarnsWithTheClosestNameAndStatusShowsWhyAStepWaits() throws {
         let dir = Fixtures.dir + "/noprov-cli-\(UUID().uuidString.prefix(8))"
