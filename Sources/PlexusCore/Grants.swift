@@ -4,6 +4,12 @@
 /// token, a final ">" for one or more, so "report.>" grants every name under
 /// report and ">" grants everything. Answering a request one was sent needs
 /// no grant. Immutable once built; shared by reference on the hot path.
+///
+/// The host's own names (`plexus.*`, `_plexus.*`: its key-value store,
+/// tasks, workflows, audit) are reached only through a pattern that names
+/// them: a wildcard first token ("*", ">") never matches them, so `call >`
+/// does not let a plugin read every namespace through `plexus.kv.get`.
+/// Only `Grants.all` (the host, its own user) reaches them by ">".
 public final class Grants: Sendable {
     public enum Action: String, Sendable, CaseIterable, Codable {
         case call, publish, subscribe, register
@@ -19,9 +25,18 @@ public final class Grants: Sendable {
     private let compiled: [[[UInt8]]]
     /// Per action: true when one pattern is ">" (the hot path skips matching).
     private let everything: [Bool]
+    /// Per action: the patterns whose first token is "plexus" or "_plexus",
+    /// the only ones a host name is matched against (all of them for `all`).
+    private let hostCompiled: [[[UInt8]]]
+    /// `all`: ">" reaches the host's names too.
+    private let reachesHost: Bool
 
     /// Throws INVALID_ARGUMENT naming the pattern when one is malformed.
-    public init(_ patterns: [Action: [String]], holder: String, source: String) throws(PlexusError) {
+    public convenience init(_ patterns: [Action: [String]], holder: String, source: String) throws(PlexusError) {
+        try self.init(patterns, holder: holder, source: source, hostNames: false)
+    }
+
+    private init(_ patterns: [Action: [String]], holder: String, source: String, hostNames: Bool) throws(PlexusError) {
         for (action, list) in patterns {
             for p in list {
                 do throws(PlexusError) { try Subject.validatePattern(p) } catch {
@@ -34,20 +49,37 @@ public final class Grants: Sendable {
         self.source = source
         compiled = Action.allCases.map { a in (patterns[a] ?? []).map { Array($0.utf8) } }
         everything = Action.allCases.map { a in patterns[a]?.contains(">") ?? false }
+        reachesHost = hostNames
+        hostCompiled = compiled.map { list in hostNames ? list : list.filter { Grants.namesHost(Array($0.split(separator: UInt8(ascii: ".")).first ?? [])) } }
+    }
+
+    /// Whether a name or pattern's first token is the host's: plexus or _plexus.
+    public static func namesHost(_ firstToken: [UInt8]) -> Bool {
+        firstToken == Array("plexus".utf8) || firstToken == Array("_plexus".utf8)
+    }
+
+    /// Whether the name starts with "plexus." or "_plexus." (or is one of them).
+    static func isHostName(_ s: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var k = 0
+        if n > 0 && s[0] == UInt8(ascii: "_") { k = 1 }
+        let word = Array("plexus".utf8)
+        guard n - k >= word.count else { return false }
+        for i in 0..<word.count where s[k + i] != word[i] { return false }
+        return n - k == word.count || s[k + word.count] == UInt8(ascii: ".")
     }
 
     /// Every action on everything: the host's own user, the host itself.
     public static func all(holder: String, source: String) -> Grants {
-        try! Grants(Dictionary(uniqueKeysWithValues: Action.allCases.map { ($0, [">"]) }), holder: holder, source: source)
+        try! Grants(Dictionary(uniqueKeysWithValues: Action.allCases.map { ($0, [">"]) }), holder: holder, source: source, hostNames: true)
     }
 
     /// Whether the concrete name (an agent, a capability or a subject) is granted.
     public func allows(_ action: Action, _ name: UnsafePointer<CChar>) -> Bool {
         let i = action.index
-        if everything[i] { return true }
         let n = strlenBytes(name)
         return name.withMemoryRebound(to: UInt8.self, capacity: n) { s in
-            compiled[i].contains { Grants.matches($0, s, n) }
+            if Grants.isHostName(s, n) { return hostCompiled[i].contains { Grants.matches($0, s, n) } }
+            return everything[i] || compiled[i].contains { Grants.matches($0, s, n) }
         }
     }
 
@@ -58,8 +90,10 @@ public final class Grants: Sendable {
     /// Whether every subject a subscription pattern can match is granted.
     public func covers(_ action: Action, pattern: String) -> Bool {
         let p = pattern.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }
+        let host = !reachesHost && Grants.namesHost(p.first ?? [])
         return (patterns[action] ?? []).contains { g in
-            Grants.covers(g.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }, p)
+            let gt = g.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }
+            return (!host || Grants.namesHost(gt.first ?? [])) && Grants.covers(gt, p)
         }
     }
 

@@ -214,7 +214,16 @@ public final class Host: @unchecked Sendable {
             return try Grants(configured, holder: "agent '\(name)'", source: source)
         }
         var requested: [Grants.Action: [String]] = [:]
-        for p in d.permissions { if let a = Grants.Action(rawValue: p.kind) { requested[a, default: []].append(p.pattern) } }
+        for p in d.permissions {
+            guard let a = Grants.Action(rawValue: p.kind) else { continue }
+            // The host's own names (its key-value store reaches every
+            // plugin's namespace) are granted by the operator, never by a
+            // plugin's own request.
+            if Grants.namesHost(Array((p.pattern.split(separator: ".").first ?? "").utf8)) {
+                throw PlexusError(.PERMISSION_DENIED, "the descriptor requests \"\(p.kind) \(p.pattern)\", a name of the host's: only plexus.yaml can grant it (\(source))")
+            }
+            requested[a, default: []].append(p.pattern)
+        }
         return try Grants(requested, holder: "agent '\(name)'",
                           source: "\(source) (unset: the plugin gets what its descriptor requests)")
     }

@@ -3,7 +3,12 @@ import Synchronization
 
 /// One host per store: an exclusive flock on a sidecar file `<store>.lock`
 /// that holds the holder's pid, taken before the store is opened and held
-/// until it is closed.
+/// until it is closed; and a flock on the database file itself.
+///
+/// Other names of one store are one store: the sidecar is named after the
+/// store's real path (a symlink finds its target's lock, and the holder's
+/// pid), and the flock on the database file's inode catches a hard link,
+/// which has no other name to find.
 ///
 /// Why a sidecar and flock: SQLite takes POSIX (fcntl) locks on the database
 /// file itself, and those are per process: closing *any* descriptor of the
@@ -13,13 +18,38 @@ import Synchronization
 /// file never keeps the next host out.
 final class StoreLock: Sendable {
     let path: String
-    /// The locked descriptor; -1 once released.
-    private let fd: Mutex<Int32>
+    /// The locked descriptors (the sidecar, the database file); -1 once released.
+    private let fds: Mutex<(Int32, Int32)>
 
     /// Takes the lock, or throws naming the store and the pid that holds it.
     init(store: String) throws(StoreError) {
-        path = store + ".lock"
-        fd = Mutex(try StoreLock.take(store: store, path))
+        path = StoreLock.realPath(store) + ".lock"
+        let sidecar = try StoreLock.take(store: store, path)
+        let db = open(store, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        var e: Int32 = 0
+        if db < 0 { e = errno } else { while flock(db, LOCK_EX | LOCK_NB) != 0 { e = errno; if e != EINTR { break }; e = 0 } }
+        if db < 0 || e != 0 {
+            if db >= 0 { close(db) }
+            close(sidecar)
+            throw e == EWOULDBLOCK
+                ? StoreError("\(store) is in use by another host under another name (a hard link to the same file); "
+                             + "one host per store: stop that host, or give this one another store (--store)")
+                : StoreError("\(store): cannot lock the database file: \(String(cString: strerror(e)))")
+        }
+        fds = Mutex((sidecar, db))
+    }
+
+    /// The store's path with every symlink resolved (its directory's, when
+    /// the file does not exist yet).
+    static func realPath(_ store: String) -> String {
+        if let r = realpath(store, nil) { defer { free(r) }; return String(cString: r) }
+        let slash = store.lastIndex(of: "/")
+        let dir = slash.map { String(store[..<$0]) } ?? "."
+        let base = slash.map { String(store[store.index(after: $0)...]) } ?? store
+        guard let r = realpath(dir.isEmpty ? "/" : dir, nil) else { return store }
+        defer { free(r) }
+        let d = String(cString: r)
+        return (d == "/" ? "" : d) + "/" + base
     }
 
     private static func take(store: String, _ path: String) throws(StoreError) -> Int32 {
@@ -59,10 +89,11 @@ final class StoreLock: Sendable {
     /// Lets the next host in. The file stays: removing it would race with a
     /// host that opened it and is about to lock it.
     func release() {
-        fd.withLock { fd in
-            guard fd >= 0 else { return }
-            close(fd)   // drops the flock
-            fd = -1
+        fds.withLock { fds in
+            guard fds.0 >= 0 else { return }
+            close(fds.1)   // drops the flocks (SQLite has closed the database by now)
+            close(fds.0)
+            fds = (-1, -1)
         }
     }
 

@@ -46,3 +46,27 @@ struct GrantsTests {
         }
     }
 }
+
+/// The host's names are reached only by a grant that names them.
+@Suite("Grants and the host's names")
+struct HostNameGrantTests {
+    @Test func aWildcardNeverReachesTheHostsCapabilities() throws {
+        let g = try Grants([.call: [">"], .subscribe: [">"]], holder: "agent 'thief'", source: "plugins.thief.grants")
+        #expect(g.allows(.call, "text.stats"))
+        #expect(!g.allows(.call, "plexus.kv.get"))
+        #expect(!g.allows(.call, "plexus.tasks.submit"))
+        #expect(!g.allows(.call, "_plexus.kv"))
+        #expect(g.allows(.call, "plexusx.kv"))            // only the token plexus is the host's
+        #expect(!g.permits(.subscribe, "plexus.audit.denied"))
+        let star = try Grants([.call: ["*.get", "*.*.get"]], holder: "agent 'thief'", source: "plugins.thief.grants")
+        #expect(!star.allows(.call, "plexus.kv.get"))
+    }
+
+    @Test func aGrantThatNamesThemDoes() throws {
+        let g = try Grants([.call: ["plexus.tasks.>"], .subscribe: ["plexus.audit.denied"]], holder: "client 'ops'", source: "clients.ops.grants")
+        #expect(g.allows(.call, "plexus.tasks.submit"))
+        #expect(!g.allows(.call, "plexus.kv.get"))
+        #expect(g.permits(.subscribe, "plexus.audit.denied"))
+        #expect(Grants.all(holder: "host", source: "-").allows(.call, "plexus.kv.get"))   // the host's own user
+    }
+}

@@ -37,4 +37,22 @@ struct StoreLockTests {
         defer { store.close() }
         #expect(try String(contentsOfFile: path + ".lock", encoding: .utf8) == "\(getpid())\n")
     }
+
+    /// Another name for the same store is the same store: a symlink finds
+    /// the target's lock (and names its holder), a hard link the file's.
+    @Test func aLinkToAStoreInUseIsRefusedToo() throws {
+        let path = freshPath()
+        let first = try Store(path: path)
+        defer { first.close() }
+        let soft = path + "-soft.db", hard = path + "-hard.db"
+        #expect(symlink(path, soft) == 0)
+        #expect(link(path, hard) == 0)
+        do { _ = try Store(path: soft); Issue.record("a symlink to a store in use was opened") } catch {
+            #expect(error.description.contains("is in use by another host (pid \(getpid()), per \(path).lock)"), "\(error)")
+        }
+        do { _ = try Store(path: hard); Issue.record("a hard link to a store in use was opened") } catch {
+            #expect(error.description.contains("is in use by another host under another name (a hard link to the same file)"), "\(error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: hard + "-wal"))   // refused before SQLite touched it
+    }
 }
