@@ -95,7 +95,7 @@ static const char *const base_calls[] = {
     /* who and where it is */
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
     "getpgrp", "getpgid", "getsid", "getrlimit", "setrlimit", "getrusage", "times", "sysinfo", "uname", "getrandom",
-    "capget", "getpriority", "seccomp",
+    "capget", "seccomp",
 };
 
 /* Granted per plugin by syscalls: [fork | exec | socket | ptrace]. */
@@ -174,12 +174,20 @@ static const char *install_filter(const worker_limits *l) {
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(rt_tgsigqueueinfo), 1, SCMP_A0(SCMP_CMP_EQ, self));
     /* Scheduling and limits of itself only (pid 0 or its own pid): other
     ** workers run as the same outside uid. */
-    static const int own[] = { SCMP_SYS(sched_setaffinity), SCMP_SYS(prlimit64), SCMP_SYS(setpriority),
+    static const int own[] = { SCMP_SYS(sched_setaffinity), SCMP_SYS(prlimit64),
                                SCMP_SYS(sched_setscheduler), SCMP_SYS(sched_setparam), SCMP_SYS(sched_getattr),
                                SCMP_SYS(sched_setattr) };
     for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
         rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, own[i], 1, SCMP_A0(SCMP_CMP_EQ, 0));
         rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, own[i], 1, SCMP_A0(SCMP_CMP_EQ, self));
+    }
+    /* getpriority/setpriority(which, who, ...): the pid is the second
+    ** argument, and only PRIO_PROCESS names one process (PRIO_PGRP and
+    ** PRIO_USER would reach the host's group or every worker's uid). */
+    static const int prio[] = { SCMP_SYS(getpriority), SCMP_SYS(setpriority) };
+    for (size_t i = 0; i < sizeof prio / sizeof *prio; i++) {
+        rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, prio[i], 2, SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+        rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, prio[i], 2, SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, self));
     }
     /* prctl: naming threads and memory, reading its own state. */
     static const int prctl_ok[] = { PR_SET_NAME, PR_GET_NAME, 0x53564d41 /* PR_SET_VMA */, PR_GET_DUMPABLE,

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #ifndef AGENT_NAME
@@ -107,6 +108,8 @@ static plexus_status handle(const plexus_envelope *m) {
         return say(m, buf);
     }
     if (!strcmp(action, "kill")) return result(m, kill((pid_t)x, (int)y));
+    if (!strcmp(action, "renice")) return result(m, setpriority(PRIO_PROCESS, (id_t)x, (int)y));      /* renice PID NICE */
+    if (!strcmp(action, "renice_user")) return result(m, setpriority(PRIO_USER, (id_t)x, (int)y));   /* renice_user UID NICE */
     if (!strcmp(action, "tkill")) return result(m, syscall(SYS_tkill, x, y));
     if (!strcmp(action, "tgkill")) return result(m, syscall(SYS_tgkill, x, x, y));
     if (!strcmp(action, "sigqueue") || !strcmp(action, "tgsigqueue")) {

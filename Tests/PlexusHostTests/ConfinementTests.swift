@@ -149,9 +149,13 @@ struct ConfinementAttackTests {
             }
         }
         try expectAttempt(host, "io_uring_setup 0", "\(EPERM)")
-        // To itself, signal 0 (a probe) still works.
+        // Nor can it lower another process's priority (the victim could not raise it back).
+        for pid in targets { try expectAttempt(host, "renice \(pid) 19", "\(EPERM)") }
+        try expectAttempt(host, "renice_user 65534 19", "\(EPERM)")
+        // To itself, signal 0 (a probe) and its own priority still work.
         let own = try #require(workerPid(host, "intruder"))
         try expectAttempt(host, "kill \(own) 0", "0")
+        try expectAttempt(host, "renice 0 5", "0")
         #expect(workerPid(host, "probe") == targets[1])
         try stillServing(host)
         #expect((host.agentReports.first { $0.name == "intruder" }?.denied_syscalls ?? 0) > 0)
