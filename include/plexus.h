@@ -257,7 +257,8 @@ typedef struct plexus_host {
 
     /* Answer a QUERY. msg->correlation_id names the request (the id of the
     ** envelope that handle() received); msg->kind is RESPONSE, or ERROR with
-    ** msg->status set. Target fields are ignored: the host knows who asked.
+    ** msg->status set (any kind other than ERROR is sent as a RESPONSE).
+    ** Target fields are ignored: the host knows who asked.
     ** May be called later, from any thread, after handle() returned: a
     ** handler that returns OK without replying leaves the request open, and
     ** the caller hears TIMEOUT at its deadline unless a reply comes first.
