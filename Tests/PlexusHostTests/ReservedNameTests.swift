@@ -119,8 +119,9 @@ struct ReservedNameTests {
             if !seen.contains("news.today") { Thread.sleep(forTimeInterval: 0.025) }
         }
         #expect(seen == "news.today", "a '>' subscriber received: \(seen)")
-        // Naming the host's event subject is how it is watched (grants apply).
-        #expect(try h.callText("squat.try", "sub plexus.audit.denied") == "OK")
+        // The descriptor's own "subscribe >" does not reach the host's subjects
+        // either: watching plexus.audit.denied takes a grant in plexus.yaml that names it.
+        #expect(try h.callText("squat.try", "sub plexus.audit.denied") == "PERMISSION_DENIED")
         #expect(try h.callText("squat.echo") == "squatter")   // and the worker is alive and well
     }
 

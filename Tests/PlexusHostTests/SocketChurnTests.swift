@@ -57,15 +57,16 @@ struct SocketChurnTests {
         #expect(refused.isEmpty, "connects refused, by errno: \(refused)")
         #expect(answeredHeld == 10_000)
         let peak = host.usage
-        // A fixed set of threads, however many clients.
-        #expect(peak.threads == before.threads, "before: \(before); with 10,000 clients: \(peak)")
+        // A fixed set of threads, however many clients (one of the host's
+        // short-lived threads, a restart or spawn, may have ended meanwhile).
+        #expect(peak.threads <= before.threads, "before: \(before); with 10,000 clients: \(peak)")
         for c in held { c.close() }
 
         // The host closes them as it reads their end: wait for the descriptors to go back.
         waitFor(seconds: 120) { host.usage.fds <= before.fds }
         let after = host.usage
         print("churn: 200,000 cycles in \(String(format: "%.1f", churnSeconds)) s; before: \(before); with 10,000 held: \(peak); after: \(after)")
-        #expect(after.threads == before.threads, "\(after) vs \(before)")
+        #expect(after.threads <= before.threads, "\(after) vs \(before)")
         #expect(after.fds <= before.fds, "\(after) vs \(before)")
         #expect(after.maps <= before.maps + 8, "\(after) vs \(before)")
         #expect(after.vsize <= before.vsize + (64 << 20), "\(after) vs \(before)")
