@@ -338,7 +338,7 @@ public struct Reader {
             case "exec": p.allowExec = true
             case "socket": p.allowSocket = true
             case "ptrace": p.allowPtrace = true
-            case let g where WorkerPolicy.neverGrantable.contains(g):
+            case let g where WorkerPolicy.isNeverGrantable(g):
                 throw fail(item, field, "the system call \(g) can never be granted: it reaches outside the worker or undoes its confinement")
             case let g where WorkerPolicy.isKnownSyscall(g):
                 if !p.extraSyscalls.contains(g) { p.extraSyscalls.append(g) }

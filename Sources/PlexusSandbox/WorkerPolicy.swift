@@ -70,17 +70,10 @@ public struct WorkerPolicy: Sendable, Equatable {
         return paths
     }()
 
-    /// System calls that can never be granted by name: each reaches outside
-    /// the worker or undoes its confinement (the worker keeps the same list).
-    public static let neverGrantable: Set<String> = [
-        "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
-        "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open", "keyctl", "add_key",
-        "request_key", "mount", "umount2", "pivot_root", "chroot", "setns", "unshare", "userfaultfd", "kexec_load",
-        "kexec_file_load", "init_module", "finit_module", "delete_module", "open_tree", "move_mount", "fsopen",
-        "fsconfig", "fsmount", "fspick", "mount_setattr", "setsid", "setpgid", "clone", "clone3", "reboot", "swapon",
-        "swapoff", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "process_madvise", "kcmp",
-        "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm", "quotactl", "acct", "syslog",
-    ]
+    /// Whether a system call can never be granted by name: it reaches
+    /// outside the worker or undoes its confinement (plexus_syscalls.h, the
+    /// list the worker's filter keeps too).
+    public static func isNeverGrantable(_ name: String) -> Bool { plexus_posix_never_grantable(name) != 0 }
 
     /// Whether this architecture has a system call called name.
     public static func isKnownSyscall(_ name: String) -> Bool { plexus_posix_syscall_number(name) >= 0 }

@@ -3,6 +3,7 @@
 ** the host can log an audit event naming each refused call. */
 #define _GNU_SOURCE
 #include "sandbox.h"
+#include "plexus_syscalls.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -104,17 +105,10 @@ static const char *const exec_calls[] = { "execve", "execveat" };
 static const char *const socket_calls[] = { "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4" };
 static const char *const ptrace_calls[] = { "ptrace", "process_vm_readv", "process_vm_writev" };
 
-/* Never granted by name: each reaches outside the worker or undoes its
-** confinement (the signal calls are allowed towards the worker itself). */
-static const char *const never_calls[] = {
-    "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open", "keyctl", "add_key",
-    "request_key", "mount", "umount2", "pivot_root", "chroot", "setns", "unshare", "userfaultfd", "kexec_load",
-    "kexec_file_load", "init_module", "finit_module", "delete_module", "open_tree", "move_mount", "fsopen",
-    "fsconfig", "fsmount", "fspick", "mount_setattr", "setsid", "setpgid", "clone", "clone3", "reboot", "swapon",
-    "swapoff", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "process_madvise", "kcmp",
-    "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm", "quotactl", "acct", "syslog",
-};
+/* Never granted by name (plexus_syscalls.h, the list the host checks too). */
+#define PLEXUS_NAME(n) n,
+static const char *const never_calls[] = { PLEXUS_NEVER_GRANTABLE(PLEXUS_NAME) };
+#undef PLEXUS_NAME
 
 static int allow(scmp_filter_ctx f, const char *name) {
     int nr = seccomp_syscall_resolve_name(name);
