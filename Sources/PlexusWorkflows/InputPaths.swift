@@ -5,9 +5,18 @@ import PlexusCore
 /// the user typed them in the CLI's directory, so a relative path that
 /// names an existing file or directory there is made absolute before the
 /// run starts (the host, whose directory may differ, reads that file).
-/// Anything else is left as it is: a relative path the CLI cannot see is
-/// read from the host's directory, and the agent's error says which.
+/// The host then applies the same rule to the whole input (the file's
+/// defaults included) against its own directory when a run starts: an
+/// agent, sandboxed with `/` as its directory, could not resolve it. What
+/// names no file in either place is left as it is, and the agent's error
+/// says which path it tried.
 public enum InputPaths {
+    /// The calling process's directory, or nil when it cannot be read.
+    public static func currentDirectory() -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        return getcwd(&buf, buf.count) != nil ? String(cString: buf) : nil
+    }
+
     /// `value` with such strings made absolute against `cwd`, and what was
     /// changed ("input.path" -> "/home/me/mine.csv"), for the CLI to say.
     public static func absolutize(_ value: JSONValue, cwd: String, field: String = "input",

@@ -79,7 +79,10 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     /// Stores a new run (on disk when this returns) and starts it.
     public func run(_ w: Workflow, input given: JSONValue?) throws(PlexusError) -> RunRecord {
-        let input = try w.input(merging: given)
+        // Relative paths (a file's defaults too) name files in the host's
+        // directory: made absolute here, since a sandboxed agent's is `/`.
+        var input = try w.input(merging: given)
+        if let cwd = InputPaths.currentDirectory() { input = InputPaths.absolutize(input, cwd: cwd).0 }
         let now = Clock.unixNanos()
         let r = RunRecord(id: ids.next().hex, seq: seq.add(1, ordering: .relaxed).newValue, workflow: w.name, file: w.file,
                           source: w.source, input: input.text, state: "running", generation: 0, created_unix_ns: now)

@@ -16,7 +16,7 @@ struct EventsCommand: ParsableCommand {
     @Option(help: "Print events after this sequence number (default: the latest --last).") var after: Int?
     @Option(help: "Without --after: how many of the latest to print first.") var last = 20
     @Option(help: "Only events whose kind starts with this (task., agent., workflow.).") var kind: String?
-    @OptionGroup var options: HostOptions
+    @OptionGroup var options: ConnectionOptions
 
     func run() throws {
         bootstrapLogging(default: .error)

@@ -20,7 +20,7 @@ struct KvCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a key's value (exit 1 when it is absent).")
         @OptionGroup var key: Key
         @Flag(help: "Print {value, version} as JSON.") var json = false
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -39,7 +39,7 @@ struct KvCommand: ParsableCommand {
         @OptionGroup var key: Key
         @Argument(help: "The value, as text.") var value: String
         @Option(help: "Write only if the key is at this version (0: only create it).") var expected: Int64?
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -54,7 +54,7 @@ struct KvCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a key.")
         @OptionGroup var key: Key
         @Option(help: "Remove it only if it is at this version.") var expected: Int64?
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -69,7 +69,7 @@ struct KvCommand: ParsableCommand {
         @Argument(help: "The namespace: a plugin's name.") var namespace: String
         @Option(help: "Only keys starting with this.") var prefix = ""
         @Option(help: "At most this many.") var limit = 1000
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)

@@ -61,9 +61,11 @@ struct HostSetup: ParsableArguments {
     }
 }
 
-/// Options every command that talks to a host shares: the host's setup,
-/// who to say hello as, and whether to start an embedded host instead.
-struct HostOptions: ParsableArguments {
+/// Who to reach and as whom: the host's setup (socket, plugins, config)
+/// and the client to say hello as. Commands about a running host's
+/// durable state (tasks, events, kv, workflow runs) take only this: an
+/// embedded host would have none of it, so they offer no --embedded.
+struct ConnectionOptions: ParsableArguments {
     @OptionGroup var setup: HostSetup
 
     @Option(name: .long, help: "Say hello to the running host as this client of its plexus.yaml (default: $PLEXUS_CLIENT; none: the host's own user).")
@@ -72,30 +74,42 @@ struct HostOptions: ParsableArguments {
     @Option(name: .long, help: "The client's token (default: $PLEXUS_TOKEN).")
     var token: String?
 
-    @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
-    var embedded = false
-
     var pluginsDirectory: String { setup.pluginsDirectory }
     var socketPath: String { setup.socketPath }
     func hostConfiguration() throws -> HostConfiguration { try setup.hostConfiguration() }
 
     /// A connection to the running host (after its hello when a client is
-    /// named); nil when none answers at the socket, or with --embedded.
+    /// named); nil when none answers at the socket.
     func runningHost() throws -> SocketClient? {
-        guard !embedded, let c = try? SocketClient(path: socketPath) else { return nil }
+        guard let c = try? SocketClient(path: socketPath) else { return nil }
         if let name = client ?? env("PLEXUS_CLIENT") {
             do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
         }
         return c
     }
 
-    /// The running host, for commands about its durable state (tasks,
-    /// events), which an embedded host does not have.
+    /// The running host, or exit 3 saying none answers at the socket.
     func hostForState() throws -> SocketClient {
-        guard let c = try runningHost() else {
-            throw CLIError.noHost(socketPath)
-        }
+        guard let c = try runningHost() else { throw CLIError.noHost(socketPath) }
         return c
+    }
+}
+
+/// Options of the commands that can also run on a host of their own
+/// (call, plugins, agents, audit): the connection, and --embedded.
+struct HostOptions: ParsableArguments {
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
+    var embedded = false
+
+    var pluginsDirectory: String { connection.pluginsDirectory }
+    var socketPath: String { connection.socketPath }
+    func hostConfiguration() throws -> HostConfiguration { try connection.hostConfiguration() }
+
+    /// The running host; nil when none answers, or with --embedded.
+    func runningHost() throws -> SocketClient? {
+        embedded ? nil : try connection.runningHost()
     }
 
     /// What the running host's `capability` answers, decoded. With no host

@@ -27,7 +27,7 @@ struct TasksCommand: ParsableCommand {
         @Option(help: "Dead-letter it if not completed within this many seconds.") var deadlineS: Int?
         @Option(name: .customLong("retry-on"), help: "Retry only failures with this status (repeatable; default: all but those no retry can fix, such as INVALID_ARGUMENT).") var retryOn: [String] = []
         @Flag(help: "Wait until it finishes; print its result (exit 1 if it was dead-lettered).") var wait = false
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -75,7 +75,7 @@ struct TasksCommand: ParsableCommand {
         @Option(help: "Only tasks in this state: waiting, queued, running, completed, dead, cancelled.") var state: String?
         @Option(help: "At most this many.") var limit = 50
         @Flag(help: "Print JSON.") var json = false
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -97,7 +97,7 @@ struct TasksCommand: ParsableCommand {
         @Argument(help: "The task id.") var id: String
         @Flag(help: "Print payloads and results whole (otherwise a field longer than \(Show.shortField) characters is cut).")
         var full = false
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
         func run() throws {
             bootstrapLogging(default: .error)
             let task = try ask(try options.hostForState(), "plexus.tasks.show", .object(["id": .string(id)]))
@@ -122,20 +122,20 @@ struct TasksCommand: ParsableCommand {
     struct Retry: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a dead-lettered or cancelled task again, with fresh attempts.")
         @Argument(help: "The task id.") var id: String
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
         func run() throws { try change(id, "plexus.tasks.retry", options) }
     }
 
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Cancel a task that has not started; its dependents are dead-lettered.")
         @Argument(help: "The task id.") var id: String
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
         func run() throws { try change(id, "plexus.tasks.cancel", options) }
     }
 }
 
 /// Retries or cancels a task; prints its new state.
-private func change(_ id: String, _ capability: String, _ options: HostOptions) throws {
+private func change(_ id: String, _ capability: String, _ options: ConnectionOptions) throws {
     bootstrapLogging(default: .error)
     let t = try ask(try options.hostForState(), capability, .object(["id": .string(id)]))
     print("\(id) \(str(t["state"]))")

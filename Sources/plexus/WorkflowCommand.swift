@@ -28,7 +28,7 @@ struct WorkflowCommand: ParsableCommand {
         @Argument(help: "The workflow file (YAML).") var file: String
         @Option(help: "The run's input: a JSON object, over the file's input defaults. A relative path in it that names a file in the current directory is sent as an absolute path.") var input: String?
         @OptionGroup var follow: Follow
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -40,9 +40,8 @@ struct WorkflowCommand: ParsableCommand {
                 }
                 // A relative path the user typed names a file in this directory,
                 // not the host's: made absolute when it exists here (InputPaths).
-                var cwd = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                if getcwd(&cwd, cwd.count) != nil {
-                    let (resolved, changed) = InputPaths.absolutize(v, cwd: String(cString: cwd))
+                if let cwd = InputPaths.currentDirectory() {
+                    let (resolved, changed) = InputPaths.absolutize(v, cwd: cwd)
                     for c in changed { FileHandleErr.note("plexus workflow: \(c.field) is the file \(c.path)") }
                     args["input"] = resolved
                 } else {
@@ -62,7 +61,7 @@ struct WorkflowCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Where a run is: each step's state, fan-out progress and errors.")
         @Argument(help: "The run id.") var runID: String
         @OptionGroup var follow: Follow
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -79,7 +78,7 @@ struct WorkflowCommand: ParsableCommand {
             discussion: "A run that was running when its host died needs no resume: the host resumes it when it starts.")
         @Argument(help: "The run id.") var runID: String
         @OptionGroup var follow: Follow
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -94,7 +93,7 @@ struct WorkflowCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let a step that awaits approval run.")
         @Argument(help: "The run id.") var runID: String
         @Argument(help: "The step.") var step: String
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -107,7 +106,7 @@ struct WorkflowCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Runs, newest first.")
         @Option(help: "At most this many.") var limit = 20
         @Flag(help: "Print JSON.") var json = false
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)
@@ -140,11 +139,11 @@ struct WorkflowCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a workflow file without running it.",
             discussion: """
-                With a host running, also warns about each step whose capability no agent of that
+                With a host running, also warns about each step whose capability no agent of that \
                 host provides, with the closest name it does provide. Without one, only the file is checked.
                 """)
         @Argument(help: "The workflow file (YAML).") var file: String
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
 
         func run() throws {
             bootstrapLogging(default: .error)

@@ -198,6 +198,27 @@ struct WorkflowTests {
         try rig.engine.approve(run: id, step: "publish")
         #expect(try rig.wait(id)["state"] == .string("completed"))
     }
+
+    /// A workflow file's default input path names a file in the host's
+    /// directory; a sandboxed agent runs in `/`, so the host makes such a
+    /// path absolute when the run starts. What names nothing stays as it is.
+    @Test func relativeDefaultPathsAreResolvedInTheHostsDirectory() throws {
+        let rig = try Rig()
+        defer { rig.stop() }
+        let cwd = FileManager.default.currentDirectoryPath
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: cwd).sorted().first { !$0.hasPrefix(".") })
+        let missing = "no-such-file-\(UUID().uuidString).csv"
+        let r = try rig.engine.run(try WorkflowFile.parse("""
+            workflow: paths
+            input: { here: "\(name)", nowhere: "\(missing)" }
+            steps:
+              first: { call: wf.echo }
+            """, file: "test.yaml"), input: JSONValue?.none)
+        let input = try JSONValue.parse(Array(r.input.utf8))
+        #expect(input["here"] == JSONValue.string(cwd + "/" + name))
+        #expect(input["nowhere"] == JSONValue.string(missing))
+        _ = try rig.wait(r.id)
+    }
 }
 
 /// The main job's workflow on the real crew (Plugins/, built by
@@ -291,3 +312,4 @@ struct WorkflowCrashTests {
         #expect(tasks.allSatisfy { $0.state == .completed })
     }
 }
+
