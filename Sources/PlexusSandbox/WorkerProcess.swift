@@ -92,7 +92,7 @@ public final class WorkerProcess: @unchecked Sendable {
                 events: any WorkerEvents) throws(PlexusError) {
         let helper = Self.helperPath
         guard access(helper, X_OK) == 0 else {
-            throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: build it with Sources/plexus-worker/build.sh (or set PLEXUS_WORKER)")
+            throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: `swift build --product plexus` builds it beside plexus (or set PLEXUS_WORKER)")
         }
         var ch: [Int32] = [0, 0], o: [Int32] = [0, 0], e: [Int32] = [0, 0], wk: [Int32] = [0, 0]
         guard plexus_posix_channel(&ch) == 0 else { throw PlexusError(.INTERNAL, "socketpair: \(String(cString: strerror(errno)))") }
