@@ -94,6 +94,7 @@ public final class WorkerProcess: @unchecked Sendable {
         guard access(helper, X_OK) == 0 else {
             throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: `swift build --product plexus` builds it beside plexus (or set PLEXUS_WORKER)")
         }
+        let filter = try SyscallFilters.shared.descriptor(for: policy)
         var ch: [Int32] = [0, 0], o: [Int32] = [0, 0], e: [Int32] = [0, 0], wk: [Int32] = [0, 0]
         guard plexus_posix_channel(&ch) == 0 else { throw PlexusError(.INTERNAL, "socketpair: \(String(cString: strerror(errno)))") }
         guard plexus_posix_pipe(&o, 1) == 0, plexus_posix_pipe(&e, 1) == 0, plexus_posix_pipe(&wk, 1) == 0 else {
@@ -103,7 +104,7 @@ public final class WorkerProcess: @unchecked Sendable {
         let argv = ["plexus-worker"] + policy.arguments(parent: getpid(), maxPayload: maxPayload)
         let pid: Int32
         do {
-            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image.fd, out: o[1], err: e[1])
+            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image.fd, filter: filter, out: o[1], err: e[1])
         } catch {
             for fd in ch + o + e + wk { close(fd) }
             throw error

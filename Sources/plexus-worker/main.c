@@ -2,7 +2,8 @@
 ** plexus-worker: runs one plugin in its own process for the host.
 **
 ** The host starts it with posix_spawn: descriptor 3 is the channel (a Unix
-** stream socket), 4 a sealed private copy of the plugin, 1 and 2 pipes the
+** stream socket), 4 a sealed private copy of the plugin, 5 the syscall
+** filter the host compiled for the plugin's grants, 1 and 2 pipes the
 ** host drains into its log. Before the plugin's bytes are mapped the worker
 ** closes every other descriptor, dies with the host, takes its limits and
 ** installs its syscall filter; then it loads the plugin, sends HELLO, waits
@@ -38,6 +39,7 @@
 
 #define CHANNEL_FD 3
 #define PLUGIN_FD 4
+#define FILTER_FD 5                      /* the seccomp filter the host compiled */
 
 static const plexus_plugin_descriptor *desc;
 static void *state;
@@ -347,10 +349,10 @@ static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
 
 static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
-                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace,NAME...] [--max-payload BYTES]"
+                    " [--nofile N] [--fsize BYTES] [--max-payload BYTES]"
                     " [--concurrency N] [--confine required|rlimits-only] [--network 0|1] [--tmp-size BYTES]"
                     " [--ro PATH]... [--rw PATH]... [--without namespaces,landlock]\n"
-                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
+                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin, 5 the seccomp filter)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
 
@@ -359,23 +361,6 @@ static void refuse(plexus_status s, const char *text) {
     channel_control(PLEXUS_CONTROL_REFUSED, none, s, text, strlen(text));
     channel_flush();
     _exit(PLEXUS_WORKER_EXIT_REFUSED);
-}
-
-/* --allow fork,exec,socket,ptrace,NAME: the groups, then single calls by name. */
-static void parse_allow(char *v, worker_limits *l) {
-    for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (!strcmp(t, "none")) continue;
-        else if (!strcmp(t, "fork")) l->allow_fork = 1;
-        else if (!strcmp(t, "exec")) l->allow_exec = 1;
-        else if (!strcmp(t, "socket")) l->allow_socket = 1;
-        else if (!strcmp(t, "ptrace")) l->allow_ptrace = 1;
-        else {
-            const char *why = sandbox_check_call(t);
-            if (why) usage(why);
-            if (l->n_extra == (int)(sizeof l->extra / sizeof *l->extra)) usage("--allow names too many system calls");
-            l->extra[l->n_extra++] = t;
-        }
-    }
 }
 
 static void add_path(const char **list, int *n, const char *v) {
@@ -400,7 +385,6 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
             if (n < 1 || n > 256) usage("--concurrency must be between 1 and 256");
             concurrency = (unsigned)n;
         }
-        else if (!strcmp(k, "--allow")) parse_allow(argv[i + 1], l);
         else if (!strcmp(k, "--confine")) {
             if (!strcmp(v, "rlimits-only")) c->rlimits_only_ok = 1;
             else if (strcmp(v, "required")) usage("--confine is required or rlimits-only");
@@ -823,7 +807,7 @@ int main(int argc, char **argv) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() != parent) _exit(PLEXUS_WORKER_EXIT_ORPHANED);
     setpgid(0, 0);
-    close_range(PLUGIN_FD + 1, ~0U, 0);
+    close_range(FILTER_FD + 1, ~0U, 0);
     signal(SIGPIPE, SIG_IGN);
     channel_init(CHANNEL_FD, max_payload);
     wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -834,7 +818,7 @@ int main(int argc, char **argv) {
     const char *mechanism = NULL, *plugin_path = NULL;
     const char *failed = confine_apply(&confine, PLUGIN_FD, parent, &mechanism, &plugin_path);
     if (!failed) failed = confine_drop_capabilities();
-    if (!failed) failed = sandbox_apply(&limits);
+    if (!failed) failed = sandbox_apply(&limits, FILTER_FD);
     if (failed) refuse(PLEXUS_INTERNAL, failed);
 
     const char *name = NULL;

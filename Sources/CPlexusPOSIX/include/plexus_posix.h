@@ -30,6 +30,11 @@ void plexus_sha256(const uint8_t *data, uint64_t len, uint8_t out[32]);
 int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
                               int stdout_fd, int stderr_fd, int32_t *out_pid);
 
+/* As plexus_posix_spawn_worker, with filter_fd (the seccomp filter the host
+** compiled, plexus_filter.h) on descriptor 5 as well. */
+int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
+                                       int filter_fd, int stdout_fd, int stderr_fd, int32_t *out_pid);
+
 /* pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0)). */
 int plexus_posix_pipe(int fds[2], int nonblocking);
 
