@@ -101,6 +101,8 @@ let package = Package(
             name: "plexus",
             dependencies: [
                 "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
+                // Not linked in: listed so that every build of plexus builds its helper beside it.
+                "plexus-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

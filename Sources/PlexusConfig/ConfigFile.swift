@@ -115,8 +115,12 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "workers"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
+        if let w = top["workers"] {
+            let m = try r.mapping(w, "workers", keys: ["warm"])
+            if let n = m["warm"] { config.warmWorkers = Int(try r.integer(n, "workers.warm", in: 0...16)) }
+        }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }

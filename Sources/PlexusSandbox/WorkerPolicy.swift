@@ -3,7 +3,7 @@ import Glibc
 
 /// What a worker process may use and do: its resource limits and the
 /// system calls its filter lets through. Defaults suit the example agents.
-public struct WorkerPolicy: Sendable, Equatable {
+public struct WorkerPolicy: Sendable, Hashable {
     /// RLIMIT_AS in bytes. A Swift or Rust plugin needs at least ~24 MB of
     /// address space before it runs any code of its own.
     public var addressSpace: UInt64 = 1 << 30

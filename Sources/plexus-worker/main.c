@@ -34,6 +34,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +55,7 @@ static unsigned concurrency = 1;         /* server threads (--concurrency) */
 static frame *queued_head, *queued_tail; /* read while waiting for an ACK */
 static uint64_t call_seq;
 static uint64_t host_payload_limit;      /* from START; 0: the channel's */
+static uint64_t warm_image_max;          /* --warm: the image comes later, at most this big */
 
 /* The host's payload limit, which the host functions check against. */
 static uint64_t payload_limit(void) { return host_payload_limit ? host_payload_limit : channel_payload_limit(); }
@@ -389,6 +392,7 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
             if (!strcmp(v, "rlimits-only")) c->rlimits_only_ok = 1;
             else if (strcmp(v, "required")) usage("--confine is required or rlimits-only");
         }
+        else if (!strcmp(k, "--warm")) warm_image_max = arg_u64(v);
         else if (!strcmp(k, "--network")) c->network = (int)arg_u64(v);
         else if (!strcmp(k, "--tmp-size")) c->tmp_size = arg_u64(v);
         else if (!strcmp(k, "--without")) {   /* tests of the fallbacks: act as if the kernel refused */
@@ -402,6 +406,32 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
     }
     if (*parent <= 0) usage("--parent is required");
     if (c->tmp_size == 0) c->tmp_size = 16 << 20;
+}
+
+/* A warm worker (--warm) waits here, confined as far as it can be without
+** its plugin, for the host to pass the image (a sealed memfd) over the
+** socket on PLUGIN_FD; the image then takes that descriptor's place. The
+** host closing the socket instead means the worker is not needed. */
+static const char *await_image(void) {
+    char byte;
+    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } ctl;
+    struct iovec iov = { &byte, 1 };
+    struct msghdr mh = { 0 };
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof ctl.space;
+    ssize_t n;
+    do { n = recvmsg(PLUGIN_FD, &mh, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n == 0) _exit(0);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    if (n != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return "a warm worker received no plugin image";
+    int image;
+    memcpy(&image, CMSG_DATA(c), sizeof image);
+    if (dup2(image, PLUGIN_FD) != PLUGIN_FD) return "placing the plugin image on descriptor 4 failed";
+    close(image);
+    return NULL;
 }
 
 /* Waits for START and returns its configuration (a malloc'd string). */
@@ -816,7 +846,11 @@ int main(int argc, char **argv) {
     /* Confinement first (it needs root and a single thread), then no
     ** capability, then limits and the syscall allowlist. */
     const char *mechanism = NULL, *plugin_path = NULL;
-    const char *failed = confine_apply(&confine, PLUGIN_FD, parent, &mechanism, &plugin_path);
+    struct stat image;
+    uint64_t image_size = warm_image_max ? warm_image_max : (fstat(PLUGIN_FD, &image) == 0 ? (uint64_t)image.st_size : 0);
+    const char *failed = confine_prepare(&confine, image_size);
+    if (!failed && warm_image_max) failed = await_image();
+    if (!failed) failed = confine_finish(&confine, PLUGIN_FD, parent, &mechanism, &plugin_path);
     if (!failed) failed = confine_drop_capabilities();
     if (!failed) failed = sandbox_apply(&limits, FILTER_FD);
     if (failed) refuse(PLEXUS_INTERNAL, failed);
