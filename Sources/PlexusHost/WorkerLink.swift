@@ -355,6 +355,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }
         case PLEXUS_CONTROL_READY:
             setPhase(.ready)
+            // Refill the warm pool now, not while this worker was starting.
+            pool?.prime(policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN))
             if let agent, agent.state == .suspended { agent.state = .active }
             reopen()
         case PLEXUS_CONTROL_REFUSED:

@@ -44,11 +44,11 @@ public final class WarmPool: Sendable {
     }
 
     /// A warm worker for policy, handed image; nil when none is ready (the
-    /// caller starts one cold). Refills the pool in the background either way.
+    /// caller starts one cold). The caller refills (prime) once its worker
+    /// is ready: starting the next one meanwhile would compete with it.
     func take(policy: WorkerPolicy, maxPayload: UInt64, image: PluginImage) -> Launched? {
         guard size > 0 else { return nil }
         let key = Key(policy: policy, maxPayload: maxPayload)
-        defer { refill(key) }
         while let w = state.withLock({ s -> Launched? in s.idle[key]?.popLast() }) {
             var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
             let gone = plexus_posix_wait(w.pid, 0, &code, &signaled, &core) != 0
@@ -67,8 +67,9 @@ public final class WarmPool: Sendable {
     }
 
     /// Starts warm workers for policy up to the pool's size, in the
-    /// background (the first worker of a policy starts cold and calls this).
-    func prime(policy: WorkerPolicy, maxPayload: UInt64) {
+    /// background: called when a worker of the policy is ready (the first
+    /// one started cold, or one that took a warm worker).
+    public func prime(policy: WorkerPolicy, maxPayload: UInt64) {
         guard size > 0 else { return }
         refill(Key(policy: policy, maxPayload: maxPayload))
     }
@@ -92,11 +93,21 @@ public final class WarmPool: Sendable {
         }
     }
 
+    /// How long a warm worker may take to enter its namespaces and root.
+    static let prepareTimeoutMs: Int32 = 10_000
+
     private func start(_ key: Key) {
-        let launched: Launched?
+        var launched: Launched?
         do throws(PlexusError) {
             launched = try WorkerProcess.launch(policy: key.policy, maxPayload: key.maxPayload, image: nil)
         } catch {
+            launched = nil
+        }
+        // Counted as warm only once it says it is confined (one byte on the
+        // image socket): a worker still starting saves nothing. End of file
+        // instead: its confinement failed, and this policy starts cold.
+        if let w = launched, !Self.awaitReady(w.imageSocket) {
+            w.discard()
             launched = nil
         }
         let late: Launched? = state.withLock { s in
@@ -107,6 +118,14 @@ public final class WarmPool: Sendable {
             return nil
         }
         late?.discard()
+    }
+
+    private static func awaitReady(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var rc: Int32
+        repeat { rc = poll(&p, 1, prepareTimeoutMs) } while rc < 0 && errno == EINTR
+        var byte: UInt8 = 0
+        return rc == 1 && recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 1 && byte == UInt8(ascii: "R")
     }
 
     /// Warm workers ready for policy now.
@@ -137,8 +156,8 @@ public final class WarmPool: Sendable {
 
 extension WorkerProcess {
     /// Starts a worker for image under policy: a warm one from pool when one
-    /// is ready for exactly this policy, else cold; either way the pool
-    /// refills for the policy in the background. `warm` says which it was.
+    /// is ready for exactly this policy, else cold. The caller primes the
+    /// pool once the worker is ready.
     public convenience init(pool: WarmPool?, image: PluginImage, policy: WorkerPolicy, maxPayload: UInt64,
                             label: String, events: any WorkerEvents) throws(PlexusError) {
         if let pool, let w = pool.take(policy: policy, maxPayload: maxPayload, image: image) {
@@ -146,6 +165,5 @@ extension WorkerProcess {
             return
         }
         try self.init(image: image, policy: policy, maxPayload: maxPayload, label: label, events: events)
-        pool?.prime(policy: policy, maxPayload: maxPayload)
     }
 }

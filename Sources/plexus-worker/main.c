@@ -408,12 +408,13 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
     if (c->tmp_size == 0) c->tmp_size = 16 << 20;
 }
 
-/* A warm worker (--warm) waits here, confined as far as it can be without
-** its plugin, for the host to pass the image (a sealed memfd) over the
-** socket on PLUGIN_FD; the image then takes that descriptor's place. The
-** host closing the socket instead means the worker is not needed. */
+/* A warm worker (--warm) says here that it is confined as far as it can be
+** without its plugin, then waits for the host to pass the image (a sealed
+** memfd) over the socket on PLUGIN_FD; the image then takes that
+** descriptor's place. The host closing the socket means it is not needed. */
 static const char *await_image(void) {
-    char byte;
+    char byte = 'R';   /* ready: the host counts this worker as warm from now on */
+    if (send(PLUGIN_FD, &byte, 1, MSG_NOSIGNAL) != 1) _exit(0);
     union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } ctl;
     struct iovec iov = { &byte, 1 };
     struct msghdr mh = { 0 };
