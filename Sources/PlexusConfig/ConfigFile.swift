@@ -115,16 +115,13 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "workers"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
-        if let w = top["workers"] {
-            let m = try r.mapping(w, "workers", keys: ["warm"])
-            if let n = m["warm"] { config.warmWorkers = Int(try r.integer(n, "workers.warm", in: 0...16)) }
-        }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
         config.sandbox = defaults.sandbox
+        if let w = defaults.warmWorkers { config.warmWorkers = w }
         config.workerPolicy = defaults.policy
         config.restartPolicy = defaults.restart
         config.pluginGrants = defaults.grants
@@ -265,7 +262,14 @@ public struct Reader {
     func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
         var s = base
         let m = try mapping(node, field, keys: ["sandbox", "limits", "syscalls", "grants", "network_namespace", "restart", "health",
-                                                "config", "instances", "concurrency", "network", "filesystem", "confinement"])
+                                                "config", "instances", "concurrency", "network", "filesystem", "confinement",
+                                                "warm_workers"])
+        if let n = m["warm_workers"] {
+            guard field == "defaults" else {
+                throw fail(n, "\(field).warm_workers", "set warm_workers under defaults: the host keeps that many per worker policy in use, for every plugin")
+            }
+            s.warmWorkers = Int(try integer(n, "defaults.warm_workers", in: 0...16))
+        }
         if let n = m["sandbox"] {
             let v = try string(n, "\(field).sandbox")
             guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }

@@ -23,6 +23,9 @@ public struct PluginSettings: Sendable {
     /// What its agents may call, publish and subscribe to; nil grants what
     /// the plugin's descriptor requests (`plexus plugins inspect` shows it).
     public var grants: [Grants.Action: [String]]?
+    /// `warm_workers` as read under plexus.yaml's defaults (the host's pool,
+    /// HostConfiguration.warmWorkers); nil when not set there.
+    public var warmWorkers: Int?
 
     public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}",
                 grants: [Grants.Action: [String]]? = nil) {
@@ -72,7 +75,7 @@ public struct HostConfiguration: Sendable {
     public var restartPolicy = RestartPolicy()
     /// Workers kept started and confined per worker policy in use, waiting
     /// for a plugin image, so that a restart or a new instance skips the
-    /// process start (`workers: { warm: N }`); 0: every worker starts cold.
+    /// process start (`defaults: { warm_workers: N }`); 0: every worker starts cold.
     public var warmWorkers = 0
     /// Per plugin file (its name without ".so"): settings that replace the
     /// defaults above for that plugin.

@@ -86,7 +86,7 @@ public struct AgentReport: Sendable, Codable, Equatable {
     /// "landlock" or "rlimits-only" (nil in process).
     public var confinement: String?
     /// Warm workers waiting for this agent's policy (its next restart or
-    /// instance takes one); nil in process or without a pool (`workers.warm`).
+    /// instance takes one); nil in process or without a pool (`defaults.warm_workers`).
     public var warm_workers: Int? = nil
 }
 

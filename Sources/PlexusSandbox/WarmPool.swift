@@ -6,7 +6,7 @@ import Synchronization
 
 /// Pre-spawned workers waiting for a plugin image, so that a restart or a
 /// new instance skips the process start, the namespaces and the new root
-/// (`workers: { warm: N }` in plexus.yaml).
+/// (`defaults: { warm_workers: N }` in plexus.yaml).
 ///
 /// A worker's rlimits, namespaces, root, Landlock rules and syscall filter
 /// all follow from its policy, so the pool keeps `size` warm workers per

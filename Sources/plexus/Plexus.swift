@@ -50,7 +50,7 @@ struct HostSetup: ParsableArguments {
     /// Built-in defaults, then the configuration file, then these options.
     func hostConfiguration() throws -> HostConfiguration {
         var c = HostConfiguration(pluginsDirectory: pluginsDirectory)
-        c.warmWorkers = 2   // plexus.yaml's default (workers.warm)
+        c.warmWorkers = 2   // plexus.yaml's default (defaults.warm_workers)
         if let file = configFile {
             do { c = try ConfigFile.load(path: file, into: c) } catch { throw CLIError("\(error)") }
         }

@@ -5,7 +5,7 @@ import PlexusHost
 import PlexusSandbox
 import Testing
 
-/// The warm pool (`workers: { warm: N }`): workers started before they are
+/// The warm pool (`defaults: { warm_workers: N }`): workers started before they are
 /// needed, each for one worker policy, so that a restart takes one; a warm
 /// worker runs its plugin under exactly that plugin's policy.
 @Suite("Warm workers", .serialized)
