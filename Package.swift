@@ -35,8 +35,19 @@ let package = Package(
             linkerSettings: [.linkedLibrary("ffi")]),
         // C: POSIX calls Swift's Glibc module does not import (spawn, pipes, memfd, SHA-256).
         .target(name: "CPlexusPOSIX", path: "Sources/CPlexusPOSIX", linkerSettings: [.linkedLibrary("seccomp")]),
-        // Sources/plexus-worker (the sandboxed worker helper) is plain C built by its
-        // build.sh with cc: a SwiftPM executable would link the Swift runtime into it.
+        // C: plexus-worker, the sandboxed worker helper, built beside `plexus` (where the host
+        // looks for it) by every build that builds `plexus`. No language runtime: swiftc links
+        // executables with swiftrt.o and -lswiftCore, so -nostartfiles leaves out swiftrt.o
+        // (the only reference to the runtime) and link.c asks for --as-needed ahead of
+        // -lswiftCore, which then is not loaded. libseccomp and libffi are linked statically
+        // (-l:lib.a): the dynamic loader maps only libc at every worker start. unsafeFlags
+        // here does not keep PlexusAgent from being used from git: SwiftPM checks only the
+        // targets of the products a dependent uses.
+        .executableTarget(
+            name: "plexus-worker", dependencies: ["CPlexus", "CPlexusInternal", "CPlexusFFI"],
+            path: "Sources/plexus-worker",
+            cSettings: [.headerSearchPath("../CPlexusPOSIX/include"), .unsafeFlags(["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers", "-Wno-for-loop-analysis"])],
+            linkerSettings: [.linkedLibrary(":libseccomp.a"), .linkedLibrary(":libffi.a"), .unsafeFlags(["-nostartfiles", "-no-toolchain-stdlib-rpath"])]),
         // Swift: envelopes, identifiers, subjects, statuses. No system calls.
         .target(name: "PlexusCore", dependencies: ["CPlexus"]),
         // Swift: OS threads, a mutex with a condition, the two clocks.
@@ -90,6 +101,8 @@ let package = Package(
             name: "plexus",
             dependencies: [
                 "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
+                // Not linked in: listed so that every build of plexus builds its helper beside it.
+                "plexus-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

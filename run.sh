@@ -27,7 +27,6 @@ swift build -c release --product plexus 2>&1 | awk '
         if (t > shown) { shown = t; printf "run.sh:   %d%% (%s steps)\n", t * 10, n[2]; fflush() }; next }
     /error:|[Bb]uild.*complete/ { print; fflush() }' || { echo "run.sh: the host did not build (errors above)" >&2; exit 1; }
 plexus=$(swift build -c release --show-bin-path)/plexus
-Sources/plexus-worker/build.sh release >/dev/null
 Plugins/build.sh | grep -v "^build.sh: built" || true
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/plexus-run.XXXXXX")

@@ -7,9 +7,6 @@ cd "$(dirname "$0")"
 scripts/install-deps.sh
 export PLEXUS_SWIFT_CONFIG=${PLEXUS_SWIFT_CONFIG:-debug}
 
-echo "== worker helper (C, no runtime)"
-Sources/plexus-worker/build.sh "$PLEXUS_SWIFT_CONFIG"
-
 echo "== example plugins"
 Plugins/build.sh
 

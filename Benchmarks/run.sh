@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh erlang-base
 swift build -c release --product plexus >/dev/null
-Sources/plexus-worker/build.sh release >/dev/null
 Benchmarks/build.sh
 "$(swift build -c release --show-bin-path)/plexus" bench --agents Benchmarks/agents "$@"
 work=$(mktemp -d)

@@ -13,30 +13,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
-                              int stdout_fd, int stderr_fd, int32_t *out_pid) {
+/* Spawns exe with from[i] on descriptor to[i] (n of them, targets 0..top-1
+** at most) and every other descriptor closed. */
+static int spawn_placed(const char *exe, char *const argv[], const int *from, const int *to, int n, int top,
+                        int32_t *out_pid) {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc) return rc;
     posix_spawnattr_init(&at);
     /* Each source is first copied, in the parent, to a fresh descriptor above
-    ** every source and every target (0-4). The child's dup2 sequence then
+    ** every source and every target (0 to top-1). The child's dup2 sequence then
     ** reads only those copies, so no placement of the sources (a source
     ** already on 1, 3, 4, or on another's target) can clobber one before it is
     ** read. dup2 clears close-on-exec on the targets; closefrom drops the copies. */
-    int from[4] = { channel_fd, plugin_fd, stdout_fd, stderr_fd };
-    const int to[4] = { 3, 4, 1, 2 };
-    int floor = 5;
-    for (int i = 0; i < 4; i++) if (from[i] >= floor) floor = from[i] + 1;
-    int high[4] = { -1, -1, -1, -1 };
-    for (int i = 0; i < 4 && rc == 0; i++) {
+    int floor = top;
+    for (int i = 0; i < n; i++) if (from[i] >= floor) floor = from[i] + 1;
+    int high[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
+    for (int i = 0; i < n && rc == 0; i++) {
         high[i] = fcntl(from[i], F_DUPFD_CLOEXEC, floor);
         if (high[i] < 0) rc = errno;
     }
-    for (int i = 0; i < 4 && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&fa, high[i], to[i]);
+    for (int i = 0; i < n && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&fa, high[i], to[i]);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+    posix_spawn_file_actions_addclosefrom_np(&fa, top);
 
     sigset_t none, all;
     sigemptyset(&none);
@@ -49,11 +49,23 @@ int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_f
     pid_t pid = 0;
     extern char **environ;
     if (rc == 0) rc = posix_spawn(&pid, exe, &fa, &at, argv, environ);
-    for (int i = 0; i < 4; i++) if (high[i] >= 0) close(high[i]);
+    for (int i = 0; i < n; i++) if (high[i] >= 0) close(high[i]);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     if (rc == 0 && out_pid) *out_pid = pid;
     return rc;
+}
+
+int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
+                              int stdout_fd, int stderr_fd, int32_t *out_pid) {
+    const int from[4] = { channel_fd, plugin_fd, stdout_fd, stderr_fd }, to[4] = { 3, 4, 1, 2 };
+    return spawn_placed(exe, argv, from, to, 4, 5, out_pid);
+}
+
+int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
+                                       int filter_fd, int stdout_fd, int stderr_fd, int32_t *out_pid) {
+    const int from[5] = { channel_fd, plugin_fd, filter_fd, stdout_fd, stderr_fd }, to[5] = { 3, 4, 5, 1, 2 };
+    return spawn_placed(exe, argv, from, to, 5, 6, out_pid);
 }
 
 int plexus_posix_pipe(int fds[2], int nonblocking) {

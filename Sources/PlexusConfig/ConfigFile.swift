@@ -121,6 +121,7 @@ public enum ConfigFile {
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
         config.sandbox = defaults.sandbox
+        if let w = defaults.warmWorkers { config.warmWorkers = w }
         config.workerPolicy = defaults.policy
         config.restartPolicy = defaults.restart
         config.pluginGrants = defaults.grants
@@ -261,7 +262,14 @@ public struct Reader {
     func settings(_ node: Node, _ field: String, over base: PluginSettings) throws(ConfigError) -> PluginSettings {
         var s = base
         let m = try mapping(node, field, keys: ["sandbox", "limits", "syscalls", "grants", "network_namespace", "restart", "health",
-                                                "config", "instances", "concurrency", "network", "filesystem", "confinement"])
+                                                "config", "instances", "concurrency", "network", "filesystem", "confinement",
+                                                "warm_workers"])
+        if let n = m["warm_workers"] {
+            guard field == "defaults" else {
+                throw fail(n, "\(field).warm_workers", "set warm_workers under defaults: the host keeps that many per worker policy in use, for every plugin")
+            }
+            s.warmWorkers = Int(try integer(n, "defaults.warm_workers", in: 0...16))
+        }
         if let n = m["sandbox"] {
             let v = try string(n, "\(field).sandbox")
             guard let mode = SandboxMode(rawValue: v) else { throw fail(n, "\(field).sandbox", "expected process or in-process, found \"\(v)\"") }

@@ -23,6 +23,9 @@ public struct PluginSettings: Sendable {
     /// What its agents may call, publish and subscribe to; nil grants what
     /// the plugin's descriptor requests (`plexus plugins inspect` shows it).
     public var grants: [Grants.Action: [String]]?
+    /// `warm_workers` as read under plexus.yaml's defaults (the host's pool,
+    /// HostConfiguration.warmWorkers); nil when not set there.
+    public var warmWorkers: Int?
 
     public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}",
                 grants: [Grants.Action: [String]]? = nil) {
@@ -70,6 +73,10 @@ public struct HostConfiguration: Sendable {
     public var workerPolicy = WorkerPolicy()
     /// How workers that die are restarted.
     public var restartPolicy = RestartPolicy()
+    /// Workers kept started and confined per worker policy in use, waiting
+    /// for a plugin image, so that a restart or a new instance skips the
+    /// process start (`defaults: { warm_workers: N }`); 0: every worker starts cold.
+    public var warmWorkers = 0
     /// Per plugin file (its name without ".so"): settings that replace the
     /// defaults above for that plugin.
     public var plugins: [String: PluginSettings] = [:]
@@ -109,6 +116,8 @@ public final class Host: @unchecked Sendable {
     private var started: [Agent] = []
     private var running = false
     private let clientName = strdup("client:api")!
+    /// Warm workers (configuration.warmWorkers per policy); nil when 0.
+    public let warmPool: WarmPool?
     private lazy var health = HealthMonitor { [unowned self] in started.compactMap(\.link) }
     private lazy var supervisor = Supervisor(
         spec: configuration.supervision ?? SupervisorSpec(name: "root", strategy: .oneForOne,
@@ -119,6 +128,7 @@ public final class Host: @unchecked Sendable {
 
     public init(_ configuration: HostConfiguration = HostConfiguration()) {
         self.configuration = configuration
+        self.warmPool = configuration.warmWorkers > 0 ? WarmPool(size: configuration.warmWorkers) : nil
         self.router = Router(registry: registry,
                              limits: .init(maxPayload: configuration.maxPayload, defaultTimeoutMs: configuration.defaultTimeoutMs),
                              threads: configuration.threads)
@@ -160,7 +170,7 @@ public final class Host: @unchecked Sendable {
             // NAME.2, NAME.3...; capability calls go to the least loaded.
             if case .worker(let first) = behavior, settings.instances > 1 {
                 for k in 2...settings.instances {
-                    let link = WorkerLink(image: first.image, policy: settings.policy, restart: settings.restart, router: router)
+                    let link = WorkerLink(image: first.image, policy: settings.policy, restart: settings.restart, router: router, pool: warmPool)
                     do throws(PlexusError) { _ = try link.load() } catch { throw PluginRefusal(path: path, error: error) }
                     try register(d, .worker(link), name: "\(d.name).\(k)", path: path)
                 }
@@ -240,7 +250,7 @@ public final class Host: @unchecked Sendable {
         do throws(PlexusError) {
             let image = try PluginImage(path: path)
             try ELFCheck.check(path: image.procPath)
-            let link = WorkerLink(image: image, policy: settings.policy, restart: settings.restart, router: router)
+            let link = WorkerLink(image: image, policy: settings.policy, restart: settings.restart, router: router, pool: warmPool)
             return (try link.load(), .worker(link))
         } catch {
             throw PluginRefusal(path: path, error: error)
@@ -313,6 +323,7 @@ public final class Host: @unchecked Sendable {
     /// is not is handed back (dead-lettered with the reason, callers answered
     /// SHUTTING_DOWN), never dropped. Agents stop in reverse start order.
     public func shutdown() {
+        warmPool?.shutdown()
         guard running else {   // loaded, never started: only workers to stop
             for a in registry.order { a.link?.stop(graceMs: 0) }
             return
@@ -432,7 +443,9 @@ public final class Host: @unchecked Sendable {
                                denied_syscalls: w?.denied ?? 0,
                                circuit: a.link == nil ? nil : supervisor.breakerState(a.name),
                                concurrency: a.link?.policy.concurrency ?? a.concurrency,
-                               confinement: a.link?.confinementMechanism)
+                               confinement: a.link?.confinementMechanism,
+                               warm_workers: a.link.flatMap { l in
+                                   warmPool?.ready(for: l.policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) })
         }
     }
 

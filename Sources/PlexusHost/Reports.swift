@@ -85,6 +85,9 @@ public struct AgentReport: Sendable, Codable, Equatable {
     /// How its worker is confined: "mount-namespace+landlock", "mount-namespace",
     /// "landlock" or "rlimits-only" (nil in process).
     public var confinement: String?
+    /// Warm workers waiting for this agent's policy (its next restart or
+    /// instance takes one); nil in process or without a pool (`defaults.warm_workers`).
+    public var warm_workers: Int? = nil
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

@@ -87,8 +87,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Deliveries a worker may have unfinished at once.
     static let window = 1024
 
-    init(image: PluginImage, policy: WorkerPolicy, restart: RestartPolicy, router: Router) {
+    /// Where restarts and new instances find a worker already started (nil: always cold).
+    let pool: WarmPool?
+
+    init(image: PluginImage, policy: WorkerPolicy, restart: RestartPolicy, router: Router, pool: WarmPool? = nil) {
         self.image = image
+        self.pool = pool
         self.policy = policy
         self.restart = restart
         self.router = router
@@ -140,7 +144,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private func spawn() throws(PlexusError) {
         // The channel carries frames up to the ABI's limit; the router then
         // holds each message to the host's own (smaller) payload limit.
-        let w = try WorkerProcess(image: image, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
+        let w = try WorkerProcess(pool: pool, image: image, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
                                   label: agent?.name ?? image.path, events: self)
         lock.withLock { process = w; phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos() }
     }
@@ -351,6 +355,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }
         case PLEXUS_CONTROL_READY:
             setPhase(.ready)
+            // Refill the warm pool now, not while this worker was starting.
+            pool?.prime(policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN))
             if let agent, agent.state == .suspended { agent.state = .active }
             reopen()
         case PLEXUS_CONTROL_REFUSED:

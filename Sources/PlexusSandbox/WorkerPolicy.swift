@@ -3,7 +3,7 @@ import Glibc
 
 /// What a worker process may use and do: its resource limits and the
 /// system calls its filter lets through. Defaults suit the example agents.
-public struct WorkerPolicy: Sendable, Equatable {
+public struct WorkerPolicy: Sendable, Hashable {
     /// RLIMIT_AS in bytes. A Swift or Rust plugin needs at least ~24 MB of
     /// address space before it runs any code of its own.
     public var addressSpace: UInt64 = 1 << 30
@@ -44,13 +44,11 @@ public struct WorkerPolicy: Sendable, Equatable {
     public init() {}
 
     func arguments(parent: Int32, maxPayload: UInt64) -> [String] {
-        let groups = [("fork", allowFork), ("exec", allowExec), ("socket", allowSocket), ("ptrace", allowPtrace)]
-            .filter(\.1).map(\.0)
-        let allow: [String] = groups + extraSyscalls
+        // The syscall grants are not arguments: they are compiled into the
+        // filter the worker reads from descriptor 5 (SyscallFilters).
         var args: [String] = ["--parent", "\(parent)", "--as", "\(addressSpace)", "--cpu", "\(cpuSoftSeconds)",
                               "--cpu-hard", "\(cpuHardSeconds)", "--nofile", "\(openFiles)", "--fsize", "\(fileSize)",
-                              "--max-payload", "\(maxPayload)", "--concurrency", "\(concurrency)",
-                              "--allow", allow.isEmpty ? "none" : allow.joined(separator: ",")]
+                              "--max-payload", "\(maxPayload)", "--concurrency", "\(concurrency)"]
         args += ["--confine", rlimitsOnlyAllowed ? "rlimits-only" : "required", "--network", network ? "1" : "0",
                  "--tmp-size", "\(tmpSize)"]
         for p in Self.systemPaths + readPaths { args += ["--ro", p] }

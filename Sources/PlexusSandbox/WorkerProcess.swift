@@ -39,6 +39,26 @@ public struct WorkerExit: Sendable, CustomStringConvertible {
     }
 }
 
+/// A started worker and the host's ends of its descriptors, before any I/O
+/// thread reads them (a warm worker waits like this). imageSocket is the
+/// host's end of the socket a warm worker receives its image on; -1 cold.
+struct Launched: Sendable {
+    let pid: Int32
+    let channel: Int32, out: Int32, err: Int32
+    let wake: (r: Int32, w: Int32)
+    let imageSocket: Int32
+
+    /// Kills and reaps a worker that will never run, and closes its descriptors.
+    func discard() {
+        if imageSocket >= 0 { close(imageSocket) }
+        Glibc.kill(-pid, SIGKILL)
+        Glibc.kill(pid, SIGKILL)
+        var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
+        _ = plexus_posix_wait(pid, 1, &code, &signaled, &core)
+        for fd in [channel, out, err, wake.r, wake.w] { close(fd) }
+    }
+}
+
 /// What a worker's I/O thread reports. Called on that thread, one at a time.
 public protocol WorkerEvents: AnyObject, Sendable {
     /// A whole, validated frame from the worker. Both pointers are borrowed
@@ -88,35 +108,58 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Spawns a worker for image under policy and starts its I/O thread.
-    public init(image: PluginImage, policy: WorkerPolicy, maxPayload: UInt64, label: String,
-                events: any WorkerEvents) throws(PlexusError) {
+    public convenience init(image: PluginImage, policy: WorkerPolicy, maxPayload: UInt64, label: String,
+                            events: any WorkerEvents) throws(PlexusError) {
+        let launched = try Self.launch(policy: policy, maxPayload: maxPayload, image: image.fd)
+        try self.init(launched: launched, policy: policy, maxPayload: maxPayload, label: label, events: events)
+    }
+
+    /// Starts the helper for policy: with the image on descriptor 4 (cold),
+    /// or, when image is nil, warm (`--warm`): confined as far as it can be
+    /// without its plugin, waiting on a socket on descriptor 4 for the image
+    /// (WarmPool hands it over). No I/O thread reads it yet.
+    static func launch(policy: WorkerPolicy, maxPayload: UInt64, image: Int32?) throws(PlexusError) -> Launched {
         let helper = Self.helperPath
         guard access(helper, X_OK) == 0 else {
-            throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: build it with Sources/plexus-worker/build.sh (or set PLEXUS_WORKER)")
+            throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: `swift build --product plexus` builds it beside plexus (or set PLEXUS_WORKER)")
         }
-        var ch: [Int32] = [0, 0], o: [Int32] = [0, 0], e: [Int32] = [0, 0], wk: [Int32] = [0, 0]
+        let filter = try SyscallFilters.shared.descriptor(for: policy)
+        var ch: [Int32] = [0, 0], o: [Int32] = [0, 0], e: [Int32] = [0, 0], wk: [Int32] = [0, 0], im: [Int32] = [-1, -1]
         guard plexus_posix_channel(&ch) == 0 else { throw PlexusError(.INTERNAL, "socketpair: \(String(cString: strerror(errno)))") }
         guard plexus_posix_pipe(&o, 1) == 0, plexus_posix_pipe(&e, 1) == 0, plexus_posix_pipe(&wk, 1) == 0 else {
             for fd in ch + o + e + wk where fd > 0 { close(fd) }
             throw PlexusError(.INTERNAL, "pipe2: \(String(cString: strerror(errno)))")
         }
-        let argv = ["plexus-worker"] + policy.arguments(parent: getpid(), maxPayload: maxPayload)
+        if image == nil && plexus_posix_channel(&im) != 0 {
+            for fd in ch + o + e + wk { close(fd) }
+            throw PlexusError(.INTERNAL, "socketpair: \(String(cString: strerror(errno)))")
+        }
+        var argv = ["plexus-worker"] + policy.arguments(parent: getpid(), maxPayload: maxPayload)
+        if image == nil { argv += ["--warm", "\(PluginImage.maxBytes)"] }
         let pid: Int32
         do {
-            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image.fd, out: o[1], err: e[1])
+            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image ?? im[1], filter: filter, out: o[1], err: e[1])
         } catch {
-            for fd in ch + o + e + wk { close(fd) }
+            for fd in ch + o + e + wk + im where fd >= 0 { close(fd) }
             throw error
         }
         close(ch[1]); close(o[1]); close(e[1])
+        if im[1] >= 0 { close(im[1]) }
+        return Launched(pid: pid, channel: ch[0], out: o[0], err: e[0], wake: (wk[0], wk[1]), imageSocket: im[0])
+    }
+
+    /// Starts the I/O thread of a launched worker (its image on its way).
+    init(launched l: Launched, policy: WorkerPolicy, maxPayload: UInt64, label: String,
+         events: any WorkerEvents) throws(PlexusError) {
+        let pid = l.pid
         self.pid = pid
         self.label = label
-        self.channel = ch[0]
-        self.out = o[0]
-        self.err = e[0]
-        self.wake = (wk[0], wk[1])
+        self.channel = l.channel
+        self.out = l.out
+        self.err = l.err
+        self.wake = l.wake
         self.events = events
-        self.reader = FrameReader(fd: ch[0], maxPayload: maxPayload)
+        self.reader = FrameReader(fd: l.channel, maxPayload: maxPayload)
         self.partialFrameTimeoutNanos = policy.partialFrameTimeoutMs * 1_000_000
         // Detached: the loop ends with the worker (finish() reaps it), and
         // nothing waits for the thread itself.

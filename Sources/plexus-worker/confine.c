@@ -221,7 +221,7 @@ static int by_length(const void *a, const void *b) {
 /* The image is copied into the new root (then made read-only): a memfd
 ** lives on the kernel's internal mount, which cannot be bound elsewhere. */
 static int copy_image(int plugin_fd, off_t size) {
-    int out = open(STAGE CONFINE_PLUGIN_PATH, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0555);
+    int out = open(CONFINE_PLUGIN_PATH, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0555);   /* after the pivot */
     if (out < 0) return -1;
     off_t off = 0;
     while (off < size) {
@@ -254,14 +254,14 @@ static const char *open_sources(const confine_spec *s) {
     return NULL;
 }
 
-static const char *build_root(const confine_spec *s, int plugin_fd) {
+/* The image arrives later in a warm worker: the root is sized for the
+** largest image then (a limit only, and read-only before the plugin runs). */
+static const char *build_root(const confine_spec *s, uint64_t image_size) {
     int n = n_binds;
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return "making the mount tree private failed";
-    struct stat image;
-    if (fstat(plugin_fd, &image) != 0) return "fstat of the plugin image failed";
     char opt[64];
-    snprintf(opt, sizeof opt, "size=%llu,mode=0755", (unsigned long long)image.st_size + (1 << 20));
+    snprintf(opt, sizeof opt, "size=%llu,mode=0755", (unsigned long long)image_size + (1 << 20));
     if (mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, opt) != 0) return "mounting the new root (tmpfs) failed";
     snprintf(opt, sizeof opt, "size=%llu,mode=1777", (unsigned long long)s->tmp_size);
     if (mkdir(STAGE "/tmp", 01777) != 0 || mount("tmpfs", STAGE "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opt) != 0)
@@ -282,10 +282,7 @@ static const char *build_root(const confine_spec *s, int plugin_fd) {
         if (dev_fd[i] >= 0) close(dev_fd[i]);
         dev_fd[i] = -1;
     }
-    if (mkdir(STAGE "/.plexus", 0755) != 0 || copy_image(plugin_fd, image.st_size) != 0) {
-        snprintf(why, sizeof why, "copying the plugin image into the new root failed: %s", strerror(errno));
-        return why;
-    }
+    if (mkdir(STAGE "/.plexus", 0755) != 0) return "creating /.plexus in the new root failed";
     /* merged-/usr systems: /lib, /lib64, /bin are links into /usr. */
     static const char *const links[] = { "bin", "sbin", "lib", "lib32", "lib64", "libx32" };
     for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
@@ -301,41 +298,64 @@ static const char *build_root(const confine_spec *s, int plugin_fd) {
     if (syscall(SYS_pivot_root, ".", ".") != 0) return "pivot_root failed";
     if (umount2(".", MNT_DETACH) != 0) return "detaching the old root failed";
     if (chdir("/") != 0) return "chdir / failed";
+    return NULL;
+}
+
+/* Copies the image into the new root, then makes the root read-only. */
+static const char *finish_root(int plugin_fd) {
+    struct stat image;
+    if (fstat(plugin_fd, &image) != 0) return "fstat of the plugin image failed";
+    if (copy_image(plugin_fd, image.st_size) != 0) {
+        snprintf(why, sizeof why, "copying the plugin image into the new root failed: %s", strerror(errno));
+        return why;
+    }
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
         return "making the new root read-only failed";
     return NULL;
 }
 
-const char *confine_apply(const confine_spec *s, int plugin_fd, pid_t parent,
-                          const char **mechanism, const char **plugin_path) {
+/* What confine_prepare found, for confine_finish. */
+static int prep_root, prep_abi, ns_errno;
+static const char *ns_failed;
+
+const char *confine_prepare(const confine_spec *s, uint64_t image_size) {
+    prep_root = geteuid() == 0;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    prep_abi = s->without_landlock ? 0 : landlock_abi();
+    /* Root builds the new root with its own rights, then becomes nobody (no
+    ** user namespace needed: nobody holds no capability anywhere). Any other
+    ** user needs a user namespace to mount, and maps itself to 0 inside. */
+    int flags = CLONE_NEWNS | CLONE_NEWIPC | (s->network ? 0 : CLONE_NEWNET) | (prep_root ? 0 : CLONE_NEWUSER);
+    const char *failed = NULL;
+    ns_failed = NULL;
+    ns_errno = 0;
+    if (s->without_namespaces) { ns_failed = "unshare (left out by --without namespaces)"; ns_errno = EPERM; }
+    else if (unshare(flags) != 0) { ns_failed = prep_root ? "unshare(mount, ipc, network namespaces)" : "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
+    else if (!prep_root && (failed = map_ids(uid, gid)) != NULL) return failed;
+    /* Sources are opened in the new mount namespace (a bind must come from
+    ** a mount of the caller's own namespace), or for Landlock alone. */
+    if ((failed = open_sources(s)) != NULL) return failed;
+    if (!ns_failed && (failed = build_root(s, image_size)) != NULL) return failed;
+    return NULL;
+}
+
+const char *confine_finish(const confine_spec *s, int plugin_fd, pid_t parent,
+                           const char **mechanism, const char **plugin_path) {
     static char fd_path[32];
     snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", plugin_fd);
     *plugin_path = fd_path;
     *mechanism = "rlimits-only";
-    int root = geteuid() == 0;
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
-    int abi = s->without_landlock ? 0 : landlock_abi();
-    /* Root builds the new root with its own rights, then becomes nobody (no
-    ** user namespace needed: nobody holds no capability anywhere). Any other
-    ** user needs a user namespace to mount, and maps itself to 0 inside. */
-    int flags = CLONE_NEWNS | CLONE_NEWIPC | (s->network ? 0 : CLONE_NEWNET) | (root ? 0 : CLONE_NEWUSER);
-    const char *failed = NULL, *ns_failed = NULL;
-    int ns_errno = 0;
-    if (s->without_namespaces) { ns_failed = "unshare (left out by --without namespaces)"; ns_errno = EPERM; }
-    else if (unshare(flags) != 0) { ns_failed = root ? "unshare(mount, ipc, network namespaces)" : "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
-    else if (!root && (failed = map_ids(uid, gid)) != NULL) return failed;
-    /* Sources are opened in the new mount namespace (a bind must come from
-    ** a mount of the caller's own namespace), or for Landlock alone. */
-    if ((failed = open_sources(s)) != NULL) return failed;
+    const char *failed = NULL;
     if (!ns_failed) {
-        if ((failed = build_root(s, plugin_fd)) != NULL) return failed;
+        if ((failed = finish_root(plugin_fd)) != NULL) return failed;
         *plugin_path = CONFINE_PLUGIN_PATH;
     }
     /* Root may still shrink its bounding set; after the uid change it cannot. */
-    if (root) for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno == EINVAL) break;
+    if (prep_root) for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno == EINVAL) break;
     if ((failed = become_nobody(parent)) != NULL) return failed;
 
+    int abi = prep_abi;
     const char *ll_failed = abi ? landlock_apply(s, abi, *plugin_path, !ns_failed) : "Landlock is not available (landlock_create_ruleset)";
     for (int i = 0; i < n_binds; i++) if (binds[i].fd >= 0) close(binds[i].fd);   /* none reaches the plugin */
     for (int i = 0; i < 5; i++) if (dev_fd[i] >= 0) close(dev_fd[i]);

@@ -27,13 +27,19 @@ typedef struct confine_spec {
 #define CONFINE_PLUGIN_PATH "/.plexus/plugin.so"
 
 /* Confines the calling process (single-threaded, still root or its own
-** user). parent is the host's pid, re-checked after the credential change.
-** On success *mechanism names what runs ("mount-namespace+landlock",
-** "mount-namespace", "landlock", "rlimits-only") and *plugin_path where to
-** dlopen the plugin. Returns NULL, or a static text saying exactly what
-** failed and why (the host reports it). */
-const char *confine_apply(const confine_spec *s, int plugin_fd, pid_t parent,
-                          const char **mechanism, const char **plugin_path);
+** user) in two steps. confine_prepare needs no plugin: it enters the
+** namespaces and builds the new root (sized for image_size bytes of image)
+** and pivots into it; a warm worker does this before its image arrives.
+** confine_finish copies the image in, makes the root read-only, becomes
+** nobody and adds Landlock. parent is the host's pid, re-checked after the
+** credential change. On success *mechanism names what runs
+** ("mount-namespace+landlock", "mount-namespace", "landlock",
+** "rlimits-only") and *plugin_path where to dlopen the plugin. Each returns
+** NULL, or a static text saying exactly what failed and why (the host
+** reports it). */
+const char *confine_prepare(const confine_spec *s, uint64_t image_size);
+const char *confine_finish(const confine_spec *s, int plugin_fd, pid_t parent,
+                           const char **mechanism, const char **plugin_path);
 
 /* Drops every capability (bounding, ambient, inheritable, permitted,
 ** effective) and locks root out of regaining them. Last step before seccomp. */

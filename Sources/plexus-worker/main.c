@@ -2,7 +2,8 @@
 ** plexus-worker: runs one plugin in its own process for the host.
 **
 ** The host starts it with posix_spawn: descriptor 3 is the channel (a Unix
-** stream socket), 4 a sealed private copy of the plugin, 1 and 2 pipes the
+** stream socket), 4 a sealed private copy of the plugin, 5 the syscall
+** filter the host compiled for the plugin's grants, 1 and 2 pipes the
 ** host drains into its log. Before the plugin's bytes are mapped the worker
 ** closes every other descriptor, dies with the host, takes its limits and
 ** installs its syscall filter; then it loads the plugin, sends HELLO, waits
@@ -33,11 +34,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define CHANNEL_FD 3
 #define PLUGIN_FD 4
+#define FILTER_FD 5                      /* the seccomp filter the host compiled */
 
 static const plexus_plugin_descriptor *desc;
 static void *state;
@@ -51,6 +55,7 @@ static unsigned concurrency = 1;         /* server threads (--concurrency) */
 static frame *queued_head, *queued_tail; /* read while waiting for an ACK */
 static uint64_t call_seq;
 static uint64_t host_payload_limit;      /* from START; 0: the channel's */
+static uint64_t warm_image_max;          /* --warm: the image comes later, at most this big */
 
 /* The host's payload limit, which the host functions check against. */
 static uint64_t payload_limit(void) { return host_payload_limit ? host_payload_limit : channel_payload_limit(); }
@@ -347,10 +352,10 @@ static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
 
 static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
-                    " [--nofile N] [--fsize BYTES] [--allow fork,exec,socket,ptrace,NAME...] [--max-payload BYTES]"
+                    " [--nofile N] [--fsize BYTES] [--max-payload BYTES]"
                     " [--concurrency N] [--confine required|rlimits-only] [--network 0|1] [--tmp-size BYTES]"
                     " [--ro PATH]... [--rw PATH]... [--without namespaces,landlock]\n"
-                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin)\n", why);
+                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin, 5 the seccomp filter)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
 
@@ -359,23 +364,6 @@ static void refuse(plexus_status s, const char *text) {
     channel_control(PLEXUS_CONTROL_REFUSED, none, s, text, strlen(text));
     channel_flush();
     _exit(PLEXUS_WORKER_EXIT_REFUSED);
-}
-
-/* --allow fork,exec,socket,ptrace,NAME: the groups, then single calls by name. */
-static void parse_allow(char *v, worker_limits *l) {
-    for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (!strcmp(t, "none")) continue;
-        else if (!strcmp(t, "fork")) l->allow_fork = 1;
-        else if (!strcmp(t, "exec")) l->allow_exec = 1;
-        else if (!strcmp(t, "socket")) l->allow_socket = 1;
-        else if (!strcmp(t, "ptrace")) l->allow_ptrace = 1;
-        else {
-            const char *why = sandbox_check_call(t);
-            if (why) usage(why);
-            if (l->n_extra == (int)(sizeof l->extra / sizeof *l->extra)) usage("--allow names too many system calls");
-            l->extra[l->n_extra++] = t;
-        }
-    }
 }
 
 static void add_path(const char **list, int *n, const char *v) {
@@ -400,11 +388,11 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
             if (n < 1 || n > 256) usage("--concurrency must be between 1 and 256");
             concurrency = (unsigned)n;
         }
-        else if (!strcmp(k, "--allow")) parse_allow(argv[i + 1], l);
         else if (!strcmp(k, "--confine")) {
             if (!strcmp(v, "rlimits-only")) c->rlimits_only_ok = 1;
             else if (strcmp(v, "required")) usage("--confine is required or rlimits-only");
         }
+        else if (!strcmp(k, "--warm")) warm_image_max = arg_u64(v);
         else if (!strcmp(k, "--network")) c->network = (int)arg_u64(v);
         else if (!strcmp(k, "--tmp-size")) c->tmp_size = arg_u64(v);
         else if (!strcmp(k, "--without")) {   /* tests of the fallbacks: act as if the kernel refused */
@@ -418,6 +406,33 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
     }
     if (*parent <= 0) usage("--parent is required");
     if (c->tmp_size == 0) c->tmp_size = 16 << 20;
+}
+
+/* A warm worker (--warm) says here that it is confined as far as it can be
+** without its plugin, then waits for the host to pass the image (a sealed
+** memfd) over the socket on PLUGIN_FD; the image then takes that
+** descriptor's place. The host closing the socket means it is not needed. */
+static const char *await_image(void) {
+    char byte = 'R';   /* ready: the host counts this worker as warm from now on */
+    if (send(PLUGIN_FD, &byte, 1, MSG_NOSIGNAL) != 1) _exit(0);
+    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } ctl;
+    struct iovec iov = { &byte, 1 };
+    struct msghdr mh = { 0 };
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.space;
+    mh.msg_controllen = sizeof ctl.space;
+    ssize_t n;
+    do { n = recvmsg(PLUGIN_FD, &mh, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n == 0) _exit(0);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    if (n != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return "a warm worker received no plugin image";
+    int image;
+    memcpy(&image, CMSG_DATA(c), sizeof image);
+    if (dup2(image, PLUGIN_FD) != PLUGIN_FD) return "placing the plugin image on descriptor 4 failed";
+    close(image);
+    return NULL;
 }
 
 /* Waits for START and returns its configuration (a malloc'd string). */
@@ -823,7 +838,7 @@ int main(int argc, char **argv) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() != parent) _exit(PLEXUS_WORKER_EXIT_ORPHANED);
     setpgid(0, 0);
-    close_range(PLUGIN_FD + 1, ~0U, 0);
+    close_range(FILTER_FD + 1, ~0U, 0);
     signal(SIGPIPE, SIG_IGN);
     channel_init(CHANNEL_FD, max_payload);
     wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -832,9 +847,13 @@ int main(int argc, char **argv) {
     /* Confinement first (it needs root and a single thread), then no
     ** capability, then limits and the syscall allowlist. */
     const char *mechanism = NULL, *plugin_path = NULL;
-    const char *failed = confine_apply(&confine, PLUGIN_FD, parent, &mechanism, &plugin_path);
+    struct stat image;
+    uint64_t image_size = warm_image_max ? warm_image_max : (fstat(PLUGIN_FD, &image) == 0 ? (uint64_t)image.st_size : 0);
+    const char *failed = confine_prepare(&confine, image_size);
+    if (!failed && warm_image_max) failed = await_image();
+    if (!failed) failed = confine_finish(&confine, PLUGIN_FD, parent, &mechanism, &plugin_path);
     if (!failed) failed = confine_drop_capabilities();
-    if (!failed) failed = sandbox_apply(&limits);
+    if (!failed) failed = sandbox_apply(&limits, FILTER_FD);
     if (failed) refuse(PLEXUS_INTERNAL, failed);
 
     const char *name = NULL;

@@ -10,17 +10,12 @@ typedef struct worker_limits {
     uint64_t cpu_hard;        /*   then SIGKILL; 0 = unlimited              */
     uint64_t open_files;      /* RLIMIT_NOFILE, 0 = leave as is             */
     uint64_t file_size;       /* RLIMIT_FSIZE bytes, 0 = unlimited          */
-    int allow_fork, allow_exec, allow_socket, allow_ptrace;
-    const char *extra[32];    /* system calls granted by name (--allow)     */
-    int n_extra;
 } worker_limits;
 
 /* Applies rlimits, RLIMIT_CORE=0, no-new-privileges, non-dumpable, and the
-** seccomp allowlist. Returns NULL, or a static text naming what failed. */
-const char *sandbox_apply(const worker_limits *l);
-
-/* NULL when name may be granted by syscalls: [name], else why not. */
-const char *sandbox_check_call(const char *name);
+** seccomp allowlist the host compiled (read from filter_fd, plexus_filter.h;
+** closed). Returns NULL, or a static text naming what failed. */
+const char *sandbox_apply(const worker_limits *l, int filter_fd);
 
 /* The system calls refused since the last call, as a comma-separated list
 ** of names in buf (empty when none). Safe to call from the main loop only. */

@@ -30,5 +30,9 @@ struct AgentsCommand: ParsableCommand {
             let line = r.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
             print(line.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
         }
+        // The warm pool (defaults.warm_workers): workers started and waiting for the agents' policies.
+        // Agents of one policy share their warm workers.
+        let warm = rs.compactMap { r in r.warm_workers.map { "\(r.name) \($0)" } }
+        if !warm.isEmpty { print("warm workers ready for a restart or a new instance: \(warm.joined(separator: ", "))") }
     }
 }

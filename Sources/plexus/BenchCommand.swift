@@ -84,6 +84,9 @@ struct BenchCommand: ParsableCommand {
         print("sandbox_oneway_per_s: \(oneway) msgs/s (64-byte commands; floor: \(line(floors, "raw_unix_stream_batched")))")
         let spawn = try sandboxSpawn(pong, samples: 50)
         print("sandbox_spawn_ready_p50_ms: \(fixed(spawn, 3)) ms (copy, spawn, sandbox, load, init; floor: \(line(floors, "raw_spawn")))")
+        let warm = try sandboxRestart(pong, warm: 2, samples: 50)
+        let cold = try sandboxRestart(pong, warm: 0, samples: 50)
+        print("sandbox_spawn_warm_p50_ms: \(fixed(warm, 3)) ms (SIGKILL to answering again, the restart taking a warm worker; the same restart cold: \(fixed(cold, 3)) ms)")
         for f in floors { print("# \(f)") }
     }
 
@@ -141,6 +144,37 @@ struct BenchCommand: ParsableCommand {
             let h = try sandboxHost(plugin)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
             h.shutdown()
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    /// A sandboxed agent killed (SIGKILL) until it answers again: death
+    /// seen, restart (no backoff), worker ready, one round trip. With a warm
+    /// pool each sample first waits for the pool to refill.
+    private func sandboxRestart(_ plugin: String, warm: Int, samples: Int) throws -> Double {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = .process
+        c.defaultTimeoutMs = 600_000
+        c.warmWorkers = warm
+        c.restartPolicy.backoffBaseMs = 0
+        c.restartPolicy.intensity = 1_000_000
+        c.restartPolicy.breakerThreshold = 1_000_000
+        c.restartPolicy.maxAttempts = 1_000_000
+        let h = Host(c)
+        do { try h.load(path: plugin) } catch { throw CLIError("\(error)") }
+        h.start()
+        defer { h.shutdown() }
+        let q = Envelope(kind: .query, target: .agent("pong0"), payload: [])
+        _ = try h.call(q, timeoutMs: 10_000)
+        var times: [Double] = []
+        for _ in 0..<samples {
+            let refilled = DispatchTime.now().uptimeNanoseconds + 5_000_000_000
+            while let pool = h.warmPool, pool.readyCount < warm, DispatchTime.now().uptimeNanoseconds < refilled { usleep(1000) }
+            guard let pid = h.agentReports.first(where: { $0.name == "pong0" })?.pid else { throw CLIError("pong0 has no worker") }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            kill(pid, SIGKILL)
+            _ = try h.call(q, timeoutMs: 10_000)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
         }
         return times.sorted()[times.count / 2]
     }

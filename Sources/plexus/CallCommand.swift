@@ -51,7 +51,7 @@ struct CallCommand: ParsableCommand {
                 options.announceEmbedded()
                 let host = try options.embeddedHost()
                 defer { host.shutdown() }
-                try failing(known: { host.agentReports }) {
+                try failing(known: { host.agentReports }, refused: { host.pluginReports.filter { $0.status == "refused" } }) {
                     try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })
                 }
             }
@@ -62,8 +62,10 @@ struct CallCommand: ParsableCommand {
     }
 
     /// Runs body; a call to a name nobody has gets "did you mean" with the
-    /// closest name among the host's agents and capabilities.
-    private func failing(known: () -> [AgentReport]?, _ body: () throws -> Void) throws {
+    /// closest name among the host's agents and capabilities, and, from an
+    /// embedded host, why each refused plugin was refused (a missing worker
+    /// helper refuses them all, and would otherwise read as a typo).
+    private func failing(known: () -> [AgentReport]?, refused: () -> [PluginReport] = { [] }, _ body: () throws -> Void) throws {
         do { try body() } catch let e as PlexusError where e.is(.NO_SUCH_CAPABILITY) || e.is(.NO_SUCH_AGENT) {
             let reports = known() ?? []
             let t = Target(parsing: target)
@@ -72,6 +74,7 @@ struct CallCommand: ParsableCommand {
             if let close = Suggestion.closest(to: t.name, among: names.sorted()) {
                 hint = "did you mean \(e.is(.NO_SUCH_AGENT) ? "agent:" : "")\(close)? (\(hint))"
             }
+            for r in refused() { hint += "\n  refused \(r.file): \(r.error ?? "") \(r.reason ?? "")" }
             FileHandleErr.note("plexus call \(target): \(e.name): \(e.detail); \(hint)")
             throw ExitCode(ExitStatus.failed)
         }

@@ -50,6 +50,7 @@ struct HostSetup: ParsableArguments {
     /// Built-in defaults, then the configuration file, then these options.
     func hostConfiguration() throws -> HostConfiguration {
         var c = HostConfiguration(pluginsDirectory: pluginsDirectory)
+        c.warmWorkers = 2   // plexus.yaml's default (defaults.warm_workers)
         if let file = configFile {
             do { c = try ConfigFile.load(path: file, into: c) } catch { throw CLIError("\(error)") }
         }
@@ -148,6 +149,7 @@ struct HostOptions: ParsableArguments {
     func embeddedHost() throws -> Host {
         var config = try hostConfiguration()
         config.threads = min(config.threads, 2)
+        config.warmWorkers = 0   // a one-command host restarts nothing: warm workers would be wasted starts
         let host = Host(config)
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         host.start()

@@ -30,6 +30,11 @@ void plexus_sha256(const uint8_t *data, uint64_t len, uint8_t out[32]);
 int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
                               int stdout_fd, int stderr_fd, int32_t *out_pid);
 
+/* As plexus_posix_spawn_worker, with filter_fd (the seccomp filter the host
+** compiled, plexus_filter.h) on descriptor 5 as well. */
+int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
+                                       int filter_fd, int stdout_fd, int stderr_fd, int32_t *out_pid);
+
 /* pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0)). */
 int plexus_posix_pipe(int fds[2], int nonblocking);
 
@@ -53,5 +58,9 @@ int plexus_posix_pin(int32_t pid, int cpu);
 /* The native number of the system call called name, or -1 if this
 ** architecture has none (libseccomp's table, as the worker's filter). */
 int plexus_posix_syscall_number(const char *name);
+
+/* Passes fd over the unix socket sock (one byte, SCM_RIGHTS): a warm
+** worker's plugin image. 0, or -1 with errno set. */
+int plexus_posix_send_fd(int sock, int fd);
 
 #endif
