@@ -11,7 +11,7 @@ bin=$(cd "$root" && swift build -c "$config" --show-bin-path)
 mkdir -p "$bin"
 opt=-O2; [ "$config" = debug ] && opt="-O1 -g"
 cc -std=gnu11 $opt -Wall -Wextra -Werror -I"$root/include" -I"$root/Sources/CPlexusInternal/include" -I"$root/Sources/CPlexusFFI/include" -I"$root/Sources/CPlexusPOSIX/include" \
-    "$root"/Sources/plexus-worker/*.c "$root/Sources/CPlexus/wire.c" "$root/Sources/CPlexusInternal/contract.c" "$root/Sources/CPlexusFFI/ffi_call.c" \
+    "$root"/Sources/plexus-worker/*.c "$root/Sources/CPlexus/wire.c" "$root/Sources/CPlexusInternal/contract.c" "$root/Sources/CPlexusInternal/ring.c" "$root/Sources/CPlexusFFI/ffi_call.c" \
     -o "$bin/plexus-worker.tmp" -Wl,-Bstatic -lseccomp -lffi -Wl,-Bdynamic -ldl -lpthread
 mv -f "$bin/plexus-worker.tmp" "$bin/plexus-worker"
 echo "built $bin/plexus-worker"
