@@ -29,12 +29,14 @@ struct RingTests {
 
     func report(_ host: Host) -> AgentReport? { host.agentReports.first { $0.name == "ringbreaker" } }
 
-    /// The worker writes its ring's indices or a frame header in place; each
+    /// The worker writes its ring's indices or a frame header in place, or a
+    /// valid frame on the socket (frames travel only on the ring); each
     /// time the host kills that worker for it, the message is dead-lettered
     /// after three deaths with the reason, and everything else keeps working.
     @Test(arguments: [("head", "broke its shared-memory ring: write index"),
                       ("tail", "broke its shared-memory ring: read index"),
-                      ("length", "malformed frame")])
+                      ("length", "malformed frame"),
+                      ("socket-frame", "sent a frame over its socket")])
     func aWorkerThatBreaksItsRingIsKilledAlone(_ how: String, _ reason: String) throws {
         let host = try ringHost()
         defer { host.shutdown() }
