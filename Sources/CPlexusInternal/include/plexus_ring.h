@@ -55,7 +55,7 @@ typedef struct plexus_ring {
     uint32_t capacity;   /* read once when opened */
     uint32_t tx_head;    /* what this side has published */
     uint32_t rx_tail;    /* what this side has taken */
-    uint32_t spin;       /* adaptive spin budget before sleeping (iterations) */
+    uint32_t spin;       /* adaptive spin budget before sleeping (ns) */
     uint32_t probes;     /* waits since the budget fell to zero */
 } plexus_ring;
 
@@ -85,10 +85,10 @@ int64_t plexus_ring_write(plexus_ring *r, const void *src, uint64_t n, int *wake
 /* 1 when the peer has published bytes this side has not taken. */
 int plexus_ring_readable(const plexus_ring *r);
 
-/* Spins up to the adaptive budget for the peer to publish; 1 if it did.
-** The budget doubles after a spin that paid and halves after one that did
-** not (at zero, one wait in 32 probes again): on one core, where the peer
-** cannot run while this side spins, spinning soon stops. */
+/* Spins up to the adaptive budget (at most 4 us) for the peer to publish;
+** 1 if it did. The budget doubles after a spin that paid and halves after
+** one that did not (at zero, one wait in 32 probes for 0.5 us): on one core,
+** where the peer cannot run while this side spins, spinning soon stops. */
 int plexus_ring_spin(plexus_ring *r);
 
 /* The consumer's sleep flag, set before a last look and cleared after
