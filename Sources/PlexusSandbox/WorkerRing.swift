@@ -71,7 +71,7 @@ final class WorkerRing {
         let n = writeWhy.withUnsafeMutableBufferPointer { why in
             plexus_ring_write(ring, p, UInt64(bytes.count), &wake, why.baseAddress, UInt64(why.count))
         }
-        if n < 0 { return .corrupt(String(cString: writeWhy)) }
+        if n < 0 { return .corrupt(Self.text(writeWhy)) }
         return .done(Int(n), wake: wake != 0)
     }
 
@@ -95,9 +95,14 @@ final class WorkerRing {
         let n = readWhy.withUnsafeMutableBufferPointer { why in
             plexus_ring_read(ring, dst, UInt64(max), &wake, why.baseAddress, UInt64(why.count))
         }
-        if n < 0 { return .corrupt(String(cString: readWhy)) }
+        if n < 0 { return .corrupt(Self.text(readWhy)) }
         if wake != 0 { plexus_ring_wake_producer(ring) }
         return .done(Int(n), wake: false)
+    }
+
+    /// The C side's NUL-terminated explanation.
+    private static func text(_ buf: [CChar]) -> String {
+        String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     var readable: Bool { plexus_ring_readable(ring) != 0 }
