@@ -55,7 +55,7 @@ let package = Package(
         // Swift: supervision decisions (strategies, restart kinds, intensity, breakers); pure logic.
         .target(name: "PlexusSupervision"),
         // Swift: worker processes: spawning, limits, the channel, output capture.
-        .target(name: "PlexusSandbox", dependencies: ["PlexusCore", "PlexusThreads", "CPlexusPOSIX"]),
+        .target(name: "PlexusSandbox", dependencies: ["PlexusCore", "PlexusThreads", "CPlexusPOSIX", "CPlexusInternal"]),
         // Swift: plugin loading, registry, router, mailboxes, dispatch, typed exports.
         .target(
             name: "PlexusHost",

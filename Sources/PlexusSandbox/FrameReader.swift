@@ -4,13 +4,15 @@ import Glibc
 import PlexusCore
 import PlexusThreads
 
-/// Collects whole frames from a non-blocking stream socket. A frame's header
+/// Collects whole frames from a non-blocking stream socket, or from a
+/// worker's shared-memory ring (`drain(ring:)`). A frame's header
 /// is checked before room for its body is made, descriptors passed with
 /// the bytes are refused, and a frame left half-read is visible to the
 /// caller (`partialSince`) so a silent peer can be given a deadline.
 ///
-/// Bytes are read straight into one growable buffer and frames are decoded
-/// where they lie: no copy and no allocation per frame.
+/// Bytes are read (or copied out of the ring, so the worker cannot change
+/// them after the check) straight into one growable buffer and frames are
+/// decoded where they lie: no further copy and no allocation per frame.
 final class FrameReader {
     let fd: Int32
     let maxPayload: UInt64
@@ -50,6 +52,22 @@ final class FrameReader {
             }
             end += n
             try parse(body)
+        }
+    }
+
+    /// Takes what the worker published on its ring and calls body with each
+    /// whole, decoded frame, as `drain` does for the socket. Throws for a
+    /// malformed frame; returns why when the worker broke the ring's indices.
+    func drain(ring: WorkerRing, _ body: (UnsafeRawBufferPointer, UnsafePointer<plexus_envelope>) -> Void) throws(PlexusError) -> String? {
+        while true {
+            if end == cap { makeRoom(for: cap - start + (1 << 16)) }
+            switch ring.read(into: buf + end, max: cap - end) {
+            case .corrupt(let why): return why
+            case .done(0, _): return nil
+            case .done(let n, _):
+                end += n
+                try parse(body)
+            }
         }
     }
 

@@ -61,7 +61,7 @@ public final class WarmPool: Sendable {
             }
             close(w.imageSocket)
             state.withLock { $0.taken += 1 }
-            return Launched(pid: w.pid, channel: w.channel, out: w.out, err: w.err, wake: w.wake, imageSocket: -1)
+            return Launched(pid: w.pid, channel: w.channel, out: w.out, err: w.err, wake: w.wake, imageSocket: -1, ring: w.ring)
         }
         return nil
     }

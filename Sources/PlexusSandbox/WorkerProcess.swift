@@ -47,6 +47,8 @@ struct Launched: Sendable {
     let channel: Int32, out: Int32, err: Int32
     let wake: (r: Int32, w: Int32)
     let imageSocket: Int32
+    /// The shared-memory ring pair, already sent to the worker.
+    let ring: WorkerRing
 
     /// Kills and reaps a worker that will never run, and closes its descriptors.
     func discard() {
@@ -70,10 +72,12 @@ public protocol WorkerEvents: AnyObject, Sendable {
     func exited(_ exit: WorkerExit, from w: WorkerProcess)
 }
 
-/// One worker process and its channel. Frames go out from any thread
-/// (`write`), without blocking: what the socket does not take waits in an
-/// outbox the I/O thread drains. The I/O thread reads frames and output,
-/// enforces the partial-frame deadline, and reaps the process.
+/// One worker process and its channel. Frames travel on a shared-memory
+/// ring (`WorkerRing`); the socket carried the ring at start and stays open
+/// so that the worker's death is an end of file here at once. Frames go out
+/// from any thread (`write`), without blocking: what the ring does not take
+/// waits in an outbox the I/O thread drains. The I/O thread reads frames and
+/// output, enforces the partial-frame deadline, and reaps the process.
 public final class WorkerProcess: @unchecked Sendable {
     public let pid: Int32
     public let label: String
@@ -81,7 +85,11 @@ public final class WorkerProcess: @unchecked Sendable {
     private let out: Int32, err: Int32
     private let wake: (r: Int32, w: Int32)
     private weak var events: (any WorkerEvents)?
+    /// Frames from the ring, and whatever arrives on the socket (which must
+    /// carry none: anything but its end of file is a protocol error).
     private let reader: FrameReader
+    private let socketReader: FrameReader
+    private let ring: WorkerRing
 
     private let lock = ConditionLock()
     private var outbox: [UInt8] = []
@@ -124,6 +132,7 @@ public final class WorkerProcess: @unchecked Sendable {
             throw PlexusError(.INTERNAL, "the worker helper \(helper) is missing: `swift build --product plexus` builds it beside plexus (or set PLEXUS_WORKER)")
         }
         let filter = try SyscallFilters.shared.descriptor(for: policy)
+        let ring = try WorkerRing()
         var ch: [Int32] = [0, 0], o: [Int32] = [0, 0], e: [Int32] = [0, 0], wk: [Int32] = [0, 0], im: [Int32] = [-1, -1]
         guard plexus_posix_channel(&ch) == 0 else { throw PlexusError(.INTERNAL, "socketpair: \(String(cString: strerror(errno)))") }
         guard plexus_posix_pipe(&o, 1) == 0, plexus_posix_pipe(&e, 1) == 0, plexus_posix_pipe(&wk, 1) == 0 else {
@@ -145,13 +154,19 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         close(ch[1]); close(o[1]); close(e[1])
         if im[1] >= 0 { close(im[1]) }
-        return Launched(pid: pid, channel: ch[0], out: o[0], err: e[0], wake: (wk[0], wk[1]), imageSocket: im[0])
+        // The ring goes first, warm or cold: the worker maps it before it
+        // confines itself. If this fails the worker already died (its exit
+        // is reported as usual) or waits without a ring: the load deadline
+        // (or the warm pool's readiness) then ends it.
+        _ = try? ring.send(over: ch[0])
+        return Launched(pid: pid, channel: ch[0], out: o[0], err: e[0], wake: (wk[0], wk[1]), imageSocket: im[0], ring: ring)
     }
 
     /// Starts the I/O thread of a launched worker (its image on its way).
     init(launched l: Launched, policy: WorkerPolicy, maxPayload: UInt64, label: String,
          events: any WorkerEvents) throws(PlexusError) {
         let pid = l.pid
+        self.ring = l.ring
         self.pid = pid
         self.label = label
         self.channel = l.channel
@@ -160,6 +175,7 @@ public final class WorkerProcess: @unchecked Sendable {
         self.wake = l.wake
         self.events = events
         self.reader = FrameReader(fd: l.channel, maxPayload: maxPayload)
+        self.socketReader = FrameReader(fd: l.channel, maxPayload: maxPayload)
         self.partialFrameTimeoutNanos = policy.partialFrameTimeoutMs * 1_000_000
         // Detached: the loop ends with the worker (finish() reaps it), and
         // nothing waits for the thread itself.
@@ -183,23 +199,30 @@ public final class WorkerProcess: @unchecked Sendable {
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lock.lock()
-        defer { lock.unlock() }
-        if ended || killReason != nil { return false }
+        if ended || killReason != nil { lock.unlock(); return false }
         var off = 0
+        var wake = false
         if outbox.count == outboxStart {
-            while off < bytes.count {
-                let n = send(channel, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-                if n > 0 { off += n; continue }
-                if n < 0 && errno == EINTR { continue }
-                break   // EAGAIN: the rest waits in the outbox; an error shows as EOF to the reader
+            switch ring.write(bytes) {
+            case .done(let n, let w): off = n; wake = w
+            case .corrupt(let why): brokenRing(why); lock.unlock(); return false
             }
         }
         if off < bytes.count {
-            let wasEmpty = outbox.count == outboxStart
             outbox.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[off...]))
-            if wasEmpty { poke() }
+            wake = flushOutboxLocked() || wake
         }
+        lock.unlock()
+        if wake { ring.wakeWorker() }   // a futex wake, only when the worker sleeps
         return true
+    }
+
+    /// Lock held: the worker broke the ring's indices; it is killed for it.
+    private func brokenRing(_ why: String) {
+        if killReason == nil { killReason = "the worker broke its shared-memory ring: \(why)" }
+        Glibc.kill(-pid, SIGKILL)
+        Glibc.kill(pid, SIGKILL)
+        poke()
     }
 
     /// Kills the process group now; the I/O thread reports the exit.
@@ -230,23 +253,37 @@ public final class WorkerProcess: @unchecked Sendable {
         var lines = (out: [UInt8](), err: [UInt8]())
         var open = true
         while open {
-            let wantWrite = lock.withLock { outbox.count > outboxStart }
-            var fds = [pollfd(fd: channel, events: Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0), revents: 0),
+            guard drainRing() else { break }
+            if lock.withLock({ outbox.count > outboxStart }) { flushOutbox() }
+            if ring.spin() { continue }   // the worker is answering on another core: no sleep
+            ring.setSleeping(true)        // then one last look: a publish after it rings the bell
+            if ring.readable { ring.setSleeping(false); continue }
+            var fds = [pollfd(fd: channel, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: out, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: err, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: wake.r, events: Int16(POLLIN), revents: 0)]
-            let timeout: Int32 = reader.partialSince > 0 ? 100 : 1000
-            if poll(&fds, 4, timeout) < 0 && errno != EINTR { break }
+                       pollfd(fd: wake.r, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: ring.bell, events: Int16(POLLIN), revents: 0)]
+            let partial = reader.partialSince > 0 || socketReader.partialSince > 0
+            let timeout: Int32 = partial ? 100 : 1000
+            let rc = poll(&fds, 5, timeout)
+            ring.setSleeping(false)
+            if rc < 0 && errno != EINTR { break }
+            if fds[4].revents != 0 { ring.clearBell() }
             if fds[3].revents != 0 { var b = [UInt8](repeating: 0, count: 64); _ = read(wake.r, &b, 64) }
             if lock.withLock({ killReason != nil }) { break }
             if fds[1].revents != 0 { drainOutput(out, &lines.out, stderr: false, &outBudget) }
             if fds[2].revents != 0 { drainOutput(err, &lines.err, stderr: true, &outBudget) }
-            if fds[0].revents & Int16(POLLOUT) != 0 { flushOutbox() }
             if fds[0].revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
                 do {
-                    let r = try reader.drain { frame, env in events?.received(frame, env, from: self) }
+                    // Frames travel on the ring: a whole one on the socket is refused like garbage.
+                    let r = try socketReader.drain { _, _ in
+                        lock.withLock { if killReason == nil { killReason = "the worker sent a frame over its socket (frames travel on its shared-memory ring)" } }
+                    }
+                    if lock.withLock({ killReason != nil }) { break }
                     if case .closed = r {
                         open = false
+                        // What the worker published before it went is still handled.
+                        guard drainRing() else { break }
                         // After SIGTERM the end of file is the consequence, not the cause.
                         lock.withLock { if killReason == nil && termReason == nil { killReason = "the worker closed its channel" } }
                     }
@@ -255,7 +292,8 @@ public final class WorkerProcess: @unchecked Sendable {
                     break
                 }
             }
-            if reader.partialSince > 0 && Clock.monotonicNanos() - reader.partialSince > partialFrameTimeoutNanos {
+            let since: Int64 = [reader.partialSince, socketReader.partialSince].filter({ $0 > 0 }).min() ?? 0
+            if since > 0 && Clock.monotonicNanos() - since > partialFrameTimeoutNanos {
                 lock.withLock { if killReason == nil { killReason = "half a frame, then silence for \(partialFrameTimeoutNanos / 1_000_000) ms" } }
                 break
             }
@@ -263,18 +301,49 @@ public final class WorkerProcess: @unchecked Sendable {
         finish(&lines, &outBudget)
     }
 
-    private func flushOutbox() {
-        lock.lock()
-        defer { lock.unlock() }
-        while outboxStart < outbox.count {
-            let n = outbox.withUnsafeBytes { b in
-                send(channel, b.baseAddress! + outboxStart, b.count - outboxStart, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-            }
-            if n > 0 { outboxStart += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            break
+    /// Hands every whole frame on the ring to events; false when the worker
+    /// sent a malformed frame or broke the ring (it is then being killed).
+    private func drainRing() -> Bool {
+        do {
+            guard let broken = try reader.drain(ring: ring, { frame, env in events?.received(frame, env, from: self) }) else { return true }
+            lock.withLock { if killReason == nil { killReason = "the worker broke its shared-memory ring: \(broken)" } }
+            return false
+        } catch {
+            lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
+            return false
         }
-        if outboxStart == outbox.count { outbox.removeAll(keepingCapacity: outbox.capacity <= 1 << 20); outboxStart = 0 }
+    }
+
+    /// Lock held: moves what the outbox holds into the ring. While some is
+    /// left the host says it waits for room (the worker rings the bell when
+    /// it takes bytes), and looks once more after saying so. Returns whether
+    /// the worker must be woken.
+    private func flushOutboxLocked() -> Bool {
+        var wake = false
+        var announced = false
+        while outboxStart < outbox.count {
+            let r = outbox.withUnsafeBytes { b in ring.write(UnsafeRawBufferPointer(rebasing: b[outboxStart...])) }
+            switch r {
+            case .corrupt(let why): brokenRing(why); return false
+            case .done(let n, let w):
+                wake = wake || w
+                outboxStart += n
+                if n == 0 {
+                    if announced { return wake }
+                    ring.setBlocked(true)
+                    announced = true
+                }
+            }
+        }
+        outbox.removeAll(keepingCapacity: outbox.capacity <= 1 << 20)
+        outboxStart = 0
+        ring.setBlocked(false)
+        return wake
+    }
+
+    private func flushOutbox() {
+        let wake = lock.withLock { outbox.count > outboxStart && flushOutboxLocked() }
+        if wake { ring.wakeWorker() }
     }
 
     /// Kills what is left of the process group, reaps the worker and reports.

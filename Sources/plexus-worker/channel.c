@@ -1,17 +1,23 @@
 #define _GNU_SOURCE
 #include "channel.h"
 #include "plexus_channel.h"
+#include "plexus_ring.h"
 #include "plexus_wire_internal.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static int chan = -1;
 static uint64_t max_payload;
+
+/* Frames travel on the shared-memory ring (plexus_ring.h); the socket only
+** brought it, and its end of file is how the host sees this process die. */
+static plexus_ring ring;
+static int bell_fd = -1;   /* eventfd: rings the host's I/O thread */
 
 /* Input: bytes read but not yet consumed. */
 static uint8_t *in;
@@ -30,6 +36,22 @@ uint64_t channel_payload_limit(void) { return max_payload; }
 
 static void die(void) { _exit(PLEXUS_WORKER_EXIT_CHANNEL); }
 
+void channel_attach_ring(void) {
+    int memfd = -1;
+    if (plexus_ring_receive_fds(chan, &memfd, &bell_fd) != 0) die();
+    struct stat st;
+    if (fstat(memfd, &st) != 0 || st.st_size <= 0) die();
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (base == MAP_FAILED) die();
+    close(memfd);   /* the mapping stays; the plugin gets no handle on the file */
+    if (plexus_ring_open(&ring, base, (uint64_t)st.st_size, 0, NULL) != 0) die();
+}
+
+static void ring_host(void) {
+    uint64_t one = 1;
+    (void)!write(bell_fd, &one, sizeof one);
+}
+
 static void grow(uint8_t **buf, uint64_t *cap, uint64_t need) {
     if (need <= *cap) return;
     uint64_t c = *cap ? *cap : 65536;
@@ -40,7 +62,8 @@ static void grow(uint8_t **buf, uint64_t *cap, uint64_t need) {
     *cap = c;
 }
 
-/* Reads whatever is available (blocking for at least one byte when wait). */
+/* Takes whatever the host has published (sleeping for at least one byte
+** when wait). Called with the caller's lock held, like every reader. */
 static int fill(int wait) {
     if (in_off > 0 && in_off == in_len) in_off = in_len = 0;
     if (in_off > (1u << 20) && in_off * 2 > in_len) {   /* compact */
@@ -50,20 +73,22 @@ static int fill(int wait) {
     }
     grow(&in, &in_cap, in_len + 65536);
     for (;;) {
-        ssize_t n = recv(chan, in + in_len, in_cap - in_len, wait ? 0 : MSG_DONTWAIT);
+        int wake = 0;
+        uint32_t seen = plexus_ring_bell(&ring);
+        int64_t n = plexus_ring_read(&ring, in + in_len, in_cap - in_len, &wake, NULL, 0);
+        if (n < 0) die();
+        if (wake) ring_host();   /* the host waits for room to write more */
         if (n > 0) { in_len += (uint64_t)n; return 1; }
-        if (n == 0) die();                       /* the host went away */
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        die();
+        if (!wait) return 0;
+        plexus_ring_sleep(&ring, seen, -1);   /* the host's death kills this process (PDEATHSIG) */
     }
 }
 
-int channel_has_input(void) {
-    if (in_len > in_off) return 1;
-    struct pollfd p = { chan, POLLIN, 0 };
-    return poll(&p, 1, 0) > 0;
-}
+int channel_has_input(void) { return in_len > in_off || plexus_ring_readable(&ring); }
+
+uint32_t channel_bell(void) { return plexus_ring_bell(&ring); }
+void channel_sleep(uint32_t seen) { plexus_ring_sleep(&ring, seen, -1); }
+void channel_kick(void) { plexus_ring_kick(&ring); }
 
 frame *channel_read(int wait) {
     for (;;) {
@@ -109,15 +134,12 @@ int channel_has_output(void) { return out_len > 0; }
 void channel_flush(void) {
     uint64_t off = 0;
     while (off < out_len) {
-        ssize_t n = send(chan, out + off, out_len - off, MSG_NOSIGNAL);
-        if (n > 0) { off += (uint64_t)n; continue; }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = { chan, POLLOUT, 0 };
-            poll(&p, 1, -1);
-            continue;
-        }
-        die();
+        int wake = 0;
+        int64_t n = plexus_ring_write(&ring, out + off, out_len - off, &wake, NULL, 0);
+        if (n < 0) die();
+        if (wake) ring_host();
+        off += (uint64_t)n;
+        if (off < out_len) plexus_ring_wait_room(&ring, 100);   /* full: the host drains it */
     }
     out_len = 0;
 }

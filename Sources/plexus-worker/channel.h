@@ -15,6 +15,9 @@ typedef struct frame {
 } frame;
 
 void channel_init(int fd, uint64_t max_payload);
+/* Receives the shared-memory ring the host sends over the socket right after
+** spawning (plexus_ring.h) and maps it; exits on failure. Before the filter. */
+void channel_attach_ring(void);
 /* The host's payload limit (--max-payload), which the host functions' checks use. */
 uint64_t channel_payload_limit(void);
 
@@ -41,5 +44,12 @@ plexus_status channel_control(const char *topic, plexus_id correlation, int32_t 
 
 /* True when a whole frame, or some bytes of one, are waiting unread. */
 int channel_has_input(void);
+
+/* Sleeping for input without the lock: read the bell under the lock, release
+** it, then sleep until the host publishes or channel_kick moves the bell. */
+uint32_t channel_bell(void);
+void channel_sleep(uint32_t seen);
+/* Wakes the thread in channel_sleep (another thread queued work for it). */
+void channel_kick(void);
 
 #endif

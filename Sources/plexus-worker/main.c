@@ -2,9 +2,12 @@
 ** plexus-worker: runs one plugin in its own process for the host.
 **
 ** The host starts it with posix_spawn: descriptor 3 is the channel (a Unix
-** stream socket), 4 a sealed private copy of the plugin, 5 the syscall
-** filter the host compiled for the plugin's grants, 1 and 2 pipes the
-** host drains into its log. Before the plugin's bytes are mapped the worker
+** stream socket), 4 a sealed private copy of the plugin (or, warm, a
+** socket the image arrives on later), 5 the syscall filter the host
+** compiled for the plugin's grants, 1 and 2 pipes the host drains into its
+** log. The host then sends, over the socket, the shared-memory ring every
+** frame travels on (plexus_ring.h) and the eventfd that wakes it. Before
+** the plugin's bytes are mapped the worker
 ** closes every other descriptor, dies with the host, takes its limits and
 ** installs its syscall filter; then it loads the plugin, sends HELLO, waits
 ** for START, calls init and serves deliveries until SHUTDOWN or the host
@@ -46,9 +49,8 @@
 static const plexus_plugin_descriptor *desc;
 static void *state;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int wake_fd = -1;                 /* eventfd: wakes the server waiting in poll() */
 static __thread int is_server;           /* this thread runs handlers (flushes when idle) */
-static int polling;                      /* a server is in poll() on the channel */
+static int polling;                      /* a server sleeps on the channel (channel_sleep) */
 static int idle_servers;                 /* servers waiting on serve_cv */
 static pthread_cond_t serve_cv = PTHREAD_COND_INITIALIZER;
 static unsigned concurrency = 1;         /* server threads (--concurrency) */
@@ -117,14 +119,11 @@ static int is_control(const plexus_envelope *e, const char *topic) {
     return e->target_kind == PLEXUS_TARGET_TOPIC && e->target && strcmp(e->target, topic) == 0;
 }
 
-/* Lock held: deliveries were queued by a thread other than the one in
-** poll(); an idle server takes them, or the poller is woken. */
+/* Lock held: deliveries were queued by a thread other than the one
+** sleeping on the channel; an idle server takes them, or the sleeper is woken. */
 static void wake_servers(void) {
     if (idle_servers) pthread_cond_signal(&serve_cv);
-    if (polling) {
-        uint64_t one = 1;
-        (void)!write(wake_fd, &one, sizeof one);
-    }
+    if (polling) channel_kick();
 }
 
 static void enqueue_frame(frame *f) {
@@ -736,7 +735,7 @@ static void arm_flusher(void) {
 }
 
 /* The next delivery, highest priority first, for one of `concurrency`
-** servers. One idle server waits in poll() on the channel; the others wait
+** servers. One idle server sleeps on the channel (the ring's futex); the others wait
 ** on serve_cv (leader and followers), so a frame wakes one thread, not all.
 ** Returns NULL when SHUTDOWN came and nothing is left. */
 static frame *next_frame(void) {
@@ -766,10 +765,9 @@ static frame *next_frame(void) {
             continue;
         }
         polling = 1;
+        uint32_t seen = channel_bell();   /* under the lock: a kick after this is not lost */
         pthread_mutex_unlock(&lock);
-        struct pollfd p[2] = { { CHANNEL_FD, POLLIN, 0 }, { wake_fd, POLLIN, 0 } };
-        while (poll(p, 2, -1) < 0 && errno == EINTR) {}
-        if (p[1].revents & POLLIN) { uint64_t v; (void)!read(wake_fd, &v, sizeof v); }
+        channel_sleep(seen);
         pthread_mutex_lock(&lock);
         polling = 0;
         if (idle_servers) pthread_cond_signal(&serve_cv);   /* one of them polls next */
@@ -841,8 +839,7 @@ int main(int argc, char **argv) {
     close_range(FILTER_FD + 1, ~0U, 0);
     signal(SIGPIPE, SIG_IGN);
     channel_init(CHANNEL_FD, max_payload);
-    wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd < 0) _exit(PLEXUS_WORKER_EXIT_SANDBOX);
+    channel_attach_ring();
 
     /* Confinement first (it needs root and a single thread), then no
     ** capability, then limits and the syscall allowlist. */

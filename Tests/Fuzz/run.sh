@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the frame decoder with libFuzzer (clang from the Swift toolchain)
 # for SECONDS (default 20), starting from valid frames written by the
-# Swift tests' encoder. Fails on any crash, sanitizer report or mismatch.
+# Swift tests' encoder, then the host's side of a worker's shared-memory
+# ring (fuzz_ring.c: the worker's indices, flags and bytes set to anything)
+# for as long. Fails on any crash, sanitizer report or mismatch.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-20}
@@ -35,3 +37,30 @@ if ! "$work/fuzz_wire" -max_total_time="$seconds" -max_len=4096 -print_final_sta
     exit 1
 fi
 grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/fuzz.log"
+
+# The ring: the host's reads and writes against a worker that sets anything.
+if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" -I"$root/Sources/CPlexusInternal/include" \
+    "$root/Tests/Fuzz/fuzz_ring.c" "$root/Sources/CPlexusInternal/ring.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_ring" > "$work/build.log" 2>&1; then
+    cat "$work/build.log" >&2
+    exit 1
+fi
+mkdir -p "$work/ring"
+# Seeds: publish a frame's worth of bytes and read it; a head far past the
+# tail; a read index ahead of the write index; writes until full.
+python3 - "$work/ring" <<'PY'
+import struct, sys
+def op(code, v): return bytes([code]) + struct.pack("<I", v & 0xffffffff)
+frame = b"PLXF" + bytes([1, 1, 0, 0]) + struct.pack("<I", 0)
+seeds = [op(3, len(frame)) + frame + op(0, len(frame)) + op(4, 4096),
+         op(0, 1 << 20) + op(4, 100),
+         op(1, 5000) + op(5, 300),
+         op(5, 4000) + op(5, 4000) + op(1, 4000) + op(5, 4000) + op(2, 1)]
+for i, s in enumerate(seeds):
+    open(f"{sys.argv[1]}/seed{i}", "wb").write(s)
+PY
+if ! "$work/fuzz_ring" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$work/ring" > "$work/fuzz_ring.log" 2>&1; then
+    tail -40 "$work/fuzz_ring.log" >&2
+    echo "fuzz: the ring reader failed (log above)" >&2
+    exit 1
+fi
+grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/fuzz_ring.log"

@@ -4,7 +4,8 @@
 ** today, a socket client registering as an agent later.
 **
 ** A channel carries nothing but plexus_wire.h envelope frames, in both
-** directions. Most are ordinary messages (deliveries to the agent, messages
+** directions. To a worker they travel on the shared-memory rings of
+** plexus_ring.h, which the host passes over the worker's socket first. Most are ordinary messages (deliveries to the agent, messages
 ** the agent sends, replies). Control frames are envelopes with
 ** target_kind = PLEXUS_TARGET_TOPIC and a target under the reserved prefix
 ** "_plexus." below; the host never routes them and agents may not publish
