@@ -37,7 +37,7 @@ struct BenchCommand: ParsableCommand {
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
         let inproc = try median { try rate(one, pairs: 1, "rr", roundTrips) }
         let erlang = erlangPingPong()
-        print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang"))")
+        print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang")))")
         print(erlang.value == nil ? "# \(erlang.line)" : erlang.line)
         print("inproc_oneway_per_s: \(try median { try rate(one, pairs: 1, "oneway", messages) }) msgs/s (64-byte payloads, 1 sender, 1 receiver)")
         one.shutdown()
@@ -73,7 +73,7 @@ struct BenchCommand: ParsableCommand {
             return v
         }
         let floor = try tool("floor", ["rrps", "\(n)"])
-        print("client_rr_per_s: \(rate) round trips/s (C client -> socket -> in-process C agent -> C client; floor: \(line(floor, "raw_unix_stream_rr_per_s")); \(ratio(Double(rate), value(floor, "raw_unix_stream_rr_per_s"), "floor"))")
+        print("client_rr_per_s: \(rate) round trips/s (C client -> socket -> in-process C agent -> C client; floor: \(line(floor, "raw_unix_stream_rr_per_s")); \(ratio(Double(rate), value(floor, "raw_unix_stream_rr_per_s"), "floor")))")
         let pipelined = try median { () throws -> Int in
             let out = try tool("client_rr", [path, "pong0", "\(n * 20)", "\(window)"])
             guard let v = out.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else {
@@ -81,7 +81,7 @@ struct BenchCommand: ParsableCommand {
             }
             return v
         }
-        print("client_rr_pipelined_per_s: \(pipelined) requests/s (\(window) in flight on one connection; floor: the goal, \(Self.pipelinedGoal) requests/s; \(ratio(Double(pipelined), Double(Self.pipelinedGoal), "goal"))")
+        print("client_rr_pipelined_per_s: \(pipelined) requests/s (\(window) in flight on one connection; floor: the goal, \(Self.pipelinedGoal) requests/s; \(ratio(Double(pipelined), Double(Self.pipelinedGoal), "goal")))")
     }
 
     static let pipelinedGoal = 500_000
@@ -93,11 +93,11 @@ struct BenchCommand: ParsableCommand {
         let pong = "\(agents)/pong0.so"
         let floors = try tool("floor", ["rr", "20000"]) + tool("floor", ["batch", "\(messages)"]) + tool("floor", ["spawn", "100", pong])
         let rr = try sandboxRoundTrip(pong, samples: 20_000)
-        print("sandbox_rr_p50_us: \(fixed(rr, 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0; floor: \(line(floors, "raw_pipe_rr")); \(ratio(rr, value(floors, "raw_pipe_rr"), "pipe floor"))")
+        print("sandbox_rr_p50_us: \(fixed(rr, 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0; floor: \(line(floors, "raw_pipe_rr")); \(ratio(rr, value(floors, "raw_pipe_rr"), "pipe floor")))")
         let oneway = try sandboxOneWay(pong, n: messages)
-        print("sandbox_oneway_per_s: \(oneway) msgs/s (64-byte commands; floor: \(line(floors, "raw_unix_stream_batched")); \(ratio(Double(oneway), value(floors, "raw_unix_stream_batched"), "floor"))")
+        print("sandbox_oneway_per_s: \(oneway) msgs/s (64-byte commands; floor: \(line(floors, "raw_unix_stream_batched")); \(ratio(Double(oneway), value(floors, "raw_unix_stream_batched"), "floor")))")
         let spawn = try sandboxSpawn(pong, samples: 50)
-        print("sandbox_spawn_ready_p50_ms: \(fixed(spawn, 3)) ms (copy, spawn, sandbox, load, init; floor: \(line(floors, "raw_spawn")); \(ratio(spawn, value(floors, "raw_spawn"), "floor"))")
+        print("sandbox_spawn_ready_p50_ms: \(fixed(spawn, 3)) ms (copy, spawn, sandbox, load, init; floor: \(line(floors, "raw_spawn")); \(ratio(spawn, value(floors, "raw_spawn"), "floor")))")
         for f in floors { print("# \(f)") }
     }
 
@@ -167,7 +167,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// "ratio 0.52x Erlang": the figure over what is printed beside it.
-    private func ratio(_ v: Double, _ beside: Double?, _ name: String) -> String {
+    func ratio(_ v: Double, _ beside: Double?, _ name: String) -> String {
         guard let beside, beside > 0 else { return "ratio: none, nothing measured beside it" }
         return "ratio \(fixed(v / beside, 2))x \(name)"
     }
