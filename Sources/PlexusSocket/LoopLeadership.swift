@@ -22,6 +22,10 @@ final class LoopLeadership: @unchecked Sendable {
     /// Bumped each time the standby served the loop.
     private let takeovers = Atomic<UInt64>(0)
     private let armed = Atomic<Bool>(false)
+    /// True while the standby serves: the run that ends rings `wakeLoop` so
+    /// the standby's wait returns at once and it gives the token back.
+    private let serving = Atomic<Bool>(false)
+    private var wakeLoop: @Sendable () -> Void = {}
     private let stopping = Atomic<Bool>(false)
     /// The standby sleeps here while disarmed.
     private let bell = ConditionLock()
@@ -33,7 +37,9 @@ final class LoopLeadership: @unchecked Sendable {
 
     /// Starts the standby. `serve(stillStuck)` serves the loop (token held,
     /// no inline runs) until stillStuck() turns false.
-    func start(serve: @escaping @Sendable (_ stillStuck: () -> Bool) -> Void) throws(ThreadStartError) {
+    func start(wakeLoop: @escaping @Sendable () -> Void,
+               serve: @escaping @Sendable (_ stillStuck: () -> Bool) -> Void) throws(ThreadStartError) {
+        self.wakeLoop = wakeLoop
         let t = try startThread(name: "plexus-socket-standby") { [self] in watch(serve) }
         standby.withLock { $0 = t }
     }
@@ -64,6 +70,7 @@ final class LoopLeadership: @unchecked Sendable {
         token.unlock()
         body()
         runs.add(1, ordering: .sequentiallyConsistent)   // even: the standby, if serving, stops and gives the token back
+        if serving.load(ordering: .sequentiallyConsistent) { wakeLoop() }
         token.lock()
     }
 
@@ -82,7 +89,9 @@ final class LoopLeadership: @unchecked Sendable {
                     // The same run for a whole tick: serve the others until it ends.
                     token.lock()
                     takeovers.add(1, ordering: .sequentiallyConsistent)
+                    serving.store(true, ordering: .sequentiallyConsistent)
                     serve { runs.load(ordering: .sequentiallyConsistent) == now && !stopping.load(ordering: .sequentiallyConsistent) }
+                    serving.store(false, ordering: .sequentiallyConsistent)
                     token.unlock()
                 }
                 quiet = now == seen ? quiet + 1 : 0

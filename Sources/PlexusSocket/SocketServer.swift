@@ -124,7 +124,8 @@ public final class SocketServer: @unchecked Sendable {
     /// Starts the event loop; throws when its thread cannot start.
     public func start() throws(PlexusError) {
         do throws(ThreadStartError) {
-            try leadership.start { [self] stillStuck in serveAside(while: stillStuck) }
+            try leadership.start(wakeLoop: { [wake] in var one: UInt64 = 1; _ = Glibc.write(wake, &one, 8) },
+                                 serve: { [self] stillStuck in serveAside(while: stillStuck) })
             let t = try startThread(name: "plexus-socket") { [self] in loop() }
             loopThread.withLock { $0 = t }
         } catch {
