@@ -35,6 +35,10 @@ final class Outbox: Sendable {
         /// The socket failed or was closed: nothing is written any more.
         var dead = false
         var corked = false
+        /// The thread that corked: only its own posts are held back, so an
+        /// answer produced elsewhere never waits for the loop's batch (or
+        /// for an agent running long on the loop).
+        var corker = pthread_t()
         var reading = true
         var interest: UInt32 = PLEXUS_LOOP_IN
     }
@@ -62,13 +66,17 @@ final class Outbox: Sendable {
             if s.closed || s.dead || (!force && s.ends.count >= limit) { return false }
             s.bytes.append(contentsOf: frame)
             s.ends.append(s.bytes.count)
-            if s.ends.count == 1 && !s.corked { write(&s) }
+            if !s.corked {
+                if s.ends.count == 1 { write(&s) }   // else the socket is full: the loop writes when it has room
+            } else if pthread_equal(s.corker, pthread_self()) == 0 {
+                write(&s)   // from another thread: out now, with what the cork held before it
+            }
             return true
         }
     }
 
     /// Holds what is posted until `uncork` (the loop, around a batch of a client's frames).
-    func cork() { state.withLock { $0.corked = true } }
+    func cork() { state.withLock { $0.corked = true; $0.corker = pthread_self() } }
 
     /// Writes what was held back, in one send when the socket takes it.
     func uncork() {
