@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the host (release) and the benchmark agents, runs `plexus bench`,
-# then the Erlang/OTP ping-pong yardstick in the same run, so the figures
-# beside each other were measured on the same machine at the same time.
+# Builds the host (release) and the benchmark agents, then runs `plexus bench`,
+# which measures every line beside its floor in the same run — the Erlang/OTP
+# ping-pong beside inproc_rr_per_s too (it runs it itself when `erl` is on
+# PATH, so erlang-base is installed here).
 # Arguments go to `plexus bench` (e.g. --repetitions 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,3 @@ scripts/install-deps.sh erlang-base
 swift build -c release --product plexus >/dev/null
 Benchmarks/build.sh
 "$(swift build -c release --show-bin-path)/plexus" bench --agents Benchmarks/agents "$@"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-erlc -o "$work" Benchmarks/peers/erlang_pingpong.erl
-erl -noshell -pa "$work" -s erlang_pingpong main -s init stop

@@ -26,18 +26,42 @@ typedef struct delivery_box {
     uint8_t frame[];
 } delivery_box;
 
-struct plexus_client {
-    int fd;
-    uint64_t next_id;
-    delivery_box *head, *tail;   /* messages read while a call waited */
-    char error[512];
-};
-
 /* An answer and the frame its pointers point into, in one allocation. */
 typedef struct answer_box {
     plexus_answer answer;
     uint8_t frame[];
 } answer_box;
+
+/* A request sent and not yet handed back: found by its id in a chained hash
+** table; once its answer arrived it is also on the ready list (oldest
+** first), which plexus_client_wait_any takes from. */
+typedef struct waiter {
+    plexus_id id;
+    answer_box *box;                 /* NULL until the answer arrives */
+    struct waiter *next;             /* hash chain */
+    struct waiter *ready_prev, *ready_next;
+} waiter;
+
+#define WAIT_BUCKETS 4096u           /* a power of two; ids count up, so lo spreads them */
+#define OUT_FLUSH_AT (64u * 1024u)   /* submitted frames are written once this many bytes wait */
+#define IN_CHUNK (64u * 1024u)       /* bytes asked of each read */
+
+struct plexus_client {
+    int fd;
+    uint64_t next_id;
+    delivery_box *head, *tail;       /* messages read while a call waited */
+    waiter *table[WAIT_BUCKETS];
+    waiter *ready_head, *ready_tail;
+    size_t in_flight;
+    uint8_t *out;                    /* frames submitted and not yet written */
+    size_t out_len, out_cap;
+    uint8_t *in;                     /* bytes read and not yet taken as frames */
+    size_t in_start, in_end, in_cap;
+    plexus_status refused;           /* the host refused the connection: why (0: it did not) */
+    char refusal[512];
+    int broken;                      /* the connection broke; error says how */
+    char error[512];
+};
 
 const char *plexus_client_default_socket(char *buf, size_t cap) {
     const char *s = getenv("PLEXUS_SOCKET");
@@ -84,12 +108,18 @@ void plexus_client_close(plexus_client *c) {
     if (!c) return;
     close(c->fd);
     while (c->head) { delivery_box *n = c->head->next; free(c->head); c->head = n; }
+    for (size_t b = 0; b < WAIT_BUCKETS; b++)
+        for (waiter *w = c->table[b], *n; w; w = n) { n = w->next; free(w->box); free(w); }
+    free(c->out);
+    free(c->in);
     free(c);
 }
 
 const char *plexus_client_last_error(const plexus_client *c) { return c ? c->error : "no client"; }
 
 void plexus_answer_free(plexus_answer *a) { free(a); }   /* the box starts with the answer */
+
+size_t plexus_client_in_flight(const plexus_client *c) { return c ? c->in_flight : 0; }
 
 static int64_t now_ns(int clock) {
     struct timespec ts;
@@ -98,24 +128,99 @@ static int64_t now_ns(int clock) {
 }
 
 static plexus_status broken(plexus_client *c, const char *what) {
-    snprintf(c->error, sizeof c->error, "the connection to the host broke: %s", what);
+    if (!c->broken) snprintf(c->error, sizeof c->error, "the connection to the host broke: %s", what);
+    c->broken = 1;
     return PLEXUS_UNAVAILABLE;
 }
 
-static plexus_status write_all(plexus_client *c, const uint8_t *p, uint64_t n) {
-    while (n > 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return broken(c, strerror(errno));
-        p += w;
-        n -= (uint64_t)w;
-    }
+/* What a client that can no longer be used says, or OK. */
+static plexus_status unusable(plexus_client *c) {
+    if (c->refused) { snprintf(c->error, sizeof c->error, "%s", c->refusal); return c->refused; }
+    if (c->broken) return PLEXUS_UNAVAILABLE;
     return PLEXUS_OK;
 }
 
-/* Reads exactly n bytes by the monotonic deadline (0: none). */
-static plexus_status read_all(plexus_client *c, uint8_t *p, uint64_t n, int64_t deadline) {
-    while (n > 0) {
+static int same_id(plexus_id a, plexus_id b) { return a.hi == b.hi && a.lo == b.lo; }
+
+static waiter **slot_of(plexus_client *c, plexus_id id) {
+    waiter **p = &c->table[(id.lo ^ id.hi) & (WAIT_BUCKETS - 1)];
+    while (*p && !same_id((*p)->id, id)) p = &(*p)->next;
+    return p;
+}
+
+/* Unlinks w from the table (and the ready list) and frees it; returns its answer box. */
+static answer_box *take_waiter(plexus_client *c, waiter **p) {
+    waiter *w = *p;
+    *p = w->next;
+    if (w->box) {
+        if (w->ready_prev) w->ready_prev->ready_next = w->ready_next; else c->ready_head = w->ready_next;
+        if (w->ready_next) w->ready_next->ready_prev = w->ready_prev; else c->ready_tail = w->ready_prev;
+    }
+    answer_box *box = w->box;
+    free(w);
+    c->in_flight--;
+    return box;
+}
+
+/* Writes every submitted frame. */
+static plexus_status flush_out(plexus_client *c) {
+    size_t done = 0;
+    while (done < c->out_len) {
+        ssize_t w = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { c->out_len = 0; return broken(c, strerror(errno)); }
+        done += (size_t)w;
+    }
+    c->out_len = 0;
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_flush(plexus_client *c) {
+    if (!c) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = unusable(c);
+    return s != PLEXUS_OK ? s : flush_out(c);
+}
+
+/* Encodes e (with a fresh id) after the frames waiting to be written. */
+static plexus_status queue_frame(plexus_client *c, plexus_envelope *e) {
+    e->id = (plexus_id){ 0, c->next_id++ };
+    const char *what = NULL;
+    plexus_status s = plexus_wire_validate(e, MAX_PAYLOAD, &what);
+    if (s != PLEXUS_OK) {
+        snprintf(c->error, sizeof c->error, "%s", what ? what : "invalid envelope");
+        return s;
+    }
+    uint64_t size = plexus_wire_frame_size(e);
+    if (c->out_len + size > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + size) cap *= 2;
+        uint8_t *grown = realloc(c->out, cap);
+        if (!grown) return PLEXUS_NO_MEMORY;
+        c->out = grown;
+        c->out_cap = cap;
+    }
+    plexus_wire_encode_valid(e, c->out + c->out_len);
+    c->out_len += size;
+    return PLEXUS_OK;
+}
+
+/* Reads more bytes into the input buffer, keeping room for at least `need`
+** unread bytes, by the monotonic deadline (0: none). */
+static plexus_status fill(plexus_client *c, size_t need, int64_t deadline) {
+    size_t have = c->in_end - c->in_start;
+    if (c->in_start > 0 && (have == 0 || c->in_cap - c->in_end < IN_CHUNK)) {
+        memmove(c->in, c->in + c->in_start, have);
+        c->in_start = 0;
+        c->in_end = have;
+    }
+    size_t want = need > have + IN_CHUNK ? need : have + IN_CHUNK;
+    if (c->in_cap < want) {
+        uint8_t *grown = realloc(c->in, want);
+        if (!grown) return PLEXUS_NO_MEMORY;
+        c->in = grown;
+        c->in_cap = want;
+    }
+    for (;;) {
         int wait_ms = -1;
         if (deadline) {
             int64_t left = deadline - now_ns(CLOCK_MONOTONIC);
@@ -127,43 +232,47 @@ static plexus_status read_all(plexus_client *c, uint8_t *p, uint64_t n, int64_t 
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return broken(c, strerror(errno));
         if (r == 0) continue;   /* the deadline check above ends it */
-        ssize_t got = recv(c->fd, p, n, 0);
-        if (got < 0 && errno == EINTR) continue;
+        ssize_t got = recv(c->fd, c->in + c->in_end, c->in_cap - c->in_end, MSG_DONTWAIT);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (got == 0) return broken(c, "the host closed it");
         if (got < 0) return broken(c, strerror(errno));
-        p += got;
-        n -= (uint64_t)got;
+        c->in_end += (size_t)got;
+        return PLEXUS_OK;
     }
-    return PLEXUS_OK;
 }
 
 /* Reads one frame and checks it entirely; on success *out owns it. */
 static plexus_status read_frame(plexus_client *c, int64_t deadline, answer_box **out, plexus_envelope *env) {
-    uint8_t header[PLEXUS_WIRE_HEADER_LEN];
-    plexus_status s = read_all(c, header, sizeof header, deadline);
+    plexus_status s = unusable(c);
     if (s != PLEXUS_OK) return s;
+    while (c->in_end - c->in_start < PLEXUS_WIRE_HEADER_LEN)
+        if ((s = fill(c, PLEXUS_WIRE_HEADER_LEN, deadline)) != PLEXUS_OK) return s;
     uint8_t type;
     uint32_t body;
     const char *what = NULL;
-    if (plexus_wire_decode_header(header, sizeof header, plexus_wire_max_body(MAX_PAYLOAD), &type, &body, &what) != PLEXUS_OK)
+    if (plexus_wire_decode_header(c->in + c->in_start, PLEXUS_WIRE_HEADER_LEN, plexus_wire_max_body(MAX_PAYLOAD),
+                                  &type, &body, &what) != PLEXUS_OK)
         return broken(c, what ? what : "a malformed frame header");
     uint64_t len = PLEXUS_WIRE_HEADER_LEN + (uint64_t)body;
-    answer_box *box = malloc(sizeof *box + len + 1);
-    if (!box) return PLEXUS_NO_MEMORY;
-    memcpy(box->frame, header, sizeof header);
     /* Once a header is read the rest follows at once; a timeout mid-frame
     ** would leave the stream out of step, so the rest has no deadline. */
-    s = read_all(c, box->frame + sizeof header, body, 0);
-    if (s == PLEXUS_OK && plexus_wire_decode(box->frame, len, MAX_PAYLOAD, env, &what) != PLEXUS_OK)
-        s = broken(c, what ? what : "a malformed frame");
-    if (s != PLEXUS_OK) { free(box); return s; }
+    while (c->in_end - c->in_start < len)
+        if ((s = fill(c, (size_t)len, 0)) != PLEXUS_OK) return s;
+    answer_box *box = malloc(sizeof *box + len + 1);
+    if (!box) return PLEXUS_NO_MEMORY;
+    memcpy(box->frame, c->in + c->in_start, len);
+    c->in_start += len;
+    if (plexus_wire_decode(box->frame, len, MAX_PAYLOAD, env, &what) != PLEXUS_OK) {
+        free(box);
+        return broken(c, what ? what : "a malformed frame");
+    }
     box->frame[len] = 0;
     *out = box;
     return PLEXUS_OK;
 }
 
 /* A message for the client read while waiting for an answer: queued for
-** plexus_client_receive (the box is reused in place). Returns 1 if kept. */
+** plexus_client_receive. Returns 1 if kept. */
 static int keep_delivery(plexus_client *c, answer_box *box, const plexus_envelope *e) {
     if (e->kind != PLEXUS_KIND_EVENT && e->kind != PLEXUS_KIND_COMMAND && e->kind != PLEXUS_KIND_QUERY) return 0;
     uint64_t len = plexus_wire_frame_size(e);
@@ -182,44 +291,104 @@ static int keep_delivery(plexus_client *c, answer_box *box, const plexus_envelop
     return 1;
 }
 
-/* Sends e with a fresh id and waits for the frame that answers it. Answers
-** to earlier calls that timed out arrive late and are skipped. */
-static void error_text(plexus_client *c, const plexus_envelope *a);
+static void error_text(char *dst, size_t cap, const plexus_envelope *a);
 
+/* Files a frame just read: the answer to a request in flight (kept for its
+** waiter), a message for the client (kept for plexus_client_receive), or
+** the host's refusal of the connection. An answer nobody waits for any
+** more (a call that gave up) is dropped. Takes box. */
+static void file_frame(plexus_client *c, answer_box *box, const plexus_envelope *e) {
+    if (e->kind == PLEXUS_KIND_RESPONSE || e->kind == PLEXUS_KIND_ERROR) {
+        waiter *w = *slot_of(c, e->correlation_id);
+        if (w && !w->box) {
+            w->box = box;
+            w->ready_prev = c->ready_tail;
+            w->ready_next = NULL;
+            if (c->ready_tail) c->ready_tail->ready_next = w; else c->ready_head = w;
+            c->ready_tail = w;
+            return;
+        }
+        /* An ERROR answering nothing means the host refused the connection. */
+        if (e->kind == PLEXUS_KIND_ERROR && e->correlation_id.hi == 0 && e->correlation_id.lo == 0) {
+            error_text(c->refusal, sizeof c->refusal, e);
+            c->refused = e->status ? e->status : PLEXUS_UNAVAILABLE;
+        }
+        free(box);
+        return;
+    }
+    if (!keep_delivery(c, box, e)) free(box);
+}
+
+/* Submits e (a fresh id) and remembers it as in flight. */
+static plexus_status submit(plexus_client *c, plexus_envelope *e, plexus_id *out_id) {
+    plexus_status s = unusable(c);
+    if (s != PLEXUS_OK) return s;
+    waiter *w = calloc(1, sizeof *w);
+    if (!w) return PLEXUS_NO_MEMORY;
+    size_t mark = c->out_len;
+    s = queue_frame(c, e);
+    if (s != PLEXUS_OK) { free(w); c->out_len = mark; return s; }
+    w->id = e->id;
+    waiter **p = slot_of(c, e->id);
+    *p = w;
+    c->in_flight++;
+    if (out_id) *out_id = e->id;
+    if (c->out_len >= OUT_FLUSH_AT) return flush_out(c);
+    return PLEXUS_OK;
+}
+
+/* The answer to request id (or, with any, to whichever comes first), read
+** by the monotonic deadline. On TIMEOUT the request stays in flight. */
+static plexus_status await(plexus_client *c, const plexus_id *id, int64_t deadline, answer_box **out,
+                           plexus_envelope *answer, plexus_id *out_id) {
+    plexus_status s = flush_out(c);
+    /* A host that refused the connection closed it; its reason may be unread. */
+    if (s != PLEXUS_OK) { deadline = now_ns(CLOCK_MONOTONIC) + 1000000000; c->broken = 0; }
+    for (;;) {
+        waiter **p = id ? slot_of(c, *id) : NULL;
+        if (id && !*p) {
+            snprintf(c->error, sizeof c->error, "no request %016llx%016llx is in flight on this client",
+                     (unsigned long long)id->hi, (unsigned long long)id->lo);
+            return PLEXUS_INVALID_ARGUMENT;
+        }
+        if (!id && !c->ready_head && c->in_flight == 0) {
+            snprintf(c->error, sizeof c->error, "no request is in flight on this client");
+            return PLEXUS_INVALID_ARGUMENT;
+        }
+        waiter *w = id ? *p : c->ready_head;
+        if (w && w->box) {
+            if (out_id) *out_id = w->id;
+            answer_box *box = take_waiter(c, slot_of(c, w->id));
+            plexus_wire_view(box->frame, answer);   /* checked when it was read */
+            *out = box;
+            return PLEXUS_OK;
+        }
+        answer_box *box = NULL;
+        plexus_envelope e;
+        plexus_status r = read_frame(c, deadline, &box, &e);
+        if (r != PLEXUS_OK) {
+            if (s != PLEXUS_OK && !c->refused) { c->broken = 1; return s; }
+            return r;
+        }
+        file_frame(c, box, &e);
+    }
+}
+
+/* Sends e with a fresh id and waits for the frame that answers it. A call
+** that gives up forgets its request: its answer is dropped when it comes. */
 static plexus_status exchange(plexus_client *c, plexus_envelope *e, int64_t deadline, answer_box **out,
                               plexus_envelope *answer) {
     if (!c) return PLEXUS_INVALID_ARGUMENT;
     c->error[0] = 0;
-    e->id = (plexus_id){ 0, c->next_id++ };
-    const char *what = NULL;
-    plexus_status s = plexus_wire_validate(e, MAX_PAYLOAD, &what);
+    plexus_id id;
+    plexus_status s = submit(c, e, &id);
+    if (s != PLEXUS_OK) return s;
+    s = await(c, &id, deadline, out, answer, NULL);
     if (s != PLEXUS_OK) {
-        snprintf(c->error, sizeof c->error, "%s", what ? what : "invalid envelope");
-        return s;
+        waiter **p = slot_of(c, id);
+        if (*p) free(take_waiter(c, p));
     }
-    uint64_t size = plexus_wire_frame_size(e);
-    uint8_t *frame = malloc(size);
-    if (!frame) return PLEXUS_NO_MEMORY;
-    plexus_wire_encode_valid(e, frame);
-    s = write_all(c, frame, size);
-    free(frame);
-    /* A host that refused the connection closed it; its reason may be unread. */
-    if (s != PLEXUS_OK) deadline = now_ns(CLOCK_MONOTONIC) + 1000000000;
-    for (;;) {
-        answer_box *box = NULL;
-        plexus_status r = read_frame(c, deadline, &box, answer);
-        if (r != PLEXUS_OK) return s != PLEXUS_OK ? s : r;
-        if (answer->correlation_id.hi == e->id.hi && answer->correlation_id.lo == e->id.lo) { *out = box; return PLEXUS_OK; }
-        if (keep_delivery(c, box, answer)) continue;
-        /* An ERROR answering nothing means the host refused the connection. */
-        if (answer->kind == PLEXUS_KIND_ERROR && answer->correlation_id.hi == 0 && answer->correlation_id.lo == 0) {
-            error_text(c, answer);
-            plexus_status why = answer->status ? answer->status : PLEXUS_UNAVAILABLE;
-            free(box);
-            return why;
-        }
-        free(box);
-    }
+    return s;
 }
 
 static plexus_envelope outgoing(plexus_kind kind, plexus_target_kind tk, const char *target,
@@ -237,24 +406,42 @@ static plexus_envelope outgoing(plexus_kind kind, plexus_target_kind tk, const c
 /* An ERROR answer's text into the last error: the "message" of its JSON
 ** body ({"error": NAME, "message": TEXT}, SDK/PROTOCOL.md), unescaped, or
 ** the body as it is when it has none. */
-static void error_text(plexus_client *c, const plexus_envelope *a) {
+static void error_text(char *dst, size_t cap, const plexus_envelope *a) {
     const char *p = a->payload ? (const char *)a->payload : "";
     size_t n = (size_t)a->payload_len, out = 0;
     static const char key[] = "\"message\":\"";
     const char *m = NULL;
     for (size_t i = 0; i + sizeof key - 1 <= n && !m; i++)
         if (memcmp(p + i, key, sizeof key - 1) == 0) m = p + i + sizeof key - 1;
-    if (!m) { snprintf(c->error, sizeof c->error, "%.*s", (int)n, p); return; }
-    for (const char *q = m; q < p + n && *q != '"' && out + 1 < sizeof c->error; q++) {
+    if (!m) { snprintf(dst, cap, "%.*s", (int)n, p); return; }
+    for (const char *q = m; q < p + n && *q != '"' && out + 1 < cap; q++) {
         char ch = *q;
         if (ch == '\\' && q + 1 < p + n) {
             ch = *++q;
             if (ch == 'n') ch = '\n'; else if (ch == 't') ch = '\t';
             else if (ch == 'u') { ch = '?'; q += q + 4 < p + n ? 4 : 0; }   /* beyond ASCII: not needed for names */
         }
-        c->error[out++] = ch;
+        dst[out++] = ch;
     }
-    c->error[out] = 0;
+    dst[out] = 0;
+}
+
+/* Fills the answer view of a box from its envelope. */
+static plexus_answer *to_answer(plexus_client *c, answer_box *box, const plexus_envelope *a) {
+    box->answer.status = a->kind == PLEXUS_KIND_ERROR ? (a->status ? a->status : PLEXUS_INTERNAL) : PLEXUS_OK;
+    box->answer.content_type = a->content_type ? a->content_type : "";
+    box->answer.payload = a->payload ? a->payload : (const uint8_t *)"";
+    box->answer.payload_len = a->payload_len;
+    box->answer.sender = a->sender ? a->sender : "";
+    if (box->answer.status != PLEXUS_OK) error_text(c->error, sizeof c->error, a);
+    return &box->answer;
+}
+
+static plexus_envelope query(plexus_target_kind target_kind, const char *target, const char *content_type,
+                             const void *payload, size_t len, uint32_t timeout_ms) {
+    plexus_envelope e = outgoing(PLEXUS_KIND_QUERY, target_kind, target, content_type, payload, len);
+    e.deadline_unix_ns = now_ns(CLOCK_REALTIME) + (int64_t)timeout_ms * 1000000;
+    return e;
 }
 
 plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kind, const char *target,
@@ -263,27 +450,53 @@ plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kin
     if (!c || !out) return PLEXUS_INVALID_ARGUMENT;
     *out = NULL;
     if (timeout_ms == 0) timeout_ms = DEFAULT_TIMEOUT_MS;
-    plexus_envelope e = outgoing(PLEXUS_KIND_QUERY, target_kind, target, content_type, payload, len);
-    e.deadline_unix_ns = now_ns(CLOCK_REALTIME) + (int64_t)timeout_ms * 1000000;
+    plexus_envelope e = query(target_kind, target, content_type, payload, len, timeout_ms);
     int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
     answer_box *box = NULL;
     plexus_envelope a;
     plexus_status s = exchange(c, &e, deadline, &box, &a);
     if (s == PLEXUS_TIMEOUT) snprintf(c->error, sizeof c->error, "no answer from '%s' within %u ms", target ? target : "", timeout_ms);
     if (s != PLEXUS_OK) return s;
-    box->answer.status = a.kind == PLEXUS_KIND_ERROR ? (a.status ? a.status : PLEXUS_INTERNAL) : PLEXUS_OK;
-    box->answer.content_type = a.content_type ? a.content_type : "";
-    box->answer.payload = a.payload ? a.payload : (const uint8_t *)"";
-    box->answer.payload_len = a.payload_len;
-    box->answer.sender = a.sender ? a.sender : "";
-    if (box->answer.status != PLEXUS_OK) error_text(c, &a);
-    *out = &box->answer;
+    *out = to_answer(c, box, &a);
     return PLEXUS_OK;
+}
+
+/* ---- pipelining ---------------------------------------------------------- */
+
+plexus_status plexus_client_submit(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                   const char *content_type, const void *payload, size_t len,
+                                   uint32_t timeout_ms, plexus_id *out_id) {
+    if (!c) return PLEXUS_INVALID_ARGUMENT;
+    c->error[0] = 0;
+    plexus_envelope e = query(target_kind, target, content_type, payload, len, timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    return submit(c, &e, out_id);
+}
+
+static plexus_status wait_for(plexus_client *c, const plexus_id *id, uint32_t timeout_ms, plexus_id *out_id,
+                              plexus_answer **out) {
+    if (!c || !out) return PLEXUS_INVALID_ARGUMENT;
+    *out = NULL;
+    int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)(timeout_ms ? timeout_ms : 1) * 1000000;
+    answer_box *box = NULL;
+    plexus_envelope a;
+    plexus_status s = await(c, id, deadline, &box, &a, out_id);
+    if (s == PLEXUS_TIMEOUT) snprintf(c->error, sizeof c->error, "no answer within %u ms (the request is still in flight)", timeout_ms);
+    if (s != PLEXUS_OK) return s;
+    *out = to_answer(c, box, &a);
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_wait(plexus_client *c, plexus_id id, uint32_t timeout_ms, plexus_answer **out) {
+    return wait_for(c, &id, timeout_ms, NULL, out);
+}
+
+plexus_status plexus_client_wait_any(plexus_client *c, uint32_t timeout_ms, plexus_id *out_id, plexus_answer **out) {
+    return wait_for(c, NULL, timeout_ms, out_id, out);
 }
 
 /* The status of an ERROR answer; its text becomes the last error. */
 static plexus_status refusal(plexus_client *c, const plexus_envelope *a) {
-    error_text(c, a);
+    error_text(c->error, sizeof c->error, a);
     return a->status ? a->status : PLEXUS_INTERNAL;
 }
 
@@ -410,13 +623,14 @@ plexus_status plexus_client_receive(plexus_client *c, uint32_t timeout_ms, plexu
     if (!c || !out) return PLEXUS_INVALID_ARGUMENT;
     *out = NULL;
     int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)(timeout_ms ? timeout_ms : 1) * 1000000;
+    if (c->out_len && flush_out(c) != PLEXUS_OK) return PLEXUS_UNAVAILABLE;   /* submitted queries go out first */
     while (!c->head) {
         answer_box *box = NULL;
         plexus_envelope e;
         plexus_status s = read_frame(c, deadline, &box, &e);
         if (s == PLEXUS_TIMEOUT) snprintf(c->error, sizeof c->error, "no message within %u ms", timeout_ms);
         if (s != PLEXUS_OK) return s;
-        if (!keep_delivery(c, box, &e)) free(box);   /* a late answer to a call that gave up */
+        file_frame(c, box, &e);   /* an answer is kept for its waiter; a late one to a call that gave up is dropped */
     }
     delivery_box *d = c->head;
     c->head = d->next;
@@ -442,17 +656,9 @@ plexus_status plexus_client_reply(plexus_client *c, const plexus_delivery *d, pl
                                  NULL, content_type, payload, len);
     e.status = status;
     e.correlation_id = d->id;
-    e.id = (plexus_id){ 0, c->next_id++ };
-    const char *what = NULL;
-    plexus_status s = plexus_wire_validate(&e, MAX_PAYLOAD, &what);
-    if (s != PLEXUS_OK) { snprintf(c->error, sizeof c->error, "%s", what ? what : "invalid reply"); return s; }
-    uint64_t size = plexus_wire_frame_size(&e);
-    uint8_t *frame = malloc(size);
-    if (!frame) return PLEXUS_NO_MEMORY;
-    plexus_wire_encode_valid(&e, frame);
-    s = write_all(c, frame, size);
-    free(frame);
-    return s;
+    plexus_status s = unusable(c);
+    if (s == PLEXUS_OK) s = queue_frame(c, &e);
+    return s != PLEXUS_OK ? s : flush_out(c);
 }
 
 void plexus_delivery_free(plexus_delivery *d) { free(d); }   /* the box starts with the delivery */

@@ -2,7 +2,7 @@
 ** plexus_client.h — call agents in a running Plexus host from any C program.
 **
 ** Depends on libc only. Build it into your program with the frame codec:
-**     cc -I include -I SDK/c my_program.c SDK/c/plexus_client.c Sources/CPlexus/wire.c
+**     cc -I include -I Sources/CPlexusInternal/include -I SDK/c my_program.c SDK/c/plexus_client.c Sources/CPlexus/wire.c
 **
 ** The protocol (README, "The host socket"): every frame the client sends is
 ** one envelope of include/plexus_wire.h, and the host answers each with
@@ -15,6 +15,13 @@
 ** QUERY. Those that arrive while a call waits are kept, in order, for
 ** plexus_client_receive. A query is answered with plexus_client_reply.
 ** SDK/PROTOCOL.md describes the whole protocol.
+**
+** Pipelining: plexus_client_submit sends a query without waiting, so one
+** connection can keep many (thousands) in flight; plexus_client_wait takes
+** the answer to one of them by its id, plexus_client_wait_any whichever
+** came first. Answers that arrive for other requests meanwhile are kept
+** for their own wait, so the order of waits never has to match the order
+** in which agents answer. plexus_client_call is submit + wait.
 **
 ** Threads: a plexus_client is used by one thread at a time (calls are
 ** synchronous). Use one client per thread, or a lock around each call.
@@ -97,6 +104,38 @@ plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kin
 const char *plexus_client_last_error(const plexus_client *c);
 
 void plexus_answer_free(plexus_answer *a);
+
+/* ---- pipelining: many requests in flight on one connection --------------- */
+
+/* Sends a QUERY like plexus_client_call but does not wait: *out_id (when not
+** NULL) is its id, for plexus_client_wait. Frames are written in batches:
+** each wait, receive or plexus_client_flush writes what was submitted, and
+** so does a submit once 64 KiB wait. Returns INVALID_ARGUMENT or TOO_LARGE
+** for an envelope the host would refuse (nothing is sent), UNAVAILABLE when
+** the connection broke, or the host's status when it refused the connection. */
+plexus_status plexus_client_submit(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                   const char *content_type, const void *payload, size_t len,
+                                   uint32_t timeout_ms, plexus_id *out_id);
+
+/* Writes every submitted frame now. */
+plexus_status plexus_client_flush(plexus_client *c);
+
+/* The answer to the submitted query id, waiting up to timeout_ms (0: only
+** what already arrived). PLEXUS_OK with *out set (free it with
+** plexus_answer_free; check (*out)->status). TIMEOUT: not yet, and the
+** request stays in flight, to be waited for again (the host answers it
+** with TIMEOUT at the latest at its deadline). INVALID_ARGUMENT when id is
+** not in flight (never submitted, or its answer was already taken).
+** Messages for the client read meanwhile are kept for plexus_client_receive. */
+plexus_status plexus_client_wait(plexus_client *c, plexus_id id, uint32_t timeout_ms, plexus_answer **out);
+
+/* As plexus_client_wait, for whichever request in flight is answered first
+** (answers already read come oldest first); *out_id (when not NULL) says
+** which. INVALID_ARGUMENT when nothing is in flight. */
+plexus_status plexus_client_wait_any(plexus_client *c, uint32_t timeout_ms, plexus_id *out_id, plexus_answer **out);
+
+/* How many submitted queries have not been handed back by a wait. */
+size_t plexus_client_in_flight(const plexus_client *c);
 
 /* ---- subscribing and serving as an agent -------------------------------- */
 

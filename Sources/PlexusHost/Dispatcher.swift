@@ -34,7 +34,7 @@ final class Dispatcher: @unchecked Sendable {
 
     static let watchdogTickNanos = 1_000_000
 
-    private final class Worker: Sendable {
+    fileprivate final class Worker: Sendable {
         /// The next agent, as retained Unmanaged bits (0 = empty); the
         /// watchdog may take it from another thread.
         let next = Atomic<UInt>(0)
@@ -162,4 +162,30 @@ final class Dispatcher: @unchecked Sendable {
         }
         dispatcher.enqueue(agent)  // still scheduled: more mail may be waiting
     }
+}
+
+// MARK: catching a wake-up on a thread that is not a worker
+
+extension Dispatcher {
+    /// A slot for a thread that is not one of the workers (the socket
+    /// server's event loop): while it routes a client's frame, the agent
+    /// that frame wakes lands here instead of waking a worker thread, and
+    /// the thread then runs it itself (`run`) or hands it on (`enqueue`).
+    final class Catcher: @unchecked Sendable {
+        fileprivate let worker = Worker()
+    }
+
+    /// Runs `body` with wake-ups caught in `c`; returns the agent it woke
+    /// (still scheduled: the caller must `run` or `enqueue` it), if any.
+    /// A second agent woken by the same body goes to the workers as usual.
+    func catching(_ c: Catcher, _ body: () -> Void) -> Agent? {
+        pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(c.worker).toOpaque())
+        body()
+        pthread_setspecific(Self.workerKey, nil)
+        return c.worker.takeNext()
+    }
+
+    /// Runs a caught agent's batch on the calling thread, as a worker would;
+    /// what it wakes meanwhile goes to the workers.
+    func run(_ agent: Agent) { deliver(agent) }
 }

@@ -12,6 +12,12 @@ import Synchronization
 /// order. The epoll interest of the connection is kept here too, under the
 /// same lock, because both the loop (reading paused or not) and posters
 /// (something to write or not) change it.
+///
+/// Frames wait back to back in one buffer, so one send carries all of them.
+/// While the loop handles a batch of a client's frames it corks the outbox:
+/// the answers produced meanwhile (most of them on the loop thread itself,
+/// when the agent ran inline) go out together in one send when it uncorks,
+/// instead of one send per answer.
 final class Outbox: Sendable {
     let fd: Int32
     private let epoll: Int32
@@ -19,17 +25,27 @@ final class Outbox: Sendable {
     let limit: Int
 
     private struct State {
-        var frames = Deque<[UInt8]>()
-        /// Bytes of frames.first already written.
-        var offset = 0
+        /// Frames not yet written, back to back; bytes before `written` are sent.
+        var bytes: [UInt8] = []
+        var written = 0
+        /// Where each waiting frame ends in `bytes`, oldest first.
+        var ends = Deque<Int>()
         /// No more frames are taken; what is queued is still written.
         var closed = false
         /// The socket failed or was closed: nothing is written any more.
         var dead = false
+        var corked = false
+        /// The thread that corked: only its own posts are held back, so an
+        /// answer produced elsewhere never waits for the loop's batch (or
+        /// for an agent running long on the loop).
+        var corker = pthread_t()
         var reading = true
         var interest: UInt32 = PLEXUS_LOOP_IN
     }
     private let state = Mutex(State())
+
+    /// Waiting bytes beyond this are moved to the front once written past.
+    private static let compactAt = 1 << 16
 
     init(fd: Int32, epoll: Int32, limit: Int) {
         self.fd = fd
@@ -42,11 +58,31 @@ final class Outbox: Sendable {
     /// `limit` frames wait. False when the connection is closing, or when a
     /// delivery finds the queue full.
     func post(_ frame: [UInt8], force: Bool) -> Bool {
+        frame.withUnsafeBytes { post($0, force: force) }
+    }
+
+    func post(_ frame: UnsafeRawBufferPointer, force: Bool) -> Bool {
         state.withLock { s in
-            if s.closed || s.dead || (!force && s.frames.count >= limit) { return false }
-            s.frames.append(frame)
-            if s.frames.count == 1 { write(&s) }
+            if s.closed || s.dead || (!force && s.ends.count >= limit) { return false }
+            s.bytes.append(contentsOf: frame)
+            s.ends.append(s.bytes.count)
+            if !s.corked {
+                if s.ends.count == 1 { write(&s) }   // else the socket is full: the loop writes when it has room
+            } else if pthread_equal(s.corker, pthread_self()) == 0 {
+                write(&s)   // from another thread: out now, with what the cork held before it
+            }
             return true
+        }
+    }
+
+    /// Holds what is posted until `uncork` (the loop, around a batch of a client's frames).
+    func cork() { state.withLock { $0.corked = true; $0.corker = pthread_self() } }
+
+    /// Writes what was held back, in one send when the socket takes it.
+    func uncork() {
+        state.withLock { s in
+            s.corked = false
+            write(&s)
         }
     }
 
@@ -54,10 +90,10 @@ final class Outbox: Sendable {
     func flush() { state.withLock { s in write(&s) } }
 
     /// How many frames wait.
-    var backlog: Int { state.withLock { $0.frames.count } }
+    var backlog: Int { state.withLock { $0.ends.count } }
 
     /// Whether nothing waits any more, or nothing can be written.
-    var drained: Bool { state.withLock { $0.frames.isEmpty || $0.dead } }
+    var drained: Bool { state.withLock { $0.ends.isEmpty || $0.dead } }
 
     /// Stops or resumes reading the client (back-pressure).
     func setReading(_ on: Bool) {
@@ -82,7 +118,9 @@ final class Outbox: Sendable {
         state.withLock { s in
             s.closed = true
             s.dead = true
-            s.frames.removeAll()
+            s.bytes = []
+            s.ends.removeAll()
+            s.written = 0
             _ = plexus_loop_ctl(epoll, 2, fd, 0, 0)
             Glibc.close(fd)
         }
@@ -90,27 +128,37 @@ final class Outbox: Sendable {
 
     /// Writes without blocking until the socket is full or the queue empty.
     private func write(_ s: inout State) {
-        while !s.dead, let first = s.frames.first {
-            let n = first.withUnsafeBytes { b in
-                send(fd, b.baseAddress! + s.offset, b.count - s.offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        while !s.dead && s.written < s.bytes.count {
+            let n = s.bytes.withUnsafeBytes { b in
+                send(fd, b.baseAddress! + s.written, b.count - s.written, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
             }
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { break }
                 // The client is gone: the loop sees the end when it reads.
                 s.dead = true
-                s.frames.removeAll()
+                s.bytes = []
+                s.ends.removeAll()
+                s.written = 0
                 break
             }
-            s.offset += n
-            if s.offset == first.count { s.frames.removeFirst(); s.offset = 0 }
+            s.written += n
+            while let e = s.ends.first, e <= s.written { s.ends.removeFirst() }
+        }
+        if s.written == s.bytes.count {
+            s.bytes.removeAll(keepingCapacity: s.bytes.capacity <= 1 << 20)
+            s.written = 0
+        } else if s.written >= Self.compactAt {
+            s.bytes.removeFirst(s.written)
+            for i in s.ends.indices { s.ends[i] -= s.written }
+            s.written = 0
         }
         updateInterest(&s)
     }
 
     private func updateInterest(_ s: inout State) {
         if s.dead { return }
-        let want = (s.reading ? PLEXUS_LOOP_IN : 0) | (s.frames.isEmpty ? 0 : PLEXUS_LOOP_OUT)
+        let want = (s.reading ? PLEXUS_LOOP_IN : 0) | (s.ends.isEmpty ? 0 : PLEXUS_LOOP_OUT)
         guard want != s.interest else { return }
         s.interest = want
         _ = plexus_loop_ctl(epoll, 1, fd, want, UInt64(UInt32(bitPattern: fd)))

@@ -1,4 +1,5 @@
 import PlexusCore
+import PlexusThreads
 import PlexusHost
 
 /// One client connection's state: who it is, the agents it registered, and
@@ -27,13 +28,16 @@ final class Session {
     /// the first subscribe.
     private var listener: ExternalAgent?
     private let serial: Int
+    /// Told how quickly each agent answers (which agents may run inline).
+    private let policy: InlinePolicy
 
     /// The registered agents and the listener.
     private var everyAgent: [ExternalAgent] { Array(agents.values) + (listener.map { [$0] } ?? []) }
 
     static let operations: Set<String> = ["plexus.hello", "plexus.register", "plexus.unregister", "plexus.subscribe", "plexus.unsubscribe"]
 
-    init(identity: Identity?, uid: UInt32, serial: Int, host: Host, outbox: Outbox) {
+    init(identity: Identity?, uid: UInt32, serial: Int, host: Host, outbox: Outbox, policy: InlinePolicy) {
+        self.policy = policy
         self.identity = identity
         self.uid = uid
         self.serial = serial
@@ -64,7 +68,7 @@ final class Session {
                 answer(Envelope(kind: .response, target: .reply, payload: Array(try operate(op, env.payload, me).text.utf8),
                                 contentType: "application/json"))
             } else if env.kind == .query {
-                try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: answer)
+                try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: timedAnswerer(for: env.id))
             } else {
                 let id = try host.send(env, as: me.name, grants: me.grants)
                 answer(Envelope(kind: .response, target: .reply, payload: Array(JSONValue.object(["id": .string(id.hex)]).text.utf8),
@@ -104,6 +108,18 @@ final class Session {
     /// Sends `e` as the answer to the client frame `id`.
     private func answerer(for id: plexus_id) -> @Sendable (Envelope) -> Void {
         { [outbox] reply in
+            var r = reply
+            r.correlationID = id
+            guard let frame = try? r.encode() else { return }
+            _ = outbox.post(frame, force: true)
+        }
+    }
+
+    /// As answerer, and tells the policy how long the answer took.
+    private func timedAnswerer(for id: plexus_id) -> @Sendable (Envelope) -> Void {
+        let t0 = Clock.monotonicNanos()
+        return { [outbox, policy] reply in
+            policy.answered(reply.sender, nanos: Clock.monotonicNanos() - t0)
             var r = reply
             r.correlationID = id
             guard let frame = try? r.encode() else { return }
@@ -174,7 +190,7 @@ final class Session {
     }
 
     private func deliverer() -> @Sendable (UnsafeRawBufferPointer) -> Bool {
-        { [outbox] frame in outbox.post(Array(frame), force: false) }
+        { [outbox] frame in outbox.post(frame, force: false) }
     }
 
     /// The connection is gone: its agents leave the host.

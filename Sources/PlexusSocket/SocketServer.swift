@@ -12,9 +12,12 @@ import Synchronization
 /// malformed frame gets one ERROR frame and the connection is closed.
 ///
 /// One event-loop thread (epoll) serves every connection, however many:
-/// it accepts, reads, and hands frames to the session. Answers are written
-/// by whoever produces them (Outbox) and, when a socket is full, by the loop
-/// once it has room. A hand-written loop over the existing frame codec was
+/// it accepts, reads, and hands frames to the session. The agent a frame
+/// wakes runs on the loop thread itself when InlinePolicy has seen it be
+/// quick (InlineRunner), so a call costs no third thread's wake-up; others
+/// go to the dispatcher's workers. Answers are written by whoever produces
+/// them (Outbox), those of one batch of a client's frames in one send, and,
+/// when a socket is full, by the loop once it has room. A hand-written loop over the existing frame codec was
 /// chosen over SwiftNIO: it keeps the write-through path (a reply goes out
 /// on the thread that produced it, no hop), adds no dependency to build, and
 /// the session code stays synchronous because nothing in it blocks
@@ -36,6 +39,14 @@ public final class SocketServer: @unchecked Sendable {
     private let serials = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let loopThread = Mutex<OwnedThread?>(nil)
+    /// Runs a woken agent on the loop thread (loop-thread use only).
+    private let runner: InlineRunner
+    /// Which agents may run there.
+    private let policy = InlinePolicy()
+    /// Which thread serves the loop; bounds how long an inline run holds it.
+    private let leadership = LoopLeadership()
+    /// Loop state: false while the standby serves (it runs nothing inline).
+    private var inlineAllowed = true
     /// Loop-thread state: the open connections by descriptor.
     private var connections: [Int32: Connection] = [:]
     /// Loop-thread state: connections with a deadline (half a frame waits, or closing).
@@ -62,6 +73,7 @@ public final class SocketServer: @unchecked Sendable {
         self.host = host
         self.path = path
         self.options = options
+        self.runner = host.inlineRunner()
         guard options.partialFrameTimeoutMs > 0 else {
             throw PlexusError(.INVALID_ARGUMENT, "the client frame timeout must be at least 1 ms, not \(options.partialFrameTimeoutMs)")
         }
@@ -112,12 +124,20 @@ public final class SocketServer: @unchecked Sendable {
     /// Starts the event loop; throws when its thread cannot start.
     public func start() throws(PlexusError) {
         do throws(ThreadStartError) {
+            try leadership.start(wakeLoop: { [wake] in var one: UInt64 = 1; _ = Glibc.write(wake, &one, 8) },
+                                 serve: { [self] stillStuck in serveAside(while: stillStuck) })
             let t = try startThread(name: "plexus-socket") { [self] in loop() }
             loopThread.withLock { $0 = t }
         } catch {
+            leadership.stop()
             throw PlexusError(.INTERNAL, "the socket server cannot start: \(error)")
         }
     }
+
+    /// How the loop has served: agents run on its own thread (`inlineRuns`),
+    /// and the times one of them ran over a tick and the standby thread
+    /// served the other clients meanwhile (`standbyTurns`).
+    public var counters: (inlineRuns: UInt64, standbyTurns: UInt64) { (leadership.inlineRuns, leadership.served) }
 
     /// Stops accepting, closes every connection and removes the socket file.
     public func stop() {
@@ -125,33 +145,61 @@ public final class SocketServer: @unchecked Sendable {
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
         loopThread.withLock { $0.take() }?.join()
+        leadership.stop()
         shutdown(listenFD, Int32(SHUT_RDWR))
         unlink(path)
     }
 
-    // MARK: the loop (its own thread)
+    // MARK: the loop (its own thread; the standby's while an inline run takes long)
 
-    private func loop() {
+    /// Per-thread buffers of a thread serving the loop.
+    private struct LoopBuffers {
         var tokens = [UInt64](repeating: 0, count: 256)
         var events = [UInt32](repeating: 0, count: 256)
         var scratch = [UInt8](repeating: 0, count: 1 << 16)
+    }
+
+    private func loop() {
+        var b = LoopBuffers()
+        leadership.lead()
         while !stopping.load(ordering: .relaxed) {
-            let timeout: Int32 = watched.isEmpty && acceptPausedUntil == 0 ? -1 : Self.tickMs
-            let n = plexus_loop_wait(epoll, &tokens, &events, 256, timeout)
-            if n < 0 && errno != EINTR { logger.critical("epoll_wait failed", metadata: ["error": "\(String(cString: strerror(errno)))"]); break }
-            for i in 0..<max(0, Int(n)) {
-                switch tokens[i] {
-                case Self.listenToken: acceptAll()
-                case Self.wakeToken: var v: UInt64 = 0; _ = Glibc.read(wake, &v, 8)
-                default:
-                    guard let c = connections[Int32(truncatingIfNeeded: tokens[i])] else { continue }
-                    serve(c, events[i], &scratch)
-                    watch(c)
-                }
-            }
-            checkDeadlines()
+            if !iterate(&b, timeout: watched.isEmpty && acceptPausedUntil == 0 ? -1 : Self.tickMs) { break }
         }
         for c in Array(connections.values) { finish(c) }
+        leadership.resign()
+    }
+
+    /// The standby's turn (token held): serves every client, running no
+    /// agent inline, until the loop thread's long inline run ends.
+    private func serveAside(while stillStuck: () -> Bool) {
+        var b = LoopBuffers()
+        inlineAllowed = false
+        defer { inlineAllowed = true }
+        while stillStuck() && !stopping.load(ordering: .relaxed) {
+            if !iterate(&b, timeout: 1) { return }
+        }
+    }
+
+    /// One wait for events and their handling; false when the loop must end.
+    private func iterate(_ b: inout LoopBuffers, timeout: Int32) -> Bool {
+        let n = plexus_loop_wait(epoll, &b.tokens, &b.events, 256, timeout)
+        if n < 0 && errno != EINTR { logger.critical("epoll_wait failed", metadata: ["error": "\(String(cString: strerror(errno)))"]); return false }
+        let served = leadership.served
+        for i in 0..<max(0, Int(n)) {
+            switch b.tokens[i] {
+            case Self.listenToken: acceptAll()
+            case Self.wakeToken: var v: UInt64 = 0; _ = Glibc.read(wake, &v, 8)
+            default:
+                guard let c = connections[Int32(truncatingIfNeeded: b.tokens[i])] else { continue }
+                serve(c, b.events[i], &b.scratch)
+                watch(c)
+            }
+            // The standby served while an agent ran here: the rest of these
+            // events may be stale (level-triggered, they come again).
+            if leadership.served != served { break }
+        }
+        checkDeadlines()
+        return true
     }
 
     /// Keeps `watched` to the connections with a deadline to check.
@@ -235,7 +283,11 @@ public final class SocketServer: @unchecked Sendable {
     /// pile up: then reading pauses (back-pressure) and the socket pushes
     /// back on the client, so the host holds a bounded number of answers.
     private func handleFrames(_ c: Connection) {
+        c.outbox.cork()
+        defer { c.outbox.uncork() }
         while !c.closing, let session = c.session {
+            // Answers held by the cork count only once the socket refuses them.
+            if c.outbox.backlog >= c.outbox.limit { c.outbox.flush() }
             if c.outbox.backlog >= c.outbox.limit {
                 c.paused = true
                 c.outbox.setReading(false)
@@ -248,7 +300,18 @@ public final class SocketServer: @unchecked Sendable {
                 refuse(c, e)
                 return
             case .frame(let env):
-                if !session.handle(env) { end(c) }
+                var keep = true
+                if let woken = runner.routing({ keep = session.handle(env) }) {
+                    let t0 = Clock.monotonicNanos()
+                    if inlineAllowed && policy.mayRunInline(woken.name, now: t0) {
+                        leadership.runAside { woken.run() }
+                        let now = Clock.monotonicNanos()
+                        policy.ranInline(woken.name, nanos: now - t0, now: now)
+                    } else {
+                        woken.handOff()
+                    }
+                }
+                if !keep { end(c) }
             }
         }
     }
@@ -307,7 +370,8 @@ public final class SocketServer: @unchecked Sendable {
                 throw PlexusError(.PERMISSION_DENIED, "the connection's peer credentials cannot be read")
             }
             let identity = try Identity.atConnect(pid: pid, uid: uid, host.configuration)
-            return Session(identity: identity, uid: uid, serial: serials.add(1, ordering: .relaxed).newValue, host: host, outbox: outbox)
+            return Session(identity: identity, uid: uid, serial: serials.add(1, ordering: .relaxed).newValue, host: host, outbox: outbox,
+                           policy: policy)
         } catch {
             host.audit(holder: "uid \(uid)", sender: "pid \(pid)", action: "connect", name: path, reason: error.detail)
             throw error

@@ -23,6 +23,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Only the workflow lines.") var workflowsOnly = false
     @Flag(help: "Only the sandboxed-worker lines.") var sandboxOnly = false
     @Option(help: "Items of the workflow measurement's for_each step.") var workflowItems = 5_000
+    @Option(help: "The Erlang/OTP ping-pong run beside inproc_rr_per_s when `erl` is on PATH.") var erlangSource = "Benchmarks/peers/erlang_pingpong.erl"
+    @Option(help: "Requests the pipelined client keeps in flight.") var window = 256
 
     func run() throws {
         bootstrapLogging(default: .error)
@@ -33,7 +35,10 @@ struct BenchCommand: ParsableCommand {
         if sandboxOnly { return try sandbox() }
         let one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
-        print("inproc_rr_per_s: \(try median { try rate(one, pairs: 1, "rr", roundTrips) }) round trips/s (1 pair, \(cores) dispatcher threads)")
+        let inproc = try median { try rate(one, pairs: 1, "rr", roundTrips) }
+        let erlang = erlangPingPong()
+        print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang")))")
+        print(erlang.value == nil ? "# \(erlang.line)" : erlang.line)
         print("inproc_oneway_per_s: \(try median { try rate(one, pairs: 1, "oneway", messages) }) msgs/s (64-byte payloads, 1 sender, 1 receiver)")
         one.shutdown()
         let all = try host(pairs: 2, threads: cores)
@@ -45,7 +50,6 @@ struct BenchCommand: ParsableCommand {
         try sandbox()
         try tasks(pong: "\(agents)/pong0.so", count: tasks)
         try workflows(pong: "\(agents)/pong0.so", items: workflowItems)
-        print("# Benchmarks/run.sh runs the Erlang/OTP ping-pong next, in the same run, for comparison")
     }
 
     // MARK: socket clients
@@ -69,8 +73,18 @@ struct BenchCommand: ParsableCommand {
             return v
         }
         let floor = try tool("floor", ["rrps", "\(n)"])
-        print("client_rr_per_s: \(rate) round trips/s (C client -> socket -> in-process C agent -> C client; floor: \(line(floor, "raw_unix_stream_rr_per_s")))")
+        print("client_rr_per_s: \(rate) round trips/s (C client -> socket -> in-process C agent -> C client; floor: \(line(floor, "raw_unix_stream_rr_per_s")); \(ratio(Double(rate), value(floor, "raw_unix_stream_rr_per_s"), "floor")))")
+        let pipelined = try median { () throws -> Int in
+            let out = try tool("client_rr", [path, "pong0", "\(n * 20)", "\(window)"])
+            guard let v = out.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else {
+                throw CLIError("client_rr printed \(out)")
+            }
+            return v
+        }
+        print("client_rr_pipelined_per_s: \(pipelined) requests/s (\(window) in flight on one connection; floor: the goal, \(Self.pipelinedGoal) requests/s; \(ratio(Double(pipelined), Double(Self.pipelinedGoal), "goal")))")
     }
+
+    static let pipelinedGoal = 500_000
 
     // MARK: sandboxed workers
 
@@ -79,11 +93,11 @@ struct BenchCommand: ParsableCommand {
         let pong = "\(agents)/pong0.so"
         let floors = try tool("floor", ["rr", "20000"]) + tool("floor", ["batch", "\(messages)"]) + tool("floor", ["spawn", "100", pong])
         let rr = try sandboxRoundTrip(pong, samples: 20_000)
-        print("sandbox_rr_p50_us: \(fixed(rr, 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0; floor: \(line(floors, "raw_unix_stream_rr")))")
+        print("sandbox_rr_p50_us: \(fixed(rr, 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0; floor: \(line(floors, "raw_pipe_rr")); \(ratio(rr, value(floors, "raw_pipe_rr"), "pipe floor")))")
         let oneway = try sandboxOneWay(pong, n: messages)
-        print("sandbox_oneway_per_s: \(oneway) msgs/s (64-byte commands; floor: \(line(floors, "raw_unix_stream_batched")))")
+        print("sandbox_oneway_per_s: \(oneway) msgs/s (64-byte commands; floor: \(line(floors, "raw_unix_stream_batched")); \(ratio(Double(oneway), value(floors, "raw_unix_stream_batched"), "floor")))")
         let spawn = try sandboxSpawn(pong, samples: 50)
-        print("sandbox_spawn_ready_p50_ms: \(fixed(spawn, 3)) ms (copy, spawn, sandbox, load, init; floor: \(line(floors, "raw_spawn")))")
+        print("sandbox_spawn_ready_p50_ms: \(fixed(spawn, 3)) ms (copy, spawn, sandbox, load, init; floor: \(line(floors, "raw_spawn")); \(ratio(spawn, value(floors, "raw_spawn"), "floor")))")
         let warm = try sandboxRestart(pong, warm: 2, samples: 50)
         let cold = try sandboxRestart(pong, warm: 0, samples: 50)
         print("sandbox_spawn_warm_p50_ms: \(fixed(warm, 3)) ms (SIGKILL to answering again, the restart taking a warm worker; the same restart cold: \(fixed(cold, 3)) ms)")
@@ -180,6 +194,62 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func line(_ lines: [String], _ prefix: String) -> String { lines.first { $0.hasPrefix(prefix) } ?? "not measured" }
+
+    /// The figure of a `name: value unit` line.
+    private func value(_ lines: [String], _ prefix: String) -> Double? {
+        lines.first { $0.hasPrefix(prefix) }.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) }
+    }
+
+    /// "ratio 0.52x Erlang": the figure over what is printed beside it.
+    func ratio(_ v: Double, _ beside: Double?, _ name: String) -> String {
+        guard let beside, beside > 0 else { return "ratio: none, nothing measured beside it" }
+        return "ratio \(fixed(v / beside, 2))x \(name)"
+    }
+
+    // MARK: Erlang
+
+    /// Erlang/OTP's process ping-pong (Benchmarks/peers/erlang_pingpong.erl),
+    /// compiled into a temporary directory and run now, so it is measured
+    /// beside inproc_rr_per_s in the same run; when `erl` is not on PATH, a
+    /// line that says so.
+    private func erlangPingPong() -> (line: String, value: Double?) {
+        guard let erl = onPath("erl"), let erlc = onPath("erlc") else {
+            return ("erlang_pingpong_per_s: not measured, erl is not on PATH (apt-get install erlang-base)", nil)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-bench-erlang-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = try runProgram(erlc, ["-o", dir, erlangSource], environment: [:])
+            let out = try runProgram(erl, ["-noshell", "-pa", dir, "-s", "erlang_pingpong", "main", "-s", "init", "stop"],
+                              environment: ["PINGS": "\(roundTrips)", "REPS": "\(repetitions)"])
+            guard let l = out.first(where: { $0.hasPrefix("erlang_pingpong_per_s:") }) else {
+                return ("erlang_pingpong_per_s: not measured, erl printed \(out)", nil)
+            }
+            return (l, value([l], "erlang_pingpong_per_s"))
+        } catch {
+            return ("erlang_pingpong_per_s: not measured: \(error)", nil)
+        }
+    }
+
+    private func onPath(_ name: String) -> String? {
+        (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/\(name)" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    private func runProgram(_ exe: String, _ args: [String], environment: [String: String]) throws -> [String] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CLIError("\(exe) \(args.joined(separator: " ")) exited with \(p.terminationStatus)") }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
 
     private func fixed(_ v: Double, _ digits: Int) -> String {
         let scale = (0..<digits).reduce(1.0) { r, _ in r * 10 }

@@ -22,7 +22,7 @@ extension BenchCommand {
         }
         let floor = try commitFloor(dir + "/floor.db", count: 2_000)
         print("tasks_durable_per_s: \(rate) tasks/s (submitted in batches of 500, each batch on disk before it is acknowledged; "
-              + "completed by 2 sandboxed C agents; floor: one fsync'd SQLite transaction per task: \(floor)/s)")
+              + "completed by 2 sandboxed C agents; floor: one fsync'd SQLite transaction per task: \(floor)/s; \(ratio(Double(rate), Double(floor), "floor")))")
     }
 
     private func tasksRun(pong: String, store path: String, count: Int) throws -> Int {

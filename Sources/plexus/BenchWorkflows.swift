@@ -26,7 +26,7 @@ extension BenchCommand {
               + "on 2 sandboxed C agents, each checkpointed)")
         let (checkpoint, bare) = try checkpointCost(dir + "/cost.db", count: 1_000)
         print("workflow_checkpoint_us: \(checkpoint) µs per checkpoint alone in its transaction "
-              + "(floor: one fsync'd SQLite transaction: \(bare) µs; the engine writes all checkpoints of a turn in one)")
+              + "(floor: one fsync'd SQLite transaction: \(bare) µs; the engine writes all checkpoints of a turn in one; \(ratio(Double(checkpoint), Double(bare), "floor")))")
     }
 
     private func workflowRun(pong: String, store path: String, items: Int) throws -> Int {

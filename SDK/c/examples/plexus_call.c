@@ -4,7 +4,7 @@
 ** not called). Exits 0 with the reply on stdout, or 1 with the reason on
 ** stderr. With $PLEXUS_CLIENT (and $PLEXUS_TOKEN) set, it says hello as that
 ** client of the host's plexus.yaml first. Build:
-**     cc -I include -I SDK/c SDK/c/examples/plexus_call.c SDK/c/plexus_client.c \
+**     cc -I include -I Sources/CPlexusInternal/include -I SDK/c SDK/c/examples/plexus_call.c SDK/c/plexus_client.c \
 **        Sources/CPlexus/wire.c -o plexus_call */
 #include "plexus_client.h"
 #include <stdio.h>

@@ -8,7 +8,7 @@
 **         (blocking form: plexus_client_receive)
 ** Prints "ready" once the host has taken the registration or subscription.
 ** Build:
-**     cc -I include -I SDK/c SDK/c/examples/plexus_serve.c SDK/c/plexus_client.c \
+**     cc -I include -I Sources/CPlexusInternal/include -I SDK/c SDK/c/examples/plexus_serve.c SDK/c/plexus_client.c \
 **        Sources/CPlexus/wire.c -o plexus_serve */
 #include "plexus_client.h"
 #include <stdio.h>

@@ -8,7 +8,16 @@ Thread-safe: any thread may call, send or publish at any time. One reader
 thread per client receives every frame; messages for the client's agents and
 subscriptions are handled on one delivery thread, in arrival order, so a
 handler may itself call other agents.
+
+Pipelining: `submit` sends a query without waiting and returns a
+concurrent.futures.Future of its reply payload, so one connection can keep
+many queries in flight; each future gets its own query's answer (matched by
+correlation id) whatever order the agents answer in.
+
+    futures = [c.submit("echo", str(i)) for i in range(1000)]
+    replies = [f.result(timeout=5) for f in futures]
 """
+import concurrent.futures
 import json
 import os
 import queue
@@ -91,7 +100,7 @@ class Client:
         self._node = random.getrandbits(64) or 1
         self._next = 0
         self._lock = threading.Lock()          # ids and writes
-        self._waiting = {}                      # frame id -> [Event, answer]
+        self._waiting = {}                      # frame id -> _Waiter
         self._handlers = {}                     # agent name -> handler
         self._subscriptions = {}                # pattern -> callback (None: queue)
         self._inbox = queue.Queue()             # deliveries without a callback
@@ -121,6 +130,15 @@ class Client:
         env = wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
                             priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9))
         return self._exchange(env, timeout + 1.0).payload
+
+    def submit(self, target, payload=None, timeout=30.0, priority=wire.NORMAL):
+        """Sends a query without waiting; returns a concurrent.futures.Future whose result is the
+        reply's payload (bytes), or which raises PlexusError for an ERROR answer (the host answers
+        TIMEOUT once `timeout` seconds pass). Many may be in flight at once on one connection."""
+        kind, name = wire.parse_target(target)
+        env = wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
+                            priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9))
+        return self._post(env, payload_only=True).future
 
     def call_json(self, target, payload=None, timeout=30.0):
         return json.loads(self.call(target, payload, timeout))
@@ -211,23 +229,30 @@ class Client:
         self._reader.join(1.0)
         raise self._refusal or PlexusError("UNAVAILABLE", f"writing to the host failed: {failure}", wire.STATUS["UNAVAILABLE"])
 
-    def _exchange(self, env, timeout):
-        done = threading.Event()
-        slot = [done, None]
+    def _post(self, env, payload_only=False):
+        """Sends env with a fresh id, registered to receive its answer."""
+        waiter = _Waiter(payload_only)
         with self._lock:
             self._next += 1
             env.id = (self._node, self._next)
-            self._waiting[env.id] = slot
+            self._waiting[env.id] = waiter
         try:
             self._write(env)
-            if not done.wait(timeout):
-                raise PlexusError("TIMEOUT", f"no answer from the host within {timeout:.1f} s", wire.STATUS["TIMEOUT"])
+        except PlexusError:
+            with self._lock:
+                self._waiting.pop(env.id, None)
+            raise
+        return waiter
+
+    def _exchange(self, env, timeout):
+        waiter = self._post(env)
+        try:
+            answer = waiter.future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise PlexusError("TIMEOUT", f"no answer from the host within {timeout:.1f} s", wire.STATUS["TIMEOUT"]) from None
         finally:
             with self._lock:
                 self._waiting.pop(env.id, None)
-        answer = slot[1]
-        if isinstance(answer, PlexusError):
-            raise answer
         if answer.kind == wire.ERROR:
             raise _error(answer)
         return answer
@@ -257,10 +282,9 @@ class Client:
         with self._lock:
             self._closed = self._closed or reason
             waiting = list(self._waiting.values())
-        for slot in waiting:
-            if slot[1] is None:   # an answer that arrived before the close stands
-                slot[1] = self._refusal or PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"])
-            slot[0].set()
+            self._waiting.clear()
+        for waiter in waiting:   # an answer that arrived before the close stands
+            waiter.fail(self._refusal or PlexusError("UNAVAILABLE", self._closed, wire.STATUS["UNAVAILABLE"]))
         self._deliveries.put(None)
 
     def _received(self, env):
@@ -270,10 +294,9 @@ class Client:
             return
         if env.kind in (wire.RESPONSE, wire.ERROR):
             with self._lock:
-                slot = self._waiting.get(env.correlation_id)
-            if slot:
-                slot[1] = env
-                slot[0].set()
+                waiter = self._waiting.pop(env.correlation_id, None)
+            if waiter:
+                waiter.answer(env)
             return
         self._deliveries.put(env)
 
@@ -328,6 +351,33 @@ class Client:
                 self._write(reply)
             except (OSError, PlexusError):
                 pass
+
+
+class _Waiter:
+    """A query in flight: its future gets the answer envelope, or (payload_only, for submit)
+    the reply payload or the PlexusError of an ERROR answer."""
+
+    def __init__(self, payload_only):
+        self.future = concurrent.futures.Future()
+        self.payload_only = payload_only
+
+    def answer(self, env):
+        if not self.payload_only:
+            self._settle(self.future.set_result, env)
+        elif env.kind == wire.ERROR:
+            self._settle(self.future.set_exception, _error(env))
+        else:
+            self._settle(self.future.set_result, env.payload)
+
+    def fail(self, error):
+        self._settle(self.future.set_exception, error)
+
+    @staticmethod
+    def _settle(how, value):
+        try:
+            how(value)
+        except concurrent.futures.InvalidStateError:   # cancelled by its owner, or settled already
+            pass
 
 
 def _matches(pattern, subject):

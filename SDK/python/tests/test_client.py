@@ -84,5 +84,52 @@ class ConnectTests(unittest.TestCase):
             os.environ.update(old)
 
 
+class PipelineTests(unittest.TestCase):
+    """submit against a stand-in host on a real Unix socket that holds every query
+    and answers them in reverse order (the live host is in PipelinedClientTests.swift)."""
+
+    def serve_reversed(self, listener, n, go):
+        conn, _ = listener.accept()
+        with conn:
+            buf, held = b"", []
+            while len(held) < n:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= wire.HEADER.size and len(buf) >= wire.HEADER.size + wire.body_length(buf[:12]):
+                    end = wire.HEADER.size + wire.body_length(buf[:12])
+                    held.append(wire.decode_body(buf[12:end]))
+                    buf = buf[end:]
+            answers = b"".join(wire.encode(wire.Envelope(kind=wire.RESPONSE, target_kind=wire.TARGET_REPLY,
+                                                         correlation_id=q.id, payload=q.payload))
+                               for q in reversed(held))
+            go.wait(30)   # once the test watches every future
+            conn.sendall(answers)
+            conn.recv(1)   # until the client closes
+
+    def test_many_in_flight_each_future_gets_its_own_answer(self):
+        import socket
+        import threading
+        path = os.path.join(tempfile.mkdtemp(), "host.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        n = 2000
+        go = threading.Event()
+        host = threading.Thread(target=self.serve_reversed, args=(listener, n, go), daemon=True)
+        host.start()
+        arrived = []
+        with Client(path) as c:
+            futures = [c.submit("echo", str(i)) for i in range(n)]
+            for f in futures:
+                f.add_done_callback(lambda f: arrived.append(int(f.result())))
+            go.set()
+            self.assertEqual([f.result(timeout=30) for f in futures], [str(i).encode() for i in range(n)])
+        self.assertEqual(arrived, list(reversed(range(n))))   # settled in the order the host answered
+        host.join(5)
+        listener.close()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -3,6 +3,8 @@
 //!   plexus_client [--socket PATH] publish SUBJECT PAYLOAD
 //!   plexus_client [--socket PATH] subscribe PATTERN COUNT     (prints each event)
 //!   plexus_client [--socket PATH] serve NAME CAPABILITY        (an agent that upper-cases text; until stdin closes)
+//!   plexus_client [--socket PATH] pipeline TARGET N            (N queries in flight at once, payload = their number;
+//!                                                               checks each answer is its own query's number)
 //! With $PLEXUS_CLIENT (and $PLEXUS_TOKEN) set, it says hello as that client first.
 use plexus_agent::client::Client;
 use plexus_agent::Kind;
@@ -38,8 +40,9 @@ fn main() {
             }
         }),
         ["serve", name, capability] => client.register(name, &[capability]).map(|_| serve(&client)),
+        ["pipeline", target, n] => pipeline(&client, target, n.parse().unwrap_or(1)),
         _ => {
-            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | publish SUBJECT PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY");
+            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | publish SUBJECT PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY | pipeline TARGET N");
             std::process::exit(64)
         }
     };
@@ -59,4 +62,20 @@ fn serve(client: &Client) {
             }
         }
     }
+}
+
+/// Submits n queries before waiting for any, then takes each one's answer:
+/// it must be the query's own number, whatever order the agent answered in.
+fn pipeline(client: &Client, target: &str, n: usize) -> Result<(), plexus_agent::client::ClientError> {
+    let pending = (0..n).map(|i| client.submit(target, i.to_string().as_bytes(), Duration::from_secs(60)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, p) in pending.into_iter().enumerate() {
+        let answer = p.wait()?;
+        if answer != i.to_string().as_bytes() {
+            eprintln!("query {i} got the answer {:?}", String::from_utf8_lossy(&answer));
+            std::process::exit(1);
+        }
+    }
+    println!("{n} answered, each with its own number");
+    Ok(())
 }

@@ -12,6 +12,20 @@
 //! `Client` is `Send + Sync`: calls may come from any thread at once. One
 //! reader thread receives every frame; events of subscriptions and messages
 //! for agents the client registered wait in a queue for `receive`.
+//!
+//! Pipelining: `submit` sends a query without waiting and returns a
+//! `Pending`; many can be in flight on one connection, and each `wait`
+//! gets the answer to its own query (matched by correlation id), whatever
+//! order the agents answer in.
+//!
+//! ```no_run
+//! # use plexus_agent::client::Client;
+//! # use std::time::Duration;
+//! # let c = Client::connect(None).unwrap();
+//! let pending: Vec<_> = (0..1000).map(|i| c.submit("echo", i.to_string().as_bytes(), Duration::from_secs(5)))
+//!     .collect::<Result<_, _>>().unwrap();
+//! for (i, p) in pending.into_iter().enumerate() { assert_eq!(p.wait().unwrap(), i.to_string().as_bytes()); }
+//! ```
 
 use crate::wire::{self, Envelope};
 use crate::{Id, Kind, Status};
@@ -112,6 +126,16 @@ impl Client {
         Ok(self.exchange(e, timeout + Duration::from_secs(1))?.payload)
     }
 
+    /// Sends a query to `target` without waiting for its reply: the returned
+    /// `Pending` takes it (`wait`), so many queries can be in flight on one
+    /// connection. Dropping a `Pending` forgets its query (a late answer is dropped).
+    pub fn submit(&self, target: &str, payload: &[u8], timeout: Duration) -> Result<Pending<'_>, ClientError> {
+        let mut e = Envelope::to(Kind::Query, target, payload);
+        e.deadline_unix_ns = unix_now() + timeout.as_nanos() as i64;
+        let (key, rx) = self.post(e)?;
+        Ok(Pending { client: self, key, rx, timeout: timeout + Duration::from_secs(1) })
+    }
+
     /// Sends a command (or, to `topic:SUBJECT`, an event); returns the id the host gave it, in hex.
     pub fn send(&self, target: &str, payload: &[u8]) -> Result<String, ClientError> {
         let kind = if target.starts_with("topic:") { Kind::Event } else { Kind::Command };
@@ -180,20 +204,61 @@ impl Client {
         Err(err(Status::Unavailable, format!("writing to the host failed: {failed}")))
     }
 
-    fn exchange(&self, mut e: Envelope, timeout: Duration) -> Result<Envelope, ClientError> {
+    /// Sends e with a fresh id, registered to receive its answer.
+    fn post(&self, mut e: Envelope) -> Result<((u64, u64), Receiver<Result<Envelope, ClientError>>), ClientError> {
         e.id = Id { hi: self.node, lo: self.next.fetch_add(1, Ordering::Relaxed) + 1 };
         let key = (e.id.hi, e.id.lo);
         let (tx, rx) = mpsc::channel();
         self.shared.waiting.lock().unwrap().insert(key, tx);
-        let answer = self.write(&e).and_then(|_| {
-            rx.recv_timeout(timeout).unwrap_or_else(|_| Err(err(Status::Timeout, format!("no answer from the host within {timeout:?}"))))
-        });
+        if let Err(why) = self.write(&e) {
+            self.shared.waiting.lock().unwrap().remove(&key);
+            return Err(why);
+        }
+        Ok((key, rx))
+    }
+
+    fn exchange(&self, e: Envelope, timeout: Duration) -> Result<Envelope, ClientError> {
+        let (key, rx) = self.post(e)?;
+        let answer = rx.recv_timeout(timeout).unwrap_or_else(|_| Err(err(Status::Timeout, format!("no answer from the host within {timeout:?}"))));
         self.shared.waiting.lock().unwrap().remove(&key);
         let a = answer?;
         if a.kind == Kind::Error { return Err(error_of(&a)); }
         Ok(a)
     }
 }
+
+/// A query in flight, from `Client::submit`.
+pub struct Pending<'a> {
+    client: &'a Client,
+    key: (u64, u64),
+    rx: Receiver<Result<Envelope, ClientError>>,
+    timeout: Duration,
+}
+
+impl Pending<'_> {
+    /// The id the query went out with (its answer's correlation id).
+    pub fn id(&self) -> Id { Id { hi: self.key.0, lo: self.key.1 } }
+
+    /// Waits for the answer's payload, up to the query's timeout (plus a second
+    /// for the host's own TIMEOUT answer to arrive); an ERROR answer is an Err.
+    pub fn wait(self) -> Result<Vec<u8>, ClientError> {
+        let t = self.timeout;
+        let a = self.rx.recv_timeout(t).unwrap_or_else(|_| Err(err(Status::Timeout, format!("no answer from the host within {t:?}"))))?;
+        if a.kind == Kind::Error { return Err(error_of(&a)); }
+        Ok(a.payload)
+    }
+
+    /// The answer if it has arrived (None: not yet; the query stays in flight).
+    pub fn try_wait(&self) -> Option<Result<Vec<u8>, ClientError>> {
+        let a = self.rx.try_recv().ok()?;
+        Some(a.and_then(|a| if a.kind == Kind::Error { Err(error_of(&a)) } else { Ok(a.payload) }))
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) { self.client.shared.waiting.lock().unwrap().remove(&self.key); }
+}
+
 
 impl Drop for Client {
     fn drop(&mut self) {
