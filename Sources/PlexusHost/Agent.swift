@@ -96,6 +96,12 @@ final class Agent: Hashable, @unchecked Sendable {
     static func from(_ ctx: OpaquePointer) -> Agent {
         Unmanaged<Agent>.fromOpaque(UnsafeRawPointer(ctx)).takeUnretainedValue()
     }
+    /// The agent behind ctx, lent to body without a retain: ctx is only
+    /// valid while the agent lives, which the plugin's call already requires.
+    @inline(__always)
+    static func borrow<R>(_ ctx: OpaquePointer, _ body: (Agent) -> R) -> R {
+        Unmanaged<Agent>.fromOpaque(UnsafeRawPointer(ctx))._withUnsafeGuaranteedRef(body)
+    }
 
     var state: AgentState {
         get { lock.withLock { _state } }
@@ -109,7 +115,7 @@ final class Agent: Hashable, @unchecked Sendable {
 
     /// Puts m in the mailbox. `schedule` says the caller must hand the agent
     /// to the dispatcher (it was idle).
-    func admit(_ m: Message, force: Bool = false) -> Admission {
+    func admit(_ m: __owned Message, force: Bool = false) -> Admission {
         lock.lock()
         if _state == .terminated || (_state == .draining && !force) { lock.unlock(); return .closed }
         // For a worker, what it holds unstarted counts too: `load` covers the

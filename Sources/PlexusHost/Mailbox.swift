@@ -17,7 +17,7 @@ struct Mailbox {
     /// which must never be refused (the request already succeeded).
     /// `elsewhere` counts messages waiting outside this mailbox that still
     /// count against its capacity (those a worker holds but has not started).
-    mutating func push(_ m: Message, force: Bool = false, elsewhere: Int = 0) -> Bool {
+    mutating func push(_ m: __owned Message, force: Bool = false, elsewhere: Int = 0) -> Bool {
         if count + elsewhere >= capacity && !force { return false }
         queues[Int(min(m.header.priority, 3))].append(m)
         count += 1

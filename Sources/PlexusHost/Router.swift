@@ -15,12 +15,15 @@ final class Router: @unchecked Sendable {
     }
 
     /// Who is sending: the name stamped on the envelope (never taken from it).
+    /// Lives only for one route/reply call, whose caller holds the agent and
+    /// the grants: the references are unowned, so building and passing an
+    /// Origin costs no reference counting on the hot path.
     struct Origin {
         let cName: UnsafePointer<CChar>
-        let agent: Agent?
+        unowned(unsafe) let agent: Agent?
         let trace: plexus_id
         /// What it may do; nil: anything (the host itself, its own user).
-        var grants: Grants? = nil
+        unowned(unsafe) var grants: Grants? = nil
     }
 
     let registry: Registry
@@ -39,18 +42,20 @@ final class Router: @unchecked Sendable {
     /// Called each time an agent finishes work and so has room for more
     /// (Host.observeCapacity); set before start.
     var capacityFreed: (@Sendable () -> Void)?
-    private(set) var dispatcher: Dispatcher!
+    /// A let: reaching it from the hot path loads no reference.
+    let dispatcher: Dispatcher
     private let hostName = strdup("plexus")!
 
     init(registry: Registry, limits: Limits, threads: Int) {
         self.registry = registry
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
-        self.dispatcher = Dispatcher(threads: threads) { [unowned(unsafe) self] (agent: Agent) in  // the router owns and stops the dispatcher
+        self.dispatcher = Dispatcher(threads: threads)
+        dispatcher.deliver = { [unowned(unsafe) self] (d: Dispatcher, agent: Agent) in  // the router owns and stops the dispatcher
             if let link = agent.link {
                 self.runWorkerBatch(agent, link)
             } else {
-                Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
+                Dispatcher.runBatch(agent, dispatcher: d) { self.invoke($0, on: agent) }
             }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
@@ -79,20 +84,24 @@ final class Router: @unchecked Sendable {
         c.sender = o.cName
         c.flags = 0
         if c.trace_id.isNone { c.trace_id = o.trace.isNone ? ids.next() : o.trace }
-        let nowUnix = Clock.unixNanos()
+        // The coarse clock (no hardware read): deadlines are kept to the
+        // millisecond, and the exact clock is read only near one (Clock.isPast).
+        let nowUnix = Clock.coarseUnixNanos()
         var timeoutMs: Int64 = 0
         if let request {
             c.kind = MessageKind.query.rawValue
             timeoutMs = request.timeoutMs > 0 ? request.timeoutMs
                 : c.deadline_unix_ns > 0 ? max(0, (c.deadline_unix_ns - nowUnix) / 1_000_000) : limits.defaultTimeoutMs
+            // From the coarse clock's upper bound: a deadline never comes
+            // before the timeout asked for, at most a few ms after it.
             c.deadline_unix_ns = c.deadline_unix_ns > 0 && request.timeoutMs <= 0
-                ? c.deadline_unix_ns : nowUnix + timeoutMs * 1_000_000
+                ? c.deadline_unix_ns : nowUnix + Clock.coarseLagNanos + timeoutMs * 1_000_000
         } else if c.kind == MessageKind.query.rawValue {
             throw PlexusError(.INVALID_ARGUMENT, "kind QUERY must be sent with request(), which arranges for the reply")
         } else if c.kind == MessageKind.response.rawValue || c.kind == MessageKind.error.rawValue {
             throw PlexusError(.INVALID_ARGUMENT, "kind \(c.kind == 2 ? "RESPONSE" : "ERROR") must be sent with reply()")
         }
-        if c.deadline_unix_ns != 0 && c.deadline_unix_ns <= nowUnix {
+        if c.deadline_unix_ns != 0 && Clock.isPast(c.deadline_unix_ns, coarse: nowUnix) {
             throw PlexusError(.EXPIRED, "the message's deadline had already passed when it was sent")
         }
         guard let target = c.target, target.pointee != 0 else {
@@ -118,7 +127,8 @@ final class Router: @unchecked Sendable {
         let (agent, label) = try resolve(kind: c.target_kind, target)
         if let request {   // the request's id names its pending slot
             c.id = try pending.add(.init(requester: request.0, responder: agent,
-                                         deadlineMono: Clock.monotonicNanos() + (c.deadline_unix_ns - nowUnix),
+                                         // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
+                                         deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
                                          target: label, timeoutMs: timeoutMs))
         }
         do {
@@ -145,7 +155,8 @@ final class Router: @unchecked Sendable {
         return found
     }
 
-    private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
+    /// Takes m (owned): the mailbox keeps the caller's reference, no new one.
+    private func admit(_ m: __owned Message, to a: Agent, force: Bool = false) throws(PlexusError) {
         if !force, let link = a.link, let why = link.supervisor?.refusal(a.name) {
             throw PlexusError(.AGENT_CRASHED, why)   // an open circuit fails fast
         }
@@ -237,7 +248,7 @@ final class Router: @unchecked Sendable {
         }
     }
 
-    private func deliver(_ m: Message, to r: Requester) {
+    private func deliver(_ m: __owned Message, to r: Requester) {
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
@@ -269,7 +280,7 @@ final class Router: @unchecked Sendable {
     private func invoke(_ m: Message, on agent: Agent) {
         let h = m.header
         let isAnswer = h.kind == MessageKind.response.rawValue || h.kind == MessageKind.error.rawValue
-        if !isAnswer && h.deadlineUnixNs != 0 && Clock.unixNanos() > h.deadlineUnixNs {
+        if !isAnswer && h.deadlineUnixNs != 0 && Clock.isPast(h.deadlineUnixNs, coarse: Clock.coarseUnixNanos()) {
             expired(m, at: agent)
             return
         }
