@@ -41,7 +41,9 @@ final class Router: @unchecked Sendable {
     var keyValue: (any KeyValueAccess)?
     /// Called each time an agent finishes work and so has room for more
     /// (Host.observeCapacity); set before start.
-    var capacityFreed: (@Sendable () -> Void)?
+    var capacityFreed: (@Sendable () -> Void)? { didSet { observesCapacity = capacityFreed != nil } }
+    /// capacityFreed != nil, read per message without touching the closure.
+    private(set) var observesCapacity = false
     /// A let: reaching it from the hot path loads no reference.
     let dispatcher: Dispatcher
     private let hostName = strdup("plexus")!
