@@ -121,7 +121,13 @@ final class Agent: Hashable, @unchecked Sendable {
 
     /// Puts m in the mailbox. `schedule` says the caller must hand the agent
     /// to the dispatcher (it was idle).
-    func admit(_ m: __owned Message, force: Bool = false) -> Admission {
+    func admit(_ m: Message, force: Bool = false) -> Admission {
+        admit(Unmanaged.passRetained(m), force: force)
+    }
+
+    /// The same with the reference u carries (+1), which the mailbox takes
+    /// over when it accepts and which is released when it does not.
+    func admit(_ u: Unmanaged<Message>, force: Bool = false) -> Admission {
         let isWorker = link != nil
         let admission: Admission = inbox.withLock { b in
             if b.state == .terminated || (b.state == .draining && !force) { return .closed }
@@ -129,10 +135,10 @@ final class Agent: Hashable, @unchecked Sendable {
             // mailbox, messages on their way out and deliveries not yet DONE, with
             // no gap between them (the running one is not "waiting").
             let elsewhere = isWorker ? max(0, load.load(ordering: .relaxed) - 1 - b.mailbox.count) : 0
-            guard b.mailbox.push(m, force: force, elsewhere: elsewhere) else { return .full }
+            guard b.mailbox.push(u, force: force, elsewhere: elsewhere) else { return .full }
             return .accepted(schedule: Agent.claimRunner(&b, concurrency))
         }
-        if case .accepted = admission { load.add(1, ordering: .relaxed) }
+        if case .accepted = admission { load.add(1, ordering: .relaxed) } else { u.release() }
         return admission
     }
 

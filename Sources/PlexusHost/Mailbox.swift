@@ -18,16 +18,18 @@ struct MessageRing: ~Copyable, @unchecked Sendable {   // used under its owner's
 
     var isEmpty: Bool { count == 0 }
 
-    mutating func append(_ m: __owned Message) {
+    /// Takes over the reference u carries (+1).
+    mutating func append(_ u: Unmanaged<Message>) {
         if count == mask + 1 { grow() }
-        slots.unsafelyUnwrapped[(head + count) & mask] = Unmanaged.passRetained(m)
+        slots.unsafelyUnwrapped[(head + count) & mask] = u
         count += 1
     }
 
-    mutating func prepend(_ m: __owned Message) {
+    /// Takes over the reference u carries (+1).
+    mutating func prepend(_ u: Unmanaged<Message>) {
         if count == mask + 1 { grow() }
         head = (head - 1) & mask
-        slots.unsafelyUnwrapped[head] = Unmanaged.passRetained(m)
+        slots.unsafelyUnwrapped[head] = u
         count += 1
     }
 
@@ -81,11 +83,21 @@ struct Mailbox: ~Copyable, Sendable {
     /// which must never be refused (the request already succeeded).
     /// `elsewhere` counts messages waiting outside this mailbox that still
     /// count against its capacity (those a worker holds but has not started).
-    mutating func push(_ m: __owned Message, force: Bool = false, elsewhere: Int = 0) -> Bool {
+    /// Takes over u's reference (+1) when it returns true; the caller keeps
+    /// it otherwise. An Unmanaged handle, so the router's reference moves
+    /// into the ring with no reference counting on the way.
+    mutating func push(_ u: Unmanaged<Message>, force: Bool = false, elsewhere: Int = 0) -> Bool {
         if count + elsewhere >= capacity && !force { return false }
-        ring(m.header.priority) { $0.append(m) }
+        ring(u._withUnsafeGuaranteedRef { $0.header.priority }) { $0.append(u) }
         count += 1
         return true
+    }
+
+    mutating func push(_ m: Message, force: Bool = false, elsewhere: Int = 0) -> Bool {
+        let u = Unmanaged.passRetained(m)
+        if push(u, force: force, elsewhere: elsewhere) { return true }
+        u.release()
+        return false
     }
 
     mutating func pop() -> Message? {
@@ -99,7 +111,7 @@ struct Mailbox: ~Copyable, Sendable {
     /// Puts messages back at the front of their priority, in their order:
     /// redelivery after a worker died. Always admitted (they were accepted once).
     mutating func pushFront(_ ms: [Message]) {
-        for m in ms.reversed() { ring(m.header.priority) { $0.prepend(m) } }
+        for m in ms.reversed() { ring(m.header.priority) { $0.prepend(Unmanaged.passRetained(m)) } }
         count += ms.count
     }
 

@@ -157,12 +157,11 @@ final class Router: @unchecked Sendable {
         return found
     }
 
-    /// Takes m (owned): the mailbox keeps the caller's reference, no new one.
-    private func admit(_ m: __owned Message, to a: Agent, force: Bool = false) throws(PlexusError) {
+    private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
         if !force, let link = a.link, let why = link.supervisor?.refusal(a.name) {
             throw PlexusError(.AGENT_CRASHED, why)   // an open circuit fails fast
         }
-        switch a.admit(m, force: force) {
+        switch a.admit(Unmanaged.passRetained(m), force: force) {   // the mailbox's reference, taken here once
         case .accepted(let wake):
             guard wake else { return }
             // A worker's batch only writes to a socket and never blocks, so it
@@ -250,7 +249,7 @@ final class Router: @unchecked Sendable {
         }
     }
 
-    private func deliver(_ m: __owned Message, to r: Requester) {
+    private func deliver(_ m: Message, to r: Requester) {
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {

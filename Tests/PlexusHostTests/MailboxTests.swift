@@ -26,7 +26,7 @@ struct MailboxTests {
         var next: UInt64 = 0, expected: UInt64 = 0
         // Interleave pushes and pops so the head walks round the ring while it grows.
         for round in 0..<50 {
-            for _ in 0..<(round % 7 + 3) { r.append(Self.message(next)); next += 1 }
+            for _ in 0..<(round % 7 + 3) { r.append(Unmanaged.passRetained(Self.message(next))); next += 1 }
             for _ in 0..<(round % 5 + 1) {
                 guard let m = r.removeFirst() else { break }
                 #expect(m.id.lo == expected)
