@@ -89,7 +89,7 @@ final class Agent: Hashable, @unchecked Sendable {
     /// n messages are done with: the load drops, and whoever waits for
     /// capacity (the task scheduler) hears of it.
     func finishedWork(_ n: Int = 1) {
-        load.subtract(n, ordering: .relaxed)
+        load.wrappingSubtract(n, ordering: .relaxed)   // wrapping: one locked add, not a compare-and-swap loop
         // A plain flag first: loading the optional closure costs reference
         // counting on every message, and it is nil unless tasks run.
         if router.observesCapacity { router.capacityFreed?() }
@@ -138,7 +138,7 @@ final class Agent: Hashable, @unchecked Sendable {
             guard b.mailbox.push(u, force: force, elsewhere: elsewhere) else { return .full }
             return .accepted(schedule: Agent.claimRunner(&b, concurrency))
         }
-        if case .accepted = admission { load.add(1, ordering: .relaxed) } else { u.release() }
+        if case .accepted = admission { load.wrappingAdd(1, ordering: .relaxed) } else { u.release() }
         return admission
     }
 

@@ -46,6 +46,12 @@ final class Dispatcher: @unchecked Sendable {
         let batches = Atomic<UInt64>(0)
         nonisolated(unsafe) var slotTurns = 0
 
+        /// Only this worker's thread writes batches: a load and a store, no
+        /// locked read-modify-write (the watchdog only reads it).
+        func bumpBatches() {
+            batches.store(batches.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        }
+
         func put(_ a: Agent) -> Agent? {
             Worker.take(next.exchange(UInt(bitPattern: Unmanaged.passRetained(a).toOpaque()), ordering: .acquiringAndReleasing))
         }
@@ -144,9 +150,9 @@ final class Dispatcher: @unchecked Sendable {
                 waiting.store(queue.count, ordering: .relaxed)
                 runQueue.unlock()
             }
-            w.batches.add(1, ordering: .relaxed)
+            w.bumpBatches()
             deliver(self, agent)
-            w.batches.add(1, ordering: .relaxed)
+            w.bumpBatches()
         }
         if let n = w.takeNext() { enqueue(n) }
         pthread_setspecific(Self.workerKey, nil)

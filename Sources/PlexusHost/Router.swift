@@ -291,7 +291,7 @@ final class Router: @unchecked Sendable {
             } else {
                 link.deliver(m)
             }
-            agent.handled.add(1, ordering: .relaxed)
+            agent.handled.wrappingAdd(1, ordering: .relaxed)
             return
         }
         let status: plexus_status = CurrentMessage.during(m) {
@@ -300,9 +300,9 @@ final class Router: @unchecked Sendable {
             }
             return invokeSlow(m, on: agent, isAnswer: isAnswer)
         }
-        agent.handled.add(1, ordering: .relaxed)
+        agent.handled.wrappingAdd(1, ordering: .relaxed)
         if status != 0 {
-            agent.failed.add(1, ordering: .relaxed)
+            agent.failed.wrappingAdd(1, ordering: .relaxed)
             if m.isQuery {
                 fail(requestID: m.id, responder: agent, status: PLEXUS_HANDLER_FAILED.status,
                      detail: "agent '\(agent.name)' returned \(statusName(status)) while handling the request")
