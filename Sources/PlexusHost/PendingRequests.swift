@@ -64,7 +64,13 @@ final class PendingRequests: @unchecked Sendable {
 
     /// Removes and returns the entry if `responder` may answer it.
     func take(_ id: plexus_id, responder: Agent?) -> Entry? {
-        shards[PendingShard.shard(of: id.lo)].take(id, responder: responder)
+        take(id, responderID: responder.map { Unmanaged.passUnretained($0).toOpaque() })
+    }
+
+    /// The same with the responder's identity (Unmanaged.toOpaque), which
+    /// the router has without holding a reference.
+    func take(_ id: plexus_id, responderID: UnsafeMutableRawPointer?) -> Entry? {
+        shards[PendingShard.shard(of: id.lo)].take(id, responderID: responderID)
     }
 
     /// Removes every entry (at shutdown) and returns them.
@@ -194,14 +200,15 @@ final class PendingShard: @unchecked Sendable {
     }
 
     /// Removes and returns the entry if `responder` may answer it.
-    func take(_ id: plexus_id, responder: Agent?) -> Entry? {
+    func take(_ id: plexus_id, responderID: UnsafeMutableRawPointer?) -> Entry? {
         guard id.hi == node, id.lo & Self.tag != 0 else { return nil }
         lock.lock()
         defer { lock.unlock() }
         let i = Int(id.lo & Self.indexMask)
         guard isLive(id.lo) else { return nil }
         // Checked in place and moved out: no copy of the entry's references.
-        if let r = (state.pointee.entries + i).pointee?.responder, r !== responder { return nil }
+        if let r = (state.pointee.entries + i).pointee?.responder,
+           Unmanaged.passUnretained(r).toOpaque() != responderID { return nil }
         return remove(i)
     }
 

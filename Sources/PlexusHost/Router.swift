@@ -18,12 +18,31 @@ final class Router: @unchecked Sendable {
     /// Lives only for one route/reply call, whose caller holds the agent and
     /// the grants: the references are unowned, so building and passing an
     /// Origin costs no reference counting on the hot path.
+    /// (Unmanaged, not `unowned(unsafe)`: reading one of those into a
+    /// strong reference retains it, and the grant check runs per message.)
     struct Origin {
         let cName: UnsafePointer<CChar>
-        unowned(unsafe) let agent: Agent?
+        private let agentRef: Unmanaged<Agent>?
         let trace: plexus_id
         /// What it may do; nil: anything (the host itself, its own user).
-        unowned(unsafe) var grants: Grants? = nil
+        private let grantsRef: Unmanaged<Grants>?
+
+        init(cName: UnsafePointer<CChar>, agent: Agent?, trace: plexus_id, grants: Grants? = nil) {
+            self.cName = cName
+            agentRef = agent.map { Unmanaged.passUnretained($0) }
+            self.trace = trace
+            grantsRef = grants.map { Unmanaged.passUnretained($0) }
+        }
+
+        var agent: Agent? { agentRef?.takeUnretainedValue() }
+        /// The sending agent's identity, for "is it the responder?" without a reference.
+        var agentID: UnsafeMutableRawPointer? { agentRef?.toOpaque() }
+
+        /// Lends body the grants (nil: anything) without retaining them.
+        func withGrants<R>(_ body: (Grants?) -> R) -> R {
+            guard let g = grantsRef else { return body(nil) }
+            return g._withUnsafeGuaranteedRef { body($0) }
+        }
     }
 
     let registry: Registry
@@ -208,7 +227,7 @@ final class Router: @unchecked Sendable {
         }
         var c = e.pointee
         let rid = c.correlation_id
-        guard let entry = pending.take(rid, responder: o.agent) else {
+        guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
