@@ -62,10 +62,11 @@ public final class Grants: Sendable {
     static func isHostName(_ s: UnsafePointer<UInt8>, _ n: Int) -> Bool {
         var k = 0
         if n > 0 && s[0] == UInt8(ascii: "_") { k = 1 }
-        let word = Array("plexus".utf8)
-        guard n - k >= word.count else { return false }
-        for i in 0..<word.count where s[k + i] != word[i] { return false }
-        return n - k == word.count || s[k + word.count] == UInt8(ascii: ".")
+        // Spelled out, not Array("plexus".utf8): this runs on every routed
+        // message, and building the array allocated each time.
+        guard n - k >= 6, s[k] == UInt8(ascii: "p"), s[k + 1] == UInt8(ascii: "l"), s[k + 2] == UInt8(ascii: "e"),
+              s[k + 3] == UInt8(ascii: "x"), s[k + 4] == UInt8(ascii: "u"), s[k + 5] == UInt8(ascii: "s") else { return false }
+        return n - k == 6 || s[k + 6] == UInt8(ascii: ".")
     }
 
     /// Every action on everything: the host's own user, the host itself.

@@ -32,6 +32,6 @@ public final class IDGenerator: Sendable {
     public init(node: UInt64 = UInt64.random(in: 1...UInt64.max)) { self.node = node }
 
     public func next() -> plexus_id {
-        plexus_id(hi: node, lo: counter.add(1, ordering: .relaxed).newValue)
+        plexus_id(hi: node, lo: counter.wrappingAdd(1, ordering: .relaxed).newValue)
     }
 }

@@ -49,13 +49,17 @@ final class Agent: Hashable, @unchecked Sendable {
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?
-    private let lock = ConditionLock()
-    private var mailbox: Mailbox
-    /// Dispatcher threads running this agent now (or about to).
-    private var runners = 0
+    /// What admit and next share, behind one lock.
+    private struct Inbox: ~Copyable, Sendable {
+        var mailbox: Mailbox
+        /// Dispatcher threads running this agent now (or about to).
+        var runners = 0
+        var state = AgentState.registering
+    }
+    private let inbox: Mutex<Inbox>
     /// How many may run it at once (in the host; a worker has its own threads).
     let concurrency: Int
-    private var _state = AgentState.registering
+    let capacity: Int
 
     /// Queued plus running messages: what "least loaded" compares.
     let load = Atomic<Int>(0)
@@ -75,7 +79,8 @@ final class Agent: Hashable, @unchecked Sendable {
         if case .worker(let w) = behavior { link = w } else { link = nil }
         self.capabilities = capabilities
         self.exports = Dictionary(exports.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        self.mailbox = Mailbox(capacity: mailboxCapacity)
+        self.inbox = Mutex(Inbox(mailbox: Mailbox(capacity: mailboxCapacity)))
+        self.capacity = mailboxCapacity
         self.logger = Logger(label: "plexus.agent.\(name)")
     }
 
@@ -84,8 +89,10 @@ final class Agent: Hashable, @unchecked Sendable {
     /// n messages are done with: the load drops, and whoever waits for
     /// capacity (the task scheduler) hears of it.
     func finishedWork(_ n: Int = 1) {
-        load.subtract(n, ordering: .relaxed)
-        router.capacityFreed?()
+        load.wrappingSubtract(n, ordering: .relaxed)   // wrapping: one locked add, not a compare-and-swap loop
+        // A plain flag first: loading the optional closure costs reference
+        // counting on every message, and it is nil unless tasks run.
+        if router.observesCapacity { router.capacityFreed?() }
     }
 
     static func == (a: Agent, b: Agent) -> Bool { a === b }
@@ -96,49 +103,61 @@ final class Agent: Hashable, @unchecked Sendable {
     static func from(_ ctx: OpaquePointer) -> Agent {
         Unmanaged<Agent>.fromOpaque(UnsafeRawPointer(ctx)).takeUnretainedValue()
     }
-
-    var state: AgentState {
-        get { lock.withLock { _state } }
-        set { lock.withLock { _state = newValue } }
+    /// The agent behind ctx, lent to body without a retain: ctx is only
+    /// valid while the agent lives, which the plugin's call already requires.
+    @inline(__always)
+    static func borrow<R>(_ ctx: OpaquePointer, _ body: (Agent) -> R) -> R {
+        Unmanaged<Agent>.fromOpaque(UnsafeRawPointer(ctx))._withUnsafeGuaranteedRef(body)
     }
 
-    var queued: Int { lock.withLock { mailbox.count } }
-    var capacity: Int { mailbox.capacity }
+    var state: AgentState {
+        get { inbox.withLock { $0.state } }
+        set { inbox.withLock { $0.state = newValue } }
+    }
+
+    var queued: Int { inbox.withLock { $0.mailbox.count } }
 
     enum Admission { case accepted(schedule: Bool), full, closed }
 
     /// Puts m in the mailbox. `schedule` says the caller must hand the agent
     /// to the dispatcher (it was idle).
     func admit(_ m: Message, force: Bool = false) -> Admission {
-        lock.lock()
-        if _state == .terminated || (_state == .draining && !force) { lock.unlock(); return .closed }
-        // For a worker, what it holds unstarted counts too: `load` covers the
-        // mailbox, messages on their way out and deliveries not yet DONE, with
-        // no gap between them (the running one is not "waiting").
-        let elsewhere = link == nil ? 0 : max(0, load.load(ordering: .relaxed) - 1 - mailbox.count)
-        guard mailbox.push(m, force: force, elsewhere: elsewhere) else { lock.unlock(); return .full }
-        let wake = claimRunner()
-        lock.unlock()
-        load.add(1, ordering: .relaxed)
-        return .accepted(schedule: wake)
+        admit(Unmanaged.passRetained(m), force: force)
+    }
+
+    /// The same with the reference u carries (+1), which the mailbox takes
+    /// over when it accepts and which is released when it does not.
+    func admit(_ u: Unmanaged<Message>, force: Bool = false) -> Admission {
+        let isWorker = link != nil
+        let admission: Admission = inbox.withLock { b in
+            if b.state == .terminated || (b.state == .draining && !force) { return .closed }
+            // For a worker, what it holds unstarted counts too: `load` covers the
+            // mailbox, messages on their way out and deliveries not yet DONE, with
+            // no gap between them (the running one is not "waiting").
+            let elsewhere = isWorker ? max(0, load.load(ordering: .relaxed) - 1 - b.mailbox.count) : 0
+            guard b.mailbox.push(u, force: force, elsewhere: elsewhere) else { return .full }
+            return .accepted(schedule: Agent.claimRunner(&b, concurrency))
+        }
+        if case .accepted = admission { load.wrappingAdd(1, ordering: .relaxed) } else { u.release() }
+        return admission
     }
 
     /// Lock held: true when the caller must hand the agent to the
     /// dispatcher (another runner is allowed). With concurrency 1 this is
     /// the classic "was idle" flag.
-    private func claimRunner() -> Bool {
-        guard runners < concurrency else { return false }
-        runners += 1
+    private static func claimRunner(_ b: inout Inbox, _ concurrency: Int) -> Bool {
+        guard b.runners < concurrency else { return false }
+        b.runners += 1
         return true
     }
 
     /// Takes the next message, or gives up this runner when there is none.
     func next() -> Message? {
-        lock.lock()
-        defer { lock.unlock() }
-        if let m = mailbox.pop() { return m }
-        runners -= 1
-        return nil
+        inbox.withLock { b in
+            if let m = b.mailbox.pop() { return m }
+            b.runners -= 1
+            return nil
+        }
     }
 
     /// Puts messages a dead worker had not finished back at the front.
@@ -147,15 +166,15 @@ final class Agent: Hashable, @unchecked Sendable {
     func requeueFront(_ ms: [Message]) -> Bool {
         guard !ms.isEmpty else { return false }
         load.add(ms.count, ordering: .relaxed)
-        return lock.withLock {
-            mailbox.pushFront(ms)
-            return claimRunner()
+        return inbox.withLock { b in
+            b.mailbox.pushFront(ms)
+            return Agent.claimRunner(&b, concurrency)
         }
     }
 
     /// Empties the mailbox (at shutdown) and returns what was in it.
     func drainMailbox() -> [Message] {
-        lock.withLock { mailbox.removeAll() }
+        inbox.withLock { $0.mailbox.removeAll() }
     }
 }
 

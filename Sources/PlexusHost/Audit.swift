@@ -46,7 +46,8 @@ extension Router {
 
     /// Checks that `o` may do `action` on `name`; records and throws a refusal.
     func authorize(_ o: Origin, _ action: Grants.Action, _ name: UnsafePointer<CChar>) throws(PlexusError) {
-        guard let g = o.grants, !g.allows(action, name) else { return }
+        let refusing = o.withGrants { g in g.flatMap { $0.allows(action, name) ? nil : $0 } }
+        guard let g = refusing else { return }
         throw deny(g, action, String(cString: name), sender: String(cString: o.cName))
     }
 

@@ -25,7 +25,9 @@ final class Dispatcher: @unchecked Sendable {
     /// Set by stop(): a running batch ends after its current message.
     let halted = Atomic<Bool>(false)
     private var threads: [OwnedThread] = []
-    private let deliver: (Agent) -> Void
+    /// Runs an agent's batch; handed the dispatcher so it need not load
+    /// (and retain) one. Set once, before start (Router.init).
+    var deliver: (Dispatcher, Agent) -> Void = { _, _ in }
     let threadCount: Int
 
     /// How many messages an agent handles before yielding its worker.
@@ -43,6 +45,12 @@ final class Dispatcher: @unchecked Sendable {
         /// which costs the worker no clock read per batch.
         let batches = Atomic<UInt64>(0)
         nonisolated(unsafe) var slotTurns = 0
+
+        /// Only this worker's thread writes batches: a load and a store, no
+        /// locked read-modify-write (the watchdog only reads it).
+        func bumpBatches() {
+            batches.store(batches.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        }
 
         func put(_ a: Agent) -> Agent? {
             Worker.take(next.exchange(UInt(bitPattern: Unmanaged.passRetained(a).toOpaque()), ordering: .acquiringAndReleasing))
@@ -62,9 +70,8 @@ final class Dispatcher: @unchecked Sendable {
         return k
     }()
 
-    init(threads: Int, deliver: @escaping (Agent) -> Void) {
+    init(threads: Int) {
         self.threadCount = max(1, threads)
-        self.deliver = deliver
     }
 
     /// Throws when a thread cannot start; stop() then ends those that did.
@@ -103,11 +110,13 @@ final class Dispatcher: @unchecked Sendable {
     /// Makes an agent with fresh mail runnable.
     func schedule(_ agent: Agent) {
         if let raw = pthread_getspecific(Self.workerKey) {
-            let w = Unmanaged<Worker>.fromOpaque(raw).takeUnretainedValue()
-            if w.slotTurns < Self.slotBudget || waiting.load(ordering: .relaxed) == 0 {
+            // The worker outlives its thread's loop: borrowed, not retained.
+            let queued = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { w in
+                guard w.slotTurns < Self.slotBudget || waiting.load(ordering: .relaxed) == 0 else { return false }
                 if let displaced = w.put(agent) { enqueue(displaced) }
-                return
+                return true
             }
+            if queued { return }
         }
         enqueue(agent)
     }
@@ -122,6 +131,7 @@ final class Dispatcher: @unchecked Sendable {
 
     private func workerLoop(_ w: Worker) {
         pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(w).toOpaque())
+        let deliver = self.deliver   // once: no load and retain of the closure per batch
         while true {
             let agent: Agent
             if let n = w.takeNext() {
@@ -140,9 +150,9 @@ final class Dispatcher: @unchecked Sendable {
                 waiting.store(queue.count, ordering: .relaxed)
                 runQueue.unlock()
             }
-            w.batches.add(1, ordering: .relaxed)
-            deliver(agent)
-            w.batches.add(1, ordering: .relaxed)
+            w.bumpBatches()
+            deliver(self, agent)
+            w.bumpBatches()
         }
         if let n = w.takeNext() { enqueue(n) }
         pthread_setspecific(Self.workerKey, nil)

@@ -17,17 +17,21 @@ enum HostTable {
         p.pointee.struct_size = UInt32(MemoryLayout<plexus_host>.size)
         p.pointee.abi_major = UInt16(PLEXUS_ABI_MAJOR)
         p.pointee.abi_minor = UInt16(PLEXUS_ABI_MINOR)
+        // send, request and reply borrow the agent from ctx (Agent.borrow):
+        // the message path takes no reference to it until a mailbox must.
         p.pointee.send = { ctx, msg in
             guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
-            let a = Agent.from(ctx)
-            return checked(msg, a) { e throws(PlexusError) in try a.router.route(e, from: origin(a)) }
+            return Agent.borrow(ctx) { a in
+                checked(msg, a) { e throws(PlexusError) in try a.router.route(e, from: origin(a)) }
+            }
         }
         p.pointee.request = { ctx, msg, timeoutMs, outID in
             guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
-            let a = Agent.from(ctx)
-            return checked(msg, a, kind: .query) { e throws(PlexusError) in
-                let id = try a.router.route(e, from: origin(a), request: (.agent(a), Int64(timeoutMs)))
-                outID?.pointee = id
+            return Agent.borrow(ctx) { a in
+                checked(msg, a, kind: .query) { e throws(PlexusError) in
+                    let id = try a.router.route(e, from: origin(a), request: (.agent(a), Int64(timeoutMs)))
+                    outID?.pointee = id
+                }
             }
         }
         p.pointee.reply = { ctx, msg in
@@ -35,10 +39,11 @@ enum HostTable {
             var e = plexus_envelope()
             let s = plexus_contract_envelope(msg, &e, nil)
             guard s == 0 else { return s }
-            let a = Agent.from(ctx)
             // The fields are checked once the request is found (Router.reply):
             // a refused reply then ends the request with that status.
-            return status { () throws(PlexusError) in try a.router.reply(&e, from: origin(a)) }
+            return Agent.borrow(ctx) { a in
+                status { () throws(PlexusError) in try a.router.reply(&e, from: origin(a)) }
+            }
         }
         p.pointee.publish = { ctx, msg in
             guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }

@@ -56,7 +56,7 @@ final class PendingRequests: @unchecked Sendable {
     }
 
     /// Records e and returns the id the request must carry.
-    func add(_ e: Entry) throws(PlexusError) -> plexus_id {
+    func add(_ e: __owned Entry) throws(PlexusError) -> plexus_id {
         let k: Int
         if case .agent(let a) = e.requester { k = a.shard } else { k = rotation.add(1, ordering: .relaxed).newValue }
         return try shards[k & (Self.shardCount - 1)].add(e)
@@ -64,7 +64,13 @@ final class PendingRequests: @unchecked Sendable {
 
     /// Removes and returns the entry if `responder` may answer it.
     func take(_ id: plexus_id, responder: Agent?) -> Entry? {
-        shards[PendingShard.shard(of: id.lo)].take(id, responder: responder)
+        take(id, responderID: responder.map { Unmanaged.passUnretained($0).toOpaque() })
+    }
+
+    /// The same with the responder's identity (Unmanaged.toOpaque), which
+    /// the router has without holding a reference.
+    func take(_ id: plexus_id, responderID: UnsafeMutableRawPointer?) -> Entry? {
+        shards[PendingShard.shard(of: id.lo)].take(id, responderID: responderID)
     }
 
     /// Removes every entry (at shutdown) and returns them.
@@ -107,20 +113,49 @@ final class PendingShard: @unchecked Sendable {
     static func shard(of lo: UInt64) -> Int { Int((lo >> indexBits) & ((1 << shardBits) - 1)) }
     private static let buckets = 64
 
-    private struct Slot {
+    /// What the id check and the timer read, kept apart from the entries:
+    /// plain values, so checking a slot never copies (or retains) an entry.
+    private struct Meta {
         var generation: UInt64 = 0
-        var entry: Entry?
+        var live = false
+        var deadlineMono: Int64 = 0
     }
 
     /// Everything the lock guards, behind one pointer: the hot path then
     /// pays for the mutex only, not for Swift's dynamic exclusivity checks.
+    /// The slots are raw buffers (grown by doubling), so a slot is reached
+    /// by its address, never through a copy-on-write array.
     private struct State {
-        var slots: [Slot] = []
+        var meta: UnsafeMutablePointer<Meta> = .allocate(capacity: 0)
+        var entries: UnsafeMutablePointer<Entry?> = .allocate(capacity: 0)
+        var slotCount = 0
+        var slotCapacity = 0
         var free: [Int] = []
         var count = 0
         var wheel: [[UInt64]] = Array(repeating: [], count: PendingShard.buckets)
         var lastTickMs: Int64 = Clock.monotonicNanos() / 1_000_000
         var scratch: [UInt64] = []
+
+        /// Appends an empty slot, doubling the buffers when full.
+        mutating func appendSlot() {
+            if slotCount == slotCapacity {
+                let cap = max(16, slotCapacity * 2)
+                let m = UnsafeMutablePointer<Meta>.allocate(capacity: cap)
+                let e = UnsafeMutablePointer<Entry?>.allocate(capacity: cap)
+                m.moveInitialize(from: meta, count: slotCount)
+                e.moveInitialize(from: entries, count: slotCount)
+                meta.deallocate(); entries.deallocate()
+                meta = m; entries = e; slotCapacity = cap
+            }
+            (meta + slotCount).initialize(to: Meta())
+            (entries + slotCount).initialize(to: nil)
+            slotCount += 1
+        }
+
+        func release() {
+            meta.deinitialize(count: slotCount); meta.deallocate()
+            entries.deinitialize(count: slotCount); entries.deallocate()
+        }
     }
 
     private let node: UInt64
@@ -134,12 +169,12 @@ final class PendingShard: @unchecked Sendable {
         state.initialize(to: State())
     }
 
-    deinit { state.deinitialize(count: 1); state.deallocate() }
+    deinit { state.pointee.release(); state.deinitialize(count: 1); state.deallocate() }
 
     var count: Int { lock.withLock { state.pointee.count } }
 
     /// Records e and returns the id the request must carry.
-    func add(_ e: Entry) throws(PlexusError) -> plexus_id {
+    func add(_ e: __owned Entry) throws(PlexusError) -> plexus_id {
         lock.lock()
         defer { lock.unlock() }
         let s = state
@@ -147,40 +182,44 @@ final class PendingShard: @unchecked Sendable {
         if let i = s.pointee.free.popLast() {
             index = i
         } else {
-            guard s.pointee.slots.count < Self.maxInFlight else {
+            guard s.pointee.slotCount < Self.maxInFlight else {
                 throw PlexusError(.NO_MEMORY, "\(Self.maxInFlight) requests from agents like this one are already waiting for replies")
             }
-            index = s.pointee.slots.count
-            s.pointee.slots.append(Slot())
+            index = s.pointee.slotCount
+            s.pointee.appendSlot()
         }
-        s.pointee.slots[index].generation &+= 1
-        s.pointee.slots[index].entry = e
+        let m = s.pointee.meta + index
+        m.pointee.generation &+= 1
+        m.pointee.live = true
+        m.pointee.deadlineMono = e.deadlineMono
+        (s.pointee.entries + index).pointee = e
         s.pointee.count += 1
-        let key = makeKey(generation: s.pointee.slots[index].generation, index: index)
+        let key = makeKey(generation: m.pointee.generation, index: index)
         s.pointee.wheel[Self.bucket(e.deadlineMono)].append(key)
         return plexus_id(hi: node, lo: key)
     }
 
     /// Removes and returns the entry if `responder` may answer it.
-    func take(_ id: plexus_id, responder: Agent?) -> Entry? {
+    func take(_ id: plexus_id, responderID: UnsafeMutableRawPointer?) -> Entry? {
         guard id.hi == node, id.lo & Self.tag != 0 else { return nil }
         lock.lock()
         defer { lock.unlock() }
-        guard let e = lookup(id.lo) else { return nil }
-        if let r = e.responder, r !== responder { return nil }
-        remove(Int(id.lo & Self.indexMask))
-        return e
+        let i = Int(id.lo & Self.indexMask)
+        guard isLive(id.lo) else { return nil }
+        // Checked in place and moved out: no copy of the entry's references.
+        if let r = (state.pointee.entries + i).pointee?.responder,
+           Unmanaged.passUnretained(r).toOpaque() != responderID { return nil }
+        return remove(i)
     }
 
     /// Removes every entry (at shutdown) and returns them.
     func takeAll() -> [(plexus_id, Entry)] {
         lock.withLock {
             var all: [(plexus_id, Entry)] = []
-            for (i, slot) in state.pointee.slots.enumerated() {
-                guard let e = slot.entry else { continue }
-                let key = makeKey(generation: slot.generation, index: i)
+            for i in 0..<state.pointee.slotCount {
+                let key = makeKey(generation: state.pointee.meta[i].generation, index: i)
+                guard isLive(key), let e = remove(i) else { continue }
                 all.append((plexus_id(hi: node, lo: key), e))
-                remove(i)
             }
             return all
         }
@@ -194,18 +233,23 @@ final class PendingShard: @unchecked Sendable {
 
     // MARK: lock held
 
-    private func lookup(_ key: UInt64) -> Entry? {
+    /// Whether key names a slot that holds its request still.
+    private func isLive(_ key: UInt64) -> Bool {
         let i = Int(key & Self.indexMask)
-        guard i < state.pointee.slots.count else { return nil }
-        let slot = state.pointee.slots[i]
-        guard makeKey(generation: slot.generation, index: i) == key else { return nil }
-        return slot.entry
+        guard i < state.pointee.slotCount else { return false }
+        let m = state.pointee.meta + i
+        return m.pointee.live && makeKey(generation: m.pointee.generation, index: i) == key
     }
 
-    private func remove(_ i: Int) {
-        state.pointee.slots[i].entry = nil
+    /// Empties slot i and returns what it held (moved, not copied).
+    @discardableResult
+    private func remove(_ i: Int) -> Entry? {
+        state.pointee.meta[i].live = false
+        let e = (state.pointee.entries + i).move()
+        (state.pointee.entries + i).initialize(to: nil)
         state.pointee.free.append(i)
         state.pointee.count -= 1
+        return e
     }
 
     /// The millisecond a deadline is due in, rounded up: a request never
@@ -240,12 +284,12 @@ final class PendingShard: @unchecked Sendable {
         swap(&keys, &state.pointee.wheel[b])   // the bucket keeps the old scratch's capacity
         defer { keys.removeAll(keepingCapacity: true); state.pointee.scratch = keys }
         for key in keys {
-            guard let e = lookup(key) else { continue }  // already answered
-            if Self.dueMs(e.deadlineMono) <= nowMs {
-                remove(Int(key & Self.indexMask))
-                expired.append((plexus_id(hi: node, lo: key), e))
+            guard isLive(key) else { continue }  // already answered
+            let deadline = state.pointee.meta[Int(key & Self.indexMask)].deadlineMono
+            if Self.dueMs(deadline) <= nowMs {
+                if let e = remove(Int(key & Self.indexMask)) { expired.append((plexus_id(hi: node, lo: key), e)) }
             } else {
-                state.pointee.wheel[Self.bucket(e.deadlineMono)].append(key)
+                state.pointee.wheel[Self.bucket(deadline)].append(key)
             }
         }
     }

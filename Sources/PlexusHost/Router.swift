@@ -15,12 +15,34 @@ final class Router: @unchecked Sendable {
     }
 
     /// Who is sending: the name stamped on the envelope (never taken from it).
+    /// Lives only for one route/reply call, whose caller holds the agent and
+    /// the grants: the references are unowned, so building and passing an
+    /// Origin costs no reference counting on the hot path.
+    /// (Unmanaged, not `unowned(unsafe)`: reading one of those into a
+    /// strong reference retains it, and the grant check runs per message.)
     struct Origin {
         let cName: UnsafePointer<CChar>
-        let agent: Agent?
+        private let agentRef: Unmanaged<Agent>?
         let trace: plexus_id
         /// What it may do; nil: anything (the host itself, its own user).
-        var grants: Grants? = nil
+        private let grantsRef: Unmanaged<Grants>?
+
+        init(cName: UnsafePointer<CChar>, agent: Agent?, trace: plexus_id, grants: Grants? = nil) {
+            self.cName = cName
+            agentRef = agent.map { Unmanaged.passUnretained($0) }
+            self.trace = trace
+            grantsRef = grants.map { Unmanaged.passUnretained($0) }
+        }
+
+        var agent: Agent? { agentRef?.takeUnretainedValue() }
+        /// The sending agent's identity, for "is it the responder?" without a reference.
+        var agentID: UnsafeMutableRawPointer? { agentRef?.toOpaque() }
+
+        /// Lends body the grants (nil: anything) without retaining them.
+        func withGrants<R>(_ body: (Grants?) -> R) -> R {
+            guard let g = grantsRef else { return body(nil) }
+            return g._withUnsafeGuaranteedRef { body($0) }
+        }
     }
 
     let registry: Registry
@@ -38,19 +60,23 @@ final class Router: @unchecked Sendable {
     var keyValue: (any KeyValueAccess)?
     /// Called each time an agent finishes work and so has room for more
     /// (Host.observeCapacity); set before start.
-    var capacityFreed: (@Sendable () -> Void)?
-    private(set) var dispatcher: Dispatcher!
+    var capacityFreed: (@Sendable () -> Void)? { didSet { observesCapacity = capacityFreed != nil } }
+    /// capacityFreed != nil, read per message without touching the closure.
+    private(set) var observesCapacity = false
+    /// A let: reaching it from the hot path loads no reference.
+    let dispatcher: Dispatcher
     private let hostName = strdup("plexus")!
 
     init(registry: Registry, limits: Limits, threads: Int) {
         self.registry = registry
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
-        self.dispatcher = Dispatcher(threads: threads) { [unowned(unsafe) self] (agent: Agent) in  // the router owns and stops the dispatcher
+        self.dispatcher = Dispatcher(threads: threads)
+        dispatcher.deliver = { [unowned(unsafe) self] (d: Dispatcher, agent: Agent) in  // the router owns and stops the dispatcher
             if let link = agent.link {
                 self.runWorkerBatch(agent, link)
             } else {
-                Dispatcher.runBatch(agent, dispatcher: self.dispatcher) { self.invoke($0, on: agent) }
+                Dispatcher.runBatch(agent, dispatcher: d) { self.invoke($0, on: agent) }
             }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
@@ -79,20 +105,24 @@ final class Router: @unchecked Sendable {
         c.sender = o.cName
         c.flags = 0
         if c.trace_id.isNone { c.trace_id = o.trace.isNone ? ids.next() : o.trace }
-        let nowUnix = Clock.unixNanos()
+        // The coarse clock (no hardware read): deadlines are kept to the
+        // millisecond, and the exact clock is read only near one (Clock.isPast).
+        let nowUnix = Clock.coarseUnixNanos()
         var timeoutMs: Int64 = 0
         if let request {
             c.kind = MessageKind.query.rawValue
             timeoutMs = request.timeoutMs > 0 ? request.timeoutMs
                 : c.deadline_unix_ns > 0 ? max(0, (c.deadline_unix_ns - nowUnix) / 1_000_000) : limits.defaultTimeoutMs
+            // From the coarse clock's upper bound: a deadline never comes
+            // before the timeout asked for, at most a few ms after it.
             c.deadline_unix_ns = c.deadline_unix_ns > 0 && request.timeoutMs <= 0
-                ? c.deadline_unix_ns : nowUnix + timeoutMs * 1_000_000
+                ? c.deadline_unix_ns : nowUnix + Clock.coarseLagNanos + timeoutMs * 1_000_000
         } else if c.kind == MessageKind.query.rawValue {
             throw PlexusError(.INVALID_ARGUMENT, "kind QUERY must be sent with request(), which arranges for the reply")
         } else if c.kind == MessageKind.response.rawValue || c.kind == MessageKind.error.rawValue {
             throw PlexusError(.INVALID_ARGUMENT, "kind \(c.kind == 2 ? "RESPONSE" : "ERROR") must be sent with reply()")
         }
-        if c.deadline_unix_ns != 0 && c.deadline_unix_ns <= nowUnix {
+        if c.deadline_unix_ns != 0 && Clock.isPast(c.deadline_unix_ns, coarse: nowUnix) {
             throw PlexusError(.EXPIRED, "the message's deadline had already passed when it was sent")
         }
         guard let target = c.target, target.pointee != 0 else {
@@ -118,7 +148,8 @@ final class Router: @unchecked Sendable {
         let (agent, label) = try resolve(kind: c.target_kind, target)
         if let request {   // the request's id names its pending slot
             c.id = try pending.add(.init(requester: request.0, responder: agent,
-                                         deadlineMono: Clock.monotonicNanos() + (c.deadline_unix_ns - nowUnix),
+                                         // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
+                                         deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
                                          target: label, timeoutMs: timeoutMs))
         }
         do {
@@ -149,7 +180,7 @@ final class Router: @unchecked Sendable {
         if !force, let link = a.link, let why = link.supervisor?.refusal(a.name) {
             throw PlexusError(.AGENT_CRASHED, why)   // an open circuit fails fast
         }
-        switch a.admit(m, force: force) {
+        switch a.admit(Unmanaged.passRetained(m), force: force) {   // the mailbox's reference, taken here once
         case .accepted(let wake):
             guard wake else { return }
             // A worker's batch only writes to a socket and never blocks, so it
@@ -196,7 +227,7 @@ final class Router: @unchecked Sendable {
         }
         var c = e.pointee
         let rid = c.correlation_id
-        guard let entry = pending.take(rid, responder: o.agent) else {
+        guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
@@ -269,7 +300,7 @@ final class Router: @unchecked Sendable {
     private func invoke(_ m: Message, on agent: Agent) {
         let h = m.header
         let isAnswer = h.kind == MessageKind.response.rawValue || h.kind == MessageKind.error.rawValue
-        if !isAnswer && h.deadlineUnixNs != 0 && Clock.unixNanos() > h.deadlineUnixNs {
+        if !isAnswer && h.deadlineUnixNs != 0 && Clock.isPast(h.deadlineUnixNs, coarse: Clock.coarseUnixNanos()) {
             expired(m, at: agent)
             return
         }
@@ -279,7 +310,7 @@ final class Router: @unchecked Sendable {
             } else {
                 link.deliver(m)
             }
-            agent.handled.add(1, ordering: .relaxed)
+            agent.handled.wrappingAdd(1, ordering: .relaxed)
             return
         }
         let status: plexus_status = CurrentMessage.during(m) {
@@ -288,9 +319,9 @@ final class Router: @unchecked Sendable {
             }
             return invokeSlow(m, on: agent, isAnswer: isAnswer)
         }
-        agent.handled.add(1, ordering: .relaxed)
+        agent.handled.wrappingAdd(1, ordering: .relaxed)
         if status != 0 {
-            agent.failed.add(1, ordering: .relaxed)
+            agent.failed.wrappingAdd(1, ordering: .relaxed)
             if m.isQuery {
                 fail(requestID: m.id, responder: agent, status: PLEXUS_HANDLER_FAILED.status,
                      detail: "agent '\(agent.name)' returned \(statusName(status)) while handling the request")
