@@ -197,5 +197,5 @@ extension Dispatcher {
 
     /// Runs a caught agent's batch on the calling thread, as a worker would;
     /// what it wakes meanwhile goes to the workers.
-    func run(_ agent: Agent) { deliver(agent) }
+    func run(_ agent: Agent) { deliver(self, agent) }
 }

@@ -49,8 +49,15 @@ struct StoreLockProcessTests {
         guard case .array(let a) = try JSONValue.parse(submitted.payload), case .string(let id)? = a.first?["id"] else {
             Issue.record("no task id: \(submitted.payloadString)"); return
         }
-        for _ in 0..<800 where try task(c, id)["state"] == .string("queued") { Thread.sleep(forTimeInterval: 0.025) }
-        #expect(try task(c, id)["state"] == .string("running"))
+        // Waits while queued, and stops asking as soon as it is not: a
+        // `for … where` went on asking 800 times, long enough on a loaded
+        // machine for the 3 s task to end before the check below.
+        var state = try task(c, id)["state"]
+        for _ in 0..<800 where state == .string("queued") {
+            Thread.sleep(forTimeInterval: 0.025)
+            state = try task(c, id)["state"]
+        }
+        #expect(state == .string("running"))
 
         let second = try plexusRun(dir, socket: "two.sock", log: "two.log")
         second.waitUntilExit()
