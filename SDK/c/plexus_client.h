@@ -4,7 +4,7 @@
 ** Depends on libc only. Build it into your program with the frame codec:
 **     cc -I include -I Sources/CPlexusInternal/include -I SDK/c my_program.c SDK/c/plexus_client.c Sources/CPlexus/wire.c
 **
-** The protocol (README, "The host socket"): every frame the client sends is
+** The protocol (SDK/PROTOCOL.md): every frame the client sends is
 ** one envelope of include/plexus_wire.h, and the host answers each with
 ** exactly one RESPONSE or ERROR frame whose correlation_id is the id the
 ** client gave its frame. The host takes the client's identity from the

@@ -1,4 +1,5 @@
 import Glibc
+import PlexusSandbox
 import PlexusThreads
 
 /// Judges every worker's health on a wall clock: heartbeats and overdue
@@ -9,9 +10,11 @@ final class HealthMonitor: @unchecked Sendable {
     private var stopping = false
     private var thread: OwnedThread?
     private let links: () -> [WorkerLink]
+    /// Warm workers are checked too: one that died waiting is reaped and replaced.
+    private let pool: WarmPool?
     static let tickMs: Int64 = 100
 
-    init(links: @escaping () -> [WorkerLink]) { self.links = links }
+    init(pool: WarmPool? = nil, links: @escaping () -> [WorkerLink]) { self.pool = pool; self.links = links }
 
     func start() throws(ThreadStartError) {
         thread = try startThread(name: "plexus-health") { [self] in
@@ -24,6 +27,7 @@ final class HealthMonitor: @unchecked Sendable {
                 if stop { return }
                 let now = Clock.monotonicNanos()
                 for l in links() { l.checkHealth(now: now) }
+                pool?.prune()
             }
         }
     }

@@ -118,7 +118,7 @@ public final class Host: @unchecked Sendable {
     private let clientName = strdup("client:api")!
     /// Warm workers (configuration.warmWorkers per policy); nil when 0.
     public let warmPool: WarmPool?
-    private lazy var health = HealthMonitor { [unowned self] in started.compactMap(\.link) }
+    private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in started.compactMap(\.link) }
     private lazy var supervisor = Supervisor(
         spec: configuration.supervision ?? SupervisorSpec(name: "root", strategy: .oneForOne,
                                                           intensity: configuration.restartPolicy.intensity,

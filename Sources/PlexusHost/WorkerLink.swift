@@ -575,6 +575,13 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             lock.withLock { restarts += 1 }
             logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
             if let agent { router.lifecycle("agent.restarted", agent.name, ["pid": .int(Int64(pid ?? 0))]) }
+            // As at load: a new worker (warm or cold) that does not say
+            // HELLO and READY in time (hung, or stopped with SIGSTOP) is
+            // killed, and its exit goes to the supervisor like any other;
+            // the agent does not stay suspended behind it.
+            _ = wait(timeoutMs: restart.loadTimeoutMs * 2, what: "load the plugin, send HELLO and run init") {
+                switch $0 { case .spawning, .hello: return false; default: return true }
+            }
         } catch {
             restartFailed(error.detail)
         }

@@ -128,19 +128,42 @@ public final class WarmPool: Sendable {
         return rc == 1 && recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 1 && byte == UInt8(ascii: "R")
     }
 
-    /// Warm workers ready for policy now.
+    /// Warm workers ready for policy now (the dead ones reaped first).
     public func ready(for policy: WorkerPolicy, maxPayload: UInt64) -> Int {
-        state.withLock { $0.idle[Key(policy: policy, maxPayload: maxPayload)]?.count ?? 0 }
+        prune()
+        return state.withLock { $0.idle[Key(policy: policy, maxPayload: maxPayload)]?.count ?? 0 }
     }
 
     /// Warm workers ready now, for every policy.
-    public var readyCount: Int { state.withLock { $0.idle.values.reduce(0) { $0 + $1.count } } }
+    public var readyCount: Int { prune(); return state.withLock { $0.idle.values.reduce(0) { $0 + $1.count } } }
+
+    /// Reaps waiting workers that died after they were ready (killed from
+    /// outside: their confinement had succeeded), closes their descriptors
+    /// and starts others in their place. Run whenever the pool is counted
+    /// (every `plexus agents`) and by the health monitor's tick, so a dead
+    /// warm worker neither stays a zombie nor counts as ready.
+    public func prune() {
+        let dead: [(Key, Launched)] = state.withLock { s in
+            var dead: [(Key, Launched)] = []
+            for (key, list) in s.idle {
+                var alive: [Launched] = []
+                for w in list {
+                    var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
+                    if plexus_posix_wait(w.pid, 0, &code, &signaled, &core) != 0 { dead.append((key, w)) } else { alive.append(w) }
+                }
+                s.idle[key] = alive
+            }
+            return dead
+        }
+        for (_, w) in dead { for fd in [w.imageSocket, w.channel, w.out, w.err, w.wake.r, w.wake.w] { close(fd) } }
+        for key in Set(dead.map(\.0)) { refill(key) }
+    }
 
     /// Workers handed out since the pool was made.
     public var takenCount: Int { state.withLock { $0.taken } }
 
     /// Pids of the warm workers waiting now (tests: a restart's new pid is one of them).
-    public var readyPids: [Int32] { state.withLock { $0.idle.values.flatMap { $0.map(\.pid) } } }
+    public var readyPids: [Int32] { prune(); return state.withLock { $0.idle.values.flatMap { $0.map(\.pid) } } }
 
     /// Kills and reaps every waiting worker; nothing refills afterwards.
     public func shutdown() {

@@ -1,3 +1,4 @@
+import CPlexus
 import FoundationEssentials
 import PlexusCore
 import PlexusHost
@@ -51,6 +52,9 @@ public enum KeyValueService {
                        _ answer: @escaping @Sendable (Result<JSONValue, PlexusError>) -> Void) throws(PlexusError) {
         let args = env.payload.isEmpty ? JSONValue.object([:]) : try ServiceArguments.parse(env.payload)
         let ns = try ServiceArguments.string(args, "namespace")
+        // A namespace is an agent's name, and keys follow plexus.h: what a
+        // plugin could never read back is refused here too.
+        try Names.check(ns, what: "namespace")
         if env.target.name == "plexus.kv.list" {
             let prefix = args["prefix"] == nil ? "" : try ServiceArguments.string(args, "prefix")
             let limit = try ServiceArguments.int(args, "limit", default: 1000, in: 1...100_000)
@@ -59,6 +63,9 @@ public enum KeyValueService {
             }
         }
         let key = try ServiceArguments.string(args, "key")
+        guard !key.isEmpty, key.utf8.count <= Int(PLEXUS_KV_MAX_KEY), !key.utf8.contains(0) else {
+            throw PlexusError(.INVALID_ARGUMENT, "a key must be 1-\(PLEXUS_KV_MAX_KEY) bytes of UTF-8 without NUL, not \(key.utf8.count) bytes")
+        }
         let expected = args["expected"] == nil ? nil : Int64(try ServiceArguments.int(args, "expected", default: 0, in: 0...Int.max))
         let named: [String: JSONValue] = ["namespace": .string(ns), "key": .string(key)]
         switch env.target.name {

@@ -27,7 +27,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Requests the pipelined client keeps in flight.") var window = 256
 
     func run() throws {
-        bootstrapLogging(default: .error)
+        // The restart lines kill workers on purpose, hundreds of times: their
+        // "worker died" errors would bury the figures ($PLEXUS_LOG_LEVEL still wins).
+        bootstrapLogging(default: .critical)
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         print("# plexus bench: \(cores) cores, \(repetitions) repetitions, median shown")
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }

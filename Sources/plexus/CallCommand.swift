@@ -99,7 +99,7 @@ struct CallCommand: ParsableCommand {
 
     private func readPayload(_ path: String) throws -> [UInt8] {
         let fd = path == "-" ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw CLIError("--file \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CLIError("--file \(path): \(String(cString: strerror(errno)))", code: ExitStatus.usage) }
         defer { if fd != STDIN_FILENO { close(fd) } }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)

@@ -17,10 +17,13 @@ struct Plexus: ParsableCommand {
             plugins directory. Commands that need a host use a running one (plexus run)
             when its socket answers, and start an embedded host otherwise.
 
-            Exit status, for every command: 0 done; 1 the request was made and failed
-            (an error reply, a failed task or run, a refused plugin, a missing key);
-            2 a usage error (unknown command or option, an invalid value); 3 no host
-            (none answers at the socket, or it went away during the command).
+            Exit status, for every command: 0 done (a command that shows a state exits 0
+            whatever it shows); 1 the request was made and failed (an error reply, a task
+            or run that failed while the command waited, a refused plugin file, a missing
+            key, a value the host refused); 2 a usage error found before anything was
+            asked (unknown command or option, a value the command line rejects, a missing
+            --file); 3 no host (none answers at the socket, or it went away during the
+            command).
             """,
         subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, TasksCommand.self, WorkflowCommand.self, EventsCommand.self, KvCommand.self, AuditCommand.self,
                       RunCommand.self, BenchCommand.self])

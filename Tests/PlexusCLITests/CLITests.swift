@@ -39,6 +39,11 @@ struct CLITests {
         #expect(badJSON.err.contains("--json is not valid JSON"), "\(badJSON.err)")
         let unknownOption = try plexus(["agents", "--jsn"], in: dir)
         #expect(unknownOption.status == 2)
+        let missingFile = try plexus(["call", "echo", "--file", dir + "/no-such-payload.txt"], in: dir)
+        #expect(missingFile.status == 2)
+        #expect(missingFile.err.contains("--file \(dir)/no-such-payload.txt: No such file or directory"), "\(missingFile.err)")
+        let submitMissing = try plexus(["tasks", "submit", "echo", "--file", dir + "/no-such-payload.txt"], in: dir)
+        #expect(submitMissing.status == 2)
     }
 
     @Test func noHostExits3AndSaysWhere() throws {

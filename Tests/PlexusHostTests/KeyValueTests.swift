@@ -94,6 +94,15 @@ struct KeyValueTests {
         #expect(e?.detail.contains("key 'n' is at version 3, not 1") == true, "\(e?.detail ?? "")")
         #expect(try r.json("plexus.kv.list", #"{"namespace":"tally"}"#) == .array([.string("n")]))
         _ = expectError(.INVALID_ARGUMENT) { _ = try r.host.callText("plexus.kv.get", #"{"key":"n"}"#) }
+        // What no plugin could read back is refused: an empty or ill-formed
+        // namespace, an empty key or one over PLEXUS_KV_MAX_KEY bytes.
+        let long = String(repeating: "k", count: 513)
+        for bad in [#"{"namespace":"","key":"n","value":"v"}"#, #"{"namespace":"a b/../x","key":"n","value":"v"}"#,
+                    #"{"namespace":"tally","key":"","value":"v"}"#, #"{"namespace":"tally","key":"\#(long)","value":"v"}"#] {
+            let e = expectError(.INVALID_ARGUMENT) { _ = try r.host.callText("plexus.kv.put", bad) }
+            #expect(e != nil, "accepted \(bad.prefix(60))")
+        }
+        #expect(try r.json("plexus.kv.list", #"{"namespace":"tally"}"#) == .array([.string("n")]))
     }
 
     @Test("what a plugin keeps survives the host")

@@ -65,6 +65,38 @@ struct WarmPoolTests {
         #expect(json.contains("\"warm_workers\":2"), "\(json)")
     }
 
+    /// A warm worker killed while it waits is reaped (no zombie), no longer
+    /// counted as ready, and replaced.
+    @Test func aWarmWorkerThatDiesWaitingIsReapedAndReplaced() throws {
+        let host = try host(warm: 2, [try Fixtures.probe()])
+        defer { host.shutdown() }
+        let pool = try #require(host.warmPool)
+        #expect(eventually { pool.readyPids.count == 2 })
+        let victim = try #require(pool.readyPids.first)
+        kill(victim, SIGKILL)
+        #expect(eventually { let p = pool.readyPids; return p.count == 2 && !p.contains(victim) }, "\(pool.readyPids)")
+        #expect(waitpid(victim, nil, WNOHANG) == -1, "the dead warm worker \(victim) was not reaped")
+        #expect(report(host, "probe")?.warm_workers == 2)
+    }
+
+    /// A restart that takes a warm worker stopped (SIGSTOP) before its HELLO:
+    /// the load deadline kills it, as at load, and the agent comes back
+    /// instead of staying suspended with its mail queued.
+    @Test func aRestartIntoAStoppedWarmWorkerEndsAtTheLoadDeadline() throws {
+        let host = try host(warm: 2, [try Fixtures.probe()]) { c in c.restartPolicy.loadTimeoutMs = 300 }
+        defer { host.shutdown() }
+        let pool = try #require(host.warmPool)
+        #expect(eventually { pool.readyPids.count == 2 })
+        let stopped = pool.readyPids
+        for p in stopped { kill(p, SIGSTOP) }
+        defer { for p in stopped { kill(p, SIGKILL) } }
+        let old = try #require(report(host, "probe")?.pid)
+        kill(old, SIGKILL)
+        #expect(try host.callText("probe.echo", "back") == "back")
+        let now = try #require(report(host, "probe")?.pid)
+        #expect(now != old && !stopped.contains(now), "served by \(now); stopped warm workers \(stopped)")
+    }
+
     /// Two plugins, two policies: each restart takes a worker warmed for its
     /// own policy, and the intruder's attempts meet exactly its own grants.
     @Test func aWarmWorkerRunsItsPluginUnderExactlyItsPolicy() throws {
