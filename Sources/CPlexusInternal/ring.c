@@ -1,6 +1,7 @@
 /* The shared-memory rings between the host and a worker (plexus_ring.h). */
 #define _GNU_SOURCE
 #include "plexus_ring.h"
+#include "plexus_fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -237,42 +238,16 @@ void plexus_ring_wait_room(plexus_ring *r, int timeout_ms) {
 }
 
 int plexus_ring_send_fds(int sock, int memfd, int bell) {
-    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int) * 2)]; } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    char byte = 'R';
-    struct iovec iov = { &byte, 1 };
-    struct msghdr mh = { 0 };
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl.space;
-    mh.msg_controllen = sizeof ctl.space;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * 2);
     int fds[2] = { memfd, bell };
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    ssize_t n;
-    do { n = sendmsg(sock, &mh, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : (n < 0 ? errno : EIO);
+    return plexus_fds_send(sock, 'R', fds, 2);
 }
 
 int plexus_ring_receive_fds(int sock, int *out_memfd, int *out_bell) {
-    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int) * 2)]; } ctl;
-    char byte = 0;
-    struct iovec iov = { &byte, 1 };
-    struct msghdr mh = { 0 };
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl.space;
-    mh.msg_controllen = sizeof ctl.space;
-    ssize_t n;
-    do { n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
-    if (n != 1 || byte != 'R') return n < 0 ? errno : EPROTO;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int) * 2)) return EPROTO;
+    char tag = 0;
     int fds[2];
-    memcpy(fds, CMSG_DATA(c), sizeof fds);
+    int rc = plexus_fds_receive(sock, &tag, fds, 2);
+    if (rc != 0) return rc < 0 ? EPROTO : rc;
+    if (tag != 'R') { close(fds[0]); close(fds[1]); return EPROTO; }
     *out_memfd = fds[0];
     *out_bell = fds[1];
     return 0;

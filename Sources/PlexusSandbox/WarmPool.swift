@@ -1,3 +1,4 @@
+import CPlexusInternal
 import CPlexusPOSIX
 import Glibc
 import PlexusCore
@@ -52,7 +53,7 @@ public final class WarmPool: Sendable {
         while let w = state.withLock({ s -> Launched? in s.idle[key]?.popLast() }) {
             var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
             let gone = plexus_posix_wait(w.pid, 0, &code, &signaled, &core) != 0
-            if gone || plexus_posix_send_fd(w.imageSocket, image.fd) != 0 {
+            if gone || plexus_fds_send(w.imageSocket, CChar(UInt8(ascii: "I")), [image.fd], 1) != 0 {
                 // Died while waiting (a confinement this kernel refuses):
                 // the cold start that follows reports the reason.
                 if !gone { w.discard() } else { for fd in [w.imageSocket, w.channel, w.out, w.err, w.wake.r, w.wake.w] { close(fd) } }

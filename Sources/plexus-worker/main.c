@@ -25,6 +25,7 @@
 #include "plexus.h"
 #include "plexus_channel.h"
 #include "plexus_contract.h"
+#include "plexus_fdpass.h"
 #include "plexus_ffi.h"
 
 #include <dlfcn.h>
@@ -414,21 +415,10 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
 static const char *await_image(void) {
     char byte = 'R';   /* ready: the host counts this worker as warm from now on */
     if (send(PLUGIN_FD, &byte, 1, MSG_NOSIGNAL) != 1) _exit(0);
-    union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } ctl;
-    struct iovec iov = { &byte, 1 };
-    struct msghdr mh = { 0 };
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = ctl.space;
-    mh.msg_controllen = sizeof ctl.space;
-    ssize_t n;
-    do { n = recvmsg(PLUGIN_FD, &mh, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
-    if (n == 0) _exit(0);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    if (n != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-        return "a warm worker received no plugin image";
     int image;
-    memcpy(&image, CMSG_DATA(c), sizeof image);
+    int rc = plexus_fds_receive(PLUGIN_FD, &byte, &image, 1);
+    if (rc < 0) _exit(0);
+    if (rc != 0) return "a warm worker received no plugin image";
     if (dup2(image, PLUGIN_FD) != PLUGIN_FD) return "placing the plugin image on descriptor 4 failed";
     close(image);
     return NULL;

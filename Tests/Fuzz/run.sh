@@ -40,7 +40,7 @@ grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/fu
 
 # The ring: the host's reads and writes against a worker that sets anything.
 if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" -I"$root/Sources/CPlexusInternal/include" \
-    "$root/Tests/Fuzz/fuzz_ring.c" "$root/Sources/CPlexusInternal/ring.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_ring" > "$work/build.log" 2>&1; then
+    "$root/Tests/Fuzz/fuzz_ring.c" "$root/Sources/CPlexusInternal/ring.c" "$root/Sources/CPlexusInternal/fdpass.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_ring" > "$work/build.log" 2>&1; then
     cat "$work/build.log" >&2
     exit 1
 fi

@@ -59,8 +59,4 @@ int plexus_posix_pin(int32_t pid, int cpu);
 ** architecture has none (libseccomp's table, as the worker's filter). */
 int plexus_posix_syscall_number(const char *name);
 
-/* Passes fd over the unix socket sock (one byte, SCM_RIGHTS): a warm
-** worker's plugin image. 0, or -1 with errno set. */
-int plexus_posix_send_fd(int sock, int fd);
-
 #endif
