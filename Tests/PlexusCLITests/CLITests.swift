@@ -104,19 +104,8 @@ struct CLITests {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let sock = dir + "/h.sock"
-        let host = Process()
-        host.executableURL = URL(fileURLWithPath: PlexusCommand.path)
-        host.arguments = ["run", "--socket", sock, "--store", dir + "/plexus.db"]
-        host.currentDirectoryURL = URL(fileURLWithPath: dir)
-        host.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try host.run()
+        let host = try PlexusCommand.startHost(in: dir, socket: sock)
         defer { host.interrupt(); host.waitUntilExit() }
-        var up = false
-        for _ in 0..<400 where !up {
-            up = (try? plexus(["agents", "--socket", sock], in: dir))?.status == 0
-            if !up { usleep(50_000) }
-        }
-        try #require(up, "the host did not start")
 
         let kv = try plexus(["kv", "list", "textkti", "--socket", sock], in: dir)
         #expect(kv.status == 1)

@@ -19,12 +19,7 @@ struct WarmAgentsTests {
         let dir = try workspace("defaults: { warm_workers: 1 }\n")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let sock = dir + "/h.sock"
-        let host = Process()
-        host.executableURL = URL(fileURLWithPath: PlexusCommand.path)
-        host.arguments = ["run", "--socket", sock, "--store", dir + "/plexus.db"]
-        host.currentDirectoryURL = URL(fileURLWithPath: dir)
-        host.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try host.run()
+        let host = try PlexusCommand.startHost(in: dir, socket: sock)
         defer { host.interrupt(); host.waitUntilExit() }
         // The pool fills in the background once textkit's first worker is ready.
         var warm: Int?

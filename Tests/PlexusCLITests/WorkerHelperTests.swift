@@ -28,23 +28,8 @@ struct WorkerHelperTests {
     }
 
     /// Runs dir/plexus with PLEXUS_WORKER removed from its environment.
-    func call(_ dir: String, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: dir + "/plexus")
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        var env = ProcessInfo.processInfo.environment
-        env["PLEXUS_WORKER"] = nil
-        env["PLEXUS_SANDBOX"] = nil
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    func call(_ dir: String, _ args: [String]) throws -> PlexusCommand.Outcome {
+        try PlexusCommand.run(args, in: dir, unset: ["PLEXUS_WORKER", "PLEXUS_SANDBOX"], executable: dir + "/plexus")
     }
 
     @Test func callEchoAnswersThroughTheHelperBesideTheExecutable() throws {
