@@ -189,6 +189,16 @@ public final class Scheduler: @unchecked Sendable {
                 guard from.contains(t.state) else {
                     throw PlexusError(.INVALID_ARGUMENT, "task \(id) is \(t.state.rawValue); only a \(from.map(\.rawValue).sorted().joined(separator: " or ")) task can be \(event == "task.cancelled" ? "cancelled" : "retried")")
                 }
+                if event == "task.retried_by_hand" {
+                    // Retried, it runs at once: only when what it waits for
+                    // has completed, or --after would mean nothing.
+                    for dep in t.dependencies {
+                        let d = try TaskRecord.fetchOne(db, key: dep)
+                        guard d?.state == .completed else {
+                            throw PlexusError(.INVALID_ARGUMENT, "task \(id) runs after task \(dep), which is \(d?.state.rawValue ?? "gone"); retry \(id) once \(dep) has completed")
+                        }
+                    }
+                }
                 change(&t)
                 try t.update(db)
                 try Store.appendEvent(db, kind: event, subject: id, data: ["capability": .string(t.capability)], at: PlexusThreads.Clock.unixNanos())

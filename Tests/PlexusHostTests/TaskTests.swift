@@ -99,6 +99,11 @@ struct TaskTests {
         let o = try r.finished(orphan.id)
         #expect(o.state == .dead && o.attempts == 0)
         #expect(o.error?.hasPrefix("it depends on task \(broken.id), which was dead-lettered") == true, "\(o.error ?? "")")
+        // Retried by hand, it would run at once: refused while what it runs
+        // after has not completed, and the refusal says which task and why.
+        let e = #expect(throws: PlexusError.self) { _ = try r.scheduler.retry(orphan.id) }
+        #expect(e?.detail.contains("runs after task \(broken.id), which is dead") == true, "\(e?.detail ?? "")")
+        #expect(try r.store.task(orphan.id)?.state == .dead)
         #expect(throws: PlexusError.self) { _ = try r.submit("probe.echo") { $0.dependsOn = ["00000000000000000000000000000001"] } }
     }
 
