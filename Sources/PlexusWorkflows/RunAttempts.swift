@@ -9,6 +9,8 @@ enum RunAttempts {
     struct Tally: Equatable {
         var attempts = 0
         var lastError: String?
+        /// A task of the step's newest generation was dead-lettered or cancelled.
+        var failed = false
     }
 
     /// Per step, from the run's tasks (in submission order): only the newest
@@ -22,6 +24,7 @@ enum RunAttempts {
             if generation[k.node] != k.generation { out[k.node] = Tally(); generation[k.node] = k.generation }
             out[k.node]!.attempts += t.attempts
             if let e = t.error, !e.isEmpty { out[k.node]!.lastError = e }
+            if t.state == "dead" || t.state == "cancelled" { out[k.node]!.failed = true }
         }
         return out
     }
@@ -33,6 +36,12 @@ enum RunAttempts {
             guard case .object(var o) = step, case .string(let name)? = o["name"], let t = tallies[name] else { return step }
             o["attempts"] = .int(Int64(t.attempts))
             o["last_error"] = t.lastError.map(JSONValue.string) ?? .null
+            // A finished run's status is rebuilt from its checkpoints, and a
+            // failed step has none: its tasks say it failed, and why.
+            if t.failed, o["state"] == .string("pending") {
+                o["state"] = .string("failed")
+                if o["error"] == nil || o["error"] == .null { o["error"] = t.lastError.map(JSONValue.string) ?? .null }
+            }
             return .object(o)
         })
         return .object(run)

@@ -75,4 +75,15 @@ import Testing
         #expect(status["steps"] == .array([.object(["name": .string("collect"), "attempts": .int(2), "last_error": .string("UNAVAILABLE: busy")]),
                                           .object(["name": .string("idle")])]))
     }
+
+    /// A finished run's status comes from its checkpoints, and a failed step
+    /// has none: its dead task turns "pending" into "failed", with the error.
+    @Test func aStepWhoseTaskDiedShowsAsFailedNotPending() {
+        let tally = RunAttempts.tally([(key: "wf/r/0/typo", attempts: 1, state: "dead", error: "NO_SUCH_CAPABILITY: no agent provides txt.upper")])
+        #expect(tally["typo"]?.failed == true)
+        let status = RunAttempts.annotate(.object(["steps": .array([.object(["name": .string("typo"), "state": .string("pending")])])]), tally)
+        #expect(status["steps"] == .array([.object(["name": .string("typo"), "state": .string("failed"), "attempts": .int(1),
+                                                    "last_error": .string("NO_SUCH_CAPABILITY: no agent provides txt.upper"),
+                                                    "error": .string("NO_SUCH_CAPABILITY: no agent provides txt.upper")])]))
+    }
 }
