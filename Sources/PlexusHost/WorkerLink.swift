@@ -74,6 +74,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var confinement: String?
     private var restartingForSupervisor = false
     /// The stopped worker whose unfinished work exited() has handed back.
+    /// A worker that ended before spawn() recorded it as `process` (a warm
+    /// worker can die that fast): spawn() then reports its exit.
+    private var earlyExit: (exit: WorkerExit, worker: WorkerProcess)?
     private var handedBack: WorkerProcess?
     /// The host's supervisor; it decides what an exit leads to.
     weak var supervisor: Supervisor?
@@ -144,9 +147,20 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private func spawn() throws(PlexusError) {
         // The channel carries frames up to the ABI's limit; the router then
         // holds each message to the host's own (smaller) payload limit.
+        // The phase is set before the worker exists: a warm worker can say
+        // HELLO (and READY) before the initializer below returns, and a
+        // phase set afterwards would overwrite its READY with .spawning.
+        lock.withLock { phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos() }
         let w = try WorkerProcess(pool: pool, image: image, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
                                   label: agent?.name ?? image.path, events: self)
-        lock.withLock { process = w; phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos() }
+        let early: WorkerExit? = lock.withLock {
+            process = w
+            lock.broadcast()
+            defer { earlyExit = nil }
+            return earlyExit?.worker === w ? earlyExit?.exit : nil
+        }
+        if let early { exited(early, from: w); return }
+        if lock.withLock({ if case .ready = phase { return true }; return false }) { reopen() }
     }
 
     private func wait(timeoutMs: Int64, what: String, until done: (Phase) -> Bool) -> Phase {
@@ -170,7 +184,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// requeued when a DONE or a restart opens the window again.
     func hasRoom() -> Bool {
         lock.withLock {
-            if case .ready = phase, inflight.count < Self.window { return true }
+            if case .ready = phase, process != nil, inflight.count < Self.window { return true }
             blocked = true
             return false
         }
@@ -203,10 +217,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     private func sendControl(_ topic: String, correlation: plexus_id = .none, id: plexus_id = .none,
-                             status: plexus_status = 0, payload: [UInt8] = []) {
+                             status: plexus_status = 0, payload: [UInt8] = [], to worker: WorkerProcess? = nil) {
         let env = Envelope(kind: .event, target: .topic(topic), payload: payload, id: id, correlationID: correlation, status: status)
         guard let frame = try? env.encode(maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) else { return }
-        let w = lock.withLock { process }
+        // The worker that asked (its HELLO may come before `process` is set), else the current one.
+        let w = worker ?? lock.withLock { process }
         frame.withUnsafeBytes { _ = w?.write($0) }
     }
 
@@ -341,7 +356,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }()
             switch d {
             case .success(let d) where pluginName == nil || pluginName == d.name:
-                if agent != nil { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8)) }
+                if agent != nil { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8), to: w) }
                 lock.withLock { confinement = d.confinement }
                 logger.info("worker started", metadata: ["plugin": "\(d.name)", "pid": "\(w.pid)",
                                                           "confinement": "\(d.confinement ?? "unknown")"])
@@ -479,7 +494,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     func exited(_ x: WorkerExit, from w: WorkerProcess) {
         let (unfinished, stopping): ([Message], Bool) = lock.withLock {
-            guard process === w else { return ([], true) }
+            guard process === w else {
+                if process == nil, case .spawning = phase { earlyExit = (x, w) }
+                return ([], true)
+            }
             process = nil
             lastExit = x.description
             let stopping: Bool
