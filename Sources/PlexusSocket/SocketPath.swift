@@ -21,7 +21,7 @@ public enum SocketPath {
     /// users are admitted, they may pass through it (0711) but not list it.
     public static func prepareDirectory(of path: String, othersMayConnect: Bool,
                                         privateDirectory dir: String = privateDirectory) throws(PlexusError) {
-        guard path.hasPrefix(dir + "/") else { return }
+        guard path.hasPrefix(dir + "/") else { return try checkParent(of: path) }
         if mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw PlexusError(.INVALID_ARGUMENT, "cannot create \(dir): \(String(cString: strerror(errno)))")
         }
@@ -34,6 +34,23 @@ public enum SocketPath {
         if let why { throw PlexusError(.PERMISSION_DENIED, "refusing to put the socket in \(dir): \(why); remove it, or pass --socket PATH") }
         guard chmod(dir, othersMayConnect ? 0o711 : 0o700) == 0 else {
             throw PlexusError(.INVALID_ARGUMENT, "cannot set the mode of \(dir): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Any other socket ($XDG_RUNTIME_DIR, --socket): its directory must not
+    /// let another user replace the socket, i.e. not writable by group or
+    /// others unless sticky (as /tmp is). A directory that does not exist is
+    /// left to bind(), whose error names it.
+    static func checkParent(of path: String) throws(PlexusError) {
+        let parent = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let dir = parent.isEmpty ? "/" : parent
+        var st = stat()
+        guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return }
+        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 {
+            throw PlexusError(.PERMISSION_DENIED, """
+                refusing to put the socket in \(dir): others may write in it and it is not sticky (mode \(String(st.st_mode & 0o7777, radix: 8))), \
+                so another user could replace the socket; use a directory only you can write in (chmod go-w \(dir)), or pass --socket PATH
+                """)
         }
     }
 

@@ -10,13 +10,13 @@ extension Fixtures {
     /// Lets a worker write in dir: it is bound into the worker's root, and
     /// the worker, uid 65534 on the host, may write there.
     static func grantWrite(_ dir: String, to policy: inout WorkerPolicy) {
-        chmod(dir, 0o777)
+        chmod(dir, 0o1777)   // sticky, as /tmp: the host also keeps sockets here, which others must not replace
         policy.writePaths.append(dir)
     }
 
     /// dir/plexus.yaml granting every plugin writes in dir and reads of `read`.
     static func writeGrantingConfig(_ dir: String, read: [String] = []) throws {
-        chmod(dir, 0o777)
+        chmod(dir, 0o1777)
         let list = read.map { "\"\($0)\"" }.joined(separator: ", ")
         try "defaults:\n  filesystem: { read: [\(list)], write: [\"\(dir)\"] }\n"
             .write(toFile: dir + "/plexus.yaml", atomically: true, encoding: .utf8)

@@ -47,4 +47,22 @@ struct SocketPathTests {
             #expect(refusal(theirs)?.contains("it belongs to uid 65534") == true, "\(refusal(theirs) ?? "accepted")")
         }
     }
+
+    /// Any other socket ($XDG_RUNTIME_DIR, --socket): a directory others may
+    /// write in lets them replace the socket, unless it is sticky like /tmp.
+    @Test func aSocketElsewhereIsRefusedInADirectoryOthersMayWriteIn() throws {
+        let base = TestDirectory.make("sockpath")
+        let shared = base + "/shared"
+        mkdir(shared, 0o755)
+        chmod(shared, 0o777)
+        let e = #expect(throws: PlexusError.self) {
+            try SocketPath.prepareDirectory(of: shared + "/plexus.sock", othersMayConnect: false, privateDirectory: base + "/none")
+        }
+        #expect(e?.detail.contains("refusing to put the socket in \(shared): others may write in it and it is not sticky (mode 777)") == true,
+                "\(e?.detail ?? "")")
+        chmod(shared, 0o1777)
+        try SocketPath.prepareDirectory(of: shared + "/plexus.sock", othersMayConnect: false, privateDirectory: base + "/none")
+        chmod(shared, 0o755)
+        try SocketPath.prepareDirectory(of: shared + "/plexus.sock", othersMayConnect: false, privateDirectory: base + "/none")
+    }
 }
