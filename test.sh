@@ -34,6 +34,12 @@ rm -rf "$prefix"; unset PKG_CONFIG_PATH
 
 echo "== conformance suite (SDK/conformance) over every example plugin"
 SDK/conformance/run.sh Plugins/*.so
+# ...and it fails a handler that never returns, by name, instead of hanging.
+spin=$(mktemp -d)
+cc -shared -fPIC -Iinclude -ISDK/c Tests/Fixtures/spinner.c -o "$spin/spinner.so"
+if out=$(PLEXUS_CONFORMANCE_TIMEOUT_S=1 SDK/conformance/run.sh "$spin/spinner.so"); then echo "the conformance suite passed a spinning handler" >&2; exit 1; fi
+grep -q "capability spin.forever did not return within 1 s" <<<"$out" || { echo "unexpected: $out" >&2; exit 1; }
+rm -rf "$spin"
 
 echo "== fuzzing the frame decoder (libFuzzer, 20 s)"
 Tests/Fuzz/run.sh 20

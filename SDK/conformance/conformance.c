@@ -12,16 +12,46 @@
 **   6. shutdown returns;
 **   7. every envelope it hands the host has struct_size >= PLEXUS_ENVELOPE_SIZE_1_0
 **      and every expected_version is PLEXUS_KV_ANY or >= 0 (a real host refuses
-**      others with INVALID_ARGUMENT, sandboxed and in process alike).
+**      others with INVALID_ARGUMENT, sandboxed and in process alike);
+**   8. every call returns within $PLEXUS_CONFORMANCE_TIMEOUT_S seconds (10):
+**      a handler that spins or blocks fails, named, instead of hanging the suite.
 ** Usage: plexus-conformance PLUGIN.so...   Exit status 0 when all pass. */
+#define _POSIX_C_SOURCE 200809L
 #include "plexus.h"
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+/* The watchdog: before each call into the plugin, the failure it would be
+** is written out in advance, so the SIGALRM handler only writes and exits. */
+static char overdue[600];
+static size_t overdue_len;
+static unsigned timeout_s = 10;
+
+static void on_alarm(int sig) {
+    (void)sig;
+    ssize_t ignored = write(STDOUT_FILENO, overdue, overdue_len);
+    (void)ignored;
+    _exit(1);
+}
+
+static void arm(const char *path, const char *what, const char *name) {
+    int n = snprintf(overdue, sizeof overdue, "  FAIL: %s: %s%s%s did not return within %u s "
+                     "(a handler that spins or blocks; PLEXUS_CONFORMANCE_TIMEOUT_S sets the limit)\n",
+                     path, what, name ? " " : "", name ? name : "", timeout_s);
+    overdue_len = n < 0 ? 0 : ((size_t)n < sizeof overdue ? (size_t)n : sizeof overdue - 1);
+    fflush(stdout);
+    alarm(timeout_s);
+}
+
+static void disarm(void) { alarm(0); }
 
 static int replies, reply_ok, requests, failures, refused;
+static const char *current = "";
 static plexus_id pending[64];
 
 /* What a real host refuses before anything else (plexus.h, "Contract"). */
@@ -135,6 +165,7 @@ static plexus_envelope query(const char *target, uint64_t lo) {
 ** the query ended exactly once. */
 static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap, int declared) {
     replies = reply_ok = requests = 0;
+    arm(current, declared ? "capability" : "a query for the undeclared capability", cap);
     plexus_envelope q = query(cap, 1);
     plexus_status s = d->handle(state, (plexus_ctx *)&host, &q);
     for (int i = 0; i < requests; i++) {
@@ -150,6 +181,7 @@ static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap,
         err.payload_len = strlen((const char *)err.payload);
         d->handle(state, (plexus_ctx *)&host, &err);
     }
+    disarm();
     if (declared) {
         CHECK(replies == 1 || (replies == 0 && s != PLEXUS_OK),
               "capability '%s': %d replies, handler returned %s (a query must end exactly once)",
@@ -162,6 +194,7 @@ static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap,
 
 static int check(const char *path) {
     failures = refused = 0;
+    current = path;
     printf("%s\n", path);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) { printf("  FAIL: dlopen: %s\n", dlerror()); return 1; }
@@ -180,7 +213,9 @@ static int check(const char *path) {
     CHECK(d->init && (d->capability_count == 0 || d->handle), "init/handle missing");
     if (failures) return 1;
     void *state = NULL;
+    arm(path, "init", NULL);
     plexus_status s = d->init(&host, (plexus_ctx *)&host, "{}", &state);
+    disarm();
     CHECK(s == PLEXUS_OK, "init returned %s", plexus_status_name(s));
     if (failures) return 1;
     for (uint32_t i = 0; i < d->capability_count; i++) {
@@ -193,9 +228,13 @@ static int check(const char *path) {
         plexus_envelope ev = query("conformance.unexpected.event", 2);
         ev.kind = PLEXUS_KIND_EVENT;
         ev.target_kind = PLEXUS_TARGET_TOPIC;
+        arm(path, "an unexpected event", NULL);
         d->handle(state, (plexus_ctx *)&host, &ev);
+        disarm();
     }
+    arm(path, "shutdown", NULL);
     if (d->shutdown) d->shutdown(state);
+    disarm();
     CHECK(refused == 0, "%d host calls passed an envelope with struct_size below %u or an expected_version below "
           "PLEXUS_KV_ANY (a host answers INVALID_ARGUMENT)", refused, PLEXUS_ENVELOPE_SIZE_1_0);
     printf("  %s: %s %s, %u capabilities, %u exports\n", failures ? "FAIL" : "ok", d->name, d->version,
@@ -204,6 +243,9 @@ static int check(const char *path) {
 }
 
 int main(int argc, char **argv) {
+    const char *t = getenv("PLEXUS_CONFORMANCE_TIMEOUT_S");
+    if (t && atoi(t) > 0) timeout_s = (unsigned)atoi(t);
+    signal(SIGALRM, on_alarm);
     int failed = 0;
     for (int i = 1; i < argc; i++) failed += check(argv[i]);
     printf("%d passed, %d failed\n", argc - 1 - failed, failed);
