@@ -129,20 +129,19 @@ public final class WarmPool: Sendable {
         return rc == 1 && recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 1 && byte == UInt8(ascii: "R")
     }
 
-    /// Warm workers ready for policy now (the dead ones reaped first).
+    /// Warm workers ready for policy now.
     public func ready(for policy: WorkerPolicy, maxPayload: UInt64) -> Int {
-        prune()
-        return state.withLock { $0.idle[Key(policy: policy, maxPayload: maxPayload)]?.count ?? 0 }
+        state.withLock { $0.idle[Key(policy: policy, maxPayload: maxPayload)]?.count ?? 0 }
     }
 
     /// Warm workers ready now, for every policy.
-    public var readyCount: Int { prune(); return state.withLock { $0.idle.values.reduce(0) { $0 + $1.count } } }
+    public var readyCount: Int { state.withLock { $0.idle.values.reduce(0) { $0 + $1.count } } }
 
     /// Reaps waiting workers that died after they were ready (killed from
     /// outside: their confinement had succeeded), closes their descriptors
-    /// and starts others in their place. Run whenever the pool is counted
-    /// (every `plexus agents`) and by the health monitor's tick, so a dead
-    /// warm worker neither stays a zombie nor counts as ready.
+    /// and starts others in their place. Run by the health monitor's tick
+    /// (100 ms), so a dead warm worker neither stays a zombie nor counts as
+    /// ready for longer than that.
     public func prune() {
         let dead: [(Key, Launched)] = state.withLock { s in
             var dead: [(Key, Launched)] = []
@@ -164,7 +163,7 @@ public final class WarmPool: Sendable {
     public var takenCount: Int { state.withLock { $0.taken } }
 
     /// Pids of the warm workers waiting now (tests: a restart's new pid is one of them).
-    public var readyPids: [Int32] { prune(); return state.withLock { $0.idle.values.flatMap { $0.map(\.pid) } } }
+    public var readyPids: [Int32] { state.withLock { $0.idle.values.flatMap { $0.map(\.pid) } } }
 
     /// Kills and reaps every waiting worker; nothing refills afterwards.
     public func shutdown() {

@@ -10,11 +10,29 @@ seconds=${1:-20}
 clang=$(command -v clang || echo /opt/swift/usr/bin/clang)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" -I"$root/Sources/CPlexusInternal/include" \
-    "$root/Tests/Fuzz/fuzz_wire.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_wire" > "$work/build.log" 2>&1; then
-    cat "$work/build.log" >&2
-    exit 1
-fi
+
+# build NAME SOURCES...: a libFuzzer binary $work/NAME, or the compiler's log and exit 1.
+build() {
+    local name=$1; shift
+    if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" \
+        -I"$root/Sources/CPlexusInternal/include" "$@" -o "$work/$name" > "$work/build.log" 2>&1; then
+        cat "$work/build.log" >&2
+        exit 1
+    fi
+}
+
+# fuzz NAME CORPUS WHAT: runs $work/NAME for $seconds; on failure prints the
+# log's tail and "fuzz: WHAT failed", else the run's figures.
+fuzz() {
+    if ! "$work/$1" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$2" > "$work/$1.log" 2>&1; then
+        tail -40 "$work/$1.log" >&2
+        echo "fuzz: $3 failed (log above)" >&2
+        exit 1
+    fi
+    grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/$1.log"
+}
+
+build fuzz_wire "$root/Tests/Fuzz/fuzz_wire.c" "$root/Sources/CPlexus/wire.c"
 mkdir -p "$work/corpus"
 # Seeds: valid frames (plexus_wire.h layout), so the fuzzer starts past the checks.
 python3 - "$work/corpus" <<'PY'
@@ -31,19 +49,11 @@ seeds = [frame(1, 1, 1, "client:1", "echo", "application/json", b'{"hello":"worl
 for i, f in enumerate(seeds):
     open(f"{sys.argv[1]}/seed{i}", "wb").write(f)
 PY
-if ! "$work/fuzz_wire" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$work/corpus" > "$work/fuzz.log" 2>&1; then
-    tail -40 "$work/fuzz.log" >&2
-    echo "fuzz: the frame decoder failed (log above)" >&2
-    exit 1
-fi
-grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/fuzz.log"
+fuzz fuzz_wire "$work/corpus" "the frame decoder"
 
 # The ring: the host's reads and writes against a worker that sets anything.
-if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/include" -I"$root/Sources/CPlexusInternal/include" \
-    "$root/Tests/Fuzz/fuzz_ring.c" "$root/Sources/CPlexusInternal/ring.c" "$root/Sources/CPlexusInternal/fdpass.c" "$root/Sources/CPlexus/wire.c" -o "$work/fuzz_ring" > "$work/build.log" 2>&1; then
-    cat "$work/build.log" >&2
-    exit 1
-fi
+build fuzz_ring "$root/Tests/Fuzz/fuzz_ring.c" "$root/Sources/CPlexusInternal/ring.c" "$root/Sources/CPlexusInternal/fdpass.c" \
+    "$root/Sources/CPlexus/wire.c"
 mkdir -p "$work/ring"
 # Seeds: publish a frame's worth of bytes and read it; a head far past the
 # tail; a read index ahead of the write index; writes until full.
@@ -58,9 +68,4 @@ seeds = [op(3, len(frame)) + frame + op(0, len(frame)) + op(4, 4096),
 for i, s in enumerate(seeds):
     open(f"{sys.argv[1]}/seed{i}", "wb").write(s)
 PY
-if ! "$work/fuzz_ring" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$work/ring" > "$work/fuzz_ring.log" 2>&1; then
-    tail -40 "$work/fuzz_ring.log" >&2
-    echo "fuzz: the ring reader failed (log above)" >&2
-    exit 1
-fi
-grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$work/fuzz_ring.log"
+fuzz fuzz_ring "$work/ring" "the ring reader"
