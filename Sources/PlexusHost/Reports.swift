@@ -88,6 +88,13 @@ public struct AgentReport: Sendable, Codable, Equatable {
     /// Warm workers waiting for this agent's policy (its next restart or
     /// instance takes one); nil in process or without a pool (`defaults.warm_workers`).
     public var warm_workers: Int? = nil
+    /// Handle time of this agent's messages (median, 99th percentile), in microseconds;
+    /// nil until it has handled one, or where metrics are off.
+    public var handle_p50_us: Double? = nil
+    public var handle_p99_us: Double? = nil
+    /// Its worker's CPU time (user + system) and resident memory, read from /proc; nil in process.
+    public var cpu_seconds: Double? = nil
+    public var resident_bytes: Int? = nil
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {
