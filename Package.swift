@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C: the envelope codec. Its public headers are the top-level include/ (symlink).
@@ -96,11 +98,18 @@ let package = Package(
         // Swift: the host's Unix socket (server and client), carrying wire frames.
         .target(name: "PlexusSocket", dependencies: [
             "PlexusHost", "PlexusThreads", "CPlexusPOSIX", .product(name: "DequeModule", package: "swift-collections")]),
+        // Swift: `plexus run`'s HTTP server (Hummingbird): /healthz, /metrics, the dashboard.
+        .target(name: "PlexusHTTP", dependencies: [
+            "PlexusCore", "PlexusHost",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log")]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",
             dependencies: [
                 "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
+                "PlexusHTTP",
                 // Not linked in: listed so that every build of plexus builds its helper beside it.
                 "plexus-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -117,7 +126,7 @@ let package = Package(
         // Scratch directories every test target shares, removed when the test process exits.
         .target(name: "PlexusTestSupport", path: "Tests/PlexusTestSupport"),
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusTestSupport", "PlexusCore", "CPlexusInternal"]),
-        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusTestSupport", "PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows"]),
+        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusTestSupport", "PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "PlexusHTTP"]),
         .testTarget(name: "PlexusWorkflowsTests", dependencies: ["PlexusTestSupport", "PlexusWorkflows"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusTestSupport", "PlexusConfig"]),
         .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusTestSupport", "PlexusStore"]),

@@ -70,6 +70,9 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     - group: text
 ///       strategy: rest-for-one
 ///       children: [{ agent: keywords }, { agent: summarizer, restart: transient }]
+/// http:                        # `plexus run`'s HTTP server: /healthz, /metrics, the dashboard at /
+///   listen: 127.0.0.1:7400     # --http takes precedence; not loopback: a token is required
+///   token_env: PLEXUS_HTTP_TOKEN  # or token: "..." (16+ characters): `Authorization: Bearer TOKEN`
 /// store:                       # the durable store (`plexus run`)
 ///   path: plexus.db            # --store and $PLEXUS_STORE take precedence
 ///   retention:                 # run every interval_seconds; open work is never removed
@@ -115,8 +118,9 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
+        if let h = top["http"] { config.http = try r.http(h, over: config.http) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
@@ -492,6 +496,31 @@ public struct Reader {
         if let n = m["timeout_ms"] { r.heartbeatTimeoutMs = try integer(n, "\(field).timeout_ms", in: 10...86_400_000) }
         if let n = m["grace_ms"] { r.graceMs = try integer(n, "\(field).grace_ms", in: 0...600_000) }
         if let n = m["load_timeout_ms"] { r.loadTimeoutMs = try integer(n, "\(field).load_timeout_ms", in: 10...600_000) }
+    }
+
+    /// `http:` — the HTTP server's address and token. An address other
+    /// than loopback needs a token: metrics and the dashboard show what
+    /// every agent does.
+    func http(_ node: Node, over base: HTTPSettings) throws(ConfigError) -> HTTPSettings {
+        var h = base
+        let m = try mapping(node, "http", keys: ["listen", "token", "token_env"])
+        if let t = m["token"] { h.token = try token(t, "http.token") }
+        if let e = m["token_env"] {
+            guard m["token"] == nil else { throw fail(e, "http.token_env", "give token or token_env, not both") }
+            let variable = try string(e, "http.token_env")
+            guard let v = getenv(variable), v.pointee != 0 else { throw fail(e, "http.token_env", "the environment variable \(variable) is not set") }
+            h.token = try token(e, "http.token_env", String(cString: v))
+        }
+        if let l = m["listen"] {
+            switch HTTPSettings.Address.parse(try string(l, "http.listen")) {
+            case .success(let a): h.listen = a
+            case .failure(let e): throw fail(l, "http.listen", e.description)
+            }
+            if !h.listen!.isLoopback && h.token == nil {
+                throw fail(l, "http.listen", "\(h.listen!) is reachable from other machines: give a token (or token_env) too")
+            }
+        }
+        return h
     }
 
     /// A YAML value as JSON (what init receives). Scalars keep their YAML type.

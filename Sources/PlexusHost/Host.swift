@@ -94,6 +94,8 @@ public struct HostConfiguration: Sendable {
     public var ownerGrants: [Grants.Action: [String]]?
     /// The durable store's file and retention (used by `plexus run`).
     public var store = StoreSettings()
+    /// The HTTP server of `plexus run` (health, metrics, dashboard); off by default.
+    public var http = HTTPSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {

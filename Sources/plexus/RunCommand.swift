@@ -1,8 +1,11 @@
 import ArgumentParser
 import Glibc
 import PlexusConfig
+import PlexusCore
 import PlexusHost
+import PlexusHTTP
 import PlexusSocket
+import Synchronization
 import PlexusStore
 import PlexusTasks
 import PlexusWorkflows
@@ -24,6 +27,10 @@ struct RunCommand: ParsableCommand {
     var store: String?
     @Option(help: "A client that sends part of a frame and then nothing for this long is disconnected, in milliseconds.")
     var clientFrameTimeoutMs: Int64 = 2_000
+    @Option(name: .customLong("http"), help: ArgumentHelp(
+        "Serve /healthz, /metrics and the dashboard at this address, such as 127.0.0.1:7400 (default: plexus.yaml's http.listen; none: off).",
+        valueName: "HOST:PORT"))
+    var httpAddress: String?
 
     func run() throws {
         bootstrapLogging(default: .info)
@@ -40,6 +47,7 @@ struct RunCommand: ParsableCommand {
         guard shutdownGraceMs >= 0 else { throw CLIError("--shutdown-grace-ms must be 0 or more, not \(shutdownGraceMs)") }
         config.shutdownGraceMs = shutdownGraceMs
         guard clientFrameTimeoutMs > 0 else { throw CLIError("--client-frame-timeout-ms must be 1 or more, not \(clientFrameTimeoutMs)") }
+        config.http = try httpSettings(over: config.http)
         // Each held client connection is a descriptor: allow what the hard limit allows.
         switch FileLimit.raiseToHard() {
         case .success(let l) where l.new < 16_384:
@@ -77,8 +85,16 @@ struct RunCommand: ParsableCommand {
             host.shutdown()
             throw CLIError(error.description)
         }
+        let serving = Serving()
+        let web: HTTPServer?
+        do { web = try startHTTP(config.http, host: host, serving: serving) } catch {
+            server.stop()
+            host.shutdown()
+            throw CLIError("\(error)")
+        }
         let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
         FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path), store \(path)")
+        if let web { FileHandleErr.note("plexus: serving HTTP at http://\(web.address)/") }
         for r in host.pluginReports where r.status == "refused" {
             FileHandleErr.note("plexus: refused \(r.file): \(r.reason ?? "")")
         }
@@ -87,11 +103,34 @@ struct RunCommand: ParsableCommand {
         sigwait(&set, &sig)
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
         try ShutdownDeadline.arm(host: host, graceMs: shutdownGraceMs)
+        serving.up.store(false, ordering: .relaxed)
         server.stop()
         engine.stop()
         scheduler.stop()
         host.shutdown()
+        web?.stop()
         db.close()
+    }
+
+    /// --http over plexus.yaml's http.listen. A non-loopback address needs
+    /// the token only plexus.yaml can hold (a token on the command line
+    /// would show in every `ps`).
+    func httpSettings(over base: HTTPSettings) throws -> HTTPSettings {
+        var h = base
+        guard let text = httpAddress else { return h }
+        switch HTTPSettings.Address.parse(text) {
+        case .success(let a): h.listen = a
+        case .failure(let e): throw CLIError("--http: \(e)")
+        }
+        if !h.listen!.isLoopback && h.token == nil {
+            throw CLIError("--http: \(h.listen!) is reachable from other machines: set http.token_env (or http.token) in plexus.yaml first, or listen on 127.0.0.1")
+        }
+        return h
+    }
+
+    func startHTTP(_ settings: HTTPSettings, host: Host, serving: Serving) throws -> HTTPServer? {
+        guard settings.listen != nil else { return nil }
+        return try HTTPServer(settings, healthy: { serving.up.load(ordering: .relaxed) }) { _ in }
     }
 }
 
@@ -108,4 +147,9 @@ extension RunCommand {
             FileHandleErr.note("plexus: warning: \(w)")
         }
     }
+}
+
+/// True from start until shutdown begins: /healthz answers 200 while it is.
+final class Serving: Sendable {
+    let up = Atomic(true)
 }
