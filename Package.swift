@@ -99,7 +99,7 @@ let package = Package(
             dependencies: ["PlexusHost", "PlexusSandbox", .product(name: "Yams", package: "Yams")]),
         // Swift: the host's Unix socket (server and client), carrying wire frames.
         .target(name: "PlexusSocket", dependencies: [
-            "PlexusTrace", "CPlexusTrace",
+            "PlexusTrace",
             "PlexusHost", "PlexusThreads", "CPlexusPOSIX", .product(name: "DequeModule", package: "swift-collections")]),
         // The CLI, one file per subcommand.
         .executableTarget(

@@ -77,6 +77,10 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     finished_tasks_hours: 168   # completed, dead and cancelled tasks, with their attempts
 ///     finished_runs_hours: 720    # completed and failed workflow runs, with their checkpoints
 ///     interval_seconds: 60
+/// tracing:                     # spans of what the host routes (`plexus trace`)
+///   enabled: true
+///   spans: 65536               # records the ring keeps; the oldest are overwritten
+///   rate: 20000                # messages recorded per second at most (0: all)
 /// ```
 public enum ConfigFile {
     public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
@@ -115,8 +119,9 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "tracing"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
+        if let t = top["tracing"] { config.tracing = try r.tracing(t, over: config.tracing) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }

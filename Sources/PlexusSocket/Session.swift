@@ -2,7 +2,6 @@ import PlexusCore
 import PlexusThreads
 import PlexusHost
 import PlexusTrace
-import CPlexusTrace
 
 /// One client connection's state: who it is, the agents it registered, and
 /// where its outgoing frames queue. All of it is touched only by the
@@ -137,11 +136,11 @@ final class Session {
         do {
             try host.request(e, timeoutMs: 0, as: me.name, grants: me.grants, parentSpan: span) { reply in
                 answer(reply)
-                tracer.record(trace: trace, span: span, parent: parent, kind: PLEXUS_SPAN_CLIENT, name: name,
+                tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
                               agent: client, start: start, end: Tracer.now(), status: reply.kind == .error ? reply.status : 0)
             }
         } catch {
-            tracer.record(trace: trace, span: span, parent: parent, kind: PLEXUS_SPAN_CLIENT, name: name,
+            tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
                           agent: client, start: start, end: Tracer.now(), status: error.status)
             throw error
         }

@@ -68,7 +68,20 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
 
     /// Records one span made outside the message path (a client's request,
     /// a workflow run, step or attempt). Times are monotonic nanoseconds.
-    public func record(trace: plexus_id, span: UInt64, parent: UInt64, kind: plexus_span_record_kind,
+    /// What a span made outside the message path stands for.
+    public enum Kind: Sendable {
+        case client, run, step, attempt
+        var record: plexus_span_record_kind {
+            switch self {
+            case .client: PLEXUS_SPAN_CLIENT
+            case .run: PLEXUS_SPAN_RUN
+            case .step: PLEXUS_SPAN_STEP
+            case .attempt: PLEXUS_SPAN_ATTEMPT
+            }
+        }
+    }
+
+    public func record(trace: plexus_id, span: UInt64, parent: UInt64, kind: Kind,
                        name: String, agent: String, start: Int64, end: Int64, status: plexus_status = 0,
                        attempt: Int = 0) {
         guard ring != nil else { return }
@@ -77,7 +90,7 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
         r.span = span; r.parent = parent
         r.t_route = start; r.t_end = end
         r.status = status
-        r.kind = UInt8(kind.rawValue)
+        r.kind = UInt8(kind.record.rawValue)
         r.attempt = UInt16(clamping: attempt)
         name.withCString { n in agent.withCString { a in record(&r, name: n, agent: a, sender: nil) } }
     }
