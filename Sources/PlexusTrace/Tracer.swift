@@ -153,7 +153,9 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
             return TraceSummary(trace: id.hex, root: "\(root.kind) \(root.name)", start_unix_ns: start,
                                 duration_ns: end - start, spans: sorted.count)
         }
-        return Array(all.sorted { $0.start_unix_ns < $1.start_unix_ns }.suffix(max(0, last)))
+        // Reading traces (plexus trace) is routed too; it is not what a reader looks for.
+        let wanted = all.filter { !$0.root.hasSuffix(" plexus.trace.get") && !$0.root.hasSuffix(" plexus.trace.list") }
+        return Array(wanted.sorted { $0.start_unix_ns < $1.start_unix_ns }.suffix(max(0, last)))
     }
 
     static func startOrder(_ a: Span, _ b: Span) -> Bool {

@@ -48,7 +48,7 @@ struct CallCommand: ParsableCommand {
                            contentType: contentType ?? (file != nil ? "text/plain" : "application/json"))
         // The trace is chosen here, so it can be named before the answer comes.
         env = env.carrying(try traceparent.map { try TraceParent(parsing: $0) }
-                           ?? TraceParent(trace: IDGenerator().next(), parent: 0))
+                           ?? TraceParent(trace: plexus_id(hi: .random(in: 1...UInt64.max), lo: .random(in: 1...UInt64.max)), parent: 0))
         if kind == .event { env.correlationID = .none }
         if verbose { FileHandleErr.note("plexus: trace \(env.traceID.hex) (plexus trace \(env.traceID.hex))") }
         let timeoutMs = Int64(timeout * 1000)

@@ -74,7 +74,7 @@ struct TraceCommand: ParsableCommand {
         let start = r.spans.map(\.start_unix_ns).min() ?? 0
         let end = r.spans.map { $0.start_unix_ns + $0.duration_ns }.max() ?? start
         var lines = ["trace \(r.trace): \(r.spans.count) spans, \(TraceTree.duration(end - start))"]
-        let labels = rows.map { String(repeating: "  ", count: $0.depth) + "\($0.span.kind) \($0.span.name)" }
+        let labels = rows.map { String(repeating: "  ", count: $0.depth) + ($0.span.kind == $0.span.name ? $0.span.kind : "\($0.span.kind) \($0.span.name)") }
         let width = min(60, labels.map(\.count).max() ?? 0)
         for (i, (_, s)) in rows.enumerated() {
             let who = s.kind == "route" && !s.sender.isEmpty ? "\(s.sender) → \(s.agent.isEmpty ? "caller" : s.agent)"
