@@ -10,7 +10,8 @@ public struct Span: Codable, Sendable, Equatable {
     public var name: String
     /// Who did it: the agent that handled it, the client, the workflow run.
     public var agent: String
-    /// Who sent the message (route spans); empty otherwise.
+    /// Who sent the message (route spans); for a workflow attempt, the id
+    /// of its task (whose messages are shown under it); empty otherwise.
     public var sender: String
     public var start_unix_ns: Int64
     public var duration_ns: Int64

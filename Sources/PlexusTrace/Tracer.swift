@@ -83,7 +83,7 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
 
     public func record(trace: plexus_id, span: UInt64, parent: UInt64, kind: Kind,
                        name: String, agent: String, start: Int64, end: Int64, status: plexus_status = 0,
-                       attempt: Int = 0) {
+                       attempt: Int = 0, link: String = "") {
         guard ring != nil else { return }
         var r = plexus_span_record()
         r.trace_hi = trace.hi; r.trace_lo = trace.lo
@@ -92,7 +92,8 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
         r.status = status
         r.kind = UInt8(kind.record.rawValue)
         r.attempt = UInt16(clamping: attempt)
-        name.withCString { n in agent.withCString { a in record(&r, name: n, agent: a, sender: nil) } }
+        // An attempt's `link` (its task's id, the trace of its messages) rides in the sender field.
+        name.withCString { n in agent.withCString { a in link.withCString { l in record(&r, name: n, agent: a, sender: l) } } }
     }
 
     // MARK: span ids
@@ -136,8 +137,25 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
 
     /// The spans of one trace, in start order; empty when none is recorded.
     public func spans(of trace: plexus_id) -> [Span] {
-        records().filter { $0.trace_hi == trace.hi && $0.trace_lo == trace.lo }
-            .flatMap(expand).sorted(by: Tracer.startOrder)
+        let all = records()
+        let mine = all.filter { $0.trace_hi == trace.hi && $0.trace_lo == trace.lo }
+        var spans = mine.flatMap(expand)
+        // A workflow attempt's task messages: their own trace, shown under the attempt.
+        var attempts: [plexus_id: String] = [:]
+        for r in mine where r.kind == UInt8(PLEXUS_SPAN_ATTEMPT.rawValue) {
+            if let id = plexus_id(hex: Tracer.string(r.sender)) { attempts[id] = Tracer.hex16(r.span) }
+        }
+        if !attempts.isEmpty {
+            for r in all {
+                guard let attempt = attempts[plexus_id(hi: r.trace_hi, lo: r.trace_lo)] else { continue }
+                spans += expand(r).map { s in
+                    var s = s
+                    if s.parent == nil { s.parent = attempt }
+                    return s
+                }
+            }
+        }
+        return spans.sorted(by: Tracer.startOrder)
     }
 
     /// The most recent traces (by start), newest last, at most `last`.
@@ -193,7 +211,7 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
         case PLEXUS_SPAN_CLIENT: return [span(r.span, r.parent, "client", r.t_route, r.t_end, status: r.status, who: agent)]
         case PLEXUS_SPAN_RUN: return [span(r.span, r.parent, "run", r.t_route, r.t_end, status: r.status, who: agent)]
         case PLEXUS_SPAN_STEP: return [span(r.span, r.parent, "step", r.t_route, r.t_end, status: r.status, who: agent)]
-        default: return [span(r.span, r.parent, "attempt", r.t_route, r.t_end, status: r.status, who: agent)]
+        default: return [span(r.span, r.parent, "attempt", r.t_route, r.t_end, status: r.status, who: agent, sender: sender)]
         }
     }
 

@@ -157,3 +157,46 @@ struct TracingTests {
         return spans
     }
 }
+
+/// A workflow run is one trace: the run, a span per step, a span per
+/// attempt (with its task's messages under it), named by `workflow status`.
+@Suite("Workflow traces", .serialized)
+struct WorkflowTraceTests {
+    @Test func aRunIsOneTraceWithASpanPerStepAndAttempt() throws {
+        let rig = try WorkflowTests.Rig()
+        defer { rig.stop() }
+        let id = try rig.run("""
+            workflow: traced
+            steps:
+              first:
+                call: wf.echo
+                input: one
+              each:
+                call: wf.echo
+                for_each: "${[1, 2]}"
+                input: "${item}"
+            """)
+        let s = try rig.wait(id)
+        #expect(s["state"] == .string("completed"), "\(s.text)")
+        guard case .string(let hex)? = s["trace"] else { Issue.record("status names no trace: \(s.text)"); return }
+        #expect(plexus_id(hex: hex) == WorkflowTrace.trace(run: id))
+
+        // The run's span is recorded as it completes (after the status said so): wait for it.
+        var spans: [Span] = []
+        for _ in 0..<400 {
+            spans = rig.host.trace(plexus_id(hex: hex)!).spans
+            if spans.contains(where: { $0.kind == "run" }) { break }
+            usleep(50_000)
+        }
+        let rows = TraceTree.ordered(spans)
+        let run = try #require(rows.first, "\(spans)")
+        #expect(run.depth == 0 && run.span.kind == "run" && run.span.name == "traced" && run.span.agent == id)
+        let steps = rows.filter { $0.span.kind == "step" }
+        #expect(steps.map(\.span.name) == ["first", "each"] && steps.allSatisfy { $0.depth == 1 }, "\(rows.map { "\($0.depth) \($0.span.kind) \($0.span.name)" })")
+        let attempts = rows.filter { $0.span.kind == "attempt" }
+        #expect(Set(attempts.map(\.span.name)) == ["first", "each[0]", "each[1]"] && attempts.allSatisfy { $0.depth == 2 && $0.span.attempt == 1 })
+        // Under each attempt, its task's message: routed to and handled by the steps agent.
+        let handles = rows.filter { $0.span.kind == "handle" && $0.span.name == "wf.echo" }
+        #expect(handles.count == 3 && handles.allSatisfy { $0.depth == 3 && $0.span.agent == "steps" })
+    }
+}
