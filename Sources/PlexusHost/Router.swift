@@ -319,7 +319,6 @@ final class Router: @unchecked Sendable {
             expired(m, at: agent)
             return
         }
-        let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start
         if let link = agent.link {   // the worker answers and accounts for it itself
             if let x = agent.exports.isEmpty || isAnswer ? nil : exportTargeted(by: m, agent) {
                 deliverExport(x, m, to: agent, via: link)
@@ -329,6 +328,7 @@ final class Router: @unchecked Sendable {
             agent.handled.wrappingAdd(1, ordering: .relaxed)
             return
         }
+        let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start (a worker's: WorkerLink)
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }

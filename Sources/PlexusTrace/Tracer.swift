@@ -124,21 +124,19 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
         return TracingStatus(enabled: true, capacity: Int(cap), recorded: Int(w), dropped: Int(w > cap ? w - cap : 0))
     }
 
-    /// Every record still in the ring, oldest first.
-    func records() -> [plexus_span_record] {
+    /// The records still in the ring that `keep` wants, oldest first.
+    func records(_ keep: (borrowing plexus_span_record) -> Bool = { _ in true }) -> [plexus_span_record] {
         guard let ring else { return [] }
         let w = plexus_span_ring_written(ring), cap = plexus_span_ring_capacity(ring)
         var out: [plexus_span_record] = []
-        out.reserveCapacity(Int(min(w, cap)))
         var r = plexus_span_record()
-        for i in (w > cap ? w - cap : 0)..<w where plexus_span_ring_get(ring, i, &r) != 0 { out.append(r) }
+        for i in (w > cap ? w - cap : 0)..<w where plexus_span_ring_get(ring, i, &r) != 0 && keep(r) { out.append(r) }
         return out
     }
 
     /// The spans of one trace, in start order; empty when none is recorded.
     public func spans(of trace: plexus_id) -> [Span] {
-        let all = records()
-        let mine = all.filter { $0.trace_hi == trace.hi && $0.trace_lo == trace.lo }
+        let mine = records { $0.trace_hi == trace.hi && $0.trace_lo == trace.lo }
         var spans = mine.flatMap(expand)
         // A workflow attempt's task messages: their own trace, shown under the attempt.
         var attempts: [plexus_id: String] = [:]
@@ -146,7 +144,7 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
             if let id = plexus_id(hex: Tracer.string(r.sender)) { attempts[id] = Tracer.hex16(r.span) }
         }
         if !attempts.isEmpty {
-            for r in all {
+            for r in records({ attempts[plexus_id(hi: $0.trace_hi, lo: $0.trace_lo)] != nil }) {
                 guard let attempt = attempts[plexus_id(hi: r.trace_hi, lo: r.trace_lo)] else { continue }
                 spans += expand(r).map { s in
                     var s = s

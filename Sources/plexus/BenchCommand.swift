@@ -35,18 +35,23 @@ struct BenchCommand: ParsableCommand {
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         if sandboxOnly { return try sandbox() }
-        let one = try host(pairs: 1, threads: cores)
+        var one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
         // Tracing costs: the same round trips on a host with tracing off,
         // measured alternately with the one above (load moves both alike).
-        let untraced = try host(pairs: 1, threads: cores, tracing: false)
-        _ = try drive(untraced, pairs: 1, "rr 20000")
+        // One host at a time: both would load the same ping0.so, whose
+        // statics (its host table and ctx) the second load would take over.
         var on: [Int] = [], off: [Int] = []
         for _ in 0..<repetitions {
             on.append(try rate(one, pairs: 1, "rr", roundTrips))
+            one.shutdown()
+            let untraced = try host(pairs: 1, threads: cores, tracing: false)
+            _ = try drive(untraced, pairs: 1, "rr 20000")
             off.append(try rate(untraced, pairs: 1, "rr", roundTrips))
+            untraced.shutdown()
+            one = try host(pairs: 1, threads: cores)
+            _ = try drive(one, pairs: 1, "rr 20000")
         }
-        untraced.shutdown()
         let inproc = on.sorted()[on.count / 2], inprocOff = off.sorted()[off.count / 2]
         let erlang = erlangPingPong()
         print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang")))")

@@ -94,6 +94,19 @@ struct TracingTests {
         }
     }
 
+    @Test func theTraceCapabilitiesNameWhatIsWrongWithTheirArguments() throws {
+        try withRig { host, _ in
+            let e1 = expectError(.INVALID_ARGUMENT) { _ = try host.callText("plexus.trace.get", "{\"trace\": \"nope\"}") }
+            #expect(e1?.detail.contains("\"trace\" must be a trace id of 32 hex digits") == true, "\(String(describing: e1))")
+            let e2 = expectError(.INVALID_ARGUMENT) { _ = try host.callText("plexus.trace.list", "{\"last\": 0}") }
+            #expect(e2?.detail.contains("\"last\" must be a whole number from 1 to 10000") == true, "\(String(describing: e2))")
+            let e3 = expectError(.INVALID_ARGUMENT) { _ = try host.callText("plexus.trace.list", "[1]") }
+            #expect(e3?.detail.contains("the payload must be a JSON object") == true, "\(String(describing: e3))")
+            let listing = try JSONDecoder().decode(TraceListing.self, from: Data(try host.callText("plexus.trace.list", "").utf8))
+            #expect(listing.status.enabled && listing.status.capacity == 65_536)
+        }
+    }
+
     @Test func aTraceparentFromTheCommandLineIsTheTraceAndItsParent() throws {
         try withRig { host, socket in
             let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
