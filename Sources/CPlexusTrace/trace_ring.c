@@ -1,11 +1,14 @@
 /* The span ring (plexus_span_ring.h): one atomic add per record, a
 ** sequence number per slot so readers skip slots being overwritten. */
+#define _POSIX_C_SOURCE 200809L   /* strnlen */
 #include "plexus_span_ring.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+_Static_assert(sizeof(plexus_span_record) == 184, "a record is 184 bytes: with its sequence number, a 192-byte slot");
 
 typedef struct slot {
     _Atomic uint64_t seq;   /* 2*index+1 while written, 2*index+2 once written, 0 never */
@@ -25,6 +28,7 @@ plexus_span_ring *plexus_span_ring_create(uint64_t capacity) {
     if (!r) return NULL;
     r->slots = calloc(n, sizeof(slot));
     if (!r->slots) { free(r); return NULL; }
+    memset(r->slots, 0, n * sizeof(slot));   /* resident now: the host's size does not creep as it records */
     r->mask = n - 1;
     atomic_init(&r->next, 0);
     return r;
@@ -69,8 +73,8 @@ int plexus_span_ring_get(const plexus_span_ring *r, uint64_t index, plexus_span_
     memcpy(out, &s->rec, sizeof *out);
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&((slot *)s)->seq, memory_order_relaxed) != want) return 0;
-    out->name[PLEXUS_SPAN_NAME_LEN - 1] = 0;
-    out->agent[PLEXUS_SPAN_AGENT_LEN - 1] = 0;
-    out->sender[PLEXUS_SPAN_AGENT_LEN - 1] = 0;
+    out->name[sizeof out->name - 1] = 0;
+    out->agent[sizeof out->agent - 1] = 0;
+    out->sender[sizeof out->sender - 1] = 0;
     return 1;
 }

@@ -79,7 +79,7 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     interval_seconds: 60
 /// tracing:                     # spans of what the host routes (`plexus trace`)
 ///   enabled: true
-///   spans: 65536               # records the ring keeps; the oldest are overwritten
+///   spans: 16384               # records the ring keeps; the oldest are overwritten
 ///   rate: 20000                # messages recorded per second at most (0: all)
 /// ```
 public enum ConfigFile {

@@ -6,13 +6,13 @@ public struct TracingSettings: Sendable, Equatable {
     /// Records the ring keeps (a power of two at least this large); the
     /// oldest are overwritten. One routed message is one record (its route,
     /// wait and handle spans).
-    public var spans = 65_536
+    public var spans = 16_384
     /// Messages recorded per second at most, host-wide; beyond it messages
     /// go unrecorded until the next 1/60 s window (0: no limit). What keeps
     /// tracing's cost on a saturated host to a few percent.
     public var rate = 20_000
 
-    public init(enabled: Bool = true, spans: Int = 65_536, rate: Int = 20_000) {
+    public init(enabled: Bool = true, spans: Int = 16_384, rate: Int = 20_000) {
         self.enabled = enabled; self.spans = spans; self.rate = rate
     }
 }

@@ -103,7 +103,7 @@ struct TracingTests {
             let e3 = expectError(.INVALID_ARGUMENT) { _ = try host.callText("plexus.trace.list", "[1]") }
             #expect(e3?.detail.contains("the payload must be a JSON object") == true, "\(String(describing: e3))")
             let listing = try JSONDecoder().decode(TraceListing.self, from: Data(try host.callText("plexus.trace.list", "").utf8))
-            #expect(listing.status.enabled && listing.status.capacity == 65_536)
+            #expect(listing.status.enabled && listing.status.capacity == 16_384)
         }
     }
 

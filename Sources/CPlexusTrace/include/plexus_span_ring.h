@@ -11,8 +11,8 @@
 
 #include <stdint.h>
 
-#define PLEXUS_SPAN_NAME_LEN   64u
-#define PLEXUS_SPAN_AGENT_LEN  48u
+#define PLEXUS_SPAN_NAME_LEN   40u
+#define PLEXUS_SPAN_AGENT_LEN  33u   /* 32 characters: a run id or a task id fits */
 
 /* What a record describes. Stored in a uint8_t. */
 typedef enum plexus_span_record_kind {
@@ -40,12 +40,13 @@ typedef struct plexus_span_record {
     uint16_t attempt;     /* a workflow attempt's number */
     char name[PLEXUS_SPAN_NAME_LEN];    /* target, step or workflow name; truncated */
     char agent[PLEXUS_SPAN_AGENT_LEN];  /* who handled it */
-    char sender[PLEXUS_SPAN_AGENT_LEN]; /* who sent it */
+    char sender[PLEXUS_SPAN_AGENT_LEN]; /* who sent it; an attempt's task id */
 } plexus_span_record;
 
 typedef struct plexus_span_ring plexus_span_ring;
 
-/* A ring of capacity records (rounded up to a power of two, at least 16);
+/* A ring of capacity records (rounded up to a power of two, at least 16),
+** its memory touched now so that recording never grows the process;
 ** NULL when memory is short. */
 plexus_span_ring *plexus_span_ring_create(uint64_t capacity);
 void plexus_span_ring_destroy(plexus_span_ring *r);
