@@ -155,6 +155,20 @@ struct TopTests {
         screen = try tmux.wait("the sort to change to name") { $0.contains("sort: name") }
         #expect(order(screen) == names.sorted(), "\(screen)")
 
+        // p pauses (and says so), p again resumes.
+        try tmux("send-keys", "-t", "top", "p")
+        try tmux.wait("PAUSED") { $0.contains("PAUSED") }
+        try tmux("send-keys", "-t", "top", "p")
+        try tmux.wait("the pause to end") { !$0.contains("PAUSED") }
+
+        // A smaller terminal (SIGWINCH): redrawn to fit, saying how many rows it left out.
+        try tmux("resize-window", "-t", "top", "-x", "120", "-y", "10")
+        screen = try tmux.wait("a redraw for 10 rows") { $0.contains("more agent(s)") }
+        let rows = Int(try tmux("display-message", "-p", "-t", "top", "#{pane_height}").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let listed = order(screen).filter(names.contains)
+        #expect(rows > 4 && listed.count == rows - 4, "\(rows) rows: summary, keys, header, \(rows - 4) agents and the 'more' line\n\(screen)")
+        #expect(screen.contains("... \(names.count - listed.count) more agent(s)"), "\(screen)")
+
         try tmux("send-keys", "-t", "top", "q")
         screen = try tmux.wait("top to exit") { $0.contains("top exited") && $0.contains("terminal modes") }
         #expect(screen.contains("top exited 0"), "\(screen)")
