@@ -173,8 +173,9 @@ private struct AgentSource {
         do throws(PlexusError) {
             reply = try client.call(Envelope(kind: .query, target: .capability("plexus.agents")), timeoutMs: 10_000)
         } catch {
-            // The connection broke: the host went away (exit 3), like any command whose host goes.
-            if (try? SocketClient(path: path)) == nil {
+            // The host is stopping, or the connection broke and none answers any
+            // more: it went away (exit 3), like any command whose host goes.
+            if error.status == PLEXUS_SHUTTING_DOWN.status || (try? SocketClient(path: path)) == nil {
                 throw CLIError.noHost(path, "the host went away (\(error.name): \(error.detail))")
             }
             throw CLIError("\(error.name): \(error.detail)")

@@ -222,6 +222,38 @@ struct TopTests {
         #expect(order(once.out) == names.sorted(), "\(once.out)")
     }
 
+    @Test func aHostThatGoesAwayEndsItWithStatus3() throws {
+        let dir = TestDirectory.make("top-gone")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLITests.root + "/Plugins/textkit.so", toPath: dir + "/Plugins/textkit.so")
+        let sock = dir + "/h.sock"
+        let host = try PlexusCommand.startHost(in: dir, socket: sock)
+        let top = Process()
+        top.executableURL = URL(fileURLWithPath: PlexusCommand.path)
+        top.arguments = ["top", "--socket", sock, "--interval", "0.1"]
+        let out = Pipe(), err = Pipe()
+        top.standardOutput = out
+        top.standardError = err
+        top.standardInput = FileHandle.nullDevice
+        try top.run()
+        // Once its first table is out, the host stops under it.
+        var first = Data()
+        while !String(decoding: first, as: UTF8.self).contains("\n\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            first += chunk
+        }
+        #expect(String(decoding: first, as: UTF8.self).contains("textkit"))
+        host.interrupt()
+        host.waitUntilExit()
+        _ = out.fileHandleForReading.readDataToEndOfFile()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        top.waitUntilExit()
+        #expect(top.terminationStatus == 3, "\(e)")
+        #expect(e.contains("no host is running at \(sock): the host went away"), "\(e)")
+    }
+
     @Test func badOptionsExit2AndNoHostExits3() throws {
         let dir = TestDirectory.make("top-usage")
         defer { try? FileManager.default.removeItem(atPath: dir) }
