@@ -29,8 +29,8 @@ final class TerminalScreen: Sendable {
     }
     private let state = Mutex(State())
 
-    /// Both stdout and stdin are terminals: keys and escapes make sense.
-    /// (stdout alone is enough to draw; without a terminal on stdin there are no keys.)
+    /// stdout is a terminal, so escapes make sense. Keys need stdin to be one
+    /// too; without it the screen still refreshes and stops on a signal.
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
     /// Enters the alternate screen and raw mode, and routes the stop signals
