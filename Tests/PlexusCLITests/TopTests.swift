@@ -47,15 +47,36 @@ struct TopTests {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-            let argv = (["tmux", "-S", socket, "-f", "/dev/null"] + args).map { strdup($0) } + [nil]
+            // Through Python's subprocess, which closes every other descriptor in
+            // tmux: the server would otherwise keep the test runner's pipes open.
+            let wrapper = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, "
+                + "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))"
+            let argv = (["python3", "-c", wrapper, "tmux", "-S", socket, "-f", "/dev/null"] + args).map { strdup($0) } + [nil]
             let envp = ProcessInfo.processInfo.environment.filter { $0.key != "TMUX" }.map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer { (argv + envp).forEach { free($0) } }
+            // No signal blocked or ignored: the runner's threads block some, and a
+            // tmux server that inherits that mask never dies of kill-server's hangups.
+            var attr = posix_spawnattr_t()
+            posix_spawnattr_init(&attr)
+            defer { posix_spawnattr_destroy(&attr) }
+            var none = sigset_t(), all = sigset_t()
+            sigemptyset(&none)
+            sigfillset(&all)
+            posix_spawnattr_setsigmask(&attr, &none)
+            posix_spawnattr_setsigdefault(&attr, &all)
+            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
             var pid: pid_t = 0
-            let rc = posix_spawnp(&pid, "tmux", &actions, nil, argv, envp)
+            let rc = posix_spawnp(&pid, "python3", &actions, &attr, argv, envp)
             try #require(rc == 0, "tmux could not be started: \(String(cString: strerror(rc)))")
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             #expect(status == 0, "tmux new-session failed: wait status \(status)")
+        }
+
+        /// Ends the server and everything in its panes.
+        func stop() {
+            let r = try? PlexusCommand.run(["tmux", "-S", socket, "kill-server"], unset: ["TMUX"], executable: "/usr/bin/env")
+            #expect(r?.status == 0, "tmux kill-server: \(r?.err ?? "did not run")")
         }
 
         /// The visible pane, as text.
@@ -128,7 +149,7 @@ struct TopTests {
         #expect(names.contains("textkit") && names.count >= 8, "\(names)")
 
         let tmux = try startTop(dir, sock)
-        defer { _ = try? tmux("kill-server") }
+        defer { tmux.stop() }
         var screen = try tmux.wait("every agent of the example plugins") { s in
             Set(order(s)).isSuperset(of: names)
         }
@@ -184,7 +205,7 @@ struct TopTests {
         let host = try PlexusCommand.startHost(in: dir, socket: sock)
         defer { host.interrupt(); host.waitUntilExit() }
         let tmux = try startTop(dir, sock)
-        defer { _ = try? tmux("kill-server") }
+        defer { tmux.stop() }
         try tmux.wait("the table") { $0.contains("textkit ") }
         // top is the only child of the pane's shell.
         let shell = try tmux("display-message", "-p", "-t", "top", "#{pane_pid}").trimmingCharacters(in: .whitespacesAndNewlines)
