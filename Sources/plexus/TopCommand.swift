@@ -24,7 +24,7 @@ struct TopCommand: ParsableCommand {
 
     @Option(help: "Seconds between refreshes (0.1 to 3600).") var interval: Double = 1
     @Option(help: "Stop after this many tables (on a terminal: screens, the first shown at once).") var iterations: Int?
-    @Flag(help: "One table, then exit (the same as --iterations 1).") var once = false
+    @Flag(help: "Print one plain table (on a terminal too), then exit.") var once = false
     @Option(help: "The column to sort by: rate, name, mailbox, cpu or memory.") var sort: TopTable.SortKey = .rate
     @OptionGroup var options: ConnectionOptions
 
@@ -44,7 +44,9 @@ struct TopCommand: ParsableCommand {
         // into a closed pipe is noticed by `Output.write` instead.
         signal(SIGPIPE, SIG_IGN)
         let source = try AgentSource(options)
-        if TerminalScreen.stdoutIsTerminal { try live(source) } else { try plain(source) }
+        // --once on a terminal too prints a plain table: a screen drawn and left at
+        // once would show nothing.
+        if TerminalScreen.stdoutIsTerminal && !once { try live(source) } else { try plain(source) }
     }
 
     // MARK: not a terminal

@@ -106,10 +106,10 @@ struct TopTests {
 
     /// Starts `sh script` in a fresh session: stty's settings before, plexus top,
     /// its exit status, whether stty's settings are the same after; then waits.
-    func startTop(_ dir: String, _ sock: String) throws -> Tmux {
+    func startTop(_ dir: String, _ sock: String, _ options: String = "") throws -> Tmux {
         let script = """
             stty -g > '\(dir)/tty-before'
-            '\(PlexusCommand.path)' top --socket '\(sock)'
+            '\(PlexusCommand.path)' top --socket '\(sock)' \(options)
             echo "top exited $?"
             stty -g > '\(dir)/tty-after'
             cmp -s '\(dir)/tty-before' '\(dir)/tty-after' && echo "terminal modes restored"
@@ -215,6 +215,22 @@ struct TopTests {
         let screen = try tmux.wait("top to exit") { $0.contains("top exited") && $0.contains("terminal modes") }
         #expect(screen.contains("top exited 143"), "dies of SIGTERM once the terminal is restored:\n\(screen)")
         #expect(screen.contains("terminal modes restored"), "\(screen)")
+        #expect(try tmux.modes() == ("0", "1"))
+    }
+
+    @Test func onceOnATerminalLeavesOnePlainTable() throws {
+        let dir = TestDirectory.make("top-once")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLITests.root + "/Plugins/textkit.so", toPath: dir + "/Plugins/textkit.so")
+        let sock = dir + "/h.sock"
+        let host = try PlexusCommand.startHost(in: dir, socket: sock)
+        defer { host.interrupt(); host.waitUntilExit() }
+        let tmux = try startTop(dir, sock, "--once --interval 0.2")
+        defer { tmux.stop() }
+        let screen = try tmux.wait("top --once to exit") { $0.contains("terminal modes") }
+        #expect(screen.contains("top exited 0"), "\(screen)")
+        #expect(row("textkit", in: screen).flatMap { Double($0["HANDLED/S"] ?? "") } != nil, "the table stays, with rates:\n\(screen)")
         #expect(try tmux.modes() == ("0", "1"))
     }
 
