@@ -184,7 +184,8 @@ final class Router: @unchecked Sendable {
     /// The same with the reference u carries (+1): the mailbox's when the
     /// message is accepted, released here when it is not.
     private func admit(_ u: Unmanaged<Message>, to a: Agent, force: Bool = false) throws(PlexusError) {
-        if !force, let link = a.link, let why = link.supervisor?.refusal(a.name) {
+        if !force, let link = a.link, link.circuitNotClosed.load(ordering: .acquiring),
+           let why = link.supervisor?.refusal(a.name) {
             u.release()
             throw PlexusError(.AGENT_CRASHED, why)   // an open circuit fails fast
         }
