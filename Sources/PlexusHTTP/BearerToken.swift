@@ -14,7 +14,7 @@ struct BearerToken<Context: RequestContext>: RouterMiddleware {
             h.hasPrefix("Bearer ") ? Array(h.utf8.dropFirst(7)) : nil
         }
         guard let given, Self.same(given, token) else {
-            var r = Response.text("this host's HTTP server needs Authorization: Bearer TOKEN (http.token in plexus.yaml)\n", status: .unauthorized)
+            var r = Response.text("this host's HTTP server needs Authorization: Bearer TOKEN (http.token or http.token_env in plexus.yaml)\n", status: .unauthorized)
             r.headers[.wwwAuthenticate] = "Bearer realm=\"plexus\""
             return r
         }

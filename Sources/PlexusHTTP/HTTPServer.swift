@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import Hummingbird
 import Logging
 import NIOCore
@@ -32,9 +33,11 @@ public final class HTTPServer: Sendable {
         guard let listen = settings.listen else { throw StartError(description: "no HTTP address given") }
         let router = Routes()
         router.add(middleware: BearerToken(token: settings.token))
-        router.get("healthz") { _, _ -> Response in
+        let health: @Sendable (Request, BasicRequestContext) -> Response = { _, _ in
             healthy() ? .text("ok\n") : .text("shutting down\n", status: .serviceUnavailable)
         }
+        router.get("healthz", use: health)
+        router.head("healthz", use: health)
         routes(router)
         let bound = Mutex<Result<Int, StartError>?>(nil)
         let ready = DispatchSemaphore(value: 0)
@@ -78,7 +81,7 @@ public final class HTTPServer: Sendable {
 
     /// "address already in use" rather than NIO's type dump.
     static func reason(_ error: any Error) -> String {
-        if let e = error as? IOError { return e.description.lowercased() }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)).lowercased() }
         return "\(error)"
     }
 }

@@ -14,17 +14,17 @@ struct BenchCommand: ParsableCommand {
         discussion: "Build the agents first: Benchmarks/build.sh (Benchmarks/run.sh does everything).")
 
     @Option(help: "Directory holding ping0/pong0/ping1/pong1.so.") var agents = "Benchmarks/agents"
-    @Option(help: "Round trips per measurement.") var roundTrips = 2_000_000
-    @Option(help: "One-way messages per measurement.") var messages = 5_000_000
-    @Option(help: "Repetitions; the median is printed.") var repetitions = 5
-    @Option(help: "Durable tasks per measurement.") var tasks = 20_000
+    @Option(parsing: .unconditional, help: "Round trips per measurement.") var roundTrips = 2_000_000
+    @Option(parsing: .unconditional, help: "One-way messages per measurement.") var messages = 5_000_000
+    @Option(parsing: .unconditional, help: "Repetitions; the median is printed.") var repetitions = 5
+    @Option(parsing: .unconditional, help: "Durable tasks per measurement.") var tasks = 20_000
     @Flag(help: "Only the in-process lines (for profiling the router).") var inprocOnly = false
     @Flag(help: "Only the durable task line.") var tasksOnly = false
     @Flag(help: "Only the workflow lines.") var workflowsOnly = false
     @Flag(help: "Only the sandboxed-worker lines.") var sandboxOnly = false
-    @Option(help: "Items of the workflow measurement's for_each step.") var workflowItems = 5_000
+    @Option(parsing: .unconditional, help: "Items of the workflow measurement's for_each step.") var workflowItems = 5_000
     @Option(help: "The Erlang/OTP ping-pong run beside inproc_rr_per_s when `erl` is on PATH.") var erlangSource = "Benchmarks/peers/erlang_pingpong.erl"
-    @Option(help: "Requests the pipelined client keeps in flight.") var window = 256
+    @Option(parsing: .unconditional, help: "Requests the pipelined client keeps in flight.") var window = 256
     @Flag(help: "Only sandbox_rr_p50_us, without its floor (for profiling the sandboxed round trip).") var sandboxRrOnly = false
 
     func run() throws {

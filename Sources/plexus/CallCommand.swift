@@ -20,7 +20,7 @@ struct CallCommand: ParsableCommand {
     @Option(name: .long, help: "Read the payload from this file (- for stdin).") var file: String?
     @Option(name: .long, help: "The payload's content type (default: application/json, or text/plain with --file).")
     var contentType: String?
-    @Option(name: .long, help: "Seconds to wait for the reply.") var timeout: Double = 30
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for the reply.") var timeout: Double = 30
     @Flag(name: .long, help: "Indent a JSON reply for reading.") var pretty = false
     @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr (for `plexus trace ID`).") var verbose = false
     @Option(name: .long, help: "Join this W3C trace: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>.") var traceparent: String?

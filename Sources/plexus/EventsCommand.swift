@@ -13,8 +13,8 @@ struct EventsCommand: ParsableCommand {
 
     @Flag(help: "Keep printing new events until interrupted.") var follow = false
     @Flag(help: "One JSON object per line.") var json = false
-    @Option(help: "Print events after this sequence number (default: the latest --last).") var after: Int?
-    @Option(help: "Without --after: how many of the latest to print first.") var last = 20
+    @Option(parsing: .unconditional, help: "Print events after this sequence number (default: the latest --last).") var after: Int?
+    @Option(parsing: .unconditional, help: "Without --after: how many of the latest to print first.") var last = 20
     @Option(help: "Only events whose kind starts with this (task., agent., workflow.).") var kind: String?
     @OptionGroup var options: ConnectionOptions
 

@@ -38,7 +38,7 @@ struct KvCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write a key; prints its new version once on disk.")
         @OptionGroup var key: Key
         @Argument(help: "The value, as text.") var value: String
-        @Option(help: "Write only if the key is at this version (0: only create it).") var expected: Int64?
+        @Option(parsing: .unconditional, help: "Write only if the key is at this version (0: only create it).") var expected: Int64?
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {
@@ -53,7 +53,7 @@ struct KvCommand: ParsableCommand {
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a key (exit 1 when it is absent).")
         @OptionGroup var key: Key
-        @Option(help: "Remove it only if it is at this version.") var expected: Int64?
+        @Option(parsing: .unconditional, help: "Remove it only if it is at this version.") var expected: Int64?
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {
@@ -72,7 +72,7 @@ struct KvCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A namespace's keys, in order.")
         @Argument(help: "The namespace: a plugin's name.") var namespace: String
         @Option(help: "Only keys starting with this.") var prefix = ""
-        @Option(help: "At most this many.") var limit = 1000
+        @Option(parsing: .unconditional, help: "At most this many.") var limit = 1000
         @OptionGroup var options: ConnectionOptions
 
         func run() throws {

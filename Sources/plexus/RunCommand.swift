@@ -21,11 +21,11 @@ struct RunCommand: ParsableCommand {
             """)
 
     @OptionGroup var options: HostSetup
-    @Option(help: "How long accepted work may take to finish at shutdown, in milliseconds.")
+    @Option(parsing: .unconditional, help: "How long accepted work may take to finish at shutdown, in milliseconds.")
     var shutdownGraceMs: Int64 = 2_000
     @Option(help: "The durable store: tasks, events, key-value (default: $PLEXUS_STORE, then plexus.yaml's store.path, else ./plexus.db).")
     var store: String?
-    @Option(help: "A client that sends part of a frame and then nothing for this long is disconnected, in milliseconds.")
+    @Option(parsing: .unconditional, help: "A client that sends part of a frame and then nothing for this long is disconnected, in milliseconds.")
     var clientFrameTimeoutMs: Int64 = 2_000
     @Option(name: .customLong("http"), help: ArgumentHelp(
         "Serve /healthz, /metrics and the dashboard at this address, such as 127.0.0.1:7400 (default: plexus.yaml's http.listen; none: off).",
@@ -48,6 +48,11 @@ struct RunCommand: ParsableCommand {
         config.shutdownGraceMs = shutdownGraceMs
         guard clientFrameTimeoutMs > 0 else { throw CLIError("--client-frame-timeout-ms must be 1 or more, not \(clientFrameTimeoutMs)", code: ExitStatus.usage) }
         config.http = try httpSettings(over: config.http)
+        if let a = config.http.listen {
+            do { try HTTPServer.checkBindable(a) } catch { throw CLIError("\(error)") }
+        } else if config.http.token != nil {
+            FileHandleErr.note("plexus: warning: http.token is set but no address: the HTTP server is off (set http.listen in plexus.yaml, or --http)")
+        }
         // Each held client connection is a descriptor: allow what the hard limit allows.
         switch FileLimit.raiseToHard() {
         case .success(let l) where l.new < 16_384:

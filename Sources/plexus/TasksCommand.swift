@@ -21,10 +21,10 @@ struct TasksCommand: ParsableCommand {
         @Option(help: "low, normal, high or critical.") var priority = "normal"
         @Option(help: "Idempotency key: submitting the same key again returns the first task.") var key: String?
         @Option(name: .customLong("after"), help: "A task id that must complete first (repeatable).") var after: [String] = []
-        @Option(help: "Attempts before it is dead-lettered.") var attempts = 3
-        @Option(help: "Backoff before the second attempt (doubles each time, ±50% jitter).") var backoffMs = 200
-        @Option(help: "How long one attempt may take.") var timeoutMs = 30_000
-        @Option(help: "Dead-letter it if not completed within this many seconds.") var deadlineS: Int?
+        @Option(parsing: .unconditional, help: "Attempts before it is dead-lettered.") var attempts = 3
+        @Option(parsing: .unconditional, help: "Backoff before the second attempt (doubles each time, ±50% jitter).") var backoffMs = 200
+        @Option(parsing: .unconditional, help: "How long one attempt may take.") var timeoutMs = 30_000
+        @Option(parsing: .unconditional, help: "Dead-letter it if not completed within this many seconds.") var deadlineS: Int?
         @Option(name: .customLong("retry-on"), help: "Retry only failures with this status (repeatable; default: all but those no retry can fix, such as INVALID_ARGUMENT).") var retryOn: [String] = []
         @Flag(help: "Wait until it finishes; print its result (exit 1 if it was dead-lettered).") var wait = false
         @OptionGroup var options: ConnectionOptions
@@ -73,7 +73,7 @@ struct TasksCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Tasks, newest first.")
         @Option(help: "Only tasks in this state: waiting, queued, running, completed, dead, cancelled.") var state: String?
-        @Option(help: "At most this many.") var limit = 50
+        @Option(parsing: .unconditional, help: "At most this many.") var limit = 50
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var options: ConnectionOptions
 
@@ -146,7 +146,10 @@ func ask(_ c: SocketClient, _ capability: String, _ args: JSONValue) throws -> J
     let reply: Envelope
     do throws(PlexusError) {
         reply = try c.call(Envelope(kind: .query, target: .capability(capability), payload: Array(args.text.utf8)), timeoutMs: 30_000)
-    } catch { throw CLIError("\(error.name): \(error.detail)") }
+    } catch {
+        // A host that is stopping, or whose connection ended, went away during the command.
+        throw CLIError("\(error.name): \(error.detail)", code: error.status == PLEXUS_SHUTTING_DOWN.status ? ExitStatus.noHost : ExitStatus.failed)
+    }
     return (try? JSONValue.parse(reply.payload)) ?? .string(reply.payloadString)
 }
 

@@ -22,8 +22,8 @@ struct TopCommand: ParsableCommand {
             until --iterations tables (--once: one) or until interrupted.
             """)
 
-    @Option(help: "Seconds between refreshes (0.1 to 3600).") var interval: Double = 1
-    @Option(help: "Stop after this many tables (on a terminal: screens, the first shown at once).") var iterations: Int?
+    @Option(parsing: .unconditional, help: "Seconds between refreshes (0.1 to 3600).") var interval: Double = 1
+    @Option(parsing: .unconditional, help: "Stop after this many tables (on a terminal: screens, the first shown at once).") var iterations: Int?
     @Flag(help: "Print one plain table (on a terminal too), then exit.") var once = false
     @Option(help: "The column to sort by: rate, name, mailbox, cpu or memory.") var sort: TopTable.SortKey = .rate
     @OptionGroup var options: ConnectionOptions

@@ -19,7 +19,7 @@ struct TraceCommand: ParsableCommand {
             """)
 
     @Argument(help: "A trace id (32 hex digits) or traceparent.") var id: String?
-    @Option(name: .long, help: "List the N most recent traces (default 20 when no ID is given).") var last: Int?
+    @Option(name: .long, parsing: .unconditional, help: "List the N most recent traces (default 20 when no ID is given).") var last: Int?
     @Flag(name: .long, help: "Print JSON instead of text.") var json = false
     @OptionGroup var options: ConnectionOptions
 

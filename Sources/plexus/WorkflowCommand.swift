@@ -104,7 +104,7 @@ struct WorkflowCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Runs, newest first.")
-        @Option(help: "At most this many.") var limit = 20
+        @Option(parsing: .unconditional, help: "At most this many.") var limit = 20
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var options: ConnectionOptions
 
