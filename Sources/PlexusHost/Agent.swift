@@ -68,6 +68,8 @@ final class Agent: Hashable, @unchecked Sendable {
     let shard = Agent.shards.add(1, ordering: .relaxed).newValue
     private static let shards = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Its meters (HostMetrics), set when it registers; nil when metrics are off.
+    var meters: AgentMeters?
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
          exports: [PluginDescriptor.Export], mailboxCapacity: Int, concurrency: Int = 1) {

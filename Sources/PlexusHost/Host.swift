@@ -96,6 +96,9 @@ public struct HostConfiguration: Sendable {
     public var store = StoreSettings()
     /// The HTTP server of `plexus run` (health, metrics, dashboard); off by default.
     public var http = HTTPSettings()
+    /// The host's meters (metrics.enabled); off unless set (`plexus run` sets
+    /// it when its HTTP server is on).
+    public var metrics = MetricsSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -133,7 +136,8 @@ public final class Host: @unchecked Sendable {
         self.warmPool = configuration.warmWorkers > 0 ? WarmPool(size: configuration.warmWorkers) : nil
         self.router = Router(registry: registry,
                              limits: .init(maxPayload: configuration.maxPayload, defaultTimeoutMs: configuration.defaultTimeoutMs),
-                             threads: configuration.threads)
+                             threads: configuration.threads,
+                             metrics: configuration.metrics.enabled == true ? HostMetrics() : nil)
         let system = Agent(name: SystemAgent.name, behavior: .builtin(SystemAgent(host: self)),
                            capabilities: SystemAgent(host: self).capabilities.map(\.name), exports: [],
                            mailboxCapacity: configuration.mailboxCapacity)
@@ -317,7 +321,7 @@ public final class Host: @unchecked Sendable {
         if let i = reports.firstIndex(where: { $0.file == file }) {
             reports[i] = PluginReport(refused: PluginRefusal(path: file, error: err))
         }
-        for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise") }
+        for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise", cause: HostMetrics.deadLetterInitFailed) }
         logger.error("agent init failed", metadata: ["agent": "\(agent.name)", "error": "\(err.detail)"])
     }
 
@@ -437,7 +441,7 @@ public final class Host: @unchecked Sendable {
             case .builtin(let b): kind = b is ExternalBehavior ? "client" : "builtin"
             }
             let w = a.link?.status
-            return AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
+            var r = AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),
                                failed: a.failed.load(ordering: .relaxed), pid: w?.pid,
                                restarts: w?.restarts ?? 0, last_exit: w?.lastExit,
@@ -448,6 +452,9 @@ public final class Host: @unchecked Sendable {
                                confinement: a.link?.confinementMechanism,
                                warm_workers: a.link.flatMap { l in
                                    warmPool?.ready(for: l.policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) })
+            if let q = a.meters?.handleQuantilesMicros() { r.handle_p50_us = q.p50; r.handle_p99_us = q.p99 }
+            if let pid = w?.pid, let u = ProcUsage.read(pid: pid) { r.cpu_seconds = u.cpuSeconds; r.resident_bytes = u.residentBytes }
+            return r
         }
     }
 

@@ -1,4 +1,5 @@
 import PlexusThreads
+import PlexusMetrics
 import Glibc
 import CPlexus
 import CPlexusInternal
@@ -48,7 +49,9 @@ final class Router: @unchecked Sendable {
     let registry: Registry
     let ids = IDGenerator()
     let pending: PendingRequests
-    let deadLetters = DeadLetters()
+    let deadLetters: DeadLetters
+    /// The host's meters; nil when metrics are off (one branch per site).
+    let metrics: HostMetrics?
     /// The most recent permission refusals (Audit.swift).
     let audit = Recent<AuditEvent>()
     let logger = Logger(label: "plexus.router")
@@ -67,8 +70,11 @@ final class Router: @unchecked Sendable {
     let dispatcher: Dispatcher
     private let hostName = strdup("plexus")!
 
-    init(registry: Registry, limits: Limits, threads: Int) {
+    init(registry: Registry, limits: Limits, threads: Int, metrics: HostMetrics? = nil) {
         self.registry = registry
+        self.metrics = metrics
+        self.deadLetters = DeadLetters(metrics: metrics)
+        registry.metrics = metrics
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
         self.dispatcher = Dispatcher(threads: threads)
@@ -80,6 +86,7 @@ final class Router: @unchecked Sendable {
             }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
+            Router.observeAnswer(e)
             self.answer(e.requester, requestID: id, status: PLEXUS_TIMEOUT.status,
                         detail: "no reply from '\(e.target)' within \(e.timeoutMs) ms")
         }
@@ -145,12 +152,17 @@ final class Router: @unchecked Sendable {
         default: break
         }
         try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
-        let (agent, label) = try resolve(kind: c.target_kind, target)
+        let (agent, label, timer) = try resolve(kind: c.target_kind, target)
         if let request {   // the request's id names its pending slot
-            c.id = try pending.add(.init(requester: request.0, responder: agent,
+            var entry = PendingRequests.Entry(requester: request.0, responder: agent,
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
                                          deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
-                                         target: label, timeoutMs: timeoutMs))
+                                         target: label, timeoutMs: timeoutMs)
+            if metrics != nil {
+                entry.timer = timer ?? metrics?.requestHistogram(label)
+                entry.startNanos = Clock.monotonicNanos()
+            }
+            c.id = try pending.add(entry)
         }
         do {
             let m = try Message.make(&c, maxPayload: limits.maxPayload)
@@ -159,16 +171,19 @@ final class Router: @unchecked Sendable {
             if request != nil { _ = pending.take(c.id, responder: agent) }
             throw error
         }
+        if let metrics { metrics.routed[Int(c.kind)].increment() }
         return c.id
     }
 
     /// The agent a message goes to, and the name it was addressed by.
-    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String) {
+    /// And the histogram of requests so addressed (nil when metrics are off,
+    /// or when the name is one only a socket client provides).
+    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String, AtomicHistogram?) {
         if UInt32(kind) == PLEXUS_TARGET_AGENT.rawValue {
             guard let a = registry.agent(cName: target) else {
                 throw PlexusError(.NO_SUCH_AGENT, "no agent named '\(String(cString: target))'")
             }
-            return (a, a.name)
+            return (a, a.name, a.meters?.requests)
         }
         guard let found = registry.leastLoaded(cName: target) else {
             throw PlexusError(.NO_SUCH_CAPABILITY, "no agent provides capability '\(String(cString: target))'")
@@ -209,9 +224,10 @@ final class Router: @unchecked Sendable {
         for a in registry.subscribers(of: subject) {
             do { try admit(m, to: a) } catch {
                 refused.append(a.name)
-                deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)")
+                deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)", cause: Int(error.status))
             }
         }
+        if let metrics { metrics.routed[Int(MessageKind.event.rawValue)].increment() }
         if !refused.isEmpty {
             throw PlexusError(.MAILBOX_FULL, "not delivered to \(refused.joined(separator: ", ")) (dead-lettered); delivered to the other subscribers")
         }
@@ -230,6 +246,9 @@ final class Router: @unchecked Sendable {
         guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
+        Router.observeAnswer(entry)
+        // A sandboxed agent's failures reach the host as the ERROR its worker answers.
+        if c.kind == MessageKind.error.rawValue, let a = o.agent, a.link != nil, let mt = a.meters { mt.failed.increment(Int(c.status)) }
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
         c.kind = c.kind == MessageKind.error.rawValue ? c.kind : MessageKind.response.rawValue
         if c.kind == MessageKind.response.rawValue { c.status = 0 }
@@ -252,6 +271,7 @@ final class Router: @unchecked Sendable {
     /// Ends a pending query with a host-made ERROR (timeout, failure, expiry).
     func fail(requestID: plexus_id, responder: Agent?, status: plexus_status, detail: String) {
         guard let e = pending.take(requestID, responder: responder) else { return }
+        Router.observeAnswer(e)
         answer(e.requester, requestID: requestID, status: status, detail: detail)
     }
 
@@ -268,11 +288,18 @@ final class Router: @unchecked Sendable {
         }
     }
 
+    /// The caller's view of a request, recorded when its answer is decided.
+    @inline(__always)
+    static func observeAnswer(_ e: PendingRequests.Entry) {
+        if let t = e.timer { t.observe(Clock.monotonicNanos() - e.startNanos) }
+    }
+
     private func deliver(_ m: Message, to r: Requester) {
+        if let metrics { metrics.routed[Int(m.header.kind)].increment() }
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
-                deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)")
+                deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)", cause: Int(error.status))
             }
         case .callback(let f):
             f(m.envelope)
@@ -284,7 +311,7 @@ final class Router: @unchecked Sendable {
     /// Dead-letters m, which never reached agent, and ends its request (if
     /// it is one) with status and detail (the reason when nil).
     func abandon(_ m: Message, at agent: Agent, reason: String, status: plexus_status, detail: String? = nil) {
-        deadLetters.record(m, reason: reason)
+        deadLetters.record(m, reason: reason, cause: Int(status))
         if m.isQuery { fail(requestID: m.id, responder: agent, status: status, detail: detail ?? reason) }
     }
 
@@ -311,8 +338,11 @@ final class Router: @unchecked Sendable {
                 link.deliver(m)
             }
             agent.handled.wrappingAdd(1, ordering: .relaxed)
+            if let mt = agent.meters { mt.handled.increment() }   // its handle time: from here to the worker's DONE
             return
         }
+        let meters = agent.meters
+        let started = meters == nil ? 0 : Clock.monotonicNanos()
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
@@ -320,6 +350,11 @@ final class Router: @unchecked Sendable {
             return invokeSlow(m, on: agent, isAnswer: isAnswer)
         }
         agent.handled.wrappingAdd(1, ordering: .relaxed)
+        if let meters {
+            meters.handle.observe(Clock.monotonicNanos() - started)
+            meters.handled.increment()
+            if status != 0 { meters.failed.increment(Int(status)) }
+        }
         if status != 0 {
             agent.failed.wrappingAdd(1, ordering: .relaxed)
             if m.isQuery {
