@@ -70,7 +70,7 @@ let package = Package(
             name: "PlexusHost",
             dependencies: [
                 "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI", "CPlexusInternal",
-                "PlexusMetrics",
+                "PlexusMetrics", .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],

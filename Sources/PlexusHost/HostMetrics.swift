@@ -4,6 +4,7 @@ import Glibc
 import PlexusCore
 import PlexusMetrics
 import PlexusThreads
+import Prometheus
 import Synchronization
 
 /// The host's meters (issue 15): made once, when metrics are on
@@ -37,8 +38,9 @@ public final class HostMetrics: Sendable {
     ]
 
     public let factory = PlexusMetricsFactory(help: HostMetrics.help)
-    /// By MessageKind raw value.
-    let routed: [CoreMetrics.Counter]
+    /// By MessageKind (countRouted): swift-prometheus's counters themselves,
+    /// not swift-metrics' wrappers, so a count costs no reference counting.
+    private let routedCommand, routedQuery, routedResponse, routedEvent, routedError: Prometheus.Counter
     /// By status code; the last two slots: "init_failed", "other".
     let deadLettered: LazyCounters
     static let deadLetterInitFailed = 30
@@ -56,9 +58,11 @@ public final class HostMetrics: Sendable {
 
     init() {
         let f = factory
-        routed = MessageKind.allCases.sorted { $0.rawValue < $1.rawValue }.map {
-            CoreMetrics.Counter(label: "plexus_messages_routed_total", dimensions: [("kind", $0.name)], factory: f)
+        func routed(_ k: MessageKind) -> Prometheus.Counter {
+            f.makeCounter(label: "plexus_messages_routed_total", dimensions: [("kind", k.name)]) as! Prometheus.Counter
         }
+        routedCommand = routed(.command); routedQuery = routed(.query); routedResponse = routed(.response)
+        routedEvent = routed(.event); routedError = routed(.error)
         deadLettered = LazyCounters(slots: 32) { i in
             let reason = i == HostMetrics.deadLetterInitFailed ? "init_failed" : i == 31 ? "other" : statusName(plexus_status(Int32(i))).lowercased()
             return CoreMetrics.Counter(label: "plexus_messages_dead_lettered_total", dimensions: [("reason", reason)], factory: f)
@@ -68,6 +72,17 @@ public final class HostMetrics: Sendable {
         }
         storeCommit = f.timer("plexus_store_commit_seconds")
         storeBatch = f.valueHistogram("plexus_store_batch_size")
+    }
+
+    @inline(__always)
+    func countRouted(_ kind: UInt8) {
+        switch kind {
+        case MessageKind.command.rawValue: routedCommand.increment()
+        case MessageKind.query.rawValue: routedQuery.increment()
+        case MessageKind.response.rawValue: routedResponse.increment()
+        case MessageKind.event.rawValue: routedEvent.increment()
+        default: routedError.increment()
+        }
     }
 
     /// The handles of one agent, made when it registers.
@@ -107,7 +122,8 @@ public final class HostMetrics: Sendable {
 
 /// One agent's handles, resolved once (Registry.register/attach).
 final class AgentMeters: @unchecked Sendable {
-    let handled: CoreMetrics.Counter
+    /// swift-prometheus's counter itself (made through the swift-metrics factory).
+    let handled: Prometheus.Counter
     /// By the handler's status code (the last slot: any other).
     let failed: LazyCounters
     let handle: AtomicHistogram
@@ -117,7 +133,7 @@ final class AgentMeters: @unchecked Sendable {
     let window: Mutex<QuantileWindow>
 
     init(name: String, factory f: PlexusMetricsFactory) {
-        handled = CoreMetrics.Counter(label: "plexus_agent_messages_handled_total", dimensions: [("agent", name)], factory: f)
+        handled = f.makeCounter(label: "plexus_agent_messages_handled_total", dimensions: [("agent", name)]) as! Prometheus.Counter
         failed = LazyCounters(slots: 32) { i in
             CoreMetrics.Counter(label: "plexus_agent_messages_failed_total",
                                 dimensions: [("agent", name), ("status", i == 31 ? "UNKNOWN" : statusName(plexus_status(Int32(i))))], factory: f)
@@ -125,6 +141,16 @@ final class AgentMeters: @unchecked Sendable {
         handle = f.timer("plexus_agent_handle_seconds", [("agent", name)])
         requests = HostMetrics.requestTimer(name, f)
         window = Mutex(QuantileWindow(buckets: handle.bounds.count + 1))
+    }
+
+    /// Takes its series off /metrics: a socket client's agent that leaves
+    /// (a host serving many short-lived clients would otherwise keep every
+    /// name it ever saw). Messages still on their way count unseen.
+    func retire(_ f: PlexusMetricsFactory) {
+        f.destroyCounter(handled)
+        failed.destroyAll()
+        f.destroyTimer(handle)
+        f.destroyTimer(requests)
     }
 
     /// p50 and p99 of the handle time in microseconds over the recent window

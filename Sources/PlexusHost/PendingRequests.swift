@@ -102,7 +102,9 @@ final class PendingShard: @unchecked Sendable {
         let target: String         // for the timeout message
         let timeoutMs: Int64
         /// plexus_request_seconds: the histogram and the monotonic start (metrics on).
-        var timer: AtomicHistogram? = nil
+        /// Unretained: it belongs to the responder (held above), a capability
+        /// or HostMetrics, which all outlive the request.
+        var timer: Unmanaged<AtomicHistogram>? = nil
         var startNanos: Int64 = 0
     }
 

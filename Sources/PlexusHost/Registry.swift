@@ -31,8 +31,14 @@ final class Capability: @unchecked Sendable {
     let cName: UnsafeMutablePointer<CChar>
     var providers: [Agent] = []
     /// plexus_request_seconds{capability=name}; nil when metrics are off.
-    var requests: AtomicHistogram?
-    init(_ name: String) { self.name = name; cName = strdup(name) }
+    let requestsHeld: AtomicHistogram?
+    /// The same, for pending entries (which do not retain it: the capability lives on).
+    let requests: Unmanaged<AtomicHistogram>?
+    init(_ name: String, requests: AtomicHistogram? = nil) {
+        self.name = name; cName = strdup(name)
+        requestsHeld = requests
+        self.requests = requests.map { Unmanaged.passUnretained($0) }
+    }
     deinit { free(cName) }
 }
 
@@ -87,8 +93,7 @@ final class Registry: @unchecked Sendable {
 
     private func capability(_ name: String) -> Capability {
         if let c = name.withCString({ capabilities[CNameKey(p: $0)] }) { return c }
-        let c = Capability(name)
-        c.requests = metrics.map { HostMetrics.requestTimer(name, $0.factory) }
+        let c = Capability(name, requests: metrics.map { HostMetrics.requestTimer(name, $0.factory) })
         capabilities[CNameKey(p: c.cName)] = c
         return c
     }
@@ -140,6 +145,7 @@ final class Registry: @unchecked Sendable {
             return true
         }
         guard removed else { return }
+        if let m = metrics { a.meters?.retire(m.factory) }
         attachedCount.subtract(1, ordering: .relaxed)
         subLock.withLock {
             for p in patternsByAgent[ObjectIdentifier(a)] ?? [] { subscriptions.remove(p, a) }
@@ -175,7 +181,7 @@ final class Registry: @unchecked Sendable {
     /// and the capability's name.
     /// And the capability's request histogram (nil when metrics are off or
     /// only attached agents provide it).
-    func leastLoaded(cName: UnsafePointer<CChar>) -> (Agent, String, AtomicHistogram?)? {
+    func leastLoaded(cName: UnsafePointer<CChar>) -> (Agent, String, Unmanaged<AtomicHistogram>?)? {
         let c = capabilities[CNameKey(p: cName)]
         guard anyAttached else {
             guard let c, let a = leastLoaded(c.providers) else { return nil }

@@ -52,6 +52,8 @@ final class Router: @unchecked Sendable {
     let deadLetters: DeadLetters
     /// The host's meters; nil when metrics are off (one branch per site).
     let metrics: HostMetrics?
+    /// The same, lent to the message path without a retain.
+    let metricsRef: Unmanaged<HostMetrics>?
     /// The most recent permission refusals (Audit.swift).
     let audit = Recent<AuditEvent>()
     let logger = Logger(label: "plexus.router")
@@ -73,6 +75,7 @@ final class Router: @unchecked Sendable {
     init(registry: Registry, limits: Limits, threads: Int, metrics: HostMetrics? = nil) {
         self.registry = registry
         self.metrics = metrics
+        self.metricsRef = metrics.map { Unmanaged.passUnretained($0) }
         self.deadLetters = DeadLetters(metrics: metrics)
         registry.metrics = metrics
         self.limits = limits
@@ -158,8 +161,8 @@ final class Router: @unchecked Sendable {
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
                                          deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
                                          target: label, timeoutMs: timeoutMs)
-            if metrics != nil {
-                entry.timer = timer ?? metrics?.requestHistogram(label)
+            if metricsRef != nil {
+                entry.timer = timer ?? metrics.map { Unmanaged.passUnretained($0.requestHistogram(label)) }
                 entry.startNanos = Clock.monotonicNanos()
             }
             c.id = try pending.add(entry)
@@ -171,19 +174,19 @@ final class Router: @unchecked Sendable {
             if request != nil { _ = pending.take(c.id, responder: agent) }
             throw error
         }
-        if let metrics { metrics.routed[Int(c.kind)].increment() }
+        if let r = metricsRef { let k = c.kind; r._withUnsafeGuaranteedRef { $0.countRouted(k) } }
         return c.id
     }
 
     /// The agent a message goes to, and the name it was addressed by.
     /// And the histogram of requests so addressed (nil when metrics are off,
     /// or when the name is one only a socket client provides).
-    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String, AtomicHistogram?) {
+    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String, Unmanaged<AtomicHistogram>?) {
         if UInt32(kind) == PLEXUS_TARGET_AGENT.rawValue {
             guard let a = registry.agent(cName: target) else {
                 throw PlexusError(.NO_SUCH_AGENT, "no agent named '\(String(cString: target))'")
             }
-            return (a, a.name, a.meters?.requests)
+            return (a, a.name, a.metersRef?._withUnsafeGuaranteedRef { Unmanaged.passUnretained($0.requests) })
         }
         guard let found = registry.leastLoaded(cName: target) else {
             throw PlexusError(.NO_SUCH_CAPABILITY, "no agent provides capability '\(String(cString: target))'")
@@ -227,7 +230,7 @@ final class Router: @unchecked Sendable {
                 deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)", cause: Int(error.status))
             }
         }
-        if let metrics { metrics.routed[Int(MessageKind.event.rawValue)].increment() }
+        if let r = metricsRef { r._withUnsafeGuaranteedRef { $0.countRouted(MessageKind.event.rawValue) } }
         if !refused.isEmpty {
             throw PlexusError(.MAILBOX_FULL, "not delivered to \(refused.joined(separator: ", ")) (dead-lettered); delivered to the other subscribers")
         }
@@ -291,11 +294,11 @@ final class Router: @unchecked Sendable {
     /// The caller's view of a request, recorded when its answer is decided.
     @inline(__always)
     static func observeAnswer(_ e: PendingRequests.Entry) {
-        if let t = e.timer { t.observe(Clock.monotonicNanos() - e.startNanos) }
+        if let t = e.timer { let d = Clock.monotonicNanos() - e.startNanos; t._withUnsafeGuaranteedRef { $0.observe(d) } }
     }
 
     private func deliver(_ m: Message, to r: Requester) {
-        if let metrics { metrics.routed[Int(m.header.kind)].increment() }
+        if let r = metricsRef { let k = m.header.kind; r._withUnsafeGuaranteedRef { $0.countRouted(k) } }
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
@@ -338,10 +341,10 @@ final class Router: @unchecked Sendable {
                 link.deliver(m)
             }
             agent.handled.wrappingAdd(1, ordering: .relaxed)
-            if let mt = agent.meters { mt.handled.increment() }   // its handle time: from here to the worker's DONE
+            if let r = agent.metersRef { r._withUnsafeGuaranteedRef { $0.handled.increment() } }   // its handle time: from here to the worker's DONE
             return
         }
-        let meters = agent.meters
+        let meters = agent.metersRef
         let started = meters == nil ? 0 : Clock.monotonicNanos()
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
@@ -351,9 +354,12 @@ final class Router: @unchecked Sendable {
         }
         agent.handled.wrappingAdd(1, ordering: .relaxed)
         if let meters {
-            meters.handle.observe(Clock.monotonicNanos() - started)
-            meters.handled.increment()
-            if status != 0 { meters.failed.increment(Int(status)) }
+            let took = Clock.monotonicNanos() - started
+            meters._withUnsafeGuaranteedRef { mt in
+                mt.handle.observe(took)
+                mt.handled.increment()
+                if status != 0 { mt.failed.increment(Int(status)) }
+            }
         }
         if status != 0 {
             agent.failed.wrappingAdd(1, ordering: .relaxed)

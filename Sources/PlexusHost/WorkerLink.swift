@@ -201,7 +201,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return
         }
         sendSeq += 1
-        inflight[m.id] = (sendSeq, m, agent?.meters == nil ? 0 : Clock.monotonicNanos())
+        inflight[m.id] = (sendSeq, m, agent?.metersRef == nil ? 0 : Clock.monotonicNanos())
         inflightCount.store(inflight.count, ordering: .relaxed)
         agent?.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
         m.withFrame { outgoing.append(contentsOf: $0) }
@@ -456,13 +456,13 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     /// Deliveries the worker finished leave the window, which reopens.
     private func finished(_ ids: [plexus_id]) {
-        let meters = agent?.meters
+        let meters = agent?.metersRef
         let now = meters == nil ? 0 : Clock.monotonicNanos()
         let n: Int = lock.withLock {
             var n = 0
             for id in ids {
                 guard let d = inflight.removeValue(forKey: id) else { continue }
-                if let meters { meters.handle.observe(now - d.sent) }
+                if let meters { meters._withUnsafeGuaranteedRef { $0.handle.observe(now - d.sent) } }
                 n += 1
                 if !history.isEmpty { history[id] = nil }
             }

@@ -28,6 +28,15 @@ public final class LazyCounters: @unchecked Sendable {
         cells.deallocate()
     }
 
+    /// Removes the counters made so far from their registry (their series
+    /// leave /metrics); counting on afterwards is harmless but unseen.
+    public func destroyAll() {
+        for i in 0..<slots {
+            let bits = cells[i].load(ordering: .acquiring)
+            if bits != 0 { Unmanaged<CoreMetrics.Counter>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)._withUnsafeGuaranteedRef { $0.destroy() } }
+        }
+    }
+
     /// Counts one in slot i (the last slot when i is out of range).
     public func increment(_ i: Int) {
         let i = i >= 0 && i < slots ? i : slots - 1
