@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C: the envelope codec. Its public headers are the top-level include/ (symlink).
@@ -62,11 +64,17 @@ let package = Package(
         .target(name: "PlexusSupervision"),
         // Swift: worker processes: spawning, limits, the channel, output capture.
         .target(name: "PlexusSandbox", dependencies: ["PlexusCore", "PlexusThreads", "CPlexusPOSIX", "CPlexusInternal"]),
+        // Swift: the host's meters (swift-metrics API, Prometheus text): counters and
+        // gauges on swift-prometheus's atomics, histograms lock-free (one atomic per bucket).
+        .target(name: "PlexusMetrics", dependencies: [
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus")]),
         // Swift: plugin loading, registry, router, mailboxes, dispatch, typed exports.
         .target(
             name: "PlexusHost",
             dependencies: [
                 "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI", "CPlexusInternal", "PlexusTrace",
+                "PlexusMetrics", .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -105,7 +113,7 @@ let package = Package(
             "PlexusHost", "PlexusThreads", "CPlexusPOSIX", .product(name: "DequeModule", package: "swift-collections")]),
         // Swift: `plexus run`'s HTTP server (Hummingbird): /healthz, /metrics, the dashboard.
         .target(name: "PlexusHTTP", dependencies: [
-            "PlexusCore", "PlexusHost",
+            "PlexusCore", "PlexusHost", "PlexusMetrics",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log")]),
@@ -114,7 +122,7 @@ let package = Package(
             name: "plexus",
             dependencies: [
                 "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
-                "PlexusHTTP",
+                "PlexusHTTP", "PlexusMetrics",
                 // Not linked in: listed so that every build of plexus builds its helper beside it.
                 "plexus-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -138,5 +146,6 @@ let package = Package(
         .testTarget(name: "PlexusSupervisionTests", dependencies: ["PlexusTestSupport", "PlexusSupervision"]),
         // The plexus executable as a user runs it (exit statuses, suggestions, help).
         .testTarget(name: "PlexusCLITests", dependencies: ["PlexusTestSupport"]),
+        .testTarget(name: "PlexusMetricsTests", dependencies: ["PlexusTestSupport", "PlexusMetrics"]),
     ]
 )

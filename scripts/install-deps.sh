@@ -19,6 +19,13 @@ if [ "${CI:-}" = "true" ] || [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     [ ${#need[@]} -eq 0 ] || $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The /metrics test parses the host's exposition with Prometheus's own Python parser.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    python3 -m pip --version >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"; $sudo apt-get install -y -qq python3-pip >/dev/null; }
+    echo "install-deps: pip install prometheus_client==0.26.0"
+    python3 -m pip install -q prometheus_client==0.26.0 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages prometheus_client==0.26.0
+fi
 if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && echo "install-deps: add /opt/swift/usr/bin to PATH" >&2
     echo "install-deps: swift 6 is required and was not found on PATH" >&2

@@ -73,6 +73,8 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 /// http:                        # `plexus run`'s HTTP server: /healthz, /metrics, the dashboard at /
 ///   listen: 127.0.0.1:7400     # --http takes precedence; not loopback: a token is required
 ///   token_env: PLEXUS_HTTP_TOKEN  # or token: "..." (16+ characters): `Authorization: Bearer TOKEN`
+/// metrics:                     # the host's meters and /metrics
+///   enabled: true              # unset: on when the HTTP server is on
 /// store:                       # the durable store (`plexus run`)
 ///   path: plexus.db            # --store and $PLEXUS_STORE take precedence
 ///   retention:                 # run every interval_seconds; open work is never removed
@@ -122,9 +124,10 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "tracing"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "metrics", "tracing"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
         if let h = top["http"] { config.http = try r.http(h, over: config.http) }
+        if let m = top["metrics"] { config.metrics = try r.metrics(m, over: config.metrics) }
         if let t = top["tracing"] { config.tracing = try r.tracing(t, over: config.tracing) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
@@ -526,6 +529,14 @@ public struct Reader {
             }
         }
         return h
+    }
+
+    /// `metrics:` — whether the host keeps its meters (unset: when HTTP is on).
+    func metrics(_ node: Node, over base: MetricsSettings) throws(ConfigError) -> MetricsSettings {
+        var s = base
+        let m = try mapping(node, "metrics", keys: ["enabled"])
+        if let e = m["enabled"] { s.enabled = try bool(e, "metrics.enabled") }
+        return s
     }
 
     /// A YAML value as JSON (what init receives). Scalars keep their YAML type.

@@ -66,6 +66,10 @@ final class Agent: Hashable, @unchecked Sendable {
     let shard = Agent.shards.add(1, ordering: .relaxed).newValue
     private static let shards = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Its meters (HostMetrics), set when it registers; nil when metrics are off.
+    var meters: AgentMeters? { didSet { metersRef = meters.map { Unmanaged.passUnretained($0) } } }
+    /// The same, for the message path: lent without a retain (the agent holds it).
+    private(set) var metersRef: Unmanaged<AgentMeters>?
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
          exports: [PluginDescriptor.Export], mailboxCapacity: Int, concurrency: Int = 1) {

@@ -37,6 +37,7 @@ extension Router {
 
     func record(_ event: AuditEvent) {
         audit.add(event)
+        if let metrics { metrics.countDenied(event.action) }
         logger.notice("permission denied", metadata: ["holder": "\(event.holder)", "action": "\(event.action)", "name": "\(event.name)"])
         let body = JSONValue.object(["holder": .string(event.holder), "sender": .string(event.sender), "action": .string(event.action),
                                      "name": .string(event.name), "reason": .string(event.reason)])

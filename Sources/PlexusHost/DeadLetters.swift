@@ -12,9 +12,17 @@ public struct DeadLetter: Sendable {
 final class DeadLetters: @unchecked Sendable {
     private let recent: Recent<DeadLetter>
 
-    init(capacity: Int = 1024) { recent = Recent(capacity: capacity) }
+    private let metrics: HostMetrics?
 
-    func record(_ m: Message, reason: String) {
+    init(capacity: Int = 1024, metrics: HostMetrics? = nil) {
+        recent = Recent(capacity: capacity)
+        self.metrics = metrics
+    }
+
+    /// cause: the status that stopped it (its reason label on /metrics), or
+    /// HostMetrics.deadLetterInitFailed.
+    func record(_ m: Message, reason: String, cause: Int) {
+        if let metrics { metrics.deadLettered.increment(cause) }
         recent.add(DeadLetter(envelope: m.envelope, reason: reason, atUnixNs: Clock.unixNanos()))
     }
 

@@ -99,6 +99,9 @@ public struct HostConfiguration: Sendable {
     public var http = HTTPSettings()
     /// Span recording (`tracing:` in plexus.yaml; Tracer).
     public var tracing = TracingSettings()
+    /// The host's meters (metrics.enabled); off unless set (`plexus run` sets
+    /// it when its HTTP server is on).
+    public var metrics = MetricsSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -136,7 +139,8 @@ public final class Host: @unchecked Sendable {
         self.warmPool = configuration.warmWorkers > 0 ? WarmPool(size: configuration.warmWorkers) : nil
         self.router = Router(registry: registry,
                              limits: .init(maxPayload: configuration.maxPayload, defaultTimeoutMs: configuration.defaultTimeoutMs),
-                             threads: configuration.threads, tracer: Tracer(configuration.tracing))
+                             threads: configuration.threads, tracer: Tracer(configuration.tracing),
+                             metrics: configuration.metrics.enabled == true ? HostMetrics() : nil)
         let system = Agent(name: SystemAgent.name, behavior: .builtin(SystemAgent(host: self)),
                            capabilities: SystemAgent(host: self).capabilities.map(\.name), exports: [],
                            mailboxCapacity: configuration.mailboxCapacity)
@@ -320,7 +324,7 @@ public final class Host: @unchecked Sendable {
         if let i = reports.firstIndex(where: { $0.file == file }) {
             reports[i] = PluginReport(refused: PluginRefusal(path: file, error: err))
         }
-        for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise") }
+        for m in agent.drainMailbox() { router.deadLetters.record(m, reason: "agent '\(agent.name)' failed to initialise", cause: HostMetrics.deadLetterInitFailed) }
         logger.error("agent init failed", metadata: ["agent": "\(agent.name)", "error": "\(err.detail)"])
     }
 
@@ -440,7 +444,7 @@ public final class Host: @unchecked Sendable {
             case .builtin(let b): kind = b is ExternalBehavior ? "client" : "builtin"
             }
             let w = a.link?.status
-            return AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
+            var r = AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),
                                failed: a.failed.load(ordering: .relaxed), pid: w?.pid,
                                restarts: w?.restarts ?? 0, last_exit: w?.lastExit,
@@ -451,6 +455,9 @@ public final class Host: @unchecked Sendable {
                                confinement: a.link?.confinementMechanism,
                                warm_workers: a.link.flatMap { l in
                                    warmPool?.ready(for: l.policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) })
+            if let q = a.meters?.handleQuantilesMicros() { r.handle_p50_us = q.p50; r.handle_p99_us = q.p99 }
+            if let pid = w?.pid, let u = ProcUsage.read(pid: pid) { r.cpu_seconds = u.cpuSeconds; r.resident_bytes = u.residentBytes }
+            return r
         }
     }
 

@@ -1,4 +1,5 @@
 import PlexusThreads
+import PlexusMetrics
 import Glibc
 import PlexusCore
 import Synchronization
@@ -100,6 +101,11 @@ final class PendingShard: @unchecked Sendable {
         let deadlineMono: Int64
         let target: String         // for the timeout message
         let timeoutMs: Int64
+        /// plexus_request_seconds: the histogram and the monotonic start (metrics on).
+        /// Unretained: it belongs to the responder (held above), a capability
+        /// or HostMetrics, which all outlive the request.
+        var timer: Unmanaged<AtomicHistogram>? = nil
+        var startNanos: Int64 = 0
     }
 
     // lo = tag(1) | generation | shard(4) | index(20)

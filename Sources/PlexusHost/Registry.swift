@@ -1,4 +1,5 @@
 import PlexusThreads
+import PlexusMetrics
 import Glibc
 import PlexusCore
 import Synchronization
@@ -29,7 +30,15 @@ final class Capability: @unchecked Sendable {
     let name: String
     let cName: UnsafeMutablePointer<CChar>
     var providers: [Agent] = []
-    init(_ name: String) { self.name = name; cName = strdup(name) }
+    /// plexus_request_seconds{capability=name}; nil when metrics are off.
+    let requestsHeld: AtomicHistogram?
+    /// The same, for pending entries (which do not retain it: the capability lives on).
+    let requests: Unmanaged<AtomicHistogram>?
+    init(_ name: String, requests: AtomicHistogram? = nil) {
+        self.name = name; cName = strdup(name)
+        requestsHeld = requests
+        self.requests = requests.map { Unmanaged.passUnretained($0) }
+    }
     deinit { free(cName) }
 }
 
@@ -57,6 +66,9 @@ final class Registry: @unchecked Sendable {
     private var subscriptions = SubjectIndex<Agent>()
     private var patternsByAgent: [ObjectIdentifier: Set<String>] = [:]
     private let rotation = Atomic<Int>(0)
+    /// Set by the router before any agent registers: each agent's meters
+    /// are made when it registers.
+    var metrics: HostMetrics?
 
     /// Fails with the holder's name when the agent name is taken, and when
     /// anyone but the host (`byHost`) claims a reserved name.
@@ -65,6 +77,7 @@ final class Registry: @unchecked Sendable {
         if agents[a.name] != nil {
             throw PlexusError(.BAD_DESCRIPTOR, "duplicate agent name '\(a.name)': already provided by \(holder(a.name))")
         }
+        a.meters = metrics?.agent(a.name)
         agents[a.name] = a
         byCName[CNameKey(p: a.cName)] = a
         order.append(a)
@@ -80,7 +93,7 @@ final class Registry: @unchecked Sendable {
 
     private func capability(_ name: String) -> Capability {
         if let c = name.withCString({ capabilities[CNameKey(p: $0)] }) { return c }
-        let c = Capability(name)
+        let c = Capability(name, requests: metrics.map { HostMetrics.requestTimer(name, $0.factory) })
         capabilities[CNameKey(p: c.cName)] = c
         return c
     }
@@ -107,6 +120,7 @@ final class Registry: @unchecked Sendable {
     /// plugin agents and attached ones, and not reserved unless `byHost`.
     func attach(_ a: Agent, byHost: Bool = false) throws(PlexusError) {
         if !byHost { try Registry.checkClaims(a) }
+        if a.meters == nil { a.meters = metrics?.agent(a.name) }   // before anyone can route to it
         let taken: Bool = attached.withLock { t in
             if agents[a.name] != nil || t.agents[a.name] != nil { return true }
             t.agents[a.name] = a
@@ -131,6 +145,7 @@ final class Registry: @unchecked Sendable {
             return true
         }
         guard removed else { return }
+        if let m = metrics { a.meters?.retire(m.factory) }
         attachedCount.subtract(1, ordering: .relaxed)
         subLock.withLock {
             for p in patternsByAgent[ObjectIdentifier(a)] ?? [] { subscriptions.remove(p, a) }
@@ -164,15 +179,17 @@ final class Registry: @unchecked Sendable {
     /// The provider of the capability named by cName with the fewest queued
     /// and running messages (ties rotate so equal providers share the work),
     /// and the capability's name.
-    func leastLoaded(cName: UnsafePointer<CChar>) -> (Agent, String)? {
+    /// And the capability's request histogram (nil when metrics are off or
+    /// only attached agents provide it).
+    func leastLoaded(cName: UnsafePointer<CChar>) -> (Agent, String, Unmanaged<AtomicHistogram>?)? {
         let c = capabilities[CNameKey(p: cName)]
         guard anyAttached else {
             guard let c, let a = leastLoaded(c.providers) else { return nil }
-            return (a, c.name)
+            return (a, c.name, c.requests)
         }
         let name = c?.name ?? String(cString: cName)
         let all = (c?.providers ?? []) + attached.withLock { $0.providers[name] ?? [] }
-        return leastLoaded(all).map { ($0, name) }
+        return leastLoaded(all).map { ($0, name, c?.requests) }
     }
 
     /// Every agent providing the capability, plugins and attached ones.

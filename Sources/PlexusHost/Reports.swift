@@ -76,7 +76,7 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var last_exit: String?
     /// Delivered to the worker, not yet finished.
     public var in_flight: Int = 0
-    /// Reports of system calls the sandbox refused (each may name several).
+    /// System calls the sandbox refused (each call, though one report may name several).
     public var denied_syscalls: Int = 0
     /// The circuit breaker of a worker agent: closed, open or half-open.
     public var circuit: String?

@@ -1,4 +1,5 @@
 import PlexusThreads
+import PlexusMetrics
 import Glibc
 import CPlexus
 import CPlexusInternal
@@ -51,7 +52,11 @@ final class Router: @unchecked Sendable {
     let registry: Registry
     let ids = IDGenerator()
     let pending: PendingRequests
-    let deadLetters = DeadLetters()
+    let deadLetters: DeadLetters
+    /// The host's meters; nil when metrics are off (one branch per site).
+    let metrics: HostMetrics?
+    /// The same, lent to the message path without a retain.
+    let metricsRef: Unmanaged<HostMetrics>?
     /// The most recent permission refusals (Audit.swift).
     let audit = Recent<AuditEvent>()
     let logger = Logger(label: "plexus.router")
@@ -72,9 +77,14 @@ final class Router: @unchecked Sendable {
     let tracer: Tracer
     private let hostName = strdup("plexus")!
 
-    init(registry: Registry, limits: Limits, threads: Int, tracer: Tracer = Tracer(TracingSettings(enabled: false))) {
+    init(registry: Registry, limits: Limits, threads: Int, tracer: Tracer = Tracer(TracingSettings(enabled: false)),
+         metrics: HostMetrics? = nil) {
         self.tracer = tracer
         self.registry = registry
+        self.metrics = metrics
+        self.metricsRef = metrics.map { Unmanaged.passUnretained($0) }
+        self.deadLetters = DeadLetters(metrics: metrics)
+        registry.metrics = metrics
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
         self.dispatcher = Dispatcher(threads: threads)
@@ -86,6 +96,7 @@ final class Router: @unchecked Sendable {
             }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
+            Router.observeAnswer(e)
             self.answer(e.requester, requestID: id, status: PLEXUS_TIMEOUT.status,
                         detail: "no reply from '\(e.target)' within \(e.timeoutMs) ms")
         }
@@ -152,12 +163,17 @@ final class Router: @unchecked Sendable {
         default: break
         }
         try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
-        let (agent, label) = try resolve(kind: c.target_kind, target)
+        let (agent, label, timer) = try resolve(kind: c.target_kind, target)
         if let request {   // the request's id names its pending slot
-            c.id = try pending.add(.init(requester: request.0, responder: agent,
+            var entry = PendingRequests.Entry(requester: request.0, responder: agent,
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
                                          deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
-                                         target: label, timeoutMs: timeoutMs))
+                                         target: label, timeoutMs: timeoutMs)
+            if metricsRef != nil {
+                entry.timer = timer ?? metrics.map { Unmanaged.passUnretained($0.requestHistogram(label)) }
+                entry.startNanos = Clock.monotonicNanos()
+            }
+            c.id = try pending.add(entry)
         }
         do throws(PlexusError) {
             if t0 == 0 {
@@ -176,16 +192,19 @@ final class Router: @unchecked Sendable {
             if request != nil { _ = pending.take(c.id, responder: agent) }
             throw error
         }
+        if let r = metricsRef { let k = c.kind; r._withUnsafeGuaranteedRef { $0.countRouted(k) } }
         return c.id
     }
 
     /// The agent a message goes to, and the name it was addressed by.
-    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String) {
+    /// And the histogram of requests so addressed (nil when metrics are off,
+    /// or when the name is one only a socket client provides).
+    private func resolve(kind: UInt8, _ target: UnsafePointer<CChar>) throws(PlexusError) -> (Agent, String, Unmanaged<AtomicHistogram>?) {
         if UInt32(kind) == PLEXUS_TARGET_AGENT.rawValue {
             guard let a = registry.agent(cName: target) else {
                 throw PlexusError(.NO_SUCH_AGENT, "no agent named '\(String(cString: target))'")
             }
-            return (a, a.name)
+            return (a, a.name, a.metersRef?._withUnsafeGuaranteedRef { Unmanaged.passUnretained($0.requests) })
         }
         guard let found = registry.leastLoaded(cName: target) else {
             throw PlexusError(.NO_SUCH_CAPABILITY, "no agent provides capability '\(String(cString: target))'")
@@ -235,9 +254,10 @@ final class Router: @unchecked Sendable {
         for a in registry.subscribers(of: subject) {
             do { try admit(m, to: a) } catch {
                 refused.append(a.name)
-                deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)")
+                deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)", cause: Int(error.status))
             }
         }
+        if let r = metricsRef { r._withUnsafeGuaranteedRef { $0.countRouted(MessageKind.event.rawValue) } }
         if !refused.isEmpty {
             throw PlexusError(.MAILBOX_FULL, "not delivered to \(refused.joined(separator: ", ")) (dead-lettered); delivered to the other subscribers")
         }
@@ -257,6 +277,9 @@ final class Router: @unchecked Sendable {
         guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
+        Router.observeAnswer(entry)
+        // A sandboxed agent's failures reach the host as the ERROR its worker answers.
+        if c.kind == MessageKind.error.rawValue, let a = o.agent, a.link != nil, let mt = a.meters { mt.failed.increment(Int(c.status)) }
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
         c.kind = c.kind == MessageKind.error.rawValue ? c.kind : MessageKind.response.rawValue
         if c.kind == MessageKind.response.rawValue { c.status = 0 }
@@ -280,6 +303,7 @@ final class Router: @unchecked Sendable {
     /// Ends a pending query with a host-made ERROR (timeout, failure, expiry).
     func fail(requestID: plexus_id, responder: Agent?, status: plexus_status, detail: String) {
         guard let e = pending.take(requestID, responder: responder) else { return }
+        Router.observeAnswer(e)
         answer(e.requester, requestID: requestID, status: status, detail: detail)
     }
 
@@ -296,11 +320,18 @@ final class Router: @unchecked Sendable {
         }
     }
 
+    /// The caller's view of a request, recorded when its answer is decided.
+    @inline(__always)
+    static func observeAnswer(_ e: PendingRequests.Entry) {
+        if let t = e.timer { let d = Clock.monotonicNanos() - e.startNanos; t._withUnsafeGuaranteedRef { $0.observe(d) } }
+    }
+
     private func deliver(_ m: Message, to r: Requester) {
+        if let r = metricsRef { let k = m.header.kind; r._withUnsafeGuaranteedRef { $0.countRouted(k) } }
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
-                deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)")
+                deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)", cause: Int(error.status))
             }
         case .callback(let f):
             f(m.envelope)
@@ -313,7 +344,7 @@ final class Router: @unchecked Sendable {
     /// Dead-letters m, which never reached agent, and ends its request (if
     /// it is one) with status and detail (the reason when nil).
     func abandon(_ m: Message, at agent: Agent, reason: String, status: plexus_status, detail: String? = nil) {
-        deadLetters.record(m, reason: reason)
+        deadLetters.record(m, reason: reason, cause: Int(status))
         if m.isQuery { fail(requestID: m.id, responder: agent, status: status, detail: detail ?? reason) }
     }
 
@@ -340,9 +371,12 @@ final class Router: @unchecked Sendable {
                 link.deliver(m)
             }
             agent.handled.wrappingAdd(1, ordering: .relaxed)
+            if let r = agent.metersRef { r._withUnsafeGuaranteedRef { $0.handled.increment() } }   // its handle time: from here to the worker's DONE
             return
         }
         let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start (a worker's: WorkerLink)
+        let meters = agent.metersRef
+        let started = meters == nil ? 0 : Clock.monotonicNanos()
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
@@ -351,6 +385,14 @@ final class Router: @unchecked Sendable {
         }
         agent.handled.wrappingAdd(1, ordering: .relaxed)
         if t1 != 0 { handled(m, by: agent, start: t1, end: Tracer.now(), status: status) }
+        if let meters {
+            let took = Clock.monotonicNanos() - started
+            meters._withUnsafeGuaranteedRef { mt in
+                mt.handle.observe(took)
+                mt.handled.increment()
+                if status != 0 { mt.failed.increment(Int(status)) }
+            }
+        }
         if status != 0 {
             agent.failed.wrappingAdd(1, ordering: .relaxed)
             if m.isQuery {

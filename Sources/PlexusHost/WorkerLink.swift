@@ -55,7 +55,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var phase = Phase.spawning
     private var config = "{}"
     /// Deliveries the worker has not finished, by id, with their send order.
-    private var inflight: [plexus_id: (seq: Int, message: Message)] = [:]
+    /// sent: when it went to the worker (monotonic ns; 0 when metrics are off).
+    private var inflight: [plexus_id: (seq: Int, message: Message, sent: Int64)] = [:]
     private var sendSeq = 0
     /// Traced deliveries in flight: when each was handed to the worker
     /// (monotonic ns); their handle span ends at the worker's DONE.
@@ -208,7 +209,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return
         }
         sendSeq += 1
-        inflight[m.id] = (sendSeq, m)
+        inflight[m.id] = (sendSeq, m, agent?.metersRef == nil ? 0 : Clock.monotonicNanos())
         inflightCount.store(inflight.count, ordering: .relaxed)
         agent?.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
         if m.header.tRoute != 0 { tracedStarts[m.id] = Tracer.now() }
@@ -412,7 +413,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             let level: Logger.Level = [.trace, .debug, .info, .warning, .error][Int(max(0, min(4, e.pointee.status)))]
             (agent?.logger ?? logger).log(level: level, "\(String(decoding: payload, as: UTF8.self))")
         case PLEXUS_CONTROL_DENIED:
-            lock.withLock { denied += 1 }
+            // One report may name several refused calls ("openat,socket"): each counts.
+            let calls = payload.split(separator: UInt8(ascii: ",")).count
+            lock.withLock { denied += max(1, calls) }
             logger.warning("system call denied by the sandbox", metadata: [
                 "agent": "\(agent?.name ?? image.path)", "pid": "\(w.pid)", "syscalls": "\(String(decoding: payload, as: UTF8.self))"])
         case PLEXUS_CONTROL_PONG:
@@ -468,10 +471,13 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Deliveries the worker finished leave the window, which reopens.
     private func finished(_ ids: [plexus_id]) {
         var traced: [(Message, Int64)] = []
+        let meters = agent?.metersRef
+        let finishedAt = meters == nil ? 0 : Clock.monotonicNanos()
         let n: Int = lock.withLock {
             var n = 0
             for id in ids {
                 guard let d = inflight.removeValue(forKey: id) else { continue }
+                if let meters { meters._withUnsafeGuaranteedRef { $0.handle.observe(finishedAt - d.sent) } }
                 n += 1
                 if !history.isEmpty { history[id] = nil }
                 if !tracedStarts.isEmpty, let t = tracedStarts.removeValue(forKey: id) { traced.append((d.message, t)) }

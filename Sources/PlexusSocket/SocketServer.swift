@@ -49,6 +49,8 @@ public final class SocketServer: @unchecked Sendable {
     private var inlineAllowed = true
     /// Loop-thread state: the open connections by descriptor.
     private var connections: [Int32: Connection] = [:]
+    /// connections.count, readable from any thread (plexus_socket_clients).
+    public let clientCount = Atomic<Int>(0)
     /// Loop-thread state: connections with a deadline (half a frame waits, or closing).
     private var watched = Set<Int32>()
     /// A descriptor kept open to be given up when accept fails for want of
@@ -252,6 +254,7 @@ public final class SocketServer: @unchecked Sendable {
         }
         let c = Connection(outbox: Outbox(fd: fd, epoll: epoll, limit: host.configuration.mailboxCapacity))
         connections[fd] = c
+        clientCount.store(connections.count, ordering: .relaxed)
         do throws(PlexusError) { c.session = try admit(fd, c.outbox) } catch { refuse(c, error) }
         watch(c)
     }
@@ -336,6 +339,7 @@ public final class SocketServer: @unchecked Sendable {
         if let s = c.session { s.close(); c.session = nil }
         c.outbox.release()
         connections[c.fd] = nil
+        clientCount.store(connections.count, ordering: .relaxed)
         watched.remove(c.fd)
     }
 

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import GRDB
 import Logging
 import PlexusCore
@@ -36,6 +37,14 @@ public final class Store: @unchecked Sendable {
     /// Transactions written and writes they carried, for the group-commit figures.
     public private(set) var transactions = 0
     public private(set) var writes = 0
+    /// Hears each group commit: its time (ns) and how many writes it carried
+    /// (plexus_store_commit_seconds, plexus_store_batch_size); read once per batch.
+    private let commitObserver = Mutex<(@Sendable (Int64, Int) -> Void)?>(nil)
+
+    /// Sets who hears of each group commit (the host's metrics).
+    public func observeCommits(_ f: @escaping @Sendable (_ nanos: Int64, _ writes: Int) -> Void) {
+        commitObserver.withLock { $0 = f }
+    }
 
     struct Write {
         let work: (Database) throws -> Void
@@ -133,8 +142,11 @@ public final class Store: @unchecked Sendable {
             // Optimistic: the whole batch in one transaction, no savepoints.
             // Only when a write throws is the batch redone with a savepoint
             // each, so the failing write is rolled back alone.
+            let observer = commitObserver.withLock { $0 }
+            let started = observer == nil ? 0 : Clock.monotonicNanos()
             var outcomes = run(batch, isolated: false)
             if outcomes.contains(where: { $0 != nil }) { outcomes = run(batch, isolated: true) }
+            observer?(Clock.monotonicNanos() - started, batch.count)
             for (w, e) in zip(batch, outcomes) { w.done(e) }
         }
     }

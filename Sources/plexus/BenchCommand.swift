@@ -39,28 +39,28 @@ struct BenchCommand: ParsableCommand {
         if sandboxRrOnly {
             return print("sandbox_rr_p50_us: \(fixed(try sandboxRoundTrip("\(agents)/pong0.so", samples: 20_000), 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0)")
         }
-        var one = try host(pairs: 1, threads: cores)
-        _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
-        // Tracing costs: the same round trips on a host with tracing off,
-        // measured alternately with the one above (load moves both alike).
-        // One host at a time: both would load the same ping0.so, whose
-        // statics (its host table and ctx) the second load would take over.
-        var on: [Int] = [], off: [Int] = []
+        // Observability's cost: the same round trips on a host with metrics
+        // and tracing on (as `plexus run --http` has them), measured
+        // alternately with the plain one (load moves both alike). One host at
+        // a time: both would load the same ping0.so, whose statics (its host
+        // table and ctx) the second load would take over.
+        var plain: [Int] = [], observed: [Int] = []
         for _ in 0..<repetitions {
-            on.append(try rate(one, pairs: 1, "rr", roundTrips))
-            one.shutdown()
-            let untraced = try host(pairs: 1, threads: cores, tracing: false)
-            _ = try drive(untraced, pairs: 1, "rr 20000")
-            off.append(try rate(untraced, pairs: 1, "rr", roundTrips))
-            untraced.shutdown()
-            one = try host(pairs: 1, threads: cores)
-            _ = try drive(one, pairs: 1, "rr 20000")
+            for watched in [false, true] {
+                let h = try host(pairs: 1, threads: cores, observed: watched)
+                _ = try drive(h, pairs: 1, "rr 20000")   // warm-up
+                let r = try rate(h, pairs: 1, "rr", roundTrips)
+                if watched { observed.append(r) } else { plain.append(r) }
+                h.shutdown()
+            }
         }
-        let inproc = on.sorted()[on.count / 2], inprocOff = off.sorted()[off.count / 2]
+        let inproc = plain.sorted()[plain.count / 2], inprocObserved = observed.sorted()[observed.count / 2]
+        let one = try host(pairs: 1, threads: cores)
+        _ = try drive(one, pairs: 1, "rr 20000")
         let erlang = erlangPingPong()
-        print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang")))")
+        print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads, metrics and tracing off; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang")))")
+        print("inproc_rr_observed_per_s: \(inprocObserved) round trips/s (the same with metrics and tracing on, run alternately with inproc_rr_per_s; \(ratio(Double(inprocObserved), Double(inproc), "inproc_rr_per_s")), goal 0.95x)")
         print(erlang.value == nil ? "# \(erlang.line)" : erlang.line)
-        print("inproc_rr_tracing_off_per_s: \(inprocOff) round trips/s (the same with tracing off; on/off: \(Int((Double(inproc) / Double(max(1, inprocOff)) * 100).rounded())) %)")
         print("inproc_oneway_per_s: \(try median { try rate(one, pairs: 1, "oneway", messages) }) msgs/s (64-byte payloads, 1 sender, 1 receiver)")
         one.shutdown()
         let all = try host(pairs: 2, threads: cores)
@@ -294,9 +294,11 @@ struct BenchCommand: ParsableCommand {
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
-    private func host(pairs: Int, threads: Int, tracing: Bool = true) throws -> Host {
+    /// observed: metrics and tracing on, as `plexus run --http` has them; else both off.
+    private func host(pairs: Int, threads: Int, observed: Bool = false) throws -> Host {
         var c = HostConfiguration(pluginsDirectory: nil)
-        c.tracing.enabled = tracing   // on, as plexus run's default
+        c.metrics.enabled = observed
+        c.tracing.enabled = observed
         c.sandbox = .inProcess   // the inproc_* lines measure the router itself
         c.threads = threads
         c.defaultTimeoutMs = 600_000

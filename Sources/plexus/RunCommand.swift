@@ -53,6 +53,8 @@ struct RunCommand: ParsableCommand {
         } else if config.http.token != nil {
             FileHandleErr.note("plexus: warning: http.token is set but no address: the HTTP server is off (set http.listen in plexus.yaml, or --http)")
         }
+        // Metrics follow the HTTP server unless plexus.yaml says otherwise.
+        if config.metrics.enabled == nil { config.metrics.enabled = config.http.listen != nil }
         // Each held client connection is a descriptor: allow what the hard limit allows.
         switch FileLimit.raiseToHard() {
         case .success(let l) where l.new < 16_384:
@@ -90,6 +92,7 @@ struct RunCommand: ParsableCommand {
             host.shutdown()
             throw CLIError(error.description)
         }
+        if let m = host.metrics { Self.collectRunMetrics(m, server: server, store: db) }
         let serving = Serving()
         let web: HTTPServer?
         do { web = try startHTTP(config.http, host: host, serving: serving) } catch {
@@ -135,7 +138,10 @@ struct RunCommand: ParsableCommand {
 
     func startHTTP(_ settings: HTTPSettings, host: Host, serving: Serving) throws -> HTTPServer? {
         guard settings.listen != nil else { return nil }
-        return try HTTPServer(settings, healthy: { serving.up.load(ordering: .relaxed) }) { _ in }
+        let metrics = HTTPServer.metricsRoute { host.metricsText() }
+        return try HTTPServer(settings, healthy: { serving.up.load(ordering: .relaxed) }) { routes in
+            metrics(routes)
+        }
     }
 }
 

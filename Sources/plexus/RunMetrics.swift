@@ -1,0 +1,24 @@
+import PlexusHost
+import PlexusMetrics
+import PlexusSocket
+import PlexusStore
+
+extension RunCommand {
+    /// The families `plexus run`'s parts outside the host measure: the
+    /// store's group commits as they happen, the rest read at scrape time.
+    static func collectRunMetrics(_ m: HostMetrics, server: SocketServer, store: Store) {
+        let commit = m.storeCommit, batch = m.storeBatch
+        store.observeCommits { nanos, writes in
+            commit.observe(nanos)
+            batch.observe(Int64(writes))
+        }
+        m.collect { out in
+            Exposition.header(&out, "plexus_socket_clients", type: "gauge", help: HostMetrics.help["plexus_socket_clients"]!)
+            Exposition.sample(&out, "plexus_socket_clients", [], Double(server.clientCount.load(ordering: .relaxed)))
+            Exposition.header(&out, "plexus_tasks", type: "gauge", help: HostMetrics.help["plexus_tasks"]!)
+            for (state, n) in store.taskCounts() { Exposition.sample(&out, "plexus_tasks", [("state", state)], Double(n)) }
+            Exposition.header(&out, "plexus_workflow_runs", type: "gauge", help: HostMetrics.help["plexus_workflow_runs"]!)
+            for (state, n) in store.runCounts() { Exposition.sample(&out, "plexus_workflow_runs", [("state", state)], Double(n)) }
+        }
+    }
+}
