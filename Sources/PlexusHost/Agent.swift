@@ -68,6 +68,8 @@ final class Agent: Hashable, @unchecked Sendable {
     let shard = Agent.shards.add(1, ordering: .relaxed).newValue
     private static let shards = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Its row and column in the topology counts (Traffic), given at registration.
+    var trafficSlot = 0
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
          exports: [PluginDescriptor.Export], mailboxCapacity: Int, concurrency: Int = 1) {

@@ -47,6 +47,8 @@ final class Registry: @unchecked Sendable {
         var providers: [String: [Agent]] = [:]
     }
     private let attached = Mutex(Attached())
+    /// Messages per (sender, target), for the dashboard's topology.
+    let traffic = Traffic()
     private let attachedCount = Atomic<Int>(0)
 
     private(set) var agents: [String: Agent] = [:]
@@ -65,6 +67,7 @@ final class Registry: @unchecked Sendable {
         if agents[a.name] != nil {
             throw PlexusError(.BAD_DESCRIPTOR, "duplicate agent name '\(a.name)': already provided by \(holder(a.name))")
         }
+        a.trafficSlot = traffic.slot(for: a.name)
         agents[a.name] = a
         byCName[CNameKey(p: a.cName)] = a
         order.append(a)
@@ -107,6 +110,7 @@ final class Registry: @unchecked Sendable {
     /// plugin agents and attached ones, and not reserved unless `byHost`.
     func attach(_ a: Agent, byHost: Bool = false) throws(PlexusError) {
         if !byHost { try Registry.checkClaims(a) }
+        a.trafficSlot = traffic.slot(for: a.name)
         let taken: Bool = attached.withLock { t in
             if agents[a.name] != nil || t.agents[a.name] != nil { return true }
             t.agents[a.name] = a

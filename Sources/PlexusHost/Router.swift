@@ -139,13 +139,14 @@ final class Router: @unchecked Sendable {
             if ReservedNames.isControl(subject) || o.cName != UnsafePointer(hostName),
                let refusal = ReservedNames.refusal(subject, as: .subject) { throw refusal }
             try authorize(o, .publish, target)
-            return try publish(&c, subject: subject)
+            return try publish(&c, subject: subject, origin: o.agent)
         case PLEXUS_TARGET_REPLY.rawValue:
             throw PlexusError(.INVALID_ARGUMENT, "target kind REPLY is for reply()")
         default: break
         }
         try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
         let (agent, label) = try resolve(kind: c.target_kind, target)
+        if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: agent.trafficSlot) }
         if let request {   // the request's id names its pending slot
             c.id = try pending.add(.init(requester: request.0, responder: agent,
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
@@ -203,10 +204,11 @@ final class Router: @unchecked Sendable {
     }
 
     /// Fan-out: one immutable Message shared by every subscriber's mailbox.
-    private func publish(_ c: inout plexus_envelope, subject: String) throws(PlexusError) -> plexus_id {
+    private func publish(_ c: inout plexus_envelope, subject: String, origin: Agent? = nil) throws(PlexusError) -> plexus_id {
         let m = try Message.make(&c, maxPayload: limits.maxPayload)
         var refused: [String] = []
         for a in registry.subscribers(of: subject) {
+            if registry.traffic.enabled { registry.traffic.count(from: origin?.trafficSlot ?? 0, to: a.trafficSlot) }
             do { try admit(m, to: a) } catch {
                 refused.append(a.name)
                 deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)")
