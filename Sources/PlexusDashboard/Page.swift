@@ -54,6 +54,7 @@ th { text-align:left; font-weight:500; color:var(--dim); font-size:11px; padding
 td { padding:5px 8px; border-bottom:1px solid color-mix(in srgb, var(--line) 60%, transparent); white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric: tabular-nums; }
 tr:last-child td { border-bottom:none; }
+tr.builtin td { opacity:.6; } tr.builtin td:first-child b { font-weight:500; }
 .pill { display:inline-block; padding:0 8px; border-radius:10px; font-size:11px; line-height:18px; font-weight:600;
   background:color-mix(in srgb, var(--c) 18%, transparent); color:var(--c); }
 .s-active,.s-done,.s-completed,.s-closed { --c:var(--ok); } .s-running,.s-queued,.s-approved { --c:var(--run); }
@@ -72,6 +73,7 @@ tr:last-child td { border-bottom:none; }
 .graphbox { overflow:auto; padding:8px; }
 .steps td { vertical-align:top; } .steps td.err { white-space:normal; color:var(--bad); min-width:140px; }
 td.when { width:1%; vertical-align:top; }
+.clamp { display:-webkit-box; -webkit-line-clamp:2; -webkit-box-orient:vertical; overflow:hidden; }
 svg text { fill:var(--text); font-size:11px; }
 .node rect { fill:var(--panel2); stroke:var(--line); }
 .step rect { stroke-width:2; rx:7; }
@@ -87,6 +89,7 @@ svg text { fill:var(--text); font-size:11px; }
 .topo g.n rect { fill:var(--panel2); stroke:var(--line); rx:6; } .topo g.n.host rect { stroke:var(--accent); }
 .topo g.n.off rect { stroke:var(--bad); }
 .topo.focus .edge:not(.near), .topo.focus .label:not(.near) { opacity:.12; }
+.topo.many .label { display:none; } .topo.many.focus .label.near { display:inline; }
 .tail { max-height:330px; } .tail td { font-size:12px; } .tail .data { white-space:normal; word-break:break-word; color:var(--dim); font-weight:400; }
 .filters { display:flex; gap:6px; padding:8px 12px; border-bottom:1px solid var(--line); }
 input[type=search] { flex:1; font:inherit; color:var(--text); background:var(--panel2); border:1px solid var(--line); border-radius:6px; padding:3px 8px; }
@@ -121,7 +124,7 @@ details summary { cursor:pointer; } details .hist { margin:4px 0 2px 14px; color
       <div class="graphbox" id="graph"></div><div class="scroll stepbox"><table class="steps" id="steps"></table></div></div>
   </section>
   <section id="topology-panel">
-    <h2>Topology <span class="sub dim">who sends to whom · messages/s</span></h2>
+    <h2>Topology <span class="sub dim">who sends to whom · messages/s (hover an agent for its own)</span></h2>
     <div class="graphbox" id="topology"></div>
   </section>
     <section id="events-panel">
@@ -222,11 +225,12 @@ function drawKpis(s) {
 
 // MARK: agents
 function drawAgents(s) {
-  const rows = [...s.agents].sort((a, b) => (b.rate ?? 0) - (a.rate ?? 0) || a.name.localeCompare(b.name));
-  $("agents-sub").textContent = `${s.agents.length} agents · sorted by rate`;
+  // The host's own agents (builtin) after the plugins' and clients'; each group by rate.
+  const rows = [...s.agents].sort((a, b) => (a.kind === "builtin") - (b.kind === "builtin") || (b.rate ?? 0) - (a.rate ?? 0) || a.name.localeCompare(b.name));
+  $("agents-sub").textContent = `${s.agents.filter(a => a.kind !== "builtin").length} agents and ${s.agents.filter(a => a.kind === "builtin").length} of the host's · sorted by rate`;
   $("agents").tBodies[0].innerHTML = rows.map(a => {
     const h = state.history[a.name];
-    return `<tr data-agent="${esc(a.name)}">
+    return `<tr data-agent="${esc(a.name)}" class="${a.kind === "builtin" ? "builtin" : ""}">
       <td title="${esc(a.capabilities.join(", "))}${a.confinement ? "\nconfined by " + esc(a.confinement) : ""}"><b>${esc(a.name)}</b><span class="kind">${esc(a.kind)}</span></td>
       <td>${pill(a.state)}</td><td class="num pid">${a.pid ?? dash}</td>
       <td><span class="${a.restarts ? "warn" : "dim"}">${a.restarts}</span>${a.last_exit ? ` <span class="bad">· ${esc(a.last_exit)}</span>` : ""}</td>
@@ -258,7 +262,7 @@ function drawRuns(s) {
   $("steps").innerHTML = `<thead><tr><th>Step</th><th>State</th><th class="num">Tries</th><th>Last failure · why it waits</th></tr></thead><tbody>` +
     run.steps.map(x => `<tr data-step="${esc(x.name)}"><td><b>${esc(x.name)}</b><div class="dim mono">${esc(x.capability ?? x.kind)}</div></td><td>${pill(x.state)}</td>
       <td class="num">${x.attempts ?? dash}</td>
-      <td class="err">${x.waiting ? `<span class="warn">waiting: ${esc(x.waiting)}</span>` : esc(x.last_error ?? x.error ?? "")}</td></tr>`).join("") + "</tbody>";
+      <td class="err" title="${esc(x.waiting ?? x.last_error ?? x.error ?? "")}"><div class="clamp">${x.waiting ? `<span class="warn">waiting: ${esc(x.waiting)}</span>` : esc(x.last_error ?? x.error ?? "")}</div></td></tr>`).join("") + "</tbody>";
 }
 
 // Layered layout: a node's layer is the longest path to it from a root;
@@ -282,7 +286,7 @@ function drawWorkflowGraph(run) {
     const a = pos[e.from], b = pos[e.to]; if (!a || !b) continue;
     const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y, my = (y1 + y2) / 2;
     out += `<path class="edge" ${e.when ? 'stroke-dasharray="4 3"' : ""} d="M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2 - 2}" marker-end="url(#arrow)"/>`;
-    if (e.when) out += `<text class="label" x="${(x1 + x2) / 2 + 4}" y="${my}">${esc(e.when)}</text>`;
+    if (e.when) out += `<text class="label" x="${(x1 + x2) / 2 + 4}" y="${my}">if ${esc(e.when.length > 22 ? e.when.slice(0, 21) + "…" : e.when)}<title>${esc(e.when)}</title></text>`;
   }
   for (const n of g.nodes) {
     const p = pos[n.name], x = byName[n.name] ?? {}, st = x.state ?? "pending";
@@ -306,7 +310,8 @@ function layoutTopology(names, widthOf, H) {
   const diag = Math.max(...names.map(n => Math.hypot(widthOf(n), H)), 60) + 10;
   for (let spread = 1; ; spread += 0.25) {
     const pos = {}, rings = [];
-    let r = diag * spread * 1.2, i = 0;
+    // The first ring large enough for up to 18 boxes: one ring while they fit.
+    let r = Math.max(diag * spread * 1.2, Math.min(names.length, 18) * diag * spread / (2 * Math.PI)), i = 0;
     while (i < names.length) {
       const cap = Math.max(1, Math.floor(2 * Math.PI * r / (diag * spread)));
       const ring = names.slice(i, i + cap); rings.push(ring); i += ring.length;
@@ -326,16 +331,19 @@ function layoutTopology(names, widthOf, H) {
 
 function drawTopology(s) {
   const host = "plexus";
-  const names = s.agents.map(a => a.name).filter(n => n !== host).sort();
+  // Every agent but the host's own, which appear only once they carry traffic.
+  const names = s.agents.filter(a => a.kind !== "builtin").map(a => a.name).filter(n => n !== host).sort();
   for (const e of s.topology) for (const n of [e.from, e.to]) if (n !== host && !names.includes(n)) names.push(n);
+  // Many agents: the panel takes the page's width, and rates show on hover.
+  $("topology-panel").classList.toggle("wide", names.length > 16);
   const H = 24, widthOf = n => Math.min(150, 16 + n.length * 6.6);
   const { pos, radius } = layoutTopology(names, widthOf, H);
   pos[host] = { x: 0, y: 0 };
-  const pad = 90, size = 2 * (radius + pad);
-  const off = size / 2;
+  const padX = 85, padY = 30, sizeX = 2 * (radius + padX), sizeY = 2 * (radius + padY);
+  const off = sizeX / 2, offY = sizeY / 2;
   const agent = {}; s.agents.forEach(a => agent[a.name] = a);
   const maxRate = Math.max(...s.topology.map(e => e.rate), 1e-9);
-  let out = `<svg class="topo" width="100%" viewBox="0 0 ${size} ${size}" style="max-height:380px;display:block"><defs><marker id="tarrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="var(--accent)"/></marker></defs>`;
+  let out = `<svg class="topo ${s.topology.length > 14 ? "many" : ""}" width="100%" viewBox="0 0 ${sizeX} ${sizeY}" style="max-height:${names.length > 16 ? 640 : 400}px;display:block"><defs><marker id="tarrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="var(--accent)"/></marker></defs>`;
   for (const e of s.topology) {
     const a = pos[e.from], b = pos[e.to]; if (!a || !b || e.from === e.to) continue;
     const hot = e.rate > 0, w = hot ? 1 + 3 * Math.sqrt(e.rate / maxRate) : 1;
@@ -343,16 +351,16 @@ function drawTopology(s) {
     const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
     const cut = Math.min(Math.abs((widthOf(e.to) / 2 + 3) * len / (dx || 1e-9)), Math.abs((H / 2 + 3) * len / (dy || 1e-9)));
     const x2 = b.x - dx / len * cut, y2 = b.y - dy / len * cut;
-    out += `<line class="edge ${hot ? "hot" : ""}" data-from="${esc(e.from)}" data-to="${esc(e.to)}" x1="${a.x + off}" y1="${a.y + off}" x2="${x2 + off}" y2="${y2 + off}" stroke-width="${w.toFixed(1)}" ${hot ? 'marker-end="url(#tarrow)"' : ""}><title>${esc(e.from)} → ${esc(e.to)}: ${fmtInt(e.messages)} messages</title></line>`;
+    out += `<line class="edge ${hot ? "hot" : ""}" data-from="${esc(e.from)}" data-to="${esc(e.to)}" x1="${a.x + off}" y1="${a.y + offY}" x2="${x2 + off}" y2="${y2 + offY}" stroke-width="${w.toFixed(1)}" ${hot ? 'marker-end="url(#tarrow)"' : ""}><title>${esc(e.from)} → ${esc(e.to)}: ${fmtInt(e.messages)} messages</title></line>`;
     // The label halfway, beside the line (on its left, seen from the sender).
-    const mx = (a.x + x2) / 2 + off - dy / len * 10, my = (a.y + y2) / 2 + off + dx / len * 10 + 4;
+    const mx = (a.x + x2) / 2 + off - dy / len * 10, my = (a.y + y2) / 2 + offY + dx / len * 10 + 4;
     out += `<text class="label" data-from="${esc(e.from)}" data-to="${esc(e.to)}" x="${mx}" y="${my}" text-anchor="middle">${hot ? fmtRate(e.rate) : fmtInt(e.messages) + " msgs"}</text>`;
   }
   for (const n of [host, ...names]) {
     const p = pos[n], w = n === host ? 70 : widthOf(n), a = agent[n];
     const cls = n === host ? "host" : a && a.state !== "active" ? "off" : "";
-    out += `<g class="n ${cls}" data-node="${esc(n)}"><rect x="${p.x + off - w / 2}" y="${p.y + off - H / 2}" width="${w}" height="${H}"/>
-      <text x="${p.x + off}" y="${p.y + off + 4}" text-anchor="middle">${esc(n.length > 21 ? n.slice(0, 20) + "…" : n)}</text><title>${esc(n)}</title></g>`;
+    out += `<g class="n ${cls}" data-node="${esc(n)}"><rect x="${p.x + off - w / 2}" y="${p.y + offY - H / 2}" width="${w}" height="${H}"/>
+      <text x="${p.x + off}" y="${p.y + offY + 4}" text-anchor="middle">${esc(n.length > 21 ? n.slice(0, 20) + "…" : n)}</text><title>${esc(n)}</title></g>`;
   }
   $("topology").innerHTML = out + "</svg>";
   const svg = $("topology").firstChild;

@@ -96,9 +96,14 @@ class Browser:
             time.sleep(0.1)
         raise BrowserError(f"waited {seconds} s for {what}; last value: {last!r}")
 
-    def screenshot(self, path):
+    def screenshot(self, path, full_page=False):
+        """The viewport, or with full_page the whole page at the viewport's width."""
         import base64
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
+        params = {"format": "png", "captureBeyondViewport": full_page}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        data = self.call("Page.captureScreenshot", **params)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 

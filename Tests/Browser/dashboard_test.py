@@ -116,8 +116,8 @@ def main():
         b.wait_for(f"(() => {{ const r = document.querySelector('#agents tr[data-agent={json.dumps(agent)}] td.rate'); return r && r.textContent !== '–' && r.textContent !== '0.00/s'; }})()",
                    "a rate on screen", 30)
         b.eval("window.scrollTo(0, 0)")
-        b.screenshot(a.screenshot)
-        print(f"dashboard_test: screenshot {a.screenshot}")
+        b.screenshot(a.screenshot, full_page=True)
+        print(f"dashboard_test: screenshot {a.screenshot} (the whole page, 1280 px wide)")
         # No element wider than the window at 1280x800.
         overflow = b.eval("document.documentElement.scrollWidth")
         if overflow > 1280:

@@ -29,7 +29,9 @@ struct DashboardBrowserTests {
         // The page and its API answer before a browser is involved.
         let page = try HTTPGet.get(port: port, "/")
         #expect(page.status == 200 && page.headers["content-type"]?.hasPrefix("text/html") == true && page.body.contains("EventSource(\"api/stream\")"))
-        #expect(!page.body.contains("http://") && !page.body.contains("https://"), "the page must not load anything from the network")
+        for external in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "url(http", "fetch(\"http", "@import"] {
+            #expect(!page.body.contains(external), "the page must not load anything from the network: \(external)")
+        }
 
         let input = "{\"path\": \"\(Fixtures.root)/data/seattle-weather/seattle-weather.csv\", \"pace_ms\": 150}"
         let screenshot = Fixtures.root + "/docs/dashboard.png"
