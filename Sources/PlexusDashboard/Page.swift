@@ -354,7 +354,7 @@ function drawTopology(s) {
     out += `<line class="edge ${hot ? "hot" : ""}" data-from="${esc(e.from)}" data-to="${esc(e.to)}" x1="${a.x + off}" y1="${a.y + offY}" x2="${x2 + off}" y2="${y2 + offY}" stroke-width="${w.toFixed(1)}" ${hot ? 'marker-end="url(#tarrow)"' : ""}><title>${esc(e.from)} → ${esc(e.to)}: ${fmtInt(e.messages)} messages</title></line>`;
     // The label halfway, beside the line (on its left, seen from the sender).
     const mx = (a.x + x2) / 2 + off - dy / len * 10, my = (a.y + y2) / 2 + offY + dx / len * 10 + 4;
-    out += `<text class="label" data-from="${esc(e.from)}" data-to="${esc(e.to)}" x="${mx}" y="${my}" text-anchor="middle">${hot ? fmtRate(e.rate) : fmtInt(e.messages) + " msgs"}</text>`;
+    out += `<text class="label" data-from="${esc(e.from)}" data-to="${esc(e.to)}" x="${mx}" y="${my}" text-anchor="middle">${hot ? fmtRate(e.rate) : fmtInt(e.messages) + (e.messages === 1 ? " msg" : " msgs")}</text>`;
   }
   for (const n of [host, ...names]) {
     const p = pos[n], w = n === host ? 70 : widthOf(n), a = agent[n];

@@ -41,7 +41,7 @@ struct DashboardBrowserTests {
              "--plexus", PlexusCommand.path, "--agents", Self.examplePlugins.joined(separator: ","),
              "--call", "report.summarize=summarizer", "--workflow", Fixtures.root + "/workflows/weather-report.yaml",
              "--input", input, "--screenshot", screenshot],
-            env: ["PLEXUS_SOCKET": host.socket], executable: "/usr/bin/env")
+            env: ["PLEXUS_SOCKET": host.socket, "PYTHONDONTWRITEBYTECODE": "1"], executable: "/usr/bin/env")
         #expect(run.status == 0, "dashboard_test.py failed:\n\(run.out)\n\(run.err)\nhost log:\n\(host.logText.suffix(3000))")
         #expect(run.out.contains("dashboard_test: ok"), "\(run.out)")
         #expect(FileManager.default.fileExists(atPath: screenshot))
