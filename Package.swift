@@ -54,6 +54,10 @@ let package = Package(
         .target(name: "PlexusCore", dependencies: ["CPlexus"]),
         // Swift: OS threads, a mutex with a condition, the two clocks.
         .target(name: "PlexusThreads"),
+        // C: the span ring, appended to without a lock (private to the host).
+        .target(name: "CPlexusTrace", path: "Sources/CPlexusTrace"),
+        // Swift: traces: the span recorder and reading spans back as trees.
+        .target(name: "PlexusTrace", dependencies: ["PlexusCore", "CPlexusTrace"]),
         // Swift: supervision decisions (strategies, restart kinds, intensity, breakers); pure logic.
         .target(name: "PlexusSupervision"),
         // Swift: worker processes: spawning, limits, the channel, output capture.
@@ -62,7 +66,7 @@ let package = Package(
         .target(
             name: "PlexusHost",
             dependencies: [
-                "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI", "CPlexusInternal",
+                "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI", "CPlexusInternal", "PlexusTrace",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -97,6 +101,7 @@ let package = Package(
             dependencies: ["PlexusHost", "PlexusSandbox", .product(name: "Yams", package: "Yams")]),
         // Swift: the host's Unix socket (server and client), carrying wire frames.
         .target(name: "PlexusSocket", dependencies: [
+            "PlexusTrace",
             "PlexusHost", "PlexusThreads", "CPlexusPOSIX", .product(name: "DequeModule", package: "swift-collections")]),
         // Swift: `plexus run`'s HTTP server (Hummingbird): /healthz, /metrics, the dashboard.
         .target(name: "PlexusHTTP", dependencies: [

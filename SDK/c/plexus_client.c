@@ -28,7 +28,8 @@ typedef struct delivery_box {
 
 /* An answer and the frame its pointers point into, in one allocation. */
 typedef struct answer_box {
-    plexus_answer answer;
+    plexus_answer answer;            /* first: a plexus_answer * is its box */
+    plexus_id trace;                 /* the answer's trace id (plexus_answer_trace_id) */
     uint8_t frame[];
 } answer_box;
 
@@ -61,6 +62,8 @@ struct plexus_client {
     char refusal[512];
     int broken;                      /* the connection broke; error says how */
     char error[512];
+    plexus_id trace;                 /* the traceparent joined (0: none) */
+    uint64_t parent_span;
 };
 
 const char *plexus_client_default_socket(char *buf, size_t cap) {
@@ -433,8 +436,16 @@ static plexus_answer *to_answer(plexus_client *c, answer_box *box, const plexus_
     box->answer.payload = a->payload ? a->payload : (const uint8_t *)"";
     box->answer.payload_len = a->payload_len;
     box->answer.sender = a->sender ? a->sender : "";
+    box->trace = a->trace_id;
     if (box->answer.status != PLEXUS_OK) error_text(c->error, sizeof c->error, a);
     return &box->answer;
+}
+
+/* The joined trace: its id, and on a query the parent span in
+** correlation_id's low half (SDK/PROTOCOL.md, "Tracing"). */
+static void carry_trace(const plexus_client *c, plexus_envelope *e) {
+    e->trace_id = c->trace;
+    e->correlation_id = (plexus_id){ 0, c->parent_span };
 }
 
 static plexus_envelope query(plexus_target_kind target_kind, const char *target, const char *content_type,
@@ -451,6 +462,7 @@ plexus_status plexus_client_call(plexus_client *c, plexus_target_kind target_kin
     *out = NULL;
     if (timeout_ms == 0) timeout_ms = DEFAULT_TIMEOUT_MS;
     plexus_envelope e = query(target_kind, target, content_type, payload, len, timeout_ms);
+    carry_trace(c, &e);
     int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
     answer_box *box = NULL;
     plexus_envelope a;
@@ -469,6 +481,7 @@ plexus_status plexus_client_submit(plexus_client *c, plexus_target_kind target_k
     if (!c) return PLEXUS_INVALID_ARGUMENT;
     c->error[0] = 0;
     plexus_envelope e = query(target_kind, target, content_type, payload, len, timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
+    carry_trace(c, &e);
     return submit(c, &e, out_id);
 }
 
@@ -506,6 +519,8 @@ plexus_status plexus_client_send(plexus_client *c, plexus_target_kind target_kin
     if (!c) return PLEXUS_INVALID_ARGUMENT;
     plexus_kind kind = target_kind == PLEXUS_TARGET_TOPIC ? PLEXUS_KIND_EVENT : PLEXUS_KIND_COMMAND;
     plexus_envelope e = outgoing(kind, target_kind, target, content_type, payload, len);
+    carry_trace(c, &e);
+    e.correlation_id = (plexus_id){ 0, 0 };   /* a command or event carries the trace id alone */
     answer_box *box = NULL;
     plexus_envelope a;
     plexus_status s = exchange(c, &e, now_ns(CLOCK_MONOTONIC) + (int64_t)DEFAULT_TIMEOUT_MS * 1000000, &box, &a);
@@ -662,3 +677,37 @@ plexus_status plexus_client_reply(plexus_client *c, const plexus_delivery *d, pl
 }
 
 void plexus_delivery_free(plexus_delivery *d) { free(d); }   /* the box starts with the delivery */
+
+/* ---- tracing ------------------------------------------------------------- */
+
+static int hex_field(const char *s, size_t n, uint64_t *hi, uint64_t *lo) {
+    *hi = 0; *lo = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        unsigned v = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0') : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16u;
+        if (v == 16) return 0;
+        if (n == 32 && i < 16) *hi = (*hi << 4) | v; else *lo = (*lo << 4) | v;
+    }
+    return 1;
+}
+
+plexus_status plexus_client_set_traceparent(plexus_client *c, const char *tp) {
+    if (!c) return PLEXUS_INVALID_ARGUMENT;
+    if (!tp || !*tp) { c->trace = (plexus_id){ 0, 0 }; c->parent_span = 0; return PLEXUS_OK; }
+    uint64_t th, tl, ph, pl, fh, fl;
+    if (strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || strncmp(tp, "00", 2) != 0 ||
+        !hex_field(tp + 3, 32, &th, &tl) || !hex_field(tp + 36, 16, &ph, &pl) || !hex_field(tp + 53, 2, &fh, &fl) ||
+        (th == 0 && tl == 0) || pl == 0) {
+        snprintf(c->error, sizeof c->error,
+                 "traceparent '%.60s' is malformed: expected 00-<32 lowercase hex trace id, not all zero>-<16 lowercase hex parent id, not all zero>-<2 hex flags>", tp);
+        return PLEXUS_INVALID_ARGUMENT;
+    }
+    c->trace = (plexus_id){ th, tl };
+    c->parent_span = pl;
+    return PLEXUS_OK;
+}
+
+plexus_id plexus_answer_trace_id(const plexus_answer *a) {
+    if (!a) return (plexus_id){ 0, 0 };
+    return ((const answer_box *)(const void *)a)->trace;
+}

@@ -182,6 +182,22 @@ plexus_status plexus_client_reply(plexus_client *c, const plexus_delivery *d, pl
 
 void plexus_delivery_free(plexus_delivery *d);
 
+/* ---- tracing (added with issue 15) -------------------------------------- */
+
+/* Joins a W3C trace: every later call, submit and send of this client
+** carries traceparent's trace id, and its queries its parent id, so the
+** host records them as part of that trace (`plexus trace ID`).
+** traceparent is "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>";
+** NULL or "" stops (the host then starts a trace per request).
+** INVALID_ARGUMENT when it is malformed (plexus_client_last_error says how;
+** the previous one stays). */
+plexus_status plexus_client_set_traceparent(plexus_client *c, const char *traceparent);
+
+/* The trace id an answer carries: the one its request joined, or the one
+** the host started for it (all zero for an answer made by the host alone,
+** such as a TIMEOUT, when the request joined no trace). */
+plexus_id plexus_answer_trace_id(const plexus_answer *a);
+
 #ifdef __cplusplus
 }
 #endif

@@ -80,6 +80,10 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     finished_tasks_hours: 168   # completed, dead and cancelled tasks, with their attempts
 ///     finished_runs_hours: 720    # completed and failed workflow runs, with their checkpoints
 ///     interval_seconds: 60
+/// tracing:                     # spans of what the host routes (`plexus trace`)
+///   enabled: true
+///   spans: 16384               # records the ring keeps; the oldest are overwritten
+///   rate: 20000                # messages recorded per second at most (0: all)
 /// ```
 public enum ConfigFile {
     public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {
@@ -118,9 +122,10 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "tracing"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
         if let h = top["http"] { config.http = try r.http(h, over: config.http) }
+        if let t = top["tracing"] { config.tracing = try r.tracing(t, over: config.tracing) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }

@@ -202,4 +202,10 @@ enum CurrentMessage {
         guard let p = pthread_getspecific(key) else { return .none }
         return Unmanaged<Message>.fromOpaque(p).takeUnretainedValue().header.traceID
     }
+
+    /// The message being handled on this thread, if any (borrowed).
+    static var current: Message? {
+        guard let p = pthread_getspecific(key) else { return nil }
+        return Unmanaged<Message>.fromOpaque(p).takeUnretainedValue()
+    }
 }

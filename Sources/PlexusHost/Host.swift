@@ -5,6 +5,7 @@ import Logging
 import PlexusCore
 import PlexusSandbox
 @_exported import PlexusSupervision
+@_exported import PlexusTrace
 
 public enum SandboxMode: String, Sendable, CaseIterable {
     case process
@@ -96,6 +97,8 @@ public struct HostConfiguration: Sendable {
     public var store = StoreSettings()
     /// The HTTP server of `plexus run` (health, metrics, dashboard); off by default.
     public var http = HTTPSettings()
+    /// Span recording (`tracing:` in plexus.yaml; Tracer).
+    public var tracing = TracingSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -133,7 +136,7 @@ public final class Host: @unchecked Sendable {
         self.warmPool = configuration.warmWorkers > 0 ? WarmPool(size: configuration.warmWorkers) : nil
         self.router = Router(registry: registry,
                              limits: .init(maxPayload: configuration.maxPayload, defaultTimeoutMs: configuration.defaultTimeoutMs),
-                             threads: configuration.threads)
+                             threads: configuration.threads, tracer: Tracer(configuration.tracing))
         let system = Agent(name: SystemAgent.name, behavior: .builtin(SystemAgent(host: self)),
                            capabilities: SystemAgent(host: self).capabilities.map(\.name), exports: [],
                            mailboxCapacity: configuration.mailboxCapacity)
@@ -478,11 +481,12 @@ extension Host {
 
     /// Requests as `sender` within `grants`; see request(_:timeoutMs:onAnswer:).
     @discardableResult
-    public func request(_ env: Envelope, timeoutMs: Int64, as sender: String, grants: Grants? = nil,
+    public func request(_ env: Envelope, timeoutMs: Int64, as sender: String, grants: Grants? = nil, parentSpan: UInt64 = 0,
                         onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
         let r: Result<plexus_id, PlexusError> = sender.withCString { s in
             do throws(PlexusError) {
-                let o = Router.Origin(cName: s, agent: nil, trace: .none, grants: grants)
+                var o = Router.Origin(cName: s, agent: nil, trace: .none, grants: grants)
+                o.parentSpan = parentSpan
                 return .success(try request(env, timeoutMs: timeoutMs, from: o, onAnswer: onAnswer))
             } catch { return .failure(error) }
         }

@@ -11,6 +11,12 @@ struct MessageHeader {
     var kind: UInt8
     var priority: UInt8
     var frameLength: Int
+    /// Tracing (Router+Tracing.swift): the span this message was sent
+    /// under, and when it was routed and put in the mailbox (monotonic ns).
+    /// tRoute 0: not recorded. Written once, before the message is admitted.
+    var parentSpan: UInt64 = 0
+    var tRoute: Int64 = 0
+    var tRouted: Int64 = 0
 }
 
 /// One message in flight: its encoded wire frame, tail-allocated after a small

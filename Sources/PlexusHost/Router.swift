@@ -24,6 +24,9 @@ final class Router: @unchecked Sendable {
         let cName: UnsafePointer<CChar>
         private let agentRef: Unmanaged<Agent>?
         let trace: plexus_id
+        /// The span it sends under (a socket client's request span); 0:
+        /// the handler running on this thread, if any.
+        var parentSpan: UInt64 = 0
         /// What it may do; nil: anything (the host itself, its own user).
         private let grantsRef: Unmanaged<Grants>?
 
@@ -65,9 +68,12 @@ final class Router: @unchecked Sendable {
     private(set) var observesCapacity = false
     /// A let: reaching it from the hot path loads no reference.
     let dispatcher: Dispatcher
+    /// Records spans of what is routed (Router+Tracing.swift).
+    let tracer: Tracer
     private let hostName = strdup("plexus")!
 
-    init(registry: Registry, limits: Limits, threads: Int) {
+    init(registry: Registry, limits: Limits, threads: Int, tracer: Tracer = Tracer(TracingSettings(enabled: false))) {
+        self.tracer = tracer
         self.registry = registry
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
@@ -108,6 +114,7 @@ final class Router: @unchecked Sendable {
         // The coarse clock (no hardware read): deadlines are kept to the
         // millisecond, and the exact clock is read only near one (Clock.isPast).
         let nowUnix = Clock.coarseUnixNanos()
+        let t0 = tracer.enabled && tracer.admits(coarseUnixNanos: nowUnix) ? Tracer.now() : 0
         var timeoutMs: Int64 = 0
         if let request {
             c.kind = MessageKind.query.rawValue
@@ -139,7 +146,7 @@ final class Router: @unchecked Sendable {
             if ReservedNames.isControl(subject) || o.cName != UnsafePointer(hostName),
                let refusal = ReservedNames.refusal(subject, as: .subject) { throw refusal }
             try authorize(o, .publish, target)
-            return try publish(&c, subject: subject, origin: o.agent)
+            return try publish(&c, subject: subject, from: o, t0: t0)
         case PLEXUS_TARGET_REPLY.rawValue:
             throw PlexusError(.INVALID_ARGUMENT, "target kind REPLY is for reply()")
         default: break
@@ -153,9 +160,13 @@ final class Router: @unchecked Sendable {
                                          deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
                                          target: label, timeoutMs: timeoutMs))
         }
-        do {
+        do throws(PlexusError) {
             let m = try Message.make(&c, maxPayload: limits.maxPayload)
-            try admit(m, to: agent)
+            if t0 != 0 { stamp(m, t0: t0, parent: o.parentSpan != 0 ? o.parentSpan : CurrentMessage.handleSpan) }
+            do throws(PlexusError) { try admit(m, to: agent) } catch {
+                if t0 != 0 { refused(m, agent, status: error.status) }
+                throw error
+            }
         } catch {
             if request != nil { _ = pending.take(c.id, responder: agent) }
             throw error
@@ -204,11 +215,12 @@ final class Router: @unchecked Sendable {
     }
 
     /// Fan-out: one immutable Message shared by every subscriber's mailbox.
-    private func publish(_ c: inout plexus_envelope, subject: String, origin: Agent? = nil) throws(PlexusError) -> plexus_id {
+    private func publish(_ c: inout plexus_envelope, subject: String, from o: Origin, t0: Int64) throws(PlexusError) -> plexus_id {
         let m = try Message.make(&c, maxPayload: limits.maxPayload)
+        if t0 != 0 { stamp(m, t0: t0, parent: o.parentSpan != 0 ? o.parentSpan : CurrentMessage.handleSpan) }
         var refused: [String] = []
         for a in registry.subscribers(of: subject) {
-            if registry.traffic.enabled { registry.traffic.count(from: origin?.trafficSlot ?? 0, to: a.trafficSlot) }
+            if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: a.trafficSlot) }
             do { try admit(m, to: a) } catch {
                 refused.append(a.name)
                 deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)")
@@ -229,6 +241,7 @@ final class Router: @unchecked Sendable {
         }
         var c = e.pointee
         let rid = c.correlation_id
+        let t0 = tracer.enabled && tracer.admits(coarseUnixNanos: Clock.coarseUnixNanos()) ? Tracer.now() : 0
         guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
@@ -248,6 +261,7 @@ final class Router: @unchecked Sendable {
             answer(entry.requester, requestID: rid, status: error.status, detail: "the reply was refused: \(error.detail)")
             throw error
         }
+        if t0 != 0 { stamp(m, t0: t0, parent: Tracer.handleSpan(of: rid)) }
         deliver(m, to: entry.requester)
     }
 
@@ -278,6 +292,7 @@ final class Router: @unchecked Sendable {
             }
         case .callback(let f):
             f(m.envelope)
+            if m.header.tRoute != 0 { repliedToCaller(m) }
         }
     }
 
@@ -315,6 +330,7 @@ final class Router: @unchecked Sendable {
             agent.handled.wrappingAdd(1, ordering: .relaxed)
             return
         }
+        let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start (a worker's: WorkerLink)
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
@@ -322,6 +338,7 @@ final class Router: @unchecked Sendable {
             return invokeSlow(m, on: agent, isAnswer: isAnswer)
         }
         agent.handled.wrappingAdd(1, ordering: .relaxed)
+        if t1 != 0 { handled(m, by: agent, start: t1, end: Tracer.now(), status: status) }
         if status != 0 {
             agent.failed.wrappingAdd(1, ordering: .relaxed)
             if m.isQuery {

@@ -12,7 +12,11 @@ struct SystemAgent: BuiltinBehavior {
          .init(name: "plexus.agents", description: "every agent's state and counters", input: nil, output: "JSON array"),
          .init(name: "plexus.deadletters", description: "the most recent dead letters", input: nil, output: "JSON array"),
          .init(name: "plexus.audit", description: "the most recent permission refusals", input: nil,
-               output: "JSON object: total, recent (oldest first)")]
+               output: "JSON object: total, recent (oldest first)"),
+         .init(name: "plexus.trace.get", description: "one trace's spans in start order: {\"trace\": 32 hex digits}", input: "JSON object",
+               output: "JSON object: trace, spans"),
+         .init(name: "plexus.trace.list", description: "the most recent traces: {\"last\": N} (default 20)", input: "JSON object",
+               output: "JSON object: status, traces (oldest first)")]
     }
 
     func handle(_ m: Message, agent: Agent, router: Router) -> plexus_status {
@@ -28,11 +32,52 @@ struct SystemAgent: BuiltinBehavior {
         case "plexus.audit":
             let a = host.auditEvents
             body = try? encoder.encode(AuditReport(total: a.total, recent: a.recent))
+        case "plexus.trace.get", "plexus.trace.list":
+            switch traceQuery(env) {
+            case .success(let data): body = data
+            case .failure(let e):
+                let err = Envelope(kind: .error, target: .reply,
+                                   payload: Array(JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text.utf8),
+                                   correlationID: env.id, status: e.status)
+                err.withCEnvelope { r in _ = try? router.reply(r, from: HostTable.origin(agent)) }
+                return 0
+            }
         default: return PLEXUS_UNSUPPORTED.status
         }
         let reply = Envelope(kind: .response, target: .reply, payload: Array(body ?? Data("[]".utf8)),
                              correlationID: env.id)
         reply.withCEnvelope { r in _ = try? router.reply(r, from: HostTable.origin(agent)) }
         return 0
+    }
+}
+
+extension SystemAgent {
+    /// plexus.trace.get {"trace": HEX} and plexus.trace.list {"last": N}.
+    func traceQuery(_ env: Envelope) -> Result<Data, PlexusError> {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let args: [String: JSONValue]
+        switch try? JSONValue.parse(env.payload) {
+        case .object(let o)?: args = o
+        case .null?, nil where env.payload.isEmpty: args = [:]
+        default: return .failure(PlexusError(.INVALID_ARGUMENT, "\(env.target.name): the payload must be a JSON object"))
+        }
+        if env.target.name == "plexus.trace.list" {
+            var last = 20
+            if let v = args["last"] {
+                guard case .int(let n) = v, n >= 1, n <= 10_000 else {
+                    return .failure(PlexusError(.INVALID_ARGUMENT, "plexus.trace.list: \"last\" must be a whole number from 1 to 10000"))
+                }
+                last = Int(n)
+            }
+            return (try? encoder.encode(host.recentTraces(last: last))).map { .success($0) }
+                ?? .failure(PlexusError(.INTERNAL, "plexus.trace.list: the listing could not be encoded"))
+        }
+        guard case .string(let hex)? = args["trace"], let id = plexus_id(hex: hex.lowercased()), !id.isNone else {
+            return .failure(PlexusError(.INVALID_ARGUMENT, "plexus.trace.get: \"trace\" must be a trace id of 32 hex digits"))
+        }
+        let report = host.trace(id)   // no spans: the CLI says why (never seen, overwritten, tracing off)
+        return (try? encoder.encode(report)).map { .success($0) }
+            ?? .failure(PlexusError(.INTERNAL, "plexus.trace.get: the trace could not be encoded"))
     }
 }

@@ -57,6 +57,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Deliveries the worker has not finished, by id, with their send order.
     private var inflight: [plexus_id: (seq: Int, message: Message)] = [:]
     private var sendSeq = 0
+    /// Traced deliveries in flight: when each was handed to the worker
+    /// (monotonic ns); their handle span ends at the worker's DONE.
+    private var tracedStarts: [plexus_id: Int64] = [:]
     /// inflight.count, readable without the lock (mailbox admission).
     let inflightCount = Atomic<Int>(0)
     private var outgoing: [UInt8] = []
@@ -203,6 +206,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         inflight[m.id] = (sendSeq, m)
         inflightCount.store(inflight.count, ordering: .relaxed)
         agent?.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
+        if m.header.tRoute != 0 { tracedStarts[m.id] = Tracer.now() }
         m.withFrame { outgoing.append(contentsOf: $0) }
     }
 
@@ -307,7 +311,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return
         }
         guard let agent else { w.kill(reason: "it sent a message before it was registered"); return }
-        let origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id, grants: agent.grants)
+        var origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id, grants: agent.grants)
+        if router.tracer.enabled, !env.trace_id.isNone { origin.parentSpan = handlingSpan(trace: env.trace_id) }
+        if env.trace_id.isNone, env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
+            // A reply continues its request's trace (the worker need not copy it).
+            origin = Router.Origin(cName: agent.cName, agent: agent, trace: requestTrace(env.correlation_id), grants: agent.grants)
+        }
         if env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
             if let ct = env.content_type, strcmp(ct, WorkerExports.ffiResult) == 0 {
                 exportResult(e, from: origin, worker: w)
@@ -453,14 +462,21 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     /// Deliveries the worker finished leave the window, which reopens.
     private func finished(_ ids: [plexus_id]) {
+        var traced: [(Message, Int64)] = []
         let n: Int = lock.withLock {
             var n = 0
-            for id in ids where inflight.removeValue(forKey: id) != nil {
+            for id in ids {
+                guard let d = inflight.removeValue(forKey: id) else { continue }
                 n += 1
                 if !history.isEmpty { history[id] = nil }
+                if !tracedStarts.isEmpty, let t = tracedStarts.removeValue(forKey: id) { traced.append((d.message, t)) }
             }
             inflightCount.store(inflight.count, ordering: .relaxed)
             return n
+        }
+        if let agent, !traced.isEmpty {
+            let now = Tracer.now()
+            for (m, t) in traced { router.handled(m, by: agent, start: t, end: now, status: 0) }
         }
         if n > 0 { agent?.finishedWork(n) }
         if n > 0, let name = agent?.name { supervisor?.succeeded(name) }
@@ -471,6 +487,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private func expiredInWorker(_ id: plexus_id) {
         guard let m = lock.withLock({ () -> Message? in
             defer { inflightCount.store(inflight.count, ordering: .relaxed) }
+            tracedStarts[id] = nil
             return inflight.removeValue(forKey: id)?.message
         }), let agent else { return }
         agent.finishedWork()
@@ -508,6 +525,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }
             let ms = inflight.values.sorted { $0.seq < $1.seq }.map(\.message)
             inflight.removeAll()
+            tracedStarts.removeAll()
             inflightCount.store(0, ordering: .relaxed)
             outgoing.removeAll()
             lock.broadcast()
@@ -636,5 +654,22 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
         w?.kill(reason: reason)
         for m in agent.drainMailbox() { router.abandon(m, at: agent, reason: reason, status: PLEXUS_AGENT_CRASHED.status) }
+    }
+}
+
+extension WorkerLink {
+    /// The handle span of the delivery in this worker that a message it
+    /// sends with `trace` belongs under: the oldest one in flight of that
+    /// trace (the worker does not say which handler sent it). 0: none.
+    /// The trace of the delivery `id` still in flight here (none: not one).
+    fileprivate func requestTrace(_ id: plexus_id) -> plexus_id {
+        lock.withLock { inflight[id]?.message.header.traceID ?? .none }
+    }
+
+    fileprivate func handlingSpan(trace: plexus_id) -> UInt64 {
+        lock.withLock {
+            let d = inflight.values.filter { $0.message.header.traceID == trace }.min { $0.seq < $1.seq }
+            return d.map { Tracer.handleSpan(of: $0.message.id) } ?? 0
+        }
     }
 }

@@ -95,6 +95,8 @@ public final class WorkerProcess: @unchecked Sendable {
     private var outbox: [UInt8] = []
     private var outboxStart = 0
     private var killReason: String?
+    /// The worker's end of the channel closed (I/O thread only).
+    private var closedWhileRunning = false
     private var termReason: String?
     private var ended = false
 
@@ -284,8 +286,9 @@ public final class WorkerProcess: @unchecked Sendable {
                         open = false
                         // What the worker published before it went is still handled.
                         guard drainRing() else { break }
-                        // After SIGTERM the end of file is the consequence, not the cause.
-                        lock.withLock { if killReason == nil && termReason == nil { killReason = "the worker closed its channel" } }
+                        // Usually the worker died and this is the consequence: finish() says so
+                        // only if it is still running.
+                        closedWhileRunning = true
                     }
                 } catch {
                     lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
@@ -348,10 +351,25 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Kills what is left of the process group, reaps the worker and reports.
     private func finish(_ lines: inout (out: [UInt8], err: [UInt8]), _ budget: inout OutputBudget) {
-        Glibc.kill(-pid, SIGKILL)
-        Glibc.kill(pid, SIGKILL)
         var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
-        _ = plexus_posix_wait(pid, 1, &code, &signaled, &core)
+        var reaped = false
+        if closedWhileRunning {
+            // Its end of file comes just before its exit status: give that 100 ms
+            // to arrive, so a crash is reported as the crash it is.
+            for _ in 0..<100 where !reaped {
+                reaped = plexus_posix_wait(pid, 0, &code, &signaled, &core) == pid
+                if !reaped { usleep(1_000) }
+            }
+            // A signal or an error code speaks for itself; exit 0 unasked is a crash
+            // too (FAULTS.md 3), and is said to be one.
+            let why: String? = !reaped ? "the worker closed its channel" : signaled == 0 && code == 0 ? "it exited on its own" : nil
+            if let why { lock.withLock { if killReason == nil && termReason == nil { killReason = why } } }
+        }
+        Glibc.kill(-pid, SIGKILL)
+        if !reaped {
+            Glibc.kill(pid, SIGKILL)
+            _ = plexus_posix_wait(pid, 1, &code, &signaled, &core)
+        }
         drainOutput(out, &lines.out, stderr: false, &budget)
         drainOutput(err, &lines.err, stderr: true, &budget)
         for (rest, isErr) in [(lines.out, false), (lines.err, true)] where !rest.isEmpty {

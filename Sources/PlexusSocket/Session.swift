@@ -1,6 +1,7 @@
 import PlexusCore
 import PlexusThreads
 import PlexusHost
+import PlexusTrace
 
 /// One client connection's state: who it is, the agents it registered, and
 /// where its outgoing frames queue. All of it is touched only by the
@@ -68,7 +69,7 @@ final class Session {
                 answer(Envelope(kind: .response, target: .reply, payload: Array(try operate(op, env.payload, me).text.utf8),
                                 contentType: "application/json"))
             } else if env.kind == .query {
-                try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: timedAnswerer(for: env.id))
+                try request(env, as: me)
             } else {
                 let id = try host.send(env, as: me.name, grants: me.grants)
                 answer(Envelope(kind: .response, target: .reply, payload: Array(JSONValue.object(["id": .string(id.hex)]).text.utf8),
@@ -115,12 +116,45 @@ final class Session {
         }
     }
 
-    /// As answerer, and tells the policy how long the answer took.
-    private func timedAnswerer(for id: plexus_id) -> @Sendable (Envelope) -> Void {
+    /// A client's query, traced: it joins the client's trace (its
+    /// traceparent: trace_id, and correlation_id's low half as the parent
+    /// span, SDK/PROTOCOL.md) or starts one, under a span of its own for
+    /// the request as this session sees it, recorded when it is answered.
+    private func request(_ env: Envelope, as me: Identity) throws(PlexusError) {
+        let tracer = host.tracer
+        // Reading traces is not itself traced: it would crowd out what the reader looks for.
+        guard tracer.enabled, !env.target.name.hasPrefix("plexus.trace.") else {
+            try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: timedAnswerer(for: env.id))
+            return
+        }
+        var e = env
+        if e.traceID.isNone { e.traceID = host.newTraceID() }
+        let parent = e.correlationID.hi == 0 ? e.correlationID.lo : 0
+        e.correlationID = .none   // a query's correlation_id means nothing past here
+        let span = Tracer.newSpanID(), start = Tracer.now()
+        let trace = e.traceID, name = e.target.description, client = me.name
+        let answer = timedAnswerer(for: env.id, trace: trace)
+        do {
+            try host.request(e, timeoutMs: 0, as: me.name, grants: me.grants, parentSpan: span) { reply in
+                answer(reply)
+                tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
+                              agent: client, start: start, end: Tracer.now(), status: reply.kind == .error ? reply.status : 0)
+            }
+        } catch {
+            tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
+                          agent: client, start: start, end: Tracer.now(), status: error.status)
+            throw error
+        }
+    }
+
+    /// As answerer, and tells the policy how long the answer took. The
+    /// answer carries the request's trace id (host-made errors have none).
+    private func timedAnswerer(for id: plexus_id, trace: plexus_id = .none) -> @Sendable (Envelope) -> Void {
         let t0 = Clock.monotonicNanos()
         return { [outbox, policy] reply in
             policy.answered(reply.sender, nanos: Clock.monotonicNanos() - t0)
             var r = reply
+            if r.traceID.isNone { r.traceID = trace }
             r.correlationID = id
             guard let frame = try? r.encode() else { return }
             _ = outbox.post(frame, force: true)

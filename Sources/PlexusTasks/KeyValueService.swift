@@ -36,7 +36,7 @@ public enum KeyValueService {
     public static let capabilities: [(name: String, description: String)] = [
         ("plexus.kv.get", "a key's value and version: {namespace, key}; version 0 when absent"),
         ("plexus.kv.put", "write a key: {namespace, key, value: text, expected?: version (0: create only)}"),
-        ("plexus.kv.delete", "remove a key: {namespace, key, expected?: version}"),
+        ("plexus.kv.delete", "remove a key: {namespace, key, expected?: version} -> {namespace, key, removed: bool}"),
         ("plexus.kv.list", "keys of a namespace in order: {namespace, prefix?, limit?}"),
     ]
 
@@ -84,7 +84,10 @@ public enum KeyValueService {
                 answer(r.map { v in .object(named.merging(["version": .int(v)]) { a, _ in a }) })
             }
         default:   // plexus.kv.delete
-            kv.delete(ns, key, expected: expected) { r in answer(r.map { .object(named) }) }
+            store.delete(ns, key, expected: expected) { r in
+                answer(r.map { removed in .object(named.merging(["removed": .bool(removed)]) { a, _ in a }) }
+                        .mapError(StoreKeyValue.plexus))
+            }
         }
     }
 }

@@ -398,6 +398,7 @@ public final class Scheduler: @unchecked Sendable {
     private func finish(_ id: String, _ answer: Envelope, startedNs: Int64) {
         guard var t = open[id] else { return }
         let now = clock.unixNanos()
+        if host.tracer.enabled, let key = t.idempotency_key { traceAttempt(t, key: key, answer, startedNs: startedNs, now: now) }
         let agent = answer.sender.isEmpty ? nil : answer.sender
         if answer.kind == .response {
             t.state = .completed; t.result = Data(answer.payload); t.result_type = answer.contentType
@@ -521,3 +522,23 @@ public final class Scheduler: @unchecked Sendable {
     }
 }
 
+extension Scheduler {
+    /// The host's span recorder (the workflow engine records runs and steps).
+    public var tracer: Tracer { host.tracer }
+
+    /// A workflow step's attempt (its task's key is wf/RUN/GEN/STEP[/ITEM]):
+    /// a span in the run's trace under its step, naming the task whose
+    /// messages it sent (WorkflowTrace).
+    fileprivate func traceAttempt(_ t: TaskRecord, key: String, _ answer: Envelope, startedNs: Int64, now: Int64) {
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[0] == "wf" else { return }
+        let run = String(parts[1]), step = String(parts[3])
+        let mono = Tracer.now(), unix = Clock.unixNanos()   // the task's times are unix; spans keep monotonic
+        host.tracer.record(trace: WorkflowTrace.trace(run: run), span: Tracer.newSpanID(),
+                           parent: WorkflowTrace.stepSpan(run: run, step: step), kind: .attempt,
+                           name: parts.count == 5 ? "\(step)[\(parts[4])]" : step,
+                           agent: answer.sender.isEmpty ? t.capability : answer.sender,
+                           start: startedNs - unix + mono, end: now - unix + mono,
+                           status: answer.kind == .error ? answer.status : 0, attempt: t.attempts, link: t.id)
+    }
+}

@@ -45,6 +45,8 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     // Owned by the engine thread.
     private var runs: [String: RunState] = [:]
+    /// When each running step started (monotonic ns), by "run/step": its span's start.
+    private var stepStarts: [String: Int64] = [:]
 
     /// Set up before the scheduler starts: the engine hears of every task that ends.
     public init(scheduler: Scheduler) throws {
@@ -134,9 +136,16 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     /// A run's status: live if the engine holds it, else from the store.
     public func status(_ id: String) throws(PlexusError) -> JSONValue {
-        if let s = lock.withLock({ snapshots[id] }) { return withAttempts(withWaitReasons(s), run: id) }
+        if let s = lock.withLock({ snapshots[id] }) { return withTrace(withAttempts(withWaitReasons(s), run: id), run: id) }
         guard let r = try read({ try $0.run(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no workflow run \(id)") }
-        return withAttempts(try load(r).status(), run: id)
+        return withTrace(withAttempts(try load(r).status(), run: id), run: id)
+    }
+
+    /// The run's trace id (WorkflowTrace), for `plexus trace`.
+    private func withTrace(_ s: JSONValue, run id: String) -> JSONValue {
+        guard case .object(var o) = s else { return s }
+        o["trace"] = .string(WorkflowTrace.trace(run: id).hex)
+        return .object(o)
     }
 
     /// Each tried step's attempts and last failure (RunAttempts); the status
@@ -239,12 +248,42 @@ public final class WorkflowEngine: @unchecked Sendable {
         }
         for r in touched.values { effects.append((r, r.advance(now: now))) }
         let ok = checkpoint(effects, now: now)
+        if scheduler.tracer.enabled { trace(effects) }
         for f in failures { f(PlexusError(.INVALID_ARGUMENT, "that run is not running")) }
         for reply in replies { reply(ok ? nil : PlexusError(.INTERNAL, "the checkpoint could not be written")) }
         submit(effects.flatMap { r, fx in fx.tasks.map { (r, $0) } })
         lock.withLock {
             for r in touched.values {
                 if r.isActive { snapshots[r.id] = r.status() } else { snapshots[r.id] = nil; runs[r.id] = nil }
+            }
+        }
+    }
+
+    /// Spans of the run's trace (WorkflowTrace): a step's from its start to
+    /// its end, the run's from its creation to its end. The attempts are
+    /// the scheduler's.
+    private func trace(_ effects: [(RunState, RunState.Effects)]) {
+        let tracer = scheduler.tracer
+        let mono = Tracer.now(), unix = Clock.unixNanos()
+        for (r, fx) in effects {
+            let trace = WorkflowTrace.trace(run: r.id), run = WorkflowTrace.runSpan(run: r.id)
+            for e in fx.events {
+                guard case .string(let step)? = e.data["step"] ?? (e.kind.hasPrefix("workflow.step.") ? nil : .string("")) else { continue }
+                switch e.kind {
+                case "workflow.step.started":
+                    stepStarts["\(r.id)/\(step)"] = mono
+                case "workflow.step.finished":
+                    let start = stepStarts.removeValue(forKey: "\(r.id)/\(step)") ?? mono
+                    let state: String = if case .string(let s)? = e.data["state"] { s } else { "" }
+                    tracer.record(trace: trace, span: WorkflowTrace.stepSpan(run: r.id, step: step), parent: run, kind: .step,
+                                  name: step, agent: r.id, start: start, end: mono,
+                                  status: state == "failed" ? PLEXUS_HANDLER_FAILED.status : 0)
+                case "workflow.completed", "workflow.failed":
+                    tracer.record(trace: trace, span: run, parent: 0, kind: .run, name: r.workflow.name, agent: r.id,
+                                  start: r.record.created_unix_ns - unix + mono, end: mono,
+                                  status: e.kind == "workflow.failed" ? PLEXUS_HANDLER_FAILED.status : 0)
+                default: break
+                }
             }
         }
     }

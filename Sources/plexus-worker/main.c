@@ -51,6 +51,8 @@ static const plexus_plugin_descriptor *desc;
 static void *state;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int is_server;           /* this thread runs handlers (flushes when idle) */
+static __thread plexus_id current_trace; /* the trace of the delivery this thread handles:
+                                            what its handler sends continues it */
 static int polling;                      /* a server sleeps on the channel (channel_sleep) */
 static int idle_servers;                 /* servers waiting on serve_cv */
 static pthread_cond_t serve_cv = PTHREAD_COND_INITIALIZER;
@@ -170,6 +172,7 @@ static plexus_status call(plexus_ctx *ctx, const plexus_envelope *msg, plexus_ki
     if (!has_kind && (e.kind == PLEXUS_KIND_QUERY || e.kind == PLEXUS_KIND_RESPONSE || e.kind == PLEXUS_KIND_ERROR))
         return PLEXUS_INVALID_ARGUMENT;   /* send(): a QUERY goes by request(), an answer by reply() */
     if (e.target_kind == PLEXUS_TARGET_REPLY) return PLEXUS_INVALID_ARGUMENT;   /* reply()'s, and the host would read it as one */
+    if (e.trace_id.hi == 0 && e.trace_id.lo == 0) e.trace_id = current_trace;
     pthread_mutex_lock(&lock);
     s = call_locked(&e, out_id, NULL);
     pthread_mutex_unlock(&lock);
@@ -603,7 +606,12 @@ static plexus_status dispatch(const plexus_envelope *m) {
         const plexus_export *x = find_export(m->target);
         if (x) return call_export(x, m);
     }
-    return desc->handle ? desc->handle(state, (plexus_ctx *)&host_table, m) : PLEXUS_UNSUPPORTED;
+    if (!desc->handle) return PLEXUS_UNSUPPORTED;
+    plexus_id outer = current_trace;
+    current_trace = m->trace_id;
+    plexus_status s = desc->handle(state, (plexus_ctx *)&host_table, m);
+    current_trace = outer;
+    return s;
 }
 
 static void deliver(frame *f) {

@@ -35,12 +35,28 @@ struct BenchCommand: ParsableCommand {
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         if sandboxOnly { return try sandbox() }
-        let one = try host(pairs: 1, threads: cores)
+        var one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
-        let inproc = try median { try rate(one, pairs: 1, "rr", roundTrips) }
+        // Tracing costs: the same round trips on a host with tracing off,
+        // measured alternately with the one above (load moves both alike).
+        // One host at a time: both would load the same ping0.so, whose
+        // statics (its host table and ctx) the second load would take over.
+        var on: [Int] = [], off: [Int] = []
+        for _ in 0..<repetitions {
+            on.append(try rate(one, pairs: 1, "rr", roundTrips))
+            one.shutdown()
+            let untraced = try host(pairs: 1, threads: cores, tracing: false)
+            _ = try drive(untraced, pairs: 1, "rr 20000")
+            off.append(try rate(untraced, pairs: 1, "rr", roundTrips))
+            untraced.shutdown()
+            one = try host(pairs: 1, threads: cores)
+            _ = try drive(one, pairs: 1, "rr 20000")
+        }
+        let inproc = on.sorted()[on.count / 2], inprocOff = off.sorted()[off.count / 2]
         let erlang = erlangPingPong()
         print("inproc_rr_per_s: \(inproc) round trips/s (1 pair, \(cores) dispatcher threads; beside: \(erlang.line); \(ratio(Double(inproc), erlang.value, "Erlang")))")
         print(erlang.value == nil ? "# \(erlang.line)" : erlang.line)
+        print("inproc_rr_tracing_off_per_s: \(inprocOff) round trips/s (the same with tracing off; on/off: \(Int((Double(inproc) / Double(max(1, inprocOff)) * 100).rounded())) %)")
         print("inproc_oneway_per_s: \(try median { try rate(one, pairs: 1, "oneway", messages) }) msgs/s (64-byte payloads, 1 sender, 1 receiver)")
         one.shutdown()
         let all = try host(pairs: 2, threads: cores)
@@ -274,8 +290,9 @@ struct BenchCommand: ParsableCommand {
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
-    private func host(pairs: Int, threads: Int) throws -> Host {
+    private func host(pairs: Int, threads: Int, tracing: Bool = true) throws -> Host {
         var c = HostConfiguration(pluginsDirectory: nil)
+        c.tracing.enabled = tracing   // on, as plexus run's default
         c.sandbox = .inProcess   // the inproc_* lines measure the router itself
         c.threads = threads
         c.defaultTimeoutMs = 600_000

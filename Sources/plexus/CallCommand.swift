@@ -22,11 +22,17 @@ struct CallCommand: ParsableCommand {
     var contentType: String?
     @Option(name: .long, help: "Seconds to wait for the reply.") var timeout: Double = 30
     @Flag(name: .long, help: "Indent a JSON reply for reading.") var pretty = false
+    @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr (for `plexus trace ID`).") var verbose = false
+    @Option(name: .long, help: "Join this W3C trace: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>.") var traceparent: String?
     @OptionGroup var options: HostOptions
 
     func validate() throws {
         if json != nil && file != nil { throw ValidationError("give the payload with --json or --file, not both") }
         if !(timeout > 0 && timeout <= 86_400) { throw ValidationError("--timeout must be between 0 and 86400 seconds, got \(timeout)") }
+        if let traceparent {
+            let r: Result<TraceParent, PlexusError> = Result { () throws(PlexusError) in try TraceParent(parsing: traceparent) }
+            if case .failure(let e) = r { throw ValidationError("--traceparent: \(e.detail)") }
+        }
         if let json, (try? JSONValue.parse(Array(json.utf8))) == nil {
             throw ValidationError("--json is not valid JSON: \(json.prefix(80))")
         }
@@ -38,8 +44,13 @@ struct CallCommand: ParsableCommand {
         if let file { payload = try readPayload(file) } else { payload = Array((json ?? "").utf8) }
         let t = Target(parsing: target)
         let kind: MessageKind = if case .topic = t { .event } else { .query }
-        let env = Envelope(kind: kind, target: t, payload: payload,
+        var env = Envelope(kind: kind, target: t, payload: payload,
                            contentType: contentType ?? (file != nil ? "text/plain" : "application/json"))
+        // The trace is chosen here, so it can be named before the answer comes.
+        env = env.carrying(try traceparent.map { try TraceParent(parsing: $0) }
+                           ?? TraceParent(trace: plexus_id(hi: .random(in: 1...UInt64.max), lo: .random(in: 1...UInt64.max)), parent: 0))
+        if kind == .event { env.correlationID = .none }
+        if verbose { FileHandleErr.note("plexus: trace \(env.traceID.hex) (plexus trace \(env.traceID.hex))") }
         let timeoutMs = Int64(timeout * 1000)
         do {
             if let client = try options.runningHost() {

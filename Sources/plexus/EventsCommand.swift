@@ -23,9 +23,12 @@ struct EventsCommand: ParsableCommand {
         let c = try options.hostForState()
         var args: [String: JSONValue] = kind.map { ["kind": .string($0)] } ?? [:]
         var cursor = Int64(after ?? 0)
+        guard last >= 0 else { throw CLIError("--last must be 0 or more, not \(last)", code: ExitStatus.usage) }
         if after == nil {   // the newest `last` first
-            args["last"] = .int(Int64(last))
-            cursor = show(try ask(c, "plexus.events", .object(args)), after: cursor).cursor
+            // --last 0 prints none of them, but must still start after the newest.
+            args["last"] = .int(Int64(max(last, 1)))
+            let newest = try ask(c, "plexus.events", .object(args))
+            cursor = last == 0 ? Self.lastSeq(newest) ?? 0 : show(newest, after: cursor).cursor
             args["last"] = nil
             guard follow else { return }
         }
@@ -39,6 +42,11 @@ struct EventsCommand: ParsableCommand {
                 usleep(200_000)
             }
         }
+    }
+
+    static func lastSeq(_ page: JSONValue) -> Int64? {
+        guard case .array(let events) = page, case .int(let n)? = events.last?["seq"] else { return nil }
+        return n
     }
 
     /// Prints the events; the last sequence number seen and how many there were.

@@ -51,7 +51,7 @@ struct KvCommand: ParsableCommand {
     }
 
     struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a key.")
+        static let configuration = CommandConfiguration(abstract: "Remove a key (exit 1 when it is absent).")
         @OptionGroup var key: Key
         @Option(help: "Remove it only if it is at this version.") var expected: Int64?
         @OptionGroup var options: ConnectionOptions
@@ -60,7 +60,11 @@ struct KvCommand: ParsableCommand {
             bootstrapLogging(default: .error)
             var args = key.args
             if let expected { args["expected"] = .int(expected) }
-            _ = try ask(try options.hostForState(), "plexus.kv.delete", .object(args))
+            let reply = try ask(try options.hostForState(), "plexus.kv.delete", .object(args))
+            guard reply["removed"] != .bool(false) else {
+                FileHandleErr.note("plexus kv: \(key.namespace) has no key '\(key.key)': nothing removed")
+                throw ExitCode(ExitStatus.failed)
+            }
         }
     }
 

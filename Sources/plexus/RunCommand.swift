@@ -45,9 +45,9 @@ struct RunCommand: ParsableCommand {
 
         var config = try options.hostConfiguration()
         config.threads = max(1, config.threads)
-        guard shutdownGraceMs >= 0 else { throw CLIError("--shutdown-grace-ms must be 0 or more, not \(shutdownGraceMs)") }
+        guard shutdownGraceMs >= 0 else { throw CLIError("--shutdown-grace-ms must be 0 or more, not \(shutdownGraceMs)", code: ExitStatus.usage) }
         config.shutdownGraceMs = shutdownGraceMs
-        guard clientFrameTimeoutMs > 0 else { throw CLIError("--client-frame-timeout-ms must be 1 or more, not \(clientFrameTimeoutMs)") }
+        guard clientFrameTimeoutMs > 0 else { throw CLIError("--client-frame-timeout-ms must be 1 or more, not \(clientFrameTimeoutMs)", code: ExitStatus.usage) }
         config.http = try httpSettings(over: config.http)
         // Each held client connection is a descriptor: allow what the hard limit allows.
         switch FileLimit.raiseToHard() {
@@ -128,10 +128,10 @@ struct RunCommand: ParsableCommand {
         guard let text = httpAddress else { return h }
         switch HTTPSettings.Address.parse(text) {
         case .success(let a): h.listen = a
-        case .failure(let e): throw CLIError("--http: \(e)")
+        case .failure(let e): throw CLIError("--http: \(e)", code: ExitStatus.usage)
         }
         if !h.listen!.isLoopback && h.token == nil {
-            throw CLIError("--http: \(h.listen!) is reachable from other machines: set http.token_env (or http.token) in plexus.yaml first, or listen on 127.0.0.1")
+            throw CLIError("--http: \(h.listen!) is reachable from other machines: set http.token_env (or http.token) in plexus.yaml first, or listen on 127.0.0.1", code: ExitStatus.usage)
         }
         return h
     }

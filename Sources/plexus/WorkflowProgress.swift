@@ -77,7 +77,8 @@ enum WorkflowProgress {
         let created = Int64(str(s["created_unix_ns"])) ?? 0
         let finished = Int64(str(s["finished_unix_ns"])) ?? 0
         let elapsed = Double((finished > 0 ? finished : Clock.unixNanos()) - created) / 1e9
-        var lines = ["\(str(s["workflow"]))  run \(str(s["id"]))  \(paint(str(s["state"]), str(s["state"]), color))  \(String(format: "%.1f s", elapsed))"]
+        var lines = ["\(str(s["workflow"]))  run \(str(s["id"]))  \(paint(str(s["state"]), str(s["state"]), color))  \(String(format: "%.1f s", elapsed))"
+                     + (s["trace"].map { "  trace \(str($0))" } ?? "")]
         guard case .array(let steps)? = s["steps"] else { return lines }
         func indent(_ name: String) -> String { name.contains(".") ? "    " : "  " }
         let width = steps.map { indent(str($0["name"])).count + str($0["name"]).count }.max() ?? 8

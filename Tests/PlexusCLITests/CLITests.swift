@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import PlexusTestSupport
 import Testing
 
@@ -111,6 +112,11 @@ struct CLITests {
         #expect(kv.status == 1)
         #expect(kv.err.contains("no agent of that name runs; did you mean 'textkit'?"), "\(kv.err)")
         #expect(try plexus(["kv", "list", "textkit", "--socket", sock], in: dir).status == 0)
+        // Removing a key that is there says nothing; one that is not is exit 1, said.
+        #expect(try plexus(["kv", "put", "textkit", "k", "v", "--socket", sock], in: dir).status == 0)
+        #expect(try plexus(["kv", "delete", "textkit", "k", "--socket", sock], in: dir).status == 0)
+        let again = try plexus(["kv", "delete", "textkit", "k", "--socket", sock], in: dir)
+        #expect(again.status == 1 && again.err.contains("textkit has no key 'k': nothing removed"), "\(again.err)")
 
         let long = "\"" + String(repeating: "a", count: 3_000) + "\""
         let submitted = try plexus(["tasks", "submit", "echo", "--json", long, "--wait", "--socket", sock], in: dir)
@@ -122,5 +128,53 @@ struct CLITests {
         #expect(short.out.utf8.count < 2_500)
         let full = try plexus(["tasks", "show", id!, "--full", "--socket", sock], in: dir)
         #expect(full.out.contains(String(repeating: "a", count: 3_000)))
+
+        // --follow --last 0 prints what happens from now on, nothing older.
+        let follow = Process()
+        follow.executableURL = URL(fileURLWithPath: PlexusCommand.path)
+        follow.arguments = ["events", "--follow", "--last", "0", "--json", "--socket", sock]
+        let out = Pipe()
+        follow.standardOutput = out
+        try follow.run()
+        // SIGKILL: the suites block SIGTERM in their threads, and a child inherits the mask.
+        defer { kill(follow.processIdentifier, SIGKILL); follow.waitUntilExit() }
+        let seen = Lines(out.fileHandleForReading)
+        // Until the follower has looked once, a new task could land before its cursor: submit until one shows.
+        var newer: String?
+        for _ in 0..<100 where newer == nil {
+            let t = try plexus(["tasks", "submit", "echo", "--json", "1", "--wait", "--socket", sock], in: dir)
+            #expect(t.status == 0, "\(t.err)")
+            if seen.wait(seconds: 0.2, for: "task.") { newer = seen.text }
+        }
+        let text = try #require(newer, "events --follow --last 0 printed nothing new")
+        #expect(!text.contains(id!), "an event from before the follow began was printed: \(text.prefix(300))")
+    }
+}
+
+/// What a child process has written so far, read on a thread of its own.
+final class Lines: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var data = Data()
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                lock.lock(); data += chunk; lock.broadcast(); lock.unlock()
+                if chunk.isEmpty { return }
+            }
+        }
+    }
+
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+
+    /// Whether the output contains s within the time given (an event's bound, not a timing check).
+    func wait(seconds: Double, for s: String) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        lock.lock(); defer { lock.unlock() }
+        while !String(decoding: data, as: UTF8.self).contains(s) {
+            if !lock.wait(until: end) { return String(decoding: data, as: UTF8.self).contains(s) }
+        }
+        return true
     }
 }

@@ -64,6 +64,33 @@ def _error(env):
         return PlexusError("ERROR", env.payload.decode("utf-8", "replace"), env.status)
 
 
+def parse_traceparent(traceparent):
+    """A W3C traceparent "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>" as
+    ((trace hi, trace lo), parent id); PlexusError INVALID_ARGUMENT when malformed."""
+    parts = traceparent.split("-") if isinstance(traceparent, str) else []
+    hexdigits = set("0123456789abcdef")
+
+    def ok(s, n):
+        return len(s) == n and set(s) <= hexdigits
+
+    if (len(parts) != 4 or parts[0] != "00" or not ok(parts[1], 32) or not ok(parts[2], 16) or not ok(parts[3], 2)
+            or int(parts[1], 16) == 0 or int(parts[2], 16) == 0):
+        raise PlexusError("INVALID_ARGUMENT", f"traceparent {traceparent!r} is malformed: expected 00-<32 lowercase hex "
+                          "trace id, not all zero>-<16 lowercase hex parent id, not all zero>-<2 hex flags>",
+                          wire.STATUS["INVALID_ARGUMENT"])
+    return (int(parts[1][:16], 16), int(parts[1][16:], 16)), int(parts[2], 16)
+
+
+def _traced(env, traceparent, query=True):
+    """env joined to traceparent's trace: its trace id, and on a query the parent span
+    in correlation_id's low half (SDK/PROTOCOL.md, "Tracing")."""
+    if traceparent is not None:
+        env.trace_id, parent = parse_traceparent(traceparent)
+        if query:
+            env.correlation_id = (0, parent)
+    return env
+
+
 class Message:
     """A message delivered to one of this client's agents or subscriptions."""
 
@@ -112,6 +139,7 @@ class Client:
         self._deliverer = threading.Thread(target=self._delivery_loop, name="plexus-client-deliver", daemon=True)
         self._deliverer.start()
         self.grants = None
+        self.last_trace_id = None               # the trace id of the last call's answer (32 hex digits)
         if client is not None:
             hello = {"client": client}
             if token is not None:
@@ -124,30 +152,36 @@ class Client:
 
     # ---- calling ----------------------------------------------------------
 
-    def call(self, target, payload=None, timeout=30.0, priority=wire.NORMAL):
-        """Sends a query and returns the reply's payload (bytes); raises PlexusError on an ERROR answer."""
+    def call(self, target, payload=None, timeout=30.0, priority=wire.NORMAL, traceparent=None):
+        """Sends a query and returns the reply's payload (bytes); raises PlexusError on an ERROR answer.
+        With traceparent (W3C, "00-<trace-id>-<parent-id>-<flags>") the request joins that trace;
+        either way last_trace_id then names the trace the host recorded it in (`plexus trace ID`)."""
         kind, name = wire.parse_target(target)
-        env = wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
-                            priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9))
-        return self._exchange(env, timeout + 1.0).payload
+        env = _traced(wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
+                                    priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9)), traceparent)
+        answer = self._exchange(env, timeout + 1.0)
+        self.last_trace_id = "%016x%016x" % answer.trace_id
+        return answer.payload
 
-    def submit(self, target, payload=None, timeout=30.0, priority=wire.NORMAL):
+    def submit(self, target, payload=None, timeout=30.0, priority=wire.NORMAL, traceparent=None):
         """Sends a query without waiting; returns a concurrent.futures.Future whose result is the
         reply's payload (bytes), or which raises PlexusError for an ERROR answer (the host answers
         TIMEOUT once `timeout` seconds pass). Many may be in flight at once on one connection."""
         kind, name = wire.parse_target(target)
-        env = wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
-                            priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9))
+        env = _traced(wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
+                                    priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9)), traceparent)
         return self._post(env, payload_only=True).future
 
     def call_json(self, target, payload=None, timeout=30.0):
         return json.loads(self.call(target, payload, timeout))
 
-    def send(self, target, payload=None, priority=wire.NORMAL):
-        """Sends a command (or, to 'topic:SUBJECT', an event); returns the id the host gave it (hex)."""
+    def send(self, target, payload=None, priority=wire.NORMAL, traceparent=None):
+        """Sends a command (or, to 'topic:SUBJECT', an event); returns the id the host gave it (hex).
+        With traceparent it carries that trace's id."""
         kind, name = wire.parse_target(target)
-        env = wire.Envelope(kind=wire.EVENT if kind == wire.TARGET_TOPIC else wire.COMMAND,
-                            target_kind=kind, target=name, payload=_payload(payload), priority=priority)
+        env = _traced(wire.Envelope(kind=wire.EVENT if kind == wire.TARGET_TOPIC else wire.COMMAND,
+                                    target_kind=kind, target=name, payload=_payload(payload), priority=priority),
+                      traceparent, query=False)
         return json.loads(self._exchange(env, 30.0).payload)["id"]
 
     def publish(self, subject, payload=None):

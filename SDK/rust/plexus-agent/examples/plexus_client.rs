@@ -6,7 +6,9 @@
 //!   plexus_client [--socket PATH] pipeline TARGET N            (N queries in flight at once, payload = their number;
 //!                                                               checks each answer is its own query's number)
 //! With $PLEXUS_CLIENT (and $PLEXUS_TOKEN) set, it says hello as that client first.
-use plexus_agent::client::Client;
+//! With $PLEXUS_TRACEPARENT set, `call` joins that W3C trace and prints the answer's
+//! trace id on stderr as "trace: <32 hex digits>".
+use plexus_agent::client::{Client, TraceParent};
 use plexus_agent::Kind;
 use std::time::Duration;
 
@@ -27,8 +29,16 @@ fn main() {
         Err(e) => { eprintln!("{e}"); std::process::exit(1) }
     };
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["call", target, payload] => client.call(target, payload.as_bytes(), Duration::from_secs(30))
-            .map(|r| println!("{}", String::from_utf8_lossy(&r))),
+        ["call", target, payload] => match std::env::var("PLEXUS_TRACEPARENT") {
+            Ok(tp) if !tp.is_empty() => TraceParent::parse(&tp).and_then(|tp| {
+                client.call_traced(target, payload.as_bytes(), Duration::from_secs(30), Some(&tp)).map(|(r, t)| {
+                    println!("{}", String::from_utf8_lossy(&r));
+                    eprintln!("trace: {:016x}{:016x}", t.hi, t.lo);
+                })
+            }),
+            _ => client.call(target, payload.as_bytes(), Duration::from_secs(30))
+                .map(|r| println!("{}", String::from_utf8_lossy(&r))),
+        },
         ["publish", subject, payload] => client.publish(subject, payload.as_bytes()).map(|id| println!("{id}")),
         ["subscribe", pattern, count] => client.subscribe(pattern).map(|_| {
             println!("ready");

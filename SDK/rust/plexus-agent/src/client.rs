@@ -126,6 +126,21 @@ impl Client {
         Ok(self.exchange(e, timeout + Duration::from_secs(1))?.payload)
     }
 
+    /// As `call`, joined to the W3C trace `tp` (None: the host starts one);
+    /// returns the reply payload and the trace id the host recorded it in
+    /// (`plexus trace ID`).
+    pub fn call_traced(&self, target: &str, payload: &[u8], timeout: Duration, tp: Option<&TraceParent>)
+        -> Result<(Vec<u8>, Id), ClientError> {
+        let mut e = Envelope::to(Kind::Query, target, payload);
+        e.deadline_unix_ns = unix_now() + timeout.as_nanos() as i64;
+        if let Some(tp) = tp {
+            e.trace_id = tp.trace;
+            e.correlation_id = Id { hi: 0, lo: tp.parent };   // the parent span (SDK/PROTOCOL.md, "Tracing")
+        }
+        let a = self.exchange(e, timeout + Duration::from_secs(1))?;
+        Ok((a.payload, a.trace_id))
+    }
+
     /// Sends a query to `target` without waiting for its reply: the returned
     /// `Pending` takes it (`wait`), so many queries can be in flight on one
     /// connection. Dropping a `Pending` forgets its query (a late answer is dropped).
@@ -360,5 +375,30 @@ mod tests {
         let c = error_of(&e);
         assert_eq!(c.status, Status::NoSuchCapability);
         assert_eq!(c.message, "no agent provides capability 'x\"y'");
+    }
+}
+
+/// A W3C Trace Context traceparent: `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TraceParent {
+    pub trace: Id,
+    pub parent: u64,
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses one; an InvalidArgument error says what is wrong.
+    pub fn parse(text: &str) -> Result<TraceParent, ClientError> {
+        let bad = || err(Status::InvalidArgument, format!(
+            "traceparent '{text}' is malformed: expected 00-<32 lowercase hex trace id, not all zero>-<16 lowercase hex parent id, not all zero>-<2 hex flags>"));
+        let parts: Vec<&str> = text.split('-').collect();
+        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if parts.len() != 4 || parts[0] != "00" || !hex(parts[1], 32) || !hex(parts[2], 16) || !hex(parts[3], 2) { return Err(bad()); }
+        let hi = u64::from_str_radix(&parts[1][..16], 16).map_err(|_| bad())?;
+        let lo = u64::from_str_radix(&parts[1][16..], 16).map_err(|_| bad())?;
+        let parent = u64::from_str_radix(parts[2], 16).map_err(|_| bad())?;
+        let flags = u8::from_str_radix(parts[3], 16).map_err(|_| bad())?;
+        if (hi == 0 && lo == 0) || parent == 0 { return Err(bad()); }
+        Ok(TraceParent { trace: Id { hi, lo }, parent, flags })
     }
 }

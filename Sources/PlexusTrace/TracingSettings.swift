@@ -1,0 +1,18 @@
+/// `tracing:` in plexus.yaml: whether spans are recorded, how many records
+/// the ring keeps, and how many messages a second at most are recorded.
+public struct TracingSettings: Sendable, Equatable {
+    /// Off: nothing is recorded, and the message path pays one branch.
+    public var enabled = true
+    /// Records the ring keeps (a power of two at least this large); the
+    /// oldest are overwritten. One routed message is one record (its route,
+    /// wait and handle spans).
+    public var spans = 16_384
+    /// Messages recorded per second at most, host-wide; beyond it messages
+    /// go unrecorded until the next 1/60 s window (0: no limit). What keeps
+    /// tracing's cost on a saturated host to a few percent.
+    public var rate = 20_000
+
+    public init(enabled: Bool = true, spans: Int = 16_384, rate: Int = 20_000) {
+        self.enabled = enabled; self.spans = spans; self.rate = rate
+    }
+}
