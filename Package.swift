@@ -112,7 +112,7 @@ let package = Package(
         // Swift: the live dashboard at / of `plexus run --http` (page, SSE stream, JSON).
         .target(name: "PlexusDashboard", dependencies: [
             "PlexusCore", "PlexusHost", "PlexusHTTP", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "PlexusThreads",
-            .product(name: "Hummingbird", package: "hummingbird")]),
+            "PlexusTrace", .product(name: "Hummingbird", package: "hummingbird")]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",

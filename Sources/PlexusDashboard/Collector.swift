@@ -107,6 +107,7 @@ final class Collector: Sendable {
             "tasks": tasks(),
             "dead_letters": Self.encode(Array(host.deadLetterReports.suffix(100))),
             "audit": Self.encode(Array(host.auditEvents.recent.suffix(100))),
+            "traces": Self.encode(host.recentTraces(last: 40)),
         ])
     }
 

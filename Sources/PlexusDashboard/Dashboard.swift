@@ -6,12 +6,13 @@ import PlexusHTTP
 import PlexusStore
 import PlexusTasks
 import PlexusThreads
+import PlexusTrace
 import PlexusWorkflows
 
 /// The live dashboard at `/` of `plexus run --http`: one page (Page.swift,
 /// shipped inside the binary) fed by Server-Sent Events from /api/stream
 /// (a snapshot each second, the store's events as they come) and JSON
-/// under /api/. Routes read what the Collector last published; none waits
+/// under /api/ (/api/traces/ID: one trace's span tree, read when picked). Routes read what the Collector last published; none waits
 /// for the host or the store.
 public final class Dashboard: Sendable {
     private let collector: Collector
@@ -39,6 +40,22 @@ public final class Dashboard: Sendable {
             let after = request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
             let events = collector.published.withLock { $0.events.filter { $0.seq > after }.map(\.json) }
             return Self.reply("[" + events.joined(separator: ",") + "]", type: "application/json")
+        }
+        // One trace's spans, each with its depth in the tree (TraceTree, as
+        // `plexus trace` prints it). A walk of the span ring: no lock, no wait.
+        let host = collector.host
+        router.get("api/traces/:id") { _, context in
+            guard let hex = context.parameters.get("id"), let id = plexus_id(hex: hex.lowercased()), !id.isNone else {
+                return Self.reply("{\"error\": \"a trace id is 32 hex digits\"}", type: "application/json", status: .badRequest)
+            }
+            let report = host.trace(id)
+            let spans: [JSONValue] = TraceTree.ordered(report.spans).map { d, span in
+                guard case .object(var o) = Collector.encode(span) else { return .null }
+                o["depth"] = .int(Int64(d))
+                return .object(o)
+            }
+            return Self.reply(JSONValue.object(["trace": .string(report.trace), "spans": .array(spans),
+                                                "status": Collector.encode(report.status)]).text, type: "application/json")
         }
         router.get("api/stream") { _, _ in
             var headers = HTTPFields()
@@ -78,10 +95,10 @@ public final class Dashboard: Sendable {
         try await writer.finish(nil)
     }
 
-    static func reply(_ body: String, type: String) -> Response {
+    static func reply(_ body: String, type: String, status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = type
         headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

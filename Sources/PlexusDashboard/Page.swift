@@ -73,6 +73,13 @@ tr.builtin td { opacity:.6; } tr.builtin td:first-child b { font-weight:500; }
 .graphbox { overflow:auto; padding:8px; }
 .steps td { vertical-align:top; } .steps td.err { white-space:normal; color:var(--bad); min-width:140px; }
 td.when { width:1%; vertical-align:top; }
+.split.traces { grid-template-columns: 300px minmax(0,1fr); }
+.span-row { display:grid; grid-template-columns: minmax(0,300px) minmax(0,150px) minmax(0,1fr) 80px; gap:8px; align-items:center; padding:2px 12px; font-size:12px; }
+.span-row:hover { background:var(--panel2); } .span-row .nm { overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+.span-row .who { color:var(--dim); overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+.span-row .track { position:relative; height:12px; } .span-row .track i { position:absolute; top:2px; height:8px; border-radius:2px; min-width:2px; background:var(--run); }
+.span-row.k-wait .track i { background:var(--warn); } .span-row.k-reply .track i, .span-row.k-route .track i { background:var(--idle); }
+.span-row.bad .track i { background:var(--bad); } .span-row .dur { text-align:right; font-variant-numeric:tabular-nums; }
 .clamp { display:-webkit-box; -webkit-line-clamp:2; -webkit-box-orient:vertical; overflow:hidden; }
 svg text { fill:var(--text); font-size:11px; }
 .node rect { fill:var(--panel2); stroke:var(--line); }
@@ -131,6 +138,10 @@ details summary { cursor:pointer; } details .hist { margin:4px 0 2px 14px; color
       <h2>Events <span class="sub dim" id="events-sub"></span></h2>
       <div class="filters"><input type="search" id="event-filter" placeholder="filter: kind or text (workflow. task.dead …)"></div>
       <div class="scroll tail"><table id="events"><tbody></tbody></table></div>
+    </section>
+    <section class="wide" id="traces-panel">
+      <h2>Traces <span class="sub dim" id="traces-sub"></span></h2>
+      <div class="split traces"><div class="runs" id="trace-list"></div><div class="scroll" id="trace-tree"></div></div>
     </section>
     <section id="tasks-panel">
       <h2>Tasks <span class="sub dim" id="tasks-sub"></span></h2>
@@ -201,7 +212,7 @@ function onSnapshot(s) {
   for (const e of state.prev?.topology ?? []) edgesBefore[e.from + "→" + e.to] = e.messages;
   for (const e of s.topology) { const b = edgesBefore[e.from + "→" + e.to]; e.rate = dt > 0 && b != null ? (e.messages - b) / dt : dt > 0 ? e.messages / dt : 0; }
   $("conn").lastChild.textContent = "live · " + fmtTime(s.at_unix_ns);
-  drawKpis(s); drawAgents(s); drawRuns(s); drawTopology(s); drawTasks(s); drawProblems();
+  drawKpis(s); drawAgents(s); drawRuns(s); drawTopology(s); drawTraces(s); drawTasks(s); drawProblems();
 }
 
 function onEvents(list) {
@@ -259,6 +270,8 @@ function drawRuns(s) {
   for (const el of $("runs").querySelectorAll(".run")) el.onclick = () => { state.selectedRun = el.dataset.run; drawRuns(state.snap); };
   const run = runs.find(r => r.id === state.selectedRun);
   drawWorkflowGraph(run);
+  $("runs-sub").innerHTML = (runs.length === 1 ? "1 run" : `${runs.length} latest runs`) + (run.trace ? ` · <button id="run-trace">Trace of this run</button>` : "");
+  if (run.trace) $("run-trace").onclick = () => { pickTrace(run.trace); $("traces-panel").scrollIntoView({ behavior: "smooth" }); };
   $("steps").innerHTML = `<thead><tr><th>Step</th><th>State</th><th class="num">Tries</th><th>Last failure · why it waits</th></tr></thead><tbody>` +
     run.steps.map(x => `<tr data-step="${esc(x.name)}"><td><b>${esc(x.name)}</b><div class="dim mono">${esc(x.capability ?? x.kind)}</div></td><td>${pill(x.state)}</td>
       <td class="num">${x.attempts ?? dash}</td>
@@ -369,6 +382,43 @@ function drawTopology(s) {
     g.onmouseleave = () => { svg.classList.remove("focus"); for (const el of svg.querySelectorAll(".near")) el.classList.remove("near"); };
   }
   if (!s.topology.length) $("topology").insertAdjacentHTML("beforeend", `<div class="empty">No messages between agents yet.</div>`);
+}
+
+// MARK: traces
+// The recent traces come with each snapshot; a picked one's span tree is
+// read once from /api/traces/ID (and again only when picked again).
+function drawTraces(s) {
+  const t = s.traces;
+  if (!t) return;
+  const st = t.status ?? {};
+  $("traces-sub").textContent = st.enabled === false ? "tracing is off (tracing.enabled in plexus.yaml)"
+    : `${fmtInt(st.recorded)} spans recorded · ${fmtInt(st.dropped)} overwritten · ring of ${fmtInt(st.capacity)}`;
+  const list = [...(t.traces ?? [])].reverse();
+  $("trace-list").innerHTML = list.length ? list.map(x => `<div class="run ${x.trace === state.trace?.trace ? "sel" : ""}" data-trace="${esc(x.trace)}">
+      <div class="top"><span class="name">${esc(x.root)}</span><span class="dim mono">${TraceDur(x.duration_ns)}</span></div>
+      <div class="dim mono">${esc(x.trace.slice(0, 12))} · ${x.spans} spans · ${fmtAgo(x.start_unix_ns)}</div></div>`).join("")
+    : `<div class="empty">No traces yet.</div>`;
+  for (const el of $("trace-list").querySelectorAll(".run")) el.onclick = () => pickTrace(el.dataset.trace);
+  if (!state.trace) $("trace-tree").innerHTML = `<div class="empty">Pick a trace, or a workflow run's “Trace of this run”, to see where its messages went.</div>`;
+}
+
+function TraceDur(ns) { return ns < 1e3 ? ns + " ns" : ns < 1e6 ? Math.round(ns / 1e3) + " µs" : ns < 1e9 ? (ns / 1e6).toFixed(2) + " ms" : (ns / 1e9).toFixed(2) + " s"; }
+
+async function pickTrace(id) {
+  const r = await fetch("api/traces/" + encodeURIComponent(id));
+  const t = await r.json();
+  state.trace = t;
+  for (const el of $("trace-list").querySelectorAll(".run")) el.classList.toggle("sel", el.dataset.trace === id);
+  if (!t.spans || !t.spans.length) { $("trace-tree").innerHTML = `<div class="empty">Trace ${esc(id)} is not in the ring (never recorded, or overwritten).</div>`; return; }
+  const t0 = Math.min(...t.spans.map(x => x.start_unix_ns));
+  const end = Math.max(...t.spans.map(x => x.start_unix_ns + x.duration_ns));
+  const total = Math.max(end - t0, 1);
+  $("trace-tree").innerHTML = `<div class="span-row dim"><span>trace ${esc(t.trace)} · ${t.spans.length} spans</span><span>who</span><span></span><span class="dur">${TraceDur(total)}</span></div>` +
+    t.spans.map(x => `<div class="span-row k-${esc(x.kind)} ${x.status !== "OK" ? "bad" : ""}" data-span="${esc(x.span)}" title="${esc(x.kind)} ${esc(x.name)}${x.status !== "OK" ? " · " + esc(x.status) : ""}">
+      <span class="nm" style="padding-left:${x.depth * 14}px"><b>${esc(x.kind)}</b> ${esc(x.name)}${x.attempt ? " #" + x.attempt : ""}</span>
+      <span class="who">${esc(x.kind === "route" && x.sender ? x.sender + " → " + x.agent : x.agent)}</span>
+      <span class="track"><i style="left:${(100 * (x.start_unix_ns - t0) / total).toFixed(2)}%;width:${(100 * x.duration_ns / total).toFixed(2)}%"></i></span>
+      <span class="dur mono">${TraceDur(x.duration_ns)}</span></div>`).join("");
 }
 
 // MARK: tasks

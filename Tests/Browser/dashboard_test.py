@@ -110,6 +110,14 @@ def main():
         if not b.eval("window.__plexusNoReload === true"):
             raise cdp.BrowserError("the page reloaded")
 
+        # 3b. The run's trace: picked from the run, its span tree drawn with a span per step.
+        b.wait_for("document.getElementById('run-trace')", "the run's trace button", 10)
+        b.eval("document.getElementById('run-trace').click()")
+        kinds = b.wait_for("(() => { const k = [...document.querySelectorAll('#trace-tree .span-row[data-span] b')].map(x => x.textContent);"
+                           " return k.includes('run') && k.filter(x => x === 'step').length >= " + str(len(steps) - 1) + " && k; })()",
+                           "the run's trace with its run and step spans", 30)
+        print(f"dashboard_test: the run's trace shows {len(kinds)} spans ({kinds.count('step')} steps, {kinds.count('attempt')} attempts)")
+
         # 4. The screenshot, with rates from the traffic still on screen.
         for i in range(20):
             plexus("call", capability, "--file", "-", text=f"Traffic for the screenshot, message {i}. Agents talk to agents.")
