@@ -11,12 +11,16 @@ import Synchronization
 /// the dashboard's routes, which only copy it out: a route handler runs on
 /// Swift's shared pool and must never wait for the store or the host.
 /// A full snapshot every second; the store's events every quarter second,
-/// so a tail shows them as they happen.
+/// so a tail shows them as they happen. Only while someone looks (a stream
+/// open, or a snapshot asked for in the last few seconds): a host whose
+/// dashboard nobody has open pays nothing but a wake-up four times a second.
 final class Collector: Sendable {
     struct Published: Sendable {
         /// Counts snapshots; a stream sends one when it changes.
         var version = 0
         var snapshot = "{}"
+        /// When it was made (monotonic ns); 0: never.
+        var madeAt: Int64 = 0
         /// The newest events, oldest first, each (seq, JSON).
         var events: [(seq: Int64, json: String)] = []
     }
@@ -31,6 +35,9 @@ final class Collector: Sendable {
     private let thread = Mutex<OwnedThread?>(nil)
     /// Workflow graphs by run id: a run's source never changes.
     private let graphs = Mutex<[String: JSONValue]>([:])
+    /// The last time a reader asked (monotonic ns): streams each quarter second, /api/snapshot.
+    private let demandAt = Atomic<Int64>(0)
+    static let idleAfterNs: Int64 = 5_000_000_000
     static let keptEvents = 300
 
     init(host: Host, scheduler: Scheduler, engine: WorkflowEngine, store: Store) {
@@ -41,6 +48,18 @@ final class Collector: Sendable {
     }
 
     var isStopped: Bool { stopping.load(ordering: .relaxed) }
+
+    /// Someone reads: keep collecting (and start again at once if idle).
+    func want() {
+        let now = Clock.monotonicNanos()
+        let before = demandAt.exchange(now, ordering: .relaxed)
+        if now - before > Self.idleAfterNs { wake.withLock { wake.signal() } }
+    }
+
+    /// The published snapshot if it is at most maxAgeNs old, else nil.
+    func snapshot(maxAgeNs: Int64) -> String? {
+        published.withLock { Clock.monotonicNanos() - $0.madeAt <= maxAgeNs ? $0.snapshot : nil }
+    }
 
     func start() throws(ThreadStartError) {
         collectEvents()
@@ -56,6 +75,7 @@ final class Collector: Sendable {
 
     private func loop() {
         var tick = 0
+        var wasIdle = true
         while true {
             let stop: Bool = wake.withLock {
                 if !stopping.load(ordering: .relaxed) { wake.wait(untilMonotonic: Clock.monotonicNanos() + 250_000_000) }
@@ -63,9 +83,14 @@ final class Collector: Sendable {
             }
             if stop { return }
             if store.isClosed { continue }
+            if Clock.monotonicNanos() - demandAt.load(ordering: .relaxed) > Self.idleAfterNs { wasIdle = true; continue }
+            // Back from idle: the latest events, not a catch-up through all since.
+            if wasIdle { published.withLock { $0.events.removeAll() } }
             collectEvents()
             tick += 1
-            if tick % 4 == 0 { publishSnapshot() }
+            // Back from idle: a snapshot now, not up to a second later.
+            if tick % 4 == 0 || wasIdle { publishSnapshot(); tick = 0 }
+            wasIdle = false
         }
     }
 
@@ -95,7 +120,8 @@ final class Collector: Sendable {
 
     private func publishSnapshot() {
         let text = snapshot().text
-        published.withLock { $0.version += 1; $0.snapshot = text }
+        let now = Clock.monotonicNanos()
+        published.withLock { $0.version += 1; $0.snapshot = text; $0.madeAt = now }
     }
 
     func snapshot() -> JSONValue {
@@ -115,11 +141,15 @@ final class Collector: Sendable {
     /// why it waits) and the graph `plexus workflow graph` draws.
     private func runs() -> [JSONValue] {
         guard let list = try? engine.list(limit: 12) else { return [] }
-        return list.compactMap { summary in
+        let shown = list.compactMap { summary -> JSONValue? in
             guard case .string(let id)? = summary["id"], case .object(var o) = (try? engine.status(id)) ?? summary else { return nil }
             o["graph"] = graph(id) ?? .null
             return .object(o)
         }
+        // Keep the graphs of the runs shown, not of every run the host has seen.
+        let ids = Set(list.compactMap { if case .string(let id)? = $0["id"] { id } else { nil } })
+        graphs.withLock { $0 = $0.filter { ids.contains($0.key) } }
+        return shown
     }
 
     private func graph(_ id: String) -> JSONValue? {

@@ -33,10 +33,18 @@ public final class Dashboard: Sendable {
     public func routes(_ router: HTTPServer.Routes) {
         let collector = self.collector
         router.get("/") { _, _ in Self.reply(Page.html, type: "text/html; charset=utf-8") }
+        // A snapshot at most 1.5 s old: when nobody was looking, the
+        // collector starts again and this waits (asynchronously) for its next one.
         router.get("api/snapshot") { _, _ in
-            Self.reply(collector.published.withLock { $0.snapshot }, type: "application/json")
+            collector.want()
+            for _ in 0..<60 {
+                if let s = collector.snapshot(maxAgeNs: 1_500_000_000) { return Self.reply(s, type: "application/json") }
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            return Self.reply(collector.published.withLock { $0.snapshot }, type: "application/json")
         }
         router.get("api/events") { request, _ in
+            collector.want()
             let after = request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
             let events = collector.published.withLock { $0.events.filter { $0.seq > after }.map(\.json) }
             return Self.reply("[" + events.joined(separator: ",") + "]", type: "application/json")
@@ -75,6 +83,7 @@ public final class Dashboard: Sendable {
         var sentSeq: Int64 = -1
         var idle = 0
         while !c.isStopped {
+            c.want()
             let (version, snapshot, events) = c.published.withLock { p in
                 (p.version, p.version == sentVersion ? nil : p.snapshot, p.events.filter { $0.seq > sentSeq })
             }

@@ -33,6 +33,12 @@ struct DashboardBrowserTests {
             #expect(!page.body.contains(external), "the page must not load anything from the network: \(external)")
         }
 
+        // Nobody was looking: the collector wakes for this reader, who gets a fresh snapshot.
+        let snapshot = try HTTPGet.get(port: port, "/api/snapshot")
+        #expect(snapshot.status == 200 && snapshot.headers["content-type"] == "application/json")
+        #expect(Self.examplePlugins.allSatisfy { snapshot.body.contains("\"name\":\"\($0)\"") }, "\(snapshot.body.prefix(500))")
+        #expect(try HTTPGet.get(port: port, "/api/traces/not-a-trace").status == 400)
+
         let input = "{\"path\": \"\(Fixtures.root)/data/seattle-weather/seattle-weather.csv\", \"pace_ms\": 150}"
         let screenshot = Fixtures.root + "/docs/dashboard.png"
         try FileManager.default.createDirectory(atPath: Fixtures.root + "/docs", withIntermediateDirectories: true)
