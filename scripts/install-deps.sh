@@ -11,6 +11,7 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v cargo >/dev/null 2>&1 || need+=(cargo)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)   # plexus top is tested in a real terminal (Tests/PlexusCLITests/TopTests.swift)
 if [ "${CI:-}" = "true" ] || [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: apt-get update${need:+; installing ${need[*]}}"
     export DEBIAN_FRONTEND=noninteractive

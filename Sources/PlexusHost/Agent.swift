@@ -1,5 +1,6 @@
 import PlexusThreads
 import CPlexus
+import CPlexusInternal
 import Glibc
 import Logging
 import PlexusCore
@@ -49,14 +50,11 @@ final class Agent: Hashable, @unchecked Sendable {
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?
-    /// What admit and next share, behind one lock.
-    private struct Inbox: ~Copyable, Sendable {
-        var mailbox: Mailbox
-        /// Dispatcher threads running this agent now (or about to).
-        var runners = 0
-        var state = AgentState.registering
-    }
-    private let inbox: Mutex<Inbox>
+    /// Its waiting messages and runners, lock-free on the common path (Inbox.swift).
+    private let inbox: Inbox
+    /// The state; its closed bits live in the inbox's word too, so
+    /// admission never takes this lock.
+    private let lifecycle = Mutex(AgentState.registering)
     /// How many may run it at once (in the host; a worker has its own threads).
     let concurrency: Int
     let capacity: Int
@@ -79,9 +77,11 @@ final class Agent: Hashable, @unchecked Sendable {
         self.behavior = behavior
         if case .plugin(let p) = behavior { handleFn = p.handleFn } else { handleFn = nil }
         if case .worker(let w) = behavior { link = w } else { link = nil }
+        var isWorker = false
+        if case .worker = behavior { isWorker = true }
         self.capabilities = capabilities
         self.exports = Dictionary(exports.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        self.inbox = Mutex(Inbox(mailbox: Mailbox(capacity: mailboxCapacity)))
+        self.inbox = Inbox(capacity: mailboxCapacity, concurrency: concurrency, fast: !isWorker)
         self.capacity = mailboxCapacity
         self.logger = Logger(label: "plexus.agent.\(name)")
     }
@@ -113,11 +113,16 @@ final class Agent: Hashable, @unchecked Sendable {
     }
 
     var state: AgentState {
-        get { inbox.withLock { $0.state } }
-        set { inbox.withLock { $0.state = newValue } }
+        get { lifecycle.withLock { $0 } }
+        set {
+            lifecycle.withLock { s in
+                s = newValue
+                inbox.close(all: newValue == .terminated, new: newValue == .draining)
+            }
+        }
     }
 
-    var queued: Int { inbox.withLock { $0.mailbox.count } }
+    var queued: Int { inbox.count }
 
     enum Admission { case accepted(schedule: Bool), full, closed }
 
@@ -130,37 +135,16 @@ final class Agent: Hashable, @unchecked Sendable {
     /// The same with the reference u carries (+1), which the mailbox takes
     /// over when it accepts and which is released when it does not.
     func admit(_ u: Unmanaged<Message>, force: Bool = false) -> Admission {
-        let isWorker = link != nil
-        let admission: Admission = inbox.withLock { b in
-            if b.state == .terminated || (b.state == .draining && !force) { return .closed }
-            // For a worker, what it holds unstarted counts too: `load` covers the
-            // mailbox, messages on their way out and deliveries not yet DONE, with
-            // no gap between them (the running one is not "waiting").
-            let elsewhere = isWorker ? max(0, load.load(ordering: .relaxed) - 1 - b.mailbox.count) : 0
-            guard b.mailbox.push(u, force: force, elsewhere: elsewhere) else { return .full }
-            return .accepted(schedule: Agent.claimRunner(&b, concurrency))
-        }
+        // For a worker, what it holds unstarted counts too: `load` covers the
+        // mailbox, messages on their way out and deliveries not yet DONE, with
+        // no gap between them.
+        let admission = inbox.admit(u, force: force, workerLoad: link == nil ? nil : load.load(ordering: .relaxed))
         if case .accepted = admission { load.wrappingAdd(1, ordering: .relaxed) } else { u.release() }
         return admission
     }
 
-    /// Lock held: true when the caller must hand the agent to the
-    /// dispatcher (another runner is allowed). With concurrency 1 this is
-    /// the classic "was idle" flag.
-    private static func claimRunner(_ b: inout Inbox, _ concurrency: Int) -> Bool {
-        guard b.runners < concurrency else { return false }
-        b.runners += 1
-        return true
-    }
-
     /// Takes the next message, or gives up this runner when there is none.
-    func next() -> Message? {
-        inbox.withLock { b in
-            if let m = b.mailbox.pop() { return m }
-            b.runners -= 1
-            return nil
-        }
-    }
+    func next() -> Message? { inbox.next() }
 
     /// Puts messages a dead worker had not finished back at the front.
     /// Returns true when the caller must hand the agent to the dispatcher.
@@ -168,15 +152,12 @@ final class Agent: Hashable, @unchecked Sendable {
     func requeueFront(_ ms: [Message]) -> Bool {
         guard !ms.isEmpty else { return false }
         load.add(ms.count, ordering: .relaxed)
-        return inbox.withLock { b in
-            b.mailbox.pushFront(ms)
-            return Agent.claimRunner(&b, concurrency)
-        }
+        return inbox.requeueFront(ms)
     }
 
     /// Empties the mailbox (at shutdown) and returns what was in it.
     func drainMailbox() -> [Message] {
-        inbox.withLock { $0.mailbox.removeAll() }
+        inbox.drain()
     }
 }
 
@@ -184,28 +165,21 @@ final class Agent: Hashable, @unchecked Sendable {
 /// continues its trace. Per thread, because a concurrent agent runs several
 /// handlers at once; a plugin's own threads have none.
 enum CurrentMessage {
-    private static let key: pthread_key_t = {   // a let: no exclusivity check per access
-        var k = pthread_key_t()
-        pthread_key_create(&k, nil)
-        return k
-    }()
-
     static func during<R>(_ m: Message, _ body: () -> R) -> R {
-        let k = key
-        let previous = pthread_getspecific(k)
-        pthread_setspecific(k, Unmanaged.passUnretained(m).toOpaque())
-        defer { pthread_setspecific(k, previous) }
+        let previous = plexus_tls_message()   // a C thread-local (plexus_tls.h): no call per message
+        plexus_tls_set_message(Unmanaged.passUnretained(m).toOpaque())
+        defer { plexus_tls_set_message(previous) }
         return body()
     }
 
     static var trace: plexus_id {
-        guard let p = pthread_getspecific(key) else { return .none }
+        guard let p = plexus_tls_message() else { return .none }
         return Unmanaged<Message>.fromOpaque(p).takeUnretainedValue().header.traceID
     }
 
     /// The message being handled on this thread, if any (borrowed).
     static var current: Message? {
-        guard let p = pthread_getspecific(key) else { return nil }
+        guard let p = plexus_tls_message() else { return nil }
         return Unmanaged<Message>.fromOpaque(p).takeUnretainedValue()
     }
 }

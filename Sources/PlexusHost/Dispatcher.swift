@@ -1,5 +1,6 @@
 import PlexusThreads
 import Glibc
+import CPlexusInternal
 import DequeModule
 import Synchronization
 
@@ -64,12 +65,6 @@ final class Dispatcher: @unchecked Sendable {
     private var workers: [Worker] = []
     private var watchdog: OwnedThread?
 
-    private static let workerKey: pthread_key_t = {   // a let: no exclusivity check per access
-        var k = pthread_key_t()
-        pthread_key_create(&k, nil)
-        return k
-    }()
-
     init(threads: Int) {
         self.threadCount = max(1, threads)
     }
@@ -109,7 +104,7 @@ final class Dispatcher: @unchecked Sendable {
 
     /// Makes an agent with fresh mail runnable.
     func schedule(_ agent: Agent) {
-        if let raw = pthread_getspecific(Self.workerKey) {
+        if let raw = plexus_tls_worker() {   // a C thread-local (plexus_tls.h)
             // The worker outlives its thread's loop: borrowed, not retained.
             let queued = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { w in
                 guard w.slotTurns < Self.slotBudget || waiting.load(ordering: .relaxed) == 0 else { return false }
@@ -130,7 +125,7 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func workerLoop(_ w: Worker) {
-        pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(w).toOpaque())
+        plexus_tls_set_worker(Unmanaged.passUnretained(w).toOpaque())
         let deliver = self.deliver   // once: no load and retain of the closure per batch
         while true {
             let agent: Agent
@@ -155,7 +150,7 @@ final class Dispatcher: @unchecked Sendable {
             w.bumpBatches()
         }
         if let n = w.takeNext() { enqueue(n) }
-        pthread_setspecific(Self.workerKey, nil)
+        plexus_tls_set_worker(nil)
     }
 
     /// The batch loop a worker runs for one agent; returns with the agent
@@ -189,9 +184,9 @@ extension Dispatcher {
     /// (still scheduled: the caller must `run` or `enqueue` it), if any.
     /// A second agent woken by the same body goes to the workers as usual.
     func catching(_ c: Catcher, _ body: () -> Void) -> Agent? {
-        pthread_setspecific(Self.workerKey, Unmanaged.passUnretained(c.worker).toOpaque())
+        plexus_tls_set_worker(Unmanaged.passUnretained(c.worker).toOpaque())
         body()
-        pthread_setspecific(Self.workerKey, nil)
+        plexus_tls_set_worker(nil)
         return c.worker.takeNext()
     }
 

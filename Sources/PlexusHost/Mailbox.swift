@@ -115,6 +115,11 @@ struct Mailbox: ~Copyable, Sendable {
         count += ms.count
     }
 
+    /// Bit p set when priority p (3 for 3 and above) has messages waiting.
+    var waitingPriorities: Int {
+        (p0.isEmpty ? 0 : 1) | (p1.isEmpty ? 0 : 2) | (p2.isEmpty ? 0 : 4) | (p3.isEmpty ? 0 : 8)
+    }
+
     mutating func removeAll() -> [Message] {
         var out: [Message] = []
         while let m = pop() { out.append(m) }

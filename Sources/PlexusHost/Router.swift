@@ -161,11 +161,17 @@ final class Router: @unchecked Sendable {
                                          target: label, timeoutMs: timeoutMs))
         }
         do throws(PlexusError) {
-            let m = try Message.make(&c, maxPayload: limits.maxPayload)
-            if t0 != 0 { stamp(m, t0: t0, parent: o.parentSpan != 0 ? o.parentSpan : CurrentMessage.handleSpan) }
-            do throws(PlexusError) { try admit(m, to: agent) } catch {
-                if t0 != 0 { refused(m, agent, status: error.status) }
-                throw error
+            if t0 == 0 {
+                // Made and handed on as one reference: the mailbox's, with no
+                // retain for it and release of the router's own afterwards.
+                try admit(Unmanaged.passRetained(try Message.make(&c, maxPayload: limits.maxPayload)), to: agent)
+            } else {
+                let m = try Message.make(&c, maxPayload: limits.maxPayload)
+                stamp(m, t0: t0, parent: o.parentSpan != 0 ? o.parentSpan : CurrentMessage.handleSpan)
+                do throws(PlexusError) { try admit(m, to: agent) } catch {
+                    refused(m, agent, status: error.status)
+                    throw error
+                }
             }
         } catch {
             if request != nil { _ = pending.take(c.id, responder: agent) }
@@ -189,10 +195,18 @@ final class Router: @unchecked Sendable {
     }
 
     private func admit(_ m: Message, to a: Agent, force: Bool = false) throws(PlexusError) {
-        if !force, let link = a.link, let why = link.supervisor?.refusal(a.name) {
+        try admit(Unmanaged.passRetained(m), to: a, force: force)   // the mailbox's reference, taken here once
+    }
+
+    /// The same with the reference u carries (+1): the mailbox's when the
+    /// message is accepted, released here when it is not.
+    private func admit(_ u: Unmanaged<Message>, to a: Agent, force: Bool = false) throws(PlexusError) {
+        if !force, let link = a.link, link.circuitNotClosed.load(ordering: .acquiring),
+           let why = link.supervisor?.refusal(a.name) {
+            u.release()
             throw PlexusError(.AGENT_CRASHED, why)   // an open circuit fails fast
         }
-        switch a.admit(Unmanaged.passRetained(m), force: force) {   // the mailbox's reference, taken here once
+        switch a.admit(u, force: force) {
         case .accepted(let wake):
             guard wake else { return }
             // A worker's batch only writes to a socket and never blocks, so it

@@ -30,6 +30,7 @@ final class Supervisor: @unchecked Sendable {
                 links[name] = link
                 breakers[name] = breakerTemplate
                 link.supervisor = self
+                publishCircuit(name)
             }
         }
     }
@@ -43,7 +44,14 @@ final class Supervisor: @unchecked Sendable {
 
     /// A worker finished a delivery: a half-open circuit closes.
     func succeeded(_ agent: String) {
-        lock.withLock { if breakers[agent]?.state != .closed { breakers[agent]?.succeeded() } }
+        lock.withLock {
+            if breakers[agent]?.state != .closed { breakers[agent]?.succeeded(); publishCircuit(agent) }
+        }
+    }
+
+    /// Lock held: tells the agent's link whether its circuit is closed.
+    private func publishCircuit(_ agent: String) {
+        links[agent]?.circuitNotClosed.store(breakers[agent].map { $0.state != .closed } ?? false, ordering: .releasing)
     }
 
     /// Why new mail may not queue for the agent now (its circuit is open), or nil.
@@ -55,6 +63,7 @@ final class Supervisor: @unchecked Sendable {
             if wait > 0 { return "the circuit of agent '\(agent)' is open after \(b.failures) failures in a row; it is probed again in \(Int(wait * 1000)) ms" }
             _ = b.allow(now: now)   // cooldown over: half-open, the next message is the probe
             breakers[agent] = b
+            publishCircuit(agent)
             return nil
         }
     }
@@ -63,7 +72,7 @@ final class Supervisor: @unchecked Sendable {
     func recordFailure(_ agent: Agent, exit x: WorkerExit) {
         guard x.abnormal else { return }
         let now = Self.now()
-        lock.withLock { breakers[agent.name]?.failed(now: now) }
+        lock.withLock { breakers[agent.name]?.failed(now: now); publishCircuit(agent.name) }
     }
 
     /// Decides and carries out what the exit leads to (after recordFailure).

@@ -83,6 +83,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var handedBack: WorkerProcess?
     /// The host's supervisor; it decides what an exit leads to.
     weak var supervisor: Supervisor?
+    /// Whether this agent's circuit is open or half-open (kept by the
+    /// supervisor under its lock): while it is closed, routing a message
+    /// here asks the supervisor nothing, which saved a weak load, a lock
+    /// and a dictionary lookup per sandboxed message.
+    let circuitNotClosed = Atomic<Bool>(false)
     /// The name in the plugin's descriptor (an instance's agent may be NAME.2).
     var pluginName: String?
     private var pingSentAt: Int64 = 0       // monotonic ns of the unanswered PING, 0 if none

@@ -25,6 +25,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Items of the workflow measurement's for_each step.") var workflowItems = 5_000
     @Option(help: "The Erlang/OTP ping-pong run beside inproc_rr_per_s when `erl` is on PATH.") var erlangSource = "Benchmarks/peers/erlang_pingpong.erl"
     @Option(help: "Requests the pipelined client keeps in flight.") var window = 256
+    @Flag(help: "Only sandbox_rr_p50_us, without its floor (for profiling the sandboxed round trip).") var sandboxRrOnly = false
 
     func run() throws {
         // The restart lines kill workers on purpose, hundreds of times: their
@@ -35,6 +36,9 @@ struct BenchCommand: ParsableCommand {
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         if sandboxOnly { return try sandbox() }
+        if sandboxRrOnly {
+            return print("sandbox_rr_p50_us: \(fixed(try sandboxRoundTrip("\(agents)/pong0.so", samples: 20_000), 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0)")
+        }
         var one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")   // warm-up
         // Tracing costs: the same round trips on a host with tracing off,
