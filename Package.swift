@@ -117,12 +117,16 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log")]),
+        // Swift: the live dashboard at / of `plexus run --http` (page, SSE stream, JSON).
+        .target(name: "PlexusDashboard", dependencies: [
+            "PlexusCore", "PlexusHost", "PlexusHTTP", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "PlexusThreads",
+            "PlexusTrace", .product(name: "Hummingbird", package: "hummingbird")]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",
             dependencies: [
                 "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
-                "PlexusHTTP", "PlexusMetrics",
+                "PlexusHTTP", "PlexusMetrics", "PlexusDashboard",
                 // Not linked in: listed so that every build of plexus builds its helper beside it.
                 "plexus-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -6,7 +6,9 @@
 # (SVG chart inline), report/report.md and report/chart.svg, with the run's
 # progress drawn in the terminal.
 #
-#   ./run.sh            the job
+#   ./run.sh            the job; the host serves its live dashboard meanwhile
+#                       (the address is printed; PLEXUS_HTTP_PORT picks the
+#                       port, default any free one)
 #   ./run.sh --crash    the job, then again with the host killed (SIGKILL)
 #                       halfway and started again: the run resumes from its
 #                       checkpoints into report-resumed/, which must be
@@ -36,10 +38,20 @@ export PLEXUS_SOCKET="$sock"
 printf 'plugins:\n  collector:\n    filesystem: { read: ["%s/data"] }\n' "$PWD" > "$state/plexus.yaml"
 export PLEXUS_CONFIG="$state/plexus.yaml"
 host=""
+lives=0
 start_host() {
-    "$plexus" run --store "$state/plexus.db" 2>>"$state/host.log" &
+    lives=$((lives + 1))
+    "$plexus" run --store "$state/plexus.db" --http "127.0.0.1:${PLEXUS_HTTP_PORT:-0}" 2>>"$state/host.log" &
     host=$!
-    for _ in $(seq 200); do [ -S "$sock" ] && "$plexus" agents >/dev/null 2>&1 && return; sleep 0.05; done
+    for _ in $(seq 200); do
+        # The HTTP server starts after the socket: wait for both.
+        if [ -S "$sock" ] && [ "$(grep -c 'serving HTTP at' "$state/host.log")" -ge "$lives" ] && "$plexus" agents >/dev/null 2>&1; then
+            dashboard=$(grep -o 'serving HTTP at http://[^ ]*' "$state/host.log" | tail -1 | sed 's/serving HTTP at //')
+            echo "run.sh: the dashboard (live while the host runs): $dashboard"
+            return
+        fi
+        sleep 0.05
+    done
     echo "run.sh: the host did not start:" >&2; cat "$state/host.log" >&2; exit 1
 }
 stop_host() { [ -z "$host" ] || { kill -INT "$host" 2>/dev/null; wait "$host" 2>/dev/null || true; host=""; }; }

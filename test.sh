@@ -4,7 +4,7 @@
 # SDK conformance suite over every example plugin in every language.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/install-deps.sh
+scripts/install-deps.sh chromium   # the dashboard test drives a headless Chromium
 export PLEXUS_SWIFT_CONFIG=${PLEXUS_SWIFT_CONFIG:-debug}
 
 echo "== example plugins"

@@ -70,6 +70,8 @@ final class Agent: Hashable, @unchecked Sendable {
     var meters: AgentMeters? { didSet { metersRef = meters.map { Unmanaged.passUnretained($0) } } }
     /// The same, for the message path: lent without a retain (the agent holds it).
     private(set) var metersRef: Unmanaged<AgentMeters>?
+    /// Its row and column in the topology counts (Traffic), given at registration.
+    var trafficSlot = 0
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
          exports: [PluginDescriptor.Export], mailboxCapacity: Int, concurrency: Int = 1) {

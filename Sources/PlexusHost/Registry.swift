@@ -56,6 +56,8 @@ final class Registry: @unchecked Sendable {
         var providers: [String: [Agent]] = [:]
     }
     private let attached = Mutex(Attached())
+    /// Messages per (sender, target), for the dashboard's topology.
+    let traffic = Traffic()
     private let attachedCount = Atomic<Int>(0)
 
     private(set) var agents: [String: Agent] = [:]
@@ -78,6 +80,7 @@ final class Registry: @unchecked Sendable {
             throw PlexusError(.BAD_DESCRIPTOR, "duplicate agent name '\(a.name)': already provided by \(holder(a.name))")
         }
         a.meters = metrics?.agent(a.name)
+        a.trafficSlot = traffic.slot(for: a.name)
         agents[a.name] = a
         byCName[CNameKey(p: a.cName)] = a
         order.append(a)
@@ -121,6 +124,7 @@ final class Registry: @unchecked Sendable {
     func attach(_ a: Agent, byHost: Bool = false) throws(PlexusError) {
         if !byHost { try Registry.checkClaims(a) }
         if a.meters == nil { a.meters = metrics?.agent(a.name) }   // before anyone can route to it
+        a.trafficSlot = traffic.slot(for: a.name)
         let taken: Bool = attached.withLock { t in
             if agents[a.name] != nil || t.agents[a.name] != nil { return true }
             t.agents[a.name] = a

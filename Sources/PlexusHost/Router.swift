@@ -164,6 +164,7 @@ final class Router: @unchecked Sendable {
         }
         try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
         let (agent, label, timer) = try resolve(kind: c.target_kind, target)
+        if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: agent.trafficSlot) }
         if let request {   // the request's id names its pending slot
             var entry = PendingRequests.Entry(requester: request.0, responder: agent,
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
@@ -252,6 +253,7 @@ final class Router: @unchecked Sendable {
         if t0 != 0 { stamp(m, t0: t0, parent: o.parentSpan != 0 ? o.parentSpan : CurrentMessage.handleSpan) }
         var refused: [String] = []
         for a in registry.subscribers(of: subject) {
+            if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: a.trafficSlot) }
             do { try admit(m, to: a) } catch {
                 refused.append(a.name)
                 deadLetters.record(m, reason: "publish to '\(subject)': \(error.detail)", cause: Int(error.status))

@@ -1,3 +1,4 @@
+import PlexusCore
 /// A workflow drawn as a graph: Mermaid (for Markdown and GitHub) and DOT
 /// (for Graphviz). Edges carry the condition of the step they lead to;
 /// parallel steps are clusters of their branches.
@@ -37,6 +38,26 @@ public enum WorkflowGraph {
         }
         out.append("}")
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// The same graph as data, for the dashboard: nodes (with the text
+    /// `plexus workflow graph` puts in them, the parallel step they belong
+    /// to, and their shape) and the edges between them.
+    public static func json(_ w: Workflow) -> JSONValue {
+        var nodes: [JSONValue] = []
+        for s in w.steps {
+            for n in s.kind == .parallel ? s.branches : [s] {
+                var o: [String: JSONValue] = ["name": .string(n.name), "text": .string(nodeText(n))]
+                if s.kind == .parallel { o["parallel"] = .string(s.name) }
+                if n.when != nil { o["shape"] = .string("condition") } else if n.approval != nil { o["shape"] = .string("approval") }
+                else if n.forEach != nil { o["shape"] = .string("for_each") }
+                nodes.append(.object(o))
+            }
+        }
+        let links: [JSONValue] = edges(w).map { e in
+            .object(["from": .string(e.0), "to": .string(e.1), "when": e.2.map(JSONValue.string) ?? .null])
+        }
+        return .object(["workflow": .string(w.name), "nodes": .array(nodes), "edges": .array(links)])
     }
 
     /// Edges between drawn nodes: into a parallel step means into each of

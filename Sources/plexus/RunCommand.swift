@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import PlexusConfig
 import PlexusCore
+import PlexusDashboard
 import PlexusHost
 import PlexusHTTP
 import PlexusSocket
@@ -73,6 +74,8 @@ struct RunCommand: ParsableCommand {
         do { try db.startRetention(config.store.retention) } catch { throw CLIError("\(error)") }
         let scheduler = try Scheduler(host: host, store: db)
         let engine = try WorkflowEngine(scheduler: scheduler)
+        // Made before the host starts: it counts who sends to whom from the first message.
+        let dashboard = config.http.listen == nil ? nil : Dashboard(host: host, scheduler: scheduler, engine: engine, store: db)
         do {
             try TaskService.install(on: host, scheduler: scheduler)
             try WorkflowService.install(on: host, engine: engine)
@@ -95,7 +98,11 @@ struct RunCommand: ParsableCommand {
         if let m = host.metrics { Self.collectRunMetrics(m, server: server, store: db) }
         let serving = Serving()
         let web: HTTPServer?
-        do { web = try startHTTP(config.http, host: host, serving: serving) } catch {
+        do {
+            try dashboard?.start()
+            web = try startHTTP(config.http, host: host, serving: serving, dashboard: dashboard)
+        } catch {
+            dashboard?.stop()
             server.stop()
             host.shutdown()
             throw CLIError("\(error)")
@@ -112,6 +119,7 @@ struct RunCommand: ParsableCommand {
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
         try ShutdownDeadline.arm(host: host, graceMs: shutdownGraceMs)
         serving.up.store(false, ordering: .relaxed)
+        dashboard?.stop()   // ends its streams, which the HTTP server's stop would wait for
         server.stop()
         engine.stop()
         scheduler.stop()
@@ -136,11 +144,12 @@ struct RunCommand: ParsableCommand {
         return h
     }
 
-    func startHTTP(_ settings: HTTPSettings, host: Host, serving: Serving) throws -> HTTPServer? {
+    func startHTTP(_ settings: HTTPSettings, host: Host, serving: Serving, dashboard: Dashboard?) throws -> HTTPServer? {
         guard settings.listen != nil else { return nil }
         let metrics = HTTPServer.metricsRoute { host.metricsText() }
         return try HTTPServer(settings, healthy: { serving.up.load(ordering: .relaxed) }) { routes in
             metrics(routes)
+            dashboard?.routes(routes)
         }
     }
 }
