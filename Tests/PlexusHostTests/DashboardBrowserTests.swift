@@ -6,7 +6,8 @@ import Testing
 /// The dashboard as an operator meets it: a real `plexus run --http` with
 /// the example plugins, opened in headless Chromium (Tests/Browser,
 /// DevTools protocol over a pipe), which must list every agent, follow
-/// traffic and a workflow run live, and saves docs/dashboard.png.
+/// traffic and a workflow run live, and saves a screenshot (.build/dashboard.png;
+/// with PLEXUS_UPDATE_SCREENSHOT=1, the README's docs/dashboard.png).
 @Suite("Dashboard in a browser")
 struct DashboardBrowserTests {
     static let examplePlugins = ["analyst", "cleaner", "collector", "keywords", "reporter", "summarizer", "textkit", "visualiser"]
@@ -40,8 +41,11 @@ struct DashboardBrowserTests {
         #expect(try HTTPGet.get(port: port, "/api/traces/not-a-trace").status == 400)
 
         let input = "{\"path\": \"\(Fixtures.root)/data/seattle-weather/seattle-weather.csv\", \"pace_ms\": 150}"
-        let screenshot = Fixtures.root + "/docs/dashboard.png"
-        try FileManager.default.createDirectory(atPath: Fixtures.root + "/docs", withIntermediateDirectories: true)
+        // For humans: .build/dashboard.png after every run (ignored by git);
+        // PLEXUS_UPDATE_SCREENSHOT=1 writes the README's docs/dashboard.png instead.
+        let update = ProcessInfo.processInfo.environment["PLEXUS_UPDATE_SCREENSHOT"] == "1"
+        let screenshot = Fixtures.root + (update ? "/docs/dashboard.png" : "/.build/dashboard.png")
+        try FileManager.default.createDirectory(atPath: Fixtures.root + (update ? "/docs" : "/.build"), withIntermediateDirectories: true)
         let run = try PlexusCommand.run(
             ["python3", Fixtures.root + "/Tests/Browser/dashboard_test.py", "--url", "http://127.0.0.1:\(port)/",
              "--plexus", PlexusCommand.path, "--agents", Self.examplePlugins.joined(separator: ","),
