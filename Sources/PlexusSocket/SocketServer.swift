@@ -38,6 +38,8 @@ public final class SocketServer: @unchecked Sendable {
     private let logger = Logger(label: "plexus.socket")
     private let serials = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// False once stopAccepting() ran (any thread; read by the loop).
+    private let accepting = Atomic<Bool>(true)
     private let loopThread = Mutex<OwnedThread?>(nil)
     /// Runs a woken agent on the loop thread (loop-thread use only).
     private let runner: InlineRunner
@@ -141,15 +143,25 @@ public final class SocketServer: @unchecked Sendable {
     /// served the other clients meanwhile (`standbyTurns`).
     public var counters: (inlineRuns: UInt64, standbyTurns: UInt64) { (leadership.inlineRuns, leadership.served) }
 
+    /// Takes no new connections (the socket file goes, so a new client is
+    /// told no host runs there) while the connected ones are still served:
+    /// at shutdown their requests in flight get their answers, or
+    /// SHUTTING_DOWN, before stop() closes them.
+    public func stopAccepting() {
+        guard accepting.exchange(false, ordering: .relaxed) else { return }
+        _ = plexus_loop_ctl(epoll, 2, listenFD, 0, Self.listenToken)
+        unlink(path)
+    }
+
     /// Stops accepting, closes every connection and removes the socket file.
     public func stop() {
+        stopAccepting()
         stopping.store(true, ordering: .relaxed)
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
         loopThread.withLock { $0.take() }?.join()
         leadership.stop()
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        unlink(path)
+        shutdown(listenFD, Int32(SHUT_RDWR))   // the file went in stopAccepting(), once
     }
 
     // MARK: the loop (its own thread; the standby's while an inline run takes long)
@@ -213,7 +225,7 @@ public final class SocketServer: @unchecked Sendable {
     /// given up so the peer can be accepted and closed (it sees the end at
     /// once), and a warning is logged at most every 5 s.
     private func acceptAll() {
-        if acceptPausedUntil != 0 { return }
+        if acceptPausedUntil != 0 || !accepting.load(ordering: .relaxed) { return }
         for _ in 0..<256 {
             let fd = plexus_loop_accept(listenFD)
             if fd >= 0 { adopt(fd); continue }

@@ -120,10 +120,13 @@ struct RunCommand: ParsableCommand {
         try ShutdownDeadline.arm(host: host, graceMs: shutdownGraceMs)
         serving.up.store(false, ordering: .relaxed)
         dashboard?.stop()   // ends its streams, which the HTTP server's stop would wait for
-        server.stop()
+        // Connected clients keep their connections through the grace period,
+        // so what they asked for is answered (or SHUTTING_DOWN) before they go.
+        server.stopAccepting()
         engine.stop()
         scheduler.stop()
         host.shutdown()
+        server.stop()
         web?.stop()
         db.close()
     }
