@@ -1,24 +1,91 @@
 import Hummingbird
+import NIOCore
 
-/// With a token configured, every request but /healthz must carry
-/// `Authorization: Bearer TOKEN`; compared in constant time, so the time
-/// a wrong guess takes says nothing about how much of it was right.
+/// With a token configured, every request but /healthz must carry it:
+/// `Authorization: Bearer TOKEN` (scripts, Prometheus), or the cookie a
+/// browser gets from the login form (POST /login), since a browser cannot
+/// add the header to the dashboard's own requests. Compared in constant
+/// time, so the time a wrong guess takes says nothing about how much of it
+/// was right.
 struct BearerToken<Context: RequestContext>: RouterMiddleware {
     let token: [UInt8]?
+    static var cookie: String { "plexus_token" }
 
     init(token: String?) { self.token = token.map { Array($0.utf8) } }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token, request.uri.path != "/healthz" else { return try await next(request, context) }
-        let given = request.headers[.authorization].flatMap { h in
-            h.hasPrefix("Bearer ") ? Array(h.utf8.dropFirst(7)) : nil
-        }
-        guard let given, Self.same(given, token) else {
-            var r = Response.text("this host's HTTP server needs Authorization: Bearer TOKEN (http.token or http.token_env in plexus.yaml)\n", status: .unauthorized)
-            r.headers[.wwwAuthenticate] = "Bearer realm=\"plexus\""
-            return r
-        }
+        if request.uri.path == "/login" && request.method == .post { return try await login(request, token) }
+        guard let given = Self.credential(request), Self.same(given, token) else { return Self.refusal(request, wrong: false) }
         return try await next(request, context)
+    }
+
+    /// The form's token, checked: a cookie for the browser (HttpOnly, this
+    /// site only) and back to the dashboard, or the form again.
+    private func login(_ request: Request, _ token: [UInt8]) async throws -> Response {
+        let body = try await request.body.collect(upTo: 4096)
+        let field = Self.formField("token", in: String(buffer: body))
+        guard let field, Self.same(Array(field.utf8), token) else { return Self.refusal(request, wrong: field != nil) }
+        var r = Response(status: .seeOther)
+        r.headers[.location] = "/"
+        r.headers[.setCookie] = "\(Self.cookie)=\(field); Path=/; HttpOnly; SameSite=Strict"
+        return r
+    }
+
+    static func credential(_ request: Request) -> [UInt8]? {
+        if let h = request.headers[.authorization] { return h.hasPrefix("Bearer ") ? Array(h.utf8.dropFirst(7)) : nil }
+        for header in request.headers[values: .cookie] {
+            for part in header.split(separator: ";") {
+                let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: " ") }
+                if kv.count == 2 && kv[0] == cookie { return Array(kv[1].utf8) }
+            }
+        }
+        return nil
+    }
+
+    /// 401: a login form for a browser, a sentence for anything else.
+    static func refusal(_ request: Request, wrong: Bool) -> Response {
+        let browser = request.headers[.accept]?.contains("text/html") == true
+        var r = browser
+            ? Response.text(loginPage(wrong: wrong), status: .unauthorized, type: "text/html; charset=utf-8")
+            : Response.text("this host's HTTP server needs Authorization: Bearer TOKEN (http.token or http.token_env in plexus.yaml)\n", status: .unauthorized)
+        r.headers[.wwwAuthenticate] = "Bearer realm=\"plexus\""
+        return r
+    }
+
+    static func loginPage(wrong: Bool) -> String {
+        """
+        <!doctype html><html><head><meta charset="utf-8"><title>Plexus: token</title>
+        <style>body{font:15px system-ui,sans-serif;display:grid;place-items:center;height:90vh;margin:0}
+        @media(prefers-color-scheme:dark){body{background:#111418;color:#e6e6e6}}
+        form{display:grid;gap:.6em;min-width:22em}input{font:inherit;padding:.4em}</style></head>
+        <body><form method="post" action="/login"><b>This Plexus host asks for its token</b>
+        <span>http.token (or the variable http.token_env names) in its plexus.yaml</span>
+        \(wrong ? "<span style=\"color:#c33\">That is not the token.</span>" : "")
+        <input type="password" name="token" autofocus autocomplete="current-password"><button>Open the dashboard</button></form></body></html>
+        """
+    }
+
+    /// One field of an application/x-www-form-urlencoded body.
+    static func formField(_ name: String, in body: String) -> String? {
+        for pair in body.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 && kv[0] == name { return percentDecoded(kv[1]) }
+        }
+        return nil
+    }
+
+    static func percentDecoded(_ s: Substring) -> String? {
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "+") { out.append(UInt8(ascii: " ")); continue }
+            guard b == UInt8(ascii: "%") else { out.append(b); continue }
+            guard bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            out.append(v)
+            bytes = bytes.dropFirst(2)
+        }
+        return String(validating: out, as: UTF8.self)
     }
 
     /// Equal length and bytes, reading every byte of the expected token whatever the input.
@@ -26,5 +93,14 @@ struct BearerToken<Context: RequestContext>: RouterMiddleware {
         var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
         for i in 0..<b.count { diff |= (i < a.count ? a[i] : 0) ^ b[i] }
         return diff == 0
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in c: Character) -> Substring {
+        var s = self
+        while s.first == c { s = s.dropFirst() }
+        while s.last == c { s = s.dropLast() }
+        return s
     }
 }

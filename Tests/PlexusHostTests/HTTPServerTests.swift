@@ -42,6 +42,18 @@ struct HTTPServerTests {
         // The right token gets past the check (to a route that is not there).
         #expect(try HTTPGet.get(port: port, "/x", headers: ["Authorization": "Bearer \(token)"]).status == 404)
         #expect(try HTTPGet.get(port: port, "/healthz").status == 200)
+        // A browser, which cannot add the header, gets a form; the right token in it gives a cookie that opens the rest.
+        let page = try HTTPGet.get(port: port, "/", headers: ["Accept": "text/html"])
+        #expect(page.status == 401 && page.body.contains("<form method=\"post\" action=\"/login\">"))
+        let wrong = try HTTPGet.post(port: port, "/login", form: "token=guess")
+        #expect(wrong.status == 401 && wrong.headers["set-cookie"] == nil)
+        let right = try HTTPGet.post(port: port, "/login", form: "token=\(token)")
+        #expect(right.status == 303 && right.headers["location"] == "/")
+        let cookie = try #require(right.headers["set-cookie"])
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+        let pair = String(cookie.split(separator: ";")[0])
+        #expect(try HTTPGet.get(port: port, "/x", headers: ["Cookie": pair]).status == 404)
+        #expect(try HTTPGet.get(port: port, "/x", headers: ["Cookie": pair + "x"]).status == 401)
     }
 
     @Test func aTakenPortIsAClearErrorAndNothingStarts() throws {

@@ -14,6 +14,16 @@ public enum HTTPGet {
     }
 
     public static func get(port: Int, _ path: String, host: String = "127.0.0.1", headers: [String: String] = [:]) throws -> Reply {
+        try request("GET", port: port, path, host: host, headers: headers)
+    }
+
+    /// A form POST (application/x-www-form-urlencoded).
+    public static func post(port: Int, _ path: String, form: String, headers: [String: String] = [:]) throws -> Reply {
+        try request("POST", port: port, path, headers: headers.merging(["Content-Type": "application/x-www-form-urlencoded"]) { a, _ in a }, body: form)
+    }
+
+    public static func request(_ method: String, port: Int, _ path: String, host: String = "127.0.0.1",
+                               headers: [String: String] = [:], body: String = "") throws -> Reply {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         defer { close(fd) }
@@ -25,9 +35,10 @@ public enum HTTPGet {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else { throw Failure(description: "connect to \(host):\(port): errno \(errno)") }
-        var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
         for (k, v) in headers { request += "\(k): \(v)\r\n" }
-        request += "\r\n"
+        if method != "GET" { request += "Content-Length: \(body.utf8.count)\r\n" }
+        request += "\r\n" + body
         let bytes = Array(request.utf8)
         guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else {
             throw Failure(description: "send: errno \(errno)")
