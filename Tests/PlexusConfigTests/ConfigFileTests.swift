@@ -4,14 +4,7 @@ import Testing
 
 /// plexus.yaml: what it sets, and the errors a user sees for each mistake.
 @Suite("plexus.yaml")
-struct ConfigFileTests {
-    func parse(_ yaml: String) throws(ConfigError) -> HostConfiguration {
-        try ConfigFile.parse(yaml, file: "plexus.yaml", into: HostConfiguration(pluginsDirectory: nil))
-    }
-
-    func error(_ yaml: String) -> String {
-        do { _ = try parse(yaml); return "no error" } catch { return error.description }
-    }
+struct ConfigFileTests: ConfigParsing {
 
     @Test func defaultsAndPerPluginSettingsApply() throws {
         let c = try parse("""

@@ -5,14 +5,7 @@ import Testing
 /// plexus.yaml's confinement keys: network, filesystem, confinement and
 /// system calls by name, and the file:line:column error for each mistake.
 @Suite("plexus.yaml confinement")
-struct ConfinementConfigTests {
-    func parse(_ yaml: String) throws(ConfigError) -> HostConfiguration {
-        try ConfigFile.parse(yaml, file: "plexus.yaml", into: HostConfiguration(pluginsDirectory: nil))
-    }
-
-    func error(_ yaml: String) -> String {
-        do { _ = try parse(yaml); return "no error" } catch { return error.description }
-    }
+struct ConfinementConfigTests: ConfigParsing {
 
     @Test func grantsApplyPerPluginOverTheDefaults() throws {
         let c = try parse("""

@@ -6,14 +6,7 @@ import Testing
 /// plexus.yaml's `http:`: where the HTTP server listens and the token it
 /// demands; an address other machines can reach is refused without one.
 @Suite("plexus.yaml http")
-struct HTTPConfigTests {
-    func parse(_ yaml: String) throws(ConfigError) -> HostConfiguration {
-        try ConfigFile.parse(yaml, file: "plexus.yaml", into: HostConfiguration(pluginsDirectory: nil))
-    }
-
-    func error(_ yaml: String) -> String {
-        do { _ = try parse(yaml); return "no error" } catch { return error.description }
-    }
+struct HTTPConfigTests: ConfigParsing {
 
     @Test func addressAndTokenAreRead() throws {
         #expect(try parse("store: { path: x.db }\n").http.listen == nil)

@@ -5,14 +5,7 @@ import Testing
 /// plexus.yaml's `tracing: { enabled, spans, rate }`, validated with
 /// file:line:column like every other key.
 @Suite("plexus.yaml tracing")
-struct TracingConfigTests {
-    func parse(_ yaml: String) throws(ConfigError) -> HostConfiguration {
-        try ConfigFile.parse(yaml, file: "plexus.yaml", into: HostConfiguration(pluginsDirectory: nil))
-    }
-
-    func error(_ yaml: String) -> String {
-        do { _ = try parse(yaml); return "no error" } catch { return error.description }
-    }
+struct TracingConfigTests: ConfigParsing {
 
     @Test func theKeysAreReadAndDefaultToOn() throws {
         #expect(try parse("store: { path: x.db }\n").tracing == TracingSettings(enabled: true, spans: 16_384, rate: 20_000))

@@ -5,14 +5,7 @@ import Testing
 /// plexus.yaml's `defaults: { warm_workers: N }`: the warm pool's size per
 /// worker policy, validated with file:line:column like every other key.
 @Suite("plexus.yaml warm workers")
-struct WarmWorkersConfigTests {
-    func parse(_ yaml: String) throws(ConfigError) -> HostConfiguration {
-        try ConfigFile.parse(yaml, file: "plexus.yaml", into: HostConfiguration(pluginsDirectory: nil))
-    }
-
-    func error(_ yaml: String) -> String {
-        do { _ = try parse(yaml); return "no error" } catch { return error.description }
-    }
+struct WarmWorkersConfigTests: ConfigParsing {
 
     @Test func theSizeIsReadAndZeroTurnsThePoolOff() throws {
         #expect(try parse("defaults: { warm_workers: 3 }\n").warmWorkers == 3)
