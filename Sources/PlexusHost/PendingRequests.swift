@@ -100,6 +100,12 @@ final class PendingShard: @unchecked Sendable {
         let deadlineMono: Int64
         let target: String         // for the timeout message
         let timeoutMs: Int64
+        /// The request's trace: its reply continues it, whoever sends the
+        /// reply and whenever (a worker may answer after its handler returned).
+        var trace: plexus_id = .none
+        /// Whether the request was traced (tracing.rate admitted it): its
+        /// reply is recorded exactly when it was.
+        var traced = false
     }
 
     // lo = tag(1) | generation | shard(4) | index(20)

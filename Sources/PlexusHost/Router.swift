@@ -157,7 +157,7 @@ final class Router: @unchecked Sendable {
             c.id = try pending.add(.init(requester: request.0, responder: agent,
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
                                          deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
-                                         target: label, timeoutMs: timeoutMs))
+                                         target: label, timeoutMs: timeoutMs, trace: c.trace_id, traced: t0 != 0))
         }
         do throws(PlexusError) {
             if t0 == 0 {
@@ -253,10 +253,10 @@ final class Router: @unchecked Sendable {
         }
         var c = e.pointee
         let rid = c.correlation_id
-        let t0 = tracer.enabled && tracer.admits(coarseUnixNanos: Clock.coarseUnixNanos()) ? Tracer.now() : 0
         guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
+        let t0 = entry.traced ? Tracer.now() : 0
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
         c.kind = c.kind == MessageKind.error.rawValue ? c.kind : MessageKind.response.rawValue
         if c.kind == MessageKind.response.rawValue { c.status = 0 }
@@ -266,13 +266,15 @@ final class Router: @unchecked Sendable {
         c.sender = o.cName
         c.flags = 0
         c.deadline_unix_ns = 0
-        if c.trace_id.isNone { c.trace_id = o.trace }
+        if c.trace_id.isNone { c.trace_id = entry.trace.isNone ? o.trace : entry.trace }
         let m: Message
         do { m = try Message.make(&c, maxPayload: limits.maxPayload) } catch {
             // The requester still gets an answer: why the reply could not travel.
             answer(entry.requester, requestID: rid, status: error.status, detail: "the reply was refused: \(error.detail)")
             throw error
         }
+        // Recorded when its request was: a trace is whole or absent, and a
+        // reply does not spend tracing.rate's budget a second time.
         if t0 != 0 { stamp(m, t0: t0, parent: Tracer.handleSpan(of: rid)) }
         deliver(m, to: entry.requester)
     }
