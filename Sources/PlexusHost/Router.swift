@@ -27,6 +27,10 @@ final class Router: @unchecked Sendable {
         /// The span it sends under (a socket client's request span); 0:
         /// the handler running on this thread, if any.
         var parentSpan: UInt64 = 0
+        /// The sender records its own span for this message (a socket
+        /// client's request) and tracing.rate admitted it already: traced
+        /// without spending the budget twice, so the trace is whole.
+        var admitted = false
         /// What it may do; nil: anything (the host itself, its own user).
         private let grantsRef: Unmanaged<Grants>?
 
@@ -114,7 +118,7 @@ final class Router: @unchecked Sendable {
         // The coarse clock (no hardware read): deadlines are kept to the
         // millisecond, and the exact clock is read only near one (Clock.isPast).
         let nowUnix = Clock.coarseUnixNanos()
-        let t0 = tracer.enabled && tracer.admits(coarseUnixNanos: nowUnix) ? Tracer.now() : 0
+        let t0 = tracer.enabled && (o.admitted || tracer.admits(coarseUnixNanos: nowUnix)) ? Tracer.now() : 0
         var timeoutMs: Int64 = 0
         if let request {
             c.kind = MessageKind.query.rawValue

@@ -75,6 +75,34 @@ struct TraceFollowUpTests {
         }
     }
 
+    /// The burst the review measured: a Python client pipelines 1000
+    /// queries (`c.submit`) over the socket, at `tracing: { rate: 5 }`. Each
+    /// admitted request is three records (its client span, its delivery,
+    /// its reply); the others record nothing, not even a client span.
+    @Test func theRateHoldsForAPipelinedSocketClient() throws {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.threads = 2
+        c.tracing = TracingSettings(enabled: true, spans: 16_384, rate: 5)
+        try withServedHost(c, files: [PipelineTests.plugins + "/textkit.so"]) { host, socket in
+            let start = Date().timeIntervalSince1970 - 0.2
+            let p = try ExternalAgentTests.Program.python(ExternalAgentTests.header + """
+                fs = [c.submit("echo", b"x") for _ in range(1000)]
+                for f in fs: f.result()
+                print("done", flush=True)
+                """, socket: socket)
+            let line = p.line()
+            let end = Date().timeIntervalSince1970
+            let r = p.finish()
+            #expect(line == "done" && r.0 == 0, "\(line) \(r.2)")
+            let seconds = Int(end) - Int(start) + 1
+            let traces = host.recentTraces(last: 10_000).traces
+            #expect(!traces.isEmpty)
+            #expect(traces.count <= 5 * seconds, "\(traces.count) requests recorded over \(seconds) second(s) at rate 5")
+            #expect(host.tracer.status.recorded <= 3 * 5 * seconds, "\(host.tracer.status)")
+            #expect(traces.allSatisfy { $0.spans == 6 && $0.root == "client echo" }, "whole traces: client, route, wait, handle, route reply, reply: \(traces)")
+        }
+    }
+
     /// A step that fails once and is retried: each attempt's message sits
     /// under its own attempt (both share the task id as their trace), and
     /// `plexus trace` names the attempt in the span's name, not the status column.
