@@ -22,7 +22,7 @@ struct CallCommand: ParsableCommand {
     var contentType: String?
     @Option(name: .long, help: "Seconds to wait for the reply.") var timeout: Double = 30
     @Flag(name: .long, help: "Indent a JSON reply for reading.") var pretty = false
-    @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr (for `plexus trace ID`).") var verbose = false
+    @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr, with `plexus trace ID` when the running host records it.") var verbose = false
     @Option(name: .long, help: "Join this W3C trace: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>.") var traceparent: String?
     @OptionGroup var options: HostOptions
 
