@@ -487,6 +487,8 @@ extension Host {
     }
 
     /// Requests as `sender` within `grants`; see request(_:timeoutMs:onAnswer:).
+    /// A non-zero `parentSpan` is the caller's own span for the request: the
+    /// caller asked `tracer.admits` and records it, so the message is traced.
     @discardableResult
     public func request(_ env: Envelope, timeoutMs: Int64, as sender: String, grants: Grants? = nil, parentSpan: UInt64 = 0,
                         onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
@@ -494,6 +496,7 @@ extension Host {
             do throws(PlexusError) {
                 var o = Router.Origin(cName: s, agent: nil, trace: .none, grants: grants)
                 o.parentSpan = parentSpan
+                o.admitted = parentSpan != 0
                 return .success(try request(env, timeoutMs: timeoutMs, from: o, onAnswer: onAnswer))
             } catch { return .failure(error) }
         }

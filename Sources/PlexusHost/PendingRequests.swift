@@ -106,6 +106,12 @@ final class PendingShard: @unchecked Sendable {
         /// or HostMetrics, which all outlive the request.
         var timer: Unmanaged<AtomicHistogram>? = nil
         var startNanos: Int64 = 0
+        /// The request's trace: its reply continues it, whoever sends the
+        /// reply and whenever (a worker may answer after its handler returned).
+        var trace: plexus_id = .none
+        /// Whether the request was traced (tracing.rate admitted it): its
+        /// reply is recorded exactly when it was.
+        var traced = false
     }
 
     // lo = tag(1) | generation | shard(4) | index(20)

@@ -28,6 +28,10 @@ final class Router: @unchecked Sendable {
         /// The span it sends under (a socket client's request span); 0:
         /// the handler running on this thread, if any.
         var parentSpan: UInt64 = 0
+        /// The sender records its own span for this message (a socket
+        /// client's request) and tracing.rate admitted it already: traced
+        /// without spending the budget twice, so the trace is whole.
+        var admitted = false
         /// What it may do; nil: anything (the host itself, its own user).
         private let grantsRef: Unmanaged<Grants>?
 
@@ -125,7 +129,7 @@ final class Router: @unchecked Sendable {
         // The coarse clock (no hardware read): deadlines are kept to the
         // millisecond, and the exact clock is read only near one (Clock.isPast).
         let nowUnix = Clock.coarseUnixNanos()
-        let t0 = tracer.enabled && tracer.admits(coarseUnixNanos: nowUnix) ? Tracer.now() : 0
+        let t0 = tracer.enabled && (o.admitted || tracer.admits(coarseUnixNanos: nowUnix)) ? Tracer.now() : 0
         var timeoutMs: Int64 = 0
         if let request {
             c.kind = MessageKind.query.rawValue
@@ -169,7 +173,7 @@ final class Router: @unchecked Sendable {
             var entry = PendingRequests.Entry(requester: request.0, responder: agent,
                                          // both coarse clocks move at the same tick; half the lag (one tick) covers a tick between the two reads
                                          deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
-                                         target: label, timeoutMs: timeoutMs)
+                                         target: label, timeoutMs: timeoutMs, trace: c.trace_id, traced: t0 != 0)
             if metricsRef != nil {
                 entry.timer = timer ?? metrics.map { Unmanaged.passUnretained($0.requestHistogram(label)) }
                 entry.startNanos = Clock.monotonicNanos()
@@ -275,13 +279,13 @@ final class Router: @unchecked Sendable {
         }
         var c = e.pointee
         let rid = c.correlation_id
-        let t0 = tracer.enabled && tracer.admits(coarseUnixNanos: Clock.coarseUnixNanos()) ? Tracer.now() : 0
         guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
         }
         Router.observeAnswer(entry)
         // A sandboxed agent's failures reach the host as the ERROR its worker answers.
         if c.kind == MessageKind.error.rawValue, let a = o.agent, a.link != nil, let mt = a.meters { mt.failed.increment(Int(c.status)) }
+        let t0 = entry.traced ? Tracer.now() : 0
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
         c.kind = c.kind == MessageKind.error.rawValue ? c.kind : MessageKind.response.rawValue
         if c.kind == MessageKind.response.rawValue { c.status = 0 }
@@ -291,13 +295,15 @@ final class Router: @unchecked Sendable {
         c.sender = o.cName
         c.flags = 0
         c.deadline_unix_ns = 0
-        if c.trace_id.isNone { c.trace_id = o.trace }
+        if c.trace_id.isNone { c.trace_id = entry.trace.isNone ? o.trace : entry.trace }
         let m: Message
         do { m = try Message.make(&c, maxPayload: limits.maxPayload) } catch {
             // The requester still gets an answer: why the reply could not travel.
             answer(entry.requester, requestID: rid, status: error.status, detail: "the reply was refused: \(error.detail)")
             throw error
         }
+        // Recorded when its request was: a trace is whole or absent, and a
+        // reply does not spend tracing.rate's budget a second time.
         if t0 != 0 { stamp(m, t0: t0, parent: Tracer.handleSpan(of: rid)) }
         deliver(m, to: entry.requester)
     }

@@ -319,10 +319,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent else { w.kill(reason: "it sent a message before it was registered"); return }
         var origin = Router.Origin(cName: agent.cName, agent: agent, trace: env.trace_id, grants: agent.grants)
         if router.tracer.enabled, !env.trace_id.isNone { origin.parentSpan = handlingSpan(trace: env.trace_id) }
-        if env.trace_id.isNone, env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
-            // A reply continues its request's trace (the worker need not copy it).
-            origin = Router.Origin(cName: agent.cName, agent: agent, trace: requestTrace(env.correlation_id), grants: agent.grants)
-        }
+        // A reply with no trace of its own continues its request's: the router
+        // knows it from the pending request (the delivery may be DONE already).
         if env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
             if let ct = env.content_type, strcmp(ct, WorkerExports.ffiResult) == 0 {
                 exportResult(e, from: origin, worker: w)
@@ -672,11 +670,6 @@ extension WorkerLink {
     /// The handle span of the delivery in this worker that a message it
     /// sends with `trace` belongs under: the oldest one in flight of that
     /// trace (the worker does not say which handler sent it). 0: none.
-    /// The trace of the delivery `id` still in flight here (none: not one).
-    fileprivate func requestTrace(_ id: plexus_id) -> plexus_id {
-        lock.withLock { inflight[id]?.message.header.traceID ?? .none }
-    }
-
     fileprivate func handlingSpan(trace: plexus_id) -> UInt64 {
         lock.withLock {
             let d = inflight.values.filter { $0.message.header.traceID == trace }.min { $0.seq < $1.seq }

@@ -123,7 +123,9 @@ final class Session {
     private func request(_ env: Envelope, as me: Identity) throws(PlexusError) {
         let tracer = host.tracer
         // Reading traces is not itself traced: it would crowd out what the reader looks for.
-        guard tracer.enabled, !env.target.name.hasPrefix("plexus.trace.") else {
+        // tracing.rate is asked once here, for the client span and the message alike.
+        guard tracer.enabled, !env.target.name.hasPrefix("plexus.trace."),
+              tracer.admits(coarseUnixNanos: Clock.coarseUnixNanos()) else {
             try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: timedAnswerer(for: env.id))
             return
         }

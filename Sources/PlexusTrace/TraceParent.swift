@@ -19,7 +19,7 @@ public struct TraceParent: Sendable, Equatable, CustomStringConvertible {
         func bad(_ why: String) -> PlexusError {
             PlexusError(.INVALID_ARGUMENT, "traceparent '\(text.prefix(80))' \(why); expected 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>")
         }
-        guard parts.count == 4 else { throw bad("has \(parts.count) parts separated by '-', not 4") }
+        guard parts.count == 4 else { throw bad("has \(parts.count) \(parts.count == 1 ? "part" : "parts") separated by '-', not 4") }
         func hex(_ s: String, _ n: Int) -> Bool { s.count == n && s.allSatisfy { $0.isHexDigit && !$0.isUppercase } }
         guard hex(parts[0], 2), parts[0] == "00" else { throw bad("has version '\(parts[0])' (only 00 is known)") }
         guard hex(parts[1], 32), let t = plexus_id(hex: parts[1]), !t.isNone else { throw bad("has no valid trace id (32 lowercase hex digits, not all zero)") }

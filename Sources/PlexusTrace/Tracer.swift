@@ -16,21 +16,19 @@ import Glibc
 public final class Tracer: @unchecked Sendable {   // its state: the C ring (atomic) and Atomics
     public let enabled: Bool
     private let ring: OpaquePointer?
-    /// Records per rate window at most (UInt64.max: no limit).
+    /// Messages admitted per second at most (UInt64.max: no limit).
     private let budget: UInt64
-    /// The current rate window (coarse unix time >> windowShift) and the
-    /// ring's write count when it began.
-    private let window = Atomic<Int64>(0)
-    private let windowStart = Atomic<UInt64>(0)
-    /// 2^24 ns, about 1/60 s: a window is one shift of the coarse clock.
-    static let windowShift: Int64 = 24
+    /// The current second (coarse unix time, low 32 bits) in the high half,
+    /// the messages admitted in it in the low half: one word, so that an
+    /// admission is one compare-and-swap and racing routers never exceed it.
+    private let admission = Atomic<UInt64>(0)
     /// unix time minus monotonic time, to show monotonic stamps as dates.
     private let unixOffset: Int64
 
     public init(_ s: TracingSettings) {
         enabled = s.enabled && s.spans > 0
         ring = enabled ? plexus_span_ring_create(UInt64(s.spans)) : nil
-        budget = s.rate <= 0 ? .max : max(1, UInt64(s.rate) * (1 << UInt64(Self.windowShift)) / 1_000_000_000)
+        budget = s.rate <= 0 ? .max : min(UInt64(s.rate), 0xFFFF_FFFF)
         var m = timespec(), u = timespec()
         clock_gettime(CLOCK_MONOTONIC, &m)
         clock_gettime(CLOCK_REALTIME, &u)
@@ -42,21 +40,28 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
     // MARK: recording (any thread)
 
     /// Whether a message routed now is recorded: tracing is on and this
-    /// rate window has budget left. `coarseUnixNanos` is the coarse clock
-    /// the router reads anyway, so this costs no clock read.
+    /// second has budget left (`tracing.rate`). Counted at admission, not
+    /// when records are written: a burst routed before any handler ran is
+    /// held to the rate too. `coarseUnixNanos` is the coarse clock the
+    /// router reads anyway, so this costs no clock read.
     @inline(__always)
     public func admits(coarseUnixNanos now: Int64) -> Bool {
-        guard let ring else { return false }
+        guard ring != nil else { return false }
         if budget == .max { return true }
-        let w = now >> Self.windowShift
-        let written = plexus_span_ring_written(ring)
-        if window.load(ordering: .relaxed) != w {
-            // Racing threads may each reset it: the budget is approximate, never unbounded.
-            window.store(w, ordering: .relaxed)
-            windowStart.store(written, ordering: .relaxed)
-            return true
+        return admitLimited(second: UInt64(truncatingIfNeeded: now / 1_000_000_000) & 0xFFFF_FFFF)
+    }
+
+    private func admitLimited(second: UInt64) -> Bool {
+        var s = admission.load(ordering: .relaxed)
+        while true {
+            let next: UInt64
+            if s >> 32 != second { next = second << 32 | 1 }   // a new second: its first admission
+            else if s & 0xFFFF_FFFF >= budget { return false }
+            else { next = s + 1 }
+            let (done, seen) = admission.compareExchange(expected: s, desired: next, ordering: .relaxed)
+            if done { return true }
+            s = seen
         }
-        return written &- windowStart.load(ordering: .relaxed) < budget
     }
 
     /// Appends one record; the strings are copied (truncated), borrowed for this call.
@@ -138,14 +143,18 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
     public func spans(of trace: plexus_id) -> [Span] {
         let mine = records { $0.trace_hi == trace.hi && $0.trace_lo == trace.lo }
         var spans = mine.flatMap(expand)
-        // A workflow attempt's task messages: their own trace, shown under the attempt.
-        var attempts: [plexus_id: String] = [:]
+        // A workflow attempt's task messages: their own trace (the task id,
+        // shared by every attempt of the task), shown under the attempt whose
+        // time holds them: the latest to start before the message was routed.
+        var attempts: [plexus_id: [(start: Int64, span: String)]] = [:]
         for r in mine where r.kind == UInt8(PLEXUS_SPAN_ATTEMPT.rawValue) {
-            if let id = plexus_id(hex: Tracer.string(r.sender)) { attempts[id] = Tracer.hex16(r.span) }
+            if let id = plexus_id(hex: Tracer.string(r.sender)) { attempts[id, default: []].append((r.t_route, Tracer.hex16(r.span))) }
         }
         if !attempts.isEmpty {
+            for k in attempts.keys { attempts[k]!.sort { $0.start < $1.start } }
             for r in records({ attempts[plexus_id(hi: $0.trace_hi, lo: $0.trace_lo)] != nil }) {
-                guard let attempt = attempts[plexus_id(hi: r.trace_hi, lo: r.trace_lo)] else { continue }
+                guard let mine = attempts[plexus_id(hi: r.trace_hi, lo: r.trace_lo)] else { continue }
+                let attempt = Tracer.attempt(holding: r.t_route, in: mine)
                 spans += expand(r).map { s in
                     var s = s
                     if s.parent == nil { s.parent = attempt }
@@ -156,7 +165,15 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
         return spans.sorted(by: Tracer.startOrder)
     }
 
-    /// The most recent traces (by start), newest last, at most `last`.
+    /// Of one task's attempts (by start), the one a message routed at `t`
+    /// belongs to: the latest that began by then. An attempt's start comes
+    /// from the task's unix time, so a millisecond of slack covers the two
+    /// clocks' conversion; attempts are at least a retry backoff apart.
+    static func attempt(holding t: Int64, in attempts: [(start: Int64, span: String)]) -> String {
+        attempts.last { $0.start <= t + 1_000_000 }?.span ?? attempts[0].span
+    }
+
+    /// The most recent traces (by start), oldest first, at most `last`.
     public func recent(last: Int) -> [TraceSummary] {
         var byTrace: [plexus_id: [Span]] = [:]
         for r in records() { byTrace[plexus_id(hi: r.trace_hi, lo: r.trace_lo), default: []].append(contentsOf: expand(r)) }

@@ -7,8 +7,9 @@ public struct TracingSettings: Sendable, Equatable {
     /// oldest are overwritten. One routed message is one record (its route,
     /// wait and handle spans).
     public var spans = 16_384
-    /// Messages recorded per second at most, host-wide; beyond it messages
-    /// go unrecorded until the next 1/60 s window (0: no limit). What keeps
+    /// Messages recorded per second at most, host-wide (each second of the
+    /// clock is a window); beyond it messages go unrecorded until the next
+    /// second (0: no limit). What keeps
     /// tracing's cost on a saturated host to a few percent.
     public var rate = 20_000
 

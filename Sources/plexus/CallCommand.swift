@@ -22,7 +22,7 @@ struct CallCommand: ParsableCommand {
     var contentType: String?
     @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for the reply.") var timeout: Double = 30
     @Flag(name: .long, help: "Indent a JSON reply for reading.") var pretty = false
-    @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr (for `plexus trace ID`).") var verbose = false
+    @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr, with `plexus trace ID` when the running host records it.") var verbose = false
     @Option(name: .long, help: "Join this W3C trace: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>.") var traceparent: String?
     @OptionGroup var options: HostOptions
 
@@ -50,11 +50,15 @@ struct CallCommand: ParsableCommand {
         env = env.carrying(try traceparent.map { try TraceParent(parsing: $0) }
                            ?? TraceParent(trace: plexus_id(hi: .random(in: 1...UInt64.max), lo: .random(in: 1...UInt64.max)), parent: 0))
         if kind == .event { env.correlationID = .none }
-        if verbose { FileHandleErr.note("plexus: trace \(env.traceID.hex) (plexus trace \(env.traceID.hex))") }
         let timeoutMs = Int64(timeout * 1000)
         do {
             if let client = try options.runningHost() {
                 FileHandleErr.note("plexus: calling through the running host at \(options.socketPath)")
+                if verbose {
+                    let listing = try? JSONDecoder().decode(TraceListing.self, from: Data(ask(client, "plexus.trace.list", .object(["last": .int(1)])).text.utf8))
+                    noteTrace(env.traceID, followable: listing?.status.enabled == true,
+                              why: listing == nil ? "the host did not say whether it records traces" : "tracing is off in the host")
+                }
                 try failing(known: { try? JSONDecoder().decode([AgentReport].self, from: Data(ask(client, "plexus.agents", .null).text.utf8)) }) {
                     try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
                 }
@@ -62,6 +66,7 @@ struct CallCommand: ParsableCommand {
                 options.announceEmbedded()
                 let host = try options.embeddedHost()
                 defer { host.shutdown() }
+                if verbose { noteTrace(env.traceID, followable: false, why: "an embedded host: its spans are gone when this command ends") }
                 try failing(known: { host.agentReports }, refused: { host.pluginReports.filter { $0.status == "refused" } }) {
                     try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })
                 }
@@ -70,6 +75,13 @@ struct CallCommand: ParsableCommand {
             FileHandleErr.note("plexus call \(target): \(e.name): \(e.detail)")
             throw ExitCode(ExitStatus.failed)
         }
+    }
+
+    /// Names the request's trace on stderr (every answer carries it), and
+    /// suggests `plexus trace ID` only where that can show it.
+    private func noteTrace(_ trace: plexus_id, followable: Bool, why: String) {
+        FileHandleErr.note(followable ? "plexus: trace \(trace.hex) (plexus trace \(trace.hex))"
+                                      : "plexus: trace \(trace.hex) (not recorded: \(why))")
     }
 
     /// Runs body; a call to a name nobody has gets "did you mean" with the

@@ -11,22 +11,27 @@ struct TraceCommand: ParsableCommand {
         commandName: "trace",
         abstract: "Show a trace's spans as a tree with durations, or list the most recent traces.",
         discussion: """
-            ID is a trace id (32 hex digits, as `plexus call --verbose` prints it) or a W3C
-            traceparent. Each line is a span: its kind (client, route, wait, handle, reply,
-            run, step, attempt), its name, who did it, when it began after the trace's
-            first span, and how long it took. Without ID, lists the most recent traces.
+            ID is a trace id (32 hex digits, as `plexus call --verbose` prints it; upper or
+            lower case; not all zero, which W3C reserves for "no trace") or a W3C traceparent,
+            whose trace id is taken. Each line is a span: its kind (client, route, wait,
+            handle, reply, run, step, attempt), its name, who did it, when it began after the
+            trace's first span, how long it took, and its status when not OK. Without ID,
+            lists the most recent traces, oldest first (the newest last, as `plexus events`).
             A trace the host no longer holds (its ring overwrote it) exits 1.
             """)
 
     @Argument(help: "A trace id (32 hex digits) or traceparent.") var id: String?
     @Option(name: .long, parsing: .unconditional, help: "List the N most recent traces (default 20 when no ID is given).") var last: Int?
     @Flag(name: .long, help: "Print JSON instead of text.") var json = false
-    @OptionGroup var options: ConnectionOptions
+    @OptionGroup var options: SocketConnection
 
     func validate() throws {
         if id != nil && last != nil { throw ValidationError("give a trace ID or --last N, not both") }
         if let last, !(1...10_000).contains(last) { throw ValidationError("--last must be from 1 to 10000, got \(last)") }
         if let id, TraceCommand.traceID(id) == nil {
+            if id.count == 32, id.allSatisfy({ $0 == "0" }) {
+                throw ValidationError("'\(id)' is not a valid trace id: the all-zero id means \"no trace\" (W3C Trace Context)")
+            }
             throw ValidationError("'\(id.prefix(80))' is not a trace id: expected 32 hex digits or a traceparent 00-<32 hex>-<16 hex>-<2 hex>")
         }
     }
@@ -45,7 +50,7 @@ struct TraceCommand: ParsableCommand {
             guard !report.spans.isEmpty else {
                 let s = report.status
                 throw CLIError(s.enabled
-                    ? "no spans of trace \(trace.hex) are recorded in the host: never seen, or overwritten (its ring keeps the latest \(s.capacity) records; \(s.dropped) overwritten so far)"
+                    ? "no spans of trace \(trace.hex) are recorded in the host: never seen, or overwritten (its ring keeps the latest \(s.capacity) records; \(s.dropped) dropped so far)"
                     : "tracing is off in the host (plexus.yaml: tracing: { enabled: false })")
             }
             if json { print(try prettyJSON(report)); return }
@@ -56,7 +61,8 @@ struct TraceCommand: ParsableCommand {
         if json { print(try prettyJSON(listing)); return }
         let s = listing.status
         guard s.enabled else { print("tracing is off in the host (plexus.yaml: tracing: { enabled: false })"); return }
-        print("\(s.recorded) record(s) since start, \(s.dropped) overwritten (the ring keeps \(s.capacity))")
+        // A record is one routed message (its route, wait and handle spans) or one other span.
+        print("\(s.recorded) record(s) since start, \(s.dropped) dropped (overwritten by newer ones: the ring keeps \(s.capacity)); oldest trace first")
         for t in listing.traces {
             let at = Date(timeIntervalSince1970: Double(t.start_unix_ns) / 1e9).formatted(.iso8601)
             print("\(t.trace)  \(at)  \(pad(TraceTree.duration(t.duration_ns), 10))  \(pad("\(t.spans) spans", 9))  \(t.root)")
@@ -74,14 +80,15 @@ struct TraceCommand: ParsableCommand {
         let start = r.spans.map(\.start_unix_ns).min() ?? 0
         let end = r.spans.map { $0.start_unix_ns + $0.duration_ns }.max() ?? start
         var lines = ["trace \(r.trace): \(r.spans.count) spans, \(TraceTree.duration(end - start))"]
-        let labels = rows.map { String(repeating: "  ", count: $0.depth) + ($0.span.kind == $0.span.name ? $0.span.kind : "\($0.span.kind) \($0.span.name)") }
+        // An attempt's number is part of its name ("attempt fetch #2"): the last column is the status.
+        let labels = rows.map { String(repeating: "  ", count: $0.depth) + ($0.span.kind == $0.span.name ? $0.span.kind : "\($0.span.kind) \($0.span.name)")
+                                + ($0.span.attempt.map { " #\($0)" } ?? "") }
         let width = min(60, labels.map(\.count).max() ?? 0)
         for (i, (_, s)) in rows.enumerated() {
             let who = s.kind == "route" && !s.sender.isEmpty ? "\(s.sender) → \(s.agent.isEmpty ? "caller" : s.agent)"
                 : s.agent.isEmpty ? "caller" : s.agent
             var line = "\(pad(labels[i], width))  \(pad(who, 28))  +\(pad(TraceTree.duration(s.start_unix_ns - start), 10)) \(pad(TraceTree.duration(s.duration_ns), 10))"
             if s.status != "OK" { line += "  \(s.status)" }
-            if let a = s.attempt { line += "  attempt \(a)" }
             lines.append(line)
         }
         return lines.joined(separator: "\n")
