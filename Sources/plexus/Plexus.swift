@@ -85,11 +85,7 @@ struct ConnectionOptions: ParsableArguments {
     /// A connection to the running host (after its hello when a client is
     /// named); nil when none answers at the socket.
     func runningHost() throws -> SocketClient? {
-        guard let c = try? SocketClient(path: socketPath) else { return nil }
-        if let name = client ?? env("PLEXUS_CLIENT") {
-            do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
-        }
-        return c
+        try connectToHost(socketPath, client: client, token: token)
     }
 
     /// The running host, or exit 3 saying none answers at the socket.

@@ -19,10 +19,18 @@ struct SocketConnection: ParsableArguments {
     /// The running host (after its hello when a client is named), or exit 3
     /// saying none answers at the socket.
     func hostForState() throws -> SocketClient {
-        guard let c = try? SocketClient(path: socketPath) else { throw CLIError.noHost(socketPath) }
-        if let name = client ?? env("PLEXUS_CLIENT") {
-            do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
-        }
+        guard let c = try connectToHost(socketPath, client: client, token: token) else { throw CLIError.noHost(socketPath) }
         return c
     }
+}
+
+/// A connection to the host at path, after its hello when a client is named
+/// (here or in $PLEXUS_CLIENT, with --token or $PLEXUS_TOKEN); nil when no
+/// host answers there.
+func connectToHost(_ path: String, client: String?, token: String?) throws -> SocketClient? {
+    guard let c = try? SocketClient(path: path) else { return nil }
+    if let name = client ?? env("PLEXUS_CLIENT") {
+        do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
+    }
+    return c
 }
