@@ -9,6 +9,9 @@
 #   ./run.sh            the job; the host serves its live dashboard meanwhile
 #                       (the address is printed; PLEXUS_HTTP_PORT picks the
 #                       port, default any free one)
+#   ./run.sh --watch    the job at a pace a person can follow on the dashboard
+#                       (each month's cleaning waits 150 ms), and the host and
+#                       its dashboard stay up afterwards until Ctrl-C
 #   ./run.sh --crash    the job, then again with the host killed (SIGKILL)
 #                       halfway and started again: the run resumes from its
 #                       checkpoints into report-resumed/, which must be
@@ -16,10 +19,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 crash=false
+watch=false
 case "${1:-}" in
     --crash) crash=true ;;
+    --watch) watch=true ;;
     "") ;;
-    *) echo "usage: ./run.sh [--crash]" >&2; exit 2 ;;
+    *) echo "usage: ./run.sh [--watch | --crash]" >&2; exit 2 ;;
 esac
 scripts/install-deps.sh
 echo "run.sh: building the host (release; a few minutes on a fresh clone, seconds after that)"
@@ -57,6 +62,7 @@ start_host() {
 stop_host() { [ -z "$host" ] || { kill -INT "$host" 2>/dev/null; wait "$host" 2>/dev/null || true; host=""; }; }
 trap 'stop_host; rm -rf "$state"' EXIT
 input="{\"path\": \"$PWD/data/seattle-weather/seattle-weather.csv\"}"
+$watch && input="{\"path\": \"$PWD/data/seattle-weather/seattle-weather.csv\", \"pace_ms\": 150}"
 
 start_host
 echo; echo "== the workflow (plexus workflow graph workflows/weather-report.yaml)"
@@ -67,6 +73,11 @@ echo; echo "== what happened (plexus tasks list, plexus events --kind workflow)"
 "$plexus" tasks list --limit 8
 "$plexus" events --kind workflow. --last 6
 echo; echo "run.sh: the report is report/report.html (open it in a browser) and report/report.md"
+if $watch; then
+    echo "run.sh: the host and its dashboard ($dashboard) stay up; Ctrl-C stops them"
+    wait "$host" || true
+    host=""
+fi
 
 if $crash; then
     echo; echo "== again, with the host killed halfway"
