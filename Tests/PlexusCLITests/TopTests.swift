@@ -9,15 +9,38 @@ import Testing
 /// into a pipe it prints plain tables.
 @Suite("plexus top", .serialized)
 struct TopTests {
-    /// A private directory with every example plugin (built by Plugins/build.sh); removed by the caller.
-    func workspace() throws -> String {
-        let dir = TestDirectory.make("top")
+    /// A private directory with the example plugins (built by Plugins/build.sh):
+    /// every one, or only those named; removed by the caller.
+    func workspace(_ prefix: String = "top", only: [String]? = nil) throws -> String {
+        let dir = TestDirectory.make(prefix)
         try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
         let plugins = CLITests.root + "/Plugins"
-        for f in try FileManager.default.contentsOfDirectory(atPath: plugins) where f.hasSuffix(".so") {
+        for f in try FileManager.default.contentsOfDirectory(atPath: plugins) where f.hasSuffix(".so") && only.map({ $0.contains(f) }) ?? true {
             try FileManager.default.copyItem(atPath: plugins + "/" + f, toPath: dir + "/Plugins/" + f)
         }
         return dir
+    }
+
+    /// `plexus run` on its own socket in a fresh workspace; stop() ends it and removes the workspace.
+    struct RunningHost {
+        let dir: String
+        let sock: String
+        let process: Process
+
+        init(_ prefix: String = "top", only: [String]? = nil) throws {
+            dir = try TopTests().workspace(prefix, only: only)
+            sock = dir + "/h.sock"
+            do { process = try PlexusCommand.startHost(in: dir, socket: sock) } catch {
+                try? FileManager.default.removeItem(atPath: dir)
+                throw error
+            }
+        }
+
+        func stop() {
+            if process.isRunning { process.interrupt() }
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
     }
 
     /// The names `plexus agents --json` lists.
@@ -140,11 +163,9 @@ struct TopTests {
     }
 
     @Test func inATerminalItShowsTheAgentsFollowsTrafficAndQuitsOnQ() throws {
-        let dir = try workspace()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let sock = dir + "/h.sock"
-        let host = try PlexusCommand.startHost(in: dir, socket: sock)
-        defer { host.interrupt(); host.waitUntilExit() }
+        let host = try RunningHost()
+        defer { host.stop() }
+        let dir = host.dir, sock = host.sock
         let names = try agentNames(sock, in: dir)
         #expect(names.contains("textkit") && names.count >= 8, "\(names)")
 
@@ -199,11 +220,9 @@ struct TopTests {
     }
 
     @Test func sigtermRestoresTheTerminalToo() throws {
-        let dir = try workspace()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let sock = dir + "/h.sock"
-        let host = try PlexusCommand.startHost(in: dir, socket: sock)
-        defer { host.interrupt(); host.waitUntilExit() }
+        let host = try RunningHost()
+        defer { host.stop() }
+        let dir = host.dir, sock = host.sock
         let tmux = try startTop(dir, sock)
         defer { tmux.stop() }
         try tmux.wait("the table") { $0.contains("textkit ") }
@@ -219,13 +238,9 @@ struct TopTests {
     }
 
     @Test func onceOnATerminalLeavesOnePlainTable() throws {
-        let dir = TestDirectory.make("top-once")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLITests.root + "/Plugins/textkit.so", toPath: dir + "/Plugins/textkit.so")
-        let sock = dir + "/h.sock"
-        let host = try PlexusCommand.startHost(in: dir, socket: sock)
-        defer { host.interrupt(); host.waitUntilExit() }
+        let host = try RunningHost("top-once", only: ["textkit.so"])
+        defer { host.stop() }
+        let dir = host.dir, sock = host.sock
         let tmux = try startTop(dir, sock, "--once --interval 0.2")
         defer { tmux.stop() }
         let screen = try tmux.wait("top --once to exit") { $0.contains("terminal modes") }
@@ -235,11 +250,9 @@ struct TopTests {
     }
 
     @Test func intoAPipeItPrintsPlainTablesWithRates() throws {
-        let dir = try workspace()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let sock = dir + "/h.sock"
-        let host = try PlexusCommand.startHost(in: dir, socket: sock)
-        defer { host.interrupt(); host.waitUntilExit() }
+        let host = try RunningHost()
+        defer { host.stop() }
+        let dir = host.dir, sock = host.sock
         let names = try agentNames(sock, in: dir)
 
         let r = try PlexusCommand.run(["top", "--socket", sock, "--iterations", "2", "--interval", "0.2"], in: dir)
@@ -260,12 +273,9 @@ struct TopTests {
     }
 
     @Test func aHostThatGoesAwayEndsItWithStatus3() throws {
-        let dir = TestDirectory.make("top-gone")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/Plugins", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLITests.root + "/Plugins/textkit.so", toPath: dir + "/Plugins/textkit.so")
-        let sock = dir + "/h.sock"
-        let host = try PlexusCommand.startHost(in: dir, socket: sock)
+        let running = try RunningHost("top-gone", only: ["textkit.so"])
+        defer { running.stop() }
+        let host = running.process, sock = running.sock
         let top = Process()
         top.executableURL = URL(fileURLWithPath: PlexusCommand.path)
         top.arguments = ["top", "--socket", sock, "--interval", "0.1"]
