@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import PlexusTestSupport
 import PlexusSocket
 import Testing
 
@@ -12,16 +13,8 @@ struct ClientTests {
 
     /// Runs the C example; returns (exit code, stdout, stderr).
     func run(_ args: [String]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.program)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try PlexusCommand.run(args, executable: Self.program)
+        return (r.status, r.out, r.err)
     }
 
     func withRunningHost(_ body: (String) throws -> Void) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import PlexusTestSupport
 import Testing
 
 /// W3C traceparent from the SDKs' clients (C, Rust, Python): the request
@@ -27,17 +28,8 @@ struct TraceParentTests {
     }
 
     func run(_ exe: String, _ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try PlexusCommand.run(args, env: env, executable: exe)
+        return (r.status, r.out, r.err)
     }
 
     func check(_ host: Host, trace: String, reported err: String) throws {
