@@ -524,7 +524,7 @@ public struct Reader {
             case .success(let a): h.listen = a
             case .failure(let e): throw fail(l, "http.listen", e.description)
             }
-            if !h.listen!.isLoopback && h.token == nil {
+            if h.isOpenWithoutToken {
                 throw fail(l, "http.listen", "\(h.listen!) is reachable from other machines: give a token (or token_env) too")
             }
         }

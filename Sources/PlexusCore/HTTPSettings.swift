@@ -8,6 +8,10 @@ public struct HTTPSettings: Sendable, Equatable {
     public var token: String?
     public init() {}
 
+    /// An address other machines can reach with no token to guard it: refused
+    /// wherever it comes from (plexus.yaml or --http).
+    public var isOpenWithoutToken: Bool { listen.map { !$0.isLoopback } == true && token == nil }
+
     /// "127.0.0.1:7400", "[::1]:7400", "localhost:7400", "0.0.0.0:7400".
     public struct Address: Sendable, Equatable, CustomStringConvertible {
         public var host: String

@@ -141,7 +141,7 @@ struct RunCommand: ParsableCommand {
         case .success(let a): h.listen = a
         case .failure(let e): throw CLIError("--http: \(e)", code: ExitStatus.usage)
         }
-        if !h.listen!.isLoopback && h.token == nil {
+        if h.isOpenWithoutToken {
             throw CLIError("--http: \(h.listen!) is reachable from other machines: set http.token_env (or http.token) in plexus.yaml first, or listen on 127.0.0.1", code: ExitStatus.usage)
         }
         return h
