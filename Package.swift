@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "reporter", type: .dynamic, targets: ["ReporterPlugin"]),
         // The Swift SDK, for plugin packages of their own (SDK/swift/example-plugin).
         .library(name: "PlexusAgent", targets: ["PlexusAgent"]),
+        // The host itself, for a Swift program that embeds it (by path: its
+        // release flags are unsafeFlags, which SwiftPM allows only there).
+        .library(name: "PlexusHost", targets: ["PlexusHost"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     ],
     targets: [
         // C: the envelope codec. Its public headers are the top-level include/ (symlink).
@@ -59,7 +63,8 @@ let package = Package(
         // C: the span ring, appended to without a lock (private to the host).
         .target(name: "CPlexusTrace", path: "Sources/CPlexusTrace"),
         // Swift: traces: the span recorder and reading spans back as trees.
-        .target(name: "PlexusTrace", dependencies: ["PlexusCore", "CPlexusTrace"]),
+        .target(name: "PlexusTrace", dependencies: ["PlexusCore", "CPlexusTrace", "PlexusThreads",
+                                                   .product(name: "Tracing", package: "swift-distributed-tracing")]),
         // Swift: supervision decisions (strategies, restart kinds, intensity, breakers); pure logic.
         .target(name: "PlexusSupervision"),
         // Swift: worker processes: spawning, limits, the channel, output capture.
@@ -75,6 +80,7 @@ let package = Package(
             dependencies: [
                 "PlexusCore", "PlexusThreads", "PlexusSandbox", "PlexusSupervision", "CPlexusFFI", "CPlexusInternal", "PlexusTrace",
                 "PlexusMetrics", .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -143,7 +149,8 @@ let package = Package(
         // Scratch directories every test target shares, removed when the test process exits.
         .target(name: "PlexusTestSupport", path: "Tests/PlexusTestSupport"),
         .testTarget(name: "PlexusCoreTests", dependencies: ["PlexusTestSupport", "PlexusCore", "CPlexusInternal"]),
-        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusTestSupport", "PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "PlexusHTTP"]),
+        .testTarget(name: "PlexusHostTests", dependencies: ["PlexusTestSupport", "PlexusHost", "PlexusSocket", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "PlexusHTTP",
+                                                                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing")]),
         .testTarget(name: "PlexusWorkflowsTests", dependencies: ["PlexusTestSupport", "PlexusWorkflows"]),
         .testTarget(name: "PlexusConfigTests", dependencies: ["PlexusTestSupport", "PlexusConfig"]),
         .testTarget(name: "PlexusStoreTests", dependencies: ["PlexusTestSupport", "PlexusStore"]),

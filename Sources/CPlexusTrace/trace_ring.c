@@ -78,3 +78,9 @@ int plexus_span_ring_get(const plexus_span_ring *r, uint64_t index, plexus_span_
     out->sender[sizeof out->sender - 1] = 0;
     return 1;
 }
+
+int plexus_span_ring_state(const plexus_span_ring *r, uint64_t index) {
+    uint64_t seq = atomic_load_explicit(&((slot *)&r->slots[index & r->mask])->seq, memory_order_acquire);
+    uint64_t want = 2 * index + 2;
+    return seq == want ? 1 : seq > want ? -1 : 0;
+}

@@ -134,6 +134,7 @@ final class Dispatcher: @unchecked Sendable {
                 agent = n
             } else {
                 w.slotTurns = 0
+                plexus_tls_set_tick(0)   // it may wait: the next handler reads its own start
                 runQueue.lock()
                 while queue.isEmpty && !stopping {
                     idleWorkers += 1

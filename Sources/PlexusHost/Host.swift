@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import PlexusCore
 import PlexusSandbox
+import Tracing
 @_exported import PlexusSupervision
 @_exported import PlexusTrace
 
@@ -99,6 +100,11 @@ public struct HostConfiguration: Sendable {
     public var http = HTTPSettings()
     /// Span recording (`tracing:` in plexus.yaml; Tracer).
     public var tracing = TracingSettings()
+    /// Where recorded spans are also handed, through swift-distributed-tracing's
+    /// API (SpanExporter): this Tracer, or else the one an embedding program
+    /// bootstrapped (`InstrumentationSystem.bootstrap`, e.g. swift-otel's);
+    /// none when neither is set.
+    public var spanSink: (any Tracing.Tracer)?
     /// The host's meters (metrics.enabled); off unless set (`plexus run` sets
     /// it when its HTTP server is on).
     public var metrics = MetricsSettings()
@@ -124,6 +130,8 @@ public final class Host: @unchecked Sendable {
     private var started: [Agent] = []
     private var running = false
     private let clientName = strdup("client:api")!
+    /// Replays spans into configuration.spanSink or the bootstrapped Tracer; nil when neither.
+    private var spanExporter: SpanExporter?
     /// Warm workers (configuration.warmWorkers per policy); nil when 0.
     public let warmPool: WarmPool?
     private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in started.compactMap(\.link) }
@@ -316,6 +324,19 @@ public final class Host: @unchecked Sendable {
             return
         }
         running = true
+        startSpanExport()
+    }
+
+    /// Hands spans to a swift-distributed-tracing Tracer when one is given
+    /// or bootstrapped; a host that cannot start the thread runs without it.
+    private func startSpanExport() {
+        guard router.tracer.enabled else { return }
+        let bootstrapped = InstrumentationSystem.tracer
+        guard let sink = configuration.spanSink ?? (bootstrapped is NoOpTracer ? nil : bootstrapped) else { return }
+        let e = SpanExporter(from: router.tracer, to: sink)
+        do throws(ThreadStartError) { try e.start(); spanExporter = e } catch {
+            logger.error("spans are not exported", metadata: ["error": "\(error)"])
+        }
     }
 
     private func refuseAtStart(_ agent: Agent, file: String, _ err: PlexusError) {
@@ -363,6 +384,8 @@ public final class Host: @unchecked Sendable {
         }
         router.stop()   // any request still open is answered SHUTTING_DOWN
         started.removeAll()
+        spanExporter?.stop()   // after the last span: what is held is replayed
+        spanExporter = nil
     }
 
     deinit { shutdown() }

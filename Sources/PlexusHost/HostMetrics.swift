@@ -1,5 +1,6 @@
 import CoreMetrics
 import CPlexus
+import CPlexusInternal
 import Glibc
 import PlexusCore
 import PlexusMetrics
@@ -23,7 +24,7 @@ public final class HostMetrics: Sendable {
         "plexus_agent_in_flight": "Messages delivered to the agent's worker and not yet finished.",
         "plexus_agent_restarts_total": "Times the agent's worker was restarted.",
         "plexus_agent_state": "1 for the agent's current lifecycle state, 0 for the others.",
-        "plexus_agent_handle_seconds": "Time from the handler's start to its end (in process), or from delivery to the worker to its DONE (sandboxed).",
+        "plexus_agent_handle_seconds": "Time from the handler's start to its end (in process; a handler that directly follows another on the same dispatcher thread starts where that one ended, so the hand-over between them, tens of nanoseconds, is counted in it), or from delivery to the worker to its DONE (sandboxed).",
         "plexus_request_seconds": "A request's time from routing to its answer (the caller's view), by the capability or agent it was addressed to.",
         "plexus_worker_cpu_seconds_total": "CPU time (user + system) of the agent's worker process, from /proc.",
         "plexus_worker_resident_bytes": "Resident memory of the agent's worker process, from /proc.",
@@ -37,10 +38,12 @@ public final class HostMetrics: Sendable {
         "plexus_workflow_runs": "Workflow runs, by state.",
     ]
 
-    public let factory = PlexusMetricsFactory(help: HostMetrics.help)
-    /// By MessageKind (countRouted): swift-prometheus's counters themselves,
-    /// not swift-metrics' wrappers, so a count costs no reference counting.
-    private let routedCommand, routedQuery, routedResponse, routedEvent, routedError: Prometheus.Counter
+    /// Timers convert ticks of the meter clock (plexus_ticks.h), calibrated
+    /// here once per process (about 2 ms, only when metrics are on).
+    public let factory = PlexusMetricsFactory(help: HostMetrics.help, nanosPerTick: 1 / plexus_ticks_calibrate())
+    /// By MessageKind's raw value (countRouted; 4 also counts any other
+    /// kind): one padded atomic each, rendered by metricsText.
+    let routed = PaddedCounters(slots: 5)
     /// By status code; the last two slots: "init_failed", "other".
     let deadLettered: LazyCounters
     static let deadLetterInitFailed = 30
@@ -58,11 +61,6 @@ public final class HostMetrics: Sendable {
 
     init() {
         let f = factory
-        func routed(_ k: MessageKind) -> Prometheus.Counter {
-            f.makeCounter(label: "plexus_messages_routed_total", dimensions: [("kind", k.name)]) as! Prometheus.Counter
-        }
-        routedCommand = routed(.command); routedQuery = routed(.query); routedResponse = routed(.response)
-        routedEvent = routed(.event); routedError = routed(.error)
         deadLettered = LazyCounters(slots: 32) { i in
             let reason = i == HostMetrics.deadLetterInitFailed ? "init_failed" : i == 31 ? "other" : statusName(plexus_status(Int32(i))).lowercased()
             return CoreMetrics.Counter(label: "plexus_messages_dead_lettered_total", dimensions: [("reason", reason)], factory: f)
@@ -75,18 +73,10 @@ public final class HostMetrics: Sendable {
     }
 
     @inline(__always)
-    func countRouted(_ kind: UInt8) {
-        switch kind {
-        case MessageKind.command.rawValue: routedCommand.increment()
-        case MessageKind.query.rawValue: routedQuery.increment()
-        case MessageKind.response.rawValue: routedResponse.increment()
-        case MessageKind.event.rawValue: routedEvent.increment()
-        default: routedError.increment()
-        }
-    }
+    func countRouted(_ kind: UInt8) { routed.increment(kind < 5 ? Int(kind) : 4) }
 
     /// The handles of one agent, made when it registers.
-    func agent(_ name: String) -> AgentMeters { AgentMeters(name: name, factory: factory) }
+    func agent(_ name: String, exclusive: Bool) -> AgentMeters { AgentMeters(name: name, factory: factory, exclusive: exclusive) }
 
     /// A request histogram for a name no agent or capability object holds.
     func requestHistogram(_ label: String) -> AtomicHistogram {
@@ -122,8 +112,10 @@ public final class HostMetrics: Sendable {
 
 /// One agent's handles, resolved once (Registry.register/attach).
 final class AgentMeters: @unchecked Sendable {
-    /// swift-prometheus's counter itself (made through the swift-metrics factory).
-    let handled: Prometheus.Counter
+    /// Whether one thread at a time records into `handle` (an in-process,
+    /// non-concurrent agent: observeTicksExclusive); a worker's DONE is
+    /// recorded by its link's reader, beside the dispatcher.
+    let exclusive: Bool
     /// By the handler's status code (the last slot: any other).
     let failed: LazyCounters
     let handle: AtomicHistogram
@@ -132,8 +124,8 @@ final class AgentMeters: @unchecked Sendable {
     /// The handle-time counts when the current p50/p99 window began (Reports).
     let window: Mutex<QuantileWindow>
 
-    init(name: String, factory f: PlexusMetricsFactory) {
-        handled = f.makeCounter(label: "plexus_agent_messages_handled_total", dimensions: [("agent", name)]) as! Prometheus.Counter
+    init(name: String, factory f: PlexusMetricsFactory, exclusive: Bool) {
+        self.exclusive = exclusive
         failed = LazyCounters(slots: 32) { i in
             CoreMetrics.Counter(label: "plexus_agent_messages_failed_total",
                                 dimensions: [("agent", name), ("status", i == 31 ? "UNKNOWN" : statusName(plexus_status(Int32(i))))], factory: f)
@@ -147,7 +139,6 @@ final class AgentMeters: @unchecked Sendable {
     /// (a host serving many short-lived clients would otherwise keep every
     /// name it ever saw). Messages still on their way count unseen.
     func retire(_ f: PlexusMetricsFactory) {
-        f.destroyCounter(handled)
         failed.destroyAll()
         f.destroyTimer(handle)
         f.destroyTimer(requests)
@@ -200,7 +191,17 @@ extension Host {
         guard let m = router.metrics else { return nil }
         var out = ""
         m.factory.render(into: &out)
+        Exposition.header(&out, "plexus_messages_routed_total", type: "counter", help: HostMetrics.help["plexus_messages_routed_total"]!)
+        for k in [MessageKind.command, .query, .response, .event, .error] {
+            Exposition.sample(&out, "plexus_messages_routed_total", [("kind", k.name)], Double(m.routed.value(Int(k.rawValue))))
+        }
         let agents = registry.everyAgent
+        // Counted by the agent itself (Agent.handled), read here: the message
+        // path pays no second add for the metric.
+        Exposition.header(&out, "plexus_agent_messages_handled_total", type: "counter", help: HostMetrics.help["plexus_agent_messages_handled_total"]!)
+        for a in agents where a.meters != nil {
+            Exposition.sample(&out, "plexus_agent_messages_handled_total", [("agent", a.name)], Double(a.handled.load(ordering: .relaxed)))
+        }
         let states: [AgentState] = [.registering, .active, .draining, .suspended, .terminated]
         Exposition.header(&out, "plexus_agent_mailbox_depth", type: "gauge", help: HostMetrics.help["plexus_agent_mailbox_depth"]!)
         for a in agents { Exposition.sample(&out, "plexus_agent_mailbox_depth", [("agent", a.name)], Double(a.queued)) }

@@ -101,11 +101,11 @@ final class PendingShard: @unchecked Sendable {
         let deadlineMono: Int64
         let target: String         // for the timeout message
         let timeoutMs: Int64
-        /// plexus_request_seconds: the histogram and the monotonic start (metrics on).
+        /// plexus_request_seconds: the histogram and the start in meter-clock ticks (metrics on).
         /// Unretained: it belongs to the responder (held above), a capability
         /// or HostMetrics, which all outlive the request.
         var timer: Unmanaged<AtomicHistogram>? = nil
-        var startNanos: Int64 = 0
+        var startTicks: Int64 = 0
         /// The request's trace: its reply continues it, whoever sends the
         /// reply and whenever (a worker may answer after its handler returned).
         var trace: plexus_id = .none

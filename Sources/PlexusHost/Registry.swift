@@ -79,7 +79,7 @@ final class Registry: @unchecked Sendable {
         if agents[a.name] != nil {
             throw PlexusError(.BAD_DESCRIPTOR, "duplicate agent name '\(a.name)': already provided by \(holder(a.name))")
         }
-        a.meters = metrics?.agent(a.name)
+        a.meters = metrics?.agent(a.name, exclusive: a.link == nil && a.concurrency == 1)
         a.trafficSlot = traffic.slot(for: a.name)
         agents[a.name] = a
         byCName[CNameKey(p: a.cName)] = a
@@ -123,7 +123,7 @@ final class Registry: @unchecked Sendable {
     /// plugin agents and attached ones, and not reserved unless `byHost`.
     func attach(_ a: Agent, byHost: Bool = false) throws(PlexusError) {
         if !byHost { try Registry.checkClaims(a) }
-        if a.meters == nil { a.meters = metrics?.agent(a.name) }   // before anyone can route to it
+        if a.meters == nil { a.meters = metrics?.agent(a.name, exclusive: a.link == nil && a.concurrency == 1) }   // before anyone can route to it
         a.trafficSlot = traffic.slot(for: a.name)
         let taken: Bool = attached.withLock { t in
             if agents[a.name] != nil || t.agents[a.name] != nil { return true }

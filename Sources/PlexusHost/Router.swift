@@ -176,7 +176,7 @@ final class Router: @unchecked Sendable {
                                          target: label, timeoutMs: timeoutMs, trace: c.trace_id, traced: t0 != 0)
             if metricsRef != nil {
                 entry.timer = timer ?? metrics.map { Unmanaged.passUnretained($0.requestHistogram(label)) }
-                entry.startNanos = Clock.monotonicNanos()
+                entry.startTicks = plexus_ticks()
             }
             c.id = try pending.add(entry)
         }
@@ -331,7 +331,7 @@ final class Router: @unchecked Sendable {
     /// The caller's view of a request, recorded when its answer is decided.
     @inline(__always)
     static func observeAnswer(_ e: PendingRequests.Entry) {
-        if let t = e.timer { let d = Clock.monotonicNanos() - e.startNanos; t._withUnsafeGuaranteedRef { $0.observe(d) } }
+        if let t = e.timer { let d = plexus_ticks() - e.startTicks; t._withUnsafeGuaranteedRef { $0.observeTicks(d) } }
     }
 
     private func deliver(_ m: Message, to r: Requester) {
@@ -366,6 +366,12 @@ final class Router: @unchecked Sendable {
     // MARK: delivery (on a dispatcher thread)
 
     private func invoke(_ m: Message, on agent: Agent) {
+        // The end of the handler this dispatcher thread ran just before (it
+        // has not waited since), in meter-clock ticks: this handler's start
+        // without a second clock read. Taken (0 is left) so that a message
+        // handled any other way below, or a wait, breaks the chain.
+        let chained = plexus_tls_tick()
+        plexus_tls_set_tick(0)
         let h = m.header
         let isAnswer = h.kind == MessageKind.response.rawValue || h.kind == MessageKind.error.rawValue
         if !isAnswer && h.deadlineUnixNs != 0 && Clock.isPast(h.deadlineUnixNs, coarse: Clock.coarseUnixNanos()) {
@@ -378,13 +384,12 @@ final class Router: @unchecked Sendable {
             } else {
                 link.deliver(m)
             }
-            agent.handled.wrappingAdd(1, ordering: .relaxed)
-            if let r = agent.metersRef { r._withUnsafeGuaranteedRef { $0.handled.increment() } }   // its handle time: from here to the worker's DONE
+            agent.handled.wrappingAdd(1, ordering: .relaxed)   // its handle time: from here to the worker's DONE (WorkerLink)
             return
         }
         let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start (a worker's: WorkerLink)
         let meters = agent.metersRef
-        let started = meters == nil ? 0 : Clock.monotonicNanos()
+        let started = meters == nil ? 0 : chained != 0 ? chained : plexus_ticks()
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }
@@ -394,10 +399,11 @@ final class Router: @unchecked Sendable {
         agent.handled.wrappingAdd(1, ordering: .relaxed)
         if t1 != 0 { handled(m, by: agent, start: t1, end: Tracer.now(), status: status) }
         if let meters {
-            let took = Clock.monotonicNanos() - started
+            let ended = plexus_ticks()
+            // Only a dispatcher thread chains (it clears the tick before it waits).
+            if plexus_tls_worker() != nil { plexus_tls_set_tick(ended) }
             meters._withUnsafeGuaranteedRef { mt in
-                mt.handle.observe(took)
-                mt.handled.increment()
+                if mt.exclusive { mt.handle.observeTicksExclusive(ended - started) } else { mt.handle.observeTicks(ended - started) }
                 if status != 0 { mt.failed.increment(Int(status)) }
             }
         }

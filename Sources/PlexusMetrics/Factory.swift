@@ -18,7 +18,11 @@ public final class PlexusMetricsFactory: CoreMetrics.MetricsFactory, Sendable {
     }
     private let histograms = Mutex(Histograms())
 
-    public init(help: [String: String]) { self.help = help }
+    /// Nanoseconds per tick of the clock the host times messages with
+    /// (plexus_ticks.h); its timers convert with it.
+    private let nanosPerTick: Double
+
+    public init(help: [String: String], nanosPerTick: Double = 1) { self.help = help; self.nanosPerTick = nanosPerTick }
 
     private func descriptor(_ label: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: label, unitName: "", helpText: help[label] ?? label)
@@ -42,12 +46,12 @@ public final class PlexusMetricsFactory: CoreMetrics.MetricsFactory, Sendable {
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        histogram(label, dimensions, bounds: Buckets.durationNanos, divisor: 1e9)
+        histogram(label, dimensions, bounds: Buckets.durationNanos, divisor: 1e9, unitsPerTick: nanosPerTick)
     }
 
     /// makeTimer's histogram as its own type, for a site that records into it directly.
     public func timer(_ label: String, _ dimensions: [(String, String)] = []) -> AtomicHistogram {
-        histogram(label, dimensions, bounds: Buckets.durationNanos, divisor: 1e9)
+        histogram(label, dimensions, bounds: Buckets.durationNanos, divisor: 1e9, unitsPerTick: nanosPerTick)
     }
 
     /// makeRecorder(aggregate: true)'s histogram as its own type.
@@ -56,11 +60,12 @@ public final class PlexusMetricsFactory: CoreMetrics.MetricsFactory, Sendable {
     }
 
     /// The series of this name and labels: the same object when asked twice.
-    private func histogram(_ name: String, _ labels: [(String, String)], bounds: [Int64], divisor: Double) -> AtomicHistogram {
+    private func histogram(_ name: String, _ labels: [(String, String)], bounds: [Int64], divisor: Double,
+                           unitsPerTick: Double = 1) -> AtomicHistogram {
         histograms.withLock { h in
             let series = h.byName[name] ?? []
             if let same = series.first(where: { $0.labels.elementsEqual(labels, by: { $0 == $1 }) }) { return same }
-            let made = AtomicHistogram(name: name, labels: labels, bounds: bounds, divisor: divisor)
+            let made = AtomicHistogram(name: name, labels: labels, bounds: bounds, divisor: divisor, unitsPerTick: unitsPerTick)
             if h.byName[name] == nil { h.order.append(name) }
             h.byName[name, default: []].append(made)
             return made

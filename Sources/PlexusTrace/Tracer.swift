@@ -129,6 +129,28 @@ public final class Tracer: @unchecked Sendable {   // its state: the C ring (ato
         return TracingStatus(enabled: true, capacity: Int(cap), recorded: Int(w), dropped: Int(w > cap ? w - cap : 0))
     }
 
+    /// Records written since start (the next record's index).
+    public var written: UInt64 { ring.map { plexus_span_ring_written($0) } ?? 0 }
+
+    /// The records from index `from` on, oldest first, up to the first one
+    /// still being written (`next`: where to read on from), and how many
+    /// were overwritten before this read.
+    func records(from: UInt64) -> (records: [plexus_span_record], next: UInt64, missed: Int) {
+        guard let ring else { return ([], from, 0) }
+        let to = plexus_span_ring_written(ring)
+        var out: [plexus_span_record] = []
+        var r = plexus_span_record()
+        var missed = 0
+        var i = from
+        while i < to {
+            let state = plexus_span_ring_state(ring, i)
+            if state == 0 { break }
+            if state > 0 && plexus_span_ring_get(ring, i, &r) != 0 { out.append(r) } else { missed += 1 }
+            i += 1
+        }
+        return (out, i, missed)
+    }
+
     /// The records still in the ring that `keep` wants, oldest first.
     func records(_ keep: (borrowing plexus_span_record) -> Bool = { _ in true }) -> [plexus_span_record] {
         guard let ring else { return [] }

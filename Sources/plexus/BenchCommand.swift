@@ -26,6 +26,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "The Erlang/OTP ping-pong run beside inproc_rr_per_s when `erl` is on PATH.") var erlangSource = "Benchmarks/peers/erlang_pingpong.erl"
     @Option(parsing: .unconditional, help: "Requests the pipelined client keeps in flight.") var window = 256
     @Flag(help: "Only sandbox_rr_p50_us, without its floor (for profiling the sandboxed round trip).") var sandboxRrOnly = false
+    @Flag(help: "Only inproc_rr_per_s and inproc_rr_observed_per_s, run alternately (observability's cost).") var observedOnly = false
+    @Option(help: ArgumentHelp("With --observed-only: run only `on` (metrics and tracing) or `off`, one mode per process (for perf stat).", visibility: .hidden))
+    var observability: String?
+    private var onlyMode: Bool? { observability.map { $0 == "on" } }
+
+    func validate() throws {
+        if let o = observability, o != "on" && o != "off" { throw ValidationError("--observability takes on or off, not '\(o)'") }
+    }
 
     func run() throws {
         // The restart lines kill workers on purpose, hundreds of times: their
@@ -46,7 +54,7 @@ struct BenchCommand: ParsableCommand {
         // table and ctx) the second load would take over.
         var plain: [Int] = [], observed: [Int] = []
         for _ in 0..<repetitions {
-            for watched in [false, true] {
+            for watched in [false, true] where onlyMode == nil || onlyMode == watched {
                 let h = try host(pairs: 1, threads: cores, observed: watched)
                 _ = try drive(h, pairs: 1, "rr 20000")   // warm-up
                 let r = try rate(h, pairs: 1, "rr", roundTrips)
@@ -54,7 +62,15 @@ struct BenchCommand: ParsableCommand {
                 h.shutdown()
             }
         }
+        if let onlyMode {   // one mode per process, for `perf stat` (cycles per round trip)
+            let xs = onlyMode ? observed : plain
+            return print("inproc_rr\(onlyMode ? "_observed" : "")_per_s: \(xs.sorted()[xs.count / 2]) round trips/s (only this mode; each run: \(xs.map(String.init).joined(separator: " ")))")
+        }
         let inproc = plain.sorted()[plain.count / 2], inprocObserved = observed.sorted()[observed.count / 2]
+        if observedOnly {
+            print("inproc_rr_per_s: \(inproc) round trips/s (metrics and tracing off; each run: \(plain.map(String.init).joined(separator: " ")))")
+            return print("inproc_rr_observed_per_s: \(inprocObserved) round trips/s (metrics and tracing on; each run: \(observed.map(String.init).joined(separator: " ")); \(ratio(Double(inprocObserved), Double(inproc), "inproc_rr_per_s")), goal 0.95x)")
+        }
         let one = try host(pairs: 1, threads: cores)
         _ = try drive(one, pairs: 1, "rr 20000")
         let erlang = erlangPingPong()

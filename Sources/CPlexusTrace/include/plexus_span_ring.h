@@ -63,4 +63,9 @@ void plexus_span_ring_put(plexus_span_ring *r, const plexus_span_record *fixed,
 ** written, or was never written. */
 int plexus_span_ring_get(const plexus_span_ring *r, uint64_t index, plexus_span_record *out);
 
+/* Whether record `index` can be read: 1 written, 0 reserved and still being
+** written (a reader following the ring waits for it), -1 overwritten by a
+** later record. */
+int plexus_span_ring_state(const plexus_span_ring *r, uint64_t index);
+
 #endif
