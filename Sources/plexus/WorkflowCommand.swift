@@ -9,8 +9,8 @@ import PlexusWorkflows
 /// `plexus workflow`: run YAML workflows on the running host and follow them.
 struct WorkflowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "workflow", abstract: "Run, follow, resume, approve and draw workflows declared in YAML.",
-        subcommands: [Run.self, Status.self, Resume.self, Approve.self, List.self, Graph.self, Check.self])
+        commandName: "workflow", abstract: "Run, follow, resume, approve, signal, cancel and draw workflows declared in YAML.",
+        subcommands: [Run.self, Status.self, Resume.self, Approve.self, Signal.self, Cancel.self, List.self, Graph.self, Check.self])
 
     /// What run, status and resume share: follow the run, then save its outputs.
     struct Follow: ParsableArguments {
@@ -34,6 +34,9 @@ struct WorkflowCommand: ParsableCommand {
             bootstrapLogging(default: .error)
             let w = try loadWorkflow(file)
             var args: [String: JSONValue] = ["source": .string(w.source), "file": .string(file)]
+            // The files its workflow: steps run go with it: the host reads none itself.
+            let included = w.includedSources
+            if !included.isEmpty { args["includes"] = .object(included.mapValues(JSONValue.string)) }
             if let input {
                 guard let v = try? JSONValue.parse(Array(input.utf8)), case .object = v else {
                     throw ValidationError("--input must be a JSON object, such as '{\"path\": \"data.csv\"}'")
@@ -99,6 +102,44 @@ struct WorkflowCommand: ParsableCommand {
             bootstrapLogging(default: .error)
             _ = try ask(try options.hostForState(), "plexus.workflows.approve", .object(["id": .string(runID), "step": .string(step)]))
             print("approved \(step) of run \(runID)")
+        }
+    }
+
+    struct Signal: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send a running run a signal: a wait_for step of that name takes its JSON as its output.",
+            discussion: "A signal that comes before a step waits for it is kept with the run until one does. A run that is not running refuses it (exit 1).")
+        @Argument(help: "The run id.") var runID: String
+        @Argument(help: "The signal's name, as a wait_for: step names it.") var name: String
+        @Argument(help: "Its JSON (default null), such as '{\"approved\": true}'.") var json: String?
+        @OptionGroup var options: ConnectionOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            var payload = JSONValue.null
+            if let json {
+                guard let v = try? JSONValue.parse(Array(json.utf8)) else {
+                    throw ValidationError("the signal's JSON does not parse: \(json) (a string needs quotes: '\"text\"')")
+                }
+                payload = v
+            }
+            _ = try ask(try options.hostForState(), "plexus.workflows.signal",
+                        .object(["id": .string(runID), "name": .string(name), "payload": payload]))
+            print("signal \(name) sent to run \(runID)")
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a running run: its started steps, their tasks and its sub-workflow runs.",
+            discussion: "The run and each step it had started show as cancelled. A run that is not running is refused (exit 1).")
+        @Argument(help: "The run id.") var runID: String
+        @OptionGroup var options: ConnectionOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            _ = try ask(try options.hostForState(), "plexus.workflows.cancel", .object(["id": .string(runID)]))
+            print("cancelled run \(runID)")
         }
     }
 
