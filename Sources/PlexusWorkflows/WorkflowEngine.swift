@@ -223,11 +223,7 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     private func load(_ r: RunRecord) throws(PlexusError) -> RunState {
         let w: Workflow
-        var included: [String: String] = [:]
-        if let i = r.includes, case .object(let o)? = try? JSONValue.parse(Array(i.utf8)) {
-            for (path, v) in o { if case .string(let text) = v { included[path] = text } }
-        }
-        do throws(ConfigError) { w = try WorkflowFile.parse(r.source, file: r.file, includes: included) } catch {
+        do throws(ConfigError) { w = try WorkflowFile.parse(run: r) } catch {
             throw PlexusError(.INVALID_ARGUMENT, "run \(r.id): its workflow no longer reads: \(error)")
         }
         let input = (try? JSONValue.parse(Array(r.input.utf8))) ?? .object([:])

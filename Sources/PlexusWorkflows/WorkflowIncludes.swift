@@ -1,4 +1,6 @@
 import PlexusConfig
+import PlexusCore
+import PlexusStore
 
 /// Where a `workflow: FILE` step's file comes from. Checking a file on disk
 /// (`plexus workflow check`, `run`) reads each one from disk; the host reads
@@ -47,5 +49,17 @@ struct WorkflowIncludes {
             }
         }
         return (absolute ? "/" : "") + parts.joined(separator: "/")
+    }
+}
+
+extension WorkflowFile {
+    /// A stored run's workflow, from the texts it was started with (its
+    /// sub-workflows' too): never from disk.
+    public static func parse(run r: RunRecord) throws(ConfigError) -> Workflow {
+        var included: [String: String] = [:]
+        if let i = r.includes, case .object(let o)? = try? JSONValue.parse(Array(i.utf8)) {
+            for (path, v) in o { if case .string(let text) = v { included[path] = text } }
+        }
+        return try parse(r.source, file: r.file, includes: included)
     }
 }
