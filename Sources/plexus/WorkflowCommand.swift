@@ -190,13 +190,17 @@ struct WorkflowCommand: ParsableCommand {
             bootstrapLogging(default: .error)
             let w = try loadWorkflow(file)
             let tasks = w.nodes.filter { $0.capability != nil }.count
-            print("\(file): workflow \(w.name) is valid: \(w.steps.count) steps, \(tasks) of them calling agents")
+            let included = w.includedSources.count
+            print("\(file): workflow \(w.name) is valid: \(w.steps.count) steps, \(tasks) of them calling agents"
+                  + (included > 0 ? "; with the \(included) workflow file(s) its workflow: steps run, checked too" : ""))
             guard let c = try options.runningHost() else {
                 FileHandleErr.note("plexus workflow: no host is running at \(options.socketPath): capabilities not checked against its agents")
                 return
             }
             let provided = try providedCapabilities(c)
-            for s in w.nodes {
+            // Its sub-workflows' steps too: they run on the same host.
+            func everyStep(_ w: Workflow) -> [Step] { w.nodes + w.subworkflows.keys.sorted().flatMap { everyStep(w.subworkflows[$0]!) } }
+            for s in everyStep(w) {
                 guard let cap = s.capability, !provided.contains(cap) else { continue }
                 let hint = Suggestion.closest(to: cap, among: provided.sorted()).map { " (did you mean \($0)?)" } ?? ""
                 print("\(file): warning: step \(s.name) calls \(cap), which no agent of the running host provides\(hint); "

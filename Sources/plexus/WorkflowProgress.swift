@@ -120,9 +120,11 @@ enum WorkflowProgress {
     static func tries(_ st: JSONValue, _ state: String) -> String {
         guard let n = Int(str(st["attempts"])) else { return "" }
         let last: String? = if case .string(let e)? = st["last_error"], !e.isEmpty { e } else { nil }
-        let retried = Int(str(st["items_total"])).map { n > $0 } ?? (n > 1)   // a for_each: more attempts than items
+        // A for_each: more attempts than items; a loop: more than its runs.
+        let retried = Int(str(st["items_total"])).map { n > $0 } ?? Int(str(st["iterations"])).map { n > $0 } ?? (n > 1)
         guard retried || (last != nil && state != "failed") else { return "" }
-        let counted = (str(st["kind"]) == "for_each" ? "\(n) attempts over its items" : "\(n) attempts") + (state == "running" ? " so far" : "")
+        let over = ["for_each": " over its items", "repeat": " over its runs"][str(st["kind"])] ?? ""
+        let counted = "\(n) attempts\(over)" + (state == "running" ? " so far" : "")
         let shown = state == "failed" ? nil : last   // a failed step's line ends with its error already
         return "  " + counted + (shown.map { ", last failure: " + String($0.prefix(100)) } ?? "")
     }
