@@ -84,6 +84,7 @@ struct WorkflowCourseCrashTests {
     @Test func aLoopKilledBetweenItsRunsGoesOnFromItsLastCheckpointedRun() throws {
         let dir = try workspace("loopcrash")
         var h = try host.startHost(dir)
+        defer { if h.isRunning { kill9(h) } }   // whichever host is up when the test ends, even by a failure
         let id = try start(try SocketClient(path: dir + "/h.sock"), """
             workflow: loop-crash
             steps:
@@ -103,7 +104,6 @@ struct WorkflowCourseCrashTests {
         #expect(before["\(id)/poll/-1"] == nil, "the loop ended before the kill")
 
         h = try host.startHost(dir)
-        defer { if h.isRunning { h.interrupt(); h.waitUntilExit() } }
         let c = try SocketClient(path: dir + "/h.sock")
         let s = try wait(c, id, until: ended)
         #expect(s["state"] == .string("completed"), "\(s.text)")
@@ -117,6 +117,7 @@ struct WorkflowCourseCrashTests {
     @Test func aSubWorkflowKilledInsideGoesOnInTheSameSubRun() throws {
         let dir = try workspace("subcrash")
         var h = try host.startHost(dir)
+        defer { if h.isRunning { kill9(h) } }   // whichever host is up when the test ends, even by a failure
         let child = """
             workflow: child
             input: { ms: 0 }
@@ -147,7 +148,6 @@ struct WorkflowCourseCrashTests {
         #expect(before["\(sub)/c/-1"] == nil, "the sub-run ended before the kill")
 
         h = try host.startHost(dir)
-        defer { if h.isRunning { h.interrupt(); h.waitUntilExit() } }
         let c = try SocketClient(path: dir + "/h.sock")
         let s = try wait(c, id, until: ended)
         #expect(s["state"] == .string("completed"), "\(s.text)")
@@ -166,6 +166,7 @@ struct WorkflowCourseCrashTests {
     @Test func aSignalSentBeforeAKillIsKeptAndAWaitKilledGoesOnWaiting() throws {
         let dir = try workspace("sigcrash")
         var h = try host.startHost(dir)
+        defer { if h.isRunning { kill9(h) } }   // whichever host is up when the test ends, even by a failure
         let id = try start(try SocketClient(path: dir + "/h.sock"), """
             workflow: signals
             steps:
@@ -195,7 +196,6 @@ struct WorkflowCourseCrashTests {
         let before = try checkpoints(dir, [id])
 
         h = try host.startHost(dir)
-        defer { if h.isRunning { h.interrupt(); h.waitUntilExit() } }
         c = try SocketClient(path: dir + "/h.sock")
         #expect(step(try ask(c, "plexus.workflows.status", .object(["id": .string(id)])), "late")["state"] == .string("waiting"))
         _ = try ask(c, "plexus.workflows.signal", .object(["id": .string(id), "name": .string("late"), "payload": .string("two")]))
