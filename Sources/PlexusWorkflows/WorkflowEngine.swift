@@ -311,8 +311,6 @@ public final class WorkflowEngine: @unchecked Sendable {
         let ok = checkpoint(effects, children: children, now: now)
         cancelTasks(effects.flatMap { $0.1.cancelTasks })
         if scheduler.tracer.enabled { trace(effects) }
-        for f in failures { f(PlexusError(.INVALID_ARGUMENT, "that run is not running")) }
-        for reply in replies { reply(ok ? nil : PlexusError(.INTERNAL, "the checkpoint could not be written")) }
         submit(effects.flatMap { r, fx in fx.tasks.map { (r, $0) } })
         // A sub-workflow's run that ended tells its parent's step (next turn).
         for r in touched.values where r.record.state != "running" && !r.toldParent {
@@ -333,6 +331,9 @@ public final class WorkflowEngine: @unchecked Sendable {
             }
             wakeAt = next.map { mono + max(0, $0 - unix) }
         }
+        // Answered last: a caller that reads the status next sees what it asked for.
+        for f in failures { f(PlexusError(.INVALID_ARGUMENT, "that run is not running")) }
+        for reply in replies { reply(ok ? nil : PlexusError(.INTERNAL, "the checkpoint could not be written")) }
     }
 
     /// Each workflow: step that asked for a run gets one: stored in this
