@@ -24,7 +24,10 @@ struct WorkflowCommand: ParsableCommand {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a workflow file and start a run of it on the running host; prints the run id.",
-            discussion: "The run is on disk before its id is printed. If the host stops, it resumes the run when it starts again.")
+            discussion: """
+                The run is on disk before its id is printed. If the host stops, it resumes the run when it starts again. \
+                The files its workflow: steps name (relative to FILE) are read and checked here and sent with it: the host reads none of them.
+                """)
         @Argument(help: "The workflow file (YAML).") var file: String
         @Option(help: "The run's input: a JSON object, over the file's input defaults. A relative path in it that names a file in the current directory is sent as an absolute path.") var input: String?
         @OptionGroup var follow: Follow

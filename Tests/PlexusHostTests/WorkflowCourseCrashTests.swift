@@ -242,5 +242,11 @@ struct WorkflowCourseCrashTests {
         #expect(late.status == 1 && late.err.contains("only a running run can be signalled"), "\(late.err)")
         let unknown = try PlexusCommand.run(["workflow", "cancel", "0123abcd"] + sock)
         #expect(unknown.status == 1 && unknown.err.contains("no workflow run 0123abcd"), "\(unknown.err)")
+
+        // A client naming a sub-workflow file it did not send: the host reads no file for it.
+        try "workflow: secret\nsteps:\n  a: { call: wf.echo }\n".write(toFile: dir + "/secret.yaml", atomically: true, encoding: .utf8)
+        #expect { _ = try start(c, "workflow: sneaky\nsteps:\n  peek: { workflow: \(dir)/secret.yaml }\n") } throws: { e in
+            "\(e)".contains("steps.peek.workflow: cannot read \(dir)/secret.yaml: the run was not given its text")
+        }
     }
 }

@@ -32,6 +32,10 @@ import Testing
         let mermaid = WorkflowGraph.mermaid(w)
         #expect(mermaid.contains("poll -.->|repeat until steps.poll.output.ready ¦¦ steps.poll.iterations >= input.most (≤5)| poll"), "\(mermaid)")
         #expect(WorkflowGraph.dot(w).contains("\"poll\" -> \"poll\" [label=\"repeat until"))
+        // The dashboard's graph: the loop's node says so; no edge into itself to lay out.
+        guard case .array(let nodes)? = WorkflowGraph.json(w)["nodes"], case .array(let edges)? = WorkflowGraph.json(w)["edges"] else { Issue.record("no graph"); return }
+        #expect(nodes.first { $0["name"] == .string("poll") }?["shape"] == .string("repeat"))
+        #expect(!edges.contains { $0["from"] == $0["to"] })
     }
 
     @Test func loopMistakesAreRefusedWithFileLineAndField() {
