@@ -75,7 +75,14 @@ extension RunState {
 
     /// A signal came: kept (stored with this turn's checkpoints) until a
     /// wait_for step of that name takes it, now or later.
-    func signal(_ name: String, payload: JSONValue, now: Int64) -> Effects {
+    /// A name no wait_for step of the run waits for is refused: it could
+    /// never be taken (most likely a typo, or meant for a sub-run).
+    func signal(_ name: String, payload: JSONValue, now: Int64) throws(PlexusError) -> Effects {
+        let waited = workflow.nodes.compactMap { s -> String? in if case .wait(let n) = s.kind { n } else { nil } }
+        guard waited.contains(name) else {
+            throw PlexusError(.INVALID_ARGUMENT, "run \(id) of \(workflow.name) has no step waiting for a signal '\(name)'; "
+                              + (waited.isEmpty ? "it has no wait_for step" : "its wait_for steps wait for \(Set(waited).sorted().joined(separator: ", "))"))
+        }
         var fx = Effects()
         signalSeq += 1
         let sig = SignalRecord(run_id: id, seq: signalSeq, name: name, payload: payload.text, sent_unix_ns: now)

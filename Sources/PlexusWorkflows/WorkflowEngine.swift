@@ -291,7 +291,8 @@ public final class WorkflowEngine: @unchecked Sendable {
                 catch { let e = error; replies.append { _ in reply(e) } }
             case .signal(let run, let name, let payload, let reply):
                 guard let r = runs[run], r.record.state == "running" else { failures.append(reply); continue }
-                effects.append((r, r.signal(name, payload: payload, now: now))); touched[r.id] = r; replies.append(reply)
+                do throws(PlexusError) { effects.append((r, try r.signal(name, payload: payload, now: now))); touched[r.id] = r; replies.append(reply) }
+                catch { let e = error; replies.append { _ in reply(e) } }
             case .childEnded(let parent, let step, let child):
                 guard let r = runs[parent] else { continue }
                 effects.append((r, r.childEnded(step, child, now: now))); touched[r.id] = r

@@ -95,6 +95,10 @@ struct WorkflowCourseTests {
               go: { wait_for: go, after: [slow] }
               use: { call: wf.echo, input: "${steps.go.output.who}" }
             """)
+        // A name no step waits for could never be taken: refused, naming those that are.
+        #expect { try rig.engine.signal(run: id, name: "og", payload: .null) } throws: {
+            ($0 as? PlexusError)?.detail == "run \(id) of signalled has no step waiting for a signal 'og'; its wait_for steps wait for go"
+        }
         try rig.engine.signal(run: id, name: "go", payload: .object(["who": .string("ops")]))   // slow still runs: nobody waits yet
         let kept = try rig.engine.status(id)
         #expect(kept["signals_pending"] == .array([.string("go")]) || rig.step(kept, "go")["state"] == .string("done"), "\(kept.text)")
