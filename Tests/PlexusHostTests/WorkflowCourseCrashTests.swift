@@ -210,6 +210,33 @@ struct WorkflowCourseCrashTests {
         _ = try expectNothingRedone(dir, [id], before: before)
     }
 
+    /// A wait's timeout counts from when the step began to wait, across a
+    /// restart: the host killed while it waits fails it on time, not later.
+    @Test func aWaitsTimeoutCountsFromBeforeTheKill() throws {
+        let dir = try workspace("waitcrash")
+        var h = try host.startHost(dir)
+        defer { if h.isRunning { kill9(h) } }
+        let id = try start(try SocketClient(path: dir + "/h.sock"), """
+            workflow: impatient
+            steps:
+              go: { wait_for: never, timeout_ms: 2000 }
+            """)
+        let waiting = try wait(try SocketClient(path: dir + "/h.sock"), id) { s in step(s, "go")["state"] == .string("waiting") || ended(s) }
+        let began = Int64(step(waiting, "go")["started_unix_ns"]?.text ?? "") ?? 0
+        #expect(began > 0)
+        kill9(h)
+
+        h = try host.startHost(dir)
+        let c = try SocketClient(path: dir + "/h.sock")
+        let s = try wait(c, id, until: ended)
+        #expect(s["state"] == .string("failed"))
+        let go = step(s, "go")
+        #expect(go["state"] == .string("failed") && go["error"] == .string("no signal 'never' came within 2000 ms"), "\(s.text)")
+        #expect(go["started_unix_ns"] == .int(began), "the wait began again after the restart")
+        let finished = Int64(go["finished_unix_ns"]?.text ?? "") ?? 0
+        #expect(finished - began >= 2_000_000_000)
+    }
+
     /// The CLI: cancel and signal of a run that is not running exit 1 with
     /// what it is; cancel of a running one shows it and its steps cancelled.
     @Test func cancelAndSignalFromTheCommandLine() throws {
