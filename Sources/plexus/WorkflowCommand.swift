@@ -158,7 +158,8 @@ struct WorkflowCommand: ParsableCommand {
             if json { print(try prettyJSON(reply)); return }
             guard case .array(let runs) = reply else { return }
             printColumns([["RUN", "WORKFLOW", "STATE", "STARTED", "ERROR"]] + runs.map { r in
-                [str(r["id"]), str(r["workflow"]), str(r["state"]), WorkflowProgress.clock(Int64(str(r["created_unix_ns"])) ?? 0),
+                // A sub-workflow's run names the run it is part of.
+                [str(r["id"]), str(r["workflow"]) + (r["parent_run"].flatMap { $0 == .null ? nil : " (in \(str($0)))" } ?? ""), str(r["state"]), WorkflowProgress.clock(Int64(str(r["created_unix_ns"])) ?? 0),
                  String(str(r["error"]).prefix(70))]
             })
         }
