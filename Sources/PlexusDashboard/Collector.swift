@@ -154,7 +154,7 @@ final class Collector: Sendable {
 
     private func graph(_ id: String) -> JSONValue? {
         if let g = graphs.withLock({ $0[id] }) { return g }
-        guard let r = try? store.run(id), let w = try? WorkflowFile.parse(r.source, file: r.file) else { return nil }
+        guard let r = try? store.run(id), let w = try? WorkflowFile.parse(run: r) else { return nil }
         let g = WorkflowGraph.json(w)
         graphs.withLock { $0[id] = g }
         return g

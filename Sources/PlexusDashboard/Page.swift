@@ -86,8 +86,8 @@ svg text { fill:var(--text); font-size:11px; }
 .step rect { stroke-width:2; rx:7; }
 .step[data-state=done] rect { stroke:var(--ok); fill:color-mix(in srgb, var(--ok) 16%, var(--panel)); }
 .step[data-state=running] rect { stroke:var(--run); fill:color-mix(in srgb, var(--run) 16%, var(--panel)); animation:pulse 1.2s ease-in-out infinite; }
-.step[data-state=failed] rect { stroke:var(--bad); fill:color-mix(in srgb, var(--bad) 16%, var(--panel)); }
-.step[data-state=awaiting_approval] rect, .step[data-state=approved] rect { stroke:var(--warn); fill:color-mix(in srgb, var(--warn) 16%, var(--panel)); }
+.step[data-state=failed] rect, .step[data-state=cancelled] rect { stroke:var(--bad); fill:color-mix(in srgb, var(--bad) 16%, var(--panel)); }
+.step[data-state=awaiting_approval] rect, .step[data-state=approved] rect, .step[data-state=waiting] rect { stroke:var(--warn); fill:color-mix(in srgb, var(--warn) 16%, var(--panel)); }
 .step[data-state=pending] rect, .step[data-state=skipped] rect { stroke:var(--idle); fill:var(--panel2); }
 .step[data-state=skipped] { opacity:.55; }
 @keyframes pulse { 50% { stroke-opacity:.35; } }
@@ -304,12 +304,13 @@ function drawWorkflowGraph(run) {
   for (const n of g.nodes) {
     const p = pos[n.name], x = byName[n.name] ?? {}, st = x.state ?? "pending";
     const lines = n.text.split("\n");
-    const detail = x.items_total != null ? `${x.items_done}/${x.items_total} items` : x.attempts > 1 ? `attempt ${x.attempts}` : (lines[1] ?? "");
+    const detail = x.items_total != null ? `${x.items_done}/${x.items_total} items` : x.iterations != null ? `ran ${x.iterations} of ≤${x.max}`
+      : x.attempts > 1 ? `attempt ${x.attempts}` : (lines[1] ?? "");
     out += `<g class="step" data-step="${esc(n.name)}" data-state="${esc(st)}"><title>${esc(n.text)}${x.error ? "\n" + esc(x.error) : ""}</title>
       <rect x="${p.x}" y="${p.y}" width="${W}" height="${H}"/>
       <text x="${p.x + 10}" y="${p.y + 18}" font-weight="600">${esc(lines[0].slice(0, 20))}</text>
       <text x="${p.x + 10}" y="${p.y + 34}" class="label">${esc(detail.slice(0, 24))}</text>
-      <text x="${p.x + W - 10}" y="${p.y + 18}" text-anchor="end" class="label">${esc(st === "done" ? "✓" : st === "failed" ? "✗" : st === "running" ? "●" : "")}</text></g>`;
+      <text x="${p.x + W - 10}" y="${p.y + 18}" text-anchor="end" class="label">${esc(st === "done" ? "✓" : st === "failed" ? "✗" : st === "cancelled" ? "⊘" : st === "running" ? "●" : st === "waiting" ? "⏸" : "")}</text></g>`;
   }
   $("graph").innerHTML = out + "</svg>";
 }

@@ -33,11 +33,11 @@ extension Store {
         }
         p.tasks = try sliced { db in
             try Self.deleteFinished(db, "tasks", states: "'completed', 'dead', 'cancelled'", before: tasksBefore,
-                                    children: "task_attempts", key: "task_id")
+                                    children: ["task_attempts"], key: "task_id")
         }
         p.runs = try sliced { db in
-            try Self.deleteFinished(db, "workflow_runs", states: "'completed', 'failed'", before: runsBefore,
-                                    children: "workflow_steps", key: "run_id")
+            try Self.deleteFinished(db, "workflow_runs", states: "'completed', 'failed', 'cancelled'", before: runsBefore,
+                                    children: ["workflow_steps", "workflow_signals"], key: "run_id")
         }
         return p
     }
@@ -45,12 +45,12 @@ extension Store {
     /// One slice of rows of `table` in `states` that finished before
     /// `before`, with the rows of `children` that name them by `key`.
     private static func deleteFinished(_ db: Database, _ table: String, states: String, before: Int64,
-                                       children: String, key: String) throws -> Int {
+                                       children: [String], key: String) throws -> Int {
         let ids = try String.fetchAll(db, sql: "SELECT id FROM \(table) WHERE state IN (\(states)) AND finished_unix_ns < ? LIMIT ?",
                                       arguments: [before, pruneSlice])
         guard !ids.isEmpty else { return 0 }
         let list = databaseQuestionMarks(count: ids.count)
-        try db.execute(sql: "DELETE FROM \(children) WHERE \(key) IN (\(list))", arguments: StatementArguments(ids))
+        for c in children { try db.execute(sql: "DELETE FROM \(c) WHERE \(key) IN (\(list))", arguments: StatementArguments(ids)) }
         try db.execute(sql: "DELETE FROM \(table) WHERE id IN (\(list))", arguments: StatementArguments(ids))
         return ids.count
     }

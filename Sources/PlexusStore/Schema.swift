@@ -3,7 +3,7 @@ import GRDB
 /// The store's tables. Migrations only ever append, so a newer host opens
 /// an older file.
 enum Schema {
-    static let tables = ["tasks", "task_attempts", "events", "kv", "workflow_runs", "workflow_steps"]
+    static let tables = ["tasks", "task_attempts", "events", "kv", "workflow_runs", "workflow_steps", "workflow_signals"]
 
     static func migrate(_ db: DatabaseWriter) throws {
         var m = DatabaseMigrator()
@@ -89,6 +89,22 @@ enum Schema {
         m.registerMigration("3: tasks.retry_on") { db in
             // JSON array of status names a failure is retried on; NULL: the default.
             try db.execute(sql: "ALTER TABLE tasks ADD COLUMN retry_on TEXT")
+        }
+        m.registerMigration("4: workflow sub-runs, their files, and signals") { db in
+            try db.execute(sql: """
+                ALTER TABLE workflow_runs ADD COLUMN parent_run TEXT;    -- a sub-workflow's run: the run that started it
+                ALTER TABLE workflow_runs ADD COLUMN parent_step TEXT;   -- and its step
+                ALTER TABLE workflow_runs ADD COLUMN includes TEXT;      -- JSON object: path -> text of each file its workflow: steps run
+                CREATE INDEX workflow_runs_parent ON workflow_runs(parent_run) WHERE parent_run IS NOT NULL;
+                CREATE TABLE workflow_signals(
+                    run_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,                -- 1, 2, ... per run, in the order they came
+                    name TEXT NOT NULL,
+                    payload TEXT NOT NULL,               -- JSON
+                    sent_unix_ns INTEGER NOT NULL,
+                    step TEXT,                           -- the wait_for step that took it; NULL: not taken yet
+                    PRIMARY KEY(run_id, seq));
+                """)
         }
         try m.migrate(db)
     }

@@ -3,7 +3,7 @@ import GRDB
 extension Store {
     /// The states tasks and workflow runs can be in (Schema.swift).
     public static let taskStates = ["waiting", "queued", "running", "completed", "dead", "cancelled"]
-    public static let runStates = ["running", "completed", "failed"]
+    public static let runStates = ["running", "completed", "failed", "cancelled"]
 
     /// How many tasks are in each state (every state listed, 0 when none);
     /// a read (WAL: never waits for the writer). Empty when the store cannot be read.

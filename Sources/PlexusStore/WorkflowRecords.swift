@@ -15,9 +15,15 @@ public struct RunRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
     public var finished_unix_ns: Int64
     public var error: String?
     public var outputs: String?
+    /// A sub-workflow's run: the run and step that started it.
+    public var parent_run: String?
+    public var parent_step: String?
+    /// JSON object: the text of each file its `workflow:` steps (and theirs) run, by path.
+    public var includes: String?
 
     public init(id: String, seq: Int64, workflow: String, file: String, source: String, input: String, state: String,
-                generation: Int, created_unix_ns: Int64, finished_unix_ns: Int64 = 0, error: String? = nil, outputs: String? = nil) {
+                generation: Int, created_unix_ns: Int64, finished_unix_ns: Int64 = 0, error: String? = nil, outputs: String? = nil,
+                parent_run: String? = nil, parent_step: String? = nil, includes: String? = nil) {
         self.id = id
         self.seq = seq
         self.workflow = workflow
@@ -30,6 +36,32 @@ public struct RunRecord: Codable, Sendable, Equatable, FetchableRecord, Persista
         self.finished_unix_ns = finished_unix_ns
         self.error = error
         self.outputs = outputs
+        self.parent_run = parent_run
+        self.parent_step = parent_step
+        self.includes = includes
+    }
+}
+
+/// A signal sent to a run (`plexus workflow signal RUN NAME JSON`), kept
+/// until a `wait_for: NAME` step of the run takes it (`step` set then, in
+/// the same transaction as that step's checkpoint), so a signal sent
+/// before the step waits is not lost, and none is taken twice.
+public struct SignalRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "workflow_signals"
+    public var run_id: String
+    public var seq: Int64
+    public var name: String
+    public var payload: String
+    public var sent_unix_ns: Int64
+    public var step: String?
+
+    public init(run_id: String, seq: Int64, name: String, payload: String, sent_unix_ns: Int64, step: String? = nil) {
+        self.run_id = run_id
+        self.seq = seq
+        self.name = name
+        self.payload = payload
+        self.sent_unix_ns = sent_unix_ns
+        self.step = step
     }
 }
 
@@ -91,6 +123,16 @@ extension Store {
                 """, arguments: ["wf/\(run)/", "wf/\(run)0"])
                 .map { (key: $0[0], attempts: $0[1], state: $0[2], error: $0[3]) }
         }
+    }
+
+    /// Every signal sent to the run, taken or not, in the order they came.
+    public func signals(of run: String) throws -> [SignalRecord] {
+        try read { db in try SignalRecord.filter(Column("run_id") == run).order(Column("seq")).fetchAll(db) }
+    }
+
+    /// The runs a run's `workflow:` steps started, oldest first.
+    public func childRuns(of run: String) throws -> [RunRecord] {
+        try read { db in try RunRecord.filter(Column("parent_run") == run).order(Column("seq")).fetchAll(db) }
     }
 
     public func lastRunSeq() throws -> Int64 {

@@ -11,6 +11,8 @@ enum RunAttempts {
         var lastError: String?
         /// A task of the step's newest generation was dead-lettered or cancelled.
         var failed = false
+        /// ... and it was cancelled (`plexus tasks cancel`, `workflow cancel`).
+        var cancelled = false
     }
 
     /// Per step, from the run's tasks (in submission order): only the newest
@@ -25,6 +27,7 @@ enum RunAttempts {
             out[k.node]!.attempts += t.attempts
             if let e = t.error, !e.isEmpty { out[k.node]!.lastError = e }
             if t.state == "dead" || t.state == "cancelled" { out[k.node]!.failed = true }
+            if t.state == "cancelled" { out[k.node]!.cancelled = true }
         }
         return out
     }
@@ -39,7 +42,7 @@ enum RunAttempts {
             // A finished run's status is rebuilt from its checkpoints, and a
             // failed step has none: its tasks say it failed, and why.
             if t.failed, o["state"] == .string("pending") {
-                o["state"] = .string("failed")
+                o["state"] = .string(t.cancelled ? "cancelled" : "failed")
                 if o["error"] == nil || o["error"] == .null { o["error"] = t.lastError.map(JSONValue.string) ?? .null }
             }
             return .object(o)

@@ -6,7 +6,7 @@ import PlexusTasks
 /// in its state, and what advancing it asks for (checkpoints to write,
 /// tasks to submit). It does no I/O of its own.
 final class RunState {
-    enum NodeState: String { case pending, awaiting_approval, approved, running, done, skipped, failed }
+    enum NodeState: String { case pending, awaiting_approval, approved, running, waiting, done, skipped, failed, cancelled }
 
     struct Node {
         var state = NodeState.pending
@@ -19,7 +19,9 @@ final class RunState {
         var itemOutputs: [Int: JSONValue] = [:]
         var inFlight: Set<Int> = []
         var next = 0
-        var isFinal: Bool { state == .done || state == .skipped || state == .failed }
+        /// A workflow: step: the run it started.
+        var child: String?
+        var isFinal: Bool { state == .done || state == .skipped || state == .failed || state == .cancelled }
     }
 
     /// What an advance asks the engine to do.
@@ -28,26 +30,45 @@ final class RunState {
         var events: [(kind: String, data: [String: JSONValue])] = []
         var tasks: [(spec: TaskSpec, node: String, item: Int)] = []
         var runChanged = false
+        /// workflow: steps to start as runs of their own (the engine gives them ids, linkChild).
+        var children: [(step: String, workflow: Workflow, input: JSONValue)] = []
+        /// Signals that came (to store), and those a wait_for step took (seq, step).
+        var newSignals: [SignalRecord] = []
+        var taken: [(seq: Int64, step: String)] = []
+        /// A cancel: the keys of the tasks to cancel, and the sub-workflow runs.
+        var cancelTasks: [String] = []
+        var cancelChildren: [String] = []
     }
 
     var record: RunRecord
     let workflow: Workflow
     let input: JSONValue
     var nodes: [String: Node] = [:]
+    /// Signals not taken yet, in the order they came; the last seq given.
+    var signals: [SignalRecord] = []
+    var signalSeq: Int64 = 0
+    /// The parent has been told this (sub-workflow) run ended.
+    var toldParent = false
 
-    init(record: RunRecord, workflow: Workflow, input: JSONValue, checkpoints: [CheckpointRecord]) {
+    init(record: RunRecord, workflow: Workflow, input: JSONValue, checkpoints: [CheckpointRecord], signals: [SignalRecord] = []) {
         self.record = record
         self.workflow = workflow
         self.input = input
+        self.signals = signals.filter { $0.step == nil }
+        signalSeq = signals.map(\.seq).max() ?? 0
+        // A failed step of a running run runs again (its run was resumed: the
+        // store has none then); a finished run shows it as it ended.
+        let keepFailed = record.state != "running"
         for s in workflow.nodes { nodes[s.name] = Node() }
         for c in checkpoints {
             guard var n = nodes[c.step], let state = NodeState(rawValue: c.state) else { continue }
             let output = c.output.flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .null
             if c.item >= 0 {
                 if c.state == "done" { n.itemOutputs[c.item] = output }
-            } else if state != .failed {   // a failed step runs again when its run is resumed
+            } else if state != .failed || keepFailed {
                 n.state = state; n.output = output; n.error = c.error
                 n.started = c.started_unix_ns; n.finished = c.finished_unix_ns
+                if case .workflow? = workflow.node(c.step)?.kind { n.child = c.task_id }
             }
             nodes[c.step] = n
         }
@@ -82,6 +103,7 @@ final class RunState {
                 }
             }
             if s.kind == .parallel { o["output"] = nil }
+            if s.repeatMax > 0 { o["iterations"] = .int(Int64(n.itemOutputs.count)) }
             steps[s.name] = .object(o)
         }
         return ["input": input, "steps": .object(steps)]
@@ -110,6 +132,9 @@ final class RunState {
         switch n.state {
         case .pending, .approved: break
         case .running: return s.forEach != nil ? fanOut(s, now: now, &fx) : false
+        case .waiting:
+            guard case .wait(let signal) = s.kind else { return false }
+            return takeSignal(s, signal, now: now, &fx) || timedOut(s, signal, now: now, &fx)
         default: return false
         }
         guard ready(s) else { return false }
@@ -134,6 +159,15 @@ final class RunState {
             let merged = branchOutputs(of)
             guard capability != nil else { finishNode(s.name, .done, output: merged, now: now, &fx); return true }
             submit(s, item: -1, scope: scope, fallback: merged, now: now, &fx)
+        case .workflow(let path):
+            startChild(s, path, scope: scope, now: now, &fx)
+        case .wait(let signal):
+            nodes[s.name]!.state = .waiting
+            fx.checkpoints.append(checkpoint(s.name, -1, .waiting, now: now))   // its timeout counts from here, across restarts
+            fx.events.append(("workflow.step.waiting", ["step": .string(s.name), "signal": .string(signal)]))
+            _ = takeSignal(s, signal, now: now, &fx)
+        case .call where s.repeatMax > 0:
+            nextIteration(s, now: now, &fx)
         case .call:
             if let list = s.forEach {
                 do throws(ExpressionError) {
@@ -186,7 +220,7 @@ final class RunState {
         return moved
     }
 
-    private func submit(_ s: Step, item: Int, scope: [String: JSONValue], fallback: JSONValue?, now: Int64, _ fx: inout Effects) {
+    func submit(_ s: Step, item: Int, scope: [String: JSONValue], fallback: JSONValue?, now: Int64, _ fx: inout Effects) {
         let payload: JSONValue
         do throws(ExpressionError) { payload = try s.input?.render(scope) ?? fallback ?? .null } catch {
             fail(s.name, "its input could not be made: \(error.message)", now: now, &fx); return
@@ -214,8 +248,10 @@ final class RunState {
         guard let s = workflow.node(name), nodes[name]!.state == .running else { return fx }
         if item >= 0 && (nodes[name]!.itemOutputs[item] != nil || !nodes[name]!.inFlight.contains(item)) { return fx }
         guard t.state == .completed else {
-            let what = item >= 0 ? "item \(item) of " : ""
-            fail(name, "\(what)its task \(t.id) (\(t.capability)) was \(t.state == .dead ? "dead-lettered" : t.state.rawValue) after \(t.attempts) attempt(s): \(t.error ?? "")", now: now, &fx)
+            let what = item >= 0 ? (s.repeatMax > 0 ? "run \(item + 1) of " : "item \(item) of ") : ""
+            // A task cancelled by hand (plexus tasks cancel) cancels its step; the run fails and can be resumed.
+            fail(name, "\(what)its task \(t.id) (\(t.capability)) was \(t.state == .dead ? "dead-lettered" : t.state.rawValue) after \(t.attempts) attempt(s): \(t.error ?? "")",
+                 as: t.state == .cancelled ? .cancelled : .failed, now: now, &fx)
             return fx
         }
         let output = RunState.output(of: t)
@@ -225,7 +261,9 @@ final class RunState {
             var c = checkpoint(name, item, .done, now: now)
             c.output = output.text; c.task_id = t.id
             fx.checkpoints.append(c)
-            if record.state == "running" { _ = fanOut(s, now: now, &fx) }
+            if record.state == "running" {
+                if s.repeatMax > 0 { nextIteration(s, now: now, &fx) } else { _ = fanOut(s, now: now, &fx) }
+            }
         } else {
             finishNode(name, .done, output: output, taskID: t.id, now: now, &fx)
         }
@@ -263,7 +301,7 @@ final class RunState {
 
     // MARK: endings
 
-    private func finishNode(_ name: String, _ state: NodeState, output: JSONValue, taskID: String? = nil, now: Int64, _ fx: inout Effects) {
+    func finishNode(_ name: String, _ state: NodeState, output: JSONValue, taskID: String? = nil, now: Int64, _ fx: inout Effects) {
         nodes[name]!.state = state
         nodes[name]!.output = output
         nodes[name]!.finished = now
@@ -279,7 +317,7 @@ final class RunState {
 
     private func parallelMaybeDone(_ p: String, now: Int64, _ fx: inout Effects) {
         guard let s = workflow.step(p), nodes[p]!.state == .running, s.branches.allSatisfy({ nodes[$0.name]!.isFinal }) else { return }
-        if let failed = s.branches.first(where: { nodes[$0.name]!.state == .failed }) {
+        if let failed = s.branches.first(where: { nodes[$0.name]!.state == .failed || nodes[$0.name]!.state == .cancelled }) {
             fail(p, "its branch \(failed.name) failed", now: now, &fx)
         } else {
             finishNode(p, .done, output: .null, now: now, &fx)
@@ -298,14 +336,14 @@ final class RunState {
         return .object(o)
     }
 
-    private func fail(_ name: String, _ why: String, now: Int64, _ fx: inout Effects) {
-        nodes[name]!.state = .failed
+    func fail(_ name: String, _ why: String, as state: NodeState = .failed, now: Int64, _ fx: inout Effects) {
+        nodes[name]!.state = state
         nodes[name]!.error = why
         nodes[name]!.finished = now
-        var c = checkpoint(name, -1, .failed, now: now)
+        var c = checkpoint(name, -1, state, now: now)
         c.error = why
         fx.checkpoints.append(c)
-        fx.events.append(("workflow.step.finished", ["step": .string(name), "state": .string("failed"), "error": .string(why)]))
+        fx.events.append(("workflow.step.finished", ["step": .string(name), "state": .string(state.rawValue), "error": .string(why)]))
         if let p = workflow.node(name)?.parent { parallelMaybeDone(p, now: now, &fx); return }
         guard record.state == "running" else { return }
         record.state = "failed"
@@ -335,7 +373,7 @@ final class RunState {
         fx.events.append(("workflow.completed", ["workflow": .string(workflow.name), "ms": .int((now - record.created_unix_ns) / 1_000_000)]))
     }
 
-    private func checkpoint(_ step: String, _ item: Int, _ state: NodeState, now: Int64) -> CheckpointRecord {
+    func checkpoint(_ step: String, _ item: Int, _ state: NodeState, now: Int64) -> CheckpointRecord {
         CheckpointRecord(run_id: id, step: step, item: item, state: state.rawValue, output: nil, error: nil, task_id: nil,
                          started_unix_ns: nodes[step]?.started ?? now, finished_unix_ns: now)
     }
@@ -348,12 +386,26 @@ final class RunState {
             let n = nodes[s.name]!
             var o: [String: JSONValue] = [
                 "name": .string(s.name), "state": .string(n.state.rawValue),
-                "kind": .string(s.kind == .parallel ? "parallel" : (s.forEach != nil ? "for_each" : (s.capability == nil ? "merge" : "call"))),
+                "kind": .string(s.kindName),
                 "started_unix_ns": .int(n.started), "finished_unix_ns": .int(n.finished),
             ]
             if let c = s.capability { o["capability"] = .string(c) }
             if let e = n.error { o["error"] = .string(e) }
             if let a = s.approval { o["approval"] = .string(a) }
+            switch s.kind {
+            case .workflow(let path):
+                o["workflow_file"] = .string(path)
+                if let c = n.child { o["run"] = .string(c) }
+            case .wait(let signal):
+                o["signal"] = .string(signal)
+                if let t = s.waitTimeoutMs { o["timeout_ms"] = .int(t) }
+            default: break
+            }
+            if s.repeatMax > 0 {
+                o["iterations"] = .int(Int64(n.itemOutputs.count))
+                o["max"] = .int(Int64(s.repeatMax))
+                o["until"] = .string(s.repeatUntilText ?? "")
+            }
             if s.forEach != nil {
                 var total = n.items?.count
                 if total == nil, n.state == .done, case .array(let outputs) = n.output { total = outputs.count }   // read back from the store
@@ -363,7 +415,12 @@ final class RunState {
             }
             steps.append(.object(o))
         }
-        return RunState.summary(record, steps: steps)
+        var out = RunState.summary(record, steps: steps)
+        if !signals.isEmpty, case .object(var o) = out {
+            o["signals_pending"] = .array(signals.map { .string($0.name) })   // came, and no step has taken them yet
+            out = .object(o)
+        }
+        return out
     }
 
     static func summary(_ r: RunRecord, steps: [JSONValue]) -> JSONValue {
@@ -373,6 +430,7 @@ final class RunState {
             "id": .string(r.id), "workflow": .string(r.workflow), "file": .string(r.file), "state": .string(r.state),
             "generation": .int(Int64(r.generation)), "created_unix_ns": .int(r.created_unix_ns), "finished_unix_ns": .int(r.finished_unix_ns),
             "error": r.error.map(JSONValue.string) ?? .null, "steps": .array(steps), "outputs": .array(outputs),
+            "parent_run": r.parent_run.map(JSONValue.string) ?? .null, "parent_step": r.parent_step.map(JSONValue.string) ?? .null,
         ])
     }
 }

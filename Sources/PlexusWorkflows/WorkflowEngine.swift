@@ -34,6 +34,11 @@ public final class WorkflowEngine: @unchecked Sendable {
         case approve(String, String, (PlexusError?) -> Void)
         /// run, step: the scheduler refused the step's task.
         case refused(String, String, String)
+        case cancel(String, (PlexusError?) -> Void)
+        /// run, signal name, its JSON.
+        case signal(String, String, JSONValue, (PlexusError?) -> Void)
+        /// parent run, its step, the sub-workflow run that ended.
+        case childEnded(String, String, RunRecord)
     }
 
     private let lock = ConditionLock()
@@ -47,6 +52,8 @@ public final class WorkflowEngine: @unchecked Sendable {
     private var runs: [String: RunState] = [:]
     /// When each running step started (monotonic ns), by "run/step": its span's start.
     private var stepStarts: [String: Int64] = [:]
+    /// When the next wait_for step times out (monotonic ns): the loop wakes then.
+    private var wakeAt: Int64?
 
     /// Set up before the scheduler starts: the engine hears of every task that ends.
     public init(scheduler: Scheduler) throws {
@@ -86,8 +93,10 @@ public final class WorkflowEngine: @unchecked Sendable {
         var input = try w.input(merging: given)
         if let cwd = InputPaths.currentDirectory() { input = InputPaths.absolutize(input, cwd: cwd).0 }
         let now = Clock.unixNanos()
+        let included = w.includedSources
         let r = RunRecord(id: ids.next().hex, seq: seq.add(1, ordering: .relaxed).newValue, workflow: w.name, file: w.file,
-                          source: w.source, input: input.text, state: "running", generation: 0, created_unix_ns: now)
+                          source: w.source, input: input.text, state: "running", generation: 0, created_unix_ns: now,
+                          includes: included.isEmpty ? nil : JSONValue.object(included.mapValues(JSONValue.string)).text)
         try write { db in
             try r.insert(db)
             try Store.appendEvent(db, kind: "workflow.started", subject: r.id,
@@ -107,12 +116,13 @@ public final class WorkflowEngine: @unchecked Sendable {
             throw PlexusError(.INVALID_ARGUMENT, "run \(id) is running already; `plexus workflow status \(id)` shows where it is")
         }
         guard r.state != "completed" else { throw PlexusError(.INVALID_ARGUMENT, "run \(id) completed already; there is nothing to resume") }
+        guard r.state != "cancelled" else { throw PlexusError(.INVALID_ARGUMENT, "run \(id) was cancelled; a cancelled run is not resumed: start a new one") }
         let now = Clock.unixNanos()
         r.state = "running"; r.generation += 1; r.error = nil; r.finished_unix_ns = 0
         let resumed = r
         try write { db in
             try resumed.update(db)
-            try db.execute(sql: "DELETE FROM workflow_steps WHERE run_id = ? AND state = 'failed'", arguments: [id])
+            try db.execute(sql: "DELETE FROM workflow_steps WHERE run_id = ? AND state IN ('failed', 'cancelled')", arguments: [id])
             try Store.appendEvent(db, kind: "workflow.resumed", subject: id,
                                   data: ["workflow": .string(resumed.workflow), "generation": .int(Int64(resumed.generation))], at: now)
         }
@@ -123,13 +133,39 @@ public final class WorkflowEngine: @unchecked Sendable {
     }
 
     public func approve(run: String, step: String) throws(PlexusError) {
-        guard lock.withLock({ snapshots[run] }) != nil else {
-            let r = try read { try $0.run(run) }
-            throw PlexusError(.INVALID_ARGUMENT, r.map { "run \(run) is \($0.state); only a running run can be approved" } ?? "no workflow run \(run)")
-        }
+        try requireRunning(run, "approved")
+        try ask { .approve(run, step, $0) }
+    }
+
+    /// `plexus workflow cancel`: the run ends cancelled, with its started
+    /// steps, their open tasks (cancelled through the scheduler, as
+    /// `plexus tasks cancel` does) and its sub-workflow runs. Returns once
+    /// that is on disk.
+    public func cancel(run: String) throws(PlexusError) {
+        try requireRunning(run, "cancelled")
+        try ask { .cancel(run, $0) }
+    }
+
+    /// `plexus workflow signal`: stored with the run before this returns;
+    /// a wait_for step of that name takes it now or when it comes to wait.
+    public func signal(run: String, name: String, payload: JSONValue) throws(PlexusError) {
+        try WorkflowReader.checkSignalName(name)
+        try requireRunning(run, "signalled")
+        try ask { .signal(run, name, payload, $0) }
+    }
+
+    /// Refuses a run the engine does not hold as running, saying what it is.
+    private func requireRunning(_ run: String, _ what: String) throws(PlexusError) {
+        guard lock.withLock({ snapshots[run] }) == nil else { return }
+        let r = try read { try $0.run(run) }
+        throw PlexusError(.INVALID_ARGUMENT, r.map { "run \(run) is \($0.state); only a running run can be \(what)" } ?? "no workflow run \(run)")
+    }
+
+    /// Posts what `make` builds and waits for the engine thread's answer.
+    private func ask(_ make: (@escaping (PlexusError?) -> Void) -> Input) throws(PlexusError) {
         let done = ConditionLock()
         nonisolated(unsafe) var outcome: PlexusError??
-        post(.approve(run, step) { e in done.withLock { outcome = .some(e); done.signal() } })
+        post(make { e in done.withLock { outcome = .some(e); done.signal() } })
         let e: PlexusError? = done.withLock { while outcome == nil { done.wait() }; return outcome! }
         if let e { throw e }
     }
@@ -187,11 +223,12 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     private func load(_ r: RunRecord) throws(PlexusError) -> RunState {
         let w: Workflow
-        do throws(ConfigError) { w = try WorkflowFile.parse(r.source, file: r.file) } catch {
+        do throws(ConfigError) { w = try WorkflowFile.parse(run: r) } catch {
             throw PlexusError(.INVALID_ARGUMENT, "run \(r.id): its workflow no longer reads: \(error)")
         }
         let input = (try? JSONValue.parse(Array(r.input.utf8))) ?? .object([:])
-        return RunState(record: r, workflow: w, input: input, checkpoints: try read { try $0.checkpoints(of: r.id) })
+        return RunState(record: r, workflow: w, input: input, checkpoints: try read { try $0.checkpoints(of: r.id) },
+                        signals: try read { try $0.signals(of: r.id) })
     }
 
     private func read<T>(_ body: (Store) throws -> T) throws(PlexusError) -> T {
@@ -213,7 +250,11 @@ public final class WorkflowEngine: @unchecked Sendable {
     private func loop() {
         while true {
             let inputs: [Input]? = lock.withLock {
-                while inbox.isEmpty && !stopping { lock.wait() }
+                while inbox.isEmpty && !stopping {
+                    guard let w = wakeAt else { lock.wait(); continue }
+                    if Clock.monotonicNanos() >= w { break }   // a wait_for step times out
+                    lock.wait(untilMonotonic: w)
+                }
                 if stopping { return nil }
                 defer { inbox.removeAll(keepingCapacity: true) }
                 return inbox
@@ -244,17 +285,95 @@ public final class WorkflowEngine: @unchecked Sendable {
                 guard let r = runs[run] else { failures.append(reply); continue }
                 do throws(PlexusError) { effects.append((r, try r.approve(step, now: now))); touched[r.id] = r; replies.append(reply) }
                 catch { let e = error; replies.append { _ in reply(e) } }
+            case .cancel(let run, let reply):
+                guard let r = runs[run] else { failures.append(reply); continue }
+                do throws(PlexusError) { effects.append((r, try r.cancel(now: now))); touched[r.id] = r; replies.append(reply) }
+                catch { let e = error; replies.append { _ in reply(e) } }
+            case .signal(let run, let name, let payload, let reply):
+                guard let r = runs[run], r.record.state == "running" else { failures.append(reply); continue }
+                do throws(PlexusError) { effects.append((r, try r.signal(name, payload: payload, now: now))); touched[r.id] = r; replies.append(reply) }
+                catch { let e = error; replies.append { _ in reply(e) } }
+            case .childEnded(let parent, let step, let child):
+                guard let r = runs[parent] else { continue }
+                effects.append((r, r.childEnded(step, child, now: now))); touched[r.id] = r
             }
         }
+        // A cancelled run's sub-workflow runs are cancelled with it (theirs too).
+        var cancelling = effects.flatMap { $0.1.cancelChildren }
+        while let c = cancelling.popLast() {
+            guard let r = runs[c], let fx = try? r.cancel(now: now) else { continue }
+            effects.append((r, fx)); touched[r.id] = r
+            cancelling += fx.cancelChildren
+        }
+        // A wait_for step whose timeout has passed.
+        for r in runs.values where touched[r.id] == nil { if let d = r.nextDeadline, d <= now { touched[r.id] = r } }
         for r in touched.values { effects.append((r, r.advance(now: now))) }
-        let ok = checkpoint(effects, now: now)
+        let children = makeChildren(&effects, now: now)
+        let ok = checkpoint(effects, children: children, now: now)
+        cancelTasks(effects.flatMap { $0.1.cancelTasks })
         if scheduler.tracer.enabled { trace(effects) }
-        for f in failures { f(PlexusError(.INVALID_ARGUMENT, "that run is not running")) }
-        for reply in replies { reply(ok ? nil : PlexusError(.INTERNAL, "the checkpoint could not be written")) }
         submit(effects.flatMap { r, fx in fx.tasks.map { (r, $0) } })
+        // A sub-workflow's run that ended tells its parent's step (next turn).
+        for r in touched.values where r.record.state != "running" && !r.toldParent {
+            guard let p = r.record.parent_run, let step = r.record.parent_step else { continue }
+            r.toldParent = true
+            post(.childEnded(p, step, r.record))
+        }
+        if ok {
+            for c in children { post(.adopt(c)) }
+        }
+        for r in touched.values { checkChildren(r) }
+        let next = runs.values.compactMap(\.nextDeadline).min()
+        let mono = Clock.monotonicNanos(), unix = Clock.unixNanos()
         lock.withLock {
+            for c in children where ok { snapshots[c.id] = c.status() }
             for r in touched.values {
                 if r.isActive { snapshots[r.id] = r.status() } else { snapshots[r.id] = nil; runs[r.id] = nil }
+            }
+            wakeAt = next.map { mono + max(0, $0 - unix) }
+        }
+        // Answered last: a caller that reads the status next sees what it asked for.
+        for f in failures { f(PlexusError(.INVALID_ARGUMENT, "that run is not running")) }
+        for reply in replies { reply(ok ? nil : PlexusError(.INTERNAL, "the checkpoint could not be written")) }
+    }
+
+    /// Each workflow: step that asked for a run gets one: stored in this
+    /// turn's transaction with the step's link to it.
+    private func makeChildren(_ effects: inout [(RunState, RunState.Effects)], now: Int64) -> [RunState] {
+        var made: [RunState] = []
+        for i in effects.indices {
+            let parent = effects[i].0
+            for c in effects[i].1.children {
+                var input = c.input
+                if let cwd = InputPaths.currentDirectory() { input = InputPaths.absolutize(input, cwd: cwd).0 }
+                let r = RunRecord(id: ids.next().hex, seq: seq.add(1, ordering: .relaxed).newValue, workflow: c.workflow.name, file: c.workflow.file,
+                                  source: c.workflow.source, input: input.text, state: "running", generation: 0, created_unix_ns: now,
+                                  parent_run: parent.id, parent_step: c.step, includes: parent.record.includes)
+                parent.linkChild(c.step, run: r.id, now: now, &effects[i].1)
+                made.append(RunState(record: r, workflow: c.workflow, input: input, checkpoints: []))
+            }
+        }
+        return made
+    }
+
+    /// A run taken up (after a restart, or resumed) whose workflow: step's
+    /// run ended while nobody listened: the step hears it now.
+    private func checkChildren(_ r: RunState) {
+        guard r.record.state == "running", runs[r.id] != nil else { return }
+        for (step, n) in r.nodes where n.state == .running {
+            guard let c = n.child, lock.withLock({ snapshots[c] }) == nil, let child = try? store.run(c), child.state != "running" else { continue }
+            post(.childEnded(r.id, step, child))
+        }
+    }
+
+    /// Cancels the open tasks of a cancelled run's steps through the
+    /// scheduler (the same path as `plexus tasks cancel`). One that has
+    /// already ended, or that the scheduler cannot cancel, is left to end.
+    private func cancelTasks(_ keys: [String]) {
+        for k in keys {
+            guard let t = try? store.task(idempotencyKey: k), t.state.isOpen else { continue }
+            do throws(PlexusError) { _ = try scheduler.cancel(t.id) } catch {
+                logger.info("a cancelled run's task is left to end", metadata: ["task": "\(t.id)", "why": "\(error.detail)"])
             }
         }
     }
@@ -289,13 +408,24 @@ public final class WorkflowEngine: @unchecked Sendable {
     }
 
     /// Every checkpoint, event and run change of the turn in one transaction.
-    private func checkpoint(_ effects: [(RunState, RunState.Effects)], now: Int64) -> Bool {
-        let writes = effects.filter { !$0.1.checkpoints.isEmpty || !$0.1.events.isEmpty || $0.1.runChanged }
-        guard !writes.isEmpty else { return true }
+    private func checkpoint(_ effects: [(RunState, RunState.Effects)], children: [RunState], now: Int64) -> Bool {
+        let writes = effects.filter { !$0.1.checkpoints.isEmpty || !$0.1.events.isEmpty || $0.1.runChanged || !$0.1.newSignals.isEmpty }
+        guard !writes.isEmpty || !children.isEmpty else { return true }
         let batch = writes.map { (r, fx) in (r.record, r.id, fx) }
+        let made = children.map { ($0.record, $0.workflow.steps.count) }
         do {
             try store.commit { db in
+                for (record, steps) in made {
+                    try record.insert(db)
+                    try Store.appendEvent(db, kind: "workflow.started", subject: record.id,
+                                          data: ["workflow": .string(record.workflow), "file": .string(record.file), "steps": .int(Int64(steps)),
+                                                 "parent_run": .string(record.parent_run ?? ""), "parent_step": .string(record.parent_step ?? "")], at: now)
+                }
                 for (record, id, fx) in batch {
+                    for sig in fx.newSignals { try sig.insert(db) }
+                    for t in fx.taken {
+                        try db.execute(sql: "UPDATE workflow_signals SET step = ? WHERE run_id = ? AND seq = ?", arguments: [t.step, id, t.seq])
+                    }
                     for c in fx.checkpoints { try c.save(db) }
                     for e in fx.events { try Store.appendEvent(db, kind: e.kind, subject: id, data: e.data, at: now) }
                     if fx.runChanged { try record.update(db) }

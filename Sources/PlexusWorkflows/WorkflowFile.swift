@@ -36,26 +36,47 @@ import Yams
 ///     call: report.write
 ///     after: [anomalies]            # order without reading an output
 ///     approval: check the figures first   # waits for plexus workflow approve RUN publish
+///   poll:
+///     call: report.status           # runs again until `until` holds, at most max times;
+///     repeat: { until: "steps.poll.output.ready", max: 10 }   # it reads its last output (steps.poll.output, .iterations)
+///   sub:
+///     workflow: lib/notify.yaml     # a run of its own (relative to this file); its outputs are this step's output
+///     input: { to: ops }
+///   go_ahead:
+///     wait_for: release             # waits for `plexus workflow signal RUN release JSON`; the JSON is its output
+///     timeout_ms: 3600000           # optional; without it the step waits for ever
 /// outputs:                          # files the finished run produces
 ///   report.html: "${steps.publish.output.html}"
 /// ```
 public enum WorkflowFile {
+    /// The file and every file its `workflow:` steps name, from disk.
     public static func load(path: String) throws(ConfigError) -> Workflow {
-        try parse(try ConfigFile.readText(path), file: path)
+        try parse(try ConfigFile.readText(path), file: path, includes: .disk())
     }
 
-    public static func parse(_ text: String, file: String) throws(ConfigError) -> Workflow {
+    /// The text of `file`; its `workflow:` steps' files come from
+    /// `includes` (resolved path -> text), or from disk when it is nil.
+    public static func parse(_ text: String, file: String, includes: [String: String]? = nil) throws(ConfigError) -> Workflow {
+        try parse(text, file: file, includes: includes.map(WorkflowIncludes.texts) ?? .disk())
+    }
+
+    static func parse(_ text: String, file: String, includes: WorkflowIncludes) throws(ConfigError) -> Workflow {
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw ConfigFile.syntaxError(error, file: file, text: text) }
         guard let root else { throw ConfigError(file: file, line: 1, column: 1, field: "", problem: "the file is empty; a workflow needs `workflow:` and `steps:`") }
-        return try WorkflowReader(r: Reader(file: file)).workflow(root, source: text)
+        var inc = includes
+        inc.chain.append(WorkflowIncludes.normalize(file))
+        return try WorkflowReader(r: Reader(file: file), includes: inc).workflow(root, source: text)
     }
 }
 
 struct WorkflowReader {
     let r: Reader
+    let includes: WorkflowIncludes
     static let stepKeys = ["call", "input", "after", "when", "for_each", "concurrency", "timeout_ms", "retry", "approval",
-                           "parallel", "merge", "description"]
+                           "parallel", "merge", "description", "repeat", "workflow", "wait_for"]
+    /// The most a repeat may run: a bound, so a condition that never holds cannot loop for ever.
+    static let repeatLimit: Int64 = 10_000
     static let branchKeys = ["call", "input", "when", "timeout_ms", "retry", "description"]
 
     func workflow(_ root: Node, source: String) throws(ConfigError) -> Workflow {
@@ -80,7 +101,14 @@ struct WorkflowReader {
         }
         let context = Context(names: names, parallels: parallels)
         var steps: [Step] = []
-        for (n, node) in entries { steps.append(try step(n, node, context)) }
+        var subworkflows: [String: Workflow] = [:]
+        for (n, node) in entries {
+            let s = try step(n, node, context)
+            if case .workflow(let path) = s.kind, subworkflows[path] == nil {
+                subworkflows[path] = try subworkflow(path, node, "steps.\(n).workflow")
+            }
+            steps.append(s)
+        }
         try checkCycles(steps, stepsNode)
         var outputs: [(String, Template)] = []
         if let o = top["outputs"] {
@@ -95,7 +123,23 @@ struct WorkflowReader {
         }
         var description = ""
         if let d = top["description"] { description = try r.string(d, "description") }
-        return Workflow(name: name, description: description, file: r.file, source: source, input: input, steps: steps, outputs: outputs)
+        return Workflow(name: name, description: description, file: r.file, source: source, input: input, steps: steps, outputs: outputs,
+                        subworkflows: subworkflows)
+    }
+
+    /// A `workflow:` step's file, read and checked; refused when it is one
+    /// of the files that lead to it (they would include each other for ever).
+    func subworkflow(_ path: String, _ stepNode: Node, _ field: String) throws(ConfigError) -> Workflow {
+        guard case .mapping(let m) = stepNode, let node = m["workflow"] else { throw r.fail(stepNode, field, "missing") }
+        if let from = includes.chain.firstIndex(of: path) {
+            throw r.fail(node, field, "the workflow files include each other in a circle: \((includes.chain[from...] + [path]).joined(separator: " -> "))")
+        }
+        let text: String
+        switch includes.read(path) {
+        case .success(let t): text = t
+        case .failure(let e): throw r.fail(node, field, e.problem)
+        }
+        return try WorkflowFile.parse(text, file: path, includes: includes)
     }
 
     struct Context {
@@ -107,10 +151,22 @@ struct WorkflowReader {
         let field = "steps.\(name)"
         try checkName(name, node, field, allowDash: false)
         let m = try r.mapping(node, field, keys: WorkflowReader.stepKeys)
-        let kinds = ["call", "parallel", "merge"].filter { m[$0] != nil }
-        guard !kinds.isEmpty else { throw r.fail(node, field, "a step needs call: (a capability), parallel: (branches) or merge: (a parallel step)") }
+        let kinds = ["call", "parallel", "merge", "workflow", "wait_for"].filter { m[$0] != nil }
+        guard !kinds.isEmpty else {
+            throw r.fail(node, field, "a step needs call: (a capability), parallel: (branches), merge: (a parallel step), workflow: (a file) or wait_for: (a signal)")
+        }
         if kinds.contains("parallel") && kinds.count > 1 {
             throw r.fail(node, field, "a parallel step cannot also have \(kinds.filter { $0 != "parallel" }.joined(separator: " or ")); its branches call")
+        }
+        for k in ["workflow", "wait_for"] where kinds.contains(k) && kinds.count > 1 {
+            throw r.fail(node, field, "a \(k) step cannot also have \(kinds.filter { $0 != k }.joined(separator: " or "))")
+        }
+        if kinds == ["workflow"] || kinds == ["wait_for"] {
+            // Fields that only mean something for a capability's task.
+            let own = kinds == ["workflow"] ? ["retry", "timeout_ms"] : ["retry", "input"]
+            for f in own + ["for_each", "concurrency"] where m[f] != nil {
+                throw r.fail(m[f]!, "\(field).\(f)", "\(f) goes with call:; a \(kinds[0]) step has none")
+            }
         }
         if m["for_each"] != nil && kinds != ["call"] { throw r.fail(m["for_each"]!, "\(field).for_each", "for_each goes with call: alone") }
         if m["concurrency"] != nil && m["for_each"] == nil { throw r.fail(m["concurrency"]!, "\(field).concurrency", "concurrency limits a for_each step; this step has no for_each") }
@@ -128,6 +184,18 @@ struct WorkflowReader {
         var kind = Step.Kind.parallel
         var branches: [Step] = []
         if let capNode = m["call"] { kind = .call(try capability(capNode, "\(field).call")) }
+        if let fileNode = m["workflow"] {
+            let f = try r.string(fileNode, "\(field).workflow")
+            guard !f.isEmpty, f.hasSuffix(".yaml") || f.hasSuffix(".yml") else {
+                throw r.fail(fileNode, "\(field).workflow", "expected a workflow file (.yaml), relative to this file, found \"\(f)\"")
+            }
+            kind = .workflow(WorkflowIncludes.resolve(f, from: r.file))
+        }
+        if let signalNode = m["wait_for"] {
+            let n = try r.string(signalNode, "\(field).wait_for")
+            do throws(PlexusError) { try WorkflowReader.checkSignalName(n) } catch { throw r.fail(signalNode, "\(field).wait_for", error.detail) }
+            kind = .wait(n)
+        }
         if let mergeNode = m["merge"] {
             let of = try r.string(mergeNode, "\(field).merge")
             guard c.parallels[of] != nil else {
@@ -148,13 +216,49 @@ struct WorkflowReader {
         }
         let forEach = try m["for_each"].map { n throws(ConfigError) in try expression(n, "\(field).for_each") }
         if let (e, _) = forEach { after += try checkReferences([e], m["for_each"]!, "\(field).for_each", c, allowItem: false, own: name) }
-        let f = try callFields(m, field, c, own: name, itemInInput: forEach != nil)
-        return Step(name: name, line: node.mark?.line ?? 0, kind: kind, description: f.description,
+        let looping = try repeatFields(m, field, c, own: name, kinds: kinds)
+        let f = try callFields(m, field, c, own: name, itemInInput: forEach != nil, readsOwn: looping != nil)
+        var step = Step(name: name, line: node.mark?.line ?? 0, kind: kind, description: f.description,
                     input: f.input, after: unique(after + f.reads), when: f.when?.0, whenText: f.when?.1, forEach: forEach?.0, forEachText: forEach?.1,
                     concurrency: Int(try m["concurrency"].map { n throws(ConfigError) in try r.integer(n, "\(field).concurrency", in: 1...10_000) } ?? 8),
                     timeoutMs: f.timeoutMs, attempts: f.retry.attempts, backoffMs: f.retry.backoffMs, backoffMaxMs: f.retry.backoffMaxMs,
                     approval: try m["approval"].map { n throws(ConfigError) in try r.string(n, "\(field).approval") }, branches: branches,
                     retryOn: f.retry.on)
+        if let looping {
+            step.repeatMax = looping.max
+            step.repeatUntil = looping.until
+            step.repeatUntilText = looping.text
+            step = step.adding(after: looping.reads)
+        }
+        if case .wait = kind, m["timeout_ms"] != nil { step.waitTimeoutMs = f.timeoutMs }
+        return step
+    }
+
+    /// repeat: { until: EXPR, max: N } on a call step: EXPR may read the
+    /// step's own last output (steps.NAME.output) and how many times it ran
+    /// (steps.NAME.iterations); other steps it reads are waited for.
+    func repeatFields(_ m: [String: Node], _ field: String, _ c: Context, own: String, kinds: [String])
+        throws(ConfigError) -> (max: Int, until: Expression, text: String, reads: [String])? {
+        guard let node = m["repeat"] else { return nil }
+        let f = "\(field).repeat"
+        guard kinds == ["call"], m["for_each"] == nil else {
+            throw r.fail(node, f, "repeat goes with call: alone (not with \((kinds.filter { $0 != "call" } + (m["for_each"] != nil ? ["for_each"] : [])).joined(separator: " or ")))")
+        }
+        let rm = try r.mapping(node, f, keys: ["until", "max"])
+        guard let maxNode = rm["max"] else { throw r.fail(node, "\(f).max", "missing: bound the loop (max: N, 1 to \(WorkflowReader.repeatLimit))") }
+        let most = try r.integer(maxNode, "\(f).max", in: 1...WorkflowReader.repeatLimit)
+        guard let untilNode = rm["until"] else { throw r.fail(node, "\(f).until", "missing: the condition that ends the loop, such as steps.\(own).output.ready") }
+        let (e, text) = try expression(untilNode, "\(f).until")
+        let reads = try checkReferences([e], untilNode, "\(f).until", c, allowItem: false, own: nil).filter { $0 != own }
+        return (Int(most), e, text, reads)
+    }
+
+    /// A signal's name: what `plexus workflow signal RUN NAME` names.
+    static func checkSignalName(_ n: String) throws(PlexusError) {
+        let ok = !n.isEmpty && n.utf8.count <= 128 && n.unicodeScalars.allSatisfy { c in
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "_" || c == "-" || c == "."
+        }
+        guard ok else { throw PlexusError(.INVALID_ARGUMENT, "'\(n)' is not a usable signal name: 1 to 128 letters, digits, _, - and .") }
     }
 
     func branch(_ full: String, _ name: String, _ node: Node, _ c: Context) throws(ConfigError) -> Step {
@@ -162,7 +266,7 @@ struct WorkflowReader {
         try checkName(name, node, field, allowDash: false)
         let m = try r.mapping(node, field, keys: WorkflowReader.branchKeys)
         guard let capNode = m["call"] else { throw r.fail(node, field, "a branch needs call: (a capability)") }
-        let f = try callFields(m, field, c, own: String(full.prefix { $0 != "." }), itemInInput: false)
+        let f = try callFields(m, field, c, own: String(full.prefix { $0 != "." }), itemInInput: false, readsOwn: false)
         return Step(name: full, line: node.mark?.line ?? 0, kind: .call(try capability(capNode, "\(field).call")), description: f.description,
                     input: f.input, after: unique(f.reads), when: f.when?.0, whenText: f.when?.1, forEach: nil, forEachText: nil, concurrency: 1,
                     timeoutMs: f.timeoutMs, attempts: f.retry.attempts, backoffMs: f.retry.backoffMs, backoffMaxMs: f.retry.backoffMaxMs,
@@ -171,14 +275,18 @@ struct WorkflowReader {
 
     /// What steps and branches read alike: when, input (with the steps
     /// they read), retry, timeout_ms, description.
-    func callFields(_ m: [String: Node], _ field: String, _ c: Context, own: String, itemInInput: Bool) throws(ConfigError)
+    func callFields(_ m: [String: Node], _ field: String, _ c: Context, own: String, itemInInput: Bool, readsOwn: Bool) throws(ConfigError)
         -> (when: (Expression, String)?, input: Template?, reads: [String], retry: (attempts: Int, backoffMs: Int64, backoffMaxMs: Int64, on: [String]?),
             timeoutMs: Int64, description: String) {
         var reads: [String] = []
         let when = try m["when"].map { n throws(ConfigError) in try expression(n, "\(field).when") }
         let input = try m["input"].map { n throws(ConfigError) in try template(n, "\(field).input") }
         if let (e, _) = when { reads += try checkReferences([e], m["when"]!, "\(field).when", c, allowItem: false, own: own) }
-        if let input { reads += try checkReferences(input.expressions, m["input"]!, "\(field).input", c, allowItem: itemInInput, own: own) }
+        // A repeat step's input may read its own last output (null the first time).
+        if let input {
+            reads += try checkReferences(input.expressions, m["input"]!, "\(field).input", c, allowItem: itemInInput, own: readsOwn ? nil : own)
+                .filter { $0 != own }
+        }
         return (when, input, reads, try retry(m["retry"], field),
                 try m["timeout_ms"].map { n throws(ConfigError) in try r.integer(n, "\(field).timeout_ms", in: 1...86_400_000) } ?? 30_000,
                 try m["description"].map { n throws(ConfigError) in try r.string(n, "\(field).description") } ?? "")

@@ -17,6 +17,8 @@ public enum WorkflowGraph {
         for (from, to, cond) in edges(w) {
             out.append(cond.map { "  \(id(from)) -->|\(label($0))| \(id(to))" } ?? "  \(id(from)) --> \(id(to))")
         }
+        // A loop: an edge back into itself, labelled with what ends it.
+        for s in w.steps where s.repeatMax > 0 { out.append("  \(id(s.name)) -.->|\(label(loopText(s)))| \(id(s.name))") }
         return out.joined(separator: "\n") + "\n"
     }
 
@@ -29,13 +31,14 @@ public enum WorkflowGraph {
                 for b in s.branches { out.append("    \"\(b.name)\" [label=\"\(escape(nodeText(b)))\"];") }
                 out.append("  }")
             } else {
-                let shape = s.when != nil ? ", shape=diamond" : (s.approval != nil ? ", shape=hexagon" : "")
+                let shape = s.when != nil ? ", shape=diamond" : (s.approval != nil ? ", shape=hexagon" : dotShape(s))
                 out.append("  \"\(s.name)\" [label=\"\(escape(nodeText(s)))\"\(shape)];")
             }
         }
         for (from, to, cond) in edges(w) {
             out.append("  \"\(from)\" -> \"\(to)\"\(cond.map { " [label=\"\(escape($0))\", style=dashed]" } ?? "");")
         }
+        for s in w.steps where s.repeatMax > 0 { out.append("  \"\(s.name)\" -> \"\(s.name)\" [label=\"\(escape(loopText(s)))\", style=dotted];") }
         out.append("}")
         return out.joined(separator: "\n") + "\n"
     }
@@ -51,6 +54,9 @@ public enum WorkflowGraph {
                 if s.kind == .parallel { o["parallel"] = .string(s.name) }
                 if n.when != nil { o["shape"] = .string("condition") } else if n.approval != nil { o["shape"] = .string("approval") }
                 else if n.forEach != nil { o["shape"] = .string("for_each") }
+                else if n.repeatMax > 0 { o["shape"] = .string("repeat") }
+                else if case .workflow = n.kind { o["shape"] = .string("workflow") }
+                else if case .wait = n.kind { o["shape"] = .string("wait_for") }
                 nodes.append(.object(o))
             }
         }
@@ -84,7 +90,10 @@ public enum WorkflowGraph {
         case .call(let c): t += "\n\(c)"
         case .merge(let of, let c): t += "\nmerge \(of)" + (c.map { " via \($0)" } ?? "")
         case .parallel: break
+        case .workflow(let path): t += "\nworkflow \(path)"
+        case .wait(let signal): t += "\nwaits for signal \(signal)" + (s.waitTimeoutMs.map { " (≤\($0) ms)" } ?? "")
         }
+        if s.repeatMax > 0 { t += "\n" + loopText(s) }
         if let f = s.forEachText { t += "\nfor each \(f) (≤\(s.concurrency) at once)" }
         if s.attempts > 1 { t += "\nretry ×\(s.attempts)" }
         if s.approval != nil { t += "\nawaits approval" }
@@ -96,8 +105,21 @@ public enum WorkflowGraph {
         if s.when != nil { return "{\(text)}" }
         if s.approval != nil { return "{{\(text)}}" }
         if s.forEach != nil { return "[[\(text)]]" }
+        if case .workflow = s.kind { return "[/\(text)/]" }   // a parallelogram: another workflow runs here
+        if case .wait = s.kind { return "([\(text)])" }     // a stadium: waits for the outside world
         return "[\(text)]"
     }
+
+    static func dotShape(_ s: Step) -> String {
+        switch s.kind {
+        case .workflow: return ", shape=component"
+        case .wait: return ", shape=oval"
+        default: return ""
+        }
+    }
+
+    /// "repeat until X (≤N)": what ends a loop, and its bound.
+    static func loopText(_ s: Step) -> String { "repeat until \(s.repeatUntilText ?? "") (≤\(s.repeatMax))" }
 
     static func id(_ name: String) -> String { name.replacingOccurrences(of: ".", with: "__") }
 

@@ -9,8 +9,8 @@ import PlexusWorkflows
 /// `plexus workflow`: run YAML workflows on the running host and follow them.
 struct WorkflowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "workflow", abstract: "Run, follow, resume, approve and draw workflows declared in YAML.",
-        subcommands: [Run.self, Status.self, Resume.self, Approve.self, List.self, Graph.self, Check.self])
+        commandName: "workflow", abstract: "Run, follow, resume, approve, signal, cancel and draw workflows declared in YAML.",
+        subcommands: [Run.self, Status.self, Resume.self, Approve.self, Signal.self, Cancel.self, List.self, Graph.self, Check.self])
 
     /// What run, status and resume share: follow the run, then save its outputs.
     struct Follow: ParsableArguments {
@@ -24,7 +24,10 @@ struct WorkflowCommand: ParsableCommand {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a workflow file and start a run of it on the running host; prints the run id.",
-            discussion: "The run is on disk before its id is printed. If the host stops, it resumes the run when it starts again.")
+            discussion: """
+                The run is on disk before its id is printed. If the host stops, it resumes the run when it starts again. \
+                The files its workflow: steps name (relative to FILE) are read and checked here and sent with it: the host reads none of them.
+                """)
         @Argument(help: "The workflow file (YAML).") var file: String
         @Option(help: "The run's input: a JSON object, over the file's input defaults. A relative path in it that names a file in the current directory is sent as an absolute path.") var input: String?
         @OptionGroup var follow: Follow
@@ -34,6 +37,9 @@ struct WorkflowCommand: ParsableCommand {
             bootstrapLogging(default: .error)
             let w = try loadWorkflow(file)
             var args: [String: JSONValue] = ["source": .string(w.source), "file": .string(file)]
+            // The files its workflow: steps run go with it: the host reads none itself.
+            let included = w.includedSources
+            if !included.isEmpty { args["includes"] = .object(included.mapValues(JSONValue.string)) }
             if let input {
                 guard let v = try? JSONValue.parse(Array(input.utf8)), case .object = v else {
                     throw ValidationError("--input must be a JSON object, such as '{\"path\": \"data.csv\"}'")
@@ -102,6 +108,44 @@ struct WorkflowCommand: ParsableCommand {
         }
     }
 
+    struct Signal: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send a running run a signal: a wait_for step of that name takes its JSON as its output.",
+            discussion: "A signal that comes before a step waits for it is kept with the run until one does. A run that is not running refuses it (exit 1).")
+        @Argument(help: "The run id.") var runID: String
+        @Argument(help: "The signal's name, as a wait_for: step names it.") var name: String
+        @Argument(help: "Its JSON (default null), such as '{\"approved\": true}'.") var json: String?
+        @OptionGroup var options: ConnectionOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            var payload = JSONValue.null
+            if let json {
+                guard let v = try? JSONValue.parse(Array(json.utf8)) else {
+                    throw ValidationError("the signal's JSON does not parse: \(json) (a string needs quotes: '\"text\"')")
+                }
+                payload = v
+            }
+            _ = try ask(try options.hostForState(), "plexus.workflows.signal",
+                        .object(["id": .string(runID), "name": .string(name), "payload": payload]))
+            print("signal \(name) sent to run \(runID)")
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a running run: its started steps, their tasks and its sub-workflow runs.",
+            discussion: "The run and each step it had started show as cancelled. A run that is not running is refused (exit 1).")
+        @Argument(help: "The run id.") var runID: String
+        @OptionGroup var options: ConnectionOptions
+
+        func run() throws {
+            bootstrapLogging(default: .error)
+            _ = try ask(try options.hostForState(), "plexus.workflows.cancel", .object(["id": .string(runID)]))
+            print("cancelled run \(runID)")
+        }
+    }
+
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Runs, newest first.")
         @Option(parsing: .unconditional, help: "At most this many.") var limit = 20
@@ -114,7 +158,8 @@ struct WorkflowCommand: ParsableCommand {
             if json { print(try prettyJSON(reply)); return }
             guard case .array(let runs) = reply else { return }
             printColumns([["RUN", "WORKFLOW", "STATE", "STARTED", "ERROR"]] + runs.map { r in
-                [str(r["id"]), str(r["workflow"]), str(r["state"]), WorkflowProgress.clock(Int64(str(r["created_unix_ns"])) ?? 0),
+                // A sub-workflow's run names the run it is part of.
+                [str(r["id"]), str(r["workflow"]) + (r["parent_run"].flatMap { $0 == .null ? nil : " (in \(str($0)))" } ?? ""), str(r["state"]), WorkflowProgress.clock(Int64(str(r["created_unix_ns"])) ?? 0),
                  String(str(r["error"]).prefix(70))]
             })
         }
@@ -149,13 +194,17 @@ struct WorkflowCommand: ParsableCommand {
             bootstrapLogging(default: .error)
             let w = try loadWorkflow(file)
             let tasks = w.nodes.filter { $0.capability != nil }.count
-            print("\(file): workflow \(w.name) is valid: \(w.steps.count) steps, \(tasks) of them calling agents")
+            let included = w.includedSources.count
+            print("\(file): workflow \(w.name) is valid: \(w.steps.count) steps, \(tasks) of them calling agents"
+                  + (included > 0 ? "; with the \(included) workflow file(s) its workflow: steps run, checked too" : ""))
             guard let c = try options.runningHost() else {
                 FileHandleErr.note("plexus workflow: no host is running at \(options.socketPath): capabilities not checked against its agents")
                 return
             }
             let provided = try providedCapabilities(c)
-            for s in w.nodes {
+            // Its sub-workflows' steps too: they run on the same host.
+            func everyStep(_ w: Workflow) -> [Step] { w.nodes + w.subworkflows.keys.sorted().flatMap { everyStep(w.subworkflows[$0]!) } }
+            for s in everyStep(w) {
                 guard let cap = s.capability, !provided.contains(cap) else { continue }
                 let hint = Suggestion.closest(to: cap, among: provided.sorted()).map { " (did you mean \($0)?)" } ?? ""
                 print("\(file): warning: step \(s.name) calls \(cap), which no agent of the running host provides\(hint); "

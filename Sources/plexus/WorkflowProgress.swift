@@ -44,7 +44,9 @@ enum WorkflowProgress {
         if options.json { print(try prettyJSON(status)) }
         guard str(status["state"]) == "completed" else {
             FileHandleErr.note("plexus workflow: run \(id) \(str(status["state"])): \(str(status["error"]))")
-            FileHandleErr.note("plexus workflow: after fixing the cause, `plexus workflow resume \(id)` reruns only what did not finish")
+            if str(status["state"]) == "failed" {
+                FileHandleErr.note("plexus workflow: after fixing the cause, `plexus workflow resume \(id)` reruns only what did not finish")
+            }
             throw ExitCode(ExitStatus.failed)
         }
         if let dir = options.out { try save(try ask(c, "plexus.workflows.outputs", .object(["id": .string(id)])), into: dir) }
@@ -69,7 +71,7 @@ enum WorkflowProgress {
     }
 
     static let marks: [String: String] = [
-        "pending": "·", "running": "▶", "done": "✓", "skipped": "↷", "failed": "✗", "awaiting_approval": "⏸", "approved": "▶",
+        "pending": "·", "running": "▶", "done": "✓", "skipped": "↷", "failed": "✗", "awaiting_approval": "⏸", "approved": "▶", "waiting": "⏸", "cancelled": "⊘",
     ]
 
     /// The header line, then a line per step.
@@ -78,7 +80,8 @@ enum WorkflowProgress {
         let finished = Int64(str(s["finished_unix_ns"])) ?? 0
         let elapsed = Double((finished > 0 ? finished : Clock.unixNanos()) - created) / 1e9
         var lines = ["\(str(s["workflow"]))  run \(str(s["id"]))  \(paint(str(s["state"]), str(s["state"]), color))  \(String(format: "%.1f s", elapsed))"
-                     + (s["trace"].map { "  trace \(str($0))" } ?? "")]
+                     + (s["trace"].map { "  trace \(str($0))" } ?? "")
+                     + (s["parent_run"].flatMap { $0 == .null ? nil : "  part of run \(str($0)) (step \(str(s["parent_step"])))" } ?? "")]
         guard case .array(let steps)? = s["steps"] else { return lines }
         func indent(_ name: String) -> String { name.contains(".") ? "    " : "  " }
         let width = steps.map { indent(str($0["name"])).count + str($0["name"]).count }.max() ?? 8
@@ -87,7 +90,13 @@ enum WorkflowProgress {
             let name = str(st["name"])
             let pad = String(repeating: " ", count: width + 2 - indent(name).count - name.count)
             var line = "\(indent(name))\(paint(marks[state] ?? "?", state, color)) \(name)\(pad)"
-            line += str(st["capability"]) == "-" ? (str(st["kind"]) == "parallel" ? "parallel" : "merge") : str(st["capability"])
+            let kind = str(st["kind"])
+            switch kind {
+            case "workflow": line += "workflow \(str(st["workflow_file"]))" + (st["run"].map { "  run \(str($0))" } ?? "")
+            case "wait_for": line += "wait_for \(str(st["signal"]))"
+            default: line += str(st["capability"]) == "-" ? (kind == "parallel" ? "parallel" : "merge") : str(st["capability"])
+            }
+            if kind == "repeat" { line += "  ran \(str(st["iterations"]))/\(str(st["max"])) until \(str(st["until"]))" }
             if let total = Int(str(st["items_total"])) {
                 let done = Int(str(st["items_done"])) ?? 0
                 line += "  " + bar(done, total) + " \(done)/\(total)"
@@ -97,7 +106,8 @@ enum WorkflowProgress {
             if state == "done" || state == "failed", started > 0, ended >= started { line += String(format: "  %.2f s", Double(ended - started) / 1e9) }
             if state == "skipped" { line += "  skipped: its condition was false" }
             if state == "awaiting_approval" { line += "  awaits approval: \(str(st["approval"]))" }
-            if state == "failed" { line += "  " + String(str(st["error"]).prefix(120)) }
+            if state == "failed" || state == "cancelled" { line += "  " + String(str(st["error"]).prefix(120)) }
+            if state == "waiting" { line += "  waits for signal \(str(st["signal"])): plexus workflow signal \(str(s["id"])) \(str(st["signal"])) JSON" }
             if state == "running", case .string(let why)? = st["waiting"] { line += "  waiting: \(why)" }
             line += tries(st, state)
             lines.append(line)
@@ -110,9 +120,11 @@ enum WorkflowProgress {
     static func tries(_ st: JSONValue, _ state: String) -> String {
         guard let n = Int(str(st["attempts"])) else { return "" }
         let last: String? = if case .string(let e)? = st["last_error"], !e.isEmpty { e } else { nil }
-        let retried = Int(str(st["items_total"])).map { n > $0 } ?? (n > 1)   // a for_each: more attempts than items
+        // A for_each: more attempts than items; a loop: more than its runs.
+        let retried = Int(str(st["items_total"])).map { n > $0 } ?? Int(str(st["iterations"])).map { n > $0 } ?? (n > 1)
         guard retried || (last != nil && state != "failed") else { return "" }
-        let counted = (str(st["kind"]) == "for_each" ? "\(n) attempts over its items" : "\(n) attempts") + (state == "running" ? " so far" : "")
+        let over = ["for_each": " over its items", "repeat": " over its runs"][str(st["kind"])] ?? ""
+        let counted = "\(n) attempts\(over)" + (state == "running" ? " so far" : "")
         let shown = state == "failed" ? nil : last   // a failed step's line ends with its error already
         return "  " + counted + (shown.map { ", last failure: " + String($0.prefix(100)) } ?? "")
     }
@@ -125,7 +137,8 @@ enum WorkflowProgress {
 
     static func paint(_ text: String, _ state: String, _ color: Bool) -> String {
         guard color else { return text }
-        let code = ["done": "32", "completed": "32", "running": "36", "failed": "31", "skipped": "33", "awaiting_approval": "35"][state] ?? "0"
+        let code = ["done": "32", "completed": "32", "running": "36", "failed": "31", "skipped": "33", "awaiting_approval": "35",
+                    "waiting": "35", "cancelled": "31"][state] ?? "0"
         return "\u{1B}[\(code)m\(text)\u{1B}[0m"
     }
 

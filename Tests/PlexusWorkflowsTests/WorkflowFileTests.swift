@@ -56,7 +56,7 @@ import Testing
             ("workflow: w\nsteps:\n  a: { call: x.a, concurrency: 2 }\n",
              "steps.a.concurrency: concurrency limits a for_each step; this step has no for_each"),
             ("workflow: w\nsteps:\n  a: { input: 1 }\n",
-             "wf.yaml:3:6: steps.a: a step needs call: (a capability), parallel: (branches) or merge: (a parallel step)"),
+             "wf.yaml:3:6: steps.a: a step needs call: (a capability), parallel: (branches), merge: (a parallel step), workflow: (a file) or wait_for: (a signal)"),
             ("workflow: w\nsteps:\n  a: { call: \"bad name\" }\n",
              "wf.yaml:3:14: steps.a.call:"),
             ("workflow: w\nsteps:\n  a: { call: x.a\n",
