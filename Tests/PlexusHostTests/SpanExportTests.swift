@@ -53,9 +53,10 @@ struct SpanExportTests {
             #expect(stats.parentSpanID == relay.spanID)
             #expect(Set(mine.map(\.traceID)).count == 1, "one trace in the Tracer too")
             #expect(client.kind == .client && relay.kind == .consumer)
-            // The host's times: the client's span holds its children.
+            // The host's times (a handler may return after its reply has
+            // travelled on, so only the starts are ordered).
             #expect(client.startInstant.nanosecondsSinceEpoch <= relay.startInstant.nanosecondsSinceEpoch)
-            #expect(client.endInstant.nanosecondsSinceEpoch >= stats.endInstant.nanosecondsSinceEpoch)
+            #expect(relay.startInstant.nanosecondsSinceEpoch <= stats.startInstant.nanosecondsSinceEpoch)
             let hostClient = try #require(recorded.first { $0.kind == "client" })
             #expect(client.startInstant.nanosecondsSinceEpoch == UInt64(hostClient.start_unix_ns))
         }
