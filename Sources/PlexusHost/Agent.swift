@@ -47,6 +47,9 @@ final class Agent: Hashable, @unchecked Sendable {
     /// The key-value namespace its kv_* calls use: its plugin's name, shared
     /// by every instance; nil for the host's own agents.
     var kvNamespace: String?
+    /// Whether it reads partial answers and CANCEL envelopes (ABI 1.2):
+    /// false for a plugin built for an earlier minor, which hears neither.
+    var streams = true
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?
