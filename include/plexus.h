@@ -253,7 +253,8 @@ typedef struct plexus_host {
     **                     or with a character outside [A-Za-z0-9_.:/@*>-];
     **                     content_type not printable ASCII or too long;
     **                     payload NULL with payload_len > 0; kind QUERY (use
-    **                     request), RESPONSE or ERROR (use reply); target_kind
+    **                     request), RESPONSE or ERROR (use reply), CANCEL (use
+    **                     cancel, 1.2); target_kind
     **                     REPLY; a topic with wildcards
     **   TOO_LARGE         payload_len over the host's payload limit
     **   EXPIRED           deadline_unix_ns already passed

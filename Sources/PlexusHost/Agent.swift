@@ -84,6 +84,8 @@ final class Agent: Hashable, @unchecked Sendable {
         self.behavior = behavior
         if case .plugin(let p) = behavior { handleFn = p.handleFn } else { handleFn = nil }
         if case .worker(let w) = behavior { link = w } else { link = nil }
+        // The host's own agents answer single requests; a socket client's agent speaks the whole protocol.
+        if case .builtin(let b) = behavior { streams = b is ExternalBehavior }
         var isWorker = false
         if case .worker = behavior { isWorker = true }
         self.capabilities = capabilities
