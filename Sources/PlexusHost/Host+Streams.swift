@@ -13,14 +13,8 @@ extension Host {
     public func requestStream(_ env: Envelope, timeoutMs: Int64 = 0, as sender: String? = nil, grants: Grants? = nil,
                               parentSpan: UInt64 = 0,
                               onAnswer: @escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id {
-        let finished = Atomic<Bool>(false)
-        let guarded: @Sendable (Envelope) -> Void = { a in
-            if a.isPartial {
-                if !finished.load(ordering: .acquiring) { onAnswer(a) }
-            } else if !finished.exchange(true, ordering: .acquiringAndReleasing) {
-                onAnswer(a)
-            }
-        }
+        let gate = StreamGate()
+        let guarded: @Sendable (Envelope) -> Void = { a in gate.pass(a, to: onAnswer) }
         func route(_ origin: Router.Origin) -> Result<plexus_id, PlexusError> {
             var o = origin
             o.parentSpan = parentSpan
@@ -51,5 +45,20 @@ extension Host {
             catch { return .failure(error) }
         }
         try r.get()
+    }
+}
+
+/// One stream's answers, handed on one at a time: a partial that races the
+/// final answer (a TIMEOUT or CANCELLED from another thread) is either
+/// handed on before it or dropped, never after it.
+final class StreamGate: Sendable {
+    private let finished = Mutex(false)
+
+    func pass(_ a: Envelope, to onAnswer: @Sendable (Envelope) -> Void) {
+        finished.withLock { done in
+            guard !done else { return }
+            if !a.isPartial { done = true }
+            onAnswer(a)
+        }
     }
 }
