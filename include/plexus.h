@@ -377,8 +377,8 @@ typedef struct plexus_host {
     ** Call it any number of times, then reply() once to end the stream (a
     ** RESPONSE, or an ERROR). Partials from one thread reach the caller in
     ** the order sent, before the final reply. The request's deadline covers
-    ** the whole stream: past it the caller hears TIMEOUT and further
-    ** partials answer NOT_A_REQUEST. A caller built before 1.2 (or a
+    ** the whole stream: past it the caller hears EXPIRED (TIMEOUT when no
+    ** partial had come) and further partials answer NOT_A_REQUEST. A caller built before 1.2 (or a
     ** client reading single answers) never sees the partials, only the
     ** final reply. msg is borrowed; its kind, flags and target are
     ** ignored. Answers, in the order checked:

@@ -193,7 +193,7 @@ typedef void (*plexus_client_partial_fn)(plexus_client *c, const plexus_answer *
 
 /* As plexus_client_call, for an answer that may come as a stream: each
 ** partial answer goes to on_partial, then *out is the final one (RESPONSE,
-** or an ERROR: TIMEOUT when the deadline passes mid-stream, CANCELLED
+** or an ERROR: EXPIRED when the deadline passes mid-stream, CANCELLED
 ** after a cancel). Without a callback, partials are dropped. */
 plexus_status plexus_client_call_stream(plexus_client *c, plexus_target_kind target_kind, const char *target,
                                         const char *content_type, const void *payload, size_t len,

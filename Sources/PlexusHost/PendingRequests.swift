@@ -130,6 +130,9 @@ final class PendingShard: @unchecked Sendable {
         /// Whether the request was traced (tracing.rate admitted it): its
         /// reply is recorded exactly when it was.
         var traced = false
+        /// Whether a partial answer reached it (ABI 1.2): a deadline that
+        /// passes then cuts a stream short (EXPIRED), not a silence (TIMEOUT).
+        var streamed = false
     }
 
     // lo = tag(1) | generation | shard(4) | index(20)
@@ -249,6 +252,7 @@ final class PendingShard: @unchecked Sendable {
         let i = Int(id.lo & Self.indexMask)
         guard isLive(id.lo), let e = (state.pointee.entries + i).pointee else { return nil }
         if let r = e.responder, Unmanaged.passUnretained(r).toOpaque() != responderID { return nil }
+        (state.pointee.entries + i).pointee?.streamed = true
         return body(e)
     }
 

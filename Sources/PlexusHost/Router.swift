@@ -103,6 +103,11 @@ final class Router: @unchecked Sendable {
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
             Router.observeAnswer(e)
+            if e.streamed {   // the deadline cut a stream short: its partials came, its end did not
+                self.answer(e.requester, requestID: id, status: PLEXUS_EXPIRED.status,
+                            detail: "the stream from '\(e.target)' passed its deadline (\(e.timeoutMs) ms) before its final answer")
+                return
+            }
             self.answer(e.requester, requestID: id, status: PLEXUS_TIMEOUT.status,
                         detail: "no reply from '\(e.target)' within \(e.timeoutMs) ms")
         }

@@ -98,7 +98,7 @@ struct StreamTests {
         #expect(try h.callText("relay.stream", #"{"to":3,"every_ms":0}"#) == #"{"partials":0,"final":{"count":3}}"#)
     }
 
-    @Test("a deadline in the middle of a stream: the partials, then TIMEOUT, and nothing after", arguments: modes)
+    @Test("a deadline in the middle of a stream: the partials, then EXPIRED, and nothing after", arguments: modes)
     func deadlineMidStream(mode: SandboxMode) throws {
         let h = try Self.host([try Self.textkit()], mode)
         defer { h.shutdown() }
@@ -106,7 +106,8 @@ struct StreamTests {
         try h.requestStream(Self.query("count.stream", #"{"to":200,"every_ms":50}"#), timeoutMs: 600) { a.add($0) }
         let got = try a.final()
         #expect(got.last?.kind == .error)
-        #expect(got.last?.status == PLEXUS_TIMEOUT.status, "\(got.last?.payloadString ?? "")")
+        #expect(got.last?.status == PLEXUS_EXPIRED.status, "\(got.last?.payloadString ?? "")")
+        #expect(Host.error(from: got.last!).detail.contains("passed its deadline (600 ms) before its final answer"))
         let partials = got.dropLast()
         #expect(!partials.isEmpty && partials.count < 200, "\(partials.count) partials before the deadline")
         #expect(partials.enumerated().allSatisfy { $0.element.payloadString == "{\"n\":\($0.offset + 1)}" })
@@ -158,6 +159,10 @@ struct StreamTests {
         let a = Answers()
         try h.requestStream(Self.query("count.stream", #"{"to":2,"every_ms":0}"#), timeoutMs: 5_000) { a.add($0) }
         #expect(try a.final().count == 3)
+        // A stream that sent nothing before its deadline is a plain TIMEOUT.
+        let silent = Answers()
+        try h.requestStream(Self.query("count.stream", #"{"to":1,"every_ms":1000}"#), timeoutMs: 200) { silent.add($0) }
+        #expect(try silent.final().map(\.status) == [PLEXUS_TIMEOUT.status])
     }
 }
 
@@ -216,7 +221,7 @@ struct StreamSocketTests {
             #expect(ok.1 == "partial: {\"n\":1}\npartial: {\"n\":2}\npartial: {\"n\":3}\nfinal: {\"count\":3}\n")
             let late = try Program(Self.cStream, ["--socket", sock, "count.stream", #"{"to":200,"every_ms":50}"#, "500"]).finish()
             #expect(late.0 == 1)
-            #expect(late.2.hasPrefix("TIMEOUT: "), "\(late.2)")
+            #expect(late.2.hasPrefix("EXPIRED: "), "\(late.2)")
             #expect(late.1.hasPrefix("partial: {\"n\":1}\n"), "\(late.1)")
             let cancel = try Program(Self.cStream, ["--socket", sock, "count.stream", #"{"to":1000,"every_ms":20}"#, "20000", "2"]).finish()
             #expect(cancel.0 == 1)

@@ -2,7 +2,7 @@
 ** answer as it arrives, then the final one.
 **     plexus_stream [--socket PATH] TARGET PAYLOAD [TIMEOUT_MS [CANCEL_AFTER]]
 ** Prints "partial: <payload>" per partial and "final: <payload>" at the end,
-** exit 0; an ERROR answer (TIMEOUT past the deadline, CANCELLED after a
+** exit 0; an ERROR answer (EXPIRED past the deadline, CANCELLED after a
 ** cancel) prints "NAME: why" on stderr, exit 1. With CANCEL_AFTER it
 ** cancels the call after that many partials. Build as plexus_call.c. */
 #include "plexus_client.h"

@@ -197,7 +197,7 @@ class Client:
         """Sends a query whose answer may come as a stream (ABI 1.2). Returns a Stream:
         iterate it for each partial answer's payload (bytes) as it arrives; iteration ends
         at the final answer, whose payload is then stream.result (an ERROR answer raises
-        PlexusError from the iteration: TIMEOUT when the deadline passes mid-stream,
+        PlexusError from the iteration: EXPIRED when the deadline passes mid-stream,
         CANCELLED after stream.cancel())."""
         kind, name = wire.parse_target(target)
         env = _traced(wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),

@@ -209,7 +209,7 @@ impl Client {
     /// Sends a query whose answer may come as a stream (ABI 1.2): iterate the
     /// returned Stream for each partial answer's payload as it arrives; then
     /// `result()` holds the final answer. An Error answer ends the iteration
-    /// with an Err (Timeout when the deadline passes mid-stream, Cancelled
+    /// with an Err (Expired when the deadline passes mid-stream, Cancelled
     /// after `cancel`).
     pub fn stream(&self, target: &str, payload: &[u8], timeout: Duration) -> Result<Stream<'_>, ClientError> {
         let mut e = Envelope::to(Kind::Query, target, payload);
