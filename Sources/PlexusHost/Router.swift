@@ -351,8 +351,8 @@ final class Router: @unchecked Sendable {
                 deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)", cause: Int(error.status))
             }
         case .callback(let f), .stream(let f):
+            if m.header.tRoute != 0 { repliedToCaller(m) }   // first: a caller that reads its trace once answered finds it whole
             f(m.envelope)
-            if m.header.tRoute != 0 { repliedToCaller(m) }
         }
     }
 

@@ -147,10 +147,13 @@ final class Session {
             try streamed(env.id) { done throws(PlexusError) in
                 try host.requestStream(e, as: me.name, grants: me.grants, parentSpan: span) { reply in
                     done(reply)
+                    // Recorded before the client can see the answer: a client that
+                    // reads the trace once answered finds it whole.
+                    if !reply.isPartial {
+                        tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
+                                      agent: client, start: start, end: Tracer.now(), status: reply.kind == .error ? reply.status : 0)
+                    }
                     answer(reply)
-                    guard !reply.isPartial else { return }
-                    tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
-                                  agent: client, start: start, end: Tracer.now(), status: reply.kind == .error ? reply.status : 0)
                 }
             }
         } catch {
