@@ -24,9 +24,23 @@ struct CallStreamTests {
         let sock = dir + "/plexus.sock"
         let host = try PlexusCommand.startHost(in: dir, socket: sock)
         defer { host.interrupt(); host.waitUntilExit() }
+        try interruptAfterFirstPartial(["--socket", sock], in: dir)
+        let cancels = try PlexusCommand.run(["call", "count.cancels", "--socket", sock], in: dir)
+        #expect(cancels.out == "{\"cancels\":1}", "\(cancels.err)")
+    }
+
+    @Test func ctrlCCancelsACallOnAnEmbeddedHostToo() throws {
+        let dir = try CLITests().workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try interruptAfterFirstPartial(["--embedded"], in: dir)
+    }
+
+    /// Streams count.stream with `plexus call`, sends SIGINT once the first
+    /// partial is on stdout, and expects CANCELLED and exit status 130.
+    func interruptAfterFirstPartial(_ options: [String], in dir: String) throws {
         let call = Process()
         call.executableURL = URL(fileURLWithPath: PlexusCommand.path)
-        call.arguments = ["call", "count.stream", "--stream", "--socket", sock, "--json", #"{"to":100000,"every_ms":20}"#]
+        call.arguments = ["call", "count.stream", "--stream", "--json", #"{"to":100000,"every_ms":20}"#] + options
         call.currentDirectoryURL = URL(fileURLWithPath: dir)
         let out = Pipe(), err = Pipe()
         call.standardOutput = out
@@ -47,7 +61,5 @@ struct CallStreamTests {
         let text = String(decoding: e, as: UTF8.self)
         #expect(call.terminationStatus == 130, "\(text)")
         #expect(text.contains("CANCELLED"), "\(text)")
-        let cancels = try PlexusCommand.run(["call", "count.cancels", "--socket", sock], in: dir)
-        #expect(cancels.out == "{\"cancels\":1}", "\(cancels.err)")
     }
 }
