@@ -67,7 +67,7 @@ extern "C" {
 #endif
 
 #define PLEXUS_ABI_MAJOR 1
-#define PLEXUS_ABI_MINOR 1
+#define PLEXUS_ABI_MINOR 2
 
 /* The symbol every plugin exports. */
 #define PLEXUS_ENTRY_SYMBOL "plexus_plugin_entry"
@@ -108,7 +108,8 @@ extern "C" {
     X(NOT_A_REQUEST,     19, "there is no pending request with that id")                \
     X(INTERNAL,          20, "internal host error")                                     \
     X(UNAVAILABLE,       21, "no host is reachable, or the connection to it broke")   \
-    X(CONFLICT,          22, "the key is not at the version the write expected")
+    X(CONFLICT,          22, "the key is not at the version the write expected")       \
+    X(CANCELLED,         23, "the caller cancelled the request")
 
 #define PLEXUS_STATUS_ENUM_(name, code, msg) PLEXUS_##name = code,
 /* Stored as int32_t (plexus_status) so its size never depends on the compiler. */
@@ -145,11 +146,27 @@ typedef struct plexus_id {
 /* What a message is. Stored in a uint8_t field. */
 typedef enum plexus_kind {
     PLEXUS_KIND_COMMAND  = 0, /* do something; no reply expected           */
-    PLEXUS_KIND_QUERY    = 1, /* a request: exactly one response or error   */
+    PLEXUS_KIND_QUERY    = 1, /* a request: exactly one final response or
+                                 error, after any number of partial
+                                 responses (PLEXUS_FLAG_MORE, 1.2)          */
     PLEXUS_KIND_RESPONSE = 2, /* the successful answer to a query           */
     PLEXUS_KIND_EVENT    = 3, /* something happened (published to a topic)  */
-    PLEXUS_KIND_ERROR    = 4  /* the failed answer to a query; see status   */
+    PLEXUS_KIND_ERROR    = 4, /* the failed answer to a query; see status   */
+    PLEXUS_KIND_CANCEL   = 5  /* (1.2) the caller cancelled the query that
+                                 correlation_id names: the handler may stop
+                                 work on it; a reply to it is dropped. Only
+                                 the host makes these; handle() of a plugin
+                                 built for 1.2 or later receives them.      */
 } plexus_kind;
+
+/* Envelope flags (added in 1.2). Every other bit is reserved and must be 0.
+** PLEXUS_FLAG_MORE: on a RESPONSE only, a partial answer: more responses
+**   follow for the same correlation_id, and the request stays open. The
+**   last answer (RESPONSE without the flag, or ERROR) ends it. A plugin
+**   sends partials with reply_partial(); its handle() sees the flag on the
+**   partial answers to its own requests when it was built for 1.2 or later
+**   (older plugins get only the final answer). */
+#define PLEXUS_FLAG_MORE 0x1u
 
 /* How `target` is to be read. Stored in a uint8_t field. */
 typedef enum plexus_target_kind {
@@ -194,7 +211,8 @@ typedef struct plexus_envelope {
     uint8_t     kind;           /* plexus_kind */
     uint8_t     target_kind;    /* plexus_target_kind */
     uint8_t     priority;       /* plexus_priority */
-    uint8_t     flags;          /* reserved, 0 */
+    uint8_t     flags;          /* PLEXUS_FLAG_* (1.2); 0 on everything a plugin
+                                   sends: reply_partial() sets MORE itself */
     plexus_id   id;             /* set by the host; ignored on send */
     plexus_id   correlation_id; /* for RESPONSE/ERROR: the id of the QUERY answered */
     plexus_id   trace_id;       /* 0: the host continues the current trace or starts one */
@@ -235,7 +253,8 @@ typedef struct plexus_host {
     **                     or with a character outside [A-Za-z0-9_.:/@*>-];
     **                     content_type not printable ASCII or too long;
     **                     payload NULL with payload_len > 0; kind QUERY (use
-    **                     request), RESPONSE or ERROR (use reply); target_kind
+    **                     request), RESPONSE or ERROR (use reply), CANCEL (use
+    **                     cancel, 1.2); target_kind
     **                     REPLY; a topic with wildcards
     **   TOO_LARGE         payload_len over the host's payload limit
     **   EXPIRED           deadline_unix_ns already passed
@@ -247,7 +266,10 @@ typedef struct plexus_host {
     /* Send msg as a QUERY. Exactly one RESPONSE or ERROR envelope with
     ** correlation_id == *out_request_id later reaches this agent's handle():
     ** the reply, or an ERROR whose status says why none came (TIMEOUT,
-    ** NO_SUCH_CAPABILITY, HANDLER_FAILED, EXPIRED, ...). timeout_ms == 0 uses
+    ** NO_SUCH_CAPABILITY, HANDLER_FAILED, EXPIRED, CANCELLED, ...). A plugin
+    ** built for 1.2 or later may first receive partial RESPONSEs with
+    ** PLEXUS_FLAG_MORE set (the responder's reply_partial), in order; the
+    ** answer without the flag is the last. cancel() ends it early. timeout_ms == 0 uses
     ** msg->deadline_unix_ns, or the host's default when that is 0 too.
     ** If this call itself fails, no reply will ever arrive. msg is borrowed;
     ** out_request_id may be NULL. Answers as send(), except that kind is
@@ -346,7 +368,39 @@ typedef struct plexus_host {
     ** is there; removing an absent key is then OK). CONFLICT otherwise;
     ** INVALID_ARGUMENT for a negative expected_version other than ANY. */
     plexus_status (*kv_delete)(plexus_ctx *ctx, const char *key, int64_t expected_version);
-    /* added in 1.1 — append new functions below this line only */
+    /* added in 1.1 */
+
+    /* STREAMING AND CANCELLATION (added in 1.2). */
+
+    /* Send one partial answer to a QUERY: as reply(), but the request stays
+    ** open, and the caller receives a RESPONSE with PLEXUS_FLAG_MORE set.
+    ** Call it any number of times, then reply() once to end the stream (a
+    ** RESPONSE, or an ERROR). Partials from one thread reach the caller in
+    ** the order sent, before the final reply. The request's deadline covers
+    ** the whole stream: past it the caller hears EXPIRED (TIMEOUT when no
+    ** partial had come) and further partials answer NOT_A_REQUEST. A caller built before 1.2 (or a
+    ** client reading single answers) never sees the partials, only the
+    ** final reply. msg is borrowed; its kind, flags and target are
+    ** ignored. Answers, in the order checked:
+    **   INVALID_ARGUMENT  ctx or msg NULL; struct_size below the 1.0 size
+    **   NOT_A_REQUEST     no request with that id is pending for this agent
+    **                     (answered, cancelled, or past its deadline)
+    **   INVALID_ARGUMENT, TOO_LARGE  the partial itself is refused (a field
+    **                     as for send(), or payload_len over the limit): the
+    **                     request stays open and nothing reaches the caller */
+    plexus_status (*reply_partial)(plexus_ctx *ctx, const plexus_envelope *msg);
+
+    /* Cancel a request this agent made with request() and that is still
+    ** open. Its answer is then an ERROR with status CANCELLED, delivered to
+    ** handle() like any answer (before this call returns, or just after);
+    ** the handling agent receives a PLEXUS_KIND_CANCEL envelope whose
+    ** correlation_id is the request's id, and any reply it still sends is
+    ** dropped (dead-lettered with the reason). Answers:
+    **   INVALID_ARGUMENT  ctx NULL, or request_id all zero
+    **   NOT_A_REQUEST     no request of this agent's with that id is open
+    **                     (answered already, timed out, cancelled) */
+    plexus_status (*cancel)(plexus_ctx *ctx, plexus_id request_id);
+    /* added in 1.2 — append new functions below this line only */
 } plexus_host;
 
 /* expected_version for kv_put and kv_delete: no condition. */
@@ -363,6 +417,10 @@ typedef struct plexus_host {
 #define PLEXUS_HOST_SIZE_1_0 96u
 /* sizeof(plexus_host) as ABI 1.1 compiled it (kv_get, kv_put, kv_delete). */
 #define PLEXUS_HOST_SIZE_1_1 120u
+/* sizeof(plexus_host) as ABI 1.2 compiled it (reply_partial, cancel). A
+** plugin reads a 1.2 function only when host->struct_size (or abi_minor)
+** says the host has it. */
+#define PLEXUS_HOST_SIZE_1_2 136u
 
 /* ------------------------------------------------------------------------
 ** THE AGENT LIFECYCLE
@@ -373,8 +431,11 @@ typedef struct plexus_host {
 **           *out_state to anything (it is passed back untouched). A non-OK
 **           return refuses the agent; shutdown is then not called.
 ** handle    called for every message delivered to the agent, including the
-**           RESPONSE/ERROR answers to its own requests. msg is borrowed for
-**           the call. Returning non-OK for a QUERY that has not been replied
+**           RESPONSE/ERROR answers to its own requests. Built for 1.2 or
+**           later, it also gets the partial RESPONSEs of its requests
+**           (PLEXUS_FLAG_MORE) and a CANCEL for each request it is handling
+**           whose caller cancelled it (its return status is then ignored).
+**           msg is borrowed for the call. Returning non-OK for a QUERY that has not been replied
 **           to answers the requester with HANDLER_FAILED.
 ** shutdown  called once, last; no handle() runs during or after it.
 */
@@ -518,7 +579,8 @@ PLEXUS_STATIC_ASSERT(offsetof(plexus_envelope, id) == 8 && offsetof(plexus_envel
                      offsetof(plexus_envelope, status) == 104 && offsetof(plexus_envelope, reserved) == 108,
                      "plexus.h: plexus_envelope field offsets");
 PLEXUS_STATIC_ASSERT(offsetof(plexus_host, kv_get) == PLEXUS_HOST_SIZE_1_0, "plexus.h: plexus_host 1.0 size");
-PLEXUS_STATIC_ASSERT(sizeof(plexus_host) == PLEXUS_HOST_SIZE_1_1, "plexus.h: plexus_host 1.1 size");
+PLEXUS_STATIC_ASSERT(offsetof(plexus_host, reply_partial) == PLEXUS_HOST_SIZE_1_1, "plexus.h: plexus_host 1.1 size");
+PLEXUS_STATIC_ASSERT(sizeof(plexus_host) == PLEXUS_HOST_SIZE_1_2, "plexus.h: plexus_host 1.2 size");
 PLEXUS_STATIC_ASSERT(offsetof(plexus_host, send) == 8 && offsetof(plexus_host, agent_name) == 88,
                      "plexus.h: plexus_host field offsets");
 PLEXUS_STATIC_ASSERT(sizeof(plexus_capability) == PLEXUS_CAPABILITY_SIZE_1_0, "plexus.h: plexus_capability size");

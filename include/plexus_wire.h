@@ -18,7 +18,7 @@
 **
 ** ENVELOPE BODY (frame type PLEXUS_FRAME_ENVELOPE)
 **
-**   0   1  kind          1  1 target_kind   2  1 priority   3  1 flags (0)
+**   0   1  kind          1  1 target_kind   2  1 priority   3  1 flags
 **   4   4  status (int32)
 **   8  16  id (hi, lo)   24 16 correlation_id   40 16 trace_id
 **   56  8  deadline_unix_ns (int64)
@@ -26,6 +26,12 @@
 **   68  2  content type length C    70 2 reserved (0)
 **   72  4  payload length P
 **   76     sender[S] NUL  target[T] NUL  content_type[C] NUL  payload[P]
+**
+** flags: bit 0 is PLEXUS_FLAG_MORE (wire 1.2 of the ABI: a partial answer,
+** valid on a RESPONSE only; more answers to the same correlation_id
+** follow). Every other bit must be 0: a frame with one set, or with MORE
+** on another kind, is refused (MALFORMED_FRAME), as before. kind 5 is
+** PLEXUS_KIND_CANCEL (see plexus.h).
 **
 ** The body length must equal 76 + S+1 + T+1 + C+1 + P exactly. Each string is
 ** followed by a NUL and contains none, so a decoded envelope points straight
@@ -55,7 +61,7 @@ static inline uint64_t plexus_wire_max_body(uint64_t max_payload) {
 }
 
 /* Check every field of e as a sender would submit it: enumerations in range,
-** flags zero, strings no longer than PLEXUS_MAX_NAME_LEN and made of allowed
+** flags zero but for PLEXUS_FLAG_MORE on a RESPONSE, strings no longer than PLEXUS_MAX_NAME_LEN and made of allowed
 ** characters, target present unless target_kind is REPLY, payload_len <=
 ** max_payload and payload non-NULL when payload_len > 0. On failure returns
 ** INVALID_ARGUMENT or TOO_LARGE and sets *out_what (if non-NULL) to a static

@@ -2,11 +2,18 @@
 **   echo          replies with exactly the payload it got (the smoke test)
 **   text.stats    counts bytes, characters, words, lines and sentences in text
 **   docs.catalog  lists the documents announced on "docs.>" (it subscribes)
+**   count.stream  streams {"n":1}, {"n":2}, ... as partial answers, then
+**                 {"count":N}: the streaming example (ABI 1.2); stops early
+**                 when the caller cancels or its deadline passes
+**   count.cancels how many CANCEL envelopes this agent has received
 ** and three typed exports called through libffi without any handler code:
 **   math.pow (libm's own pow), text.levenshtein, text.crc32. */
+#define _POSIX_C_SOURCE 200809L   /* nanosleep */
 #include "plexus.h"
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 static plexus_status textkit_init(const char *config);
 #define PLEXUS_AGENT_ON_INIT(config) textkit_init(config)
@@ -124,8 +131,53 @@ static plexus_status list_catalog(const plexus_envelope *msg) {
     return s;
 }
 
+/* ---- count.stream: the streaming example -------------------------------
+** Payload {"to": N, "every_ms": M} (defaults 5 and 100; N <= 100000, M <=
+** 10000). Each partial is sent as it is made; a NOT_A_REQUEST from
+** plexus_reply_partial means the caller is gone (cancelled, or past its
+** deadline), and the loop stops there instead of counting on. */
+
+static long json_int(const plexus_envelope *msg, const char *key, long fallback, long max) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    char text[256];
+    size_t n = msg->payload_len < sizeof text - 1 ? msg->payload_len : sizeof text - 1;
+    memcpy(text, msg->payload ? (const char *)msg->payload : "", n);
+    text[n] = 0;
+    const char *at = strstr(text, pat);
+    if (!at || !(at = strchr(at + strlen(pat), ':'))) return fallback;
+    long v = strtol(at + 1, NULL, 10);
+    return v < 0 ? 0 : v > max ? max : v;
+}
+
+static atomic_long cancels_seen;
+
+static plexus_status count_stream(const plexus_envelope *msg) {
+    long to = json_int(msg, "to", 5, 100000), every = json_int(msg, "every_ms", 100, 10000);
+    char out[64];
+    for (long i = 1; i <= to; i++) {
+        if (every > 0) {
+            struct timespec ts = { every / 1000, (every % 1000) * 1000000L };
+            while (nanosleep(&ts, &ts) != 0) {}
+        }
+        int k = snprintf(out, sizeof out, "{\"n\":%ld}", i);
+        plexus_status s = plexus_reply_partial(msg, "application/json", out, (size_t)k);
+        if (s == PLEXUS_NOT_A_REQUEST) return PLEXUS_OK;   /* cancelled or expired: nobody reads on */
+        if (s != PLEXUS_OK) return s;
+    }
+    snprintf(out, sizeof out, "{\"count\":%ld}", to);
+    return plexus_reply_json(msg, out);
+}
+
 static plexus_status handle(const plexus_envelope *msg) {
+    if (msg->kind == PLEXUS_KIND_CANCEL) { atomic_fetch_add(&cancels_seen, 1); return PLEXUS_OK; }
     if (msg->kind == PLEXUS_KIND_EVENT) return remember(msg);
+    if (plexus_is(msg, "count.stream")) return count_stream(msg);
+    if (plexus_is(msg, "count.cancels")) {
+        char out[64];
+        snprintf(out, sizeof out, "{\"cancels\":%ld}", (long)atomic_load(&cancels_seen));
+        return plexus_reply_json(msg, out);
+    }
     if (plexus_is(msg, "echo")) return plexus_reply(msg, msg->content_type, msg->payload, msg->payload_len);
     if (plexus_is(msg, "text.stats")) return stats(msg);
     if (plexus_is(msg, "docs.catalog")) return list_catalog(msg);
@@ -141,6 +193,9 @@ static const plexus_capability caps[] = {
     { sizeof(plexus_capability), "echo", "replies with the payload it was sent", "any bytes", "the same bytes" },
     { sizeof(plexus_capability), "text.stats", "counts bytes, characters, words, lines, sentences", "text/plain", "JSON object" },
     { sizeof(plexus_capability), "docs.catalog", "documents announced on docs.>", NULL, "JSON array of events" },
+    { sizeof(plexus_capability), "count.stream", "counts to N, one partial answer per number (a stream)",
+      "{\"to\": N, \"every_ms\": M}", "partials {\"n\": i}, then {\"count\": N}" },
+    { sizeof(plexus_capability), "count.cancels", "how many cancelled requests this agent was told of", NULL, "{\"cancels\": n}" },
 };
 
 /* What textkit asks to reach: the announcements it catalogues. */

@@ -200,6 +200,38 @@ static inline plexus_status plexus_kv_delete(const char *key, int64_t expected) 
     return plexus_sdk_host->kv_delete(plexus_sdk_current, key, expected);
 }
 
+/* Streaming and cancellation (plexus.h, ABI 1.2). A host older than 1.2
+** has neither: these return UNSUPPORTED there. */
+static inline int plexus_streams_available(void) {
+    return plexus_sdk_host->struct_size >= PLEXUS_HOST_SIZE_1_2 && plexus_sdk_host->reply_partial;
+}
+
+/* Sends one partial answer to the QUERY msg (the request stays open; end
+** it with plexus_reply). NOT_A_REQUEST once the caller cancelled it or its
+** deadline passed: a streaming loop stops there. */
+static inline plexus_status plexus_reply_partial(const plexus_envelope *msg, const char *content_type,
+                                                 const void *data, size_t len) {
+    if (!plexus_streams_available()) return PLEXUS_UNSUPPORTED;
+    plexus_envelope r = plexus_envelope_init();
+    r.kind = PLEXUS_KIND_RESPONSE;
+    r.correlation_id = msg->id;
+    r.content_type = content_type;
+    r.payload = (const uint8_t *)data;
+    r.payload_len = len;
+    return plexus_sdk_host->reply_partial(plexus_sdk_current, &r);
+}
+
+/* True for a partial answer (more follow) to one of this agent's requests. */
+static inline int plexus_is_partial(const plexus_envelope *msg) {
+    return msg->kind == PLEXUS_KIND_RESPONSE && (msg->flags & PLEXUS_FLAG_MORE);
+}
+
+/* Cancels a request this agent made (plexus_request's *out_id). */
+static inline plexus_status plexus_cancel(plexus_id request_id) {
+    if (!plexus_streams_available()) return PLEXUS_UNSUPPORTED;
+    return plexus_sdk_host->cancel(plexus_sdk_current, request_id);
+}
+
 static inline void plexus_logf(int32_t level, const char *fmt, ...) {
     char buf[1024];
     va_list ap;

@@ -39,6 +39,8 @@ typedef struct answer_box {
 typedef struct waiter {
     plexus_id id;
     answer_box *box;                 /* NULL until the answer arrives */
+    plexus_client_partial_fn on_partial;  /* a stream's partial answers (NULL: dropped) */
+    void *partial_user;
     struct waiter *next;             /* hash chain */
     struct waiter *ready_prev, *ready_next;
 } waiter;
@@ -277,7 +279,8 @@ static plexus_status read_frame(plexus_client *c, int64_t deadline, answer_box *
 /* A message for the client read while waiting for an answer: queued for
 ** plexus_client_receive. Returns 1 if kept. */
 static int keep_delivery(plexus_client *c, answer_box *box, const plexus_envelope *e) {
-    if (e->kind != PLEXUS_KIND_EVENT && e->kind != PLEXUS_KIND_COMMAND && e->kind != PLEXUS_KIND_QUERY) return 0;
+    if (e->kind != PLEXUS_KIND_EVENT && e->kind != PLEXUS_KIND_COMMAND && e->kind != PLEXUS_KIND_QUERY &&
+        e->kind != PLEXUS_KIND_CANCEL) return 0;
     uint64_t len = plexus_wire_frame_size(e);
     delivery_box *d = malloc(sizeof *d + len + 1);
     if (!d) return 0;
@@ -286,7 +289,7 @@ static int keep_delivery(plexus_client *c, answer_box *box, const plexus_envelop
     plexus_wire_decode(d->frame, len, MAX_PAYLOAD, &v, NULL);   /* checked when first read */
     d->delivery = (plexus_delivery){ (plexus_kind)v.kind, v.id, v.target ? v.target : "", v.sender ? v.sender : "",
                                      v.content_type ? v.content_type : "", v.payload ? v.payload : (const uint8_t *)"",
-                                     v.payload_len };
+                                     v.payload_len, v.correlation_id };
     d->next = NULL;
     if (c->tail) c->tail->next = d; else c->head = d;
     c->tail = d;
@@ -301,6 +304,18 @@ static void error_text(char *dst, size_t cap, const plexus_envelope *a);
 ** the host's refusal of the connection. An answer nobody waits for any
 ** more (a call that gave up) is dropped. Takes box. */
 static void file_frame(plexus_client *c, answer_box *box, const plexus_envelope *e) {
+    if (e->kind == PLEXUS_KIND_RESPONSE && (e->flags & PLEXUS_FLAG_MORE)) {
+        /* A partial answer: handed to its stream's callback now, in order;
+        ** a plain call (no callback) waits for the final answer alone. */
+        waiter *w = *slot_of(c, e->correlation_id);
+        if (w && !w->box && w->on_partial) {
+            plexus_answer a = { PLEXUS_OK, e->content_type ? e->content_type : "",
+                                e->payload ? e->payload : (const uint8_t *)"", e->payload_len, e->sender ? e->sender : "" };
+            w->on_partial(c, &a, w->partial_user);
+        }
+        free(box);
+        return;
+    }
     if (e->kind == PLEXUS_KIND_RESPONSE || e->kind == PLEXUS_KIND_ERROR) {
         waiter *w = *slot_of(c, e->correlation_id);
         if (w && !w->box) {
@@ -483,6 +498,72 @@ plexus_status plexus_client_submit(plexus_client *c, plexus_target_kind target_k
     plexus_envelope e = query(target_kind, target, content_type, payload, len, timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
     carry_trace(c, &e);
     return submit(c, &e, out_id);
+}
+
+/* ---- streams and cancellation (ABI 1.2) ---------------------------------- */
+
+plexus_status plexus_client_submit_stream(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                          const char *content_type, const void *payload, size_t len,
+                                          uint32_t timeout_ms, plexus_client_partial_fn on_partial, void *user,
+                                          plexus_id *out_id) {
+    plexus_id id;
+    plexus_status s = plexus_client_submit(c, target_kind, target, content_type, payload, len, timeout_ms, &id);
+    if (s != PLEXUS_OK) return s;
+    waiter *w = *slot_of(c, id);
+    w->on_partial = on_partial;
+    w->partial_user = user;
+    if (out_id) *out_id = id;
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_call_stream(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                        const char *content_type, const void *payload, size_t len,
+                                        uint32_t timeout_ms, plexus_client_partial_fn on_partial, void *user,
+                                        plexus_answer **out) {
+    if (!c || !out) return PLEXUS_INVALID_ARGUMENT;
+    *out = NULL;
+    if (timeout_ms == 0) timeout_ms = DEFAULT_TIMEOUT_MS;
+    plexus_id id;
+    plexus_status s = plexus_client_submit_stream(c, target_kind, target, content_type, payload, len, timeout_ms,
+                                                  on_partial, user, &id);
+    if (s != PLEXUS_OK) return s;
+    int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
+    answer_box *box = NULL;
+    plexus_envelope a;
+    s = await(c, &id, deadline, &box, &a, NULL);
+    if (s != PLEXUS_OK) {
+        waiter **p = slot_of(c, id);
+        if (*p) free(take_waiter(c, p));
+        if (s == PLEXUS_TIMEOUT) snprintf(c->error, sizeof c->error, "no final answer from '%s' within %u ms", target ? target : "", timeout_ms);
+        return s;
+    }
+    *out = to_answer(c, box, &a);
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_client_cancel(plexus_client *c, plexus_id id) {
+    if (!c) return PLEXUS_INVALID_ARGUMENT;
+    if (!*slot_of(c, id)) {
+        snprintf(c->error, sizeof c->error, "no request %016llx%016llx is in flight on this client",
+                 (unsigned long long)id.hi, (unsigned long long)id.lo);
+        return PLEXUS_INVALID_ARGUMENT;
+    }
+    plexus_envelope e = outgoing(PLEXUS_KIND_CANCEL, PLEXUS_TARGET_REPLY, NULL, NULL, NULL, 0);
+    e.correlation_id = id;
+    plexus_status s = unusable(c);
+    if (s == PLEXUS_OK) s = queue_frame(c, &e);
+    return s != PLEXUS_OK ? s : flush_out(c);
+}
+
+plexus_status plexus_client_reply_partial(plexus_client *c, const plexus_delivery *d,
+                                          const char *content_type, const void *payload, size_t len) {
+    if (!c || !d || d->kind != PLEXUS_KIND_QUERY) return PLEXUS_INVALID_ARGUMENT;
+    plexus_envelope e = outgoing(PLEXUS_KIND_RESPONSE, PLEXUS_TARGET_REPLY, NULL, content_type, payload, len);
+    e.flags = PLEXUS_FLAG_MORE;
+    e.correlation_id = d->id;
+    plexus_status s = unusable(c);
+    if (s == PLEXUS_OK) s = queue_frame(c, &e);
+    return s != PLEXUS_OK ? s : flush_out(c);
 }
 
 static plexus_status wait_for(plexus_client *c, const plexus_id *id, uint32_t timeout_ms, plexus_id *out_id,

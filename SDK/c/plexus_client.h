@@ -149,6 +149,8 @@ typedef struct plexus_delivery {
     const char *content_type;
     const uint8_t *payload;     /* payload_len bytes, followed by a NUL */
     uint64_t payload_len;
+    plexus_id correlation_id;   /* kind CANCEL (ABI 1.2): the id of the QUERY its caller
+                                   cancelled; a reply to it is now dropped */
 } plexus_delivery;
 
 /* Events whose subject matches pattern ("*" one token, ">" the rest) are
@@ -181,6 +183,41 @@ plexus_status plexus_client_reply(plexus_client *c, const plexus_delivery *d, pl
                                   const char *content_type, const void *payload, size_t len);
 
 void plexus_delivery_free(plexus_delivery *d);
+
+/* ---- streaming replies and cancellation (ABI 1.2) ------------------------ */
+
+/* Called for each partial answer of a stream, in order, as it is read
+** (inside the call or wait that reads it). partial is borrowed for the
+** call; its status is PLEXUS_OK. It may call plexus_client_cancel. */
+typedef void (*plexus_client_partial_fn)(plexus_client *c, const plexus_answer *partial, void *user);
+
+/* As plexus_client_call, for an answer that may come as a stream: each
+** partial answer goes to on_partial, then *out is the final one (RESPONSE,
+** or an ERROR: EXPIRED when the deadline passes mid-stream, CANCELLED
+** after a cancel). Without a callback, partials are dropped. */
+plexus_status plexus_client_call_stream(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                        const char *content_type, const void *payload, size_t len,
+                                        uint32_t timeout_ms, plexus_client_partial_fn on_partial, void *user,
+                                        plexus_answer **out);
+
+/* As plexus_client_submit, with on_partial for its partial answers; wait
+** for the final answer with plexus_client_wait. */
+plexus_status plexus_client_submit_stream(plexus_client *c, plexus_target_kind target_kind, const char *target,
+                                          const char *content_type, const void *payload, size_t len,
+                                          uint32_t timeout_ms, plexus_client_partial_fn on_partial, void *user,
+                                          plexus_id *out_id);
+
+/* Cancels the request id still in flight on this client: its final answer
+** becomes an ERROR with status PLEXUS_CANCELLED, and the agent handling it
+** receives a CANCEL delivery. INVALID_ARGUMENT for an id not in flight. */
+plexus_status plexus_client_cancel(plexus_client *c, plexus_id id);
+
+/* As an agent: sends one partial answer to the QUERY d; the request stays
+** open for more, and for plexus_client_reply's final answer. A CANCEL
+** delivery (kind PLEXUS_KIND_CANCEL, d->correlation_id naming the query)
+** says its caller gave up: stop, and send nothing more for it. */
+plexus_status plexus_client_reply_partial(plexus_client *c, const plexus_delivery *d,
+                                          const char *content_type, const void *payload, size_t len);
 
 /* ---- tracing (added with issue 15) -------------------------------------- */
 

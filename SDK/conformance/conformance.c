@@ -14,7 +14,11 @@
 **      and every expected_version is PLEXUS_KV_ANY or >= 0 (a real host refuses
 **      others with INVALID_ARGUMENT, sandboxed and in process alike);
 **   8. every call returns within $PLEXUS_CONFORMANCE_TIMEOUT_S seconds (10):
-**      a handler that spins or blocks fails, named, instead of hanging the suite.
+**      a handler that spins or blocks fails, named, instead of hanging the suite;
+**   9. (ABI 1.2) partial answers (reply_partial) come only before a query's
+**      final reply, never after; cancel() names one of the plugin's own open
+**      requests (others are NOT_A_REQUEST); a plugin built for 1.2 or later,
+**      sent a CANCEL for a query, does not crash.
 ** Usage: plexus-conformance PLUGIN.so...   Exit status 0 when all pass. */
 #define _POSIX_C_SOURCE 200809L
 #include "plexus.h"
@@ -50,7 +54,7 @@ static void arm(const char *path, const char *what, const char *name) {
 
 static void disarm(void) { alarm(0); }
 
-static int replies, reply_ok, requests, failures, refused;
+static int replies, reply_ok, requests, failures, refused, partials, late_partials, cancels, bad_cancels;
 static const char *current = "";
 static plexus_id pending[64];
 
@@ -80,6 +84,23 @@ static plexus_status m_reply(plexus_ctx *c, const plexus_envelope *m) {
     replies++;
     if (m->kind == PLEXUS_KIND_RESPONSE) reply_ok++;
     return PLEXUS_OK;
+}
+/* reply_partial (1.2): counted; one after the final reply is a failure. */
+static plexus_status m_reply_partial(plexus_ctx *c, const plexus_envelope *m) {
+    (void)c;
+    if (bad_envelope(m)) return PLEXUS_INVALID_ARGUMENT;
+    if (replies > 0) { late_partials++; return PLEXUS_NOT_A_REQUEST; }
+    partials++;
+    return PLEXUS_OK;
+}
+/* cancel (1.2): only the plugin's own requests, as a host answers. */
+static plexus_status m_cancel(plexus_ctx *c, plexus_id id) {
+    (void)c;
+    if (id.hi == 0 && id.lo == 0) { bad_cancels++; return PLEXUS_INVALID_ARGUMENT; }
+    for (int i = 0; i < requests; i++)
+        if (pending[i].hi == id.hi && pending[i].lo == id.lo) { cancels++; return PLEXUS_OK; }
+    bad_cancels++;
+    return PLEXUS_NOT_A_REQUEST;
 }
 static plexus_status m_sub(plexus_ctx *c, const char *p) { (void)c; return p ? PLEXUS_OK : PLEXUS_INVALID_ARGUMENT; }
 static void m_log(plexus_ctx *c, int32_t l, const char *s) { (void)c; (void)l; (void)s; }
@@ -143,7 +164,8 @@ static plexus_status m_kv_delete(plexus_ctx *c, const char *key, int64_t expecte
 
 static const plexus_host host = { sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
     m_send, m_request, m_reply, m_send, m_sub, m_sub, m_log, m_alloc, m_free, m_now, m_name,
-    m_kv_get, m_kv_put, m_kv_delete };
+    m_kv_get, m_kv_put, m_kv_delete,
+    m_reply_partial, m_cancel };
 
 #define CHECK(cond, ...) do { if (!(cond)) { printf("  FAIL: " __VA_ARGS__); printf("\n"); failures++; } } while (0)
 
@@ -164,7 +186,7 @@ static plexus_envelope query(const char *target, uint64_t lo) {
 /* Sends a query, answers the plugin's own requests with errors, and checks
 ** the query ended exactly once. */
 static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap, int declared) {
-    replies = reply_ok = requests = 0;
+    replies = reply_ok = requests = partials = 0;
     arm(current, declared ? "capability" : "a query for the undeclared capability", cap);
     plexus_envelope q = query(cap, 1);
     plexus_status s = d->handle(state, (plexus_ctx *)&host, &q);
@@ -186,6 +208,7 @@ static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap,
         CHECK(replies == 1 || (replies == 0 && s != PLEXUS_OK),
               "capability '%s': %d replies, handler returned %s (a query must end exactly once)",
               cap, replies, plexus_status_name(s));
+        if (partials) printf("  capability '%s' streamed %d partial answers before its reply\n", cap, partials);
     } else {
         CHECK(reply_ok == 0 && (s != PLEXUS_OK || replies == 1),
               "undeclared capability '%s' was answered OK or left hanging", cap);
@@ -193,7 +216,7 @@ static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap,
 }
 
 static int check(const char *path) {
-    failures = refused = 0;
+    failures = refused = late_partials = cancels = bad_cancels = 0;
     current = path;
     printf("%s\n", path);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
@@ -231,10 +254,24 @@ static int check(const char *path) {
         arm(path, "an unexpected event", NULL);
         d->handle(state, (plexus_ctx *)&host, &ev);
         disarm();
+        if (d->abi_minor >= 2) {   /* older plugins are never sent CANCEL */
+            plexus_envelope cancel = plexus_envelope_init();
+            cancel.kind = PLEXUS_KIND_CANCEL;
+            cancel.target_kind = PLEXUS_TARGET_REPLY;
+            cancel.correlation_id = (plexus_id){ 0xAB, 1 };
+            cancel.sender = "plexus";
+            cancel.target = "";
+            arm(path, "a CANCEL for a query it answered", NULL);
+            d->handle(state, (plexus_ctx *)&host, &cancel);
+            disarm();
+        }
     }
     arm(path, "shutdown", NULL);
     if (d->shutdown) d->shutdown(state);
     disarm();
+    CHECK(late_partials == 0, "%d partial answers came after their query's final reply (reply_partial must come first)",
+          late_partials);
+    CHECK(bad_cancels == 0, "%d cancel() calls named no request of the plugin's own (a host answers NOT_A_REQUEST)", bad_cancels);
     CHECK(refused == 0, "%d host calls passed an envelope with struct_size below %u or an expected_version below "
           "PLEXUS_KV_ANY (a host answers INVALID_ARGUMENT)", refused, PLEXUS_ENVELOPE_SIZE_1_0);
     printf("  %s: %s %s, %u capabilities, %u exports\n", failures ? "FAIL" : "ok", d->name, d->version,

@@ -57,13 +57,16 @@ plexus_status plexus_wire_validate(const plexus_envelope *e, uint64_t max_payloa
     if (!e) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "envelope is NULL");
     if (e->struct_size < PLEXUS_ENVELOPE_SIZE_1_0)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "envelope struct_size is smaller than sizeof(plexus_envelope) of ABI 1.0");
-    if (e->kind > PLEXUS_KIND_ERROR)
-        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "kind is not a plexus_kind (0..4)");
+    if (e->kind > PLEXUS_KIND_CANCEL)
+        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "kind is not a plexus_kind (0..5)");
     if (e->target_kind > PLEXUS_TARGET_REPLY)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target_kind is not a plexus_target_kind (0..3)");
     if (e->priority >= PLEXUS_PRIORITY_COUNT)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "priority is not a plexus_priority (0..3)");
-    if (e->flags != 0) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flags must be 0");
+    if (e->flags & ~PLEXUS_FLAG_MORE)
+        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flags has a bit other than PLEXUS_FLAG_MORE (0x1) set");
+    if ((e->flags & PLEXUS_FLAG_MORE) && e->kind != PLEXUS_KIND_RESPONSE)
+        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flag MORE (a partial answer) is only valid on a RESPONSE");
     if (checked_len(e->sender, name_char_ok) < 0)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "sender is longer than 255 bytes or has a character outside [A-Za-z0-9_.:/@*>-]");
     long t = checked_len(e->target, name_char_ok);
@@ -109,7 +112,7 @@ uint64_t plexus_wire_encode_valid(const plexus_envelope *e, uint8_t *buf) {
     put_u32(buf + 8, (uint32_t)(size - PLEXUS_WIRE_HEADER_LEN));
 
     uint8_t *b = buf + PLEXUS_WIRE_HEADER_LEN;
-    b[0] = e->kind; b[1] = e->target_kind; b[2] = e->priority; b[3] = 0;
+    b[0] = e->kind; b[1] = e->target_kind; b[2] = e->priority; b[3] = e->flags;
     put_u32(b + 4, (uint32_t)e->status);
     put_id(b + 8, e->id);
     put_id(b + 24, e->correlation_id);

@@ -2,6 +2,8 @@ import CPlexus
 
 public enum MessageKind: UInt8, Sendable, CaseIterable {
     case command = 0, query = 1, response = 2, event = 3, error = 4
+    /// (ABI 1.2) The caller cancelled the query correlationID names.
+    case cancel = 5
     public var name: String { String(describing: self) }
 }
 
@@ -73,16 +75,22 @@ public struct Envelope: Sendable, Equatable {
     public var contentType: String
     public var payload: [UInt8]
     public var status: plexus_status
+    /// PLEXUS_FLAG_* (ABI 1.2): `more` on a partial RESPONSE.
+    public var flags: UInt8 = 0
 
     public init(kind: MessageKind = .command, target: Target, priority: Priority = .normal,
                 payload: [UInt8] = [], contentType: String = "application/json",
                 deadlineUnixNs: Int64 = 0, sender: String = "",
                 id: plexus_id = .none, correlationID: plexus_id = .none, traceID: plexus_id = .none,
-                status: plexus_status = 0) {
+                status: plexus_status = 0, flags: UInt8 = 0) {
         self.kind = kind; self.target = target; self.priority = priority; self.payload = payload
         self.contentType = contentType; self.deadlineUnixNs = deadlineUnixNs; self.sender = sender
         self.id = id; self.correlationID = correlationID; self.traceID = traceID; self.status = status
+        self.flags = flags
     }
+
+    /// A partial answer of a stream: more answers to the same request follow.
+    public var isPartial: Bool { kind == .response && flags & UInt8(PLEXUS_FLAG_MORE) != 0 }
 
     public var payloadString: String { String(decoding: payload, as: UTF8.self) }
 
@@ -100,6 +108,7 @@ public struct Envelope: Sendable, Equatable {
             self.payload = Array(UnsafeBufferPointer(start: p, count: Int(c.payload_len)))
         } else { self.payload = [] }
         self.status = c.status
+        self.flags = c.flags
     }
 
     /// Lends a C view of this envelope for the duration of body.
@@ -116,6 +125,7 @@ public struct Envelope: Sendable, Equatable {
                         e.sender = s; e.target = t; e.content_type = ct
                         e.payload = p.baseAddress; e.payload_len = UInt64(p.count)
                         e.status = status
+                        e.flags = flags
                         return try withUnsafePointer(to: &e) { try body($0) }
                     }
                 }

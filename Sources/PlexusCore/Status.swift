@@ -56,4 +56,5 @@ extension plexus_status_code {
     public static let INTERNAL = PLEXUS_INTERNAL
     public static let UNAVAILABLE = PLEXUS_UNAVAILABLE
     public static let CONFLICT = PLEXUS_CONFLICT
+    public static let CANCELLED = PLEXUS_CANCELLED
 }

@@ -47,6 +47,9 @@ final class Agent: Hashable, @unchecked Sendable {
     /// The key-value namespace its kv_* calls use: its plugin's name, shared
     /// by every instance; nil for the host's own agents.
     var kvNamespace: String?
+    /// Whether it reads partial answers and CANCEL envelopes (ABI 1.2):
+    /// false for a plugin built for an earlier minor, which hears neither.
+    var streams = true
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?
@@ -81,6 +84,8 @@ final class Agent: Hashable, @unchecked Sendable {
         self.behavior = behavior
         if case .plugin(let p) = behavior { handleFn = p.handleFn } else { handleFn = nil }
         if case .worker(let w) = behavior { link = w } else { link = nil }
+        // The host's own agents answer single requests; a socket client's agent speaks the whole protocol.
+        if case .builtin(let b) = behavior { streams = b is ExternalBehavior }
         var isWorker = false
         if case .worker = behavior { isWorker = true }
         self.capabilities = capabilities

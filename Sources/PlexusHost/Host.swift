@@ -223,6 +223,7 @@ public final class Host: @unchecked Sendable {
         }
         if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
         agent.kvNamespace = d.name
+        agent.streams = d.abiMinor >= 2
         agent.router = router
         // Files load in name order, so the same file wins a name on every start.
         do { try registry.register(agent) { files[$0].map { "\($0), which loaded first (plugin files load in name order)" } ?? "another plugin" } } catch {

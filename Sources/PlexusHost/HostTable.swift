@@ -73,6 +73,7 @@ enum HostTable {
             return UnsafePointer(Agent.from(ctx).cName)
         }
         installKeyValue(p)
+        installStreams(p)
         return UnsafePointer(p)
     }()
 
@@ -136,6 +137,27 @@ enum HostTable {
             return HostTable.kvChecked(a, key, nil, 0, expected) { k throws(PlexusError) in
                 let (kv, ns) = try KeyValueCalls.backend(a)
                 try KeyValueCalls.wait { done in kv.delete(ns, k, expected: KeyValueCalls.expected(expected), done: done) }
+            }
+        }
+    }
+
+    /// reply_partial / cancel (ABI 1.2) for plugins in the host.
+    private static func installStreams(_ p: UnsafeMutablePointer<plexus_host>) {
+        p.pointee.reply_partial = { ctx, msg in
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
+            var e = plexus_envelope()
+            let s = plexus_contract_envelope(msg, &e, nil)
+            guard s == 0 else { return s }
+            return Agent.borrow(ctx) { a in
+                HostTable.status { () throws(PlexusError) in try a.router.replyPartial(&e, from: HostTable.origin(a)) }
+            }
+        }
+        p.pointee.cancel = { ctx, id in
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
+            return Agent.borrow(ctx) { a in
+                HostTable.status { () throws(PlexusError) in
+                    try a.router.cancel(id, requesterID: Unmanaged.passUnretained(a).toOpaque(), by: "agent '\(a.name)'")
+                }
             }
         }
     }

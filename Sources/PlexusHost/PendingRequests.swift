@@ -10,6 +10,10 @@ enum Requester: @unchecked Sendable {
     /// An external caller (CLI, socket client, Swift API). Called once, on
     /// whichever thread resolves the request: it must not block.
     case callback(@Sendable (Envelope) -> Void)
+    /// An external caller that reads a stream (ABI 1.2): called for each
+    /// partial answer (Envelope.isPartial), in order, then once for the
+    /// final one. It must not block.
+    case stream(@Sendable (Envelope) -> Void)
 }
 
 /// Requests waiting for their reply, and the timer that ends those whose
@@ -77,6 +81,20 @@ final class PendingRequests: @unchecked Sendable {
     /// Removes every entry (at shutdown) and returns them.
     func takeAll() -> [(plexus_id, Entry)] { shards.flatMap { $0.takeAll() } }
 
+    /// Runs body on the entry, left in place, if `responderID` may answer
+    /// it (a partial answer); nil when no such request is open. Under the
+    /// shard's lock: body must only read and enqueue, never call back here.
+    func withOpen<R>(_ id: plexus_id, responderID: UnsafeMutableRawPointer?, _ body: (borrowing Entry) -> R) -> R? {
+        shards[PendingShard.shard(of: id.lo)].withOpen(id, responderID: responderID, body)
+    }
+
+    /// Removes and returns the entry if its requester is `requesterID`
+    /// (an agent's identity), or, for nil, if it is not an agent (a caller
+    /// of the Swift API, a socket client, the task service): a cancel.
+    func take(_ id: plexus_id, requesterID: UnsafeMutableRawPointer?) -> Entry? {
+        shards[PendingShard.shard(of: id.lo)].take(id, requesterID: requesterID)
+    }
+
     private func timerLoop() {
         var expired: [(plexus_id, Entry)] = []
         while true {
@@ -112,6 +130,9 @@ final class PendingShard: @unchecked Sendable {
         /// Whether the request was traced (tracing.rate admitted it): its
         /// reply is recorded exactly when it was.
         var traced = false
+        /// Whether a partial answer reached it (ABI 1.2): a deadline that
+        /// passes then cuts a stream short (EXPIRED), not a silence (TIMEOUT).
+        var streamed = false
     }
 
     // lo = tag(1) | generation | shard(4) | index(20)
@@ -221,6 +242,31 @@ final class PendingShard: @unchecked Sendable {
         // Checked in place and moved out: no copy of the entry's references.
         if let r = (state.pointee.entries + i).pointee?.responder,
            Unmanaged.passUnretained(r).toOpaque() != responderID { return nil }
+        return remove(i)
+    }
+
+    func withOpen<R>(_ id: plexus_id, responderID: UnsafeMutableRawPointer?, _ body: (borrowing Entry) -> R) -> R? {
+        guard id.hi == node, id.lo & Self.tag != 0 else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        let i = Int(id.lo & Self.indexMask)
+        guard isLive(id.lo), let e = (state.pointee.entries + i).pointee else { return nil }
+        if let r = e.responder, Unmanaged.passUnretained(r).toOpaque() != responderID { return nil }
+        (state.pointee.entries + i).pointee?.streamed = true
+        return body(e)
+    }
+
+    func take(_ id: plexus_id, requesterID: UnsafeMutableRawPointer?) -> Entry? {
+        guard id.hi == node, id.lo & Self.tag != 0 else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        let i = Int(id.lo & Self.indexMask)
+        guard isLive(id.lo) else { return nil }
+        switch (state.pointee.entries + i).pointee?.requester {
+        case .agent(let a)?: guard Unmanaged.passUnretained(a).toOpaque() == requesterID else { return nil }
+        case .callback?, .stream?: guard requesterID == nil else { return nil }
+        case nil: return nil
+        }
         return remove(i)
     }
 

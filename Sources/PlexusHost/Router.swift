@@ -63,6 +63,8 @@ final class Router: @unchecked Sendable {
     let metricsRef: Unmanaged<HostMetrics>?
     /// The most recent permission refusals (Audit.swift).
     let audit = Recent<AuditEvent>()
+    /// Requests cancelled lately: a reply to one is dead-lettered as late (Router+Streams.swift).
+    let cancelled = RecentCancels()
     let logger = Logger(label: "plexus.router")
     /// Who hears of agents starting, crashing, restarting (Lifecycle.swift).
     let observer = Mutex<(@Sendable (LifecycleEvent) -> Void)?>(nil)
@@ -79,7 +81,7 @@ final class Router: @unchecked Sendable {
     let dispatcher: Dispatcher
     /// Records spans of what is routed (Router+Tracing.swift).
     let tracer: Tracer
-    private let hostName = strdup("plexus")!
+    let hostName = strdup("plexus")!
 
     init(registry: Registry, limits: Limits, threads: Int, tracer: Tracer = Tracer(TracingSettings(enabled: false)),
          metrics: HostMetrics? = nil) {
@@ -101,6 +103,11 @@ final class Router: @unchecked Sendable {
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
             Router.observeAnswer(e)
+            if e.streamed {   // the deadline cut a stream short: its partials came, its end did not
+                self.answer(e.requester, requestID: id, status: PLEXUS_EXPIRED.status,
+                            detail: "the stream from '\(e.target)' passed its deadline (\(e.timeoutMs) ms) before its final answer")
+                return
+            }
             self.answer(e.requester, requestID: id, status: PLEXUS_TIMEOUT.status,
                         detail: "no reply from '\(e.target)' within \(e.timeoutMs) ms")
         }
@@ -143,6 +150,8 @@ final class Router: @unchecked Sendable {
             throw PlexusError(.INVALID_ARGUMENT, "kind QUERY must be sent with request(), which arranges for the reply")
         } else if c.kind == MessageKind.response.rawValue || c.kind == MessageKind.error.rawValue {
             throw PlexusError(.INVALID_ARGUMENT, "kind \(c.kind == 2 ? "RESPONSE" : "ERROR") must be sent with reply()")
+        } else if c.kind == MessageKind.cancel.rawValue {
+            throw PlexusError(.INVALID_ARGUMENT, "kind CANCEL is made by the host: cancel a request with cancel()")
         }
         if c.deadline_unix_ns != 0 && Clock.isPast(c.deadline_unix_ns, coarse: nowUnix) {
             throw PlexusError(.EXPIRED, "the message's deadline had already passed when it was sent")
@@ -223,7 +232,7 @@ final class Router: @unchecked Sendable {
 
     /// The same with the reference u carries (+1): the mailbox's when the
     /// message is accepted, released here when it is not.
-    private func admit(_ u: Unmanaged<Message>, to a: Agent, force: Bool = false) throws(PlexusError) {
+    func admit(_ u: Unmanaged<Message>, to a: Agent, force: Bool = false) throws(PlexusError) {
         if !force, let link = a.link, link.circuitNotClosed.load(ordering: .acquiring),
            let why = link.supervisor?.refusal(a.name) {
             u.release()
@@ -246,7 +255,7 @@ final class Router: @unchecked Sendable {
     }
 
     /// Sends a worker agent's waiting mail, one write per batch.
-    private func runWorkerBatch(_ agent: Agent, _ link: WorkerLink) {
+    func runWorkerBatch(_ agent: Agent, _ link: WorkerLink) {
         Dispatcher.runBatch(agent, dispatcher: dispatcher, gate: link.hasRoom) { invoke($0, on: agent) }
         link.flush()
     }
@@ -280,7 +289,7 @@ final class Router: @unchecked Sendable {
         var c = e.pointee
         let rid = c.correlation_id
         guard let entry = pending.take(rid, responderID: o.agentID) else {
-            throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) is waiting for a reply from \(o.agent?.name ?? "this caller")")
+            throw lateAnswer(&c, from: o)
         }
         Router.observeAnswer(entry)
         // A sandboxed agent's failures reach the host as the ERROR its worker answers.
@@ -315,7 +324,7 @@ final class Router: @unchecked Sendable {
         answer(e.requester, requestID: requestID, status: status, detail: detail)
     }
 
-    private func answer(_ r: Requester, requestID: plexus_id, status: plexus_status, detail: String) {
+    func answer(_ r: Requester, requestID: plexus_id, status: plexus_status, detail: String) {
         let payload = Array(JSONValue.object(["error": .string(statusName(status)), "message": .string(detail)]).text.utf8)
         let env = Envelope(kind: .error, target: .reply, payload: payload, contentType: "application/json",
                            correlationID: requestID, status: status)
@@ -334,16 +343,16 @@ final class Router: @unchecked Sendable {
         if let t = e.timer { let d = plexus_ticks() - e.startTicks; t._withUnsafeGuaranteedRef { $0.observeTicks(d) } }
     }
 
-    private func deliver(_ m: Message, to r: Requester) {
+    func deliver(_ m: Message, to r: Requester) {
         if let r = metricsRef { let k = m.header.kind; r._withUnsafeGuaranteedRef { $0.countRouted(k) } }
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
                 deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)", cause: Int(error.status))
             }
-        case .callback(let f):
+        case .callback(let f), .stream(let f):
+            if m.header.tRoute != 0 { repliedToCaller(m) }   // first: a caller that reads its trace once answered finds it whole
             f(m.envelope)
-            if m.header.tRoute != 0 { repliedToCaller(m) }
         }
     }
 
@@ -374,6 +383,7 @@ final class Router: @unchecked Sendable {
         plexus_tls_set_tick(0)
         let h = m.header
         let isAnswer = h.kind == MessageKind.response.rawValue || h.kind == MessageKind.error.rawValue
+            || h.kind == MessageKind.cancel.rawValue
         if !isAnswer && h.deadlineUnixNs != 0 && Clock.isPast(h.deadlineUnixNs, coarse: Clock.coarseUnixNanos()) {
             expired(m, at: agent)
             return

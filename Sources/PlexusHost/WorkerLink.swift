@@ -326,7 +326,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 exportResult(e, from: origin, worker: w)
                 return
             }
-            do { try router.reply(e, from: origin) } catch {
+            do {
+                if env.flags & UInt8(PLEXUS_FLAG_MORE) != 0 { try router.replyPartial(e, from: origin) }
+                else { try router.reply(e, from: origin) }
+            } catch {
                 agent.logger.debug("reply refused", metadata: ["reason": "\(error.detail)"])
             }
             return
@@ -407,6 +410,17 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             sendControl(PLEXUS_CONTROL_ACK, correlation: e.pointee.id, status: status, payload: detail)
         case PLEXUS_CONTROL_KV:
             keyValue(payload, call: e.pointee.id)
+        case PLEXUS_CONTROL_CANCEL:
+            // The plugin's cancel(): the request id in the payload, answered by an ACK.
+            var status: plexus_status = PLEXUS_INVALID_ARGUMENT.status
+            var detail: [UInt8] = Array("a cancel names one request id (16 bytes)".utf8)
+            if let agent, payload.count == 16, let rid = Self.ids(payload).first {
+                do throws(PlexusError) {
+                    try router.cancel(rid, requesterID: Unmanaged.passUnretained(agent).toOpaque(), by: "agent '\(agent.name)'")
+                    status = 0; detail = []
+                } catch { status = error.status; detail = Array(error.detail.utf8) }
+            }
+            sendControl(PLEXUS_CONTROL_ACK, correlation: e.pointee.id, status: status, payload: detail)
         case PLEXUS_CONTROL_LOG:
             let level: Logger.Level = [.trace, .debug, .info, .warning, .error][Int(max(0, min(4, e.pointee.status)))]
             (agent?.logger ?? logger).log(level: level, "\(String(decoding: payload, as: UTF8.self))")

@@ -31,6 +31,8 @@ final class Session {
     private let serial: Int
     /// Told how quickly each agent answers (which agents may run inline).
     private let policy: InlinePolicy
+    /// This connection's queries still waiting for their final answer.
+    private let queries = OpenClientQueries()
 
     /// The registered agents and the listener.
     private var everyAgent: [ExternalAgent] { Array(agents.values) + (listener.map { [$0] } ?? []) }
@@ -64,7 +66,9 @@ final class Session {
             }
             begun = true
             if env.kind == .response || env.kind == .error {
-                try reply(env)
+                if env.isPartial { try replyPartial(env) } else { try reply(env) }
+            } else if env.kind == .cancel {
+                try cancel(env, as: me)   // answered by the query's own CANCELLED; only a refusal answers this frame
             } else if case .capability(let op) = env.target, Session.operations.contains(op) {
                 answer(Envelope(kind: .response, target: .reply, payload: Array(try operate(op, env.payload, me).text.utf8),
                                 contentType: "application/json"))
@@ -126,7 +130,10 @@ final class Session {
         // tracing.rate is asked once here, for the client span and the message alike.
         guard tracer.enabled, !env.target.name.hasPrefix("plexus.trace."),
               tracer.admits(coarseUnixNanos: Clock.coarseUnixNanos()) else {
-            try host.request(env, timeoutMs: 0, as: me.name, grants: me.grants, onAnswer: timedAnswerer(for: env.id))
+            try streamed(env.id) { done throws(PlexusError) in
+                let answer = timedAnswerer(for: env.id)
+                return try host.requestStream(env, as: me.name, grants: me.grants) { reply in done(reply); answer(reply) }
+            }
             return
         }
         var e = env
@@ -137,10 +144,17 @@ final class Session {
         let trace = e.traceID, name = e.target.description, client = me.name
         let answer = timedAnswerer(for: env.id, trace: trace)
         do {
-            try host.request(e, timeoutMs: 0, as: me.name, grants: me.grants, parentSpan: span) { reply in
-                answer(reply)
-                tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
-                              agent: client, start: start, end: Tracer.now(), status: reply.kind == .error ? reply.status : 0)
+            try streamed(env.id) { done throws(PlexusError) in
+                try host.requestStream(e, as: me.name, grants: me.grants, parentSpan: span) { reply in
+                    done(reply)
+                    // Recorded before the client can see the answer: a client that
+                    // reads the trace once answered finds it whole.
+                    if !reply.isPartial {
+                        tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
+                                      agent: client, start: start, end: Tracer.now(), status: reply.kind == .error ? reply.status : 0)
+                    }
+                    answer(reply)
+                }
             }
         } catch {
             tracer.record(trace: trace, span: span, parent: parent, kind: .client, name: name,
@@ -154,7 +168,7 @@ final class Session {
     private func timedAnswerer(for id: plexus_id, trace: plexus_id = .none) -> @Sendable (Envelope) -> Void {
         let t0 = Clock.monotonicNanos()
         return { [outbox, policy] reply in
-            policy.answered(reply.sender, nanos: Clock.monotonicNanos() - t0)
+            if !reply.isPartial { policy.answered(reply.sender, nanos: Clock.monotonicNanos() - t0) }
             var r = reply
             if r.traceID.isNone { r.traceID = trace }
             r.correlationID = id
@@ -169,7 +183,39 @@ final class Session {
                  contentType: "application/json", status: e.status)
     }
 
+    /// Makes a query with `start` (given the callback that must see each
+    /// answer), remembering its host id under the client's frame id until
+    /// the final answer, so the client can cancel it.
+    private func streamed(_ clientID: plexus_id,
+                          _ start: (@escaping @Sendable (Envelope) -> Void) throws(PlexusError) -> plexus_id) throws(PlexusError) {
+        let queries = self.queries
+        queries.begin(clientID)
+        do {
+            let hostID = try start { reply in if !reply.isPartial { queries.end(clientID) } }
+            queries.started(clientID, hostID)
+        } catch {
+            queries.end(clientID)
+            throw error
+        }
+    }
+
+    /// A CANCEL frame: correlation_id names one of this connection's queries.
+    private func cancel(_ env: Envelope, as me: Identity) throws(PlexusError) {
+        guard let hostID = queries.hostID(env.correlationID) else {
+            throw PlexusError(.NOT_A_REQUEST, "no query \(env.correlationID.hex) of this connection is waiting for an answer (answered already, timed out, cancelled, or never sent)")
+        }
+        try host.cancel(hostID, by: "client '\(me.name)'")
+    }
+
     // MARK: replies from the client's agents
+
+    private func replyPartial(_ env: Envelope) throws(PlexusError) {
+        let rid = env.correlationID
+        guard let a = everyAgent.first(where: { host.isOpen(rid, at: $0) }) else {
+            throw PlexusError(.NOT_A_REQUEST, "no request \(rid.hex) delivered to this connection is waiting for a reply (answered already, timed out, or never sent here)")
+        }
+        try host.replyPartial(env, from: a)
+    }
 
     private func reply(_ env: Envelope) throws(PlexusError) {
         let rid = env.correlationID

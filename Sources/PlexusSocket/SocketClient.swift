@@ -3,9 +3,10 @@ import PlexusCore
 import PlexusHost
 
 /// A connection to a running host, speaking envelope frames. Every frame the
-/// client sends is answered by exactly one frame whose correlation_id is the
-/// client's frame id: the reply for a QUERY, an acknowledgement (RESPONSE)
-/// or an ERROR for a COMMAND or EVENT. Not thread-safe: one call at a time.
+/// client sends is answered by exactly one final frame whose correlation_id
+/// is the client's frame id: the reply for a QUERY (after any partial
+/// answers, flag MORE), an acknowledgement (RESPONSE) or an ERROR for a
+/// COMMAND or EVENT. Not thread-safe: one call at a time (cancel excepted).
 public final class SocketClient {
     private let fd: Int32
     private let io: FrameIO
@@ -43,6 +44,31 @@ public final class SocketClient {
         return reply
     }
 
+    /// Sends a query and hands each partial answer to `onPartial` as it
+    /// arrives; returns the final answer (an ERROR is thrown: TIMEOUT when
+    /// the deadline passes mid-stream, CANCELLED after cancel). `started`
+    /// gets the query's id, for cancel, before the wait begins.
+    public func stream(_ env: Envelope, timeoutMs: Int64, started: (plexus_id) -> Void = { _ in },
+                       onPartial: (Envelope) -> Void) throws(PlexusError) -> Envelope {
+        var q = env
+        q.kind = .query
+        q.deadlineUnixNs = unixNow() + timeoutMs * 1_000_000
+        let reply = try exchange(q, started: started, onPartial: onPartial)
+        if reply.kind == .error { throw Host.error(from: reply) }
+        return reply
+    }
+
+    /// Asks the host to cancel the query `id` (from `stream`'s started):
+    /// its answer becomes ERROR CANCELLED and its agent is told. Safe to call
+    /// from another thread while `stream` or `call` waits (it only writes
+    /// one frame); a refusal (the query was answered already) arrives as an
+    /// ERROR the waiting call skips.
+    public func cancel(_ id: plexus_id) throws(PlexusError) {
+        // Its own id space (hi differs from every query's), so no counter is shared with the waiting thread.
+        let e = Envelope(kind: .cancel, target: .reply, contentType: "", id: plexus_id(hi: ~node, lo: id.lo), correlationID: id)
+        try io.write(e)
+    }
+
     /// Says hello as `client` of the host's plexus.yaml, with its token:
     /// its grants then decide what this connection may do. Returns them.
     @discardableResult
@@ -62,17 +88,21 @@ public final class SocketClient {
         return .none
     }
 
-    private func exchange(_ env: Envelope) throws(PlexusError) -> Envelope {
+    private func exchange(_ env: Envelope, started: (plexus_id) -> Void = { _ in },
+                          onPartial: (Envelope) -> Void = { _ in }) throws(PlexusError) -> Envelope {
         var e = env
         e.id = plexus_id(hi: node, lo: nextID)
         nextID += 1
         try io.write(e)
+        started(e.id)
         while true {
             guard case .frame(let f) = try io.read() else {
                 throw PlexusError(.SHUTTING_DOWN, "the host closed the connection before answering")
             }
             let reply = try Envelope(frame: f)
-            if reply.correlationID == e.id { return reply }
+            guard reply.correlationID == e.id else { continue }
+            if reply.isPartial { onPartial(reply); continue }
+            return reply
         }
     }
 

@@ -170,8 +170,22 @@ public final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// A task that has not started is cancelled (its dependents are dead-lettered).
+    /// Cancels a task (its dependents are dead-lettered). One that has not
+    /// started is cancelled here; a running one through its request: the
+    /// agent handling it gets a CANCEL, the attempt ends CANCELLED, and this
+    /// returns once the task is recorded as cancelled. `plexus tasks cancel`
+    /// and `plexus workflow cancel` both come here.
     public func cancel(_ id: String) throws(PlexusError) -> TaskRecord {
+        if let request = running.beginCancel(id) {
+            do throws(PlexusError) { try host.cancel(request, by: "a cancel of task \(id)") } catch {
+                running.abandonCancel(id)
+                throw PlexusError(.INVALID_ARGUMENT, "task \(id) finished just before the cancel reached it; `plexus tasks show \(id)` has its outcome")
+            }
+            guard let t = running.awaitRecorded(id, untilMonotonic: PlexusThreads.Clock.monotonicNanos() + 30_000_000_000) else {
+                throw PlexusError(.INTERNAL, "task \(id) was cancelled, but the store did not record it within 30 s")
+            }
+            return t
+        }
         let t = try reopen(id, from: [.queued, .waiting], event: "task.cancelled") { t in
             t.state = .cancelled; t.finished_unix_ns = PlexusThreads.Clock.unixNanos(); t.error = "cancelled by hand"
         }
@@ -337,6 +351,8 @@ public final class Scheduler: @unchecked Sendable {
     /// Why each task waiting for a provider waits, by task id: read by other
     /// threads (workflow status), written by the scheduler's.
     private let waiting = Mutex<[String: String]>([:])
+    /// Running tasks' requests, for cancel (RunningTasks.swift).
+    private let running = RunningTasks()
 
     /// True the first time this attempt is noted as waiting.
     private func noteWaiting(_ id: String, _ why: String) -> Bool {
@@ -386,7 +402,8 @@ public final class Scheduler: @unchecked Sendable {
                            traceID: plexus_id(hex: id) ?? .none)
         let started = now
         do {
-            try host.request(env) { [weak self] answer in self?.post(.answered(id, answer, startedNs: started)) }
+            let request = try host.request(env) { [weak self] answer in self?.post(.answered(id, answer, startedNs: started)) }
+            running.started(id, request: request)
         } catch {
             post(.answered(id, Envelope(kind: .error, target: .reply,
                                         payload: Array(JSONValue.object(["error": .string(error.name), "message": .string(error.detail)]).text.utf8),
@@ -396,8 +413,13 @@ public final class Scheduler: @unchecked Sendable {
 
     /// An attempt ended: completed, retried, or dead-lettered.
     private func finish(_ id: String, _ answer: Envelope, startedNs: Int64) {
+        running.ended(id)
         guard var t = open[id] else { return }
         let now = clock.unixNanos()
+        if answer.kind == .error && answer.status == PLEXUS_CANCELLED.status && running.isCancelling(id) {
+            cancelledWhileRunning(t, answer, startedNs: startedNs, now: now)
+            return
+        }
         if host.tracer.enabled, let key = t.idempotency_key { traceAttempt(t, key: key, answer, startedNs: startedNs, now: now) }
         let agent = answer.sender.isEmpty ? nil : answer.sender
         if answer.kind == .response {
@@ -459,6 +481,32 @@ public final class Scheduler: @unchecked Sendable {
                                          "error": .string(retried.error ?? ""), "backoff_ms": .int(wait)], at: now)
         }
         if wait == 0 { makeReady(id, now: now) } else { delayed.insert(Delayed(at: t.not_before_unix_ns, id: id)) }
+    }
+
+    /// The hand cancel of a running task took effect: its attempt ended
+    /// CANCELLED; it is not retried, and its dependents are dead-lettered.
+    private func cancelledWhileRunning(_ task: TaskRecord, _ answer: Envelope, startedNs: Int64, now: Int64) {
+        var t = task
+        let id = t.id
+        let e = Host.error(from: answer)
+        t.state = .cancelled; t.error = "cancelled by hand while running"; t.finished_unix_ns = now
+        open[id] = t   // drop() below remembers it as cancelled
+        let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: nil, started_unix_ns: startedNs, finished_unix_ns: now,
+                              outcome: "cancelled", detail: "\(e.name): \(e.detail)")
+        let done = t
+        let running = self.running
+        let onFinished = self.onFinished
+        store.enqueue({ db in
+            try Store.recordOutcome(db, done)
+            try Store.insertAttempt(db, a)
+            try Store.appendEvent(db, kind: "task.cancelled", subject: id,
+                                  data: ["capability": .string(done.capability), "attempt": .int(Int64(done.attempts)),
+                                         "while": .string("running")], at: now)
+        }, done: { err in
+            running.recorded(done)
+            if err == nil { onFinished?(done) }
+        })
+        drop(id, failedBecause: "task \(id) was cancelled")
     }
 
     private func deadLetter(_ id: String, reason: String, now: Int64) {

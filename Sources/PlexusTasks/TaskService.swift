@@ -13,7 +13,7 @@ public enum TaskService {
         ("plexus.tasks.list", "tasks, newest first: {state?, limit?}"),
         ("plexus.tasks.show", "one task with its attempts: {id}"),
         ("plexus.tasks.retry", "run a dead-lettered or cancelled task again: {id}"),
-        ("plexus.tasks.cancel", "cancel a task that has not started: {id}"),
+        ("plexus.tasks.cancel", "cancel a queued, waiting or running task (its agent gets CANCEL): {id}"),
         ("plexus.events", "the event log, oldest first: {after?, limit?, kind?: a prefix such as \"task.\"} or the newest {last: N, kind?}"),
     ]
 

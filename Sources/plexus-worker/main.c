@@ -70,7 +70,7 @@ static uint64_t payload_limit(void) { return host_payload_limit ? host_payload_l
 ** caller's timeout): past it the host has answered the caller TIMEOUT, so a
 ** reply is NOT_A_REQUEST here exactly as in the host. */
 
-typedef struct open_request { plexus_id id; int64_t deadline_unix_ns; } open_request;
+typedef struct open_request { plexus_id id; int64_t deadline_unix_ns; int cancelled; } open_request;
 static open_request *open_q;
 static size_t open_n, open_cap;
 
@@ -94,20 +94,42 @@ static void open_add(plexus_id id, int64_t deadline) {
         if (!p) return;
         open_q = p; open_cap = c;
     }
-    open_q[open_n++] = (open_request){ id, deadline };
+    open_q[open_n++] = (open_request){ id, deadline, 0 };
 }
 
-/* Lock held. 1 when id is open and its deadline has not passed; either way
-** it is no longer open afterwards. */
+/* What open_find and open_take say of a request. */
+#define OPEN_NOT 0        /* not open here, or past its deadline */
+#define OPEN_YES 1
+#define OPEN_CANCELLED 2  /* its caller cancelled it (a CANCEL came) */
+
+static open_request *open_lookup(plexus_id id) {
+    for (size_t i = open_n; i-- > 0;)
+        if (open_q[i].id.hi == id.hi && open_q[i].id.lo == id.lo) return &open_q[i];
+    return NULL;
+}
+
+static int open_state(const open_request *r) {
+    if (!r) return OPEN_NOT;
+    if (r->cancelled) return OPEN_CANCELLED;
+    return r->deadline_unix_ns == 0 || h_now() <= r->deadline_unix_ns ? OPEN_YES : OPEN_NOT;
+}
+
+/* Lock held. OPEN_YES when id is open and its deadline has not passed;
+** whatever the answer, it is no longer open afterwards. */
 static int open_take(plexus_id id) {
-    for (size_t i = open_n; i-- > 0;) {
-        if (open_q[i].id.hi == id.hi && open_q[i].id.lo == id.lo) {
-            int64_t deadline = open_q[i].deadline_unix_ns;
-            open_q[i] = open_q[--open_n];
-            return deadline == 0 || h_now() <= deadline;
-        }
-    }
-    return 0;
+    open_request *r = open_lookup(id);
+    int st = open_state(r);
+    if (r) *r = open_q[--open_n];
+    return st;
+}
+
+/* Lock held. As open_take, but the request stays open (a partial answer). */
+static int open_find(plexus_id id) { return open_state(open_lookup(id)); }
+
+/* Lock held: a CANCEL for id came; a reply to it is now late. */
+static void open_cancel(plexus_id id) {
+    open_request *r = open_lookup(id);
+    if (r) r->cancelled = 1;
 }
 
 /* A snprintf result as a length that never runs past the buffer. */
@@ -169,8 +191,9 @@ static plexus_status call(plexus_ctx *ctx, const plexus_envelope *msg, plexus_ki
     if (s != PLEXUS_OK) return s;
     if (has_kind) e.kind = (uint8_t)forced;
     if ((s = plexus_contract_fields(&e, payload_limit(), NULL)) != PLEXUS_OK) return s;
-    if (!has_kind && (e.kind == PLEXUS_KIND_QUERY || e.kind == PLEXUS_KIND_RESPONSE || e.kind == PLEXUS_KIND_ERROR))
-        return PLEXUS_INVALID_ARGUMENT;   /* send(): a QUERY goes by request(), an answer by reply() */
+    if (!has_kind && (e.kind == PLEXUS_KIND_QUERY || e.kind == PLEXUS_KIND_RESPONSE || e.kind == PLEXUS_KIND_ERROR ||
+                      e.kind == PLEXUS_KIND_CANCEL))
+        return PLEXUS_INVALID_ARGUMENT;   /* send(): a QUERY goes by request(), an answer by reply(), a cancel by cancel() */
     if (e.target_kind == PLEXUS_TARGET_REPLY) return PLEXUS_INVALID_ARGUMENT;   /* reply()'s, and the host would read it as one */
     if (e.trace_id.hi == 0 && e.trace_id.lo == 0) e.trace_id = current_trace;
     pthread_mutex_lock(&lock);
@@ -230,7 +253,12 @@ static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
     e.target = NULL;
     e.deadline_unix_ns = 0;
     pthread_mutex_lock(&lock);
-    if (!open_take(e.correlation_id)) s = PLEXUS_NOT_A_REQUEST;
+    int open = open_take(e.correlation_id);
+    if (open == OPEN_CANCELLED) {
+        /* Late: the host dead-letters it with the reason, as in process. */
+        if (plexus_contract_fields(&e, payload_limit(), NULL) == PLEXUS_OK) channel_queue(&e);
+        s = PLEXUS_NOT_A_REQUEST;
+    } else if (open != OPEN_YES) s = PLEXUS_NOT_A_REQUEST;
     else {
         const char *what = NULL;
         s = plexus_contract_fields(&e, payload_limit(), &what);
@@ -245,6 +273,51 @@ static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
         }
     }
     if (!is_server) channel_flush();
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+static void take_input(void);
+static int have_frames(void);
+
+/* reply_partial (1.2): as reply, but the request stays open here and in
+** the host. A refused partial changes nothing. What the host sent is read
+** first, so a handler streaming in a loop hears of a CANCEL at its next
+** partial (NOT_A_REQUEST), not after it returns. */
+static plexus_status h_reply_partial(plexus_ctx *ctx, const plexus_envelope *m) {
+    plexus_envelope e;
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_envelope(m, &e, NULL);
+    if (s != PLEXUS_OK) return s;
+    e.kind = PLEXUS_KIND_RESPONSE;
+    e.flags = PLEXUS_FLAG_MORE;
+    e.status = PLEXUS_OK;
+    e.target_kind = PLEXUS_TARGET_REPLY;
+    e.target = NULL;
+    e.deadline_unix_ns = 0;
+    if (e.trace_id.hi == 0 && e.trace_id.lo == 0) e.trace_id = current_trace;
+    pthread_mutex_lock(&lock);
+    take_input();
+    if (have_frames()) wake_servers();
+    int open = open_find(e.correlation_id);
+    if (open == OPEN_NOT) s = PLEXUS_NOT_A_REQUEST;
+    else if ((s = plexus_contract_fields(&e, payload_limit(), NULL)) == PLEXUS_OK) {
+        s = channel_queue(&e);
+        if (s == PLEXUS_OK && open == OPEN_CANCELLED) s = PLEXUS_NOT_A_REQUEST;   /* forwarded to be dead-lettered */
+    }
+    channel_flush();   /* a partial goes now, even from a handler still running: that is its point */
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+/* cancel (1.2): a CANCEL control call, ACKed with the host's answer. */
+static plexus_status h_cancel(plexus_ctx *ctx, plexus_id request_id) {
+    if (!ctx || (request_id.hi == 0 && request_id.lo == 0)) return PLEXUS_INVALID_ARGUMENT;
+    uint8_t p[16];
+    for (int i = 0; i < 8; i++) { p[i] = (uint8_t)(request_id.hi >> (8 * i)); p[8 + i] = (uint8_t)(request_id.lo >> (8 * i)); }
+    plexus_envelope e = control_envelope(PLEXUS_CONTROL_CANCEL, p, sizeof p);
+    pthread_mutex_lock(&lock);
+    plexus_status s = call_locked(&e, NULL, NULL);
     pthread_mutex_unlock(&lock);
     return s;
 }
@@ -347,6 +420,7 @@ static const plexus_host host_table = {
     h_send, h_request, h_reply, h_publish, h_subscribe, h_unsubscribe, h_log,
     h_alloc, h_free, h_now, h_name,
     h_kv_get, h_kv_put, h_kv_delete,
+    h_reply_partial, h_cancel,
 };
 
 /* ---- start-up ------------------------------------------------------------ */
@@ -525,7 +599,7 @@ static void reply_bytes(const plexus_envelope *m, plexus_kind kind, plexus_statu
     e.payload = p;
     e.payload_len = n;
     pthread_mutex_lock(&lock);
-    if (open_take(m->id)) {
+    if (open_take(m->id) == OPEN_YES) {
         const char *what = NULL;
         plexus_status s = plexus_contract_fields(&e, channel_payload_limit(), &what);
         if (s == PLEXUS_OK) s = channel_queue(&e);
@@ -618,10 +692,13 @@ static void deliver(frame *f) {
     const plexus_envelope *m = &f->env;
     int query = m->kind == PLEXUS_KIND_QUERY;
     if (query) { pthread_mutex_lock(&lock); open_add(m->id, m->deadline_unix_ns); pthread_mutex_unlock(&lock); }
+    /* Closed before the handler hears of it, so a reply it sends from
+    ** another thread meanwhile is already late, as in the host. */
+    if (m->kind == PLEXUS_KIND_CANCEL) { pthread_mutex_lock(&lock); open_cancel(m->correlation_id); pthread_mutex_unlock(&lock); }
     plexus_status s = dispatch(m);
     if (query && s != PLEXUS_OK) {
         pthread_mutex_lock(&lock);
-        if (open_take(m->id)) {
+        if (open_take(m->id) == OPEN_YES) {
             char text[512];   /* room for a 255-byte agent name: the whole text, never more than was written */
             int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"agent '%s' returned %s while handling the request\"}",
                              plexus_status_name(PLEXUS_HANDLER_FAILED), desc->name, plexus_status_name(s));
@@ -653,6 +730,7 @@ static void accept_frame(frame *f) {
         frame_free(f);
         return;
     }
+    if (m->kind == PLEXUS_KIND_CANCEL) open_cancel(m->correlation_id);   /* late from now on, though handle() hears it later */
     unsigned p = m->priority < PLEXUS_PRIORITY_COUNT ? m->priority : 0;
     f->next = NULL;
     if (prio_tail[p]) prio_tail[p]->next = f; else prio_head[p] = f;

@@ -4,6 +4,7 @@ import Glibc
 import PlexusCore
 import PlexusHost
 import PlexusSocket
+import PlexusThreads
 
 struct CallCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,6 +14,9 @@ struct CallCommand: ParsableCommand {
             TARGET is a capability name (echo), agent:NAME, or topic:SUBJECT.
             The reply's payload is printed on stdout as is; an error is printed on
             stderr and the exit status is 1 (2 for a usage error, 3 when --socket names no host).
+            With --stream, each partial answer of a streaming reply is printed on its own
+            line as it arrives, before the final answer. Ctrl-C cancels the request: the
+            agent handling it is told, and the exit status is 130 (a second Ctrl-C quits at once).
             """)
 
     @Argument(help: "capability | agent:NAME | topic:SUBJECT") var target: String
@@ -22,6 +26,8 @@ struct CallCommand: ParsableCommand {
     var contentType: String?
     @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for the reply.") var timeout: Double = 30
     @Flag(name: .long, help: "Indent a JSON reply for reading.") var pretty = false
+    @Flag(name: .long, help: "Print each partial answer of a streaming reply on its own line as it arrives, then the final answer.")
+    var stream = false
     @Flag(name: .shortAndLong, help: "Print the request's trace id on stderr, with `plexus trace ID` when the running host records it.") var verbose = false
     @Option(name: .long, help: "Join this W3C trace: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>.") var traceparent: String?
     @OptionGroup var options: HostOptions
@@ -51,6 +57,7 @@ struct CallCommand: ParsableCommand {
                            ?? TraceParent(trace: plexus_id(hi: .random(in: 1...UInt64.max), lo: .random(in: 1...UInt64.max)), parent: 0))
         if kind == .event { env.correlationID = .none }
         let timeoutMs = Int64(timeout * 1000)
+        let interrupt = kind == .query ? CallInterrupt() : nil
         do {
             if let client = try options.runningHost() {
                 FileHandleErr.note("plexus: calling through the running host at \(options.socketPath)")
@@ -60,7 +67,12 @@ struct CallCommand: ParsableCommand {
                               why: listing == nil ? "the host did not say whether it records traces" : "tracing is off in the host")
                 }
                 try failing(known: { try? JSONDecoder().decode([AgentReport].self, from: Data(ask(client, "plexus.agents", .null).text.utf8)) }) {
-                    try perform(env, timeoutMs: timeoutMs, send: client.send, call: client.call)
+                    let c = UncheckedSendable(value: client)
+                    try perform(env, timeoutMs: timeoutMs, send: client.send) { env, timeoutMs, onPartial in
+                        try client.stream(env, timeoutMs: timeoutMs, started: { id in
+                            interrupt?.started(id) { try? c.value.cancel($0) }
+                        }, onPartial: onPartial)
+                    }
                 }
             } else {
                 options.announceEmbedded()
@@ -68,12 +80,36 @@ struct CallCommand: ParsableCommand {
                 defer { host.shutdown() }
                 if verbose { noteTrace(env.traceID, followable: false, why: "an embedded host: its spans are gone when this command ends") }
                 try failing(known: { host.agentReports }, refused: { host.pluginReports.filter { $0.status == "refused" } }) {
-                    try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }, call: { try host.call($0, timeoutMs: $1) })
+                    try perform(env, timeoutMs: timeoutMs, send: { try host.send($0) }) { env, timeoutMs, onPartial in
+                        try Self.embeddedStream(host, env, timeoutMs: timeoutMs, interrupt: interrupt, onPartial: onPartial)
+                    }
                 }
             }
         } catch let e as PlexusError {
             FileHandleErr.note("plexus call \(target): \(e.name): \(e.detail)")
-            throw ExitCode(ExitStatus.failed)
+            throw ExitCode(e.is(.CANCELLED) ? ExitStatus.interrupted : ExitStatus.failed)
+        }
+    }
+
+    /// A query to the embedded host, answered as a stream: partials to
+    /// onPartial on this thread, in order, then the final answer.
+    private static func embeddedStream(_ host: Host, _ env: Envelope, timeoutMs: Int64, interrupt: CallInterrupt?,
+                                       onPartial: (Envelope) -> Void) throws -> Envelope {
+        let answers = ConditionLock()
+        nonisolated(unsafe) var queue: [Envelope] = []
+        let id = try host.requestStream(env, timeoutMs: timeoutMs) { a in answers.withLock { queue.append(a); answers.signal() } }
+        interrupt?.started(id) { try? host.cancel($0, by: "plexus call (Ctrl-C)") }
+        while true {
+            let next = answers.withLock { () -> [Envelope] in
+                while queue.isEmpty { answers.wait() }
+                defer { queue.removeAll() }
+                return queue
+            }
+            for a in next {
+                if a.isPartial { onPartial(a); continue }
+                if a.kind == .error { throw Host.error(from: a) }
+                return a
+            }
         }
     }
 
@@ -105,13 +141,18 @@ struct CallCommand: ParsableCommand {
 
     private func perform(_ env: Envelope, timeoutMs: Int64,
                          send: (Envelope) throws -> plexus_id,
-                         call: (Envelope, Int64) throws -> Envelope) throws {
+                         call: (Envelope, Int64, (Envelope) -> Void) throws -> Envelope) throws {
         if env.kind == .event {
             let id = try send(env)
             print(JSONValue.object(["published": .string(env.target.name), "id": .string(id.hex)]).text)
             return
         }
-        let reply = try call(env, timeoutMs)
+        let reply = try call(env, timeoutMs) { partial in
+            guard stream else { return }   // without --stream only the final answer is printed
+            var line = partial.payload
+            if line.last != UInt8(ascii: "\n") { line.append(UInt8(ascii: "\n")) }
+            FileHandleErr.write(line, to: STDOUT_FILENO)
+        }
         if pretty, let value = try? JSONValue.parse(reply.payload), let text = try? prettyJSON(value) {
             print(text)
             return

@@ -14,6 +14,9 @@ enum ExitStatus {
     static let usage: Int32 = 2
     /// No host answers at the socket, or it went away during the command.
     static let noHost: Int32 = 3
+    /// Interrupted (Ctrl-C): `plexus call` cancelled its request, which
+    /// ended CANCELLED (128 + SIGINT, as shells report it).
+    static let interrupted: Int32 = 130
 }
 
 extension Plexus {

@@ -127,7 +127,7 @@ struct TasksCommand: ParsableCommand {
     }
 
     struct Cancel: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Cancel a task that has not started; its dependents are dead-lettered.")
+        static let configuration = CommandConfiguration(abstract: "Cancel a task: one not started yet, or a running one (its agent is sent CANCEL); its dependents are dead-lettered.")
         @Argument(help: "The task id.") var id: String
         @OptionGroup var options: ConnectionOptions
         func run() throws { try change(id, "plexus.tasks.cancel", options) }

@@ -94,6 +94,19 @@ static void envelopes(const plexus_host *h, plexus_ctx *c) {
     e = r; e.struct_size = 0;                       rec("reply.struct_size_0", h->reply(c, &e));
     rec("reply.unknown_request", h->reply(c, &r));
 
+    /* ABI 1.2: reply_partial and cancel. id is request.kind_ignored's, still open. */
+    rec("reply_partial.null_msg", h->reply_partial(c, NULL));
+    rec("reply_partial.null_ctx", h->reply_partial(NULL, &r));
+    e = r; e.struct_size = 0;                       rec("reply_partial.struct_size_0", h->reply_partial(c, &e));
+    rec("reply_partial.unknown_request", h->reply_partial(c, &r));
+    plexus_id zero = { 0, 0 };
+    rec("cancel.null_ctx", h->cancel(NULL, id));
+    rec("cancel.zero_id", h->cancel(c, zero));
+    rec("cancel.unknown_request", h->cancel(c, r.correlation_id));
+    rec("cancel.own_request", h->cancel(c, id));
+    rec("cancel.again", h->cancel(c, id));
+    e = good; e.kind = PLEXUS_KIND_CANCEL;          rec("send.kind_cancel", h->send(c, &e));
+
     plexus_envelope news = to("contract.news", PLEXUS_TARGET_TOPIC);
     news.kind = PLEXUS_KIND_EVENT;
     rec("publish.null_msg", h->publish(c, NULL));

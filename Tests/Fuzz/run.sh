@@ -37,15 +37,17 @@ mkdir -p "$work/corpus"
 # Seeds: valid frames (plexus_wire.h layout), so the fuzzer starts past the checks.
 python3 - "$work/corpus" <<'PY'
 import struct, sys
-def frame(kind, tkind, prio, sender, target, ctype, payload):
+def frame(kind, tkind, prio, sender, target, ctype, payload, flags=0):
     s, t, c = sender.encode(), target.encode(), ctype.encode()
-    body = struct.pack("<BBBBI16s16s16sqHHHHI", kind, tkind, prio, 0, 0, b"\1" * 16, b"\2" * 16, b"\3" * 16, 0,
+    body = struct.pack("<BBBBI16s16s16sqHHHHI", kind, tkind, prio, flags, 0, b"\1" * 16, b"\2" * 16, b"\3" * 16, 0,
                        len(s), len(t), len(c), 0, len(payload))
     body += s + b"\0" + t + b"\0" + c + b"\0" + payload
     return b"PLXF" + bytes([1, 1, 0, 0]) + struct.pack("<I", len(body)) + body
 seeds = [frame(1, 1, 1, "client:1", "echo", "application/json", b'{"hello":"world"}'),
          frame(2, 3, 3, "plexus", "", "", b""),
-         frame(3, 2, 0, "a", "docs.summarized", "text/plain", b"x" * 300)]
+         frame(3, 2, 0, "a", "docs.summarized", "text/plain", b"x" * 300),
+         frame(2, 3, 1, "textkit", "", "application/json", b'{"n":1}', flags=1),   # a partial answer (flag MORE)
+         frame(5, 3, 2, "plexus", "", "", b"")]                                      # a CANCEL
 for i, f in enumerate(seeds):
     open(f"{sys.argv[1]}/seed{i}", "wb").write(f)
 PY

@@ -29,6 +29,11 @@ struct ContractTests {
         "request.priority_9": "INVALID_ARGUMENT", "request.kind_ignored": "OK", "request.ok": "OK",
         "reply.null_msg": "INVALID_ARGUMENT", "reply.null_ctx": "INVALID_ARGUMENT",
         "reply.struct_size_0": "INVALID_ARGUMENT", "reply.unknown_request": "NOT_A_REQUEST",
+        "reply_partial.null_msg": "INVALID_ARGUMENT", "reply_partial.null_ctx": "INVALID_ARGUMENT",
+        "reply_partial.struct_size_0": "INVALID_ARGUMENT", "reply_partial.unknown_request": "NOT_A_REQUEST",
+        "cancel.null_ctx": "INVALID_ARGUMENT", "cancel.zero_id": "INVALID_ARGUMENT",
+        "cancel.unknown_request": "NOT_A_REQUEST", "cancel.own_request": "OK", "cancel.again": "NOT_A_REQUEST",
+        "send.kind_cancel": "INVALID_ARGUMENT",
         "publish.null_msg": "INVALID_ARGUMENT", "publish.null_ctx": "INVALID_ARGUMENT",
         "publish.struct_size_0": "INVALID_ARGUMENT", "publish.agent_target": "INVALID_ARGUMENT",
         "publish.wildcard": "INVALID_ARGUMENT", "publish.len_2^40": "TOO_LARGE",
@@ -158,7 +163,8 @@ struct ContractTests {
         #expect(MemoryLayout<plexus_envelope>.offset(of: \plexus_envelope.status) == 104)
         #expect(MemoryLayout<plexus_envelope>.offset(of: \plexus_envelope.reserved) == 108)
         #expect(MemoryLayout<plexus_host>.offset(of: \plexus_host.kv_get) == Int(PLEXUS_HOST_SIZE_1_0))
-        #expect(MemoryLayout<plexus_host>.size == Int(PLEXUS_HOST_SIZE_1_1))
+        #expect(MemoryLayout<plexus_host>.offset(of: \plexus_host.reply_partial) == Int(PLEXUS_HOST_SIZE_1_1))
+        #expect(MemoryLayout<plexus_host>.size == Int(PLEXUS_HOST_SIZE_1_2))
         #expect(MemoryLayout<plexus_capability>.size == Int(PLEXUS_CAPABILITY_SIZE_1_0))
         #expect(MemoryLayout<plexus_permission>.size == Int(PLEXUS_PERMISSION_SIZE_1_0))
         #expect(MemoryLayout<plexus_export>.size == Int(PLEXUS_EXPORT_SIZE_1_0))

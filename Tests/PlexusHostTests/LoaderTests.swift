@@ -19,7 +19,7 @@ struct LoaderTests {
     @Test func newerMinorIsRefused() throws {
         let r = try #require(refusal(Fixtures.build("broken.c", ["-DMINOR=7"])))
         #expect(r.error.is(.ABI_MISMATCH))
-        #expect(r.error.detail.contains("expected at most 1, found 7"))
+        #expect(r.error.detail.contains("expected at most 2, found 7"))
     }
 
     @Test func unknownDescriptorSizeIsRefused() throws {
@@ -34,7 +34,7 @@ struct LoaderTests {
 
     @Test func hostTableSizeOutsideWhatTheHostKnowsIsRefused() throws {
         let r = try #require(refusal(Fixtures.build("broken.c", ["-DHOST_SIZE=40"])))
-        #expect(r.error.detail == "host_size: expected 96 (ABI 1.0) to 120 (ABI 1.1), found 40 (the plugin was compiled against a different plexus.h)")
+        #expect(r.error.detail == "host_size: expected 96 (ABI 1.0) to 136 (ABI 1.2), found 40 (the plugin was compiled against a different plexus.h)")
     }
 
     @Test func missingEntrySymbol() throws {
@@ -130,7 +130,7 @@ struct LoaderTests {
         let d = try host.load(path: Fixtures.probe(named: "described"))
         #expect(d.name == "described")
         #expect(d.version == "0.1.0")
-        #expect(d.abi == "1.1")
+        #expect(d.abi == "1.2")
         #expect(d.capabilities.count == 17)
         #expect(d.permissions.map { "\($0.kind) \($0.pattern)" } == ["call *", "publish probe.events.>", "subscribe probe.none"])
         #expect(d.exports.first?.signature == "probe.add(a: i64, b: i64) -> i64")

@@ -94,13 +94,32 @@ def _traced(env, traceparent, query=True):
 class Message:
     """A message delivered to one of this client's agents or subscriptions."""
 
-    def __init__(self, env):
+    def __init__(self, env, client=None):
         self.envelope = env
         self.payload = env.payload
         self.sender = env.sender
         self.target = env.target
         self.is_query = env.kind == wire.QUERY
         self.is_event = env.kind == wire.EVENT
+        self._client = client
+
+    @property
+    def cancelled(self):
+        """For a query: whether its caller cancelled it (a CANCEL came). A handler that
+        streams checks this between partials and stops; its reply is then dropped."""
+        return self._client is not None and self._client._was_cancelled(self.envelope.id)
+
+    def partial(self, payload):
+        """Sends one partial answer to this query (ABI 1.2): the caller reads it at once,
+        and the handler's return value is still the final answer. Returns False, sending
+        nothing, once the caller has cancelled the query."""
+        if not self.is_query or self._client is None:
+            raise ValueError("only a query delivered to a registered agent takes partial answers")
+        if self.cancelled:
+            return False
+        self._client._write(wire.Envelope(kind=wire.RESPONSE, target_kind=wire.TARGET_REPLY, flags=wire.FLAG_MORE,
+                                          correlation_id=self.envelope.id, payload=_payload(payload)))
+        return True
 
     def json(self):
         return json.loads(self.payload)
@@ -131,6 +150,8 @@ class Client:
         self._handlers = {}                     # agent name -> handler
         self._subscriptions = {}                # pattern -> callback (None: queue)
         self._inbox = queue.Queue()             # deliveries without a callback
+        self._cancelled = set()                 # ids of queries to our agents their callers cancelled
+        self._cancel_order = []
         self._deliveries = queue.Queue()
         self._closed = None
         self._refusal = None                    # the host's reason, when it refused the connection
@@ -171,6 +192,38 @@ class Client:
         env = _traced(wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
                                     priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9)), traceparent)
         return self._post(env, payload_only=True).future
+
+    def stream(self, target, payload=None, timeout=30.0, priority=wire.NORMAL, traceparent=None):
+        """Sends a query whose answer may come as a stream (ABI 1.2). Returns a Stream:
+        iterate it for each partial answer's payload (bytes) as it arrives; iteration ends
+        at the final answer, whose payload is then stream.result (an ERROR answer raises
+        PlexusError from the iteration: EXPIRED when the deadline passes mid-stream,
+        CANCELLED after stream.cancel())."""
+        kind, name = wire.parse_target(target)
+        env = _traced(wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
+                                    priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9)), traceparent)
+        s = Stream(self, timeout + 1.0)
+        with self._lock:
+            self._next += 1
+            env.id = (self._node, self._next)
+            self._waiting[env.id] = s
+        s.id = env.id
+        try:
+            self._write(env)
+        except PlexusError:
+            with self._lock:
+                self._waiting.pop(env.id, None)
+            raise
+        return s
+
+    def cancel(self, query_id):
+        """Cancels a query of this client's still waiting for its answer (Stream.id): its
+        answer becomes an ERROR CANCELLED, and the agent handling it is told."""
+        with self._lock:
+            self._next += 1
+            frame_id = (self._node, self._next)
+        self._write(wire.Envelope(kind=wire.CANCEL, target_kind=wire.TARGET_REPLY, content_type="",
+                                  id=frame_id, correlation_id=tuple(query_id)))
 
     def call_json(self, target, payload=None, timeout=30.0):
         return json.loads(self.call(target, payload, timeout))
@@ -326,20 +379,39 @@ class Client:
             # An ERROR answering nothing: the host refuses this connection and closes it.
             self._refusal = _error(env)
             return
+        if env.is_partial:
+            # A partial answer: a Stream takes it; a plain call waits for the final one.
+            with self._lock:
+                waiter = self._waiting.get(env.correlation_id)
+            if isinstance(waiter, Stream):
+                waiter.partial(env)
+            return
         if env.kind in (wire.RESPONSE, wire.ERROR):
             with self._lock:
                 waiter = self._waiting.pop(env.correlation_id, None)
             if waiter:
                 waiter.answer(env)
             return
+        if env.kind == wire.CANCEL:
+            # Read here, not on the delivery thread: a handler still streaming sees it at once.
+            with self._lock:
+                self._cancelled.add(env.correlation_id)
+                self._cancel_order.append(env.correlation_id)
+                while len(self._cancel_order) > 4096:
+                    self._cancelled.discard(self._cancel_order.pop(0))
+            return
         self._deliveries.put(env)
+
+    def _was_cancelled(self, query_id):
+        with self._lock:
+            return query_id in self._cancelled
 
     def _delivery_loop(self):
         while True:
             env = self._deliveries.get()
             if env is None:
                 return
-            msg = Message(env)
+            msg = Message(env, self)
             handler = self._handler_for(env)
             if env.kind == wire.EVENT and not handler:
                 self._deliver_event(msg)
@@ -380,11 +452,63 @@ class Client:
             reply.kind = wire.ERROR
             reply.status = wire.STATUS["HANDLER_FAILED"]
             reply.payload = _payload({"error": "HANDLER_FAILED", "message": f"{type(e).__name__}: {e}"})
-        if msg.is_query:
+        if msg.is_query and not msg.cancelled:   # a cancelled query's answer would only be dropped
             try:
                 self._write(reply)
             except (OSError, PlexusError):
                 pass
+
+
+class Stream:
+    """A query answered as a stream (Client.stream): iterate for the partial answers'
+    payloads; then result holds the final answer's payload."""
+
+    def __init__(self, client, timeout):
+        self._client = client
+        self._timeout = timeout
+        self._items = queue.Queue()
+        self.id = None
+        self.result = None
+        self.trace_id = None
+        self._done = False
+
+    def partial(self, env):
+        self._items.put(("partial", env))
+
+    def answer(self, env):
+        self._items.put(("final", env))
+
+    def fail(self, error):
+        self._items.put(("failed", error))
+
+    def cancel(self):
+        """Cancels the query; the iteration then ends with PlexusError CANCELLED."""
+        if not self._done:
+            self._client.cancel(self.id)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        try:
+            what, value = self._items.get(timeout=self._timeout)
+        except queue.Empty:
+            self._done = True
+            with self._client._lock:
+                self._client._waiting.pop(self.id, None)
+            raise PlexusError("TIMEOUT", f"no answer from the host within {self._timeout:.1f} s", wire.STATUS["TIMEOUT"]) from None
+        if what == "partial":
+            return value.payload
+        self._done = True
+        if what == "failed":
+            raise value
+        self.trace_id = "%016x%016x" % value.trace_id
+        if value.kind == wire.ERROR:
+            raise _error(value)
+        self.result = value.payload
+        raise StopIteration
 
 
 class _Waiter:

@@ -16,8 +16,10 @@ FIXED = struct.Struct("<BBBBiQQQQQQqHHHHI")
 MAX_NAME = 255
 MAX_PAYLOAD = 16 * 1024 * 1024
 
-COMMAND, QUERY, RESPONSE, EVENT, ERROR = range(5)
-KIND_NAMES = ["COMMAND", "QUERY", "RESPONSE", "EVENT", "ERROR"]
+COMMAND, QUERY, RESPONSE, EVENT, ERROR, CANCEL = range(6)
+KIND_NAMES = ["COMMAND", "QUERY", "RESPONSE", "EVENT", "ERROR", "CANCEL"]
+# Envelope flags (ABI 1.2). MORE: a partial answer; more answers to the same query follow.
+FLAG_MORE = 0x1
 TARGET_AGENT, TARGET_CAPABILITY, TARGET_TOPIC, TARGET_REPLY = range(4)
 LOW, NORMAL, HIGH, CRITICAL = range(4)
 
@@ -40,6 +42,11 @@ class Envelope:
     deadline_unix_ns: int = 0
     sender: str = ""
     content_type: str = "application/json"
+    flags: int = 0
+
+    @property
+    def is_partial(self):
+        return self.kind == RESPONSE and bool(self.flags & FLAG_MORE)
 
     @property
     def kind_name(self):
@@ -68,7 +75,7 @@ def encode(e):
     sender, target, ctype = _name(e.sender, "sender"), _name(e.target, "target"), _name(e.content_type, "content_type")
     payload = bytes(e.payload)
     body_len = FIXED.size + len(sender) + len(target) + len(ctype) + 3 + len(payload)
-    fixed = FIXED.pack(e.kind, e.target_kind, e.priority, 0, e.status,
+    fixed = FIXED.pack(e.kind, e.target_kind, e.priority, e.flags, e.status,
                        e.id[0], e.id[1], e.correlation_id[0], e.correlation_id[1],
                        e.trace_id[0], e.trace_id[1], e.deadline_unix_ns,
                        len(sender), len(target), len(ctype), 0, len(payload))
@@ -102,7 +109,9 @@ def decode_body(body):
             raise WireError("string field is not NUL-terminated")
         strings.append(chunk.decode("utf-8", "replace"))
         off += n + 1
-    return Envelope(kind=kind, target_kind=tkind, priority=prio, status=status, id=(ih, il),
+    if flags & ~FLAG_MORE or (flags and kind != RESPONSE):
+        raise WireError(f"flags {flags:#x} are not valid on a {KIND_NAMES[kind] if kind < len(KIND_NAMES) else kind}")
+    return Envelope(kind=kind, target_kind=tkind, priority=prio, status=status, id=(ih, il), flags=flags,
                     correlation_id=(ch, cl), trace_id=(th, tl), deadline_unix_ns=deadline,
                     sender=strings[0], target=strings[1], content_type=strings[2],
                     payload=bytes(body[off:off + p]))
@@ -112,4 +121,4 @@ STATUS = {name: code for code, name in enumerate([
     "OK", "INVALID_ARGUMENT", "NO_MEMORY", "NO_SUCH_AGENT", "NO_SUCH_CAPABILITY", "TIMEOUT", "EXPIRED",
     "TOO_LARGE", "MAILBOX_FULL", "HANDLER_FAILED", "PERMISSION_DENIED", "ABI_MISMATCH", "BAD_DESCRIPTOR",
     "MALFORMED_FRAME", "UNSUPPORTED", "SHUTTING_DOWN", "AGENT_CRASHED", "TYPE_MISMATCH", "ARITY_MISMATCH",
-    "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT"])}
+    "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT", "CANCELLED"])}

@@ -47,6 +47,23 @@ class WireTests(unittest.TestCase):
         with self.assertRaises(wire.WireError):
             wire.decode_body(bytes(frame[12:]))
 
+    def test_the_more_flag_marks_a_partial_answer_and_nothing_else(self):
+        partial = wire.Envelope(kind=wire.RESPONSE, target_kind=wire.TARGET_REPLY, flags=wire.FLAG_MORE,
+                                correlation_id=(1, 2), payload=b'{"n":1}')
+        frame = wire.encode(partial)
+        self.assertEqual(frame[12 + 3], wire.FLAG_MORE)
+        self.assertTrue(wire.decode_body(frame[12:]).is_partial)
+        reserved = bytearray(frame)
+        reserved[12 + 3] = 0x2
+        with self.assertRaises(wire.WireError):
+            wire.decode_body(bytes(reserved[12:]))
+        on_query = bytearray(wire.encode(self.sample()))
+        on_query[12 + 3] = wire.FLAG_MORE
+        with self.assertRaises(wire.WireError):
+            wire.decode_body(bytes(on_query[12:]))
+        self.assertEqual(wire.KIND_NAMES[wire.CANCEL], "CANCEL")
+        self.assertEqual(wire.STATUS["CANCELLED"], 23)
+
     def test_long_names_are_refused_before_sending(self):
         with self.assertRaises(ValueError):
             wire.encode(wire.Envelope(target="x" * 256))

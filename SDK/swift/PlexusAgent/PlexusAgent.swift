@@ -29,7 +29,11 @@ public struct AgentError: Error, Sendable {
     init(code: plexus_status) { status = code; message = String(cString: plexus_status_name(code)) }
 }
 
-public enum AgentMessageKind: UInt8, Sendable { case command = 0, query, response, event, error }
+public enum AgentMessageKind: UInt8, Sendable {
+    case command = 0, query, response, event, error
+    /// (ABI 1.2) The caller of the query `correlationID` names cancelled it.
+    case cancel
+}
 
 /// A delivered message, copied out of the borrowed envelope.
 public struct AgentMessage: Sendable {
@@ -41,14 +45,18 @@ public struct AgentMessage: Sendable {
     public let correlationID: plexus_id
     public let status: plexus_status
     public let payload: [UInt8]
+    /// PLEXUS_FLAG_* (ABI 1.2).
+    public let flags: UInt8
     public var text: String { String(decoding: payload, as: UTF8.self) }
+    /// A partial answer to one of this agent's requests: more follow (ABI 1.2).
+    public var isPartial: Bool { kind == .response && flags & UInt8(PLEXUS_FLAG_MORE) != 0 }
 
     init(_ e: UnsafePointer<plexus_envelope>) {
         let c = e.pointee
         func s(_ p: UnsafePointer<CChar>?) -> String { p.map { String(cString: $0) } ?? "" }
         kind = AgentMessageKind(rawValue: c.kind) ?? .command
         target = s(c.target); sender = s(c.sender); contentType = s(c.content_type)
-        id = c.id; correlationID = c.correlation_id; status = c.status
+        id = c.id; correlationID = c.correlation_id; status = c.status; flags = c.flags
         payload = c.payload.map { Array(UnsafeBufferPointer(start: $0, count: Int(c.payload_len))) } ?? []
     }
 }
@@ -105,6 +113,30 @@ public struct AgentContext: @unchecked Sendable {
         }
         try check(s)
         return id
+    }
+
+    /// Sends one partial answer to the query `request` (ABI 1.2); the
+    /// request stays open for more and for the final reply. NOT_A_REQUEST
+    /// once its caller cancelled or its deadline passed: stop there.
+    public func replyPartial(to request: AgentMessage, payload: [UInt8], contentType: String = "application/json") throws(AgentError) {
+        guard host.pointee.struct_size >= PLEXUS_HOST_SIZE_1_2, let f = host.pointee.reply_partial else {
+            throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.2: no streaming replies")
+        }
+        let s = withEnvelope(target: "", kind: 2, targetKind: PLEXUS_TARGET_REPLY.rawValue,
+                             contentType: contentType, payload: payload) { e in
+            e.pointee.correlation_id = request.id
+            return f(ctx, e)
+        }
+        try check(s)
+    }
+
+    /// Cancels one of this agent's requests (ABI 1.2): its answer becomes an
+    /// ERROR CANCELLED, and its handler receives a CANCEL.
+    public func cancel(_ requestID: plexus_id) throws(AgentError) {
+        guard host.pointee.struct_size >= PLEXUS_HOST_SIZE_1_2, let f = host.pointee.cancel else {
+            throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.2: no cancel")
+        }
+        try check(f(ctx, requestID))
     }
 
     public func send(_ capability: String, payload: [UInt8], contentType: String = "application/json") throws(AgentError) {

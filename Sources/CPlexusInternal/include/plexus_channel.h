@@ -54,6 +54,16 @@
 **   host  -> agent PING     agent -> host PONG, same correlation_id, answered
 **                           between deliveries: a PONG proves progress
 **   host  -> agent SHUTDOWN the agent calls shutdown() and exits 0
+**   streams (ABI 1.2): reply_partial() is a RESPONSE to target REPLY with
+**                           flags PLEXUS_FLAG_MORE (not ACKed; the request
+**                           stays open); a partial answer to the agent's own
+**                           request arrives as a delivery with that flag
+**   host  -> agent          a delivery of kind CANCEL (correlation_id: the
+**                           request) closes that open request in the agent:
+**                           a later reply is forwarded, for the host to
+**                           dead-letter, and answers NOT_A_REQUEST
+**   agent -> host  CANCEL   cancel(): id = the call number; payload: the
+**                           request id (hi, lo: u64 each). ACKed with the status
 */
 #ifndef PLEXUS_CHANNEL_H
 #define PLEXUS_CHANNEL_H
@@ -74,6 +84,7 @@
 #define PLEXUS_CONTROL_PING       "_plexus.ping"
 #define PLEXUS_CONTROL_PONG       "_plexus.pong"
 #define PLEXUS_CONTROL_SHUTDOWN   "_plexus.shutdown"
+#define PLEXUS_CONTROL_CANCEL     "_plexus.cancel"   /* worker -> host: cancel(), the request id (16 bytes); ACK */
 
 /* Exit codes of the worker helper (plexus-worker) before the plugin runs,
 ** so the host can name why a worker never became ready. */

@@ -5,6 +5,10 @@
 //!   plexus_client [--socket PATH] serve NAME CAPABILITY        (an agent that upper-cases text; until stdin closes)
 //!   plexus_client [--socket PATH] pipeline TARGET N            (N queries in flight at once, payload = their number;
 //!                                                               checks each answer is its own query's number)
+//!   plexus_client [--socket PATH] stream TARGET PAYLOAD MS [CANCEL_AFTER]
+//!                                                              (prints "partial: ..." per partial answer, then
+//!                                                               "final: ..."; MS is the timeout; with CANCEL_AFTER
+//!                                                               it cancels after that many partials)
 //! With $PLEXUS_CLIENT (and $PLEXUS_TOKEN) set, it says hello as that client first.
 //! With $PLEXUS_TRACEPARENT set, `call` joins that W3C trace and prints the answer's
 //! trace id on stderr as "trace: <32 hex digits>".
@@ -51,8 +55,10 @@ fn main() {
         }),
         ["serve", name, capability] => client.register(name, &[capability]).map(|_| serve(&client)),
         ["pipeline", target, n] => pipeline(&client, target, n.parse().unwrap_or(1)),
+        ["stream", target, payload, ms] => stream(&client, target, payload, ms.parse().unwrap_or(30_000), None),
+        ["stream", target, payload, ms, after] => stream(&client, target, payload, ms.parse().unwrap_or(30_000), after.parse().ok()),
         _ => {
-            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | publish SUBJECT PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY | pipeline TARGET N");
+            eprintln!("usage: plexus_client [--socket PATH] call TARGET PAYLOAD | publish SUBJECT PAYLOAD | subscribe PATTERN COUNT | serve NAME CAPABILITY | pipeline TARGET N | stream TARGET PAYLOAD MS [CANCEL_AFTER]");
             std::process::exit(64)
         }
     };
@@ -72,6 +78,21 @@ fn serve(client: &Client) {
             }
         }
     }
+}
+
+/// A streamed call: each partial on its own line as it arrives, then the final answer.
+fn stream(client: &Client, target: &str, payload: &str, ms: u64, cancel_after: Option<usize>)
+    -> Result<(), plexus_agent::client::ClientError> {
+    let mut s = client.stream(target, payload.as_bytes(), Duration::from_millis(ms))?;
+    let mut seen = 0;
+    while let Some(item) = s.next() {
+        let partial = item?;
+        seen += 1;
+        println!("partial: {}", String::from_utf8_lossy(&partial));
+        if cancel_after == Some(seen) { s.cancel()?; }
+    }
+    println!("final: {}", String::from_utf8_lossy(s.result().unwrap_or_default()));
+    Ok(())
 }
 
 /// Submits n queries before waiting for any, then takes each one's answer:

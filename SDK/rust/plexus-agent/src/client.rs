@@ -73,6 +73,8 @@ pub struct Delivery {
     pub content_type: String,
     pub payload: Vec<u8>,
     pub id: Id,
+    /// For kind Cancel (ABI 1.2): the id of the query its caller cancelled.
+    pub correlation_id: Id,
 }
 
 type Waiters = HashMap<(u64, u64), Sender<Result<Envelope, ClientError>>>;
@@ -193,6 +195,40 @@ impl Client {
         self.write(&r)
     }
 
+    /// Sends one partial answer to a query this client's agent received (ABI
+    /// 1.2): the request stays open for more and for the final `reply`.
+    pub fn reply_partial(&self, query: &Delivery, content_type: &str, payload: &[u8]) -> Result<(), ClientError> {
+        let mut r = Envelope::to(Kind::Response, "", payload);
+        r.target_kind = wire::TARGET_REPLY;
+        r.flags = wire::FLAG_MORE;
+        r.correlation_id = query.id;
+        r.content_type = content_type.into();
+        self.write(&r)
+    }
+
+    /// Sends a query whose answer may come as a stream (ABI 1.2): iterate the
+    /// returned Stream for each partial answer's payload as it arrives; then
+    /// `result()` holds the final answer. An Error answer ends the iteration
+    /// with an Err (Expired when the deadline passes mid-stream, Cancelled
+    /// after `cancel`).
+    pub fn stream(&self, target: &str, payload: &[u8], timeout: Duration) -> Result<Stream<'_>, ClientError> {
+        let mut e = Envelope::to(Kind::Query, target, payload);
+        e.deadline_unix_ns = unix_now() + timeout.as_nanos() as i64;
+        let (key, rx) = self.post(e)?;
+        Ok(Stream { client: self, key, rx, deadline: std::time::Instant::now() + timeout + Duration::from_secs(1), result: None, done: false })
+    }
+
+    /// Cancels a query of this client's still waiting for its answer: the
+    /// answer becomes an Error with Status::Cancelled, and its agent is told.
+    pub fn cancel(&self, query: Id) -> Result<(), ClientError> {
+        let mut e = Envelope::to(Kind::Cancel, "", b"");
+        e.target_kind = wire::TARGET_REPLY;
+        e.content_type = String::new();
+        e.id = Id { hi: self.node, lo: self.next.fetch_add(1, Ordering::Relaxed) + 1 };
+        e.correlation_id = query;
+        self.write(&e)
+    }
+
     /// Answers a query with an ERROR carrying `status` and `message`.
     pub fn reply_error(&self, query: &Delivery, status: Status, message: &str) -> Result<(), ClientError> {
         let body = format!("{{\"error\":\"{}\",\"message\":{}}}", status.name(), crate::json_string(message));
@@ -234,7 +270,7 @@ impl Client {
 
     fn exchange(&self, e: Envelope, timeout: Duration) -> Result<Envelope, ClientError> {
         let (key, rx) = self.post(e)?;
-        let answer = rx.recv_timeout(timeout).unwrap_or_else(|_| Err(err(Status::Timeout, format!("no answer from the host within {timeout:?}"))));
+        let answer = final_answer(&rx, timeout);
         self.shared.waiting.lock().unwrap().remove(&key);
         let a = answer?;
         if a.kind == Kind::Error { return Err(error_of(&a)); }
@@ -257,20 +293,80 @@ impl Pending<'_> {
     /// Waits for the answer's payload, up to the query's timeout (plus a second
     /// for the host's own TIMEOUT answer to arrive); an ERROR answer is an Err.
     pub fn wait(self) -> Result<Vec<u8>, ClientError> {
-        let t = self.timeout;
-        let a = self.rx.recv_timeout(t).unwrap_or_else(|_| Err(err(Status::Timeout, format!("no answer from the host within {t:?}"))))?;
+        let a = final_answer(&self.rx, self.timeout)?;
         if a.kind == Kind::Error { return Err(error_of(&a)); }
         Ok(a.payload)
     }
 
     /// The answer if it has arrived (None: not yet; the query stays in flight).
     pub fn try_wait(&self) -> Option<Result<Vec<u8>, ClientError>> {
-        let a = self.rx.try_recv().ok()?;
+        let a = loop {
+            match self.rx.try_recv().ok()? {
+                Ok(e) if e.is_partial() => continue,   // a plain wait reads only the final answer
+                a => break a,
+            }
+        };
         Some(a.and_then(|a| if a.kind == Kind::Error { Err(error_of(&a)) } else { Ok(a.payload) }))
     }
 }
 
 impl Drop for Pending<'_> {
+    fn drop(&mut self) { self.client.shared.waiting.lock().unwrap().remove(&self.key); }
+}
+
+/// The final answer on rx within `timeout`, skipping partial answers.
+fn final_answer(rx: &Receiver<Result<Envelope, ClientError>>, timeout: Duration) -> Result<Envelope, ClientError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Ok(e)) if e.is_partial() => continue,
+            Ok(a) => return a,
+            Err(_) => return Err(err(Status::Timeout, format!("no answer from the host within {timeout:?}"))),
+        }
+    }
+}
+
+/// A query answered as a stream (`Client::stream`): an iterator over the
+/// partial answers' payloads, in order; `result()` is the final answer's.
+pub struct Stream<'a> {
+    client: &'a Client,
+    key: (u64, u64),
+    rx: Receiver<Result<Envelope, ClientError>>,
+    deadline: std::time::Instant,
+    result: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl Stream<'_> {
+    /// The id the query went out with.
+    pub fn id(&self) -> Id { Id { hi: self.key.0, lo: self.key.1 } }
+    /// Cancels the query: the iteration then ends with Err(Cancelled).
+    pub fn cancel(&self) -> Result<(), ClientError> { self.client.cancel(self.id()) }
+    /// The final answer's payload, once the iteration has ended with it.
+    pub fn result(&self) -> Option<&[u8]> { self.result.as_deref() }
+}
+
+impl Iterator for Stream<'_> {
+    type Item = Result<Vec<u8>, ClientError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done { return None; }
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        let got = self.rx.recv_timeout(left).unwrap_or_else(|_| Err(err(Status::Timeout, "no answer from the host within the timeout")));
+        match got {
+            Ok(e) if e.is_partial() => Some(Ok(e.payload)),
+            Ok(e) => {
+                self.done = true;
+                if e.kind == Kind::Error { return Some(Err(error_of(&e))); }
+                self.result = Some(e.payload);
+                None
+            }
+            Err(why) => { self.done = true; Some(Err(why)) }
+        }
+    }
+}
+
+impl Drop for Stream<'_> {
     fn drop(&mut self) { self.client.shared.waiting.lock().unwrap().remove(&self.key); }
 }
 
@@ -343,7 +439,8 @@ fn read_loop(mut s: UnixStream, shared: Arc<Shared>, inbox: Sender<Delivery>) {
             }
             Ok(Some(e)) => {
                 let _ = inbox.send(Delivery { kind: e.kind, target: e.target, sender: e.sender,
-                                              content_type: e.content_type, payload: e.payload, id: e.id });
+                                              content_type: e.content_type, payload: e.payload, id: e.id,
+                                              correlation_id: e.correlation_id });
             }
             Ok(None) => break "the host closed the connection".to_string(),
             Err(why) => break format!("the connection failed: {why}"),

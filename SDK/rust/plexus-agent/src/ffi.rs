@@ -5,7 +5,7 @@
 use std::os::raw::{c_char, c_void};
 
 pub const ABI_MAJOR: u16 = 1;
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 
 pub type plexus_status = i32;
 
@@ -83,7 +83,13 @@ pub struct plexus_host {
     pub kv_get: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, *mut *mut u8, *mut u64, *mut u64) -> plexus_status>,
     pub kv_put: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, *const u8, u64, i64, *mut u64) -> plexus_status>,
     pub kv_delete: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, i64) -> plexus_status>,
+    // added in 1.2
+    pub reply_partial: Option<unsafe extern "C" fn(*mut plexus_ctx, *const plexus_envelope) -> plexus_status>,
+    pub cancel: Option<unsafe extern "C" fn(*mut plexus_ctx, plexus_id) -> plexus_status>,
 }
+
+/// Envelope flag (ABI 1.2): on a Response, a partial answer; more follow.
+pub const PLEXUS_FLAG_MORE: u8 = 0x1;
 
 /// expected_version for kv_put and kv_delete: no condition.
 pub const PLEXUS_KV_ANY: i64 = -1;
@@ -92,6 +98,7 @@ pub const PLEXUS_KV_ANY: i64 = -1;
 pub const PLEXUS_ENVELOPE_SIZE_1_0: usize = 112;
 pub const PLEXUS_HOST_SIZE_1_0: usize = 96;
 pub const PLEXUS_HOST_SIZE_1_1: usize = 120;
+pub const PLEXUS_HOST_SIZE_1_2: usize = 136;
 pub const PLEXUS_CAPABILITY_SIZE_1_0: usize = 40;
 pub const PLEXUS_PERMISSION_SIZE_1_0: usize = 16;
 pub const PLEXUS_EXPORT_SIZE_1_0: usize = 56;
@@ -179,7 +186,8 @@ const _: () = {
     assert!(offset_of!(plexus_envelope, reserved) == 108);
     assert!(offset_of!(plexus_host, kv_get) == PLEXUS_HOST_SIZE_1_0);
     assert!(offset_of!(plexus_host, agent_name) == 88);
-    assert!(size_of::<plexus_host>() == PLEXUS_HOST_SIZE_1_1);
+    assert!(offset_of!(plexus_host, reply_partial) == PLEXUS_HOST_SIZE_1_1);
+    assert!(size_of::<plexus_host>() == PLEXUS_HOST_SIZE_1_2);
     assert!(size_of::<plexus_capability>() == PLEXUS_CAPABILITY_SIZE_1_0);
     assert!(size_of::<plexus_permission>() == PLEXUS_PERMISSION_SIZE_1_0);
     assert!(size_of::<plexus_export>() == PLEXUS_EXPORT_SIZE_1_0);

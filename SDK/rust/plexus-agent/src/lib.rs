@@ -37,16 +37,16 @@ pub enum Status {
     Expired = 6, TooLarge = 7, MailboxFull = 8, HandlerFailed = 9, PermissionDenied = 10,
     AbiMismatch = 11, BadDescriptor = 12, MalformedFrame = 13, Unsupported = 14, ShuttingDown = 15,
     AgentCrashed = 16, TypeMismatch = 17, ArityMismatch = 18, NotARequest = 19, Internal = 20,
-    Unavailable = 21, Conflict = 22,
+    Unavailable = 21, Conflict = 22, Cancelled = 23,
 }
 
 impl Status {
     pub fn from_code(c: i32) -> Status {
         use Status::*;
-        const ALL: [Status; 23] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
+        const ALL: [Status; 24] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
             Expired, TooLarge, MailboxFull, HandlerFailed, PermissionDenied, AbiMismatch, BadDescriptor,
             MalformedFrame, Unsupported, ShuttingDown, AgentCrashed, TypeMismatch, ArityMismatch, NotARequest, Internal,
-            Unavailable, Conflict];
+            Unavailable, Conflict, Cancelled];
         ALL.get(c as usize).copied().unwrap_or(Internal)
     }
     /// The name plexus_status_name gives ("MAILBOX_FULL").
@@ -54,7 +54,7 @@ impl Status {
         ["OK", "INVALID_ARGUMENT", "NO_MEMORY", "NO_SUCH_AGENT", "NO_SUCH_CAPABILITY", "TIMEOUT", "EXPIRED",
          "TOO_LARGE", "MAILBOX_FULL", "HANDLER_FAILED", "PERMISSION_DENIED", "ABI_MISMATCH", "BAD_DESCRIPTOR",
          "MALFORMED_FRAME", "UNSUPPORTED", "SHUTTING_DOWN", "AGENT_CRASHED", "TYPE_MISMATCH", "ARITY_MISMATCH",
-         "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT"][self as usize]
+         "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT", "CANCELLED"][self as usize]
     }
     fn check(code: i32) -> Result<(), Status> {
         if code == 0 { Ok(()) } else { Err(Status::from_code(code)) }
@@ -62,7 +62,7 @@ impl Status {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind { Command, Query, Response, Event, Error }
+pub enum Kind { Command, Query, Response, Event, Error, /** ABI 1.2: a caller cancelled the query correlation_id names */ Cancel }
 
 pub type Id = ffi::plexus_id;
 
@@ -77,8 +77,10 @@ fn cstr<'a>(p: *const c_char) -> &'a str {
 
 impl<'a> Message<'a> {
     pub fn kind(&self) -> Kind {
-        match self.raw.kind { 1 => Kind::Query, 2 => Kind::Response, 3 => Kind::Event, 4 => Kind::Error, _ => Kind::Command }
+        match self.raw.kind { 1 => Kind::Query, 2 => Kind::Response, 3 => Kind::Event, 4 => Kind::Error, 5 => Kind::Cancel, _ => Kind::Command }
     }
+    /// A partial answer (ABI 1.2) to one of this agent's requests: more follow.
+    pub fn is_partial(&self) -> bool { self.raw.kind == 2 && self.raw.flags & ffi::PLEXUS_FLAG_MORE != 0 }
     /// The capability, agent name or subject it was sent to.
     pub fn target(&self) -> &'a str { cstr(self.raw.target) }
     pub fn sender(&self) -> &'a str { cstr(self.raw.sender) }
@@ -174,6 +176,33 @@ impl Context {
     pub fn subscribe(&self, pattern: &str) -> Result<(), Status> {
         let p = c(pattern)?;
         Status::check(unsafe { (self.host().subscribe.unwrap())(self.ctx, p.as_ptr()) })
+    }
+
+    /// Sends one partial answer to a Query (ABI 1.2); the request stays open
+    /// for more and for the final `reply`. Err(NotARequest) once the caller
+    /// cancelled it or its deadline passed: a streaming loop stops there.
+    pub fn reply_partial(&self, request: &Message, content_type: &str, payload: &[u8]) -> Result<(), Status> {
+        let h = self.streams_table()?;
+        let ct = c(content_type)?;
+        let empty = c("")?;
+        let mut e = Self::envelope(3, &empty, &ct, payload);
+        e.kind = 2;
+        e.correlation_id = request.id();
+        Status::check(unsafe { (h.reply_partial.unwrap())(self.ctx, &e) })
+    }
+
+    /// Cancels a request this agent made (`request`'s id): its answer becomes
+    /// an Error with Status::Cancelled, and its handler is told.
+    pub fn cancel(&self, request_id: Id) -> Result<(), Status> {
+        let h = self.streams_table()?;
+        Status::check(unsafe { (h.cancel.unwrap())(self.ctx, request_id) })
+    }
+
+    /// The host table with the 1.2 functions, or Unsupported on an older host.
+    fn streams_table(&self) -> Result<&ffi::plexus_host, Status> {
+        let h = self.host();
+        if (h.struct_size as usize) < ffi::PLEXUS_HOST_SIZE_1_2 || h.reply_partial.is_none() { return Err(Status::Unsupported); }
+        Ok(h)
     }
 
     /// The host table as the plugin's header knew it (ABI 1.0 hosts have no kv_*).
@@ -389,7 +418,7 @@ mod tests {
     fn layout_matches_plexus_h() {
         assert_eq!(std::mem::size_of::<ffi::plexus_envelope>(), 112);
         assert_eq!(std::mem::size_of::<ffi::plexus_plugin_descriptor>(), 112);
-        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 14 * 8);
+        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 16 * 8);
         assert_eq!(std::mem::size_of::<ffi::plexus_capability>(), 40);
     }
     #[test]

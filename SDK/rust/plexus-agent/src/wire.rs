@@ -17,6 +17,8 @@ pub const TARGET_AGENT: u8 = 0;
 pub const TARGET_CAPABILITY: u8 = 1;
 pub const TARGET_TOPIC: u8 = 2;
 pub const TARGET_REPLY: u8 = 3;
+/// Envelope flag (ABI 1.2): on a Response, a partial answer; more follow.
+pub const FLAG_MORE: u8 = 0x1;
 
 /// One envelope, owning its fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,9 +35,14 @@ pub struct Envelope {
     pub sender: String,
     pub content_type: String,
     pub payload: Vec<u8>,
+    /// FLAG_MORE on a partial Response; 0 otherwise.
+    pub flags: u8,
 }
 
 impl Envelope {
+    /// A partial answer: more answers to the same query follow.
+    pub fn is_partial(&self) -> bool { self.kind == Kind::Response && self.flags & FLAG_MORE != 0 }
+
     /// An envelope to `target`, spelled as on the command line: a capability,
     /// `agent:NAME` or `topic:SUBJECT`.
     pub fn to(kind: Kind, target: &str, payload: &[u8]) -> Envelope {
@@ -44,6 +51,7 @@ impl Envelope {
             kind, target_kind, target: name.to_string(), priority: 1, status: 0,
             id: Id { hi: 0, lo: 0 }, correlation_id: Id { hi: 0, lo: 0 }, trace_id: Id { hi: 0, lo: 0 },
             deadline_unix_ns: 0, sender: String::new(), content_type: "application/json".into(), payload: payload.to_vec(),
+            flags: 0,
         }
     }
 }
@@ -55,11 +63,11 @@ pub fn parse_target(spec: &str) -> (u8, &str) {
 }
 
 fn kind_code(k: Kind) -> u8 {
-    match k { Kind::Command => 0, Kind::Query => 1, Kind::Response => 2, Kind::Event => 3, Kind::Error => 4 }
+    match k { Kind::Command => 0, Kind::Query => 1, Kind::Response => 2, Kind::Event => 3, Kind::Error => 4, Kind::Cancel => 5 }
 }
 
 fn kind_of(c: u8) -> Option<Kind> {
-    Some(match c { 0 => Kind::Command, 1 => Kind::Query, 2 => Kind::Response, 3 => Kind::Event, 4 => Kind::Error, _ => return None })
+    Some(match c { 0 => Kind::Command, 1 => Kind::Query, 2 => Kind::Response, 3 => Kind::Event, 4 => Kind::Error, 5 => Kind::Cancel, _ => return None })
 }
 
 /// Why bytes are not a frame (maps to Status::MalformedFrame / TooLarge).
@@ -78,7 +86,7 @@ pub fn encode(e: &Envelope) -> Result<Vec<u8>, WireError> {
     f.extend_from_slice(b"PLXF");
     f.extend_from_slice(&[1, 1, 0, 0]);
     f.extend_from_slice(&(body as u32).to_le_bytes());
-    f.extend_from_slice(&[kind_code(e.kind), e.target_kind, e.priority, 0]);
+    f.extend_from_slice(&[kind_code(e.kind), e.target_kind, e.priority, e.flags]);
     f.extend_from_slice(&e.status.to_le_bytes());
     for id in [e.id, e.correlation_id, e.trace_id] {
         f.extend_from_slice(&id.hi.to_le_bytes());
@@ -115,7 +123,8 @@ pub fn decode(b: &[u8]) -> Result<Envelope, WireError> {
     let bad = |what| Err(WireError(Status::MalformedFrame, what));
     if b.len() < FIXED_LEN + 3 { return bad("body shorter than the smallest envelope"); }
     let Some(kind) = kind_of(b[0]) else { return bad("kind is out of range") };
-    if b[1] > TARGET_REPLY || b[2] > 3 || b[3] != 0 { return bad("target kind, priority or flags out of range"); }
+    if b[1] > TARGET_REPLY || b[2] > 3 { return bad("target kind or priority out of range"); }
+    if b[3] & !FLAG_MORE != 0 || (b[3] != 0 && kind != Kind::Response) { return bad("flags other than MORE on a Response"); }
     let (s, t, c) = (u16_at(b, 64), u16_at(b, 66), u16_at(b, 68));
     let p = u32::from_le_bytes(b[72..76].try_into().unwrap()) as usize;
     if FIXED_LEN + s + t + c + 3 + p != b.len() { return bad("body length does not match its fields"); }
@@ -133,7 +142,7 @@ pub fn decode(b: &[u8]) -> Result<Envelope, WireError> {
     Ok(Envelope {
         kind, target_kind: b[1], priority: b[2], status: i32::from_le_bytes(b[4..8].try_into().unwrap()),
         id: id_at(b, 8), correlation_id: id_at(b, 24), trace_id: id_at(b, 40),
-        deadline_unix_ns: u64_at(b, 56) as i64, sender, target, content_type, payload: b[at..].to_vec(),
+        deadline_unix_ns: u64_at(b, 56) as i64, sender, target, content_type, payload: b[at..].to_vec(), flags: b[3],
     })
 }
 
@@ -160,6 +169,22 @@ mod tests {
         assert_eq!(u64_at(b, 24), 3);
         assert_eq!(&b[76..85], b"client:1\0");
         assert_eq!(decode(b).unwrap(), sample());
+    }
+
+    #[test]
+    fn the_more_flag_is_kept_on_a_response_and_refused_elsewhere() {
+        let mut e = Envelope::to(Kind::Response, "", b"{\"n\":1}");
+        e.target_kind = TARGET_REPLY;
+        e.flags = FLAG_MORE;
+        let f = encode(&e).unwrap();
+        assert_eq!(f[12 + 3], FLAG_MORE);
+        assert!(decode(&f[12..]).unwrap().is_partial());
+        let mut other = f.clone();
+        other[12 + 3] = 0x2;   // a reserved bit
+        assert!(decode(&other[12..]).is_err());
+        let mut on_query = encode(&sample()).unwrap();
+        on_query[12 + 3] = FLAG_MORE;
+        assert!(decode(&on_query[12..]).is_err());
     }
 
     #[test]
