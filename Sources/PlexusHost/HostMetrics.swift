@@ -201,7 +201,7 @@ extension Host {
         var out = ""
         m.factory.render(into: &out)
         let agents = registry.everyAgent
-        let states: [AgentState] = [.registering, .active, .draining, .suspended, .terminated]
+        let states: [AgentState] = [.registering, .active, .draining, .suspended, .terminated, .stopped]
         Exposition.header(&out, "plexus_agent_mailbox_depth", type: "gauge", help: HostMetrics.help["plexus_agent_mailbox_depth"]!)
         for a in agents { Exposition.sample(&out, "plexus_agent_mailbox_depth", [("agent", a.name)], Double(a.queued)) }
         Exposition.header(&out, "plexus_agent_in_flight", type: "gauge", help: HostMetrics.help["plexus_agent_in_flight"]!)
