@@ -11,11 +11,11 @@ struct AgentsCommand: ParsableCommand {
         commandName: "agents",
         abstract: "Every agent of the running host (state, worker pid, restarts, last exit, mailbox and in-flight counts, last operator action); or restart, stop, start, suspend, resume or drain one.",
         discussion: """
-            Without an action, asks the host started by `plexus run` over its socket (with --embedded,
-            shows a freshly started host instead). The actions act on one plugin agent of the running
-            host; each is an event (`plexus events --kind agent.`) and is listed by `plexus audit`.
-            They are the host's capabilities plexus.agents.ACTION: the host's own user may call them
-            (unless clients.owner.grants narrows it); another client needs a grant in plexus.yaml,
+            Without an action, asks the host started by `plexus run` over its socket (with --embedded, \
+            shows a freshly started host instead). The actions act on one plugin agent of the running \
+            host; each is an event (`plexus events --kind agent.`) and is listed by `plexus audit`. \
+            They are the host's capabilities plexus.agents.ACTION: the host's own user may call them \
+            (unless clients.owner.grants narrows it); another client needs a grant in plexus.yaml, \
             `call: [plexus.agents.*]` for all six or the names of some.
             """,
         subcommands: [List.self, Restart.self, Stop.self, Start.self, Suspend.self, Resume.self, Drain.self],
