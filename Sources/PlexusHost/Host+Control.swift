@@ -75,11 +75,12 @@ final class AgentControl: Sendable {
         state.withLock { s in (s.entries[agent]?.last, s.entries[agent]?.restarts ?? 0) }
     }
 
-    /// At shutdown: refuses new actions and waits for those under way
-    /// (each is bounded: the grace, a drain's timeout, a worker's start).
-    func quiesce() {
+    /// At shutdown: refuses new actions and waits for those under way, up
+    /// to the deadline (an in-process handler that never returns would
+    /// hold a stop for ever; the shutdown goes on without it).
+    func quiesce(untilMonotonic deadline: Int64) {
         state.withLock { $0.closing = true }
-        while state.withLock({ s in s.entries.values.contains { $0.busy != nil } }) {
+        while state.withLock({ s in s.entries.values.contains { $0.busy != nil } }) && Clock.monotonicNanos() < deadline {
             var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
             nanosleep(&ts, nil)
         }
@@ -354,7 +355,7 @@ extension Host {
     /// and suspended agents get their queued mail (handled within the grace
     /// like any other).
     func endOperatorControl(_ agents: [Agent]) {
-        control.quiesce()
+        control.quiesce(untilMonotonic: Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000)
         for a in agents { resumeAgent(a) }
     }
 }

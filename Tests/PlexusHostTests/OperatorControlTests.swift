@@ -314,4 +314,28 @@ struct OperatorControlHostTests {
         try h.send(Envelope(kind: .event, target: .topic("ctl.ping"), payload: Array("pinged".utf8)))
         #expect(waitFor(seconds: 30) { (try? h.callText("agent:again", "probe.journal")) == "pinged" })
     }
+
+    @Test func aDrainPastItsTimeoutStopsAndHandsBackWhatIsLeftAndRefusesASecondAction() throws {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = .inProcess
+        c.shutdownGraceMs = 5_000
+        let h = Host(c)
+        try h.load(path: try Fixtures.probe())
+        h.start()
+        defer { h.shutdown() }
+        for _ in 0..<4 { try h.command("agent:probe", "probe.sleep 400") }
+        let outcome = Mutex<ControlOutcome?>(nil)
+        let drainer = Thread { outcome.withLock { $0 = try? h.control(.drain, "probe", by: "test", drainTimeoutMs: 600) } }
+        drainer.start()
+        #expect(waitFor(seconds: 30) { h.agentReports.first { $0.name == "probe" }?.state == "draining" })
+        // One action at a time per agent: the drain is under way.
+        let busy = expectError(.UNAVAILABLE) { _ = try h.control(.suspend, "probe", by: "test") }
+        #expect(busy?.detail.contains("busy with an operator's drain") == true, "\(String(describing: busy))")
+        #expect(waitFor(seconds: 60) { outcome.withLock { $0 } != nil })
+        let out = try #require(outcome.withLock { $0 })
+        // 600 ms let at most two of the four run: the rest were handed back.
+        #expect(out.state == "stopped" && out.handed_back >= 1, "\(out)")
+        #expect(out.detail.hasPrefix("not drained within 600 ms"), "\(out.detail)")
+        #expect(h.deadLetters.contains { $0.reason.contains("was not drained within 600 ms") })
+    }
 }
