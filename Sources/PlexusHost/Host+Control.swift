@@ -244,6 +244,10 @@ extension Host {
     }
 
     // MARK: primitives (also for hot reload: drain and stop a plugin's agents)
+    //
+    // These act at once and block until done; they do not claim the agent
+    // in `control` (perform does), so a caller other than perform keeps two
+    // of them off one agent itself, and never runs them on a dispatcher thread.
 
     /// Stops the agent: it takes no new mail, what waits in its mailbox is
     /// handed back (dead-lettered, its callers answered SHUTTING_DOWN with
