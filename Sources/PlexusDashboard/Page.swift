@@ -59,7 +59,7 @@ tr.builtin td { opacity:.6; } tr.builtin td:first-child b { font-weight:500; }
   background:color-mix(in srgb, var(--c) 18%, transparent); color:var(--c); }
 .s-active,.s-done,.s-completed,.s-closed { --c:var(--ok); } .s-running,.s-queued,.s-approved { --c:var(--run); }
 .s-suspended,.s-draining,.s-waiting,.s-half-open,.s-awaiting_approval,.s-registering { --c:var(--warn); }
-.s-terminated,.s-failed,.s-dead,.s-open,.s-cancelled { --c:var(--bad); } .s-pending,.s-skipped,.s-none { --c:var(--idle); }
+.s-terminated,.s-failed,.s-dead,.s-open,.s-cancelled { --c:var(--bad); } .s-pending,.s-skipped,.s-none,.s-stopped { --c:var(--idle); }
 .kind { color:var(--dim); font-size:11px; margin-left:6px; }
 .dim { color:var(--dim); } .bad { color:var(--bad); } .warn { color:var(--warn); }
 .spark { vertical-align:middle; }

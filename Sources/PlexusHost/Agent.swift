@@ -10,6 +10,9 @@ import Synchronization
 public enum AgentState: String, Sendable {
     /// suspended: its worker died and is being restarted (mail waits).
     case registering, active, draining, suspended, terminated
+    /// Stopped by an operator (`plexus agents stop`): takes no mail, and is
+    /// not restarted until `plexus agents start`.
+    case stopped
 }
 
 /// An agent implemented inside the host in Swift (the "plexus" system agent).
@@ -75,6 +78,8 @@ final class Agent: Hashable, @unchecked Sendable {
     private(set) var metersRef: Unmanaged<AgentMeters>?
     /// Its row and column in the topology counts (Traffic), given at registration.
     var trafficSlot = 0
+    /// An operator's suspension (Hold.swift): mail queues, none is handed out.
+    let hold = Hold()
 
     init(name: String, behavior: AgentBehavior, capabilities: [String],
          exports: [PluginDescriptor.Export], mailboxCapacity: Int, concurrency: Int = 1) {
@@ -126,7 +131,7 @@ final class Agent: Hashable, @unchecked Sendable {
         set {
             lifecycle.withLock { s in
                 s = newValue
-                inbox.close(all: newValue == .terminated, new: newValue == .draining)
+                inbox.close(all: newValue == .terminated || newValue == .stopped, new: newValue == .draining)
             }
         }
     }

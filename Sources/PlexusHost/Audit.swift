@@ -19,7 +19,12 @@ public struct AuditEvent: Sendable, Codable, Equatable {
 public struct AuditReport: Sendable, Codable, Equatable {
     public var total: Int
     public var recent: [AuditEvent]
-    public init(total: Int, recent: [AuditEvent]) { self.total = total; self.recent = recent }
+    /// Operator actions on agents (`plexus agents stop NAME`...), done or
+    /// refused, oldest first; nil from a host before they existed.
+    public var actions: [ControlRecord]?
+    public init(total: Int, recent: [AuditEvent], actions: [ControlRecord]? = nil) {
+        self.total = total; self.recent = recent; self.actions = actions
+    }
 }
 
 extension Router {

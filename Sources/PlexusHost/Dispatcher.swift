@@ -162,6 +162,8 @@ final class Dispatcher: @unchecked Sendable {
                          handle: (Message) -> Void) {
         for _ in 0..<batch {
             guard gate(), !dispatcher.halted.load(ordering: .relaxed) else { return }
+            // Suspended by an operator: park, still scheduled; resume requeues it.
+            if agent.hold.isOn, agent.hold.park() { return }
             guard let m = agent.next() else { return }
             handle(m)
             agent.finishedWork()

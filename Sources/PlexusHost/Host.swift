@@ -134,8 +134,10 @@ public final class Host: @unchecked Sendable {
     private var spanExporter: SpanExporter?
     /// Warm workers (configuration.warmWorkers per policy); nil when 0.
     public let warmPool: WarmPool?
+    /// Operator actions on single agents (Host+Control.swift).
+    let control = AgentControl()
     private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in started.compactMap(\.link) }
-    private lazy var supervisor = Supervisor(
+    lazy var supervisor = Supervisor(
         spec: configuration.supervision ?? SupervisorSpec(name: "root", strategy: .oneForOne,
                                                           intensity: configuration.restartPolicy.intensity,
                                                           periodSeconds: configuration.restartPolicy.periodSeconds),
@@ -155,6 +157,7 @@ public final class Host: @unchecked Sendable {
         system.router = router
         try! registry.register(system, byHost: true) { _ in "the host" }
         files[SystemAgent.name] = "the host itself (reserved name)"
+        installControl()
     }
 
     // MARK: loading
@@ -360,9 +363,12 @@ public final class Host: @unchecked Sendable {
             return
         }
         running = false
+        endOperatorControl(started)   // no action under way; suspended agents get their mail
         health.stop()
         let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
         // 1. No new mail; what was accepted is still handled, until the deadline.
+        //    (An agent an operator stopped has shut down already.)
+        let stoppedByOperator = Set(started.filter { $0.state == .stopped }.map(ObjectIdentifier.init))
         for a in started { a.state = .draining }
         while Clock.monotonicNanos() < deadline && started.contains(where: { $0.load.load(ordering: .relaxed) > 0 }) {
             var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
@@ -380,7 +386,7 @@ public final class Host: @unchecked Sendable {
         for a in started { a.link?.beginStop() }
         for a in started.reversed() {
             a.link?.awaitStop(untilMonotonic: deadline)
-            if case .plugin(let p) = a.behavior, let sd = p.shutdownFn { sd(a.pluginState) }
+            if case .plugin(let p) = a.behavior, let sd = p.shutdownFn, !stoppedByOperator.contains(ObjectIdentifier(a)) { sd(a.pluginState) }
             a.state = .terminated
         }
         router.stop()   // any request still open is answered SHUTTING_DOWN
@@ -468,10 +474,11 @@ public final class Host: @unchecked Sendable {
             case .builtin(let b): kind = b is ExternalBehavior ? "client" : "builtin"
             }
             let w = a.link?.status
-            var r = AgentReport(name: a.name, state: a.state.rawValue, kind: kind, capabilities: a.capabilities,
+            let operated = control.report(a.name)
+            var r = AgentReport(name: a.name, state: reportedState(a), kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),
                                failed: a.failed.load(ordering: .relaxed), pid: w?.pid,
-                               restarts: w?.restarts ?? 0, last_exit: w?.lastExit,
+                               restarts: (w?.restarts ?? 0) + operated.restarts, last_exit: w?.lastExit,
                                in_flight: a.link?.inflightCount.load(ordering: .relaxed) ?? 0,
                                denied_syscalls: w?.denied ?? 0,
                                circuit: a.link == nil ? nil : supervisor.breakerState(a.name),
@@ -479,6 +486,7 @@ public final class Host: @unchecked Sendable {
                                confinement: a.link?.confinementMechanism,
                                warm_workers: a.link.flatMap { l in
                                    warmPool?.ready(for: l.policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) })
+            r.last_action = operated.last
             if let q = a.meters?.handleQuantilesMicros() { r.handle_p50_us = q.p50; r.handle_p99_us = q.p99 }
             if let pid = w?.pid, let u = ProcUsage.read(pid: pid) { r.cpu_seconds = u.cpuSeconds; r.resident_bytes = u.residentBytes }
             return r

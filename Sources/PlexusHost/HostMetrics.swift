@@ -16,7 +16,7 @@ import Synchronization
 /// are read when /metrics is scraped instead of being copied per message.
 public final class HostMetrics: Sendable {
     public static let help: [String: String] = [
-        "plexus_messages_routed_total": "Messages accepted by the router, by kind (command, query, response, event, error).",
+        "plexus_messages_routed_total": "Messages accepted by the router, by kind (command, query, response, event, error, cancel).",
         "plexus_messages_dead_lettered_total": "Messages that will not be delivered, by reason.",
         "plexus_agent_messages_handled_total": "Messages handed to the agent's handler (in process) or its worker.",
         "plexus_agent_messages_failed_total": "Messages whose handler returned a status other than OK (in process), or that a sandboxed agent answered with an ERROR, by that status.",
@@ -41,9 +41,9 @@ public final class HostMetrics: Sendable {
     /// Timers convert ticks of the meter clock (plexus_ticks.h), calibrated
     /// here once per process (about 2 ms, only when metrics are on).
     public let factory = PlexusMetricsFactory(help: HostMetrics.help, nanosPerTick: 1 / plexus_ticks_calibrate())
-    /// By MessageKind's raw value (countRouted; 4 also counts any other
-    /// kind): one padded atomic each, rendered by metricsText.
-    let routed = PaddedCounters(slots: 5)
+    /// By MessageKind's raw value (countRouted; `error` also counts an
+    /// unknown kind): one padded atomic each, rendered by metricsText.
+    let routed = PaddedCounters(slots: MessageKind.allCases.count)
     /// By status code; the last two slots: "init_failed", "other".
     let deadLettered: LazyCounters
     static let deadLetterInitFailed = 30
@@ -73,7 +73,9 @@ public final class HostMetrics: Sendable {
     }
 
     @inline(__always)
-    func countRouted(_ kind: UInt8) { routed.increment(kind < 5 ? Int(kind) : 4) }
+    func countRouted(_ kind: UInt8) {
+        routed.increment(Int(kind) < routed.slots ? Int(kind) : Int(MessageKind.error.rawValue))
+    }
 
     /// The handles of one agent, made when it registers.
     func agent(_ name: String, exclusive: Bool) -> AgentMeters { AgentMeters(name: name, factory: factory, exclusive: exclusive) }
@@ -192,7 +194,7 @@ extension Host {
         var out = ""
         m.factory.render(into: &out)
         Exposition.header(&out, "plexus_messages_routed_total", type: "counter", help: HostMetrics.help["plexus_messages_routed_total"]!)
-        for k in [MessageKind.command, .query, .response, .event, .error] {
+        for k in MessageKind.allCases {
             Exposition.sample(&out, "plexus_messages_routed_total", [("kind", k.name)], Double(m.routed.value(Int(k.rawValue))))
         }
         let agents = registry.everyAgent
@@ -202,7 +204,7 @@ extension Host {
         for a in agents where a.meters != nil {
             Exposition.sample(&out, "plexus_agent_messages_handled_total", [("agent", a.name)], Double(a.handled.load(ordering: .relaxed)))
         }
-        let states: [AgentState] = [.registering, .active, .draining, .suspended, .terminated]
+        let states: [AgentState] = [.registering, .active, .draining, .suspended, .terminated, .stopped]
         Exposition.header(&out, "plexus_agent_mailbox_depth", type: "gauge", help: HostMetrics.help["plexus_agent_mailbox_depth"]!)
         for a in agents { Exposition.sample(&out, "plexus_agent_mailbox_depth", [("agent", a.name)], Double(a.queued)) }
         Exposition.header(&out, "plexus_agent_in_flight", type: "gauge", help: HostMetrics.help["plexus_agent_in_flight"]!)

@@ -5,7 +5,9 @@ import PlexusCore
 /// observes it (the event log), on the thread where it happened.
 public struct LifecycleEvent: Sendable {
     /// "agent.started", "agent.crashed", "agent.restarted", "agent.terminated",
-    /// "agent.attached", "agent.detached".
+    /// "agent.attached", "agent.detached"; by an operator (data "by"):
+    /// "agent.stopped", "agent.suspended", "agent.resumed", "agent.drained",
+    /// and "agent.started" and "agent.restarted" again.
     public let kind: String
     public let agent: String
     public let data: [String: JSONValue]

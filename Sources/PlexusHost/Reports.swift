@@ -95,6 +95,8 @@ public struct AgentReport: Sendable, Codable, Equatable {
     /// Its worker's CPU time (user + system) and resident memory, read from /proc; nil in process.
     public var cpu_seconds: Double? = nil
     public var resident_bytes: Int? = nil
+    /// The last operator action on it: "stop by client:4242" (nil: none yet).
+    public var last_action: String? = nil
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

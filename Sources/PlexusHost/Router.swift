@@ -248,7 +248,10 @@ final class Router: @unchecked Sendable {
         case .closed:
             // Given up by its supervisor while the host runs on: say so, not "shutting down".
             if a.state == .terminated, let why = a.link?.givenUpReason {
-                throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' was terminated (\(why)); it takes no new messages until the host restarts; `plexus agents` shows its restarts and last exit")
+                throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' was terminated (\(why)); it takes no new messages until `plexus agents start \(a.name)` or the host restarts; `plexus agents` shows its restarts and last exit")
+            }
+            if a.state == .stopped {
+                throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' was stopped by an operator and takes no new messages; `plexus agents start \(a.name)` starts it again")
             }
             throw PlexusError(.SHUTTING_DOWN, "agent '\(a.name)' is \(a.state.rawValue) and takes no new messages")
         }

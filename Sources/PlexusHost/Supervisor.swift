@@ -40,6 +40,19 @@ final class Supervisor: @unchecked Sendable {
     /// Seconds on the monotonic clock: what the tree and the breakers measure with.
     @Sendable static func now() -> Double { Double(Clock.monotonicNanos()) / 1e9 }
 
+    /// An operator starts the agent again (after it was given up or
+    /// stopped): its exits are supervised again and its circuit is closed.
+    func revive(_ agent: String) {
+        lock.withLock {
+            tree.revive(agent)
+            if breakers[agent] != nil { breakers[agent] = breakerTemplate }
+            publishCircuit(agent)
+        }
+    }
+
+    /// An operator stops the agent: the supervisor leaves it stopped.
+    func retire(_ agent: String) { lock.withLock { tree.retire(agent) } }
+
     func breakerState(_ agent: String) -> String? { lock.withLock { breakers[agent]?.state.rawValue } }
 
     /// A worker finished a delivery: a half-open circuit closes.

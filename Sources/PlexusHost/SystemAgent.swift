@@ -11,8 +11,8 @@ struct SystemAgent: BuiltinBehavior {
         [.init(name: "plexus.plugins", description: "every plugin file, loaded or refused", input: nil, output: "JSON array"),
          .init(name: "plexus.agents", description: "every agent's state and counters", input: nil, output: "JSON array"),
          .init(name: "plexus.deadletters", description: "the most recent dead letters", input: nil, output: "JSON array"),
-         .init(name: "plexus.audit", description: "the most recent permission refusals", input: nil,
-               output: "JSON object: total, recent (oldest first)"),
+         .init(name: "plexus.audit", description: "the most recent permission refusals and operator actions", input: nil,
+               output: "JSON object: total, recent (oldest first), actions (oldest first)"),
          .init(name: "plexus.trace.get", description: "one trace's spans in start order: {\"trace\": 32 hex digits}", input: "JSON object",
                output: "JSON object: trace, spans"),
          .init(name: "plexus.trace.list", description: "the most recent traces: {\"last\": N} (default 20)", input: "JSON object",
@@ -31,7 +31,7 @@ struct SystemAgent: BuiltinBehavior {
         case "plexus.deadletters": body = try? encoder.encode(host.deadLetterReports)
         case "plexus.audit":
             let a = host.auditEvents
-            body = try? encoder.encode(AuditReport(total: a.total, recent: a.recent))
+            body = try? encoder.encode(AuditReport(total: a.total, recent: a.recent, actions: host.controlRecords))
         case "plexus.trace.get", "plexus.trace.list":
             switch traceQuery(env) {
             case .success(let data): body = data

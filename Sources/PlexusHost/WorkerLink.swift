@@ -77,6 +77,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// How the current worker is confined, as its HELLO said.
     private var confinement: String?
     private var restartingForSupervisor = false
+    /// Why the worker was asked to stop, for callers of what it left unfinished; nil: the host shut down.
+    private var stopCause: String?
     /// The stopped worker whose unfinished work exited() has handed back.
     /// A worker that ended before spawn() recorded it as `process` (a warm
     /// worker can die that fast): spawn() then reports its exit.
@@ -241,11 +243,14 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         awaitStop(untilMonotonic: Clock.monotonicNanos() + graceMs * 1_000_000)
     }
 
-    /// Asks the worker to finish what it holds and exit (SHUTDOWN).
-    func beginStop() {
+    /// Asks the worker to finish what it holds and exit (SHUTDOWN). `cause`
+    /// says why to callers whose work it could not finish (default: the host
+    /// shut down).
+    func beginStop(cause: String? = nil) {
         let asked: Bool = lock.withLock {
             if case .stopped = phase { return false }
             phase = .stopped
+            stopCause = cause
             return process != nil
         }
         if asked { sendControl(PLEXUS_CONTROL_SHUTDOWN) }
@@ -556,8 +561,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         }
         if stopping {   // shutting down: hand back what it did not finish
             if let agent {
+                let cause = lock.withLock { stopCause } ?? "the host shut down"
                 for m in unfinished {
-                    router.abandon(m, at: agent, reason: "the host shut down before '\(agent.name)' finished it (\(x))",
+                    router.abandon(m, at: agent, reason: "\(cause) before '\(agent.name)' finished it (\(x))",
                                    status: PLEXUS_SHUTTING_DOWN.status)
                 }
             }
@@ -653,6 +659,29 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             supervisor?.recordFailure(agent, exit: x)
             supervisor?.exited(self, agent: agent, exit: x)
         }
+    }
+
+    /// Starts a new worker at once after an operator's stop or after the
+    /// supervisor gave the agent up (`plexus agents start`), and waits until
+    /// it has run init. On failure the link is stopped again and the reason thrown.
+    func relaunch() throws(PlexusError) {
+        lock.withLock { gaveUp = nil; stopCause = nil; restartTimes.removeAll(); history.removeAll() }
+        do throws(PlexusError) {
+            try spawn()
+            let p = wait(timeoutMs: restart.loadTimeoutMs * 2, what: "load the plugin, send HELLO and run init") {
+                switch $0 { case .spawning, .hello: return false; default: return true }
+            }
+            switch p {
+            case .ready: break
+            case .refused(let e): throw e
+            case .down(let x): throw PlexusError(.AGENT_CRASHED, "the new worker died while starting: \(x)")
+            default: throw PlexusError(.INTERNAL, "unexpected worker state while starting")
+            }
+        } catch {
+            stop(graceMs: 0)
+            throw error
+        }
+        logger.notice("worker started by an operator", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
     }
 
     /// Stops the worker so that it restarts with a sibling (one-for-all,

@@ -95,6 +95,14 @@ public final class SupervisionTree: @unchecked Sendable {
 
     public func isStopped(_ agent: String) -> Bool { stopped.contains(agent) }
 
+    /// An operator started the agent again after it was given up: its exits
+    /// are decided again, as they were before.
+    public func revive(_ agent: String) { stopped.remove(agent) }
+
+    /// An operator stopped the agent: no exit of it restarts it, nor does
+    /// a sibling's restart, until revive.
+    public func retire(_ agent: String) { stopped.insert(agent) }
+
     /// An agent's worker exited; `abnormal` is false only for a clean exit
     /// (code 0, not asked for by the host's kill).
     public func exited(_ agent: String, abnormal: Bool) -> Decision {

@@ -4,11 +4,29 @@ import PlexusCore
 import PlexusHost
 import PlexusSocket
 
-/// `plexus agents`: what the running host's agents are doing, asked over its socket.
+/// `plexus agents`: what the running host's agents are doing, asked over
+/// its socket; `plexus agents ACTION NAME` acts on one of them.
 struct AgentsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agents",
-        abstract: "Every agent of the running host: state, worker pid, restarts, last exit, mailbox and in-flight counts.",
+        abstract: "Every agent of the running host (state, worker pid, restarts, last exit, mailbox and in-flight counts, last operator action); or restart, stop, start, suspend, resume or drain one.",
+        discussion: """
+            Without an action, asks the host started by `plexus run` over its socket (with --embedded, \
+            shows a freshly started host instead). The actions act on one plugin agent of the running \
+            host; each is an event (`plexus events --kind agent.`) and is listed by `plexus audit`. \
+            They are the host's capabilities plexus.agents.ACTION: the host's own user may call them \
+            (unless clients.owner.grants narrows it); another client needs a grant in plexus.yaml, \
+            `call: [plexus.agents.*]` for all six or the names of some.
+            """,
+        subcommands: [List.self, Restart.self, Stop.self, Start.self, Suspend.self, Resume.self, Drain.self],
+        defaultSubcommand: List.self)
+}
+
+extension AgentsCommand {
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Every agent of the running host: state, worker pid, restarts, last exit, mailbox and in-flight counts (the default).",
         discussion: "Asks the host started by `plexus run` over its socket. With --embedded, shows a freshly started host instead.")
 
     @OptionGroup var options: HostOptions
@@ -21,9 +39,9 @@ struct AgentsCommand: ParsableCommand {
     }
 
     private func printTable(_ rs: [AgentReport]) {
-        let rows = [["NAME", "STATE", "KIND", "PID", "CIRCUIT", "RESTARTS", "LAST EXIT", "QUEUED", "IN FLIGHT", "HANDLED", "FAILED"]] + rs.map {
+        let rows = [["NAME", "STATE", "KIND", "PID", "CIRCUIT", "RESTARTS", "LAST EXIT", "QUEUED", "IN FLIGHT", "HANDLED", "FAILED", "LAST ACTION"]] + rs.map {
             [$0.name, $0.state, $0.kind, $0.pid.map(String.init) ?? "-", $0.circuit ?? "-", "\($0.restarts)", $0.last_exit ?? "-",
-             "\($0.queued)", "\($0.in_flight)", "\($0.handled)", "\($0.failed)"]
+             "\($0.queued)", "\($0.in_flight)", "\($0.handled)", "\($0.failed)", $0.last_action ?? "-"]
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
         for r in rows {
@@ -34,5 +52,88 @@ struct AgentsCommand: ParsableCommand {
         // Agents of one policy share their warm workers.
         let warm = rs.compactMap { r in r.warm_workers.map { "\(r.name) \($0)" } }
         if !warm.isEmpty { print("warm workers ready for a restart or a new instance: \(warm.joined(separator: ", "))") }
+    }
+}
+}
+
+// MARK: operator actions
+
+/// One operator action on the running host's agent NAME; prints what it did.
+private func act(_ action: OperatorAction, _ name: String, _ options: ConnectionOptions, json: Bool,
+                 timeoutMs: Int64? = nil) throws {
+    bootstrapLogging(default: .error)
+    let c = try options.hostForState()
+    var args: [String: JSONValue] = ["agent": .string(name)]
+    if let timeoutMs { args["timeout_ms"] = .int(timeoutMs) }
+    let reply: Envelope
+    do throws(PlexusError) {
+        // A stop waits out the host's shutdown grace, a drain its timeout too: room for both.
+        reply = try c.call(Envelope(kind: .query, target: .capability(action.capability), payload: Array(JSONValue.object(args).text.utf8)),
+                           timeoutMs: (timeoutMs ?? 30_000) + 60_000)
+    } catch {
+        throw CLIError("\(error.name): \(error.detail)", code: error.status == PLEXUS_SHUTTING_DOWN.status ? ExitStatus.noHost : ExitStatus.failed)
+    }
+    if json { print(reply.payloadString); return }
+    let out = try JSONDecoder().decode(ControlOutcome.self, from: Data(reply.payload))
+    print("\(out.agent): \(out.state) (\(out.detail)\(out.pid.map { "; worker pid \($0)" } ?? ""))")
+}
+
+extension AgentsCommand {
+    struct Restart: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop an agent, then start it again (a new worker, or init again); counted in its restarts.")
+        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+        @OptionGroup var options: ConnectionOptions
+        func run() throws { try act(.restart, name, options, json: json) }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop an agent: no new mail (senders get SHUTTING_DOWN), what waits is handed back, what runs finishes within the shutdown grace, its worker exits; it is not restarted until `plexus agents start`.")
+        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+        @OptionGroup var options: ConnectionOptions
+        func run() throws { try act(.stop, name, options, json: json) }
+    }
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a stopped agent, or one its supervisor terminated after too many crashes: a new worker, or init again.")
+        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+        @OptionGroup var options: ConnectionOptions
+        func run() throws { try act(.start, name, options, json: json) }
+    }
+
+    struct Suspend: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Suspend an agent: its mail queues (senders get MAILBOX_FULL once its mailbox is full) but none is handed to it until resume.")
+        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+        @OptionGroup var options: ConnectionOptions
+        func run() throws { try act(.suspend, name, options, json: json) }
+    }
+
+    struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume a suspended agent: what queued is delivered, in order.")
+        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+        @OptionGroup var options: ConnectionOptions
+        func run() throws { try act(.resume, name, options, json: json) }
+    }
+
+    struct Drain: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drain an agent: no new mail, everything queued and running finishes, then it stops (past --timeout it is stopped as `stop` does).")
+        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @Option(name: .long, help: "Seconds to wait for the drain before stopping what is left (default 30).") var timeout: Double = 30
+        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+        @OptionGroup var options: ConnectionOptions
+        func validate() throws {
+            guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be more than 0 and at most 86400 seconds, not \(timeout)") }
+        }
+        func run() throws { try act(.drain, name, options, json: json, timeoutMs: Int64(timeout * 1000)) }
     }
 }

@@ -8,7 +8,7 @@ import PlexusCore
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
-        abstract: "The event log: tasks queued, started, completed, retried, dead-lettered; agents started, crashed, restarted.",
+        abstract: "The event log: tasks queued, started, completed, retried, dead-lettered; agents started, crashed, restarted, and what operators did to them (stopped, suspended, resumed, drained).",
         discussion: "Without --follow, prints the latest events and exits. Events are kept in the host's store (plexus.db).")
 
     @Flag(help: "Keep printing new events until interrupted.") var follow = false
