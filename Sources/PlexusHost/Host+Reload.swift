@@ -150,10 +150,11 @@ extension Host {
                 return .object(["file": .string(path), "plugin": .string(served.plugin), "version": .string(served.version),
                                 "outcome": .string("unchanged")])
             }
-            // An upgrade still on probation ends here: the file moved on.
+            let (d, agents) = try startVersion(image, path: path, settings, replacing: served)
+            // An upgrade still on probation ends here, now that a newer version
+            // is ready to replace it (one that fails to start leaves it on probation).
             if let u = reloads.state.withLock({ $0.upgrades.first { $0.file == path } }) { commitUpgrade(u, superseded: true) }
             let current = reloads.state.withLock { $0.served[path] }
-            let (d, agents) = try startVersion(image, path: path, settings, replacing: current)
             if let current { return try upgrade(current, to: d, agents) }
             return try add(path, d, agents)
         } catch {

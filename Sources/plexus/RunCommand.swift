@@ -107,6 +107,9 @@ struct RunCommand: ParsableCommand {
             host.shutdown()
             throw CLIError("\(error)")
         }
+        if config.reload.watch {   // plugin files added, changed or removed from now on are loaded, upgraded, unloaded
+            do { try host.watchPlugins() } catch { FileHandleErr.note("plexus: not watching \(options.pluginsDirectory) for plugin changes: \(error.detail)") }
+        }
         let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
         FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path), store \(path)")
         if let web { FileHandleErr.note("plexus: serving HTTP at http://\(web.address)/") }
