@@ -1,0 +1,196 @@
+import Foundation
+import Glibc
+import PlexusCore
+import PlexusSocket
+import PlexusTestSupport
+import Synchronization
+import Testing
+
+/// Issue 17 item 1: plugin files added, changed and removed while a real
+/// `plexus run` serves. Versions of one fixture (versioned.c, -DVERSION).
+@Suite("Hot reload", .serialized)
+struct HotReloadTests {
+    static func version(_ v: String, _ flags: [String] = []) throws -> String {
+        try Fixtures.build("versioned.c", ["-DVERSION=\"\(v)\""] + flags, name: "versioned-\(v)")
+    }
+
+    /// `cp FILE DIR/NAME`, as an operator would: the file is written in place.
+    static func cp(_ file: String, _ dest: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/cp")
+        p.arguments = [file, dest]
+        try? p.run()
+        p.waitUntilExit()
+    }
+
+    static func answer(_ c: SocketClient, _ capability: String, _ payload: String = "") throws(PlexusError) -> JSONValue {
+        let r = try c.call(Envelope(kind: .query, target: .capability(capability), payload: Array(payload.utf8)), timeoutMs: 20_000)
+        return try JSONValue.parse(r.payload)
+    }
+
+    static func versionOf(_ v: JSONValue) -> String {
+        if case .string(let s)? = v["version"] { return s }
+        return "?"
+    }
+
+    static func plexus(_ host: HostProcess, _ args: [String]) throws -> PlexusCommand.Outcome {
+        try PlexusCommand.run(args + ["--socket", host.socket])
+    }
+
+    /// `plexus plugins list --json`, the entry for versioned's file.
+    static func report(_ host: HostProcess, file: String = "versioned.so") -> JSONValue? {
+        guard let o = try? plexus(host, ["plugins", "list", "--json"]), case .array(let rs)? = try? JSONValue.parse(Array(o.out.utf8)) else { return nil }
+        return rs.first { if case .string(let f)? = $0["file"] { return f.hasSuffix("/" + file) }; return false }
+    }
+
+    static func note(_ host: HostProcess) -> String {
+        if case .string(let s)? = report(host)?["reload"] { return s }
+        return ""
+    }
+
+    /// Versions `plexus agents --json` shows for agent versioned, in its order.
+    static func agentVersions(_ host: HostProcess) -> [String] {
+        guard let o = try? plexus(host, ["agents", "--json"]), case .array(let rs)? = try? JSONValue.parse(Array(o.out.utf8)) else { return [] }
+        return rs.filter { if case .string("versioned")? = $0["name"] { return true }; return false }.map(versionOf)
+    }
+
+    @Test func rollingUpgradeUnderSteadyLoadLosesNoCallAnswersNoneTwiceAndSwitchesOnce() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let host = try HostProcess("reload-load", plugins: ["versioned.so": v1])
+        // Each call adds one to a counter in the plugin's key-value
+        // namespace and returns it: a call handled twice or lost leaves a
+        // gap or a repeat in the counts, and the count goes on across the
+        // upgrade only if the namespace survives it.
+        struct Seen { var answers: [(version: String, hits: Int64)] = []; var failures: [String] = [] }
+        let seen = Mutex(Seen())
+        let stop = Atomic<Bool>(false)
+        let socket = host.socket
+        let caller = Thread {
+            let client: SocketClient
+            do { client = try SocketClient(path: socket) } catch { seen.withLock { $0.failures.append("\(error)") }; return }
+            while !stop.load(ordering: .relaxed) {
+                do {
+                    let v = try Self.answer(client, "versioned.hits")
+                    guard case .int(let n)? = v["hits"] else { seen.withLock { $0.failures.append("no count in \(v.text)") }; continue }
+                    seen.withLock { $0.answers.append((Self.versionOf(v), n)) }
+                } catch {
+                    seen.withLock { $0.failures.append("\(error)") }
+                }
+            }
+        }
+        caller.start()
+        #expect(waitFor(seconds: 60) { seen.withLock { $0.answers.count } >= 30 })
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        // Well past the switch and the probation (10 messages): the old version stops.
+        #expect(waitFor(seconds: 60) { seen.withLock { s in s.answers.filter { $0.version == "2.0.0" }.count } >= 60 })
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host) == ["2.0.0"] }, "\(Self.agentVersions(host))")
+        stop.store(true, ordering: .relaxed)
+        #expect(waitFor(seconds: 60) { caller.isFinished })
+        let s = seen.withLock { $0 }
+        #expect(s.failures.isEmpty, "\(s.failures.prefix(5))")
+        #expect(s.answers.map(\.hits) == Array(1...Int64(s.answers.count)), "the counts skip or repeat: \(s.answers.map(\.hits))")
+        let versions = s.answers.map(\.version)
+        let switchAt = versions.firstIndex(of: "2.0.0") ?? versions.count
+        #expect(switchAt > 0 && switchAt < versions.count)
+        #expect(versions[..<switchAt].allSatisfy { $0 == "1.0.0" } && versions[switchAt...].allSatisfy { $0 == "2.0.0" },
+                "answers switch back and forth: \(versions)")
+        #expect(Self.note(host).contains("passed its probation"), "\(Self.note(host))")
+        let events = try Self.plexus(host, ["events", "--json"]).out
+        #expect(events.contains("plugin.upgraded"), "\(events)")
+        print("rolling upgrade: \(switchAt) calls answered by 1.0.0, \(versions.count - switchAt) by 2.0.0, none failed")
+    }
+
+    @Test func aNewVersionWhoseInitFailsIsRolledBackWhileTheOldOneAnswers() throws {
+        let v1 = try Self.version("1.0.0"), broken = try Self.version("2.0.0", ["-DFAIL_INIT"])
+        let host = try HostProcess("reload-init", plugins: ["versioned.so": v1])
+        let client = try SocketClient(path: host.socket)
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "1.0.0")
+        Self.cp(broken, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { Self.note(host).contains("rolled back") }, "\(Self.note(host))")
+        #expect(Self.note(host).contains("init returned INVALID_ARGUMENT"), "\(Self.note(host))")
+        for i in 0..<5 { #expect(Self.versionOf(try Self.answer(client, "versioned.version", "\(i)")) == "1.0.0") }
+        #expect(Self.agentVersions(host) == ["1.0.0"])
+        let events = try Self.plexus(host, ["events", "--json"]).out
+        #expect(events.contains("plugin.rolled_back"), "\(events)")
+        #expect(host.logText.contains("plugin upgrade rolled back"))
+    }
+
+    @Test func aNewVersionThatCrashesOnItsFirstMessageIsRolledBackAndTheOldOneAnswersThatMessage() throws {
+        let v1 = try Self.version("1.0.0"), broken = try Self.version("2.0.0", ["-DCRASH_FIRST"])
+        let host = try HostProcess("reload-crash", plugins: ["versioned.so": v1])
+        let client = try SocketClient(path: host.socket)
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "1.0.0")
+        Self.cp(broken, host.dir + "/plugins/versioned.so")
+        // Serving (on probation) once its init succeeded.
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host).first == "2.0.0" }, "\(Self.agentVersions(host))")
+        // Its first message kills its worker; the old version answers it.
+        let first = try Self.answer(client, "versioned.version", "first")
+        #expect(Self.versionOf(first) == "1.0.0", "\(first.text)")
+        #expect(waitFor(seconds: 60) { Self.note(host).contains("rolled back 2.0.0") }, "\(Self.note(host))")
+        #expect(Self.note(host).contains("SIGSEGV"), "\(Self.note(host))")
+        for i in 0..<5 { #expect(Self.versionOf(try Self.answer(client, "versioned.version", "\(i)")) == "1.0.0") }
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host) == ["1.0.0"] }, "\(Self.agentVersions(host))")
+        if case .string(let v)? = Self.report(host)?["version"] { #expect(v == "1.0.0") } else { Issue.record("no report") }
+    }
+
+    @Test func theWatcherLoadsADroppedInPluginAndUnloadsARemovedOne() throws {
+        let v1 = try Self.version("1.0.0")
+        let host = try HostProcess("reload-dropin")
+        let client = try SocketClient(path: host.socket)
+        #expect(throws: PlexusError.self) { _ = try Self.answer(client, "versioned.version") }
+        Self.cp(v1, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { (try? Self.answer(client, "versioned.version")).map(Self.versionOf) == "1.0.0" })
+        #expect(Self.agentVersions(host) == ["1.0.0"])
+        unlink(host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) {
+            do throws(PlexusError) { _ = try Self.answer(client, "versioned.version"); return false } catch { return error.status == PLEXUS_NO_SUCH_CAPABILITY.status }
+        })
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host).isEmpty })
+        if case .string(let s)? = Self.report(host)?["status"] { #expect(s == "unloaded") } else { Issue.record("no report") }
+        // A file renamed in (mv) is whole at once: loaded too.
+        try FileManager.default.copyItem(atPath: v1, toPath: host.dir + "/staged.tmp")
+        rename(host.dir + "/staged.tmp", host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { (try? Self.answer(client, "versioned.version")).map(Self.versionOf) == "1.0.0" })
+    }
+
+    @Test func pluginsReloadAndUnloadByCommand() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let host = try HostProcess("reload-command", plugins: ["versioned.so": v1], arguments: ["--config", Self.noWatch()])
+        let client = try SocketClient(path: host.socket)
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        // Not watching: nothing changes until the command.
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "1.0.0")
+        let r = try Self.plexus(host, ["plugins", "reload", "versioned"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("1.0.0 -> 2.0.0"), "\(r.out)")
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "2.0.0")
+        let again = try Self.plexus(host, ["plugins", "reload", "versioned.so"])
+        #expect(again.out.contains("unchanged"), "\(again.out)")
+
+        let u = try Self.plexus(host, ["plugins", "unload", "versioned"])
+        #expect(u.status == 0, "\(u.err)")
+        #expect(throws: PlexusError.self) { _ = try Self.answer(client, "versioned.version") }
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host).isEmpty })
+        let back = try Self.plexus(host, ["plugins", "reload", host.dir + "/plugins/versioned.so"])
+        #expect(back.status == 0 && back.out.contains("loaded"), "\(back.out) \(back.err)")
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "2.0.0")
+
+        let none = try Self.plexus(host, ["plugins", "reload", "nosuch"])
+        #expect(none.status == 1 && none.err.contains("no plugin named 'nosuch'"), "\(none.err)")
+        let outside = try Self.plexus(host, ["plugins", "reload", "/tmp/elsewhere.so"])
+        #expect(outside.status == 1 && outside.err.contains("not in the plugins directory"), "\(outside.err)")
+        let broken = try Self.version("3.0.0", ["-DFAIL_INIT"])
+        Self.cp(broken, host.dir + "/plugins/versioned.so")
+        let refused = try Self.plexus(host, ["plugins", "reload", "versioned"])
+        #expect(refused.status == 1 && refused.err.contains("INVALID_ARGUMENT"), "\(refused.err)")
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "2.0.0")
+        let gone = try PlexusCommand.run(["plugins", "reload", "versioned", "--socket", host.dir + "/nobody.sock"])
+        #expect(gone.status == 3, "\(gone.err)")
+    }
+
+    static func noWatch() -> String {
+        let path = Fixtures.dir + "/nowatch-\(UUID().uuidString.prefix(6)).yaml"
+        FileManager.default.createFile(atPath: path, contents: Data("reload:\n  watch: false\n  probation_messages: 3\n".utf8))
+        return path
+    }
+}
