@@ -100,6 +100,43 @@ struct HotReloadTests {
         print("rolling upgrade: \(switchAt) calls answered by 1.0.0, \(versions.count - switchAt) by 2.0.0, none failed")
     }
 
+    @Test func anUpgradeUnderFourConcurrentCallersFailsNoneAndAnswersEachOnceToItsOwnCall() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let host = try HostProcess("reload-many", plugins: ["versioned.so": v1])
+        struct Seen { var answered = 0; var byVersion: [String: Int] = [:]; var failures: [String] = [] }
+        let seen = Mutex(Seen())
+        let stop = Atomic<Bool>(false)
+        let socket = host.socket
+        let callers = (0..<4).map { t in
+            Thread {
+                let client: SocketClient
+                do { client = try SocketClient(path: socket) } catch { seen.withLock { $0.failures.append("\(error)") }; return }
+                var i = 0
+                while !stop.load(ordering: .relaxed) {
+                    i += 1
+                    let mine = "c\(t)-\(i)"
+                    do throws(PlexusError) {
+                        let v = try Self.answer(client, "versioned.version", mine)
+                        guard case .string(mine)? = v["echo"] else { seen.withLock { $0.failures.append("\(mine) answered with \(v.text)") }; continue }
+                        seen.withLock { $0.answered += 1; $0.byVersion[Self.versionOf(v), default: 0] += 1 }
+                    } catch {
+                        seen.withLock { $0.failures.append("\(mine): \(error)") }
+                    }
+                }
+            }
+        }
+        for c in callers { c.start() }
+        #expect(waitFor(seconds: 60) { seen.withLock { $0.answered } >= 200 })
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { seen.withLock { $0.byVersion["2.0.0", default: 0] } >= 400 })
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host) == ["2.0.0"] }, "\(Self.agentVersions(host))")
+        stop.store(true, ordering: .relaxed)
+        #expect(waitFor(seconds: 60) { callers.allSatisfy(\.isFinished) })
+        let s = seen.withLock { $0 }
+        #expect(s.failures.isEmpty, "\(s.failures.count) failed: \(s.failures.prefix(5))")
+        print("upgrade under 4 callers: \(s.byVersion), none failed")
+    }
+
     @Test func aNewVersionWhoseInitFailsIsRolledBackWhileTheOldOneAnswers() throws {
         let v1 = try Self.version("1.0.0"), broken = try Self.version("2.0.0", ["-DFAIL_INIT"])
         let host = try HostProcess("reload-init", plugins: ["versioned.so": v1])
