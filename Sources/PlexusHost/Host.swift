@@ -345,8 +345,8 @@ public final class Host: @unchecked Sendable {
         }
         running = false
         reloads.stop()   // no reload from here on; what reloads started stops below with the rest
-        started = reloads.current(started)
         health.stop()
+        started = reloads.current(started)   // after the health thread, which reads it
         let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
         // 1. No new mail; what was accepted is still handled, until the deadline.
         for a in started { a.state = .draining }

@@ -18,7 +18,10 @@ struct RunCommand: ParsableCommand {
         discussion: """
             On SIGINT or SIGTERM the host stops taking new messages, lets accepted work finish for up to \
             --shutdown-grace-ms, then hands back what is left (dead-lettered, callers answered SHUTTING_DOWN) \
-            and stops agents in reverse start order.
+            and stops agents in reverse start order. While it runs it watches the plugins directory \
+            (plexus.yaml reload.watch): a .so copied in is loaded, a changed one replaces the running version \
+            without stopping its callers (rolled back if it fails to start or crashes on probation), a removed \
+            one drains and stops.
             """)
 
     @OptionGroup var options: HostSetup
