@@ -329,7 +329,7 @@ extension Host {
             s.served[u.file] = u.previous
             if let r = u.previousReport { s.reports[u.file] = r }
             s.leaving += leaving
-            for a in gone { s.gone.insert(ObjectIdentifier(a)) }
+            for a in gone { s.stopped(a, at: Clock.monotonicNanos()) }
             s.notes[u.file] = "rolled back \(u.to) (\(Self.timestamp())): \(reason); \(u.from) serves again"
         }
         router.lifecycle("plugin.rolled_back", u.plugin, ["file": .string(u.file), "rejected": .string(u.to), "serving": .string(u.from),
@@ -398,7 +398,7 @@ extension Host {
         move(from.drainMailbox(), from: from, to: to)
         reloads.state.withLock { s in
             s.leaving.removeAll { $0.agent === from }
-            s.gone.insert(ObjectIdentifier(from))
+            s.stopped(from, at: Clock.monotonicNanos())
         }
         logger.warning("a replaced version's worker died while draining; its messages went to its successor",
                        metadata: ["agent": "\(from.name)", "exit": "\(x)", "moved": "\(unfinished.count)"])
@@ -408,6 +408,14 @@ extension Host {
     /// past the drain deadline (handing what they hold to their successor).
     private func finishLeaving() {
         let now = Clock.monotonicNanos()
+        // Mail that resolved to a stopped agent just before its swap has long
+        // arrived after a minute: its successor link can go.
+        let faded: [Agent] = reloads.state.withLock { s in
+            let old = s.fading.filter { now - $0.since > 60_000_000_000 }.map(\.agent)
+            s.fading.removeAll { now - $0.since > 60_000_000_000 }
+            return old
+        }
+        for a in faded { a.successor.withLock { $0 = nil } }
         let due = reloads.state.withLock { s in s.leaving.filter { $0.agent.load.load(ordering: .relaxed) <= 0 || now >= $0.deadline } }
         for l in due {
             let a = l.agent
@@ -425,7 +433,7 @@ extension Host {
             a.state = .terminated
             reloads.state.withLock { s in
                 s.leaving.removeAll { $0.agent === a }
-                s.gone.insert(ObjectIdentifier(a))
+                s.stopped(a, at: Clock.monotonicNanos())
             }
             router.lifecycle("agent.retired", a.name, ["version": .string(a.pluginVersion ?? "?"),
                                                        "reason": .string(l.successor == nil ? "unloaded" : "replaced by \(l.successor?.pluginVersion ?? "?")")])

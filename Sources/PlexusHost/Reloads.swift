@@ -155,10 +155,14 @@ final class Reloads: @unchecked Sendable {
         var notes: [String: String] = [:]
         var upgrades: [Upgrade] = []
         var leaving: [Leaving] = []
-        /// Agents started by reloads, in order.
+        /// Agents started by reloads, in order, until reloads stop them.
         var added: [Agent] = []
-        /// Agents whose workers reloads stopped.
+        /// Agents of the start whose workers reloads stopped. Only those:
+        /// the registry keeps them for good, so an identifier is never reused.
         var gone = Set<ObjectIdentifier>()
+        /// Stopped agents whose successor link is dropped after a while,
+        /// so a chain of versions does not keep every old image alive.
+        var fading: [(agent: Agent, since: Int64)] = []
         /// Meters by agent name, kept for a plugin that comes back.
         var meters: [String: AgentMeters] = [:]
     }
@@ -202,13 +206,15 @@ final class Reloads: @unchecked Sendable {
     }
 
     /// Waits for a job; while agents are leaving, wakes every few ms so
-    /// the host can see them finish (an empty job list: a tick).
+    /// the host can see them finish (no job: a tick).
     private func loop() {
         while true {
             let (job, stop): (Job?, Bool) = queue.withLock {
-                let tick = Clock.monotonicNanos() + 5_000_000
+                // Leaving agents are looked at every 5 ms, fading ones every second.
+                let (noneLeaving, noneFading) = state.withLock { ($0.leaving.isEmpty, $0.fading.isEmpty) }
+                let tick = Clock.monotonicNanos() + (noneLeaving ? 1_000_000_000 : 5_000_000)
                 while jobs.isEmpty && !stopping {
-                    if state.withLock({ $0.leaving.isEmpty }) { queue.wait() } else {
+                    if noneLeaving && noneFading { queue.wait() } else {
                         queue.wait(untilMonotonic: tick)
                         if Clock.monotonicNanos() >= tick { break }
                     }
@@ -241,7 +247,7 @@ final class Reloads: @unchecked Sendable {
     /// reloads stopped, plus those reloads started.
     func current(_ started: [Agent]) -> [Agent] {
         state.withLock { s in
-            (started + s.added).filter { !s.gone.contains(ObjectIdentifier($0)) }
+            started.filter { !s.gone.contains(ObjectIdentifier($0)) } + s.added
         }
     }
 
@@ -251,5 +257,13 @@ final class Reloads: @unchecked Sendable {
         state.withLock { s in
             s.upgrades.flatMap { $0.pairs.map(\.old) } + s.leaving.map(\.agent)
         }
+    }
+}
+
+extension Reloads.State {
+    /// A reload stopped `a`'s worker: it is no longer one of the host's agents.
+    mutating func stopped(_ a: Agent, at now: Int64) {
+        if let i = added.firstIndex(where: { $0 === a }) { added.remove(at: i) } else { gone.insert(ObjectIdentifier(a)) }
+        fading.append((a, now))
     }
 }
