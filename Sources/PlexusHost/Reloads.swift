@@ -72,12 +72,15 @@ final class Upgrade: ReloadHook, @unchecked Sendable {
     }
 
     func workerDied(_ link: WorkerLink, agent: Agent, exit: WorkerExit, unfinished: [Message]) -> Bool {
-        let failed: Bool = state.withLock { s in
-            guard s.phase == .probation else { return false }
-            s.phase = .failed
-            return true
+        let before: Phase = state.withLock { s in
+            defer { if s.phase == .probation { s.phase = .failed } }
+            return s.phase
         }
-        guard failed else { return false }   // committed: its supervisor restarts it
+        if before == .committed { return false }   // its supervisor restarts it
+        if before == .failed {   // another instance died first: this one's mail goes back too
+            guard let pair = pairs.first(where: { $0.new === agent }) else { return false }
+            return reloads.submit(.handover(agent, pair.old, exit, unfinished))
+        }
         if reloads.submit(.rollback(self, link, exit, unfinished)) { return true }
         state.withLock { $0.phase = .committed }   // the host is stopping: the usual path hands the mail back
         return false

@@ -170,6 +170,46 @@ struct HotReloadTests {
         if case .string(let v)? = Self.report(host)?["version"] { #expect(v == "1.0.0") } else { Issue.record("no report") }
     }
 
+    /// Two instances, and versions that replace versions: the second
+    /// upgrade and the rollback replace agents that joined a running host.
+    @Test func twoInstancesGoThroughTwoUpgradesAndARollbackOfTheThird() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0"), v3 = try Self.version("3.0.0")
+        let broken = try Self.version("4.0.0", ["-DCRASH_FIRST"])
+        let config = Fixtures.dir + "/instances-\(UUID().uuidString.prefix(6)).yaml"
+        FileManager.default.createFile(atPath: config, contents: Data("plugins:\n  versioned: { instances: 2 }\nreload: { probation_messages: 4 }\n".utf8))
+        let host = try HostProcess("reload-twice", plugins: ["versioned.so": v1], arguments: ["--config", config])
+        let client = try SocketClient(path: host.socket)
+        func versions() -> Set<String> { Set((0..<8).compactMap { try? Self.versionOf(Self.answer(client, "versioned.version", "\($0)")) }) }
+        #expect(versions() == ["1.0.0"])
+        for (file, v) in [(v2, "2.0.0"), (v3, "3.0.0")] {
+            Self.cp(file, host.dir + "/plugins/versioned.so")
+            #expect(waitFor(seconds: 60) { versions() == [v] }, "\(versions())")
+            #expect(waitFor(seconds: 60) { Self.note(host).contains("passed its probation") }, "\(Self.note(host))")
+            #expect(waitFor(seconds: 60) { Self.agentNames(host) == ["versioned": v, "versioned.2": v] }, "\(Self.agentNames(host))")
+        }
+        Self.cp(broken, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host).contains("4.0.0") })
+        // Calls go on and are answered, by 3.0.0, while 4.0.0's workers die.
+        for i in 0..<10 {
+            let v = try Self.answer(client, "versioned.version", "r\(i)")
+            #expect(Self.versionOf(v) == "3.0.0", "\(v.text)")
+        }
+        #expect(waitFor(seconds: 60) { Self.note(host).contains("rolled back 4.0.0") }, "\(Self.note(host))")
+        #expect(waitFor(seconds: 60) { Self.agentNames(host) == ["versioned": "3.0.0", "versioned.2": "3.0.0"] }, "\(Self.agentNames(host))")
+        #expect(versions() == ["3.0.0"])
+    }
+
+    /// Agent name to version, for versioned's instances, from `plexus agents --json`.
+    static func agentNames(_ host: HostProcess) -> [String: String] {
+        guard let o = try? plexus(host, ["agents", "--json"]), case .array(let rs)? = try? JSONValue.parse(Array(o.out.utf8)) else { return [:] }
+        var out: [String: String] = [:]
+        for r in rs {
+            guard case .string(let n)? = r["name"], n.hasPrefix("versioned") else { continue }
+            if out[n] != nil { out[n] = "two versions" } else { out[n] = versionOf(r) }
+        }
+        return out
+    }
+
     @Test func theWatcherLoadsADroppedInPluginAndUnloadsARemovedOne() throws {
         let v1 = try Self.version("1.0.0")
         let host = try HostProcess("reload-dropin")
@@ -223,6 +263,16 @@ struct HotReloadTests {
         #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "2.0.0")
         let gone = try PlexusCommand.run(["plugins", "reload", "versioned", "--socket", host.dir + "/nobody.sock"])
         #expect(gone.status == 3, "\(gone.err)")
+    }
+
+    @Test func aClientWithoutTheGrantCannotReload() throws {
+        let v1 = try Self.version("1.0.0")
+        let config = Fixtures.dir + "/owner-\(UUID().uuidString.prefix(6)).yaml"
+        FileManager.default.createFile(atPath: config, contents: Data("clients:\n  owner: { grants: { call: [versioned.version, plexus.agents] } }\n".utf8))
+        let host = try HostProcess("reload-grants", plugins: ["versioned.so": v1], arguments: ["--config", config])
+        let r = try Self.plexus(host, ["plugins", "unload", "versioned"])
+        #expect(r.status == 1 && r.err.contains("PERMISSION_DENIED"), "\(r.status) \(r.err)")
+        #expect(Self.agentVersions(host) == ["1.0.0"])
     }
 
     static func noWatch() -> String {
