@@ -230,6 +230,27 @@ struct HotReloadTests {
         #expect(waitFor(seconds: 60) { (try? Self.answer(client, "versioned.version")).map(Self.versionOf) == "1.0.0" })
     }
 
+    @Test func aFileStillBeingWrittenIsNotReadUntilItsWriterClosesIt() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let other = try Fixtures.build("reverser.c", name: "reverser")
+        let host = try HostProcess("reload-partial", plugins: ["versioned.so": v1])
+        let client = try SocketClient(path: host.socket)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: v2)))
+        let fd = open(host.dir + "/plugins/versioned.so", O_WRONLY | O_TRUNC)
+        try #require(fd >= 0)
+        let half = bytes.count / 2
+        #expect(bytes[..<half].withUnsafeBytes { write(fd, $0.baseAddress, half) } == half)
+        // Another file arriving, and being taken in, shows the watcher has
+        // seen the half-written one by then.
+        Self.cp(other, host.dir + "/plugins/reverser.so")
+        #expect(waitFor(seconds: 60) { Self.report(host, file: "reverser.so")?["status"] == .string("loaded") })
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "1.0.0")
+        #expect(Self.note(host).isEmpty, "the half-written file was read: \(Self.note(host))")
+        #expect(bytes[half...].withUnsafeBytes { write(fd, $0.baseAddress, bytes.count - half) } == bytes.count - half)
+        close(fd)
+        #expect(waitFor(seconds: 60) { (try? Self.answer(client, "versioned.version")).map(Self.versionOf) == "2.0.0" })
+    }
+
     @Test func pluginsReloadAndUnloadByCommand() throws {
         let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
         let host = try HostProcess("reload-command", plugins: ["versioned.so": v1], arguments: ["--config", Self.noWatch()])
