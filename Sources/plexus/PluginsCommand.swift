@@ -60,14 +60,13 @@ extension PluginsCommand {
                 directory changes (reload.watch); this command is for a host that does not watch, or to retry now. \
                 Exits 1 when the file is refused (the running version, if any, goes on), 3 with no host.
                 """)
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions   // a running host's plugins: no --embedded
         @Argument(help: "The plugin's name or file.") var target: String
         @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
 
         func run() throws {
             bootstrapLogging(default: .error)
-            guard let c = try options.runningHost() else { throw CLIError.noHost(options.socketPath) }
-            let r = try ask(c, "plexus.plugins.reload", .object(["target": .string(target)]))
+            let r = try ask(try options.hostForState(), "plexus.plugins.reload", .object(["target": .string(target)]))
             if json { print(r.text); return }
             switch str(r["outcome"]) {
             case "upgraded":
@@ -86,13 +85,12 @@ extension PluginsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Drain and stop a plugin's agents in the running host; its file stays.",
             discussion: "NAME is the plugin's name or its file. Its agents take no new messages, finish what they accepted, then stop. `plexus plugins reload NAME` loads it again.")
-        @OptionGroup var options: HostOptions
+        @OptionGroup var options: ConnectionOptions
         @Argument(help: "The plugin's name or file.") var name: String
 
         func run() throws {
             bootstrapLogging(default: .error)
-            guard let c = try options.runningHost() else { throw CLIError.noHost(options.socketPath) }
-            let r = try ask(c, "plexus.plugins.unload", .object(["target": .string(name)]))
+            let r = try ask(try options.hostForState(), "plexus.plugins.unload", .object(["target": .string(name)]))
             if str(r["outcome"]) == "unloaded" {
                 print("\(str(r["plugin"])) \(str(r["version"])) unloaded; its agents finish what they accepted, then stop")
             } else {
