@@ -124,11 +124,12 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "metrics", "tracing"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "metrics", "tracing", "reload"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
         if let h = top["http"] { config.http = try r.http(h, over: config.http) }
         if let m = top["metrics"] { config.metrics = try r.metrics(m, over: config.metrics) }
         if let t = top["tracing"] { config.tracing = try r.tracing(t, over: config.tracing) }
+        if let l = top["reload"] { config.reload = try r.reload(l, over: config.reload) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
@@ -529,6 +530,17 @@ public struct Reader {
             }
         }
         return h
+    }
+
+    /// `reload:` — how the running host takes in changed plugin files.
+    func reload(_ node: Node, over base: ReloadSettings) throws(ConfigError) -> ReloadSettings {
+        var s = base
+        let m = try mapping(node, "reload", keys: ["watch", "probation_messages", "drain_timeout_ms", "debounce_ms"])
+        if let w = m["watch"] { s.watch = try bool(w, "reload.watch") }
+        if let p = m["probation_messages"] { s.probationMessages = Int(try integer(p, "reload.probation_messages", in: 0...1_000_000)) }
+        if let d = m["drain_timeout_ms"] { s.drainTimeoutMs = try integer(d, "reload.drain_timeout_ms", in: 0...3_600_000) }
+        if let d = m["debounce_ms"] { s.debounceMs = try integer(d, "reload.debounce_ms", in: 1...10_000) }
+        return s
     }
 
     /// `metrics:` — whether the host keeps its meters (unset: when HTTP is on).

@@ -53,6 +53,14 @@ final class Agent: Hashable, @unchecked Sendable {
     /// Whether it reads partial answers and CANCEL envelopes (ABI 1.2):
     /// false for a plugin built for an earlier minor, which hears neither.
     var streams = true
+    /// The version its plugin's descriptor declares (`plexus agents`); nil for the host's own agents.
+    var pluginVersion: String?
+    /// Replaced or unloaded by a reload (Host+Reload.swift): lookups pass it over.
+    /// Read per message by the registry, so an atomic rather than a lock.
+    let retired = Atomic<Bool>(false)
+    /// The version that took over from this one in a reload: mail that
+    /// reaches this agent after it closed goes there instead of failing.
+    let successor = Mutex<Agent?>(nil)
 
     /// The plugin's own state pointer from init.
     var pluginState: UnsafeMutableRawPointer?
@@ -138,7 +146,9 @@ final class Agent: Hashable, @unchecked Sendable {
 
     var queued: Int { inbox.count }
 
-    enum Admission { case accepted(schedule: Bool), full, closed }
+    /// `redirected`: it closed in a reload; the message (still the
+    /// caller's, not released) belongs to the agent named.
+    enum Admission { case accepted(schedule: Bool), full, closed, redirected(Agent) }
 
     /// Puts m in the mailbox. `schedule` says the caller must hand the agent
     /// to the dispatcher (it was idle).
@@ -153,7 +163,11 @@ final class Agent: Hashable, @unchecked Sendable {
         // mailbox, messages on their way out and deliveries not yet DONE, with
         // no gap between them.
         let admission = inbox.admit(u, force: force, workerLoad: link == nil ? nil : load.load(ordering: .relaxed))
-        if case .accepted = admission { load.wrappingAdd(1, ordering: .relaxed) } else { u.release() }
+        if case .accepted = admission { load.wrappingAdd(1, ordering: .relaxed); return admission }
+        // Closed by a reload after the sender resolved it: its successor
+        // takes the message (answers stay: they belong to this agent's requests).
+        if case .closed = admission, !force, let next = successor.withLock({ $0 }) { return .redirected(next) }
+        u.release()
         return admission
     }
 

@@ -108,6 +108,8 @@ public struct HostConfiguration: Sendable {
     /// The host's meters (metrics.enabled); off unless set (`plexus run` sets
     /// it when its HTTP server is on).
     public var metrics = MetricsSettings()
+    /// Hot reload of plugin files (`reload:`; Host+Reload.swift).
+    public var reload = ReloadSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -125,10 +127,12 @@ public final class Host: @unchecked Sendable {
     let registry = Registry()
     let router: Router
     let logger = Logger(label: "plexus.host")
-    private var files: [String: String] = [:]   // agent name -> file
-    private var reports: [PluginReport] = []
-    private var started: [Agent] = []
-    private var running = false
+    var files: [String: String] = [:]   // agent name -> file
+    var reports: [PluginReport] = []
+    var started: [Agent] = []
+    private(set) var running = false
+    /// Plugins loaded, upgraded and unloaded while the host runs (Host+Reload.swift).
+    let reloads = Reloads()
     private let clientName = strdup("client:api")!
     /// Replays spans into configuration.spanSink or the bootstrapped Tracer; nil when neither.
     private var spanExporter: SpanExporter?
@@ -136,7 +140,7 @@ public final class Host: @unchecked Sendable {
     public let warmPool: WarmPool?
     /// Operator actions on single agents (Host+Control.swift).
     let control = AgentControl()
-    private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in started.compactMap(\.link) }
+    private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in reloads.current(started).compactMap(\.link) }
     lazy var supervisor = Supervisor(
         spec: configuration.supervision ?? SupervisorSpec(name: "root", strategy: .oneForOne,
                                                           intensity: configuration.restartPolicy.intensity,
@@ -158,6 +162,7 @@ public final class Host: @unchecked Sendable {
         try! registry.register(system, byHost: true) { _ in "the host" }
         files[SystemAgent.name] = "the host itself (reserved name)"
         installControl()
+        reloads.run = { [unowned self] job in runReload(job) }
     }
 
     // MARK: loading
@@ -206,7 +211,7 @@ public final class Host: @unchecked Sendable {
 
     /// `concurrency: N` runs N handlers of one instance at once: only for a
     /// plugin that says its handler is safe on several threads.
-    private func checkConcurrency(_ d: PluginDescriptor, _ behavior: AgentBehavior, _ settings: PluginSettings,
+    func checkConcurrency(_ d: PluginDescriptor, _ behavior: AgentBehavior, _ settings: PluginSettings,
                                   path: String) throws(PluginRefusal) {
         let n = settings.policy.concurrency
         guard n > 1 && !d.concurrent else { return }
@@ -227,6 +232,7 @@ public final class Host: @unchecked Sendable {
         if case .worker(let link) = behavior { link.agent = agent; link.pluginName = d.name }
         agent.kvNamespace = d.name
         agent.streams = d.abiMinor >= 2
+        agent.pluginVersion = d.version
         agent.router = router
         // Files load in name order, so the same file wins a name on every start.
         do { try registry.register(agent) { files[$0].map { "\($0), which loaded first (plugin files load in name order)" } ?? "another plugin" } } catch {
@@ -238,7 +244,7 @@ public final class Host: @unchecked Sendable {
 
     /// What the plugin's agents may do: plexus.yaml's grants for it when
     /// set, else what its descriptor requests.
-    private func grants(_ d: PluginDescriptor, name: String, path: String) throws(PlexusError) -> Grants {
+    func grants(_ d: PluginDescriptor, name: String, path: String) throws(PlexusError) -> Grants {
         let stem = PluginDescriptor.stem(of: path)
         let source = "plugins.\(stem).grants"
         if let configured = configuration.settings(for: path).grants {
@@ -364,7 +370,9 @@ public final class Host: @unchecked Sendable {
         }
         running = false
         endOperatorControl(started)   // no action under way; suspended agents get their mail
+        reloads.stop()   // no reload from here on; what reloads started stops below with the rest
         health.stop()
+        started = reloads.current(started)   // after the health thread, which reads it
         let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
         // 1. No new mail; what was accepted is still handled, until the deadline.
         //    (An agent an operator stopped has shut down already.)
@@ -457,7 +465,7 @@ public final class Host: @unchecked Sendable {
     // MARK: introspection
 
     public var pluginReports: [PluginReport] {
-        reports.map { r in
+        reloads.overlay(reports).map { r in
             guard r.status == "loaded", let n = r.name, let a = registry.agent(named: n) else { return r }
             var r = r
             r.subscriptions = registry.subscriptions(of: a)
@@ -466,7 +474,7 @@ public final class Host: @unchecked Sendable {
     }
 
     public var agentReports: [AgentReport] {
-        registry.everyAgent.map { a in
+        (registry.everyAgent + reloads.outgoing).map { a in
             let kind: String
             switch a.behavior {
             case .plugin: kind = "plugin"
@@ -487,6 +495,7 @@ public final class Host: @unchecked Sendable {
                                warm_workers: a.link.flatMap { l in
                                    warmPool?.ready(for: l.policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) })
             r.last_action = operated.last
+            r.version = a.pluginVersion
             if let q = a.meters?.handleQuantilesMicros() { r.handle_p50_us = q.p50; r.handle_p99_us = q.p99 }
             if let pid = w?.pid, let u = ProcUsage.read(pid: pid) { r.cpu_seconds = u.cpuSeconds; r.resident_bytes = u.residentBytes }
             return r

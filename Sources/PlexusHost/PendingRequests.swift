@@ -95,6 +95,12 @@ final class PendingRequests: @unchecked Sendable {
         shards[PendingShard.shard(of: id.lo)].take(id, requesterID: requesterID)
     }
 
+    /// A reload moved the request from one version of an agent to the next
+    /// (or back): the new one is who may now answer it.
+    func transfer(_ id: plexus_id, from old: Agent, to new: Agent) {
+        shards[PendingShard.shard(of: id.lo)].transfer(id, from: old, to: new)
+    }
+
     private func timerLoop() {
         var expired: [(plexus_id, Entry)] = []
         while true {
@@ -115,7 +121,7 @@ final class PendingRequests: @unchecked Sendable {
 final class PendingShard: @unchecked Sendable {
     struct Entry {
         let requester: Requester
-        let responder: Agent?      // who may reply; nil when any agent may (topics)
+        var responder: Agent?      // who may reply; nil when any agent may (topics); a reload may hand it on
         let deadlineMono: Int64
         let target: String         // for the timeout message
         let timeoutMs: Int64
@@ -268,6 +274,16 @@ final class PendingShard: @unchecked Sendable {
         case nil: return nil
         }
         return remove(i)
+    }
+
+    /// See PendingRequests.transfer; only an entry `old` may answer changes.
+    func transfer(_ id: plexus_id, from old: Agent, to new: Agent) {
+        guard id.hi == node, id.lo & Self.tag != 0 else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        let i = Int(id.lo & Self.indexMask)
+        guard isLive(id.lo), (state.pointee.entries + i).pointee?.responder === old else { return }
+        (state.pointee.entries + i).pointee?.responder = new
     }
 
     /// Removes every entry (at shutdown) and returns them.

@@ -67,6 +67,9 @@ final class Registry: @unchecked Sendable {
     private let subLock = ConditionLock()
     private var subscriptions = SubjectIndex<Agent>()
     private var patternsByAgent: [ObjectIdentifier: Set<String>] = [:]
+    /// Agents whose subscriptions are recorded but not live: a new version
+    /// during its init, an old one after it was replaced (Registry+Reload).
+    private var staged = Set<ObjectIdentifier>()
     private let rotation = Atomic<Int>(0)
     /// Set by the router before any agent registers: each agent's meters
     /// are made when it registers.
@@ -114,6 +117,7 @@ final class Registry: @unchecked Sendable {
         subLock.withLock {
             for p in patternsByAgent[ObjectIdentifier(a)] ?? [] { subscriptions.remove(p, a) }
             patternsByAgent[ObjectIdentifier(a)] = nil
+            staged.remove(ObjectIdentifier(a))
         }
     }
 
@@ -126,7 +130,7 @@ final class Registry: @unchecked Sendable {
         if a.meters == nil { a.meters = metrics?.agent(a.name, exclusive: a.link == nil && a.concurrency == 1) }   // before anyone can route to it
         a.trafficSlot = traffic.slot(for: a.name)
         let taken: Bool = attached.withLock { t in
-            if agents[a.name] != nil || t.agents[a.name] != nil { return true }
+            if agents[a.name].map({ !$0.isRetired }) == true || t.agents[a.name] != nil { return true }
             t.agents[a.name] = a
             t.order.append(a)
             for c in a.capabilities { t.providers[c, default: []].append(a) }
@@ -154,28 +158,32 @@ final class Registry: @unchecked Sendable {
         subLock.withLock {
             for p in patternsByAgent[ObjectIdentifier(a)] ?? [] { subscriptions.remove(p, a) }
             patternsByAgent[ObjectIdentifier(a)] = nil
+            staged.remove(ObjectIdentifier(a))
         }
     }
 
     private var anyAttached: Bool { attachedCount.load(ordering: .relaxed) > 0 }
 
     /// Plugin agents in start order, then attached ones.
-    var everyAgent: [Agent] { anyAttached ? order + attached.withLock { $0.order } : order }
+    var everyAgent: [Agent] {
+        let own = order.filter { !$0.isRetired }
+        return anyAttached ? own + attached.withLock { $0.order } : own
+    }
 
     // MARK: lookups
 
     func agent(named n: String) -> Agent? {
-        if let a = agents[n] { return a }
+        if let a = agents[n], !a.isRetired { return a }
         return anyAttached ? attached.withLock { $0.agents[n] } : nil
     }
 
     func agent(cName: UnsafePointer<CChar>) -> Agent? {
-        if let a = byCName[CNameKey(p: cName)] { return a }
+        if let a = byCName[CNameKey(p: cName)], !a.isRetired { return a }
         return anyAttached ? attached.withLock { $0.agents[String(cString: cName)] } : nil
     }
 
     var capabilityNames: [String] {
-        var names = Set(capabilities.values.map(\.name))
+        var names = Set(capabilities.values.filter { $0.providers.contains { !$0.isRetired } }.map(\.name))
         if anyAttached { names.formUnion(attached.withLock { $0.providers.keys }) }
         return names.sorted()
     }
@@ -198,7 +206,7 @@ final class Registry: @unchecked Sendable {
 
     /// Every agent providing the capability, plugins and attached ones.
     func providers(of capability: String) -> [Agent] {
-        let own = capability.withCString { capabilities[CNameKey(p: $0)]?.providers } ?? []
+        let own = (capability.withCString { capabilities[CNameKey(p: $0)]?.providers } ?? []).filter { !$0.isRetired }
         return anyAttached ? own + attached.withLock { $0.providers[capability] ?? [] } : own
     }
 
@@ -208,14 +216,14 @@ final class Registry: @unchecked Sendable {
 
     private func leastLoaded(_ list: [Agent]) -> Agent? {
         guard !list.isEmpty else { return nil }
-        if list.count == 1 { return list[0] }
+        if list.count == 1 { return list[0].isRetired ? nil : list[0] }
         let start = rotation.add(1, ordering: .relaxed).newValue
         var best: Agent?
         var bestLoad = Int.max
         for i in 0..<list.count {
             let a = list[(start + i) % list.count]
             let l = a.load.load(ordering: .relaxed)
-            if l < bestLoad { best = a; bestLoad = l }
+            if l < bestLoad && !a.isRetired { best = a; bestLoad = l }
         }
         return best
     }
@@ -224,15 +232,16 @@ final class Registry: @unchecked Sendable {
         try Subject.validatePattern(pattern)
         try ReservedNames.check(pattern, as: .pattern)
         subLock.withLock {
-            subscriptions.insert(pattern, a)
+            if !staged.contains(ObjectIdentifier(a)) { subscriptions.insert(pattern, a) }
             patternsByAgent[ObjectIdentifier(a), default: []].insert(pattern)
         }
     }
 
     func unsubscribe(_ a: Agent, _ pattern: String) -> Bool {
         subLock.withLock {
-            patternsByAgent[ObjectIdentifier(a)]?.remove(pattern)
-            return subscriptions.remove(pattern, a)
+            let had = patternsByAgent[ObjectIdentifier(a)]?.remove(pattern) != nil
+            let live = subscriptions.remove(pattern, a)
+            return staged.contains(ObjectIdentifier(a)) ? had : live
         }
     }
 
@@ -243,4 +252,103 @@ final class Registry: @unchecked Sendable {
     func subscriptions(of a: Agent) -> [String] {
         subLock.withLock { (patternsByAgent[ObjectIdentifier(a)] ?? []).sorted() }
     }
+
+    // MARK: reload (Host+Reload.swift); called from the reload thread only
+
+    /// Records what `a` subscribes to without making it live: a new
+    /// version subscribes during its init, while the old one still serves.
+    func stage(_ a: Agent) { subLock.withLock { _ = staged.insert(ObjectIdentifier(a)) } }
+
+    /// Puts `new` where `old` was, in one step for lookups: names,
+    /// capabilities and subscriptions. `old` nil: a new plugin's agent.
+    /// A plugin agent of the start (lock-free tables) is retired and the
+    /// new one joins the attached table, which lookups consult next.
+    func swapIn(_ new: Agent, for old: Agent?) throws(PlexusError) {
+        if new.meters == nil { new.meters = old?.meters ?? metrics?.agent(new.name, exclusive: new.link == nil && new.concurrency == 1) }
+        new.trafficSlot = traffic.slot(for: new.name)
+        let added: Bool = try attached.withLock { t throws(PlexusError) -> Bool in
+            if let old, t.agents[old.name] === old {
+                t.agents[old.name] = new
+                if let i = t.order.firstIndex(where: { $0 === old }) { t.order[i] = new }
+                for c in old.capabilities {
+                    t.providers[c]?.removeAll { $0 === old }
+                    if t.providers[c]?.isEmpty == true { t.providers[c] = nil }
+                }
+                for c in new.capabilities { t.providers[c, default: []].append(new) }
+                return false
+            }
+            let staticHolder = agents[new.name].map { !$0.isRetired && $0 !== old } ?? false
+            if staticHolder || t.agents[new.name] != nil {
+                throw PlexusError(.INVALID_ARGUMENT, "agent name '\(new.name)' is already taken by a running agent")
+            }
+            t.agents[new.name] = new
+            t.order.append(new)
+            for c in new.capabilities { t.providers[c, default: []].append(new) }
+            return true
+        }
+        if added { attachedCount.add(1, ordering: .releasing) }
+        if let old, agents[old.name] === old { old.retired.store(true, ordering: .releasing) }
+        moveSubscriptions(from: old, to: new)
+    }
+
+    /// Undoes swapIn (a rollback): `old` serves again, `new` is gone.
+    func swapBack(_ old: Agent, over new: Agent) {
+        if agents[old.name] === old {
+            old.retired.store(false, ordering: .releasing)
+            // As detach, but the meters stay: they are old's too.
+            let removed: Bool = attached.withLock { t in
+                guard t.agents[new.name] === new else { return false }
+                t.agents[new.name] = nil
+                t.order.removeAll { $0 === new }
+                for c in new.capabilities {
+                    t.providers[c]?.removeAll { $0 === new }
+                    if t.providers[c]?.isEmpty == true { t.providers[c] = nil }
+                }
+                return true
+            }
+            if removed { attachedCount.subtract(1, ordering: .relaxed) }
+        } else {
+            attached.withLock { t in
+                guard t.agents[new.name] === new else { return }
+                t.agents[new.name] = old
+                if let i = t.order.firstIndex(where: { $0 === new }) { t.order[i] = old }
+                for c in new.capabilities {
+                    t.providers[c]?.removeAll { $0 === new }
+                    if t.providers[c]?.isEmpty == true { t.providers[c] = nil }
+                }
+                for c in old.capabilities { t.providers[c, default: []].append(old) }
+            }
+        }
+        moveSubscriptions(from: new, to: old)
+    }
+
+    /// An unloaded agent: no longer found, no longer subscribed.
+    func retire(_ a: Agent) {
+        if agents[a.name] === a {
+            a.retired.store(true, ordering: .releasing)
+            moveSubscriptions(from: a, to: nil)
+        } else {
+            detach(a)
+        }
+    }
+
+    /// The subscriptions of `from` stop (kept on record, staged, for a
+    /// rollback); those `to` recorded start.
+    private func moveSubscriptions(from: Agent?, to: Agent?) {
+        subLock.withLock {
+            if let from {
+                for p in patternsByAgent[ObjectIdentifier(from)] ?? [] { subscriptions.remove(p, from) }
+                staged.insert(ObjectIdentifier(from))
+            }
+            if let to {
+                for p in patternsByAgent[ObjectIdentifier(to)] ?? [] { subscriptions.insert(p, to) }
+                staged.remove(ObjectIdentifier(to))
+            }
+        }
+    }
+}
+
+extension Agent {
+    /// Replaced or unloaded by a reload; see Agent.retired.
+    @inline(__always) var isRetired: Bool { retired.load(ordering: .acquiring) }
 }

@@ -17,7 +17,7 @@ public struct PluginReport: Sendable, Codable, Equatable {
     }
 
     public var file: String
-    public var status: String             // "loaded" or "refused"
+    public var status: String             // "loaded", "refused", "missing" or "unloaded"
     public var name: String?
     public var version: String?
     public var abi: String?
@@ -29,6 +29,9 @@ public struct PluginReport: Sendable, Codable, Equatable {
     public var subscriptions: [String]?
     public var error: String?             // status name, e.g. "ABI_MISMATCH"
     public var reason: String?
+    /// What the last reload of this file came to while the host ran
+    /// (upgraded, on probation, rolled back and why); nil if none.
+    public var reload: String? = nil
 
     init(loaded d: PluginDescriptor, file: String, subscriptions: [String]) {
         self.file = file
@@ -97,6 +100,8 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var resident_bytes: Int? = nil
     /// The last operator action on it: "stop by client:4242" (nil: none yet).
     public var last_action: String? = nil
+    /// The version its plugin's descriptor declares; nil for the host's own agents and clients.
+    public var version: String? = nil
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

@@ -43,7 +43,7 @@ extension Router {
                 guard a.streams else { return Next.none }
                 switch a.admit(Unmanaged.passRetained(m), force: true) {
                 case .accepted(let wake): return wake ? Next.wake(a) : Next.none
-                case .full, .closed: return Next.none   // the final answer will say why, or the agent is gone
+                case .full, .closed, .redirected: return Next.none   // the final answer will say why, or the agent is gone (force never redirects)
                 }
             case .stream(let f): return Next.callback(f)
             case .callback: return Next.none   // a single-answer caller: only the final reply

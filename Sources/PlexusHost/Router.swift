@@ -245,6 +245,9 @@ final class Router: @unchecked Sendable {
             // runs right here: no dispatcher thread has to wake up for it.
             if let link = a.link { runWorkerBatch(a, link) } else { dispatcher.schedule(a) }
         case .full: throw PlexusError(.MAILBOX_FULL, "agent '\(a.name)' has \(a.capacity) messages waiting, its mailbox's limit")
+        case .redirected(let next):   // a reload replaced a: its request now waits for next's answer
+            u._withUnsafeGuaranteedRef { m in if m.isQuery { pending.transfer(m.id, from: a, to: next) } }
+            try admit(u, to: next, force: force)
         case .closed:
             // Given up by its supervisor while the host runs on: say so, not "shutting down".
             if a.state == .terminated, let why = a.link?.givenUpReason {

@@ -112,4 +112,43 @@ final class Supervisor: @unchecked Sendable {
             }
         }
     }
+
+    // MARK: reload (Host+Reload.swift)
+
+    /// A new version's worker takes over the agent's place: its restarts,
+    /// a fresh circuit. The old worker is no longer supervised.
+    func replace(_ name: String, with link: WorkerLink) {
+        lock.withLock {
+            links[name]?.supervisor = nil
+            links[name] = link
+            breakers[name] = breakerTemplate
+            link.supervisor = self
+            publishCircuit(name)
+        }
+    }
+
+    /// A plugin added while the host runs: its agents join the root like
+    /// unnamed agents at start. The tree is rebuilt with them, which
+    /// forgets its restart history (the intensity windows start afresh).
+    func join(_ agents: [(String, WorkerLink)]) {
+        lock.withLock {
+            let spec = SupervisionTree.completing(tree.root, with: agents.map(\.0))
+            if spec != tree.root { tree = SupervisionTree(root: spec, now: Supervisor.now) }
+            for (name, link) in agents {
+                links[name] = link
+                breakers[name] = breakerTemplate
+                link.supervisor = self
+                publishCircuit(name)
+            }
+        }
+    }
+
+    /// An unloaded agent: its worker is no longer supervised.
+    func forget(_ name: String, link: WorkerLink) {
+        lock.withLock {
+            guard links[name] === link else { return }
+            links[name] = nil
+            link.supervisor = nil
+        }
+    }
 }

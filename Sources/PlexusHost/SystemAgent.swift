@@ -16,7 +16,11 @@ struct SystemAgent: BuiltinBehavior {
          .init(name: "plexus.trace.get", description: "one trace's spans in start order: {\"trace\": 32 hex digits}", input: "JSON object",
                output: "JSON object: trace, spans"),
          .init(name: "plexus.trace.list", description: "the most recent traces: {\"last\": N} (default 20)", input: "JSON object",
-               output: "JSON object: status, traces (oldest first)")]
+               output: "JSON object: status, traces (oldest first)"),
+         .init(name: "plexus.plugins.reload", description: "load, upgrade or unload a plugin from its file: {\"target\": NAME or FILE}",
+               input: "JSON object", output: "JSON object: file, plugin, version, previous, outcome"),
+         .init(name: "plexus.plugins.unload", description: "drain and stop a plugin's agents: {\"target\": NAME or FILE}",
+               input: "JSON object", output: "JSON object: file, plugin, version, outcome")]
     }
 
     func handle(_ m: Message, agent: Agent, router: Router) -> plexus_status {
@@ -32,6 +36,9 @@ struct SystemAgent: BuiltinBehavior {
         case "plexus.audit":
             let a = host.auditEvents
             body = try? encoder.encode(AuditReport(total: a.total, recent: a.recent, actions: host.controlRecords))
+        case "plexus.plugins.reload", "plexus.plugins.unload":
+            reloadCommand(env, agent: agent, router: router)   // answered from the reload thread
+            return 0
         case "plexus.trace.get", "plexus.trace.list":
             switch traceQuery(env) {
             case .success(let data): body = data
@@ -79,5 +86,30 @@ extension SystemAgent {
         let report = host.trace(id)   // no spans: the CLI says why (never seen, overwritten, tracing off)
         return (try? encoder.encode(report)).map { .success($0) }
             ?? .failure(PlexusError(.INTERNAL, "plexus.trace.get: the trace could not be encoded"))
+    }
+}
+
+extension SystemAgent {
+    /// plexus.plugins.reload / .unload {"target": NAME or FILE}: answered
+    /// once the reload thread has loaded and started (or refused) the file.
+    func reloadCommand(_ env: Envelope, agent: Agent, router: Router) {
+        let id = env.id
+        let answer: @Sendable (Result<JSONValue, PlexusError>) -> Void = { r in
+            let reply: Envelope
+            switch r {
+            case .success(let v):
+                reply = Envelope(kind: .response, target: .reply, payload: Array(v.text.utf8), contentType: "application/json", correlationID: id)
+            case .failure(let e):
+                reply = Envelope(kind: .error, target: .reply,
+                                 payload: Array(JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text.utf8),
+                                 contentType: "application/json", correlationID: id, status: e.status)
+            }
+            reply.withCEnvelope { r in _ = try? router.reply(r, from: HostTable.origin(agent)) }
+        }
+        guard case .object(let o)? = try? JSONValue.parse(env.payload), case .string(let target)? = o["target"], !target.isEmpty else {
+            answer(.failure(PlexusError(.INVALID_ARGUMENT, "\(env.target.name): the payload must be {\"target\": \"NAME or FILE\"}")))
+            return
+        }
+        if env.target.name == "plexus.plugins.reload" { host.reload(target, reply: answer) } else { host.unload(target, reply: answer) }
     }
 }

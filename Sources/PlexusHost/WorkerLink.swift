@@ -98,6 +98,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var lastPingAt: Int64 = 0
     private var terminatedAt: Int64 = 0     // when SIGTERM went to a hung worker
 
+    /// A reload watching this worker (Host+Reload.swift): a new version's
+    /// finished deliveries count towards its probation, and a crash of
+    /// either version hands its mail to the other instead of a restart.
+    let reloadHook = Mutex<(any ReloadHook)?>(nil)
+
     /// Deliveries a worker may have unfinished at once.
     static let window = 1024
 
@@ -507,6 +512,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             for (m, t) in traced { router.handled(m, by: agent, start: t, end: now, status: 0) }
         }
         if n > 0 { agent?.finishedWork(n) }
+        if n > 0, let hook = reloadHook.withLock({ $0 }) { hook.finished(n, on: self) }
         if n > 0, let name = agent?.name { supervisor?.succeeded(name) }
         reopen()
     }
@@ -573,6 +579,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent else { return }
         if agent.state == .active { agent.state = .suspended }
         agent.load.subtract(unfinished.count, ordering: .relaxed)   // requeued ones count again below
+        if let hook = reloadHook.withLock({ $0 }), hook.workerDied(self, agent: agent, exit: x, unfinished: unfinished) { return }
         let bySupervisor = lock.withLock { () -> Bool in defer { restartingForSupervisor = false }; return restartingForSupervisor }
         if bySupervisor {   // stopped to restart with a sibling: nothing failed
             logger.notice("worker restarted with its siblings", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)"])

@@ -18,7 +18,10 @@ struct RunCommand: ParsableCommand {
         discussion: """
             On SIGINT or SIGTERM the host stops taking new messages, lets accepted work finish for up to \
             --shutdown-grace-ms, then hands back what is left (dead-lettered, callers answered SHUTTING_DOWN) \
-            and stops agents in reverse start order.
+            and stops agents in reverse start order. While it runs it watches the plugins directory \
+            (plexus.yaml reload.watch): a .so copied in is loaded, a changed one replaces the running version \
+            without stopping its callers (rolled back if it fails to start or crashes on probation), a removed \
+            one drains and stops.
             """)
 
     @OptionGroup var options: HostSetup
@@ -106,6 +109,9 @@ struct RunCommand: ParsableCommand {
             server.stop()
             host.shutdown()
             throw CLIError("\(error)")
+        }
+        if config.reload.watch {   // plugin files added, changed or removed from now on are loaded, upgraded, unloaded
+            do { try host.watchPlugins() } catch { FileHandleErr.note("plexus: not watching \(options.pluginsDirectory) for plugin changes: \(error.detail)") }
         }
         let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
         FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path), store \(path)")
