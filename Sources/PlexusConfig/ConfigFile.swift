@@ -85,7 +85,7 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 /// tracing:                     # spans of what the host routes (`plexus trace`)
 ///   enabled: true
 ///   spans: 16384               # records the ring keeps; the oldest are overwritten
-///   rate: 20000                # messages recorded per second at most (0: all)
+///   rate: 2000                 # messages recorded per second at most (0: all)
 /// ```
 public enum ConfigFile {
     public static func load(path: String, into base: HostConfiguration) throws(ConfigError) -> HostConfiguration {

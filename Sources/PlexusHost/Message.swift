@@ -1,3 +1,4 @@
+import PlexusMetrics
 import CPlexus
 import CPlexusInternal
 import PlexusCore
@@ -17,6 +18,12 @@ struct MessageHeader {
     var parentSpan: UInt64 = 0
     var tRoute: Int64 = 0
     var tRouted: Int64 = 0
+    /// An answer to an in-process agent's request, with metrics on: the
+    /// request's plexus_request_seconds and its start (meter-clock ticks),
+    /// recorded when the requester starts handling this answer (Router.invoke)
+    /// at the clock read its handler start needs anyway. Nil otherwise.
+    var answerTimer: Unmanaged<AtomicHistogram>? = nil
+    var answerStart: Int64 = 0
 }
 
 /// One message in flight: its encoded wire frame, tail-allocated after a small

@@ -130,6 +130,13 @@ final class PendingShard: @unchecked Sendable {
         /// or HostMetrics, which all outlive the request.
         var timer: Unmanaged<AtomicHistogram>? = nil
         var startTicks: Int64 = 0
+        /// Whether the requester records the request's time itself, when it
+        /// starts handling the answer: an in-process agent with meters
+        /// (Router.invoke reads the clock there anyway).
+        var requesterTimesItself: Bool {
+            if case .agent(let a) = requester { return a.link == nil && a.metersRef != nil }
+            return false
+        }
         /// The request's trace: its reply continues it, whoever sends the
         /// reply and whenever (a worker may answer after its handler returned).
         var trace: plexus_id = .none

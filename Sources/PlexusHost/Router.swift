@@ -297,7 +297,11 @@ final class Router: @unchecked Sendable {
         guard let entry = pending.take(rid, responderID: o.agentID) else {
             throw lateAnswer(&c, from: o)
         }
-        Router.observeAnswer(entry)
+        // The caller's view ends when it starts handling the answer: for an
+        // in-process agent with meters, at its handler's start (invoke);
+        // for any other caller, now.
+        let deferred = entry.timer != nil && entry.requesterTimesItself
+        if !deferred { Router.observeAnswer(entry) }
         // A sandboxed agent's failures reach the host as the ERROR its worker answers.
         if c.kind == MessageKind.error.rawValue, let a = o.agent, a.link != nil, let mt = a.meters { mt.failed.increment(Int(c.status)) }
         let t0 = entry.traced ? Tracer.now() : 0
@@ -314,9 +318,11 @@ final class Router: @unchecked Sendable {
         let m: Message
         do { m = try Message.make(&c, maxPayload: limits.maxPayload) } catch {
             // The requester still gets an answer: why the reply could not travel.
+            if deferred { Router.observeAnswer(entry) }
             answer(entry.requester, requestID: rid, status: error.status, detail: "the reply was refused: \(error.detail)")
             throw error
         }
+        if deferred { m.header.answerTimer = entry.timer; m.header.answerStart = entry.startTicks }
         // Recorded when its request was: a trace is whole or absent, and a
         // reply does not spend tracing.rate's budget a second time.
         if t0 != 0 { stamp(m, t0: t0, parent: Tracer.handleSpan(of: rid)) }
@@ -354,6 +360,7 @@ final class Router: @unchecked Sendable {
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
+                if let t = m.header.answerTimer { t._withUnsafeGuaranteedRef { $0.observeTicks(max(0, plexus_ticks() - m.header.answerStart)) } }
                 deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)", cause: Int(error.status))
             }
         case .callback(let f), .stream(let f):
@@ -406,6 +413,7 @@ final class Router: @unchecked Sendable {
         let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start (a worker's: WorkerLink)
         let meters = agent.metersRef
         let started = meters == nil ? 0 : chained != 0 ? chained : plexus_ticks()
+        if let t = h.answerTimer { t._withUnsafeGuaranteedRef { $0.observeTicks(max(0, started - h.answerStart)) } }
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }

@@ -11,9 +11,9 @@ public struct TracingSettings: Sendable, Equatable {
     /// clock is a window); beyond it messages go unrecorded until the next
     /// second (0: no limit). What keeps
     /// tracing's cost on a saturated host to a few percent.
-    public var rate = 20_000
+    public var rate = 2_000
 
-    public init(enabled: Bool = true, spans: Int = 16_384, rate: Int = 20_000) {
+    public init(enabled: Bool = true, spans: Int = 16_384, rate: Int = 2_000) {
         self.enabled = enabled; self.spans = spans; self.rate = rate
     }
 }

@@ -8,7 +8,7 @@ import Testing
 struct TracingConfigTests: ConfigParsing {
 
     @Test func theKeysAreReadAndDefaultToOn() throws {
-        #expect(try parse("store: { path: x.db }\n").tracing == TracingSettings(enabled: true, spans: 16_384, rate: 20_000))
+        #expect(try parse("store: { path: x.db }\n").tracing == TracingSettings(enabled: true, spans: 16_384, rate: 2_000))
         #expect(try parse("tracing: { enabled: false }\n").tracing.enabled == false)
         #expect(try parse("tracing:\n  spans: 1024\n  rate: 0\n").tracing == TracingSettings(enabled: true, spans: 1024, rate: 0))
     }
