@@ -59,7 +59,7 @@ struct List: ParsableCommand {
 // MARK: operator actions
 
 /// One operator action on the running host's agent NAME; prints what it did.
-private func act(_ action: OperatorAction, _ name: String, _ options: ConnectionOptions, json: Bool,
+private func operatorAct(_ action: OperatorAction, _ name: String, _ options: ConnectionOptions, json: Bool,
                  timeoutMs: Int64? = nil) throws {
     bootstrapLogging(default: .error)
     let c = try options.hostForState()
@@ -78,62 +78,61 @@ private func act(_ action: OperatorAction, _ name: String, _ options: Connection
     print("\(out.agent): \(out.state) (\(out.detail)\(out.pid.map { "; worker pid \($0)" } ?? ""))")
 }
 
+/// What every operator action takes: the agent, --json, and the host to ask.
+struct AgentTarget: ParsableArguments {
+    @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+    @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
+    @OptionGroup var options: ConnectionOptions
+
+    func act(_ action: OperatorAction, timeoutMs: Int64? = nil) throws {
+        try operatorAct(action, name, options, json: json, timeoutMs: timeoutMs)
+    }
+}
+
 extension AgentsCommand {
     struct Restart: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop an agent, then start it again (a new worker, or init again); counted in its restarts.")
-        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
-        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
-        @OptionGroup var options: ConnectionOptions
-        func run() throws { try act(.restart, name, options, json: json) }
+        @OptionGroup var target: AgentTarget
+        func run() throws { try target.act(.restart) }
     }
 
     struct Stop: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop an agent: no new mail (senders get SHUTTING_DOWN), what waits is handed back, what runs finishes within the shutdown grace, its worker exits; it is not restarted until `plexus agents start`.")
-        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
-        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
-        @OptionGroup var options: ConnectionOptions
-        func run() throws { try act(.stop, name, options, json: json) }
+        @OptionGroup var target: AgentTarget
+        func run() throws { try target.act(.stop) }
     }
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Start a stopped agent, or one its supervisor terminated after too many crashes: a new worker, or init again.")
-        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
-        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
-        @OptionGroup var options: ConnectionOptions
-        func run() throws { try act(.start, name, options, json: json) }
+        @OptionGroup var target: AgentTarget
+        func run() throws { try target.act(.start) }
     }
 
     struct Suspend: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Suspend an agent: its mail queues (senders get MAILBOX_FULL once its mailbox is full) but none is handed to it until resume.")
-        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
-        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
-        @OptionGroup var options: ConnectionOptions
-        func run() throws { try act(.suspend, name, options, json: json) }
+        @OptionGroup var target: AgentTarget
+        func run() throws { try target.act(.suspend) }
     }
 
     struct Resume: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Resume a suspended agent: what queued is delivered, in order.")
-        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
-        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
-        @OptionGroup var options: ConnectionOptions
-        func run() throws { try act(.resume, name, options, json: json) }
+        @OptionGroup var target: AgentTarget
+        func run() throws { try target.act(.resume) }
     }
 
     struct Drain: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Drain an agent: no new mail, everything queued and running finishes, then it stops (past --timeout it is stopped as `stop` does).")
-        @Argument(help: "The agent's name, as `plexus agents` lists it.") var name: String
+        @OptionGroup var target: AgentTarget
         @Option(name: .long, help: "Seconds to wait for the drain before stopping what is left (default 30).") var timeout: Double = 30
-        @Flag(name: .long, help: "Print the host's JSON answer.") var json = false
-        @OptionGroup var options: ConnectionOptions
         func validate() throws {
             guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be more than 0 and at most 86400 seconds, not \(timeout)") }
         }
-        func run() throws { try act(.drain, name, options, json: json, timeoutMs: Int64(timeout * 1000)) }
+        func run() throws { try target.act(.drain, timeoutMs: Int64(timeout * 1000)) }
     }
 }

@@ -13,15 +13,8 @@ import Tracing
 struct SpanExportTests {
     @Test func aRequestAcrossAWorkerAndAnInProcessAgentReachesTheTracerAsOneTree() throws {
         let sink = InMemoryTracer()
-        var c = HostConfiguration(pluginsDirectory: nil)
-        c.threads = 2
-        c.sandbox = .process
-        c.spanSink = sink
-        let textkit = PipelineTests.plugins + "/textkit.so"
-        var s = c.settings(for: textkit)
-        s.sandbox = .inProcess
-        c.plugins["textkit"] = s
-        try withServedHost(c, files: [try Fixtures.build("relay.c", name: "relay"), textkit]) { host, socket in
+        // relay (C) in a sandboxed worker, textkit in the host's process.
+        try TracingTests().withRig(configure: { $0.spanSink = sink }) { host, socket in
             let path = Fixtures.dir + "/export-\(UUID().uuidString.prefix(8)).txt"
             try "text.stats\nexported words".write(toFile: path, atomically: true, encoding: .utf8)
             let call = try PlexusCommand.run(["call", "relay.ask", "--file", path, "--verbose", "--socket", socket], in: Fixtures.dir)

@@ -11,7 +11,9 @@ import Testing
 @Suite("Tracing", .serialized)
 struct TracingTests {
     /// relay (C) in a sandboxed worker, textkit in the host's process.
-    func withRig(_ tracing: TracingSettings = TracingSettings(), _ body: (Host, String) throws -> Void) throws {
+    /// `configure`: more settings (SpanExportTests hands spans to a Tracer).
+    func withRig(_ tracing: TracingSettings = TracingSettings(), configure: (inout HostConfiguration) -> Void = { _ in },
+                 _ body: (Host, String) throws -> Void) throws {
         var c = HostConfiguration(pluginsDirectory: nil)
         c.threads = 2
         c.sandbox = .process
@@ -20,6 +22,7 @@ struct TracingTests {
         var s = c.settings(for: textkit)
         s.sandbox = .inProcess
         c.plugins["textkit"] = s
+        configure(&c)
         try withServedHost(c, files: [try Fixtures.build("relay.c", name: "relay"), textkit], body)
     }
 
