@@ -914,6 +914,12 @@ int main(int argc, char **argv) {
     setpgid(0, 0);
     close_range(FILTER_FD + 1, ~0U, 0);
     signal(SIGPIPE, SIG_IGN);
+    /* The umask is inherited, and the host's is not always its own: its
+    ** socket server narrows it to 0177 for the moment it binds, and a worker
+    ** spawned in that moment (a warm one, at start) would make its root's
+    ** /.plexus 0600 and the plugin image 0400, which uid 65534 cannot open
+    ** (dlopen: Permission denied, when that warm worker was used). */
+    umask(022);
     channel_init(CHANNEL_FD, max_payload);
     channel_attach_ring();
 

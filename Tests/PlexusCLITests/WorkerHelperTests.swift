@@ -32,6 +32,19 @@ struct WorkerHelperTests {
         try PlexusCommand.run(args, in: dir, unset: ["PLEXUS_WORKER", "PLEXUS_SANDBOX"], executable: dir + "/plexus")
     }
 
+    /// A worker does not take the host's umask: a host whose umask was 0177
+    /// when it spawned a worker (its socket server narrows it that far while
+    /// it binds, and warm workers start then) still has a worker that can
+    /// open the plugin image its root holds for uid 65534.
+    @Test func aWorkerSpawnedUnderANarrowUmaskStillLoadsItsPlugin() throws {
+        let dir = try install(withHelper: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = "umask 177 && exec ./plexus call echo --embedded --sandbox process --plugins ./plugins --json '{\"umask\":177}'"
+        let r = try PlexusCommand.run(["-c", script], in: dir, unset: ["PLEXUS_WORKER", "PLEXUS_SANDBOX"], executable: "/bin/sh")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("\"umask\":177"), "\(r.out)")
+    }
+
     @Test func callEchoAnswersThroughTheHelperBesideTheExecutable() throws {
         let dir = try install(withHelper: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
