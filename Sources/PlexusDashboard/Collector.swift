@@ -102,7 +102,7 @@ final class Collector: Sendable {
         if let last {
             fresh = (try? store.events(after: last, limit: 500)) ?? []
         } else {
-            fresh = ((try? store.latestEvents(100)) ?? []).reversed()
+            fresh = (try? store.latestEvents(100)) ?? []   // oldest first already: `last` above must be the newest
         }
         let encoded = fresh.map { (seq: $0.seq, json: Self.event($0).text) }
         published.withLock { p in

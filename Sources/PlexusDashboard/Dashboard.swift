@@ -45,7 +45,11 @@ public final class Dashboard: Sendable {
         }
         router.get("api/events") { request, _ in
             collector.want()
-            let after = request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+            let given = request.uri.queryParameters["after"].map(String.init)
+            guard let after = given.map({ Int64($0) }) ?? 0, after >= 0 else {
+                let why = JSONValue.object(["error": .string("after is an event's sequence number (0 or more), not '\(given ?? "")'")])
+                return Self.reply(why.text, type: "application/json", status: .badRequest)
+            }
             let events = collector.published.withLock { $0.events.filter { $0.seq > after }.map(\.json) }
             return Self.reply("[" + events.joined(separator: ",") + "]", type: "application/json")
         }

@@ -33,6 +33,7 @@ public final class HTTPServer: Sendable {
         guard let listen = settings.listen else { throw StartError(description: "no HTTP address given") }
         let router = Routes()
         router.add(middleware: BearerToken(token: settings.token))
+        if settings.token == nil { router.add(middleware: LoopbackHost()) }   // no token: loopback names only
         let health: @Sendable (Request, BasicRequestContext) -> Response = { _, _ in
             healthy() ? .text("ok\n") : .text("shutting down\n", status: .serviceUnavailable)
         }

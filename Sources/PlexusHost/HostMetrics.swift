@@ -213,12 +213,14 @@ extension Host {
         }
         Exposition.header(&out, "plexus_agent_state", type: "gauge", help: HostMetrics.help["plexus_agent_state"]!)
         for a in agents {
-            let s = a.state
-            for k in states { Exposition.sample(&out, "plexus_agent_state", [("agent", a.name), ("state", k.rawValue)], k == s ? 1 : 0) }
+            let s = reportedState(a)   // as `plexus agents` shows it: an operator's suspension included
+            for k in states { Exposition.sample(&out, "plexus_agent_state", [("agent", a.name), ("state", k.rawValue)], k.rawValue == s ? 1 : 0) }
         }
         let workers = agents.compactMap { a in a.link.map { (a, $0.status) } }
         Exposition.header(&out, "plexus_agent_restarts_total", type: "counter", help: HostMetrics.help["plexus_agent_restarts_total"]!)
-        for (a, w) in workers { Exposition.sample(&out, "plexus_agent_restarts_total", [("agent", a.name)], Double(w.restarts)) }
+        for (a, w) in workers {   // the supervisor's restarts and the operator's, as `plexus agents` counts them
+            Exposition.sample(&out, "plexus_agent_restarts_total", [("agent", a.name)], Double(w.restarts + control.report(a.name).restarts))
+        }
         Exposition.header(&out, "plexus_denied_syscalls_total", type: "counter", help: HostMetrics.help["plexus_denied_syscalls_total"]!)
         for (a, w) in workers { Exposition.sample(&out, "plexus_denied_syscalls_total", [("agent", a.name)], Double(w.denied)) }
         let usage = workers.compactMap { (a, w) in w.pid.flatMap { pid in ProcUsage.read(pid: pid).map { (a.name, pid, $0) } } }

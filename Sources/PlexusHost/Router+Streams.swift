@@ -92,6 +92,7 @@ extension Router {
         c.id = ids.next()
         c.sender = UnsafePointer(hostName)
         guard let m = try? Message.make(&c, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) else { return }
+        if let r = metricsRef { r._withUnsafeGuaranteedRef { $0.countRouted(MessageKind.cancel.rawValue) } }
         do throws(PlexusError) { try admit(Unmanaged.passRetained(m), to: a, force: true) } catch {
             deadLetters.record(m, reason: "cancel of \(rid.hex) for '\(a.name)': \(error.detail)", cause: Int(error.status))
         }

@@ -303,7 +303,11 @@ final class Router: @unchecked Sendable {
         let deferred = entry.timer != nil && entry.requesterTimesItself
         if !deferred { Router.observeAnswer(entry) }
         // A sandboxed agent's failures reach the host as the ERROR its worker answers.
-        if c.kind == MessageKind.error.rawValue, let a = o.agent, a.link != nil, let mt = a.meters { mt.failed.increment(Int(c.status)) }
+        // (`plexus agents` FAILED as well as /metrics: both count them.)
+        if c.kind == MessageKind.error.rawValue, let a = o.agent, a.link != nil {
+            a.failed.wrappingAdd(1, ordering: .relaxed)
+            a.meters?.failed.increment(Int(c.status))
+        }
         let t0 = entry.traced ? Tracer.now() : 0
         c.struct_size = UInt32(MemoryLayout<plexus_envelope>.size)
         c.kind = c.kind == MessageKind.error.rawValue ? c.kind : MessageKind.response.rawValue

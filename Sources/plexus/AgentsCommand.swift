@@ -129,7 +129,7 @@ extension AgentsCommand {
         static let configuration = CommandConfiguration(
             abstract: "Drain an agent: no new mail, everything queued and running finishes, then it stops (past --timeout it is stopped as `stop` does).")
         @OptionGroup var target: AgentTarget
-        @Option(name: .long, help: "Seconds to wait for the drain before stopping what is left (default 30).") var timeout: Double = 30
+        @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for the drain before stopping what is left (default 30).") var timeout: Double = 30
         func validate() throws {
             guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be more than 0 and at most 86400 seconds, not \(timeout)") }
         }

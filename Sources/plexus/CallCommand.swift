@@ -13,7 +13,7 @@ struct CallCommand: ParsableCommand {
         discussion: """
             TARGET is a capability name (echo), agent:NAME, or topic:SUBJECT.
             The reply's payload is printed on stdout as is; an error is printed on
-            stderr and the exit status is 1 (2 for a usage error, 3 when --socket names no host).
+            stderr and the exit status is 1 (2 for a usage error, 3 when the running host goes away before it answers).
             With --stream, each partial answer of a streaming reply is printed on its own
             line as it arrives, before the final answer. Ctrl-C cancels the request: the
             agent handling it is told, and the exit status is 130 (a second Ctrl-C quits at once).
@@ -34,7 +34,7 @@ struct CallCommand: ParsableCommand {
 
     func validate() throws {
         if json != nil && file != nil { throw ValidationError("give the payload with --json or --file, not both") }
-        if !(timeout > 0 && timeout <= 86_400) { throw ValidationError("--timeout must be between 0 and 86400 seconds, got \(timeout)") }
+        if !(timeout > 0 && timeout <= 86_400) { throw ValidationError("--timeout must be more than 0 and at most 86400 seconds, not \(timeout)") }
         if let traceparent {
             let r: Result<TraceParent, PlexusError> = Result { () throws(PlexusError) in try TraceParent(parsing: traceparent) }
             if case .failure(let e) = r { throw ValidationError("--traceparent: \(e.detail)") }

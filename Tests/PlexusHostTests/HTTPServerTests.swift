@@ -24,6 +24,13 @@ struct HTTPServerTests {
         let ok = try HTTPGet.get(port: port, "/healthz")
         #expect(ok.status == 200 && ok.body == "ok\n")
         #expect(try HTTPGet.get(port: port, "/nothing-here").status == 404)
+        // Open without a token, it answers to loopback names only: a page
+        // whose DNS name was rebound to 127.0.0.1 names its own domain.
+        let rebound = try HTTPGet.get(port: port, "/metrics", authority: "evil.example:\(port)")
+        #expect(rebound.status == 421 && rebound.body.contains("loopback names only"), "\(rebound.status) \(rebound.body)")
+        #expect(try HTTPGet.get(port: port, "/healthz", authority: "localhost:\(port)").status == 200)
+        #expect(try HTTPGet.get(port: port, "/healthz", authority: "127.0.0.1").status == 200)
+        #expect(try HTTPGet.get(port: port, "/healthz", authority: "127.0.0.1.evil.example").status == 421)
     }
 
     @Test func aTokenIsDemandedEverywhereButHealthz() throws {

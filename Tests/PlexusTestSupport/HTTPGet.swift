@@ -13,8 +13,10 @@ public enum HTTPGet {
         public let description: String
     }
 
-    public static func get(port: Int, _ path: String, host: String = "127.0.0.1", headers: [String: String] = [:]) throws -> Reply {
-        try request("GET", port: port, path, host: host, headers: headers)
+    /// `authority`: the Host header to send (default: the address connected to).
+    public static func get(port: Int, _ path: String, host: String = "127.0.0.1", authority: String? = nil,
+                           headers: [String: String] = [:]) throws -> Reply {
+        try request("GET", port: port, path, host: host, authority: authority, headers: headers)
     }
 
     /// A form POST (application/x-www-form-urlencoded).
@@ -23,7 +25,7 @@ public enum HTTPGet {
     }
 
     public static func request(_ method: String, port: Int, _ path: String, host: String = "127.0.0.1",
-                               headers: [String: String] = [:], body: String = "") throws -> Reply {
+                               authority: String? = nil, headers: [String: String] = [:], body: String = "") throws -> Reply {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         defer { close(fd) }
@@ -35,7 +37,7 @@ public enum HTTPGet {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else { throw Failure(description: "connect to \(host):\(port): errno \(errno)") }
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: \(authority ?? "\(host):\(port)")\r\nConnection: close\r\n"
         for (k, v) in headers { request += "\(k): \(v)\r\n" }
         if method != "GET" { request += "Content-Length: \(body.utf8.count)\r\n" }
         request += "\r\n" + body
