@@ -513,12 +513,14 @@ public struct Reader {
     func http(_ node: Node, over base: HTTPSettings) throws(ConfigError) -> HTTPSettings {
         var h = base
         let m = try mapping(node, "http", keys: ["listen", "token", "token_env"])
-        if let t = m["token"] { h.token = try token(t, "http.token") }
+        guard !m.isEmpty else { throw fail(node, "http", "is empty: give listen (such as 127.0.0.1:7400), and a token for an address other machines reach") }
+        if let t = m["token"] { h.token = try httpToken(t, "http.token") }
         if let e = m["token_env"] {
             guard m["token"] == nil else { throw fail(e, "http.token_env", "give token or token_env, not both") }
             let variable = try string(e, "http.token_env")
+            guard !variable.isEmpty else { throw fail(e, "http.token_env", "names the environment variable that holds the token; it is empty") }
             guard let v = getenv(variable), v.pointee != 0 else { throw fail(e, "http.token_env", "the environment variable \(variable) is not set") }
-            h.token = try token(e, "http.token_env", String(cString: v))
+            h.token = try httpToken(e, "http.token_env", String(cString: v))
         }
         if let l = m["listen"] {
             switch HTTPSettings.Address.parse(try string(l, "http.listen")) {
@@ -530,6 +532,16 @@ public struct Reader {
             }
         }
         return h
+    }
+
+    /// An HTTP token travels in an `Authorization: Bearer` header and a
+    /// cookie, where spaces and control characters do not survive.
+    private func httpToken(_ node: Node, _ field: String, _ value: String? = nil) throws(ConfigError) -> String {
+        let t = try token(node, field, value)
+        guard t.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && $0 != ";" && $0 != "," }) else {
+            throw fail(node, field, "a token is printable ASCII without spaces, ';' or ',' (it travels in an Authorization header and a cookie)")
+        }
+        return t
     }
 
     /// `reload:` — how the running host takes in changed plugin files.

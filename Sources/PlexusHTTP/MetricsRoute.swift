@@ -8,12 +8,14 @@ extension HTTPServer {
     /// metrics are off.
     public static func metricsRoute(_ text: @escaping @Sendable () -> String?) -> (Routes) -> Void {
         { router in
-            router.get("metrics") { _, _ -> Response in
+            let metrics: @Sendable (Request, BasicRequestContext) -> Response = { _, _ in
                 guard let body = text() else {
                     return .text("metrics are off: set metrics.enabled in plexus.yaml\n", status: .notFound)
                 }
                 return .text(body, type: Exposition.contentType)
             }
+            router.get("metrics", use: metrics)
+            router.head("metrics", use: metrics)   // a probe asking whether it is there (the server sends no body)
         }
     }
 }

@@ -31,5 +31,9 @@ struct HTTPConfigTests: ConfigParsing {
         #expect(error("http: { token_env: PLEXUS_TEST_SURELY_UNSET_VARIABLE }\n")
                 == "plexus.yaml:1:20: http.token_env: the environment variable PLEXUS_TEST_SURELY_UNSET_VARIABLE is not set")
         #expect(error("http: { port: 1 }\n").hasPrefix("plexus.yaml:1:9: http.port: "))
+        // Found by a stranger's review: accepted silently before.
+        #expect(error("http: {}\n").hasPrefix("plexus.yaml:1:7: http: is empty: give listen"), "\(error("http: {}\n"))")
+        #expect(error("http: { token_env: \"\" }\n") == "plexus.yaml:1:20: http.token_env: names the environment variable that holds the token; it is empty")
+        #expect(error("http: { token: \"                \" }\n").hasPrefix("plexus.yaml:1:16: http.token: a token is printable ASCII without spaces"))
     }
 }

@@ -31,6 +31,8 @@ struct HTTPServerTests {
         #expect(try HTTPGet.get(port: port, "/healthz", authority: "localhost:\(port)").status == 200)
         #expect(try HTTPGet.get(port: port, "/healthz", authority: "127.0.0.1").status == 200)
         #expect(try HTTPGet.get(port: port, "/healthz", authority: "127.0.0.1.evil.example").status == 421)
+        // HEAD answers where GET does (a probe asking whether /metrics is there).
+        #expect(try HTTPGet.request("HEAD", port: port, "/metrics").status == 200)
     }
 
     @Test func aTokenIsDemandedEverywhereButHealthz() throws {
