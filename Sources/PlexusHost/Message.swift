@@ -24,6 +24,13 @@ struct MessageHeader {
     /// at the clock read its handler start needs anyway. Nil otherwise.
     var answerTimer: Unmanaged<AtomicHistogram>? = nil
     var answerStart: Int64 = 0
+
+    /// Records the request this answers (answerTimer) as ended at `now`,
+    /// in meter-clock ticks; nothing when it carries none.
+    @inline(__always)
+    func observeAnswer(at now: Int64) {
+        if let t = answerTimer { t._withUnsafeGuaranteedRef { $0.observeTicks(max(0, now - answerStart)) } }
+    }
 }
 
 /// One message in flight: its encoded wire frame, tail-allocated after a small

@@ -364,7 +364,7 @@ final class Router: @unchecked Sendable {
         switch r {
         case .agent(let a):
             do { try admit(m, to: a, force: true) } catch {
-                if let t = m.header.answerTimer { t._withUnsafeGuaranteedRef { $0.observeTicks(max(0, plexus_ticks() - m.header.answerStart)) } }
+                m.header.observeAnswer(at: plexus_ticks())
                 deadLetters.record(m, reason: "reply to '\(a.name)': \(error.detail)", cause: Int(error.status))
             }
         case .callback(let f), .stream(let f):
@@ -417,7 +417,7 @@ final class Router: @unchecked Sendable {
         let t1 = h.tRoute != 0 ? Tracer.now() : 0   // recorded: the handler's start (a worker's: WorkerLink)
         let meters = agent.metersRef
         let started = meters == nil ? 0 : chained != 0 ? chained : plexus_ticks()
-        if let t = h.answerTimer { t._withUnsafeGuaranteedRef { $0.observeTicks(max(0, started - h.answerStart)) } }
+        h.observeAnswer(at: started)
         let status: plexus_status = CurrentMessage.during(m) {
             if let handle = agent.handleFn, agent.exports.isEmpty {
                 return m.withEnvelope { handle(agent.pluginState, agent.ctx, $0) }

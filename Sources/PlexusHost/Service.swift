@@ -12,19 +12,23 @@ struct ServiceBehavior: BuiltinBehavior {
         let env = m.envelope
         guard env.kind == .query else { return PLEXUS_UNSUPPORTED.status }
         let id = env.id
-        handler(env) { result in
-            let reply: Envelope
-            switch result {
-            case .success(let v):
-                reply = Envelope(kind: .response, target: .reply, payload: Array(v.text.utf8), contentType: "application/json", correlationID: id)
-            case .failure(let e):
-                reply = Envelope(kind: .error, target: .reply,
-                                 payload: Array(JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text.utf8),
-                                 contentType: "application/json", correlationID: id, status: e.status)
-            }
-            reply.withCEnvelope { r in _ = try? router.reply(r, from: HostTable.origin(agent)) }
-        }
+        handler(env) { result in ServiceBehavior.answer(result, to: id, from: agent, router: router) }
         return 0
+    }
+
+    /// Answers request `id` as `agent`: the JSON value, or the error as
+    /// {"error": NAME, "message": ...} with its status.
+    static func answer(_ result: Result<JSONValue, PlexusError>, to id: plexus_id, from agent: Agent, router: Router) {
+        let reply: Envelope
+        switch result {
+        case .success(let v):
+            reply = Envelope(kind: .response, target: .reply, payload: Array(v.text.utf8), contentType: "application/json", correlationID: id)
+        case .failure(let e):
+            reply = Envelope(kind: .error, target: .reply,
+                             payload: Array(JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text.utf8),
+                             contentType: "application/json", correlationID: id, status: e.status)
+        }
+        reply.withCEnvelope { r in _ = try? router.reply(r, from: HostTable.origin(agent)) }
     }
 }
 

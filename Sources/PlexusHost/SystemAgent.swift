@@ -95,16 +95,7 @@ extension SystemAgent {
     func reloadCommand(_ env: Envelope, agent: Agent, router: Router) {
         let id = env.id
         let answer: @Sendable (Result<JSONValue, PlexusError>) -> Void = { r in
-            let reply: Envelope
-            switch r {
-            case .success(let v):
-                reply = Envelope(kind: .response, target: .reply, payload: Array(v.text.utf8), contentType: "application/json", correlationID: id)
-            case .failure(let e):
-                reply = Envelope(kind: .error, target: .reply,
-                                 payload: Array(JSONValue.object(["error": .string(e.name), "message": .string(e.detail)]).text.utf8),
-                                 contentType: "application/json", correlationID: id, status: e.status)
-            }
-            reply.withCEnvelope { r in _ = try? router.reply(r, from: HostTable.origin(agent)) }
+            ServiceBehavior.answer(r, to: id, from: agent, router: router)
         }
         guard case .object(let o)? = try? JSONValue.parse(env.payload), case .string(let target)? = o["target"], !target.isEmpty else {
             answer(.failure(PlexusError(.INVALID_ARGUMENT, "\(env.target.name): the payload must be {\"target\": \"NAME or FILE\"}")))
