@@ -36,13 +36,18 @@ struct PromisedAnswerTests {
     }
 
     /// Sends a query with a long deadline and waits until the agent's
-    /// handler has returned for it (the agent counts it handled).
+    /// handler has returned for it: the agent counts it handled (a worker's
+    /// when it is delivered) and nothing is queued or in its worker's hands
+    /// any more (the worker said DONE).
     private func promise(_ h: Host, _ capability: String, _ payload: String = "") throws -> Answer {
         let before = h.agentReports.first { $0.name == "latereply" }?.handled ?? 0
         let a = Answer()
         try h.request(Envelope(kind: .query, target: .capability(capability), payload: Array(payload.utf8)),
                       timeoutMs: 120_000) { a.set($0) }
-        let handled = waitFor(seconds: 60) { (h.agentReports.first { $0.name == "latereply" }?.handled ?? 0) > before }
+        let handled = waitFor(seconds: 60) {
+            guard let r = h.agentReports.first(where: { $0.name == "latereply" }) else { return false }
+            return r.handled > before && r.queued == 0 && r.in_flight == 0
+        }
         #expect(handled, "the handler of \(capability) returned")
         return a
     }
