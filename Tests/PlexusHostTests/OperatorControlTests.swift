@@ -95,6 +95,15 @@ struct OperatorControlTests {
         #expect(other.handled == 20, "\(other)")
     }
 
+    /// --plugins, --sandbox and --config shape an embedded host: given to a
+    /// command that reaches a running host, they are named as unused.
+    @Test func optionsForAnEmbeddedHostAreNamedUnusedWhenARunningHostAnswers() throws {
+        let h = try ControlledHost("process", name: "ctl-unused")
+        let r = try h.plexus(["agents", "--plugins", "/nowhere", "--sandbox", "in-process"])
+        #expect(r.status == 0 && r.out.contains("probe"), "\(r.err)")
+        #expect(r.err.contains("--plugins, --sandbox shape an embedded host only; the running host at \(h.host.socket) keeps its own"), "\(r.err)")
+    }
+
     // MARK: the whole contract, in both modes
 
     @Test(arguments: ["process", "in-process"])
