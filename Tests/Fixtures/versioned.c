@@ -9,9 +9,8 @@
 **                      its own, PAYLOAD milliseconds after its handler returned.
 ** Broken builds: -DFAIL_INIT (init refuses), -DCRASH_FIRST (the worker dies
 ** on its first message). */
-#include <pthread.h>
+#define _POSIX_C_SOURCE 200809L   /* nanosleep (answer_later.h) under -std=c11 */
 #include <signal.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #define PLEXUS_AGENT_ON_INIT(config) PLEXUS_INVALID_ARGUMENT
 #endif
 #include "plexus_agent.h"
+#include "answer_later.h"
 
 #ifndef VERSION
 #define VERSION "1.0.0"
@@ -46,43 +46,13 @@ static plexus_status hits(const plexus_envelope *m) {
     return plexus_reply_json(m, out);
 }
 
-struct later { plexus_id id; long ms; plexus_ctx *ctx; };
-
-static void *answer_later(void *arg) {
-    struct later *l = arg;
-    struct timespec ts = { l->ms / 1000, (l->ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-    static const char out[] = "{\"version\":\"" VERSION "\",\"later\":true}";
-    plexus_envelope r = plexus_envelope_init();
-    r.kind = PLEXUS_KIND_RESPONSE;
-    r.correlation_id = l->id;
-    r.content_type = "application/json";
-    r.payload = (const uint8_t *)out;
-    r.payload_len = sizeof out - 1;
-    plexus_sdk_host->reply(l->ctx, &r);   /* the helpers act for the handler's thread only */
-    free(l);
-    return NULL;
-}
-
-static plexus_status later(const plexus_envelope *m) {
-    struct later *l = malloc(sizeof *l);
-    if (!l) return PLEXUS_NO_MEMORY;
-    char digits[16] = {0};
-    memcpy(digits, m->payload, m->payload_len < 15 ? m->payload_len : 15);
-    *l = (struct later){ m->id, atol(digits), plexus_sdk_ctx() };
-    pthread_t t;
-    if (pthread_create(&t, NULL, answer_later, l) != 0) { free(l); return PLEXUS_NO_MEMORY; }
-    pthread_detach(t);
-    return PLEXUS_OK;
-}
-
 static plexus_status handle(const plexus_envelope *m) {
     if (m->kind != PLEXUS_KIND_QUERY) return PLEXUS_OK;
 #ifdef CRASH_FIRST
     raise(SIGSEGV);
 #endif
     if (plexus_is(m, "versioned.hits")) return hits(m);
-    if (plexus_is(m, "versioned.later")) return later(m);
+    if (plexus_is(m, "versioned.later")) return answer_later(m, "application/json", "{\"version\":\"" VERSION "\",\"later\":true}");
     char out[256];
     int n = (int)(m->payload_len < 128 ? m->payload_len : 128);
     snprintf(out, sizeof out, "{\"version\":\"%s\",\"echo\":\"%.*s\"}", VERSION, n, m->payload ? (const char *)m->payload : "");
