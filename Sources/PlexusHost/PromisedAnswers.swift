@@ -13,27 +13,40 @@ import CPlexus
 /// the handler sent before returning: a request still open then is one the
 /// agent means to answer later. Those answered since are pruned lazily.
 final class PromisedAnswers: Sendable {
-    private let ids = Mutex<Set<plexus_id>>([])
-    private static let pruneAbove = 256
+    private struct State {
+        var ids = Set<plexus_id>()
+        /// Pruned when it grows past this: twice what the last pruning
+        /// kept (at least 256), so an agent holding thousands of requests
+        /// open costs amortized O(1) per note, not a scan per note.
+        var pruneAt = 256
+    }
+    private let state = Mutex(State())
 
     func note(_ id: plexus_id, pending: PendingRequests, responder: Agent) {
-        ids.withLock { s in
-            s.insert(id)
-            if s.count > Self.pruneAbove { s = s.filter { pending.isOpen($0, responder: responder) } }
+        state.withLock { s in
+            s.ids.insert(id)
+            if s.ids.count > s.pruneAt {
+                s.ids = s.ids.filter { pending.isOpen($0, responder: responder) }
+                s.pruneAt = max(256, 2 * s.ids.count)
+            }
         }
     }
 
     /// The promised requests still open.
     func open(in pending: PendingRequests, responder: Agent) -> [plexus_id] {
-        ids.withLock { s in
-            s = s.filter { pending.isOpen($0, responder: responder) }
-            return Array(s)
+        state.withLock { s in
+            s.ids = s.ids.filter { pending.isOpen($0, responder: responder) }
+            s.pruneAt = max(256, 2 * s.ids.count)
+            return Array(s.ids)
         }
     }
 
     /// Takes every promised id (the worker has ended).
     func takeAll() -> [plexus_id] {
-        ids.withLock { s in defer { s.removeAll() }; return Array(s) }
+        state.withLock { s in
+            defer { s.ids.removeAll(); s.pruneAt = 256 }
+            return Array(s.ids)
+        }
     }
 }
 

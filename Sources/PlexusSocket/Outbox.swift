@@ -43,6 +43,10 @@ final class Outbox: Sendable {
         var interest: UInt32 = PLEXUS_LOOP_IN
     }
     private let state = Mutex(State())
+    /// state.ends.count, stored under the lock and read without it: the
+    /// loop checks the backlog before every frame it reads, and taking the
+    /// lock for that contended with dispatcher threads posting answers.
+    private let waiting = Atomic<Int>(0)
 
     /// Waiting bytes beyond this are moved to the front once written past.
     private static let compactAt = 1 << 16
@@ -66,6 +70,7 @@ final class Outbox: Sendable {
             if s.closed || s.dead || (!force && s.ends.count >= limit) { return false }
             s.bytes.append(contentsOf: frame)
             s.ends.append(s.bytes.count)
+            waiting.store(s.ends.count, ordering: .relaxed)
             if !s.corked {
                 if s.ends.count == 1 { write(&s) }   // else the socket is full: the loop writes when it has room
             } else if pthread_equal(s.corker, pthread_self()) == 0 {
@@ -90,7 +95,7 @@ final class Outbox: Sendable {
     func flush() { state.withLock { s in write(&s) } }
 
     /// How many frames wait.
-    var backlog: Int { state.withLock { $0.ends.count } }
+    var backlog: Int { waiting.load(ordering: .relaxed) }
 
     /// Whether nothing waits any more, or nothing can be written.
     var drained: Bool { state.withLock { $0.ends.isEmpty || $0.dead } }
@@ -121,6 +126,7 @@ final class Outbox: Sendable {
             s.bytes = []
             s.ends.removeAll()
             s.written = 0
+            waiting.store(0, ordering: .relaxed)
             _ = plexus_loop_ctl(epoll, 2, fd, 0, 0)
             Glibc.close(fd)
         }
@@ -153,6 +159,7 @@ final class Outbox: Sendable {
             for i in s.ends.indices { s.ends[i] -= s.written }
             s.written = 0
         }
+        waiting.store(s.ends.count, ordering: .relaxed)
         updateInterest(&s)
     }
 
