@@ -201,6 +201,7 @@ struct OperatorControlTests {
     func drainFinishesQueuedAndRunningWorkBeforeItStops(mode: String) throws {
         let h = try ControlledHost(mode)
         let answers = Answers()
+        // 1.5 s each: two stay queued long enough for `plexus agents` to see them on a loaded machine.
         for _ in 0..<3 { try h.callInBackground("probe.sleep", "1500", into: answers) }
         // One runs, the others wait (in the mailbox, or in the worker's queue).
         _ = try h.waitForAgent("busy with three calls") { $0.queued + $0.in_flight >= 2 }
@@ -230,7 +231,8 @@ struct OperatorControlTests {
     func stopLetsRunningWorkFinishAndTellsEveryOtherCaller(mode: String) throws {
         let h = try ControlledHost(mode)
         let answers = Answers()
-        for _ in 0..<3 { try h.callInBackground("probe.sleep", "500", into: answers) }
+        // 1.5 s each: two stay queued long enough for `plexus agents` to see them on a loaded machine.
+        for _ in 0..<3 { try h.callInBackground("probe.sleep", "1500", into: answers) }
         _ = try h.waitForAgent("busy with three calls") { $0.queued + $0.in_flight >= 2 }
         let r = try h.plexus(["agents", "stop", "probe"])
         #expect(r.status == 0, "\(r.err)")
