@@ -367,6 +367,7 @@ extension Host {
         }
         let deadline = Clock.monotonicNanos() + configuration.reload.drainTimeoutMs * 1_000_000
         for a in served.agents {
+            stopChildren(of: a, because: "its spawner '\(a.name)' was unloaded")   // linked
             registry.retire(a)
             a.state = .draining
         }

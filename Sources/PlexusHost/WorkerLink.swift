@@ -431,6 +431,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 } catch { status = error.status; detail = Array(error.detail.utf8) }
             }
             sendControl(PLEXUS_CONTROL_ACK, correlation: e.pointee.id, status: status, payload: detail)
+        case PLEXUS_CONTROL_SPAWN, PLEXUS_CONTROL_STOP:
+            spawnCall(topic, payload, call: e.pointee.id)
         case PLEXUS_CONTROL_LOG:
             let level: Logger.Level = [.trace, .debug, .info, .warning, .error][Int(max(0, min(4, e.pointee.status)))]
             (agent?.logger ?? logger).log(level: level, "\(String(decoding: payload, as: UTF8.self))")
@@ -591,6 +593,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                                                 "unfinished": "\(unfinished.count)"])
         router.lifecycle("agent.crashed", agent.name, ["pid": .int(Int64(x.pid)), "exit": .string(x.description),
                                                        "unfinished": .int(Int64(unfinished.count))])
+        router.spawns?.workerDied(agent, exit: x.description)   // its children were linked to this process
         supervisor?.recordFailure(agent, exit: x)
         redeliver(unfinished, after: x, agent: agent)
         supervisor?.exited(self, agent: agent, exit: x)
@@ -713,6 +716,44 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
         w?.kill(reason: reason)
         for m in agent.drainMailbox() { router.abandon(m, at: agent, reason: reason, status: PLEXUS_AGENT_CRASHED.status) }
+        router.spawns?.terminated(agent, reason: reason)
+    }
+
+    /// spawn()/stop() of a sandboxed agent (layouts in plexus_channel.h).
+    /// They wait for a worker to start or stop, so they run on a thread of
+    /// their own and are ACKed from there; the worker waits for the ACK.
+    private func spawnCall(_ topic: String, _ p: [UInt8], call: plexus_id) {
+        let ack: @Sendable (Result<String, PlexusError>) -> Void = { [weak self] r in
+            switch r {
+            case .success(let name): self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: Array(name.utf8))
+            case .failure(let e): self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
+            }
+        }
+        guard let agent, let spawns = router.spawns else {
+            ack(.failure(PlexusError(.UNSUPPORTED, "the agent is not registered yet")))
+            return
+        }
+        let work: @Sendable () -> Void = {
+            ack(Result { () throws(PlexusError) -> String in
+                if topic == PLEXUS_CONTROL_STOP {
+                    try spawns.stop(by: agent, child: String(decoding: p, as: UTF8.self))
+                    return ""
+                }
+                func field(_ at: Int) throws(PlexusError) -> (String, Int) {
+                    guard p.count >= at + 4 else { throw PlexusError(.MALFORMED_FRAME, "a spawn call of \(p.count) bytes") }
+                    let end = at + 4 + Int(LittleEndian.read(p, at, 4))
+                    guard end <= p.count else { throw PlexusError(.MALFORMED_FRAME, "a spawn call's name runs past its end") }
+                    return (String(decoding: p[(at + 4)..<end], as: UTF8.self), end)
+                }
+                let (plugin, i) = try field(0)
+                let (instance, j) = try field(i)
+                return try spawns.spawn(by: agent, plugin: plugin, instance: instance.isEmpty ? nil : instance,
+                                        config: String(decoding: p[j...], as: UTF8.self))
+            })
+        }
+        do throws(ThreadStartError) { try startDetachedThread(name: "plexus-spawn", work) } catch {
+            ack(.failure(PlexusError(.INTERNAL, "no thread for the spawn call: \(error)")))
+        }
     }
 }
 

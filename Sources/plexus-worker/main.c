@@ -406,6 +406,52 @@ static plexus_status h_kv_delete(plexus_ctx *ctx, const char *key, int64_t expec
     return kv_call('d', key, NULL, 0, expected, NULL);
 }
 
+/* ---- spawn / stop (1.2): SPAWN and STOP control calls, ACKed -------------
+** The host starts or stops the child and answers; the checks plexus.h lists
+** first are the shared C ones, the rest are the host's. */
+
+static plexus_status h_spawn(plexus_ctx *ctx, const char *plugin_name, const char *instance_name,
+                             const char *config_json, char *out_name, uint32_t out_name_size) {
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_spawn(plugin_name, instance_name, config_json, out_name, out_name_size,
+                                            payload_limit(), NULL);
+    if (s != PLEXUS_OK) return s;
+    const char *config = config_json ? config_json : "{}";
+    size_t pn = strlen(plugin_name), in = instance_name ? strlen(instance_name) : 0, cn = strlen(config);
+    uint64_t n = 8 + pn + in + cn;
+    uint8_t *p = malloc(n);
+    if (!p) return PLEXUS_NO_MEMORY;
+    put_le(p, pn, 4);
+    memcpy(p + 4, plugin_name, pn);
+    put_le(p + 4 + pn, in, 4);
+    if (in) memcpy(p + 8 + pn, instance_name, in);
+    memcpy(p + 8 + pn + in, config, cn);
+    plexus_envelope e = control_envelope(PLEXUS_CONTROL_SPAWN, p, n);
+    frame *ack = NULL;
+    pthread_mutex_lock(&lock);
+    s = call_locked(&e, NULL, &ack);
+    pthread_mutex_unlock(&lock);
+    free(p);
+    if (s == PLEXUS_OK && out_name) {
+        uint64_t len = ack->env.payload_len;
+        if (len > PLEXUS_MAX_NAME_LEN) s = PLEXUS_MALFORMED_FRAME;
+        else { memcpy(out_name, ack->env.payload, len); out_name[len] = 0; }
+    }
+    if (ack) frame_free(ack);
+    return s;
+}
+
+static plexus_status h_stop(plexus_ctx *ctx, const char *name) {
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_stop(name, NULL);
+    if (s != PLEXUS_OK) return s;
+    plexus_envelope e = control_envelope(PLEXUS_CONTROL_STOP, name, strlen(name));
+    pthread_mutex_lock(&lock);
+    s = call_locked(&e, NULL, NULL);
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
 static void *h_alloc(uint64_t n) { return plexus_contract_alloc(n); }
 static void h_free(void *p) { free(p); }
 static int64_t h_now(void) {
@@ -421,6 +467,7 @@ static const plexus_host host_table = {
     h_alloc, h_free, h_now, h_name,
     h_kv_get, h_kv_put, h_kv_delete,
     h_reply_partial, h_cancel,
+    h_spawn, h_stop,
 };
 
 /* ---- start-up ------------------------------------------------------------ */

@@ -39,9 +39,9 @@ struct List: ParsableCommand {
     }
 
     private func printTable(_ rs: [AgentReport]) {
-        let rows = [["NAME", "VERSION", "STATE", "KIND", "PID", "CIRCUIT", "RESTARTS", "LAST EXIT", "QUEUED", "IN FLIGHT", "HANDLED", "FAILED", "LAST ACTION"]] + rs.map {
+        let rows = [["NAME", "VERSION", "STATE", "KIND", "PID", "CIRCUIT", "RESTARTS", "LAST EXIT", "QUEUED", "IN FLIGHT", "HANDLED", "FAILED", "LAST ACTION", "PARENT"]] + rs.map {
             [$0.name, $0.version ?? "-", $0.state, $0.kind, $0.pid.map(String.init) ?? "-", $0.circuit ?? "-", "\($0.restarts)", $0.last_exit ?? "-",
-             "\($0.queued)", "\($0.in_flight)", "\($0.handled)", "\($0.failed)", $0.last_action ?? "-"]
+             "\($0.queued)", "\($0.in_flight)", "\($0.handled)", "\($0.failed)", $0.last_action ?? "-", $0.parent ?? "-"]
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
         for r in rows {
