@@ -235,7 +235,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     private func sendControl(_ topic: String, correlation: plexus_id = .none, id: plexus_id = .none,
                              status: plexus_status = 0, payload: [UInt8] = [], to worker: WorkerProcess? = nil) {
-        let env = Envelope(kind: .event, target: .topic(topic), payload: payload, id: id, correlationID: correlation, status: status)
+        // START names the agent (sender): its agent_name() is NAME.2 or a child's SPAWNER/INSTANCE, not only the descriptor's.
+        let sender = topic == PLEXUS_CONTROL_START ? agent?.name ?? "" : ""
+        let env = Envelope(kind: .event, target: .topic(topic), payload: payload, sender: sender, id: id, correlationID: correlation, status: status)
         guard let frame = try? env.encode(maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) else { return }
         // The worker that asked (its HELLO may come before `process` is set), else the current one.
         let w = worker ?? lock.withLock { process }

@@ -63,6 +63,7 @@ static uint64_t host_payload_limit;      /* from START; 0: the channel's */
 static uint64_t warm_image_max;          /* --warm: the image comes later, at most this big */
 
 /* The host's payload limit, which the host functions check against. */
+static char agent_name_buf[PLEXUS_MAX_NAME_LEN + 1];   /* from START; empty: desc->name */
 static uint64_t payload_limit(void) { return host_payload_limit ? host_payload_limit : channel_payload_limit(); }
 
 /* ---- requests this worker has received and not yet answered -------------
@@ -459,7 +460,7 @@ static int64_t h_now(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-static const char *h_name(plexus_ctx *ctx) { return ctx && desc ? desc->name : NULL; }
+static const char *h_name(plexus_ctx *ctx) { return ctx && desc ? (agent_name_buf[0] ? agent_name_buf : desc->name) : NULL; }
 
 static const plexus_host host_table = {
     sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
@@ -554,6 +555,8 @@ static char *await_start(void) {
         frame *f = channel_read(1);
         if (is_control(&f->env, PLEXUS_CONTROL_START)) {
             host_payload_limit = f->env.correlation_id.lo;
+            /* The agent's name as the host registered it (an instance's NAME.2, a child's SPAWNER/INSTANCE). */
+            if (f->env.sender && f->env.sender[0]) snprintf(agent_name_buf, sizeof agent_name_buf, "%s", f->env.sender);
             char *cfg = malloc(f->env.payload_len + 1);
             if (!cfg) _exit(PLEXUS_WORKER_EXIT_CHANNEL);
             memcpy(cfg, f->env.payload ? (const void *)f->env.payload : "", f->env.payload_len);
