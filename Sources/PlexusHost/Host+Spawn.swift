@@ -9,6 +9,10 @@ import PlexusThreads
 /// A child is a new agent of a loaded plugin, started with the config its
 /// spawner gave and run as its own plugin's settings say (its own worker for
 /// a sandboxed plugin, its own grants: never more than that plugin has).
+/// It is reached by its agent name only: it does not join its plugin's
+/// capability providers, so no caller's capability call lands on a helper
+/// its spawner may stop at any moment (or that serves a config of the
+/// spawner's choosing).
 /// It is supervised as `plugins.SPAWNER.spawn.restart` says (temporary by
 /// default) and linked to its spawner: the spawner's death, stop or unload
 /// stops it. The spawner hears a `plexus.agent.terminated` EVENT for each
@@ -188,7 +192,7 @@ extension Host: SpawnService {
                 link.stop(graceMs: 0)
                 throw error
             }
-            child = Agent(name: name, behavior: .worker(link), capabilities: d.allCapabilityNames, exports: d.exports,
+            child = Agent(name: name, behavior: .worker(link), capabilities: [], exports: d.exports,
                           mailboxCapacity: configuration.mailboxCapacity)
             link.agent = child
             link.pluginName = d.name
@@ -204,7 +208,7 @@ extension Host: SpawnService {
             }
             supervisor.joinChild(name, link: link, restart: restart)
         case .plugin(let p):
-            child = Agent(name: name, behavior: .plugin(p), capabilities: p.descriptor.allCapabilityNames, exports: p.descriptor.exports,
+            child = Agent(name: name, behavior: .plugin(p), capabilities: [], exports: p.descriptor.exports,
                           mailboxCapacity: configuration.mailboxCapacity, concurrency: settings.policy.concurrency)
             try prepare(child, p.descriptor, path: path)
             var state: UnsafeMutableRawPointer?

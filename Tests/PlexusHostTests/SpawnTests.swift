@@ -156,6 +156,40 @@ struct SpawnTests {
         #expect(r.payloadString == "PERMISSION_DENIED")
     }
 
+    /// The example plugin (Plugins/fanout): `plexus call fanout.count` spawns helpers, fans the text out, stops them.
+    @Test func theFanoutExampleSpawnsHelpersAndStopsThem() throws {
+        let so = Fixtures.dir + "/fanout-\(UUID().uuidString.prefix(6)).so"
+        try Fixtures.run("/usr/bin/cc", ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I\(Fixtures.root)/include",
+                                         "-I\(Fixtures.root)/SDK/c", "\(Fixtures.root)/Plugins/fanout/fanout.c", "-o", so])
+        let path = Fixtures.dir + "/fanout-\(UUID().uuidString.prefix(6)).yaml"
+        try "plugins:\n  fanout:\n    config: { helpers: 3 }\n    spawn: { max_children: 8, plugins: [fanout] }\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let host = try HostProcess("fanout", plugins: ["fanout.so": so], arguments: ["--config", path])
+        let r = try PlexusCommand.run(["call", "fanout.count", "--socket", host.socket, "--json", "\"one two three four five six seven\""])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("\"words\":7,\"helpers\":3") && r.out.contains("\"parts\":["), "\(r.out)")
+        let events = try PlexusCommand.run(["events", "--json", "--kind", "agent.", "--last", "100", "--socket", host.socket]).out
+        #expect(events.components(separatedBy: "\"agent.spawned\"").count - 1 == 3, "\(events)")
+        #expect(waitFor(seconds: 30) {
+            (try? PlexusCommand.run(["agents", "--json", "--socket", host.socket]).out.contains("fanout/w.")) == false
+        }, "the helpers outlived the fan-out")
+
+        // Without a spawn: section it is refused, and says what to add.
+        let plain = try HostProcess("fanout-nospawn", plugins: ["fanout.so": so])
+        let refused = try PlexusCommand.run(["call", "fanout.count", "--socket", plain.socket, "--json", "\"a b\""])
+        #expect(refused.status == 1 && refused.err.contains("PERMISSION_DENIED") && refused.err.contains("plugins.fanout.spawn"), "\(refused.err)")
+
+        // The conformance suite's mock host answers its spawn/stop calls.
+        let conformance = Process()
+        conformance.executableURL = URL(fileURLWithPath: Fixtures.root + "/SDK/conformance/run.sh")
+        conformance.arguments = [so]
+        let out = Pipe()
+        conformance.standardOutput = out
+        try conformance.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        conformance.waitUntilExit()
+        #expect(conformance.terminationStatus == 0 && text.contains("spawned 3 children, stopped 3"), "\(text)")
+    }
+
     /// A plugin built while 1.2 had no spawn/stop states a 136-byte host table: it still loads and serves, in both modes.
     @Test(arguments: [SandboxMode.process, .inProcess])
     func aPluginOfThe12DraftSizeStillLoads(mode: SandboxMode) throws {
