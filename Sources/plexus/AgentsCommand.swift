@@ -27,7 +27,8 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "Every agent of the running host: state, worker pid, restarts, last exit, mailbox and in-flight counts (the default).",
-        discussion: "Asks the host started by `plexus run` over its socket. With --embedded, shows a freshly started host instead.")
+        discussion: "Asks the host started by `plexus run` over its socket. With --embedded, shows a freshly started host instead. "
+            + "An agent another agent spawned shows its spawner under PARENT (\"parent\" in --json).")
 
     @OptionGroup var options: HostOptions
     @Flag(name: .long, help: "Print a JSON array instead of a table.") var json = false
