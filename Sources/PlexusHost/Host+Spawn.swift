@@ -52,12 +52,20 @@ extension Host: SpawnService {
             lineage.release(name)
             throw PlexusError(.CONFLICT, "an agent named '\(name)' exists")
         }
+        // The spawner's incarnation: a worker that dies while its child
+        // starts must not leave the child behind, unlinked.
+        let incarnation = parent.link.map { ($0.status.pid, $0.status.restarts) }
         let child: Agent
         do throws(PlexusError) { child = try startChild(name, of: proto, config: configText, restart: rules.restart) } catch {
             lineage.release(name)
             throw error
         }
         lineage.started(child, parent: parent.name)
+        let same = parent.link.map { l in let s = l.status; return incarnation.map { $0.0 == s.pid && $0.1 == s.restarts } ?? false } ?? true
+        guard same, parent.state == .active || parent.state == .suspended, registry.agent(named: parent.name) === parent else {
+            end(child, reason: "its spawner '\(parent.name)' stopped or died while it started", exit: nil, stop: true)
+            throw PlexusError(.SHUTTING_DOWN, "agent '\(parent.name)' stopped or died while its child '\(name)' started; the child was stopped")
+        }
         var data: [String: JSONValue] = ["parent": .string(parent.name), "plugin": .string(plugin)]
         if let pid = child.link?.pid { data["pid"] = .int(Int64(pid)) } else { data["in_process"] = .bool(true) }
         router.lifecycle("agent.spawned", name, data)
@@ -105,6 +113,11 @@ extension Host: SpawnService {
     }
 
     // MARK: the parts
+
+    /// The children running a plugin file that is unloaded stop with it.
+    func stopChildren(runningFile path: String) {
+        for c in lineage.all where pluginFile(of: c) == path { end(c, reason: "its plugin (\(path)) was unloaded", exit: nil, stop: true) }
+    }
 
     /// Takes down every child of `agent` (its stop, drain, restart or
     /// unload): linked, as Erlang's links are. Blocks until they stopped.

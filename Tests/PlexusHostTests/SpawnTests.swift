@@ -16,12 +16,12 @@ struct SpawnTests {
         let host: HostProcess
         let client: SocketClient
 
-        init(spawner mode: String, yaml extra: String = "", maxChildren: Int = 2) throws {
+        init(spawner mode: String, yaml extra: String = "", maxChildren: Int = 2, restart: String = "temporary") throws {
             let config = """
                 plugins:
                   spawner:
                     sandbox: \(mode)
-                    spawn: { max_children: \(maxChildren), plugins: [helper] }
+                    spawn: { max_children: \(maxChildren), plugins: [helper], restart: \(restart) }
                 \(extra)
                 """
             let path = Fixtures.dir + "/spawn-\(UUID().uuidString.prefix(6)).yaml"
@@ -144,6 +144,24 @@ struct SpawnTests {
         // The spawner itself is permanent: restarted, and it may spawn again.
         #expect(waitFor(seconds: 60) { (try? h.agent("spawner"))?.state == "active" })
         #expect(try h.call("spawner.spawn", "helper k3 -") == "spawner/k3")
+    }
+
+    @Test func restartKindHostWideCapAndUnloadComeFromPlexusYaml() throws {
+        let h = try SpawningHost(spawner: "process", yaml: "defaults:\n  spawn: { max_total: 1 }\n", restart: "transient")
+        #expect(try h.call("spawner.spawn", "helper t1 -") == "spawner/t1")
+        #expect(try h.call("spawner.spawn", "helper t2 -") == "LIMIT_REACHED")   // the host-wide cap: 1
+        let pid = try #require(try h.agent("spawner/t1")?.pid)
+        _ = expectError(.AGENT_CRASHED) { _ = try h.call("agent:spawner/t1", "crash") }
+        // transient: restarted after its crashes, still its spawner's child, no news of an end.
+        #expect(waitFor(seconds: 60) { ((try? h.agent("spawner/t1")) ?? nil).map { $0.pid != nil && $0.pid != pid && $0.state == "active" } ?? false })
+        #expect(try h.agent("spawner/t1")?.parent == "spawner")
+        #expect(try h.call("agent:spawner/t1", "x").hasPrefix("spawner/t1|"))
+        #expect(try h.terminations()["spawner/t1"] == nil)
+        // Unloading the child's plugin stops the children running it.
+        let r = try h.plexus(["plugins", "unload", "helper"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try h.agent("spawner/t1") == nil)
+        #expect(Self.text(try h.terminations()["spawner/t1"]?["reason"])?.contains("was unloaded") == true)
     }
 
     @Test func aPluginWithoutASpawnSectionSpawnsNothing() throws {
