@@ -286,6 +286,9 @@ extension Host {
             if let sd = p.shutdownFn { sd(a.pluginState) }
             a.pluginState = nil
         }
+        // Its shutdown() has run: nothing it left open can be answered now.
+        router.failOrphans(router.pending.open(answeredBy: a), of: a, status: PLEXUS_SHUTTING_DOWN.status,
+                           detail: "\(cause) before '\(a.name)' answered (it had finished handling the request and meant to reply later)")
         return handedBack
     }
 
@@ -296,7 +299,8 @@ extension Host {
     func drainAgent(_ a: Agent, timeoutMs: Int64) -> (finished: Bool, handedBack: Int) {
         a.state = .draining
         resumeAgent(a)
-        let finished = waitIdle(a, untilMonotonic: Clock.monotonicNanos() + timeoutMs * 1_000_000)
+        let deadline = Clock.monotonicNanos() + timeoutMs * 1_000_000
+        let finished = waitIdle(a, untilMonotonic: deadline) && waitAnswered(a, untilMonotonic: deadline)
         let n = stopAgent(a, cause: "agent '\(a.name)' was not drained within \(timeoutMs) ms and was stopped by an operator")
         return (finished, n)
     }
@@ -351,6 +355,24 @@ extension Host {
     @discardableResult
     private func waitIdle(_ a: Agent, untilMonotonic deadline: Int64) -> Bool {
         while a.load.load(ordering: .relaxed) > 0 {
+            if Clock.monotonicNanos() >= deadline { return false }
+            var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+            nanosleep(&ts, nil)
+        }
+        return true
+    }
+
+    /// Requests the agent took and means to answer later (its handler
+    /// returned without replying): a drain lets them be answered first.
+    func promisedAnswers(_ a: Agent) -> [plexus_id] {
+        if let link = a.link { return link.promised.open(in: router.pending, responder: a) }
+        return router.pending.open(answeredBy: a)
+    }
+
+    /// Waits until the agent has answered what it promised; false at the deadline.
+    @discardableResult
+    func waitAnswered(_ a: Agent, untilMonotonic deadline: Int64) -> Bool {
+        while !promisedAnswers(a).isEmpty {
             if Clock.monotonicNanos() >= deadline { return false }
             var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
             nanosleep(&ts, nil)

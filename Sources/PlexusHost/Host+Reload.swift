@@ -418,7 +418,10 @@ extension Host {
             return old
         }
         for a in faded { a.successor.withLock { $0 = nil } }
-        let due = reloads.state.withLock { s in s.leaving.filter { $0.agent.load.load(ordering: .relaxed) <= 0 || now >= $0.deadline } }
+        // Done: nothing queued or running, and every request it took and
+        // meant to answer later answered (or the drain deadline passed).
+        let candidates = reloads.state.withLock { s in s.leaving.filter { $0.agent.load.load(ordering: .relaxed) <= 0 || now >= $0.deadline } }
+        let due = candidates.filter { now >= $0.deadline || promisedAnswers($0.agent).isEmpty }
         for l in due {
             let a = l.agent
             let late = a.load.load(ordering: .relaxed) > 0
@@ -430,7 +433,9 @@ extension Host {
                 }
             }
             a.link?.reloadHook.withLock { $0 = nil }
-            a.link?.stop(graceMs: late ? 0 : configuration.shutdownGraceMs)
+            let why = l.successor.map { "version \(a.pluginVersion ?? "?") of agent '\(a.name)' was replaced by \($0.pluginVersion ?? "?")" }
+                ?? "agent '\(a.name)' was unloaded"
+            a.link?.stop(graceMs: late ? 0 : configuration.shutdownGraceMs, cause: why)
             if let link = a.link { supervisor.forget(a.name, link: link) }
             a.state = .terminated
             reloads.state.withLock { s in

@@ -201,8 +201,11 @@ extension Host {
         // Counted by the agent itself (Agent.handled), read here: the message
         // path pays no second add for the metric.
         Exposition.header(&out, "plexus_agent_messages_handled_total", type: "counter", help: HostMetrics.help["plexus_agent_messages_handled_total"]!)
+        // An agent name's count goes on across hot reloads: its earlier versions' are added.
+        let earlier = reloads.handledElsewhere()
         for a in agents where a.meters != nil {
-            Exposition.sample(&out, "plexus_agent_messages_handled_total", [("agent", a.name)], Double(a.handled.load(ordering: .relaxed)))
+            let n = a.handled.load(ordering: .relaxed) + (earlier[a.name] ?? 0)
+            Exposition.sample(&out, "plexus_agent_messages_handled_total", [("agent", a.name)], Double(n))
         }
         let states: [AgentState] = [.registering, .active, .draining, .suspended, .terminated, .stopped]
         Exposition.header(&out, "plexus_agent_mailbox_depth", type: "gauge", help: HostMetrics.help["plexus_agent_mailbox_depth"]!)

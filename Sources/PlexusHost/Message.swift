@@ -42,7 +42,7 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
     static func make(_ e: UnsafePointer<plexus_envelope>, maxPayload: UInt64) throws(PlexusError) -> Message {
         var what: UnsafePointer<CChar>?
         let v = plexus_wire_validate(e, maxPayload, &what)
-        if v != 0 { throw PlexusError(status: v, what.map { String(cString: $0) } ?? "invalid envelope") }
+        if v != 0 { throw invalid(e, status: v, what: what, maxPayload: maxPayload) }
         let size = Int(plexus_wire_frame_size(e))
         let header = MessageHeader(id: e.pointee.id, correlationID: e.pointee.correlation_id,
                                    traceID: e.pointee.trace_id, deadlineUnixNs: e.pointee.deadline_unix_ns,
@@ -50,6 +50,16 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
         let m = unsafeDowncast(Message.create(minimumCapacity: size) { _ in header }, to: Message.self)
         _ = m.withUnsafeMutablePointerToElements { plexus_wire_encode_valid(e, $0) }
         return m
+    }
+
+    /// Why an envelope was refused; a payload over the limit says both sizes.
+    private static func invalid(_ e: UnsafePointer<plexus_envelope>, status: plexus_status, what: UnsafePointer<CChar>?,
+                                maxPayload: UInt64) -> PlexusError {
+        var why = what.map { String(cString: $0) } ?? "invalid envelope"
+        if status == PLEXUS_TOO_LARGE.status && e.pointee.payload_len > maxPayload {
+            why += " (\(e.pointee.payload_len) bytes; the limit is \(maxPayload))"
+        }
+        return PlexusError(status: status, why)
     }
 
     var id: plexus_id { header.id }

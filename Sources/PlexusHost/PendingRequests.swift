@@ -101,6 +101,17 @@ final class PendingRequests: @unchecked Sendable {
         shards[PendingShard.shard(of: id.lo)].transfer(id, from: old, to: new)
     }
 
+    /// Whether the request is open and `responder` is who may answer it.
+    func isOpen(_ id: plexus_id, responder: Agent) -> Bool {
+        shards[PendingShard.shard(of: id.lo)].isOpen(id, responder: responder)
+    }
+
+    /// The open requests only `responder` may answer: a scan of every
+    /// shard, for a stop or a drain (never on the message path).
+    func open(answeredBy responder: Agent) -> [plexus_id] {
+        shards.flatMap { $0.open(answeredBy: responder) }
+    }
+
     private func timerLoop() {
         var expired: [(plexus_id, Entry)] = []
         while true {
@@ -291,6 +302,24 @@ final class PendingShard: @unchecked Sendable {
         let i = Int(id.lo & Self.indexMask)
         guard isLive(id.lo), (state.pointee.entries + i).pointee?.responder === old else { return }
         (state.pointee.entries + i).pointee?.responder = new
+    }
+
+    func isOpen(_ id: plexus_id, responder: Agent) -> Bool {
+        guard id.hi == node, id.lo & Self.tag != 0 else { return false }
+        return lock.withLock {
+            isLive(id.lo) && (state.pointee.entries + Int(id.lo & Self.indexMask)).pointee?.responder === responder
+        }
+    }
+
+    func open(answeredBy responder: Agent) -> [plexus_id] {
+        lock.withLock {
+            var ids: [plexus_id] = []
+            for i in 0..<state.pointee.slotCount where state.pointee.meta[i].live {
+                guard (state.pointee.entries + i).pointee?.responder === responder else { continue }
+                ids.append(plexus_id(hi: node, lo: makeKey(generation: state.pointee.meta[i].generation, index: i)))
+            }
+            return ids
+        }
     }
 
     /// Removes every entry (at shutdown) and returns them.

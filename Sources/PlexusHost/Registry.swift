@@ -222,7 +222,9 @@ final class Registry: @unchecked Sendable {
         var bestLoad = Int.max
         for i in 0..<list.count {
             let a = list[(start + i) % list.count]
-            let l = a.load.load(ordering: .relaxed)
+            // A suspended provider is chosen only when every one is: its
+            // mail would wait for an operator while the others serve.
+            let l = a.load.load(ordering: .relaxed) &+ (a.hold.isOn ? Int.max / 2 : 0)
             if l < bestLoad && !a.isRetired { best = a; bestLoad = l }
         }
         return best

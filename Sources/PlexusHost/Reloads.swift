@@ -168,6 +168,11 @@ final class Reloads: @unchecked Sendable {
         var fading: [(agent: Agent, since: Int64)] = []
         /// Meters by agent name, kept for a plugin that comes back.
         var meters: [String: AgentMeters] = [:]
+        /// Messages handled by versions that stopped, by agent name: with
+        /// the serving and leaving versions' own counts, the name's
+        /// plexus_agent_messages_handled_total, which a reload must never
+        /// lower (the histogram of the same name never is).
+        var retiredHandled: [String: Int] = [:]
     }
     let state = Mutex(State())
 
@@ -266,7 +271,25 @@ final class Reloads: @unchecked Sendable {
 extension Reloads.State {
     /// A reload stopped `a`'s worker: it is no longer one of the host's agents.
     mutating func stopped(_ a: Agent, at now: Int64) {
+        retiredHandled[a.name, default: 0] += a.handled.load(ordering: .relaxed)
         if let i = added.firstIndex(where: { $0 === a }) { added.remove(at: i) } else { gone.insert(ObjectIdentifier(a)) }
         fading.append((a, now))
+    }
+}
+
+extension Reloads {
+    /// Per agent name, what versions no longer serving handled: those that
+    /// stopped, those draining and those a new version on probation
+    /// replaced (none of them among the registry's agents).
+    func handledElsewhere() -> [String: Int] {
+        state.withLock { s in
+            var out = s.retiredHandled
+            for l in s.leaving { out[l.agent.name, default: 0] += l.agent.handled.load(ordering: .relaxed) }
+            // On probation, the old version still serves what it holds, out of the registry.
+            for u in s.upgrades {
+                for p in u.pairs where p.old.isRetired { out[p.old.name, default: 0] += p.old.handled.load(ordering: .relaxed) }
+            }
+            return out
+        }
     }
 }

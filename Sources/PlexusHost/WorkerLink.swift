@@ -106,6 +106,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Deliveries a worker may have unfinished at once.
     static let window = 1024
 
+    /// Requests the worker finished without answering yet (it replies later).
+    let promised = PromisedAnswers()
+
     /// Where restarts and new instances find a worker already started (nil: always cold).
     let pool: WarmPool?
 
@@ -245,8 +248,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     /// Asks the worker to shut down; kills it after graceMs.
-    func stop(graceMs: Int64 = 2_000) {
-        beginStop()
+    func stop(graceMs: Int64 = 2_000, cause: String? = nil) {
+        beginStop(cause: cause)
         awaitStop(untilMonotonic: Clock.monotonicNanos() + graceMs * 1_000_000)
     }
 
@@ -499,12 +502,14 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         var traced: [(Message, Int64)] = []
         let meters = agent?.metersRef
         let finishedAt = meters == nil ? 0 : Clock.monotonicNanos()
+        var queries: [plexus_id] = []
         let n: Int = lock.withLock {
             var n = 0
             for id in ids {
                 guard let d = inflight.removeValue(forKey: id) else { continue }
                 if let meters { meters._withUnsafeGuaranteedRef { $0.handle.observe(finishedAt - d.sent) } }
                 n += 1
+                if d.message.isQuery { queries.append(id) }
                 if !history.isEmpty { history[id] = nil }
                 if !tracedStarts.isEmpty, let t = tracedStarts.removeValue(forKey: id) { traced.append((d.message, t)) }
             }
@@ -514,6 +519,11 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         if let agent, !traced.isEmpty {
             let now = Tracer.now()
             for (m, t) in traced { router.handled(m, by: agent, start: t, end: now, status: 0) }
+        }
+        if let agent {
+            for id in queries where router.pending.isOpen(id, responder: agent) {
+                promised.note(id, pending: router.pending, responder: agent)
+            }
         }
         if n > 0 { agent?.finishedWork(n) }
         if n > 0, let hook = reloadHook.withLock({ $0 }) { hook.finished(n, on: self) }
@@ -572,6 +582,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         if stopping {   // shutting down: hand back what it did not finish
             if let agent {
                 let cause = lock.withLock { stopCause } ?? "the host shut down"
+                router.failOrphans(promised.takeAll(), of: agent, status: PLEXUS_SHUTTING_DOWN.status,
+                                   detail: "\(cause) before '\(agent.name)' answered (it had finished handling the request and meant to reply later)")
                 for m in unfinished {
                     router.abandon(m, at: agent, reason: "\(cause) before '\(agent.name)' finished it (\(x))",
                                    status: PLEXUS_SHUTTING_DOWN.status)
@@ -583,6 +595,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent else { return }
         if agent.state == .active { agent.state = .suspended }
         agent.load.subtract(unfinished.count, ordering: .relaxed)   // requeued ones count again below
+        let withSiblings = lock.withLock { restartingForSupervisor }
+        router.failOrphans(promised.takeAll(), of: agent,
+                           status: withSiblings ? PLEXUS_UNAVAILABLE.status : PLEXUS_AGENT_CRASHED.status,
+                           detail: "the worker of agent '\(agent.name)' \(withSiblings ? "was restarted with its siblings" : "ended (\(x))") after it handled the request and before it replied")
         if let hook = reloadHook.withLock({ $0 }), hook.workerDied(self, agent: agent, exit: x, unfinished: unfinished) { return }
         let bySupervisor = lock.withLock { () -> Bool in defer { restartingForSupervisor = false }; return restartingForSupervisor }
         if bySupervisor {   // stopped to restart with a sibling: nothing failed

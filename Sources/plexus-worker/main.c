@@ -267,9 +267,12 @@ static plexus_status h_reply(plexus_ctx *ctx, const plexus_envelope *m) {
         if (s != PLEXUS_OK) {
             /* The request is over either way: the caller hears why the reply
             ** could not travel now, as in the host, not at its timeout. */
-            char text[512];
-            int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"the reply was refused: %s\"}",
-                             plexus_status_name(s), what ? what : plexus_status_message(s));
+            char text[512], sizes[80] = "";
+            if (s == PLEXUS_TOO_LARGE && e.payload_len > payload_limit())   /* both sizes, as the host says them */
+                snprintf(sizes, sizeof sizes, " (%llu bytes; the limit is %llu)",
+                         (unsigned long long)e.payload_len, (unsigned long long)payload_limit());
+            int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"message\":\"the reply was refused: %s%s\"}",
+                             plexus_status_name(s), what ? what : plexus_status_message(s), sizes);
             answer_error(e.correlation_id, s, text, printed(n, sizeof text));
         }
     }

@@ -26,6 +26,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "The Erlang/OTP ping-pong run beside inproc_rr_per_s when `erl` is on PATH.") var erlangSource = "Benchmarks/peers/erlang_pingpong.erl"
     @Option(parsing: .unconditional, help: "Requests the pipelined client keeps in flight.") var window = 256
     @Flag(help: "Only sandbox_rr_p50_us, without its floor (for profiling the sandboxed round trip).") var sandboxRrOnly = false
+    @Flag(help: "Only the socket client lines, client_rr_per_s and client_rr_pipelined_per_s, with their floors.") var clientOnly = false
     @Flag(help: "Only inproc_rr_per_s and inproc_rr_observed_per_s, run alternately (observability's cost).") var observedOnly = false
     @Option(help: ArgumentHelp("With --observed-only: run only `on` (metrics and tracing) or `off`, one mode per process (for perf stat).", visibility: .hidden))
     var observability: String?
@@ -44,6 +45,7 @@ struct BenchCommand: ParsableCommand {
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         if sandboxOnly { return try sandbox() }
+        if clientOnly { return try client(threads: cores) }
         if sandboxRrOnly {
             return print("sandbox_rr_p50_us: \(fixed(try sandboxRoundTrip("\(agents)/pong0.so", samples: 20_000), 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0)")
         }

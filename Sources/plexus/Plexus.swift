@@ -29,14 +29,12 @@ struct Plexus: ParsableCommand {
                       RunCommand.self, BenchCommand.self, TraceCommand.self, TopCommand.self])
 }
 
-/// Where a host comes from: its plugins, configuration, sandbox mode and
-/// socket. `plexus run` takes these; client commands take HostOptions.
-struct HostSetup: ParsableArguments {
+/// What an embedded or `plexus run` host is made of: its plugins,
+/// configuration and sandbox mode. A running host was made already, so
+/// commands that only talk to one do not take these.
+struct HostFiles: ParsableArguments {
     @Option(name: .long, help: "Directory of plugin .so files (default: $PLEXUS_PLUGINS or ./Plugins).")
     var plugins: String?
-
-    @Option(name: .long, help: "The host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
-    var socket: String?
 
     @Option(name: .long, help: "Where every plugin runs: process (each in a sandboxed worker) or in-process, over plexus.yaml (default: $PLEXUS_SANDBOX, then the config file, then process).")
     var sandbox: SandboxMode?
@@ -45,7 +43,11 @@ struct HostSetup: ParsableArguments {
     var config: String?
 
     var pluginsDirectory: String { plugins ?? env("PLEXUS_PLUGINS") ?? "Plugins" }
-    var socketPath: String { socket ?? SocketPath.default }
+
+    /// Whether any was given on the command line.
+    var given: [String] {
+        [plugins.map { _ in "--plugins" }, sandbox.map { _ in "--sandbox" }, config.map { _ in "--config" }].compactMap { $0 }
+    }
 
     /// The configuration file in use, if any.
     var configFile: String? { config ?? env("PLEXUS_CONFIG") ?? (access("plexus.yaml", R_OK) == 0 ? "plexus.yaml" : nil) }
@@ -65,12 +67,26 @@ struct HostSetup: ParsableArguments {
     }
 }
 
-/// Who to reach and as whom: the host's setup (socket, plugins, config)
-/// and the client to say hello as. Commands about a running host's
-/// durable state (tasks, events, kv, workflow runs) take only this: an
-/// embedded host would have none of it, so they offer no --embedded.
+/// `plexus run`'s: what the host is made of, and its socket.
+struct HostSetup: ParsableArguments {
+    @OptionGroup var files: HostFiles
+
+    @Option(name: .long, help: "The host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
+    var socket: String?
+
+    var socketPath: String { socket ?? SocketPath.default }
+    var pluginsDirectory: String { files.pluginsDirectory }
+    var configFile: String? { files.configFile }
+    func hostConfiguration() throws -> HostConfiguration { try files.hostConfiguration() }
+}
+
+/// Only what reaches a running host: its socket and the client to say
+/// hello as. Commands about a running host (its durable state, its agents
+/// live, its traces) take only this: --plugins, --sandbox and --config
+/// would do nothing there, and they offer no --embedded.
 struct ConnectionOptions: ParsableArguments {
-    @OptionGroup var setup: HostSetup
+    @Option(name: .long, help: "The host's socket (default: $PLEXUS_SOCKET or \(SocketPath.defaultDescription)).")
+    var socket: String?
 
     @Option(name: .long, help: "Say hello to the running host as this client of its plexus.yaml (default: $PLEXUS_CLIENT; none: the host's own user).")
     var client: String?
@@ -78,9 +94,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "The client's token (default: $PLEXUS_TOKEN).")
     var token: String?
 
-    var pluginsDirectory: String { setup.pluginsDirectory }
-    var socketPath: String { setup.socketPath }
-    func hostConfiguration() throws -> HostConfiguration { try setup.hostConfiguration() }
+    var socketPath: String { socket ?? SocketPath.default }
 
     /// A connection to the running host (after its hello when a client is
     /// named); nil when none answers at the socket.
@@ -99,17 +113,26 @@ struct ConnectionOptions: ParsableArguments {
 /// (call, plugins, agents, audit): the connection, and --embedded.
 struct HostOptions: ParsableArguments {
     @OptionGroup var connection: ConnectionOptions
+    /// For an embedded host only: a running host keeps what it was started with.
+    @OptionGroup var files: HostFiles
 
     @Flag(name: .long, help: "Never use a running host; always start an embedded one.")
     var embedded = false
 
-    var pluginsDirectory: String { connection.pluginsDirectory }
+    var pluginsDirectory: String { files.pluginsDirectory }
     var socketPath: String { connection.socketPath }
-    func hostConfiguration() throws -> HostConfiguration { try connection.hostConfiguration() }
+    func hostConfiguration() throws -> HostConfiguration { try files.hostConfiguration() }
 
-    /// The running host; nil when none answers, or with --embedded.
+    /// The running host; nil when none answers, or with --embedded. Says
+    /// so when --plugins, --sandbox or --config were given for nothing.
     func runningHost() throws -> SocketClient? {
-        embedded ? nil : try connection.runningHost()
+        guard !embedded, let c = try connection.runningHost() else { return nil }
+        let unused = files.given
+        if !unused.isEmpty {
+            FileHandleErr.note("plexus: \(unused.joined(separator: ", ")) shape\(unused.count == 1 ? "s" : "") an embedded host only; "
+                               + "the running host at \(socketPath) keeps its own (pass --embedded to start one with \(unused.count == 1 ? "it" : "them"))")
+        }
+        return c
     }
 
     /// What the running host's `capability` answers, decoded. With no host
@@ -185,4 +208,14 @@ func bootstrapLogging(default level: Logger.Level) {
         h.logLevel = chosen
         return h
     }
+}
+/// A connection to the host at path, after its hello when a client is named
+/// (here or in $PLEXUS_CLIENT, with --token or $PLEXUS_TOKEN); nil when no
+/// host answers there.
+func connectToHost(_ path: String, client: String?, token: String?) throws -> SocketClient? {
+    guard let c = try? SocketClient(path: path) else { return nil }
+    if let name = client ?? env("PLEXUS_CLIENT") {
+        do { try c.hello(name, token: token ?? env("PLEXUS_TOKEN")) } catch { throw CLIError("\(error.name): \(error.detail)") }
+    }
+    return c
 }

@@ -23,7 +23,7 @@ struct TraceCommand: ParsableCommand {
     @Argument(help: "A trace id (32 hex digits) or traceparent.") var id: String?
     @Option(name: .long, parsing: .unconditional, help: "List the N most recent traces (default 20 when no ID is given).") var last: Int?
     @Flag(name: .long, help: "Print JSON instead of text.") var json = false
-    @OptionGroup var options: SocketConnection
+    @OptionGroup var options: ConnectionOptions
 
     func validate() throws {
         if id != nil && last != nil { throw ValidationError("give a trace ID or --last N, not both") }

@@ -117,15 +117,16 @@ struct WorkflowCommand: ParsableCommand {
         @Argument(help: "Its JSON (default null), such as '{\"approved\": true}'.") var json: String?
         @OptionGroup var options: ConnectionOptions
 
+        /// Checked before anything is asked, so the usage shown is this command's.
+        func validate() throws {
+            if let json, (try? JSONValue.parse(Array(json.utf8))) == nil {
+                throw ValidationError("the signal's JSON does not parse: \(json) (a string needs quotes: '\"text\"')")
+            }
+        }
+
         func run() throws {
             bootstrapLogging(default: .error)
-            var payload = JSONValue.null
-            if let json {
-                guard let v = try? JSONValue.parse(Array(json.utf8)) else {
-                    throw ValidationError("the signal's JSON does not parse: \(json) (a string needs quotes: '\"text\"')")
-                }
-                payload = v
-            }
+            let payload = try json.map { try JSONValue.parse(Array($0.utf8)) } ?? .null
             _ = try ask(try options.hostForState(), "plexus.workflows.signal",
                         .object(["id": .string(runID), "name": .string(name), "payload": payload]))
             print("signal \(name) sent to run \(runID)")

@@ -5,8 +5,11 @@
 **   versioned.hits     adds one to "hits" in the plugin's key-value namespace
 **                      and replies {"version":"...","hits":N}: the namespace
 **                      outlives an upgrade.
+**   versioned.later    replies {"version":"...","later":true} from a thread of
+**                      its own, PAYLOAD milliseconds after its handler returned.
 ** Broken builds: -DFAIL_INIT (init refuses), -DCRASH_FIRST (the worker dies
 ** on its first message). */
+#define _POSIX_C_SOURCE 200809L   /* nanosleep (answer_later.h) under -std=c11 */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #define PLEXUS_AGENT_ON_INIT(config) PLEXUS_INVALID_ARGUMENT
 #endif
 #include "plexus_agent.h"
+#include "answer_later.h"
 
 #ifndef VERSION
 #define VERSION "1.0.0"
@@ -48,6 +52,7 @@ static plexus_status handle(const plexus_envelope *m) {
     raise(SIGSEGV);
 #endif
     if (plexus_is(m, "versioned.hits")) return hits(m);
+    if (plexus_is(m, "versioned.later")) return answer_later(m, "application/json", "{\"version\":\"" VERSION "\",\"later\":true}");
     char out[256];
     int n = (int)(m->payload_len < 128 ? m->payload_len : 128);
     snprintf(out, sizeof out, "{\"version\":\"%s\",\"echo\":\"%.*s\"}", VERSION, n, m->payload ? (const char *)m->payload : "");
@@ -57,5 +62,6 @@ static plexus_status handle(const plexus_envelope *m) {
 static const plexus_capability caps[] = {
     PLEXUS_CAPABILITY("versioned.version", "which version answers; echoes the payload"),
     PLEXUS_CAPABILITY("versioned.hits", "counts calls in the plugin's key-value namespace"),
+    PLEXUS_CAPABILITY("versioned.later", "answers from another thread, N ms after its handler returned"),
 };
 PLEXUS_AGENT("versioned", VERSION, caps, handle)

@@ -38,8 +38,16 @@ struct CLITests {
         let badJSON = try plexus(["call", "echo", "--json", "{hello: world}"], in: dir)
         #expect(badJSON.status == 2)
         #expect(badJSON.err.contains("--json is not valid JSON"), "\(badJSON.err)")
+        let badSignal = try plexus(["workflow", "signal", "run-1", "go", "{bad"], in: dir)
+        #expect(badSignal.status == 2 && badSignal.err.contains("the signal's JSON does not parse"), "\(badSignal.err)")
+        #expect(badSignal.err.contains("Usage: plexus workflow signal"), "the usage shown is the command's: \(badSignal.err)")
         let unknownOption = try plexus(["agents", "--jsn"], in: dir)
         #expect(unknownOption.status == 2)
+        // A running host's commands take no --plugins, --sandbox or --config: they would do nothing.
+        for args in [["tasks", "list", "--plugins", dir], ["top", "--once", "--config", dir + "/plexus.yaml"], ["events", "--sandbox", "process"]] {
+            let r = try plexus(args, in: dir)
+            #expect(r.status == 2 && r.err.contains("Unknown option"), "\(args): \(r.err)")
+        }
         let missingFile = try plexus(["call", "echo", "--file", dir + "/no-such-payload.txt"], in: dir)
         #expect(missingFile.status == 2)
         #expect(missingFile.err.contains("--file \(dir)/no-such-payload.txt: No such file or directory"), "\(missingFile.err)")

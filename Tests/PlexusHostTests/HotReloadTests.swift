@@ -137,6 +137,66 @@ struct HotReloadTests {
         print("upgrade under 4 callers: \(s.byVersion), none failed")
     }
 
+    /// A request the old version took and answers later, from a thread of
+    /// its own, is answered by it: the old version stops only after that.
+    @Test func theOldVersionAnswersWhatItPromisedBeforeItStops() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let config = Fixtures.dir + "/promise-\(UUID().uuidString.prefix(6)).yaml"
+        FileManager.default.createFile(atPath: config, contents: Data("reload: { probation_messages: 1 }\n".utf8))
+        let host = try HostProcess("reload-promise", plugins: ["versioned.so": v1], arguments: ["--config", config])
+        let client = try SocketClient(path: host.socket)
+        let answer = Mutex<String?>(nil)
+        let socket = host.socket
+        Thread {
+            let r = Result { () throws(PlexusError) in try Self.answer(try SocketClient(path: socket), "versioned.later", "3000") }
+            answer.withLock { $0 = (try? r.get().text) ?? "\(r)" }
+        }.start()
+        // v1's handler returned (its worker said DONE): the request is a promise now.
+        #expect(waitFor(seconds: 60) {
+            guard let o = try? Self.plexus(host, ["agents", "--json"]), case .array(let rs)? = try? JSONValue.parse(Array(o.out.utf8)),
+                  let v = rs.first(where: { $0["name"] == .string("versioned") }) else { return false }
+            return v["handled"] == .int(1) && v["in_flight"] == .int(0)
+        })
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { (try? Self.versionOf(Self.answer(client, "versioned.version"))) == "2.0.0" })
+        #expect(waitFor(seconds: 60) { Self.note(host).contains("passed its probation") }, "\(Self.note(host))")
+        #expect(waitFor(seconds: 60) { answer.withLock { $0 } != nil })
+        let got = answer.withLock { $0 } ?? ""
+        #expect(got.contains("\"version\":\"1.0.0\"") && got.contains("\"later\":true"), "\(got)")
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host) == ["2.0.0"] }, "\(Self.agentVersions(host))")
+    }
+
+    /// plexus_agent_messages_handled_total of an agent name counts every
+    /// message its versions handled: an upgrade never lowers it (a
+    /// Prometheus counter that drops reads as a reset).
+    @Test func theHandledCountOfAnAgentGoesOnAcrossAnUpgrade() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let config = Fixtures.dir + "/counted-\(UUID().uuidString.prefix(6)).yaml"
+        FileManager.default.createFile(atPath: config, contents: Data("reload: { probation_messages: 2 }\n".utf8))
+        let host = try HostProcess("reload-counted", plugins: ["versioned.so": v1], arguments: ["--config", config, "--http", "127.0.0.1:0"])
+        let port = try HTTPServerTests.port(of: host)
+        let client = try SocketClient(path: host.socket)
+        var calls = 0, seen: [Int] = []
+        func call() -> String { calls += 1; return (try? Self.versionOf(Self.answer(client, "versioned.version"))) ?? "?" }
+        func handled() -> Int {
+            let text = (try? HTTPGet.get(port: port, "/metrics").body) ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix("plexus_agent_messages_handled_total{agent=\"versioned\"}") }
+            let n = line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
+            seen.append(n)
+            return n
+        }
+        for _ in 0..<5 { #expect(call() == "1.0.0") }
+        #expect(handled() == 5)
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) { call() == "2.0.0" })
+        _ = handled()   // on probation: the old version's count is still in
+        #expect(waitFor(seconds: 60) { _ = call(); return Self.note(host).contains("passed its probation") }, "\(Self.note(host))")
+        #expect(waitFor(seconds: 60) { Self.agentVersions(host) == ["2.0.0"] }, "\(Self.agentVersions(host))")
+        for _ in 0..<3 { #expect(call() == "2.0.0") }
+        #expect(handled() == calls, "every call counted once: \(calls) calls, scraped \(seen)")
+        #expect(seen == seen.sorted(), "never lower: \(seen)")
+    }
+
     @Test func aNewVersionWhoseInitFailsIsRolledBackWhileTheOldOneAnswers() throws {
         let v1 = try Self.version("1.0.0"), broken = try Self.version("2.0.0", ["-DFAIL_INIT"])
         let host = try HostProcess("reload-init", plugins: ["versioned.so": v1])

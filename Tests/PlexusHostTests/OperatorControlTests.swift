@@ -83,6 +83,27 @@ struct OperatorControlTests {
 
     static func alive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
+    /// Calls by capability pass a suspended instance by while another
+    /// serves: none waits for an operator's resume.
+    @Test func capabilityCallsGoToTheProvidersThatAreNotSuspended() throws {
+        let h = try ControlledHost("process", config: "plugins:\n  probe:\n    instances: 2\n", name: "ctl-suspend")
+        #expect(try h.plexus(["agents", "suspend", "probe"]).status == 0)
+        for i in 1...20 { #expect(try h.call("probe.echo", "m\(i)") == "m\(i)") }
+        let probe = try #require(try h.agent("probe"))
+        let other = try #require(try h.agent("probe.2"))
+        #expect(probe.handled == 0 && probe.queued == 0, "\(probe)")
+        #expect(other.handled == 20, "\(other)")
+    }
+
+    /// --plugins, --sandbox and --config shape an embedded host: given to a
+    /// command that reaches a running host, they are named as unused.
+    @Test func optionsForAnEmbeddedHostAreNamedUnusedWhenARunningHostAnswers() throws {
+        let h = try ControlledHost("process", name: "ctl-unused")
+        let r = try h.plexus(["agents", "--plugins", "/nowhere", "--sandbox", "in-process"])
+        #expect(r.status == 0 && r.out.contains("probe"), "\(r.err)")
+        #expect(r.err.contains("--plugins, --sandbox shape an embedded host only; the running host at \(h.host.socket) keeps its own"), "\(r.err)")
+    }
+
     // MARK: the whole contract, in both modes
 
     @Test(arguments: ["process", "in-process"])

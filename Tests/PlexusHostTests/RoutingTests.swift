@@ -109,10 +109,12 @@ struct RoutingTests {
     @Test func tooLargeRequestIsRefusedAndTooLargeReplyEndsTheRequest() throws {
         let host = try startedHost([Fixtures.probe()], maxPayload: 1024)
         defer { host.shutdown() }
-        _ = expectError(.TOO_LARGE) { _ = try host.callText("probe.echo", String(repeating: "x", count: 1025)) }
+        let request = expectError(.TOO_LARGE) { _ = try host.callText("probe.echo", String(repeating: "x", count: 1025)) }
+        #expect(request?.detail.contains("(1025 bytes; the limit is 1024)") == true, "both sizes: \(String(describing: request?.detail))")
         #expect(try host.callText("probe.echo", String(repeating: "x", count: 1024)).count == 1024)
         let e = expectError(.TOO_LARGE) { _ = try host.callText("probe.big", "5000") }
         #expect(e?.detail.contains("the reply was refused") == true)
+        #expect(e?.detail.contains("(5000 bytes; the limit is 1024)") == true, "both sizes: \(String(describing: e?.detail))")
     }
 }
 
