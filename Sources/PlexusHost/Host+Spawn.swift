@@ -60,9 +60,9 @@ extension Host: SpawnService {
             lineage.release(name)
             throw error
         }
-        lineage.started(child, parent: parent.name)
+        let open = lineage.started(child, parent: parent.name)
         let same = parent.link.map { l in let s = l.status; return incarnation.map { $0.0 == s.pid && $0.1 == s.restarts } ?? false } ?? true
-        guard same, parent.state == .active || parent.state == .suspended, registry.agent(named: parent.name) === parent else {
+        guard open, same, parent.state == .active || parent.state == .suspended, registry.agent(named: parent.name) === parent else {
             end(child, reason: "its spawner '\(parent.name)' stopped or died while it started", exit: nil, stop: true)
             throw PlexusError(.SHUTTING_DOWN, "agent '\(parent.name)' stopped or died while its child '\(name)' started; the child was stopped")
         }

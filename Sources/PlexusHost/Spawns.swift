@@ -80,11 +80,14 @@ final class Lineage: Sendable {
     /// The next number for a child the host names.
     func nextNumber() -> Int { state.withLock { s in s.counter += 1; return s.counter } }
 
-    func started(_ a: Agent, parent: String) {
+    /// Records the started child; false when the host began shutting
+    /// down meanwhile (its list of children to stop is taken already).
+    func started(_ a: Agent, parent: String) -> Bool {
         state.withLock { s in
             s.starting[a.name] = nil
             s.children[a.name] = Child(agent: a, parent: parent)
             s.order.append(a.name)
+            return !s.closed
         }
     }
 
