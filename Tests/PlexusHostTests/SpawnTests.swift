@@ -99,6 +99,10 @@ struct SpawnTests {
         #expect(try h.agent(named) == nil)
         let stopped = try #require(try h.terminations()[named])
         #expect(Self.text(stopped["reason"])?.contains("stopped by its spawner 'spawner'") == true, "\(stopped)")
+        // Nobody but the host can tell a spawner that a child ended: the subject is the host's.
+        _ = expectError(.PERMISSION_DENIED) {
+            _ = try h.client.send(Envelope(kind: .event, target: .topic("plexus.agent.terminated"), payload: Array("{\"name\":\"spawner/h1\"}".utf8)))
+        }
 
         // Operator control works on a child: suspend and resume it.
         var r = try h.plexus(["agents", "suspend", "spawner/h1"])
