@@ -321,7 +321,8 @@ extension Host {
         }
         guard case .plugin(let p) = a.behavior else { throw PlexusError(.UNSUPPORTED, "agent '\(a.name)' is not a plugin's") }
         var state: UnsafeMutableRawPointer?
-        let s = p.initFn(HostTable.pointer, a.ctx, configuration.settings(for: p.path).config, &state)
+        let config = lineage.child(a.name)?.config ?? configuration.settings(for: p.path).config   // a spawned agent: its spawner's config
+        let s = p.initFn(HostTable.pointer, a.ctx, config, &state)
         if s != 0 {
             throw PlexusError(status: s, "init of agent '\(a.name)' returned \(statusName(s)); it stays \(a.state.rawValue)")
         }

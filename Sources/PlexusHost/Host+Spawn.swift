@@ -60,7 +60,7 @@ extension Host: SpawnService {
             lineage.release(name)
             throw error
         }
-        let open = lineage.started(child, parent: parent.name)
+        let open = lineage.started(child, parent: parent.name, config: configText)
         let same = parent.link.map { l in let s = l.status; return incarnation.map { $0.0 == s.pid && $0.1 == s.restarts } ?? false } ?? true
         guard open, same, parent.state == .active || parent.state == .suspended, registry.agent(named: parent.name) === parent else {
             end(child, reason: "its spawner '\(parent.name)' stopped or died while it started", exit: nil, stop: true)

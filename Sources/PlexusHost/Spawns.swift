@@ -44,6 +44,8 @@ final class Lineage: Sendable {
     struct Child {
         let agent: Agent
         let parent: String
+        /// The config its spawner gave: an operator's restart inits it with this again.
+        let config: String
     }
 
     struct State {
@@ -82,10 +84,10 @@ final class Lineage: Sendable {
 
     /// Records the started child; false when the host began shutting
     /// down meanwhile (its list of children to stop is taken already).
-    func started(_ a: Agent, parent: String) -> Bool {
+    func started(_ a: Agent, parent: String, config: String) -> Bool {
         state.withLock { s in
             s.starting[a.name] = nil
-            s.children[a.name] = Child(agent: a, parent: parent)
+            s.children[a.name] = Child(agent: a, parent: parent, config: config)
             s.order.append(a.name)
             return !s.closed
         }

@@ -110,9 +110,14 @@ struct SpawnTests {
         r = try h.plexus(["agents", "resume", "spawner/h1"])
         #expect(r.status == 0, "\(r.err)")
         #expect(try h.call("agent:spawner/h1", "x").hasPrefix("spawner/h1|"))
+        r = try h.plexus(["agents", "restart", "spawner/h1"])
+        #expect(r.status == 0, "\(r.err)")
+        let restarted = try #require(try h.agent("spawner/h1"))
+        #expect(restarted.pid != nil && restarted.pid != child.pid && restarted.parent == "spawner" && restarted.state == "active", "\(restarted)")
+        #expect(try h.call("agent:spawner/h1", "x") == "spawner/h1|{\"greeting\":\"hi\"}")   // the config its spawner gave, again
 
         // Stopping the spawner takes its children down (linked).
-        let pid = try #require(child.pid)
+        let pid = try #require(restarted.pid)
         r = try h.plexus(["agents", "stop", "spawner"])
         #expect(r.status == 0, "\(r.err)")
         #expect(waitFor(seconds: 60) { !Self.alive(pid) }, "the child's worker \(pid) outlived its stopped spawner")
@@ -134,6 +139,21 @@ struct SpawnTests {
         // Temporary: gone, not restarted; its name is free again.
         #expect(waitFor(seconds: 30) { (try? h.agent("spawner/c1")) == nil })
         #expect(try h.call("spawner.spawn", "helper c1 -") == "spawner/c1")
+    }
+
+    /// A child of an in-process plugin runs in the host, inits with the config its spawner gave, and keeps it across an operator's restart.
+    @Test func anInProcessChildStartsAndRestartsWithItsSpawnersConfig() throws {
+        let h = try SpawningHost(spawner: "process", yaml: "  helper:\n    sandbox: in-process\n    config: { mine: true }\n")
+        #expect(try h.call("spawner.spawn", "helper p1 {\"given\":1}") == "spawner/p1")
+        let c = try #require(try h.agent("spawner/p1"))
+        #expect(c.kind == "plugin" && c.pid == nil && c.parent == "spawner", "\(c)")
+        #expect(try h.call("agent:spawner/p1", "x") == "spawner/p1|{\"given\":1}")
+        #expect(try h.call("helper.echo", "x") == "helper|{\"mine\":true}")
+        let r = try h.plexus(["agents", "restart", "spawner/p1"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try h.call("agent:spawner/p1", "x") == "spawner/p1|{\"given\":1}")
+        #expect(try h.call("spawner.stop", "spawner/p1") == "OK")
+        #expect(try h.agent("spawner/p1") == nil)
     }
 
     @Test func killingASandboxedSpawnerTakesItsChildrenDown() throws {
