@@ -102,6 +102,8 @@ extension Host: SpawnService {
         }
     }
 
+    func parent(of name: String) -> String? { lineage.parent(of: name) }
+
     /// An operator stopped or drained a child: it has ended for good.
     func childEnded(_ a: Agent, reason: String) {
         guard lineage.child(a.name) != nil else { return }

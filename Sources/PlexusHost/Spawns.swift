@@ -35,6 +35,8 @@ protocol SpawnService: AnyObject, Sendable {
     /// The supervisor gave the agent up (a temporary child's exit, or too
     /// many restarts): it is gone for good.
     func terminated(_ agent: Agent, reason: String)
+    /// The spawner of a spawned agent; nil for any other.
+    func parent(of name: String) -> String?
 }
 
 /// Who spawned whom, the names taken and the counts the limits look at.

@@ -729,7 +729,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent else { return }
         lock.withLock { gaveUp = reason }
         logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(reason)"])
-        router.lifecycle("agent.terminated", agent.name, ["reason": .string(reason)])
+        var data: [String: JSONValue] = ["reason": .string(reason)]
+        if let p = router.spawns?.parent(of: agent.name) { data["parent"] = .string(p) }   // a spawned agent's spawner
+        router.lifecycle("agent.terminated", agent.name, data)
         agent.state = .terminated
         let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
         w?.kill(reason: reason)

@@ -136,6 +136,8 @@ struct SpawnTests {
         #expect(Self.text(news?["reason"])?.contains("temporary agent 'spawner/c1' is not restarted") == true, "\(String(describing: news))")
         #expect(Self.text(news?["exit"])?.contains("SIGABRT") == true, "\(String(describing: news))")
         #expect(!Self.alive(pid))
+        #expect(try h.events().contains { Self.text($0["kind"]) == "agent.terminated" && Self.text($0["subject"]) == "spawner/c1"
+                                          && Self.text($0["data"]?["parent"]) == "spawner" })
         // Temporary: gone, not restarted; its name is free again.
         #expect(waitFor(seconds: 30) { (try? h.agent("spawner/c1")) == nil })
         #expect(try h.call("spawner.spawn", "helper c1 -") == "spawner/c1")
