@@ -6,7 +6,8 @@
 **                     adds up their answers, stops them and replies
 **                     {"words": W, "helpers": N, "parts": [w1, ...]}.
 ** A child is addressed by its agent name (fanout/w.JOB-I), never through a
-** capability: a query whose target is its own name is a part to count.
+** capability: a query whose target is its own name is a part to count. A
+** spawner may message its own children without a grant for their names.
 **
 ** plexus.yaml must let it spawn (a plugin spawns nothing unless told):
 **     plugins:
@@ -45,8 +46,6 @@ static plexus_status on_init(const char *config) {
 }
 #define PLEXUS_AGENT_ON_INIT(config) on_init(config)
 
-static const plexus_permission perms[] = { PLEXUS_PERMISSION(PLEXUS_PERMIT_CALL, "fanout/w.*") };
-#define PLEXUS_AGENT_PERMISSION_LIST 1, perms
 #include "plexus_agent.h"
 
 static long count_words(const uint8_t *p, uint64_t n) {
