@@ -175,6 +175,14 @@ static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **
             if (out_ack) *out_ack = f; else frame_free(f);
             break;
         }
+        if (is_control(&f->env, PLEXUS_CONTROL_PING)) {
+            /* Waiting for the host is no hang: a spawn() waits for a child's
+            ** load and init, longer than a heartbeat may go unanswered. */
+            channel_control(PLEXUS_CONTROL_PONG, f->env.correlation_id, 0, NULL, 0);
+            channel_flush();
+            frame_free(f);
+            continue;
+        }
         enqueue_frame(f);
         queued = 1;
     }

@@ -1,14 +1,19 @@
 /* helper — a child for spawn tests (SpawnTests): answers any query with
 ** "NAME|CONFIG" (its agent name and the config its init got), and aborts on
-** the payload "crash". Built with -DHOST_SIZE=136 it states the 1.2 draft's
+** the payload "crash"; a config with "slow" makes its init take 4 s. Built with -DHOST_SIZE=136 it states the 1.2 draft's
 ** host table size, which must still load. */
 #include "plexus.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct { const plexus_host *host; plexus_ctx *ctx; char config[512]; } helper;
 
 static plexus_status init(const plexus_host *h, plexus_ctx *c, const char *cfg, void **s) {
+    if (cfg && strstr(cfg, "\"slow\"")) {   /* an init that outlasts the load timeout */
+        struct timespec ts = { 4, 0 };
+        nanosleep(&ts, NULL);
+    }
     helper *me = calloc(1, sizeof *me);
     if (!me) return PLEXUS_NO_MEMORY;
     me->host = h; me->ctx = c;

@@ -16,11 +16,13 @@ struct SpawnTests {
         let host: HostProcess
         let client: SocketClient
 
-        init(spawner mode: String, yaml extra: String = "", maxChildren: Int = 2, restart: String = "temporary") throws {
+        init(spawner mode: String, yaml extra: String = "", maxChildren: Int = 2, restart: String = "temporary",
+             spawnerHealthTimeoutMs: Int = 5000) throws {
             let config = """
                 plugins:
                   spawner:
                     sandbox: \(mode)
+                    health: { timeout_ms: \(spawnerHealthTimeoutMs) }
                     spawn: { max_children: \(maxChildren), plugins: [helper], restart: \(restart) }
                 \(extra)
                 """
@@ -188,6 +190,17 @@ struct SpawnTests {
         #expect(r.status == 0, "\(r.err)")
         #expect(try h.agent("spawner/t1") == nil)
         #expect(Self.text(try h.terminations()["spawner/t1"]?["reason"])?.contains("was unloaded") == true)
+    }
+
+    /// A child whose init outlasts its load timeout: the spawn answers TIMEOUT and nothing of the child is left; the
+    /// sandboxed spawner, waiting for the host all that time, still answers its heartbeats and is not killed as hung.
+    @Test func aChildThatNeverBecomesReadyLeavesNothingAndItsSpawnerLives() throws {
+        let h = try SpawningHost(spawner: "process", yaml: "  helper:\n    health: { load_timeout_ms: 2500 }\n", spawnerHealthTimeoutMs: 1000)
+        let pid = try #require(try h.agent("spawner")?.pid)
+        #expect(try h.call("spawner.spawn", "helper slow1 {\"slow\":true}") == "TIMEOUT")
+        #expect(try h.agent("spawner/slow1") == nil)
+        #expect(try h.agent("spawner")?.pid == pid)
+        #expect(try h.call("spawner.spawn", "helper fast1 -") == "spawner/fast1")
     }
 
     @Test func aPluginWithoutASpawnSectionSpawnsNothing() throws {
