@@ -160,6 +160,8 @@ static void enqueue_frame(frame *f) {
 /* Sends e (id = our call number) and waits for its ACK; frames read
 ** meanwhile are kept, in order, for the main loop. When out_ack is set
 ** the ACK frame is handed over (the caller frees it). Lock held. */
+static int waiting_for_child;   /* lock held: a SPAWN or STOP call is waiting for its ACK */
+
 static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **out_ack) {
     plexus_id call = { 0, ++call_seq };
     e->id = call;
@@ -175,9 +177,11 @@ static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **
             if (out_ack) *out_ack = f; else frame_free(f);
             break;
         }
-        if (is_control(&f->env, PLEXUS_CONTROL_PING)) {
-            /* Waiting for the host is no hang: a spawn() waits for a child's
-            ** load and init, longer than a heartbeat may go unanswered. */
+        if (waiting_for_child && is_control(&f->env, PLEXUS_CONTROL_PING)) {
+            /* Waiting for the host to start or stop a child is no hang: it
+            ** may take longer than a heartbeat may go unanswered. (Other
+            ** calls leave PINGs to the main loop: a handler spinning on
+            ** send() is still found hung.) */
             channel_control(PLEXUS_CONTROL_PONG, f->env.correlation_id, 0, NULL, 0);
             channel_flush();
             frame_free(f);
@@ -441,7 +445,9 @@ static plexus_status h_spawn(plexus_ctx *ctx, const char *plugin_name, const cha
     plexus_envelope e = control_envelope(PLEXUS_CONTROL_SPAWN, p, n);
     frame *ack = NULL;
     pthread_mutex_lock(&lock);
+    waiting_for_child = 1;
     s = call_locked(&e, NULL, &ack);
+    waiting_for_child = 0;
     pthread_mutex_unlock(&lock);
     free(p);
     if (s == PLEXUS_OK && out_name) {
@@ -459,7 +465,9 @@ static plexus_status h_stop(plexus_ctx *ctx, const char *name) {
     if (s != PLEXUS_OK) return s;
     plexus_envelope e = control_envelope(PLEXUS_CONTROL_STOP, name, strlen(name));
     pthread_mutex_lock(&lock);
+    waiting_for_child = 1;
     s = call_locked(&e, NULL, NULL);
+    waiting_for_child = 0;
     pthread_mutex_unlock(&lock);
     return s;
 }
