@@ -108,8 +108,9 @@ extern "C" {
     X(NOT_A_REQUEST,     19, "there is no pending request with that id")                \
     X(INTERNAL,          20, "internal host error")                                     \
     X(UNAVAILABLE,       21, "no host is reachable, or the connection to it broke")   \
-    X(CONFLICT,          22, "the key is not at the version the write expected")       \
-    X(CANCELLED,         23, "the caller cancelled the request")
+    X(CONFLICT,          22, "the key is not at the version the write expected, or the name is taken") \
+    X(CANCELLED,         23, "the caller cancelled the request")                       \
+    X(LIMIT_REACHED,     24, "a configured limit would be exceeded")
 
 #define PLEXUS_STATUS_ENUM_(name, code, msg) PLEXUS_##name = code,
 /* Stored as int32_t (plexus_status) so its size never depends on the compiler. */
@@ -400,6 +401,60 @@ typedef struct plexus_host {
     **   NOT_A_REQUEST     no request of this agent's with that id is open
     **                     (answered already, timed out, cancelled) */
     plexus_status (*cancel)(plexus_ctx *ctx, plexus_id request_id);
+
+    /* AGENTS THAT SPAWN AGENTS (added in 1.2). */
+
+    /* Start a new agent from the loaded plugin plugin_name (its
+    ** descriptor.name), with config_json as the configuration its init()
+    ** receives, as a child of this agent. It runs as that plugin's sandbox
+    ** mode says (a sandboxed plugin's child gets a worker of its own), with
+    ** that plugin's grants (never more), providing its capabilities, and is
+    ** supervised as this agent's child: `temporary` unless plexus.yaml says
+    ** otherwise (plugins.SPAWNER.spawn.restart). When a child stops or dies
+    ** for good, this agent's handle() receives an EVENT with target
+    ** "plexus.agent.terminated" and sender "plexus", payload
+    ** {"name", "reason", "exit"?, "status"?} (JSON). When this agent dies,
+    ** is stopped or unloaded, its children are stopped too (linked).
+    ** plugin_name, instance_name and config_json are borrowed.
+    ** instance_name NULL or "" lets the host choose; the child's agent name
+    ** is SPAWNER/INSTANCE (SPAWNER: this agent's name), so that no child
+    ** can take a name another plugin may claim. On OK, when out_name is not
+    ** NULL, the child's name (NUL-terminated) is written there;
+    ** out_name_size must then be at least PLEXUS_MAX_NAME_LEN + 1. Blocks
+    ** until the child's init() has returned. A plugin may spawn nothing
+    ** unless plexus.yaml lists what it may spawn. Answers, in the order
+    ** checked:
+    **   INVALID_ARGUMENT  ctx or plugin_name NULL; plugin_name or
+    **                     instance_name not a name ([A-Za-z0-9_.:@-],
+    **                     1..PLEXUS_MAX_NAME_LEN bytes; no '/' in
+    **                     instance_name); out_name not NULL with
+    **                     out_name_size below PLEXUS_MAX_NAME_LEN + 1
+    **   TOO_LARGE         config_json longer than the host's payload limit
+    **   INVALID_ARGUMENT  config_json not NULL (NULL means "{}") and not a
+    **                     JSON object; the child's name over
+    **                     PLEXUS_MAX_NAME_LEN bytes
+    **   SHUTTING_DOWN     the host or this agent is stopping
+    **   NO_SUCH_AGENT     no loaded plugin has that name
+    **   PERMISSION_DENIED plexus.yaml does not let this agent's plugin
+    **                     spawn that plugin (plugins.NAME.spawn.plugins)
+    **   LIMIT_REACHED     this agent has spawn.max_children children, or
+    **                     the host has its host-wide cap of spawned agents
+    **   CONFLICT          an agent of that name exists
+    **   the status of the child's failed start: what its init() returned,
+    **   AGENT_CRASHED when its worker died starting, TIMEOUT when it did not
+    **   become ready in time (nothing of the child is left then) */
+    plexus_status (*spawn)(plexus_ctx *ctx, const char *plugin_name, const char *instance_name,
+                           const char *config_json, char *out_name, uint32_t out_name_size);
+
+    /* Stop a child this agent spawned: it takes no new mail, what waits in
+    ** its mailbox is answered SHUTTING_DOWN, what runs finishes within the
+    ** host's shutdown grace; its own children stop with it. This agent then
+    ** hears its agent.terminated EVENT. Blocks until it has stopped. name
+    ** is borrowed. Answers, in the order checked:
+    **   INVALID_ARGUMENT  ctx or name NULL, or name not a name
+    **   NO_SUCH_AGENT     no agent has that name
+    **   PERMISSION_DENIED the agent is not a child of this agent */
+    plexus_status (*stop)(plexus_ctx *ctx, const char *name);
     /* added in 1.2 — append new functions below this line only */
 } plexus_host;
 
@@ -417,10 +472,14 @@ typedef struct plexus_host {
 #define PLEXUS_HOST_SIZE_1_0 96u
 /* sizeof(plexus_host) as ABI 1.1 compiled it (kv_get, kv_put, kv_delete). */
 #define PLEXUS_HOST_SIZE_1_1 120u
-/* sizeof(plexus_host) as ABI 1.2 compiled it (reply_partial, cancel). A
-** plugin reads a 1.2 function only when host->struct_size (or abi_minor)
+/* sizeof(plexus_host) as ABI 1.2 compiled it (reply_partial, cancel,
+** spawn, stop). A plugin reads a 1.2 function only when host->struct_size
 ** says the host has it. */
-#define PLEXUS_HOST_SIZE_1_2 136u
+#define PLEXUS_HOST_SIZE_1_2 152u
+/* The size a draft of 1.2 stated (reply_partial and cancel, without spawn
+** and stop): a plugin built with it still loads, and never calls spawn or
+** stop, which lie past the table it knows. */
+#define PLEXUS_HOST_SIZE_1_2_DRAFT 136u
 
 /* ------------------------------------------------------------------------
 ** THE AGENT LIFECYCLE
@@ -580,6 +639,7 @@ PLEXUS_STATIC_ASSERT(offsetof(plexus_envelope, id) == 8 && offsetof(plexus_envel
                      "plexus.h: plexus_envelope field offsets");
 PLEXUS_STATIC_ASSERT(offsetof(plexus_host, kv_get) == PLEXUS_HOST_SIZE_1_0, "plexus.h: plexus_host 1.0 size");
 PLEXUS_STATIC_ASSERT(offsetof(plexus_host, reply_partial) == PLEXUS_HOST_SIZE_1_1, "plexus.h: plexus_host 1.1 size");
+PLEXUS_STATIC_ASSERT(offsetof(plexus_host, spawn) == PLEXUS_HOST_SIZE_1_2_DRAFT, "plexus.h: plexus_host 1.2 draft size");
 PLEXUS_STATIC_ASSERT(sizeof(plexus_host) == PLEXUS_HOST_SIZE_1_2, "plexus.h: plexus_host 1.2 size");
 PLEXUS_STATIC_ASSERT(offsetof(plexus_host, send) == 8 && offsetof(plexus_host, agent_name) == 88,
                      "plexus.h: plexus_host field offsets");

@@ -232,6 +232,40 @@ static inline plexus_status plexus_cancel(plexus_id request_id) {
     return plexus_sdk_host->cancel(plexus_sdk_current, request_id);
 }
 
+/* Agents that spawn agents (plexus.h spawn/stop, ABI 1.2). A host older
+** than that, or a plugin built with an older plexus.h, has neither: these
+** return UNSUPPORTED there. plexus.yaml must let the plugin spawn
+** (plugins.NAME.spawn: { plugins: [helper] }), else PERMISSION_DENIED. */
+static inline int plexus_spawn_available(void) {
+    return plexus_sdk_host->struct_size >= PLEXUS_HOST_SIZE_1_2 && plexus_sdk_host->spawn;
+}
+
+/* Starts a child of this agent from the loaded plugin `plugin` with
+** config_json (NULL: "{}") as its init's config. instance: NULL lets the
+** host name it; the child is named THIS_AGENT/INSTANCE. out_name (NULL, or
+** room for PLEXUS_MAX_NAME_LEN + 1 bytes) receives its name. Blocks until
+** the child's init returned. */
+static inline plexus_status plexus_spawn(const char *plugin, const char *instance, const char *config_json,
+                                         char *out_name) {
+    if (!plexus_spawn_available()) return PLEXUS_UNSUPPORTED;
+    return plexus_sdk_host->spawn(plexus_sdk_current, plugin, instance, config_json,
+                                  out_name, out_name ? PLEXUS_MAX_NAME_LEN + 1 : 0);
+}
+
+/* Stops a child this agent spawned (PERMISSION_DENIED for any other agent). */
+static inline plexus_status plexus_stop_child(const char *name) {
+    if (!plexus_spawn_available()) return PLEXUS_UNSUPPORTED;
+    return plexus_sdk_host->stop(plexus_sdk_current, name);
+}
+
+/* True for the host's news that a child of this agent ended: an EVENT to
+** "plexus.agent.terminated" from "plexus", its payload
+** {"name":..., "reason":..., "exit":...} as JSON. */
+static inline int plexus_is_child_terminated(const plexus_envelope *msg) {
+    return msg->kind == PLEXUS_KIND_EVENT && msg->target && msg->sender &&
+           strcmp(msg->target, "plexus.agent.terminated") == 0 && strcmp(msg->sender, "plexus") == 0;
+}
+
 static inline void plexus_logf(int32_t level, const char *fmt, ...) {
     char buf[1024];
     va_list ap;
@@ -260,12 +294,14 @@ static inline void plexus_logf(int32_t level, const char *fmt, ...) {
     PLEXUS_SDK_HIDDEN PLEXUS_SDK_THREAD_LOCAL plexus_ctx *plexus_sdk_current;              \
     static plexus_status plexus_sdk_init(const plexus_host *host, plexus_ctx *ctx,         \
                                          const char *config, void **state) {               \
+        /* saved: a child spawned in process runs its init inside its spawner's handler */  \
+        plexus_ctx *saved = plexus_sdk_current;                                            \
         plexus_sdk_host = host;                                                            \
         plexus_sdk_current = ctx;                                                          \
         *state = ctx;                                                                      \
         (void)config;                                                                      \
         plexus_status s = PLEXUS_AGENT_ON_INIT(config);                                    \
-        plexus_sdk_current = NULL;                                                         \
+        plexus_sdk_current = saved;                                                        \
         return s;                                                                          \
     }                                                                                      \
     static plexus_status plexus_sdk_handle(void *state, plexus_ctx *ctx,                   \

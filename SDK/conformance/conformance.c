@@ -19,6 +19,13 @@
 **      final reply, never after; cancel() names one of the plugin's own open
 **      requests (others are NOT_A_REQUEST); a plugin built for 1.2 or later,
 **      sent a CANCEL for a query, does not crash.
+**  10. (ABI 1.2) spawn() and stop() are answered as plexus.h says: bad names,
+**      bad JSON or a small out_name buffer are INVALID_ARGUMENT (counted as
+**      refused calls); a child is named conformance/INSTANCE, at most 8 at once
+**      (then LIMIT_REACHED), CONFLICT for a taken name; stop() of anything but
+**      the plugin's own live child is refused. Each child still running after
+**      the queries ends with a plexus.agent.terminated EVENT, which must not
+**      crash the plugin.
 ** Usage: plexus-conformance PLUGIN.so...   Exit status 0 when all pass. */
 #define _POSIX_C_SOURCE 200809L
 #include "plexus.h"
@@ -102,6 +109,55 @@ static plexus_status m_cancel(plexus_ctx *c, plexus_id id) {
     bad_cancels++;
     return PLEXUS_NOT_A_REQUEST;
 }
+/* spawn / stop (1.2): a mock lineage of up to 8 children, answered as a
+** host answers; the checks are plexus.h's, in its order. */
+#define MOCK_CHILDREN 8
+static char children[MOCK_CHILDREN][PLEXUS_MAX_NAME_LEN + 1];
+static int spawned, stopped_children, child_seq;
+
+static int mock_name_ok(const char *s, int slash_ok) {
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 200) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("_.:@-", c) ||
+              (slash_ok && c == '/'))) return 0;
+    }
+    return 1;
+}
+
+static plexus_status m_spawn(plexus_ctx *c, const char *plugin, const char *instance, const char *config,
+                             char *out, uint32_t out_size) {
+    if (!c || !mock_name_ok(plugin, 0) || (instance && *instance && !mock_name_ok(instance, 0)) ||
+        (out && out_size < PLEXUS_MAX_NAME_LEN + 1)) { refused++; return PLEXUS_INVALID_ARGUMENT; }
+    if (config) {   /* a JSON object, as far as a mock can tell */
+        while (*config == ' ' || *config == '\n' || *config == '\t') config++;
+        size_t n = strlen(config);
+        while (n && (config[n - 1] == ' ' || config[n - 1] == '\n')) n--;
+        if (n < 2 || config[0] != '{' || config[n - 1] != '}') { refused++; return PLEXUS_INVALID_ARGUMENT; }
+    }
+    char name[PLEXUS_MAX_NAME_LEN + 1];
+    if (instance && *instance) snprintf(name, sizeof name, "conformance/%s", instance);
+    else snprintf(name, sizeof name, "conformance/%s.%d", plugin, ++child_seq);
+    int free_slot = -1;
+    for (int i = 0; i < MOCK_CHILDREN; i++) {
+        if (!children[i][0]) { if (free_slot < 0) free_slot = i; }
+        else if (strcmp(children[i], name) == 0) return PLEXUS_CONFLICT;
+    }
+    if (free_slot < 0) return PLEXUS_LIMIT_REACHED;
+    strcpy(children[free_slot], name);
+    spawned++;
+    if (out) strcpy(out, name);
+    return PLEXUS_OK;
+}
+
+static plexus_status m_stop(plexus_ctx *c, const char *name) {
+    if (!c || !mock_name_ok(name, 1)) { refused++; return PLEXUS_INVALID_ARGUMENT; }
+    for (int i = 0; i < MOCK_CHILDREN; i++)
+        if (strcmp(children[i], name) == 0) { children[i][0] = 0; stopped_children++; return PLEXUS_OK; }
+    return strncmp(name, "conformance/", 12) == 0 ? PLEXUS_NO_SUCH_AGENT : PLEXUS_PERMISSION_DENIED;
+}
+
 static plexus_status m_sub(plexus_ctx *c, const char *p) { (void)c; return p ? PLEXUS_OK : PLEXUS_INVALID_ARGUMENT; }
 static void m_log(plexus_ctx *c, int32_t l, const char *s) { (void)c; (void)l; (void)s; }
 static void *m_alloc(uint64_t n) { return malloc(n); }
@@ -165,7 +221,8 @@ static plexus_status m_kv_delete(plexus_ctx *c, const char *key, int64_t expecte
 static const plexus_host host = { sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
     m_send, m_request, m_reply, m_send, m_sub, m_sub, m_log, m_alloc, m_free, m_now, m_name,
     m_kv_get, m_kv_put, m_kv_delete,
-    m_reply_partial, m_cancel };
+    m_reply_partial, m_cancel,
+    m_spawn, m_stop };
 
 #define CHECK(cond, ...) do { if (!(cond)) { printf("  FAIL: " __VA_ARGS__); printf("\n"); failures++; } } while (0)
 
@@ -217,6 +274,8 @@ static void ask(const plexus_plugin_descriptor *d, void *state, const char *cap,
 
 static int check(const char *path) {
     failures = refused = late_partials = cancels = bad_cancels = 0;
+    spawned = stopped_children = child_seq = 0;
+    memset(children, 0, sizeof children);
     current = path;
     printf("%s\n", path);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
@@ -254,6 +313,24 @@ static int check(const char *path) {
         arm(path, "an unexpected event", NULL);
         d->handle(state, (plexus_ctx *)&host, &ev);
         disarm();
+        for (int i = 0; i < MOCK_CHILDREN; i++) {   /* the children still running end: the spawner hears of it */
+            if (!children[i][0]) continue;
+            char news[PLEXUS_MAX_NAME_LEN + 64];
+            int n = snprintf(news, sizeof news, "{\"name\":\"%s\",\"reason\":\"conformance: ended\"}", children[i]);
+            plexus_envelope t = plexus_envelope_init();
+            t.kind = PLEXUS_KIND_EVENT;
+            t.target_kind = PLEXUS_TARGET_TOPIC;
+            t.id = (plexus_id){ 0xAC, (uint64_t)i };
+            t.sender = "plexus";
+            t.target = "plexus.agent.terminated";
+            t.content_type = "application/json";
+            t.payload = (const uint8_t *)news;
+            t.payload_len = (uint64_t)n;
+            arm(path, "a plexus.agent.terminated event for", children[i]);
+            d->handle(state, (plexus_ctx *)&host, &t);
+            disarm();
+            children[i][0] = 0;
+        }
         if (d->abi_minor >= 2) {   /* older plugins are never sent CANCEL */
             plexus_envelope cancel = plexus_envelope_init();
             cancel.kind = PLEXUS_KIND_CANCEL;
@@ -274,6 +351,7 @@ static int check(const char *path) {
     CHECK(bad_cancels == 0, "%d cancel() calls named no request of the plugin's own (a host answers NOT_A_REQUEST)", bad_cancels);
     CHECK(refused == 0, "%d host calls passed an envelope with struct_size below %u or an expected_version below "
           "PLEXUS_KV_ANY (a host answers INVALID_ARGUMENT)", refused, PLEXUS_ENVELOPE_SIZE_1_0);
+    if (spawned) printf("  spawned %d children, stopped %d\n", spawned, stopped_children);
     printf("  %s: %s %s, %u capabilities, %u exports\n", failures ? "FAIL" : "ok", d->name, d->version,
            d->capability_count, d->export_count);
     return failures ? 1 : 0;

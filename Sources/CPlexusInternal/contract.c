@@ -80,3 +80,38 @@ void *plexus_contract_alloc(uint64_t size) {
     if (size > (uint64_t)PTRDIFF_MAX) return NULL;
     return malloc(size ? (size_t)size : 1);
 }
+
+/* A plugin or instance name for spawn/stop: 1..PLEXUS_MAX_NAME_LEN bytes of
+** [A-Za-z0-9_.:@-], plus '/' where slash_ok (a child's full name). */
+static int name_ok(const char *s, int slash_ok) {
+    size_t n = strnlen(s, PLEXUS_MAX_NAME_LEN + 1);
+    if (n == 0 || n > PLEXUS_MAX_NAME_LEN) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || c == ':' || c == '@' || c == '-' || (slash_ok && c == '/');
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+plexus_status plexus_contract_spawn(const char *plugin_name, const char *instance_name, const char *config_json,
+                                    const char *out_name, uint32_t out_name_size, uint64_t max_payload,
+                                    const char **out_what) {
+    if (!plugin_name) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "plugin_name is NULL");
+    if (!name_ok(plugin_name, 0))
+        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "plugin_name must be 1-255 bytes of A-Z a-z 0-9 _ . : @ -");
+    if (instance_name && instance_name[0] && !name_ok(instance_name, 0))
+        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "instance_name must be NULL, empty or 1-255 bytes of A-Z a-z 0-9 _ . : @ -");
+    if (out_name && out_name_size < PLEXUS_MAX_NAME_LEN + 1)
+        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "out_name_size must be at least PLEXUS_MAX_NAME_LEN + 1 (256)");
+    if (config_json && strnlen(config_json, max_payload + 1) > max_payload)
+        return fail(PLEXUS_TOO_LARGE, out_what, "config_json is longer than the payload limit");
+    return PLEXUS_OK;
+}
+
+plexus_status plexus_contract_stop(const char *name, const char **out_what) {
+    if (!name) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "name is NULL");
+    if (!name_ok(name, 1)) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "name must be 1-255 bytes of A-Z a-z 0-9 _ . : / @ -");
+    return PLEXUS_OK;
+}

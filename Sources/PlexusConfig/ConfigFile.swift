@@ -135,6 +135,7 @@ public enum ConfigFile {
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }
         config.sandbox = defaults.sandbox
         if let w = defaults.warmWorkers { config.warmWorkers = w }
+        if let t = defaults.spawnMaxTotal { config.spawnMaxTotal = t }
         config.workerPolicy = defaults.policy
         config.restartPolicy = defaults.restart
         config.pluginGrants = defaults.grants
@@ -276,7 +277,8 @@ public struct Reader {
         var s = base
         let m = try mapping(node, field, keys: ["sandbox", "limits", "syscalls", "grants", "network_namespace", "restart", "health",
                                                 "config", "instances", "concurrency", "network", "filesystem", "confinement",
-                                                "warm_workers"])
+                                                "warm_workers", "spawn"])
+        if let n = m["spawn"] { try spawn(n, "\(field).spawn", into: &s) }
         if let n = m["warm_workers"] {
             guard field == "defaults" else {
                 throw fail(n, "\(field).warm_workers", "set warm_workers under defaults: the host keeps that many per worker policy in use, for every plugin")
@@ -332,6 +334,38 @@ public struct Reader {
             throw fail(node, "\(field).limits.cpu_hard_seconds", "must be at least cpu_seconds (\(s.policy.cpuSoftSeconds))")
         }
         return s
+    }
+
+    /// `plugins.NAME.spawn: { max_children, plugins, restart }`: what the
+    /// plugin's agents may spawn; under defaults only `max_total`, the
+    /// host-wide cap (a plugin spawns only what its own entry names).
+    private func spawn(_ node: Node, _ field: String, into s: inout PluginSettings) throws(ConfigError) {
+        if field == "defaults.spawn" {
+            let m = try mapping(node, field, keys: ["max_total"])
+            if let n = m["max_total"] { s.spawnMaxTotal = Int(try integer(n, "\(field).max_total", in: 0...65_536)) }
+            return
+        }
+        let m = try mapping(node, field, keys: ["max_children", "plugins", "restart"])
+        var spec = SpawnSettings()
+        if let n = m["max_children"] { spec.maxChildren = Int(try integer(n, "\(field).max_children", in: 0...1_024)) }
+        guard let list = m["plugins"] else {
+            throw fail(node, "\(field).plugins", "missing: name the plugins its agents may spawn, e.g. plugins: [worker]")
+        }
+        guard case .sequence(let seq) = list else { throw fail(list, "\(field).plugins", "expected a list of plugin names such as [worker], found \(kind(list))") }
+        for item in seq {
+            let name = try string(item, "\(field).plugins")
+            do throws(PlexusError) { try Names.check(name, what: "a plugin name") } catch { throw fail(item, "\(field).plugins", error.detail) }
+            guard !name.contains("/") else { throw fail(item, "\(field).plugins", "a plugin name has no '/'; found \"\(name)\"") }
+            spec.plugins.append(name)
+        }
+        if let n = m["restart"] {
+            let v = try string(n, "\(field).restart")
+            guard let k = RestartKind(rawValue: v) else {
+                throw fail(n, "\(field).restart", "expected temporary, transient or permanent, found \"\(v)\"")
+            }
+            spec.restart = k
+        }
+        s.spawn = spec
     }
 
     private func limits(_ node: Node, _ field: String, into p: inout WorkerPolicy) throws(ConfigError) {

@@ -57,4 +57,5 @@ extension plexus_status_code {
     public static let UNAVAILABLE = PLEXUS_UNAVAILABLE
     public static let CONFLICT = PLEXUS_CONFLICT
     public static let CANCELLED = PLEXUS_CANCELLED
+    public static let LIMIT_REACHED = PLEXUS_LIMIT_REACHED
 }

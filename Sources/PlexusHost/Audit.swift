@@ -54,6 +54,9 @@ extension Router {
     func authorize(_ o: Origin, _ action: Grants.Action, _ name: UnsafePointer<CChar>) throws(PlexusError) {
         let refusing = o.withGrants { g in g.flatMap { $0.allows(action, name) ? nil : $0 } }
         guard let g = refusing else { return }
+        // A spawner may always message its own children (plexus.h spawn):
+        // asked only on the refusal path, so granted calls pay nothing for it.
+        if action == .call, let a = o.agent, let spawns, spawns.parent(of: String(cString: name)) == a.name { return }
         throw deny(g, action, String(cString: name), sender: String(cString: o.cName))
     }
 

@@ -171,6 +171,7 @@ extension Host {
             out.detail = "stopped by operator" + (out.handed_back > 0 ? "; \(out.handed_back) message(s) handed back" : "")
             data["reason"] = .string("stopped by operator")
             kind = "agent.stopped"
+            childEnded(a, reason: "stopped by operator")
         case .drain:
             let timeout = drainTimeoutMs ?? configuration.defaultTimeoutMs
             let r = drainAgent(a, timeoutMs: timeout)
@@ -179,6 +180,7 @@ extension Host {
                 : "not drained within \(timeout) ms: stopped, \(r.handedBack) message(s) handed back"
             data["reason"] = .string(r.finished ? "drained by operator" : "drain timed out after \(timeout) ms")
             kind = "agent.drained"
+            childEnded(a, reason: "drained by operator")
         case .start:
             try startAgent(a)
             out.detail = "started by operator"
@@ -257,6 +259,7 @@ extension Host {
     /// messages were handed back from the mailbox.
     @discardableResult
     func stopAgent(_ a: Agent, cause: String) -> Int {
+        stopChildren(of: a, because: "its spawner '\(a.name)' stopped")   // linked: they go down first
         let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
         a.state = .draining   // replies it asked for still come in
         var handedBack = handBack(a, cause)
@@ -318,7 +321,8 @@ extension Host {
         }
         guard case .plugin(let p) = a.behavior else { throw PlexusError(.UNSUPPORTED, "agent '\(a.name)' is not a plugin's") }
         var state: UnsafeMutableRawPointer?
-        let s = p.initFn(HostTable.pointer, a.ctx, configuration.settings(for: p.path).config, &state)
+        let config = lineage.child(a.name)?.config ?? configuration.settings(for: p.path).config   // a spawned agent: its spawner's config
+        let s = p.initFn(HostTable.pointer, a.ctx, config, &state)
         if s != 0 {
             throw PlexusError(status: s, "init of agent '\(a.name)' returned \(statusName(s)); it stays \(a.state.rawValue)")
         }

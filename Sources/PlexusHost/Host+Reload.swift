@@ -366,7 +366,9 @@ extension Host {
             return .object(["file": .string(path), "outcome": .string("not loaded")])
         }
         let deadline = Clock.monotonicNanos() + configuration.reload.drainTimeoutMs * 1_000_000
+        stopChildren(runningFile: path)   // spawned agents of this plugin: their code is going
         for a in served.agents {
+            stopChildren(of: a, because: "its spawner '\(a.name)' was unloaded")   // linked
             registry.retire(a)
             a.state = .draining
         }

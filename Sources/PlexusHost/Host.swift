@@ -28,6 +28,11 @@ public struct PluginSettings: Sendable {
     /// `warm_workers` as read under plexus.yaml's defaults (the host's pool,
     /// HostConfiguration.warmWorkers); nil when not set there.
     public var warmWorkers: Int?
+    /// What this plugin's agents may spawn (`spawn:`); nil: nothing.
+    public var spawn: SpawnSettings?
+    /// `spawn.max_total` as read under plexus.yaml's defaults
+    /// (HostConfiguration.spawnMaxTotal); nil when not set there.
+    public var spawnMaxTotal: Int?
 
     public init(sandbox: SandboxMode, policy: WorkerPolicy, restart: RestartPolicy, config: String = "{}",
                 grants: [Grants.Action: [String]]? = nil) {
@@ -110,6 +115,9 @@ public struct HostConfiguration: Sendable {
     public var metrics = MetricsSettings()
     /// Hot reload of plugin files (`reload:`; Host+Reload.swift).
     public var reload = ReloadSettings()
+    /// Agents spawned by agents that may run at once, host-wide
+    /// (`defaults: { spawn: { max_total: N } }`; Host+Spawn.swift).
+    public var spawnMaxTotal = 256
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
@@ -140,7 +148,9 @@ public final class Host: @unchecked Sendable {
     public let warmPool: WarmPool?
     /// Operator actions on single agents (Host+Control.swift).
     let control = AgentControl()
-    private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in reloads.current(started).compactMap(\.link) }
+    /// Agents spawned by agents, and their spawners (Host+Spawn.swift).
+    let lineage = Lineage()
+    private lazy var health = HealthMonitor(pool: warmPool) { [unowned self] in (reloads.current(started) + lineage.all).compactMap(\.link) }
     lazy var supervisor = Supervisor(
         spec: configuration.supervision ?? SupervisorSpec(name: "root", strategy: .oneForOne,
                                                           intensity: configuration.restartPolicy.intensity,
@@ -163,6 +173,7 @@ public final class Host: @unchecked Sendable {
         files[SystemAgent.name] = "the host itself (reserved name)"
         installControl()
         reloads.run = { [unowned self] job in runReload(job) }
+        router.spawns = self
     }
 
     // MARK: loading
@@ -372,7 +383,7 @@ public final class Host: @unchecked Sendable {
         endOperatorControl(started)   // no action under way; suspended agents get their mail
         reloads.stop()   // no reload from here on; what reloads started stops below with the rest
         health.stop()
-        started = reloads.current(started)   // after the health thread, which reads it
+        started = reloads.current(started) + lineage.close()   // after the health thread, which reads it; children last, so they stop first
         let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
         // 1. No new mail; what was accepted is still handled, until the deadline.
         //    (An agent an operator stopped has shut down already.)
@@ -496,6 +507,7 @@ public final class Host: @unchecked Sendable {
                                    warmPool?.ready(for: l.policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) })
             r.last_action = operated.last
             r.version = a.pluginVersion
+            r.parent = lineage.parent(of: a.name)
             if let q = a.meters?.handleQuantilesMicros() { r.handle_p50_us = q.p50; r.handle_p99_us = q.p99 }
             if let pid = w?.pid, let u = ProcUsage.read(pid: pid) { r.cpu_seconds = u.cpuSeconds; r.resident_bytes = u.residentBytes }
             return r

@@ -74,6 +74,7 @@ enum HostTable {
         }
         installKeyValue(p)
         installStreams(p)
+        installSpawn(p)
         return UnsafePointer(p)
     }()
 
@@ -158,6 +159,38 @@ enum HostTable {
                 HostTable.status { () throws(PlexusError) in
                     try a.router.cancel(id, requesterID: Unmanaged.passUnretained(a).toOpaque(), by: "agent '\(a.name)'")
                 }
+            }
+        }
+    }
+
+    /// spawn / stop (ABI 1.2) for plugins in the host: the C checks, then
+    /// the host (Host+Spawn.swift). They block until the child has started
+    /// or stopped, as the worker's do.
+    private static func installSpawn(_ p: UnsafeMutablePointer<plexus_host>) {
+        p.pointee.spawn = { ctx, plugin, instance, config, outName, outSize in
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
+            let a = Agent.from(ctx)
+            let s = plexus_contract_spawn(plugin, instance, config, outName, outSize, a.router.limits.maxPayload, nil)
+            guard s == 0, let plugin else { return s }
+            return HostTable.status { () throws(PlexusError) in
+                guard let spawns = a.router.spawns else { throw PlexusError(.SHUTTING_DOWN, "the host is gone") }
+                let name = try spawns.spawn(by: a, plugin: String(cString: plugin), instance: instance.map { String(cString: $0) },
+                                            config: config.map { String(cString: $0) })
+                if let outName {
+                    let bytes = Array(name.utf8)
+                    for (i, b) in bytes.enumerated() { outName[i] = CChar(bitPattern: b) }
+                    outName[bytes.count] = 0
+                }
+            }
+        }
+        p.pointee.stop = { ctx, name in
+            guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
+            let s = plexus_contract_stop(name, nil)
+            guard s == 0, let name else { return s }
+            let a = Agent.from(ctx)
+            return HostTable.status { () throws(PlexusError) in
+                guard let spawns = a.router.spawns else { throw PlexusError(.SHUTTING_DOWN, "the host is gone") }
+                try spawns.stop(by: a, child: String(cString: name))
             }
         }
     }

@@ -102,6 +102,8 @@ public struct AgentReport: Sendable, Codable, Equatable {
     public var last_action: String? = nil
     /// The version its plugin's descriptor declares; nil for the host's own agents and clients.
     public var version: String? = nil
+    /// The agent that spawned it (plexus.h spawn); nil for every other agent.
+    public var parent: String? = nil
 }
 
 public struct DeadLetterReport: Sendable, Codable, Equatable {

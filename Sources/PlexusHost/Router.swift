@@ -72,6 +72,8 @@ final class Router: @unchecked Sendable {
     /// The agents' key-value store; nil when the host runs without a store.
     /// Set before start (Host.attach(keyValue:)).
     var keyValue: (any KeyValueAccess)?
+    /// spawn/stop of the host tables (the Host; Host+Spawn.swift).
+    weak var spawns: (any SpawnService)?
     /// Called each time an agent finishes work and so has room for more
     /// (Host.observeCapacity); set before start.
     var capacityFreed: (@Sendable () -> Void)? { didSet { observesCapacity = capacityFreed != nil } }

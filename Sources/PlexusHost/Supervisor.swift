@@ -143,6 +143,29 @@ final class Supervisor: @unchecked Sendable {
         }
     }
 
+    /// A spawned agent (Host+Spawn.swift): supervised under the root with
+    /// the restart kind its spawner's plexus.yaml gives, its own circuit.
+    func joinChild(_ name: String, link: WorkerLink, restart: RestartKind) {
+        lock.withLock {
+            tree.add(name, restart: restart)
+            links[name] = link
+            breakers[name] = breakerTemplate
+            link.supervisor = self
+            publishCircuit(name)
+        }
+    }
+
+    /// A spawned agent that ended: it leaves the tree and is not supervised.
+    func removeChild(_ name: String, link: WorkerLink) {
+        lock.withLock {
+            guard links[name] === link else { return }
+            tree.remove(name)
+            links[name] = nil
+            breakers[name] = nil
+            link.supervisor = nil
+        }
+    }
+
     /// An unloaded agent: its worker is no longer supervised.
     func forget(_ name: String, link: WorkerLink) {
         lock.withLock {

@@ -238,7 +238,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     private func sendControl(_ topic: String, correlation: plexus_id = .none, id: plexus_id = .none,
                              status: plexus_status = 0, payload: [UInt8] = [], to worker: WorkerProcess? = nil) {
-        let env = Envelope(kind: .event, target: .topic(topic), payload: payload, id: id, correlationID: correlation, status: status)
+        // START names the agent (sender): its agent_name() is NAME.2 or a child's SPAWNER/INSTANCE, not only the descriptor's.
+        let sender = topic == PLEXUS_CONTROL_START ? agent?.name ?? "" : ""
+        let env = Envelope(kind: .event, target: .topic(topic), payload: payload, sender: sender, id: id, correlationID: correlation, status: status)
         guard let frame = try? env.encode(maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN)) else { return }
         // The worker that asked (its HELLO may come before `process` is set), else the current one.
         let w = worker ?? lock.withLock { process }
@@ -434,6 +436,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 } catch { status = error.status; detail = Array(error.detail.utf8) }
             }
             sendControl(PLEXUS_CONTROL_ACK, correlation: e.pointee.id, status: status, payload: detail)
+        case PLEXUS_CONTROL_SPAWN, PLEXUS_CONTROL_STOP:
+            spawnCall(topic, payload, call: e.pointee.id)
         case PLEXUS_CONTROL_LOG:
             let level: Logger.Level = [.trace, .debug, .info, .warning, .error][Int(max(0, min(4, e.pointee.status)))]
             (agent?.logger ?? logger).log(level: level, "\(String(decoding: payload, as: UTF8.self))")
@@ -607,6 +611,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                                                 "unfinished": "\(unfinished.count)"])
         router.lifecycle("agent.crashed", agent.name, ["pid": .int(Int64(x.pid)), "exit": .string(x.description),
                                                        "unfinished": .int(Int64(unfinished.count))])
+        router.spawns?.workerDied(agent, exit: x.description)   // its children were linked to this process
         supervisor?.recordFailure(agent, exit: x)
         redeliver(unfinished, after: x, agent: agent)
         supervisor?.exited(self, agent: agent, exit: x)
@@ -724,11 +729,51 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let agent else { return }
         lock.withLock { gaveUp = reason }
         logger.error("agent given up", metadata: ["agent": "\(agent.name)", "reason": "\(reason)"])
-        router.lifecycle("agent.terminated", agent.name, ["reason": .string(reason)])
+        var data: [String: JSONValue] = ["reason": .string(reason)]
+        if let p = router.spawns?.parent(of: agent.name) { data["parent"] = .string(p) }   // a spawned agent's spawner
+        router.lifecycle("agent.terminated", agent.name, data)
         agent.state = .terminated
         let w: WorkerProcess? = lock.withLock { phase = .stopped; return process }
         w?.kill(reason: reason)
         for m in agent.drainMailbox() { router.abandon(m, at: agent, reason: reason, status: PLEXUS_AGENT_CRASHED.status) }
+        router.spawns?.terminated(agent, reason: reason)
+    }
+
+    /// spawn()/stop() of a sandboxed agent (layouts in plexus_channel.h).
+    /// They wait for a worker to start or stop, so they run on a thread of
+    /// their own and are ACKed from there; the worker waits for the ACK.
+    private func spawnCall(_ topic: String, _ p: [UInt8], call: plexus_id) {
+        let ack: @Sendable (Result<String, PlexusError>) -> Void = { [weak self] r in
+            switch r {
+            case .success(let name): self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: Array(name.utf8))
+            case .failure(let e): self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
+            }
+        }
+        guard let agent, let spawns = router.spawns else {
+            ack(.failure(PlexusError(.UNSUPPORTED, "the agent is not registered yet")))
+            return
+        }
+        let work: @Sendable () -> Void = {
+            ack(Result { () throws(PlexusError) -> String in
+                if topic == PLEXUS_CONTROL_STOP {
+                    try spawns.stop(by: agent, child: String(decoding: p, as: UTF8.self))
+                    return ""
+                }
+                func field(_ at: Int) throws(PlexusError) -> (String, Int) {
+                    guard p.count >= at + 4 else { throw PlexusError(.MALFORMED_FRAME, "a spawn call of \(p.count) bytes") }
+                    let end = at + 4 + Int(LittleEndian.read(p, at, 4))
+                    guard end <= p.count else { throw PlexusError(.MALFORMED_FRAME, "a spawn call's name runs past its end") }
+                    return (String(decoding: p[(at + 4)..<end], as: UTF8.self), end)
+                }
+                let (plugin, i) = try field(0)
+                let (instance, j) = try field(i)
+                return try spawns.spawn(by: agent, plugin: plugin, instance: instance.isEmpty ? nil : instance,
+                                        config: String(decoding: p[j...], as: UTF8.self))
+            })
+        }
+        do throws(ThreadStartError) { try startDetachedThread(name: "plexus-spawn", work) } catch {
+            ack(.failure(PlexusError(.INTERNAL, "no thread for the spawn call: \(error)")))
+        }
     }
 }
 

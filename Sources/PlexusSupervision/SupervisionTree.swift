@@ -72,7 +72,7 @@ public struct Decision: Sendable, Equatable {
 }
 
 public final class SupervisionTree: @unchecked Sendable {
-    public let root: SupervisorSpec
+    public private(set) var root: SupervisorSpec
     private let now: () -> Double
     /// Restart times per supervisor name, for the sliding window.
     private var history: [String: [Double]] = [:]
@@ -94,6 +94,20 @@ public final class SupervisionTree: @unchecked Sendable {
     }
 
     public func isStopped(_ agent: String) -> Bool { stopped.contains(agent) }
+
+    /// A spawned agent joins the root with its own restart kind, keeping
+    /// every restart history (unlike rebuilding the tree).
+    public func add(_ agent: String, restart: RestartKind) {
+        guard path(to: agent, in: root) == nil else { return }
+        root.children.append(.agent(agent, restart))
+        stopped.remove(agent)
+    }
+
+    /// A spawned agent that ended leaves the tree, so its name may be used again.
+    public func remove(_ agent: String) {
+        root.children.removeAll { if case .agent(let n, _) = $0 { return n == agent } else { return false } }
+        stopped.remove(agent)
+    }
 
     /// An operator started the agent again after it was given up: its exits
     /// are decided again, as they were before.

@@ -63,6 +63,7 @@ static uint64_t host_payload_limit;      /* from START; 0: the channel's */
 static uint64_t warm_image_max;          /* --warm: the image comes later, at most this big */
 
 /* The host's payload limit, which the host functions check against. */
+static char agent_name_buf[PLEXUS_MAX_NAME_LEN + 1];   /* from START; empty: desc->name */
 static uint64_t payload_limit(void) { return host_payload_limit ? host_payload_limit : channel_payload_limit(); }
 
 /* ---- requests this worker has received and not yet answered -------------
@@ -159,6 +160,8 @@ static void enqueue_frame(frame *f) {
 /* Sends e (id = our call number) and waits for its ACK; frames read
 ** meanwhile are kept, in order, for the main loop. When out_ack is set
 ** the ACK frame is handed over (the caller frees it). Lock held. */
+static int waiting_for_child;   /* lock held: a SPAWN or STOP call is waiting for its ACK */
+
 static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **out_ack) {
     plexus_id call = { 0, ++call_seq };
     e->id = call;
@@ -173,6 +176,16 @@ static plexus_status call_locked(plexus_envelope *e, plexus_id *out_id, frame **
             if (out_id) *out_id = f->env.id;
             if (out_ack) *out_ack = f; else frame_free(f);
             break;
+        }
+        if (waiting_for_child && is_control(&f->env, PLEXUS_CONTROL_PING)) {
+            /* Waiting for the host to start or stop a child is no hang: it
+            ** may take longer than a heartbeat may go unanswered. (Other
+            ** calls leave PINGs to the main loop: a handler spinning on
+            ** send() is still found hung.) */
+            channel_control(PLEXUS_CONTROL_PONG, f->env.correlation_id, 0, NULL, 0);
+            channel_flush();
+            frame_free(f);
+            continue;
         }
         enqueue_frame(f);
         queued = 1;
@@ -409,6 +422,56 @@ static plexus_status h_kv_delete(plexus_ctx *ctx, const char *key, int64_t expec
     return kv_call('d', key, NULL, 0, expected, NULL);
 }
 
+/* ---- spawn / stop (1.2): SPAWN and STOP control calls, ACKed -------------
+** The host starts or stops the child and answers; the checks plexus.h lists
+** first are the shared C ones, the rest are the host's. */
+
+static plexus_status h_spawn(plexus_ctx *ctx, const char *plugin_name, const char *instance_name,
+                             const char *config_json, char *out_name, uint32_t out_name_size) {
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_spawn(plugin_name, instance_name, config_json, out_name, out_name_size,
+                                            payload_limit(), NULL);
+    if (s != PLEXUS_OK) return s;
+    const char *config = config_json ? config_json : "{}";
+    size_t pn = strlen(plugin_name), in = instance_name ? strlen(instance_name) : 0, cn = strlen(config);
+    uint64_t n = 8 + pn + in + cn;
+    uint8_t *p = malloc(n);
+    if (!p) return PLEXUS_NO_MEMORY;
+    put_le(p, pn, 4);
+    memcpy(p + 4, plugin_name, pn);
+    put_le(p + 4 + pn, in, 4);
+    if (in) memcpy(p + 8 + pn, instance_name, in);
+    memcpy(p + 8 + pn + in, config, cn);
+    plexus_envelope e = control_envelope(PLEXUS_CONTROL_SPAWN, p, n);
+    frame *ack = NULL;
+    pthread_mutex_lock(&lock);
+    waiting_for_child = 1;
+    s = call_locked(&e, NULL, &ack);
+    waiting_for_child = 0;
+    pthread_mutex_unlock(&lock);
+    free(p);
+    if (s == PLEXUS_OK && out_name) {
+        uint64_t len = ack->env.payload_len;
+        if (len > PLEXUS_MAX_NAME_LEN) s = PLEXUS_MALFORMED_FRAME;
+        else { memcpy(out_name, ack->env.payload, len); out_name[len] = 0; }
+    }
+    if (ack) frame_free(ack);
+    return s;
+}
+
+static plexus_status h_stop(plexus_ctx *ctx, const char *name) {
+    if (!ctx) return PLEXUS_INVALID_ARGUMENT;
+    plexus_status s = plexus_contract_stop(name, NULL);
+    if (s != PLEXUS_OK) return s;
+    plexus_envelope e = control_envelope(PLEXUS_CONTROL_STOP, name, strlen(name));
+    pthread_mutex_lock(&lock);
+    waiting_for_child = 1;
+    s = call_locked(&e, NULL, NULL);
+    waiting_for_child = 0;
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
 static void *h_alloc(uint64_t n) { return plexus_contract_alloc(n); }
 static void h_free(void *p) { free(p); }
 static int64_t h_now(void) {
@@ -416,7 +479,7 @@ static int64_t h_now(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-static const char *h_name(plexus_ctx *ctx) { return ctx && desc ? desc->name : NULL; }
+static const char *h_name(plexus_ctx *ctx) { return ctx && desc ? (agent_name_buf[0] ? agent_name_buf : desc->name) : NULL; }
 
 static const plexus_host host_table = {
     sizeof(plexus_host), PLEXUS_ABI_MAJOR, PLEXUS_ABI_MINOR,
@@ -424,6 +487,7 @@ static const plexus_host host_table = {
     h_alloc, h_free, h_now, h_name,
     h_kv_get, h_kv_put, h_kv_delete,
     h_reply_partial, h_cancel,
+    h_spawn, h_stop,
 };
 
 /* ---- start-up ------------------------------------------------------------ */
@@ -510,6 +574,8 @@ static char *await_start(void) {
         frame *f = channel_read(1);
         if (is_control(&f->env, PLEXUS_CONTROL_START)) {
             host_payload_limit = f->env.correlation_id.lo;
+            /* The agent's name as the host registered it (an instance's NAME.2, a child's SPAWNER/INSTANCE). */
+            if (f->env.sender && f->env.sender[0]) snprintf(agent_name_buf, sizeof agent_name_buf, "%s", f->env.sender);
             char *cfg = malloc(f->env.payload_len + 1);
             if (!cfg) _exit(PLEXUS_WORKER_EXIT_CHANNEL);
             memcpy(cfg, f->env.payload ? (const void *)f->env.payload : "", f->env.payload_len);

@@ -27,7 +27,8 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "Every agent of the running host: state, worker pid, restarts, last exit, mailbox and in-flight counts (the default).",
-        discussion: "Asks the host started by `plexus run` over its socket. With --embedded, shows a freshly started host instead.")
+        discussion: "Asks the host started by `plexus run` over its socket. With --embedded, shows a freshly started host instead. "
+            + "An agent another agent spawned shows its spawner under PARENT (\"parent\" in --json).")
 
     @OptionGroup var options: HostOptions
     @Flag(name: .long, help: "Print a JSON array instead of a table.") var json = false
@@ -39,9 +40,9 @@ struct List: ParsableCommand {
     }
 
     private func printTable(_ rs: [AgentReport]) {
-        let rows = [["NAME", "VERSION", "STATE", "KIND", "PID", "CIRCUIT", "RESTARTS", "LAST EXIT", "QUEUED", "IN FLIGHT", "HANDLED", "FAILED", "LAST ACTION"]] + rs.map {
+        let rows = [["NAME", "VERSION", "STATE", "KIND", "PID", "CIRCUIT", "RESTARTS", "LAST EXIT", "QUEUED", "IN FLIGHT", "HANDLED", "FAILED", "LAST ACTION", "PARENT"]] + rs.map {
             [$0.name, $0.version ?? "-", $0.state, $0.kind, $0.pid.map(String.init) ?? "-", $0.circuit ?? "-", "\($0.restarts)", $0.last_exit ?? "-",
-             "\($0.queued)", "\($0.in_flight)", "\($0.handled)", "\($0.failed)", $0.last_action ?? "-"]
+             "\($0.queued)", "\($0.in_flight)", "\($0.handled)", "\($0.failed)", $0.last_action ?? "-", $0.parent ?? "-"]
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
         for r in rows {

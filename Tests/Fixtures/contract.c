@@ -107,6 +107,23 @@ static void envelopes(const plexus_host *h, plexus_ctx *c) {
     rec("cancel.again", h->cancel(c, id));
     e = good; e.kind = PLEXUS_KIND_CANCEL;          rec("send.kind_cancel", h->send(c, &e));
 
+    /* ABI 1.2: spawn and stop (no spawn: section for this plugin: it may spawn nothing). */
+    char child[PLEXUS_MAX_NAME_LEN + 1], small[16];
+    rec("spawn.null_ctx", h->spawn(NULL, AGENT_NAME, NULL, NULL, NULL, 0));
+    rec("spawn.null_plugin", h->spawn(c, NULL, NULL, NULL, NULL, 0));
+    rec("spawn.bad_plugin", h->spawn(c, "a b", NULL, NULL, NULL, 0));
+    rec("spawn.long_plugin", h->spawn(c, long_name, NULL, NULL, NULL, 0));
+    rec("spawn.slash_instance", h->spawn(c, AGENT_NAME, "x/y", NULL, NULL, 0));
+    rec("spawn.small_out", h->spawn(c, AGENT_NAME, NULL, NULL, small, sizeof small));
+    rec("spawn.not_json", h->spawn(c, AGENT_NAME, NULL, "[1]", child, sizeof child));
+    rec("spawn.no_such_plugin", h->spawn(c, "contract-ghost", NULL, NULL, child, sizeof child));
+    rec("spawn.not_permitted", h->spawn(c, AGENT_NAME, "c1", "{}", child, sizeof child));
+    rec("stop.null_ctx", h->stop(NULL, "x"));
+    rec("stop.null_name", h->stop(c, NULL));
+    rec("stop.bad_name", h->stop(c, "a b"));
+    rec("stop.no_such_agent", h->stop(c, "contract/none"));
+    rec("stop.not_a_child", h->stop(c, "plexus"));
+
     plexus_envelope news = to("contract.news", PLEXUS_TARGET_TOPIC);
     news.kind = PLEXUS_KIND_EVENT;
     rec("publish.null_msg", h->publish(c, NULL));

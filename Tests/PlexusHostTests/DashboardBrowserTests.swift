@@ -10,7 +10,7 @@ import Testing
 /// with PLEXUS_UPDATE_SCREENSHOT=1, the README's docs/dashboard.png).
 @Suite("Dashboard in a browser")
 struct DashboardBrowserTests {
-    static let examplePlugins = ["analyst", "cleaner", "collector", "keywords", "reporter", "summarizer", "textkit", "visualiser"]
+    static let examplePlugins = ["analyst", "cleaner", "collector", "fanout", "keywords", "reporter", "summarizer", "textkit", "visualiser"]
 
     @Test func theDashboardListsTheAgentsAndFollowsTrafficAndARunLive() throws {
         let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }

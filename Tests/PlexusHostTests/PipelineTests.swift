@@ -24,7 +24,7 @@ struct PipelineTests {
         let h = try host()
         defer { h.shutdown() }
         let loaded = h.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name).sorted()
-        #expect(loaded == ["analyst", "cleaner", "collector", "keywords", "reporter", "summarizer", "textkit", "visualiser"])
+        #expect(loaded == ["analyst", "cleaner", "collector", "fanout", "keywords", "reporter", "summarizer", "textkit", "visualiser"])
     }
 
     @Test func echoSmokeTest() throws {

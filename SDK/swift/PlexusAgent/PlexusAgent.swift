@@ -50,6 +50,10 @@ public struct AgentMessage: Sendable {
     public var text: String { String(decoding: payload, as: UTF8.self) }
     /// A partial answer to one of this agent's requests: more follow (ABI 1.2).
     public var isPartial: Bool { kind == .response && flags & UInt8(PLEXUS_FLAG_MORE) != 0 }
+    /// The host's news that a child this agent spawned ended (ABI 1.2): an
+    /// EVENT to "plexus.agent.terminated" from "plexus"; `text` is
+    /// {"name":..., "reason":..., "exit":...}.
+    public var isChildTerminated: Bool { kind == .event && target == "plexus.agent.terminated" && sender == "plexus" }
 
     init(_ e: UnsafePointer<plexus_envelope>) {
         let c = e.pointee
@@ -137,6 +141,40 @@ public struct AgentContext: @unchecked Sendable {
             throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.2: no cancel")
         }
         try check(f(ctx, requestID))
+    }
+
+    /// Starts a child of this agent from the loaded plugin `plugin` (ABI
+    /// 1.2), `config` (a JSON object; nil: "{}") given to its init; returns
+    /// its agent name (THIS_AGENT/INSTANCE; `instance` nil lets the host
+    /// choose). plexus.yaml must let this plugin spawn that one
+    /// (`plugins.NAME.spawn`): PERMISSION_DENIED otherwise, LIMIT_REACHED
+    /// over its max_children. Blocks until the child's init returned.
+    public func spawn(_ plugin: String, instance: String? = nil, config: String? = nil) throws(AgentError) -> String {
+        guard host.pointee.struct_size >= PLEXUS_HOST_SIZE_1_2, let f = host.pointee.spawn else {
+            throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.2: no spawn")
+        }
+        var out = [CChar](repeating: 0, count: Int(PLEXUS_MAX_NAME_LEN) + 1)
+        let n = UInt32(out.count)
+        let s = plugin.withCString { p in
+            Self.withOptionalCString(instance) { i in
+                Self.withOptionalCString(config) { c in out.withUnsafeMutableBufferPointer { f(ctx, p, i, c, $0.baseAddress, n) } }
+            }
+        }
+        try check(s)
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Stops a child this agent spawned (ABI 1.2); PERMISSION_DENIED for any other agent.
+    public func stop(_ child: String) throws(AgentError) {
+        guard host.pointee.struct_size >= PLEXUS_HOST_SIZE_1_2, let f = host.pointee.stop else {
+            throw AgentError(PLEXUS_UNSUPPORTED, "the host is older than ABI 1.2: no stop")
+        }
+        try check(child.withCString { f(ctx, $0) })
+    }
+
+    private static func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+        guard let s else { return body(nil) }
+        return s.withCString { body($0) }
     }
 
     public func send(_ capability: String, payload: [UInt8], contentType: String = "application/json") throws(AgentError) {

@@ -64,6 +64,14 @@
 **                           dead-letter, and answers NOT_A_REQUEST
 **   agent -> host  CANCEL   cancel(): id = the call number; payload: the
 **                           request id (hi, lo: u64 each). ACKed with the status
+**   agent -> host  SPAWN    spawn() (1.2): id = the call number; payload: the
+**                           plugin name's length (u32), the name, the
+**                           instance name's length (u32, 0: the host names
+**                           it), the instance name, then the config JSON (the
+**                           rest; a config_json of NULL travels as "{}").
+**                           ACKed; on OK the ACK's payload is the child's name
+**   agent -> host  STOP     stop() (1.2): id = the call number; payload: the
+**                           child's name. ACKed with the status
 */
 #ifndef PLEXUS_CHANNEL_H
 #define PLEXUS_CHANNEL_H
@@ -85,6 +93,8 @@
 #define PLEXUS_CONTROL_PONG       "_plexus.pong"
 #define PLEXUS_CONTROL_SHUTDOWN   "_plexus.shutdown"
 #define PLEXUS_CONTROL_CANCEL     "_plexus.cancel"   /* worker -> host: cancel(), the request id (16 bytes); ACK */
+#define PLEXUS_CONTROL_SPAWN      "_plexus.spawn"    /* worker -> host: spawn(); ACK with the child's name */
+#define PLEXUS_CONTROL_STOP       "_plexus.stop"     /* worker -> host: stop() of a child; ACK */
 
 /* Exit codes of the worker helper (plexus-worker) before the plugin runs,
 ** so the host can name why a worker never became ready. */

@@ -40,6 +40,18 @@ plexus_status plexus_contract_kv(const char *key, const uint8_t *value, uint64_t
 ** the limit (capped at PLEXUS_MAX_PAYLOAD_LEN), 0 for a limit too small. */
 uint64_t plexus_contract_kv_max_value(uint64_t max_payload);
 
+/* spawn (1.2) arguments, in plexus.h's order: plugin_name NULL or not a
+** name, instance_name (NULL or "" allowed) not a name, out_name with
+** out_name_size below PLEXUS_MAX_NAME_LEN + 1 (INVALID_ARGUMENT);
+** config_json longer than max_payload (TOO_LARGE). The JSON itself and
+** everything after are the host's to check. */
+plexus_status plexus_contract_spawn(const char *plugin_name, const char *instance_name, const char *config_json,
+                                    const char *out_name, uint32_t out_name_size, uint64_t max_payload,
+                                    const char **out_what);
+
+/* stop (1.2): name NULL or not a name ('/' allowed: children's names have one). */
+plexus_status plexus_contract_stop(const char *name, const char **out_what);
+
 /* alloc for both tables: NULL for size > PTRDIFF_MAX (malloc's own limit,
 ** and what a signed size would wrap on), a unique pointer for size 0. */
 void *plexus_contract_alloc(uint64_t size);

@@ -86,6 +86,8 @@ pub struct plexus_host {
     // added in 1.2
     pub reply_partial: Option<unsafe extern "C" fn(*mut plexus_ctx, *const plexus_envelope) -> plexus_status>,
     pub cancel: Option<unsafe extern "C" fn(*mut plexus_ctx, plexus_id) -> plexus_status>,
+    pub spawn: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char, *const c_char, *const c_char, *mut c_char, u32) -> plexus_status>,
+    pub stop: Option<unsafe extern "C" fn(*mut plexus_ctx, *const c_char) -> plexus_status>,
 }
 
 /// Envelope flag (ABI 1.2): on a Response, a partial answer; more follow.
@@ -98,7 +100,11 @@ pub const PLEXUS_KV_ANY: i64 = -1;
 pub const PLEXUS_ENVELOPE_SIZE_1_0: usize = 112;
 pub const PLEXUS_HOST_SIZE_1_0: usize = 96;
 pub const PLEXUS_HOST_SIZE_1_1: usize = 120;
-pub const PLEXUS_HOST_SIZE_1_2: usize = 136;
+pub const PLEXUS_HOST_SIZE_1_2: usize = 152;
+/// The 1.2 draft's size (no spawn/stop): such plugins still load.
+pub const PLEXUS_HOST_SIZE_1_2_DRAFT: usize = 136;
+/// plexus.h's PLEXUS_MAX_NAME_LEN.
+pub const PLEXUS_MAX_NAME_LEN: usize = 255;
 pub const PLEXUS_CAPABILITY_SIZE_1_0: usize = 40;
 pub const PLEXUS_PERMISSION_SIZE_1_0: usize = 16;
 pub const PLEXUS_EXPORT_SIZE_1_0: usize = 56;
@@ -187,6 +193,7 @@ const _: () = {
     assert!(offset_of!(plexus_host, kv_get) == PLEXUS_HOST_SIZE_1_0);
     assert!(offset_of!(plexus_host, agent_name) == 88);
     assert!(offset_of!(plexus_host, reply_partial) == PLEXUS_HOST_SIZE_1_1);
+    assert!(offset_of!(plexus_host, spawn) == PLEXUS_HOST_SIZE_1_2_DRAFT);
     assert!(size_of::<plexus_host>() == PLEXUS_HOST_SIZE_1_2);
     assert!(size_of::<plexus_capability>() == PLEXUS_CAPABILITY_SIZE_1_0);
     assert!(size_of::<plexus_permission>() == PLEXUS_PERMISSION_SIZE_1_0);

@@ -37,16 +37,16 @@ pub enum Status {
     Expired = 6, TooLarge = 7, MailboxFull = 8, HandlerFailed = 9, PermissionDenied = 10,
     AbiMismatch = 11, BadDescriptor = 12, MalformedFrame = 13, Unsupported = 14, ShuttingDown = 15,
     AgentCrashed = 16, TypeMismatch = 17, ArityMismatch = 18, NotARequest = 19, Internal = 20,
-    Unavailable = 21, Conflict = 22, Cancelled = 23,
+    Unavailable = 21, Conflict = 22, Cancelled = 23, LimitReached = 24,
 }
 
 impl Status {
     pub fn from_code(c: i32) -> Status {
         use Status::*;
-        const ALL: [Status; 24] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
+        const ALL: [Status; 25] = [Ok, InvalidArgument, NoMemory, NoSuchAgent, NoSuchCapability, Timeout,
             Expired, TooLarge, MailboxFull, HandlerFailed, PermissionDenied, AbiMismatch, BadDescriptor,
             MalformedFrame, Unsupported, ShuttingDown, AgentCrashed, TypeMismatch, ArityMismatch, NotARequest, Internal,
-            Unavailable, Conflict, Cancelled];
+            Unavailable, Conflict, Cancelled, LimitReached];
         ALL.get(c as usize).copied().unwrap_or(Internal)
     }
     /// The name plexus_status_name gives ("MAILBOX_FULL").
@@ -54,7 +54,7 @@ impl Status {
         ["OK", "INVALID_ARGUMENT", "NO_MEMORY", "NO_SUCH_AGENT", "NO_SUCH_CAPABILITY", "TIMEOUT", "EXPIRED",
          "TOO_LARGE", "MAILBOX_FULL", "HANDLER_FAILED", "PERMISSION_DENIED", "ABI_MISMATCH", "BAD_DESCRIPTOR",
          "MALFORMED_FRAME", "UNSUPPORTED", "SHUTTING_DOWN", "AGENT_CRASHED", "TYPE_MISMATCH", "ARITY_MISMATCH",
-         "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT", "CANCELLED"][self as usize]
+         "NOT_A_REQUEST", "INTERNAL", "UNAVAILABLE", "CONFLICT", "CANCELLED", "LIMIT_REACHED"][self as usize]
     }
     fn check(code: i32) -> Result<(), Status> {
         if code == 0 { Ok(()) } else { Err(Status::from_code(code)) }
@@ -84,6 +84,12 @@ impl<'a> Message<'a> {
     /// The capability, agent name or subject it was sent to.
     pub fn target(&self) -> &'a str { cstr(self.raw.target) }
     pub fn sender(&self) -> &'a str { cstr(self.raw.sender) }
+    /// The host's news that a child this agent spawned ended (ABI 1.2): an
+    /// Event to "plexus.agent.terminated" from "plexus"; `text()` is
+    /// {"name":..., "reason":..., "exit":...}.
+    pub fn is_child_terminated(&self) -> bool {
+        self.raw.kind == 3 && self.target() == "plexus.agent.terminated" && self.sender() == "plexus"
+    }
     pub fn content_type(&self) -> &'a str { cstr(self.raw.content_type) }
     pub fn id(&self) -> Id { self.raw.id }
     /// For a Response or Error: the id of the request it answers.
@@ -196,6 +202,42 @@ impl Context {
     pub fn cancel(&self, request_id: Id) -> Result<(), Status> {
         let h = self.streams_table()?;
         Status::check(unsafe { (h.cancel.unwrap())(self.ctx, request_id) })
+    }
+
+    /// Starts a child of this agent from the loaded plugin `plugin` (ABI
+    /// 1.2), `config` (JSON object text; None: "{}") given to its init, and
+    /// returns its agent name (THIS_AGENT/INSTANCE; `instance` None lets the
+    /// host choose). plexus.yaml must let this plugin spawn that one
+    /// (`plugins.NAME.spawn`), else Err(PermissionDenied); over its
+    /// `max_children`, Err(LimitReached). When a child ends, `handle` gets an
+    /// Event whose `is_child_terminated()` is true. Blocks until the child's init returned.
+    pub fn spawn(&self, plugin: &str, instance: Option<&str>, config: Option<&str>) -> Result<String, Status> {
+        let h = self.spawn_table()?;
+        let p = c(plugin)?;
+        let i = instance.map(c).transpose()?;
+        let cfg = config.map(c).transpose()?;
+        let mut out = vec![0u8; ffi::PLEXUS_MAX_NAME_LEN + 1];
+        Status::check(unsafe {
+            (h.spawn.unwrap())(self.ctx, p.as_ptr(), i.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                               cfg.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()), out.as_mut_ptr() as *mut c_char, out.len() as u32)
+        })?;
+        let n = out.iter().position(|&b| b == 0).unwrap_or(out.len());
+        Ok(String::from_utf8_lossy(&out[..n]).into_owned())
+    }
+
+    /// Stops a child this agent spawned (ABI 1.2); Err(PermissionDenied)
+    /// for any other agent. Blocks until it has stopped.
+    pub fn stop(&self, child: &str) -> Result<(), Status> {
+        let h = self.spawn_table()?;
+        let n = c(child)?;
+        Status::check(unsafe { (h.stop.unwrap())(self.ctx, n.as_ptr()) })
+    }
+
+    /// The host table with spawn/stop, or Unsupported on an older host.
+    fn spawn_table(&self) -> Result<&ffi::plexus_host, Status> {
+        let h = self.host();
+        if (h.struct_size as usize) < ffi::PLEXUS_HOST_SIZE_1_2 || h.spawn.is_none() { return Err(Status::Unsupported); }
+        Ok(h)
     }
 
     /// The host table with the 1.2 functions, or Unsupported on an older host.
@@ -418,7 +460,7 @@ mod tests {
     fn layout_matches_plexus_h() {
         assert_eq!(std::mem::size_of::<ffi::plexus_envelope>(), 112);
         assert_eq!(std::mem::size_of::<ffi::plexus_plugin_descriptor>(), 112);
-        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 16 * 8);
+        assert_eq!(std::mem::size_of::<ffi::plexus_host>(), 8 + 18 * 8);
         assert_eq!(std::mem::size_of::<ffi::plexus_capability>(), 40);
     }
     #[test]

@@ -32,7 +32,7 @@ fn host() -> plexus_host {
         struct_size: std::mem::size_of::<plexus_host>() as u32, abi_major: 1, abi_minor: 1,
         send: None, request: None, reply: Some(reply), publish: None, subscribe: None, unsubscribe: None,
         log: Some(log), alloc: None, free: None, now_unix_ns: None, agent_name: None,
-        kv_get: None, kv_put: None, kv_delete: None, reply_partial: None, cancel: None,
+        kv_get: None, kv_put: None, kv_delete: None, reply_partial: None, cancel: None, spawn: None, stop: None,
     }
 }
 
