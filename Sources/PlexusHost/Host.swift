@@ -110,6 +110,8 @@ public struct HostConfiguration: Sendable {
     public var metrics = MetricsSettings()
     /// Hot reload of plugin files (`reload:`; Host+Reload.swift).
     public var reload = ReloadSettings()
+    /// Several hosts as one system over NATS (`nats:`; PlexusCluster); off unless a URL is set.
+    public var nats = NATSSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {
