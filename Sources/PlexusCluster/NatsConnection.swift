@@ -169,3 +169,8 @@ private func natsDeliver(_ nc: OpaquePointer?, _ sub: OpaquePointer?, _ msg: Opa
     let n = Int(natsMsg_GetDataLength(msg))
     box.handler(subject, reply, UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: n))
 }
+
+extension ClusterNode {
+    /// A NATS URL with any password replaced, for messages and logs.
+    public static func redacted(_ url: String) -> String { NatsConnection.redacted(url) }
+}
