@@ -104,6 +104,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     /// host.start() (messages from other hosts go to started agents).
     public func start() throws(PlexusError) {
         _ = try conn.subscribe(subjects.agentsHere) { [unowned self] s, _, d in self.onAgent(s, d) }
+        _ = try conn.subscribe(subjects.capabilitiesHere) { [unowned self] s, _, d in self.onCapabilityHere(s, d) }
         _ = try conn.subscribe(subjects.topics) { [unowned self] s, _, d in self.onTopic(s, d) }
         _ = try conn.subscribe(subjects.repliesHere) { [unowned self] s, _, d in self.onReply(s, d) }
         _ = try conn.subscribe(subjects.tookHere) { [unowned self] s, _, d in self.onTook(s, d) }
@@ -226,14 +227,25 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         return RemoteTarget(subject: subjects.agent(name, on: nodes[0]), node: nodes[0])
     }
 
+    /// The local preference: a local provider with room to start the call
+    /// now keeps it here. One whose providers are all busy sends it to the
+    /// host announcing the least load on its providers (announced each
+    /// second), or keeps it when no other host provides it. A host with no
+    /// provider of its own publishes it to the capability's queue group,
+    /// where NATS picks one of the providing hosts.
     public func capabilityRoute(_ name: String, hasLocal: Bool, localSpare: Bool) -> RemoteTarget? {
         if ReservedNames.isHostOwned(name) { return nil }
         if localSpare { localPicks.add(1, ordering: .relaxed); return nil }
-        let remote = state.withLock { !$0.directory.providers(of: name).isEmpty }
-        guard remote else {
-            if hasLocal { localPicks.add(1, ordering: .relaxed) }
-            return nil
+        if hasLocal {
+            let turn = remotePicks.load(ordering: .relaxed)
+            guard let n = state.withLock({ $0.directory.leastLoadedProvider(of: name, turn: turn) }) else {
+                localPicks.add(1, ordering: .relaxed)
+                return nil
+            }
+            remotePicks.add(1, ordering: .relaxed)
+            return RemoteTarget(subject: subjects.capability(name, on: n), node: n)
         }
+        guard state.withLock({ !$0.directory.providers(of: name).isEmpty }) else { return nil }
         remotePicks.add(1, ordering: .relaxed)
         return RemoteTarget(subject: subjects.capability(name), node: nil)
     }
@@ -286,6 +298,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         guard let (from, _, rest) = subjects.parse(subject), var env = decode(d, from: from, subject: subject) else { return }
         env.target = .capability(rest)
         deliver(env, from: from, announceTook: true)
+    }
+
+    private func onCapabilityHere(_ subject: String, _ d: UnsafeRawBufferPointer) {
+        guard let (from, _, rest) = subjects.parse(subject), rest.hasPrefix(node + "."), var env = decode(d, from: from, subject: subject) else { return }
+        env.target = .capability(String(rest.dropFirst(node.count + 1)))
+        deliver(env, from: from, announceTook: false)
     }
 
     private func onTopic(_ subject: String, _ d: UnsafeRawBufferPointer) {

@@ -106,6 +106,20 @@ struct Directory {
         peers.filter { $0.value.droppedMono == nil && $0.value.capabilities.contains(capability) }.map(\.key).sorted()
     }
 
+    /// The live host with the least announced load on its active providers
+    /// of the capability (their queued and running messages); ties go to
+    /// the `turn`-th of the tied hosts, so equal hosts share the calls.
+    func leastLoadedProvider(of capability: String, turn: Int) -> String? {
+        let loads = peers.compactMap { (node, p) -> (String, Int)? in
+            guard p.droppedMono == nil, p.capabilities.contains(capability) else { return nil }
+            let l = p.announcement.agents.filter { $0.state == "active" && $0.capabilities.contains(capability) }.map(\.load).min() ?? 0
+            return (node, l)
+        }
+        guard let best = loads.map(\.1).min() else { return nil }
+        let tied = loads.filter { $0.1 == best }.map(\.0).sorted()
+        return tied[abs(turn) % tied.count]
+    }
+
     /// Live hosts with an agent of that name.
     func nodes(withAgent name: String) -> [String] {
         peers.filter { $0.value.droppedMono == nil && $0.value.announcement.agents.contains { $0.name == name } }.map(\.key).sorted()

@@ -1,5 +1,6 @@
 import CNats
 import Glibc
+import Logging
 import PlexusCore
 import Synchronization
 
@@ -32,6 +33,8 @@ final class NatsConnection: @unchecked Sendable {
         if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
         if s == NATS_OK { s = natsOptions_SetReconnectWait(opts, 250) }
         if s == NATS_OK, let credentials { s = natsOptions_SetUserCredentialsFromFiles(opts, credentials, nil) }
+        // What the server refuses later (a publish outside this user's permissions) is logged, not lost.
+        if s == NATS_OK { s = natsOptions_SetErrorHandler(opts, natsAsyncError, nil) }
         guard s == NATS_OK else { throw PlexusError(.INVALID_ARGUMENT, "NATS options refused: \(NatsConnection.reason(s))") }
         var conn: OpaquePointer?
         let c = natsConnection_Connect(&conn, opts)
@@ -156,6 +159,17 @@ private struct Subscription: @unchecked Sendable {
 private final class HandlerBox: Sendable {
     let handler: NatsConnection.Handler
     init(_ h: @escaping NatsConnection.Handler) { handler = h }
+}
+
+private let asyncLogger = Logger(label: "plexus.cluster.nats")
+
+/// libnats' asynchronous errors: a permissions violation (a publish or
+/// subscription this node's NATS user may not make), a slow consumer.
+private func natsAsyncError(_ nc: OpaquePointer?, _ sub: OpaquePointer?, _ err: natsStatus, _ closure: UnsafeMutableRawPointer?) {
+    var text: UnsafePointer<CChar>?
+    if let nc { _ = natsConnection_GetLastError(nc, &text) }
+    asyncLogger.error("NATS refused an operation", metadata: [
+        "status": "\(String(cString: natsStatus_GetText(err)))", "detail": "\(text.map { String(cString: $0) } ?? "")"])
 }
 
 /// libnats' message callback: hands the message to the subscription's

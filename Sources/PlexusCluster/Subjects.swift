@@ -5,7 +5,8 @@
 /// the sender's node from the subject, never from the frame.
 ///
 ///   .agent.<node>.<name>   a message for agent <name> on host <node>
-///   .cap.<capability>      a capability call; the providers' hosts share it in a queue group named after it
+///   .cap.<capability>      a capability call from a host with no provider; the providers' hosts share it in a queue group named after it
+///   .capon.<node>.<capability>  a capability call for host <node>, chosen by a host whose own providers are busy
 ///   .topic.<subject>       a topic publish; every host hears it and hands it to its own subscribers
 ///   .reply.<node>          answers to the requests host <node> sent
 ///   .took.<node>           "I have request ID" (16 bytes), to the requester of a capability call
@@ -28,6 +29,7 @@ struct Subjects: Sendable {
 
     func agent(_ name: String, on node: String) -> String { "\(mine).agent.\(node).\(name)" }
     func capability(_ name: String) -> String { "\(mine).cap.\(name)" }
+    func capability(_ name: String, on node: String) -> String { "\(mine).capon.\(node).\(name)" }
     func topic(_ subject: String) -> String { "\(mine).topic.\(subject)" }
     func reply(to node: String) -> String { "\(mine).reply.\(node)" }
     func took(to node: String) -> String { "\(mine).took.\(node)" }
@@ -36,6 +38,7 @@ struct Subjects: Sendable {
 
     // What this host subscribes to.
     var agentsHere: String { "\(root)*.agent.\(node).>" }
+    var capabilitiesHere: String { "\(root)*.capon.\(node).>" }
     func capabilityHere(_ name: String) -> String { "\(root)*.cap.\(name)" }
     var topics: String { "\(root)*.topic.>" }
     var repliesHere: String { "\(root)*.reply.\(node)" }
