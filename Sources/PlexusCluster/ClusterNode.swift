@@ -348,8 +348,10 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     private func answer(_ reply: Envelope, to node: String, requestID: plexus_id, target: String) {
         var r = reply
         r.correlationID = requestID
-        let live = node == self.node || state.withLock { $0.directory.isLive(node) }
-        guard live else {
+        // A node not heard yet (its first announcement may come after its
+        // first request) is answered; one dropped is not.
+        let gone = node != self.node && state.withLock { $0.directory.peers[node]?.droppedMono != nil }
+        guard !gone else {
             host.deadLetter(r, reason: "the answer from '\(target)' to request \(requestID.hex) had no one to go to: the caller's node '\(node)' left cluster '\(cluster)'",
                             status: PLEXUS_UNAVAILABLE.status)
             return
