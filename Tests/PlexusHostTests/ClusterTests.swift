@@ -236,6 +236,25 @@ final class NatsServer {
         #expect(throws: PlexusError.self) { _ = try Self.call(a.socket, .agent("beta"), "probe.whoami x") }
     }
 
+    @Test func anAnswerWhoseCallersHostLeftIsDeadLetteredWithTheReason() throws {
+        let nats = try NatsServer()
+        let a = try Self.node("a", nats.url, plugins: [:])
+        let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta")])
+        #expect(Self.waitForNodes(a.socket, up: ["b"]))
+        #expect(Self.waitForNodes(b.socket, up: ["a"]))
+        let aSocket = a.socket
+        let caller = Thread { _ = try? Self.call(aSocket, .agent("beta"), "probe.sleep 6000", timeoutMs: 30_000) }
+        caller.start()
+        #expect(waitFor(seconds: 20) { Self.busy(b.socket, "beta") > 0 })
+        kill(a.pid, SIGKILL)
+        a.process.waitUntilExit()
+        // B drops A (silent 3 s) before beta answers (6 s): the answer has no one to go to.
+        #expect(waitFor(seconds: 30) {
+            let letters = (try? SocketClient(path: b.socket).call(Envelope(kind: .query, target: .capability("plexus.deadletters")), timeoutMs: 5_000))?.payloadString ?? ""
+            return letters.contains("the caller's node 'a' left cluster 'plexus'")
+        })
+    }
+
     @Test func grantsApplyOnTheReceivingHostWhichAuditsTheSenderAsNodeSlashAgent() throws {
         // Each node's NATS user may publish only under its own prefix: the subject's node is the sender's.
         func user(_ n: String) -> String {
