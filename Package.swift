@@ -164,5 +164,8 @@ let package = Package(
         // The plexus executable as a user runs it (exit statuses, suggestions, help).
         .testTarget(name: "PlexusCLITests", dependencies: ["PlexusTestSupport"]),
         .testTarget(name: "PlexusMetricsTests", dependencies: ["PlexusTestSupport", "PlexusMetrics"]),
+        // The cluster's pure logic (subjects, the directory of hosts); its end-to-end tests
+        // run real nats-server and plexus processes (PlexusHostTests/ClusterTests.swift).
+        .testTarget(name: "PlexusClusterTests", dependencies: ["PlexusTestSupport", "PlexusCluster"]),
     ]
 )
