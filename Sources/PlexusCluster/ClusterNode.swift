@@ -137,14 +137,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         var last = Clock.monotonicNanos()
         while true {
             let now = Clock.monotonicNanos()
-            let (dropped, stale) = state.withLock { s -> ([String], [(plexus_id, String?)]) in
-                let d = s.directory.sweep(nowMono: now)
-                let grace: Int64 = 1_000_000_000   // the router's own timer ends them; this only forgets
-                let old = s.flights.filter { now - $0.value.deadlineMono > grace }.map { ($0.key, $0.value.node) }
-                for (id, _) in old { s.flights[id] = nil }
-                return (d, old)
+            let dropped = state.withLock { s -> [String] in
+                // Requests past their deadline were ended by the router's own
+                // timer (TIMEOUT); here they are only forgotten, a second later.
+                s.flights = s.flights.filter { now - $0.value.deadlineMono <= 1_000_000_000 }
+                return s.directory.sweep(nowMono: now)
             }
-            _ = stale
             for n in dropped { nodeLeft(n, why: "stopped heartbeating (silent for 3 s)") }
             if now - last >= 1_000_000_000 {
                 last = now
@@ -374,10 +372,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
             s.flights[id] = nil
             return true
         }
-        guard ok, host.replyFromPeer(env, sender: "\(from)/\(env.sender)") else {
-            host.deadLetter(env, reason: "a late or unexpected answer from node '\(from)': no request \(id.hex) waits for it", status: PLEXUS_NOT_A_REQUEST.status)
+        guard ok else {
+            host.deadLetter(env, reason: "a late or unexpected answer from node '\(from)': no request \(id.hex) sent there waits for it", status: PLEXUS_NOT_A_REQUEST.status)
             return
         }
+        // Cancelled or timed out here meanwhile: the router dead-letters it as late.
+        host.replyFromPeer(env, sender: "\(from)/\(env.sender)")
     }
 
     private func onTook(_ subject: String, _ d: UnsafeRawBufferPointer) {

@@ -133,12 +133,19 @@ final class NatsConnection: @unchecked Sendable {
         s.end()
     }
 
-    /// Unsubscribes everything and closes the connection (sending what is buffered first).
+    /// Unsubscribes everything and closes the connection (sending what is
+    /// buffered first). A publish after it fails (CONNECTION_CLOSED); the
+    /// handle itself is freed only with this object, so a router thread
+    /// still holding the routes never reaches freed memory.
     func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         _ = natsConnection_FlushTimeout(nc, 500)
         for s in subscriptions.withLock({ d -> [Subscription] in let all = Array(d.values); d.removeAll(); return all }) { s.end() }
         natsConnection_Close(nc)
+    }
+
+    deinit {
+        close()
         natsConnection_Destroy(nc)
     }
 }

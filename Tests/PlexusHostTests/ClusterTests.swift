@@ -317,5 +317,16 @@ final class NatsServer {
                                            "--nats", "nats://127.0.0.1:\(NatsServer.freePort())", "--node", "x"])
         #expect(unreachable.status == 1)
         #expect(unreachable.err.contains("cannot connect to NATS"), "\(unreachable.err)")
+        let nodeAlone = try Self.plexus(["run", "--socket", Fixtures.dir + "/never.sock", "--node", "x"])
+        #expect(nodeAlone.status == 2)
+        #expect(nodeAlone.err.contains("--nats"), "\(nodeAlone.err)")
+    }
+
+    @Test func aHostWithoutNatsSaysItIsNotInACluster() throws {
+        let solo = try HostProcess("solo")
+        let r = try Self.plexus(["nodes", "--socket", solo.socket])
+        #expect(r.status == 1)
+        #expect(r.err.contains("is not part of a cluster") && r.err.contains("--nats"), "\(r.err)")
+        #expect(!solo.logText.contains("cluster"))
     }
 }
