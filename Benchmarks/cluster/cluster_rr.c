@@ -39,7 +39,12 @@ static void echo(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *
 static int raw(const char *url, int n) {
     natsConnection *server = NULL, *client = NULL;
     natsSubscription *sub = NULL;
-    if (natsConnection_ConnectTo(&server, url) != NATS_OK || natsConnection_ConnectTo(&client, url) != NATS_OK) {
+    /* Replies written at once, as PlexusCluster's connections do (natsOptions_SetSendAsap). */
+    natsOptions *opts = NULL;
+    natsOptions_Create(&opts);
+    natsOptions_SetURL(opts, url);
+    natsOptions_SetSendAsap(opts, true);
+    if (natsConnection_Connect(&server, opts) != NATS_OK || natsConnection_Connect(&client, opts) != NATS_OK) {
         fprintf(stderr, "cannot connect to %s\n", url);
         return 1;
     }
@@ -58,6 +63,7 @@ static int raw(const char *url, int n) {
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(client);
     natsConnection_Destroy(server);
+    natsOptions_Destroy(opts);
     return 0;
 }
 

@@ -27,6 +27,9 @@ final class NatsConnection: @unchecked Sendable {
         var s = natsOptions_SetURL(opts, url)
         if s == NATS_OK { s = natsOptions_SetName(opts, name) }
         if s == NATS_OK { s = natsOptions_SetTimeout(opts, 2_000) }
+        // Each publish is written at once: otherwise libnats' flusher sends it
+        // up to a millisecond later, which would be most of a round trip.
+        if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
         // One delivery pool for every subscription: a host may have one per capability.
         if s == NATS_OK { s = natsOptions_UseGlobalMessageDelivery(opts, true) }
         // Reconnect for as long as the host runs (a restarted server is found again).
