@@ -180,7 +180,9 @@ final class NatsServer {
 
     @Test func aCapabilityStaysLocalWhileItsProviderHasRoomAndIsSharedAcrossHostsOtherwise() throws {
         let nats = try NatsServer()
-        let a = try Self.node("a", nats.url, plugins: ["alpha.so": try Self.probe("alpha")])
+        // Two instances on A: one call at a time always finds one with room, even while
+        // the other still counts the call it just answered (its worker's DONE comes after the reply).
+        let a = try Self.node("a", nats.url, plugins: ["alpha.so": try Self.probe("alpha")], yaml: "plugins: { alpha: { instances: 2 } }\n")
         let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta")])
         let c = try Self.node("c", nats.url, plugins: [:])
         #expect(Self.waitForNodes(a.socket, up: ["b", "c"]))
@@ -196,11 +198,12 @@ final class NatsServer {
         #expect(seen.keys.sorted() == ["alpha", "beta"], "\(seen)")
         #expect(Self.picks(c.socket) == (0, 40))
 
-        // A's provider busy (a long call on it): A's next call goes to B.
+        // A's providers busy (a long call on each): A's next call goes to B.
         let aSocket = a.socket
-        let longCall = Thread { _ = try? Self.call(aSocket, .agent("alpha"), "probe.sleep 4000") }
-        longCall.start()
-        #expect(waitFor(seconds: 20) { Self.busy(a.socket, "alpha") > 0 })
+        for agent in ["alpha", "alpha.2"] {
+            Thread { _ = try? Self.call(aSocket, .agent(agent), "probe.sleep 4000") }.start()
+            #expect(waitFor(seconds: 20) { Self.busy(a.socket, agent) > 0 })
+        }
         #expect(try Self.call(a.socket, .capability("probe.whoami"), "").payloadString == "beta")
         #expect(Self.picks(a.socket).1 == 1)
     }
