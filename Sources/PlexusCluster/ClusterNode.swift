@@ -312,10 +312,19 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         deliver(env, from: from, announceTook: false)
     }
 
-    /// Routes a message from node `from` here, as `from/sender`.
+    /// Routes a message from node `from` here, as `from/sender`. The host's
+    /// own agents and capabilities (`plexus.*`: control, tasks, key-value)
+    /// are never announced, and a peer that names one anyway is refused:
+    /// they answer this host's own clients only.
     private func deliver(_ env: Envelope, from: String, announceTook: Bool) {
         let sender = "\(from)/\(env.sender)"
         let requestID = env.id
+        let refusal: PlexusError? = env.target.kind != PLEXUS_TARGET_TOPIC && ReservedNames.isHostOwned(env.target.name)
+            ? PlexusError(.PERMISSION_DENIED, "'\(env.target.name)' is the host's own and answers its own clients only, not other hosts")
+            : nil
+        if let refusal {
+            host.audit(holder: "node '\(from)'", sender: sender, action: "call", name: env.target.name, reason: refusal.detail)
+        }
         if env.kind == .query {
             if announceTook {   // the requester learns which host has it: if this one dies, it hears UNAVAILABLE
                 var idBytes = [UInt8](repeating: 0, count: 16)
@@ -324,6 +333,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
                 try? conn.publish(subjects.took(to: from), idBytes)
             }
             do throws(PlexusError) {
+                if let refusal { throw refusal }
                 try host.routeFromPeer(env, sender: sender, grants: grants(for: from)) { [weak self] answer in
                     self?.answer(answer, to: from, requestID: requestID, target: env.target.description)
                 }
@@ -336,6 +346,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
             }
             return
         }
+        if refusal != nil { return }
         do { try host.routeFromPeer(env, sender: sender, grants: grants(for: from), onAnswer: nil) } catch {
             logger.notice("message from another host not delivered", metadata: ["node": "\(from)", "target": "\(env.target)", "error": "\(error.detail)"])
         }

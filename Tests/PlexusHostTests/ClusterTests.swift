@@ -287,6 +287,22 @@ final class NatsServer {
         #expect(waitFor(seconds: 10) { forger.logText.contains("NATS refused an operation") }, "\(forger.logText)")
     }
 
+    @Test func aPeerNamingTheHostsOwnCapabilityIsRefusedAndAuditedAndTheFrameCannotNameItsNode() throws {
+        let nats = try NatsServer()
+        let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta")])
+        let peer = Fixtures.dir + "/natspeer-\(UUID().uuidString.prefix(6))"
+        try Fixtures.run("/usr/bin/cc", ["-std=c11", "-I\(Fixtures.root)/include", "-I\(Fixtures.root)/SDK/c", "\(Fixtures.root)/Tests/Fixtures/natspeer.c",
+                                         "\(Fixtures.root)/Sources/CPlexus/wire.c", "-o", peer, "-lnats"])
+        // A raw NATS client, as node a, asks b to stop its agent through the host's own capability,
+        // with a frame that claims to come from b's administrator.
+        try Fixtures.run(peer, [nats.url, "plexus.plexus.from.a.capon.b.plexus.agents.stop", "plexus.agents.stop", "b/admin", "{\"agent\":\"beta\"}"])
+        #expect(waitFor(seconds: 20) {
+            let audit = (try? Self.plexus(["audit", "--socket", b.socket, "--json"]))?.out ?? ""
+            return audit.contains("answers its own clients only") && audit.contains("a/b/admin") && audit.contains("node 'a'")
+        })
+        #expect(try Self.call(b.socket, .agent("beta"), "probe.whoami x").payloadString == "beta")
+    }
+
     @Test func aSecondHostWithATakenNodeNameIsRefusedWithTheHoldersAddress() throws {
         let nats = try NatsServer()
         let a = try Self.node("a", nats.url, plugins: [:])
