@@ -376,11 +376,13 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     private func onReply(_ subject: String, _ d: UnsafeRawBufferPointer) {
         guard let (from, _, _) = subjects.parse(subject), let env = decode(d, from: from, subject: subject) else { return }
         let id = env.correlationID
-        // Only the host the request went to may answer it (when known).
+        // Only the host the request went to may answer it (when known); a
+        // partial answer of a stream leaves it waiting for the rest.
+        let partial = env.isPartial
         let ok = state.withLock { s -> Bool in
             guard let f = s.flights[id] else { return false }
             if let n = f.node, n != from { return false }
-            s.flights[id] = nil
+            if partial { s.flights[id]?.node = from } else { s.flights[id] = nil }
             return true
         }
         guard ok else {

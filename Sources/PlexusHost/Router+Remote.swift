@@ -112,8 +112,9 @@ extension Host {
     /// Routes an envelope another host sent, as `sender` ("node/agent",
     /// named from the NATS subject it came on, never from the frame),
     /// within `grants` (nil: anything), to local agents only. A QUERY's
-    /// answer goes to onAnswer, which must not block; its deadline is the
-    /// envelope's own.
+    /// answers go to onAnswer, which must not block: the partial ones of a
+    /// stream (Envelope.isPartial), in order, then the final one. Its
+    /// deadline is the envelope's own.
     public func routeFromPeer(_ env: Envelope, sender: String, grants: Grants?,
                               onAnswer: (@Sendable (Envelope) -> Void)?) throws(PlexusError) {
         let r: Result<Void, PlexusError> = sender.withCString { s in
@@ -121,7 +122,7 @@ extension Host {
             o.fromPeer = true
             return env.withCEnvelope { e in
                 do throws(PlexusError) {
-                    if let onAnswer { try router.route(e, from: o, request: (.callback(onAnswer), 0)) }
+                    if let onAnswer { try router.route(e, from: o, request: (.stream(onAnswer), 0)) }
                     else { try router.route(e, from: o) }
                     return .success(())
                 } catch { return .failure(error) }
@@ -131,13 +132,17 @@ extension Host {
     }
 
     /// An answer from another host to a request this host sent it (its
-    /// correlation id). False when no such request waits any more.
+    /// correlation id): a partial one of a stream (Envelope.isPartial) leaves
+    /// the request open. False when no such request waits any more (the
+    /// router dead-letters it as late).
     @discardableResult
     public func replyFromPeer(_ env: Envelope, sender: String) -> Bool {
         guard let link = router.remote else { return false }
         return sender.withCString { s in
             env.withCEnvelope { e in
-                (try? router.reply(e, from: Router.Origin(cName: s, agent: link.peer, trace: .none))) != nil
+                let o = Router.Origin(cName: s, agent: link.peer, trace: .none)
+                if env.isPartial { return (try? router.replyPartial(e, from: o)) != nil }
+                return (try? router.reply(e, from: o)) != nil
             }
         }
     }

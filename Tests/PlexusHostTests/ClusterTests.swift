@@ -165,6 +165,13 @@ final class NatsServer {
         #expect(viaNode.payloadString == "gamma")
         #expect(viaNode.traceID == trace)
 
+        // A stream from host C's textkit reaches A's caller partial by partial, then its final answer.
+        var partials: [String] = []
+        let final = try SocketClient(path: a.socket).stream(
+            Envelope(kind: .query, target: .capability("count.stream"), payload: Array("{\"to\":3}".utf8)), timeoutMs: 20_000) { partials.append($0.payloadString) }
+        #expect(partials.map { $0.replacingOccurrences(of: " ", with: "") } == ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"], "\(partials)")
+        #expect(final.payloadString.replacingOccurrences(of: " ", with: "") == "{\"count\":3}", "\(final.payloadString)")
+
         // One publish on A: every subscriber on every host records it once (news.>, news.*, *.flash).
         let pub = try PlexusCommand.run(["--socket", a.socket, "topic:news.flash", "extra"], executable: Self.cClient)
         #expect(pub.status == 0, "\(pub.err)")
