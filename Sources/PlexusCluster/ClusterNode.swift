@@ -33,8 +33,21 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         var deadlineMono: Int64
     }
 
+    /// A request another host sent here, until its final answer goes back.
+    struct PeerRequest: Hashable {
+        var node: String
+        var id: plexus_id
+    }
+    struct PeerRequestState {
+        /// Its id here (nil until the router has taken it).
+        var localID: plexus_id?
+        /// Its caller cancelled it: no answer goes back.
+        var cancelled = false
+    }
+
     private struct State {
         var directory = Directory()
+        var peerRequests: [PeerRequest: PeerRequestState] = [:]
         var flights: [plexus_id: Flight] = [:]
         /// Capability -> its queue-group subscription.
         var capabilitySubs: [String: Int] = [:]
@@ -108,6 +121,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         _ = try conn.subscribe(subjects.topics) { [unowned self] s, _, d in self.onTopic(s, d) }
         _ = try conn.subscribe(subjects.repliesHere) { [unowned self] s, _, d in self.onReply(s, d) }
         _ = try conn.subscribe(subjects.tookHere) { [unowned self] s, _, d in self.onTook(s, d) }
+        _ = try conn.subscribe(subjects.cancelsHere) { [unowned self] s, _, d in self.onCancel(s, d) }
         _ = try conn.subscribe(subjects.announcements) { [unowned self] s, _, d in self.onAnnouncement(s, d) }
         try syncCapabilities()
         announce()
@@ -261,6 +275,24 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
     }
 
+    public func cancel(request: plexus_id) {
+        guard let flight = state.withLock({ $0.flights.removeValue(forKey: request) }), let node = flight.node else { return }
+        try? conn.publish(subjects.cancel(to: node), ClusterNode.bytes(of: request))
+    }
+
+    static func bytes(of id: plexus_id) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: id.hi.littleEndian) { b.replaceSubrange(0..<8, with: $0) }
+        withUnsafeBytes(of: id.lo.littleEndian) { b.replaceSubrange(8..<16, with: $0) }
+        return b
+    }
+
+    static func id(of d: UnsafeRawBufferPointer) -> plexus_id? {
+        guard d.count == 16 else { return nil }
+        return plexus_id(hi: d.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian,
+                         lo: d.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian)
+    }
+
     public func publish(_ frame: UnsafeRawBufferPointer, subject: String) {
         do { try conn.publish(subjects.topic(subject), frame) } catch {
             logger.warning("topic not sent to other hosts", metadata: ["subject": "\(subject)", "error": "\(error.detail)"])
@@ -327,17 +359,30 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
         if env.kind == .query {
             if announceTook {   // the requester learns which host has it: if this one dies, it hears UNAVAILABLE
-                var idBytes = [UInt8](repeating: 0, count: 16)
-                withUnsafeBytes(of: requestID.hi.littleEndian) { idBytes.replaceSubrange(0..<8, with: $0) }
-                withUnsafeBytes(of: requestID.lo.littleEndian) { idBytes.replaceSubrange(8..<16, with: $0) }
-                try? conn.publish(subjects.took(to: from), idBytes)
+                try? conn.publish(subjects.took(to: from), ClusterNode.bytes(of: requestID))
             }
+            let key = PeerRequest(node: from, id: requestID)
+            state.withLock { $0.peerRequests[key] = PeerRequestState() }
             do throws(PlexusError) {
                 if let refusal { throw refusal }
-                try host.routeFromPeer(env, sender: sender, grants: grants(for: from)) { [weak self] answer in
-                    self?.answer(answer, to: from, requestID: requestID, target: env.target.description)
+                let local = try host.routeFromPeer(env, sender: sender, grants: grants(for: from)) { [weak self] answer in
+                    guard let self else { return }
+                    // Once per answer; the final one ends the record. A request its caller cancelled answers no one.
+                    let send = self.state.withLock { s -> Bool in
+                        guard let st = s.peerRequests[key] else { return false }
+                        if !answer.isPartial { s.peerRequests[key] = nil }
+                        return !st.cancelled
+                    }
+                    if send { self.answer(answer, to: from, requestID: requestID, target: env.target.description) }
                 }
+                let cancelNow = state.withLock { s -> Bool in
+                    guard s.peerRequests[key] != nil else { return false }
+                    s.peerRequests[key]?.localID = local
+                    return s.peerRequests[key]?.cancelled == true
+                }
+                if cancelNow { host.cancelFromPeer(local, by: "its caller on node '\(from)'") }
             } catch {
+                state.withLock { _ = $0.peerRequests.removeValue(forKey: key) }
                 let err = Envelope(kind: .error, target: .reply,
                                    payload: Array(JSONValue.object(["error": .string(error.name), "message": .string(error.detail)]).text.utf8),
                                    contentType: "application/json", sender: "plexus", correlationID: requestID, traceID: env.traceID,
@@ -393,11 +438,21 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         host.replyFromPeer(env, sender: "\(from)/\(env.sender)")
     }
 
+    /// The caller of a request sent here cancelled it: its handler is told
+    /// as for a local caller, and its answer stays here (dead-lettered as late).
+    private func onCancel(_ subject: String, _ d: UnsafeRawBufferPointer) {
+        guard let (from, _, _) = subjects.parse(subject), let id = ClusterNode.id(of: d) else { return }
+        let local = state.withLock { s -> plexus_id? in
+            let key = PeerRequest(node: from, id: id)
+            guard s.peerRequests[key] != nil else { return nil }
+            s.peerRequests[key]?.cancelled = true
+            return s.peerRequests[key]?.localID
+        }
+        if let local { host.cancelFromPeer(local, by: "its caller on node '\(from)'") }
+    }
+
     private func onTook(_ subject: String, _ d: UnsafeRawBufferPointer) {
-        guard let (from, _, _) = subjects.parse(subject), d.count == 16 else { return }
-        let hi = d.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
-        let lo = d.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
-        let id = plexus_id(hi: hi, lo: lo)
+        guard let (from, _, _) = subjects.parse(subject), let id = ClusterNode.id(of: d) else { return }
         let live = state.withLock { s -> Bool in
             if s.flights[id] != nil { s.flights[id]?.node = from }
             return s.directory.isLive(from)

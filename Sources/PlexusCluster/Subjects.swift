@@ -10,6 +10,7 @@
 ///   .topic.<subject>       a topic publish; every host hears it and hands it to its own subscribers
 ///   .reply.<node>          answers to the requests host <node> sent
 ///   .took.<node>           "I have request ID" (16 bytes), to the requester of a capability call
+///   .cancel.<node>         "my caller cancelled request ID" (16 bytes), to the host handling it
 ///   .announce              agents, capabilities and load, every second
 ///   .ping                  answered by the host holding the node name (a newcomer's name check)
 struct Subjects: Sendable {
@@ -33,6 +34,7 @@ struct Subjects: Sendable {
     func topic(_ subject: String) -> String { "\(mine).topic.\(subject)" }
     func reply(to node: String) -> String { "\(mine).reply.\(node)" }
     func took(to node: String) -> String { "\(mine).took.\(node)" }
+    func cancel(to node: String) -> String { "\(mine).cancel.\(node)" }
     var announce: String { "\(mine).announce" }
     var ping: String { "\(mine).ping" }
 
@@ -43,6 +45,7 @@ struct Subjects: Sendable {
     var topics: String { "\(root)*.topic.>" }
     var repliesHere: String { "\(root)*.reply.\(node)" }
     var tookHere: String { "\(root)*.took.\(node)" }
+    var cancelsHere: String { "\(root)*.cancel.\(node)" }
     var announcements: String { "\(root)*.announce" }
 
     /// Splits a received subject into the sending node, the kind and the

@@ -27,6 +27,9 @@ public protocol RemoteRoutes: AnyObject, Sendable {
     func forward(_ frame: UnsafeRawBufferPointer, to target: RemoteTarget, request: plexus_id?, deadlineUnixNs: Int64) throws(PlexusError)
     /// A topic publish from this host, for the other hosts' subscribers.
     func publish(_ frame: UnsafeRawBufferPointer, subject: String)
+    /// The caller of `request` (sent with forward) cancelled it here: tell
+    /// the host handling it.
+    func cancel(request: plexus_id)
 }
 
 /// The router's link to other hosts: the routes, and the stand-in agent
@@ -93,6 +96,12 @@ extension Router {
         return c.id
     }
 
+    /// A request sent to another host was cancelled by its caller: that host is told.
+    func cancelRemote(_ entry: PendingRequests.Entry, _ rid: plexus_id) {
+        guard let r = remote, entry.responder === r.peer else { return }
+        r.routes.cancel(request: rid)
+    }
+
     /// A topic message published here, handed to the other hosts too
     /// (the host's own subjects stay on this host).
     func publishRemote(_ r: RemoteLink, _ m: Message, subject: String) {
@@ -115,20 +124,21 @@ extension Host {
     /// answers go to onAnswer, which must not block: the partial ones of a
     /// stream (Envelope.isPartial), in order, then the final one. Its
     /// deadline is the envelope's own.
+    /// Returns the id the message has here.
+    @discardableResult
     public func routeFromPeer(_ env: Envelope, sender: String, grants: Grants?,
-                              onAnswer: (@Sendable (Envelope) -> Void)?) throws(PlexusError) {
-        let r: Result<Void, PlexusError> = sender.withCString { s in
+                              onAnswer: (@Sendable (Envelope) -> Void)?) throws(PlexusError) -> plexus_id {
+        let r: Result<plexus_id, PlexusError> = sender.withCString { s in
             var o = Router.Origin(cName: s, agent: nil, trace: .none, grants: grants)
             o.fromPeer = true
             return env.withCEnvelope { e in
                 do throws(PlexusError) {
-                    if let onAnswer { try router.route(e, from: o, request: (.stream(onAnswer), 0)) }
-                    else { try router.route(e, from: o) }
-                    return .success(())
+                    if let onAnswer { return .success(try router.route(e, from: o, request: (.stream(onAnswer), 0))) }
+                    return .success(try router.route(e, from: o))
                 } catch { return .failure(error) }
             }
         }
-        try r.get()
+        return try r.get()
     }
 
     /// An answer from another host to a request this host sent it (its
@@ -145,6 +155,12 @@ extension Host {
                 return (try? router.reply(e, from: o)) != nil
             }
         }
+    }
+
+    /// Cancels a request another host sent here (its id here, as
+    /// routeFromPeer returned it): its handler is told, as for a local caller.
+    public func cancelFromPeer(_ id: plexus_id, by who: String) {
+        try? router.cancel(id, requesterID: nil, by: who)
     }
 
     /// Ends a request sent to another host with `status` (the host left,

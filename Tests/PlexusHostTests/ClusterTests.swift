@@ -265,6 +265,33 @@ final class NatsServer {
         })
     }
 
+    @Test func aCallerCancellingARequestOnAnotherHostHasItCancelledThere() throws {
+        let nats = try NatsServer()
+        let a = try Self.node("a", nats.url, plugins: [:])
+        let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta")])
+        #expect(Self.waitForNodes(a.socket, up: ["b"]))
+        let payload = Fixtures.dir + "/sleep-\(UUID().uuidString.prefix(6))"
+        try "probe.sleep 3000".write(toFile: payload, atomically: true, encoding: .utf8)
+        let call = Process()
+        call.executableURL = URL(fileURLWithPath: PlexusCommand.path)
+        call.arguments = ["call", "--socket", a.socket, "agent:beta", "--file", payload]
+        let err = Pipe()
+        call.standardError = err
+        call.standardOutput = FileHandle.nullDevice
+        try call.run()
+        #expect(waitFor(seconds: 20) { Self.busy(b.socket, "beta") > 0 })
+        kill(call.processIdentifier, SIGINT)   // plexus call cancels its request
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        call.waitUntilExit()
+        #expect(call.terminationStatus == 130, "\(text)")
+        // Host b cancelled it too: beta's answer stays there, dead-lettered as late, and nothing comes back to a.
+        func letters(_ socket: String) -> String {
+            (try? SocketClient(path: socket).call(Envelope(kind: .query, target: .capability("plexus.deadletters")), timeoutMs: 5_000))?.payloadString ?? ""
+        }
+        #expect(waitFor(seconds: 20) { letters(b.socket).contains("was cancelled by its caller") }, "\(letters(b.socket))")
+        #expect(!letters(a.socket).contains("late or unexpected"), "\(letters(a.socket))")
+    }
+
     @Test func grantsApplyOnTheReceivingHostWhichAuditsTheSenderAsNodeSlashAgent() throws {
         // Each node's NATS user may publish only under its own prefix: the subject's node is the sender's.
         func user(_ n: String) -> String {
