@@ -63,42 +63,61 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     private let wake = ConditionLock()
     private var ticker: OwnedThread?
 
-    /// Connects and claims the node name: refused (ALREADY... as
-    /// INVALID_ARGUMENT naming the holder's address) when a running host
-    /// answers on the name's ping subject. Nothing is routed until start().
-    public init(settings: NATSSettings, host: Host, socketPath: String) throws(PlexusError) {
-        guard let url = settings.url else { throw PlexusError(.INVALID_ARGUMENT, "no NATS URL: give --nats nats://HOST:PORT or nats.url in plexus.yaml") }
-        try NATSSettings.checkURL(url)
-        let node = settings.node ?? ClusterNode.hostname()
-        try NATSSettings.checkToken(node, what: "the node name")
-        try NATSSettings.checkToken(settings.cluster, what: "the cluster name")
-        self.node = node
-        self.cluster = settings.cluster
-        self.url = url
-        self.host = host
-        self.peerGrants = settings.peerGrants
-        subjects = Subjects(cluster: settings.cluster, node: node)
-        conn = try NatsConnection(url: url, name: "plexus \(settings.cluster)/\(node)", credentials: settings.credentials)
-        address = "\(ClusterNode.hostname()) pid \(getpid()) socket \(socketPath) nats-client \(conn.localAddress)"
-        if let holder = conn.request(subjects.ping, Array("{}".utf8), timeoutMs: 1_000) {
-            conn.close()
-            let at = (try? JSONValue.parse(holder)).flatMap { v -> String? in
-                if case .object(let o) = v, case .string(let a)? = o["address"] { return a } else { return nil }
-            } ?? String(decoding: holder, as: UTF8.self)
-            throw PlexusError(.INVALID_ARGUMENT, "node name '\(node)' is taken in cluster '\(settings.cluster)' by the host at \(at); "
-                              + "start this one with another --node (or nats.node in plexus.yaml)")
-        }
-        // Holding the name from here: a newcomer asking for it is told where this host is.
-        do {
-            _ = try conn.subscribe(subjects.ping) { [weak self] _, reply, _ in
-                guard let self, let reply else { return }
-                let body = JSONValue.object(["node": .string(self.node), "address": .string(self.address)]).text
-                try? self.conn.publish(reply, Array(body.utf8))
+    /// A connection that holds its node name: made before the host, so a
+    /// refused name or an unreachable server stops `plexus run` before any
+    /// worker starts.
+    public struct Join: Sendable {
+        let conn: NatsConnection
+        let node: String
+        let url: String
+        let address: String
+        let settings: NATSSettings
+
+        /// Connects and claims the node name: refused (INVALID_ARGUMENT
+        /// naming the holder's address) when a running host answers on the
+        /// name's ping subject; from then on this one answers there.
+        public init(settings: NATSSettings, socketPath: String) throws(PlexusError) {
+            guard let url = settings.url else { throw PlexusError(.INVALID_ARGUMENT, "no NATS URL: give --nats nats://HOST:PORT or nats.url in plexus.yaml") }
+            try NATSSettings.checkURL(url)
+            let node = settings.node ?? ClusterNode.hostname()
+            try NATSSettings.checkToken(node, what: "the node name")
+            try NATSSettings.checkToken(settings.cluster, what: "the cluster name")
+            let subjects = Subjects(cluster: settings.cluster, node: node)
+            let conn = try NatsConnection(url: url, name: "plexus \(settings.cluster)/\(node)", credentials: settings.credentials)
+            let address = "\(ClusterNode.hostname()) pid \(getpid()) socket \(socketPath) nats-client \(conn.localAddress)"
+            if let holder = conn.request(subjects.ping, Array("{}".utf8), timeoutMs: 1_000) {
+                conn.close()
+                let at = (try? JSONValue.parse(holder)).flatMap { v -> String? in
+                    if case .object(let o) = v, case .string(let a)? = o["address"] { return a } else { return nil }
+                } ?? String(decoding: holder, as: UTF8.self)
+                throw PlexusError(.INVALID_ARGUMENT, "node name '\(node)' is taken in cluster '\(settings.cluster)' by the host at \(at); "
+                                  + "start this one with another --node (or nats.node in plexus.yaml)")
             }
-        } catch {
-            conn.close()
-            throw error
+            // Holding the name from here: a newcomer asking for it is told where this host is.
+            let body = Array(JSONValue.object(["node": .string(node), "address": .string(address)]).text.utf8)
+            do {
+                _ = try conn.subscribe(subjects.ping) { [weak conn] _, reply, _ in
+                    guard let reply else { return }
+                    try? conn?.publish(reply, body)
+                }
+            } catch {
+                conn.close()
+                throw error
+            }
+            self.conn = conn; self.node = node; self.url = url; self.address = address; self.settings = settings
         }
+    }
+
+    /// This host in the cluster it joined. Nothing is routed until start().
+    public init(_ join: Join, host: Host) {
+        node = join.node
+        cluster = join.settings.cluster
+        url = join.url
+        address = join.address
+        conn = join.conn
+        self.host = host
+        peerGrants = join.settings.peerGrants
+        subjects = Subjects(cluster: join.settings.cluster, node: join.node)
     }
 
     static func hostname() -> String {

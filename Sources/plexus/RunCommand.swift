@@ -74,21 +74,25 @@ struct RunCommand: ParsableCommand {
         case .success: break
         case .failure(let e): FileHandleErr.note("plexus: \(e)")
         }
+        // Joined before the store opens and the host is made (both start threads that an
+        // early exit would race): a taken node name or an unreachable
+        // server is refused before any worker starts.
+        var join: ClusterNode.Join?
+        if config.nats.url != nil {
+            do { join = try ClusterNode.Join(settings: config.nats, socketPath: options.socketPath) } catch { throw CLIError(error.detail) }
+        }
         // The store first: a second host on it is refused (StoreLock) before
         // it starts a single worker.
         let path = store ?? env("PLEXUS_STORE") ?? config.store.path ?? "plexus.db"
         let db: Store
         do { db = try Store(path: path) } catch { throw CLIError(error.description) }
         let host = Host(config)
-        // Joined before any plugin loads: a taken node name is refused at once.
         var cluster: ClusterNode?
-        if config.nats.url != nil {
-            do {
-                let c = try ClusterNode(settings: config.nats, host: host, socketPath: options.socketPath)
-                host.attach(remote: c)
-                try c.installService()
-                cluster = c
-            } catch { throw CLIError(error.detail) }
+        if let join {
+            let c = ClusterNode(join, host: host)
+            host.attach(remote: c)
+            do { try c.installService() } catch { throw CLIError(error.detail) }
+            cluster = c
         }
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
