@@ -292,6 +292,24 @@ final class NatsServer {
         #expect(!letters(a.socket).contains("late or unexpected"), "\(letters(a.socket))")
     }
 
+    @Test func aRequestsDeadlineTravelsWithItToTheHostHandlingIt() throws {
+        let nats = try NatsServer()
+        let a = try Self.node("a", nats.url, plugins: [:])
+        let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta")])
+        #expect(Self.waitForNodes(a.socket, up: ["b"]))
+        // beta busy for 3 s; a request from host a with an 800 ms deadline waits in its mailbox on b.
+        let bSocket = b.socket
+        Thread { _ = try? Self.call(bSocket, .agent("beta"), "probe.sleep 3000") }.start()
+        #expect(waitFor(seconds: 20) { Self.busy(b.socket, "beta") > 0 })
+        #expect(throws: PlexusError.self) { _ = try Self.call(a.socket, .agent("beta"), "probe.whoami x", timeoutMs: 800) }
+        // Host b knows that deadline: the message expires in beta's mailbox there and is
+        // dead-lettered, rather than handled after 3 s under b's own 30 s default.
+        func letters() -> String {
+            (try? SocketClient(path: b.socket).call(Envelope(kind: .query, target: .capability("plexus.deadletters")), timeoutMs: 5_000))?.payloadString ?? ""
+        }
+        #expect(waitFor(seconds: 20) { letters().contains("expired before delivery to 'beta'") }, "\(letters())")
+    }
+
     @Test func grantsApplyOnTheReceivingHostWhichAuditsTheSenderAsNodeSlashAgent() throws {
         // Each node's NATS user may publish only under its own prefix: the subject's node is the sender's.
         func user(_ n: String) -> String {
