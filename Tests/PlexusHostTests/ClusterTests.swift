@@ -213,6 +213,23 @@ final class NatsServer {
         }
         #expect(try Self.call(a.socket, .capability("probe.whoami"), "").payloadString == "beta")
         #expect(Self.picks(a.socket).1 == 1)
+        withExtendedLifetime([b, c]) {}   // every host up until the end
+    }
+
+    @Test func anAgentNameOnTwoHostsMustBeAddressedAsNodeSlashName() throws {
+        let nats = try NatsServer()
+        let a = try Self.node("a", nats.url, plugins: [:])
+        let b = try Self.node("b", nats.url, plugins: ["dup.so": try Self.probe("dup")])
+        let c = try Self.node("c", nats.url, plugins: ["dup.so": try Self.probe("dup")])
+        #expect(Self.waitForNodes(a.socket, up: ["b", "c"]))
+        do {
+            _ = try Self.call(a.socket, .agent("dup"), "probe.whoami x")
+            Issue.record("an ambiguous name was routed")
+        } catch {
+            #expect(error.status == PLEXUS_INVALID_ARGUMENT.status && error.detail.contains("runs on nodes b, c") && error.detail.contains("agent:b/dup"), "\(error)")
+        }
+        #expect(try Self.call(a.socket, .agent("c/dup"), "probe.sender x").payloadString.hasPrefix("a/client:"))
+        withExtendedLifetime([b, c]) {}   // both hosts up until the end
     }
 
     @Test func aKilledHostIsDroppedAndARequestInFlightThereEndsUnavailableNamingIt() throws {
