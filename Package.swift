@@ -127,12 +127,18 @@ let package = Package(
         .target(name: "PlexusDashboard", dependencies: [
             "PlexusCore", "PlexusHost", "PlexusHTTP", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "PlexusThreads",
             "PlexusTrace", .product(name: "Hummingbird", package: "hummingbird")]),
+        // C: the official NATS client, libnats (Debian's libnats-dev), for PlexusCluster.
+        .systemLibrary(name: "CNats", path: "Sources/CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        // Swift: several hosts as one system over NATS (plexus run --nats): joining, subjects,
+        // announcements and heartbeats, and routing to agents, capabilities and topics on other hosts.
+        .target(name: "PlexusCluster", dependencies: [
+            "CNats", "PlexusCore", "PlexusHost", "PlexusThreads", .product(name: "Logging", package: "swift-log")]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",
             dependencies: [
                 "PlexusHost", "PlexusSocket", "PlexusConfig", "PlexusStore", "PlexusTasks", "PlexusWorkflows", "CPlexusPOSIX",
-                "PlexusHTTP", "PlexusMetrics", "PlexusDashboard",
+                "PlexusHTTP", "PlexusMetrics", "PlexusDashboard", "PlexusCluster",
                 // Not linked in: listed so that every build of plexus builds its helper beside it.
                 "plexus-worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -158,5 +164,8 @@ let package = Package(
         // The plexus executable as a user runs it (exit statuses, suggestions, help).
         .testTarget(name: "PlexusCLITests", dependencies: ["PlexusTestSupport"]),
         .testTarget(name: "PlexusMetricsTests", dependencies: ["PlexusTestSupport", "PlexusMetrics"]),
+        // The cluster's pure logic (subjects, the directory of hosts); its end-to-end tests
+        // run real nats-server and plexus processes (PlexusHostTests/ClusterTests.swift).
+        .testTarget(name: "PlexusClusterTests", dependencies: ["PlexusTestSupport", "PlexusCluster"]),
     ]
 )

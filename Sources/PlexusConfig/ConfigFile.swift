@@ -82,6 +82,12 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///     finished_tasks_hours: 168   # completed, dead and cancelled tasks, with their attempts
 ///     finished_runs_hours: 720    # completed and failed workflow runs, with their checkpoints
 ///     interval_seconds: 60
+/// nats:                        # several hosts as one system (`plexus run --nats URL --node NAME`)
+///   url: nats://127.0.0.1:4222 # --nats takes precedence; user:password@ may be in it
+///   node: b                    # this host's name in the cluster (default: the hostname); --node takes precedence
+///   cluster: plexus            # hosts with the same NATS account and cluster name form one system
+///   credentials: /etc/plexus/node-b.creds   # a NATS credentials file, when the server asks for one
+///   grants: { call: [report.>], publish: [docs.>] }   # what senders on other hosts may do here (unset: anything)
 /// tracing:                     # spans of what the host routes (`plexus trace`)
 ///   enabled: true
 ///   spans: 16384               # records the ring keeps; the oldest are overwritten
@@ -124,12 +130,13 @@ public enum ConfigFile {
         var config = base
         guard let root else { return config }
         let r = Reader(file: file)
-        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "metrics", "tracing", "reload"])
+        let top = try r.mapping(root, "", keys: ["defaults", "plugins", "supervision", "clients", "store", "http", "metrics", "tracing", "reload", "nats"])
         if let s = top["store"] { config.store = try r.store(s, over: config.store) }
         if let h = top["http"] { config.http = try r.http(h, over: config.http) }
         if let m = top["metrics"] { config.metrics = try r.metrics(m, over: config.metrics) }
         if let t = top["tracing"] { config.tracing = try r.tracing(t, over: config.tracing) }
         if let l = top["reload"] { config.reload = try r.reload(l, over: config.reload) }
+        if let n = top["nats"] { config.nats = try r.nats(n, over: config.nats) }
         var defaults = PluginSettings(sandbox: base.sandbox, policy: base.workerPolicy, restart: base.restartPolicy,
                                       grants: base.pluginGrants)
         if let d = top["defaults"] { defaults = try r.settings(d, "defaults", over: defaults) }

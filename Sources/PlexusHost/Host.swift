@@ -118,6 +118,8 @@ public struct HostConfiguration: Sendable {
     /// Agents spawned by agents that may run at once, host-wide
     /// (`defaults: { spawn: { max_total: N } }`; Host+Spawn.swift).
     public var spawnMaxTotal = 256
+    /// Several hosts as one system over NATS (`nats:`; PlexusCluster); off unless a URL is set.
+    public var nats = NATSSettings()
 
     /// The settings for the plugin at path.
     public func settings(for path: String) -> PluginSettings {

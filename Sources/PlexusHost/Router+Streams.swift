@@ -76,6 +76,7 @@ extension Router {
         Router.observeAnswer(entry)
         cancelled.remember(rid)
         if let r = entry.responder, r.streams { tellCancelled(r, requestID: rid, trace: entry.trace) }
+        if remote != nil { cancelRemote(entry, rid) }   // sent to another host (Router+Remote.swift)
         answer(entry.requester, requestID: rid, status: PLEXUS_CANCELLED.status,
                detail: "the request to '\(entry.target)' was cancelled by \(who)")
     }

@@ -32,6 +32,8 @@ final class Router: @unchecked Sendable {
         /// client's request) and tracing.rate admitted it already: traced
         /// without spending the budget twice, so the trace is whole.
         var admitted = false
+        /// Sent by another host (Router+Remote.swift): delivered here only, never sent on.
+        var fromPeer = false
         /// What it may do; nil: anything (the host itself, its own user).
         private let grantsRef: Unmanaged<Grants>?
 
@@ -84,6 +86,8 @@ final class Router: @unchecked Sendable {
     /// Records spans of what is routed (Router+Tracing.swift).
     let tracer: Tracer
     let hostName = strdup("plexus")!
+    /// Other hosts over NATS (Router+Remote.swift); nil: this host is alone. Set before start.
+    var remote: RemoteLink?
 
     init(registry: Registry, limits: Limits, threads: Int, tracer: Tracer = Tracer(TracingSettings(enabled: false)),
          metrics: HostMetrics? = nil) {
@@ -178,6 +182,8 @@ final class Router: @unchecked Sendable {
         default: break
         }
         try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
+        if let remote, !o.fromPeer,
+           let id = try routeRemote(remote, &c, target, request: request, timeoutMs: timeoutMs, nowUnix: nowUnix) { return id }
         let (agent, label, timer) = try resolve(kind: c.target_kind, target)
         if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: agent.trafficSlot) }
         if let request {   // the request's id names its pending slot
@@ -272,6 +278,7 @@ final class Router: @unchecked Sendable {
     private func publish(_ c: inout plexus_envelope, subject: String, from o: Origin, t0: Int64) throws(PlexusError) -> plexus_id {
         let m = try Message.make(&c, maxPayload: limits.maxPayload)
         if t0 != 0 { stamp(m, t0: t0, parent: o.parentSpan != 0 ? o.parentSpan : CurrentMessage.handleSpan) }
+        if let remote, !o.fromPeer { publishRemote(remote, m, subject: subject) }
         var refused: [String] = []
         for a in registry.subscribers(of: subject) {
             if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: a.trafficSlot) }

@@ -32,11 +32,30 @@ struct List: ParsableCommand {
 
     @OptionGroup var options: HostOptions
     @Flag(name: .long, help: "Print a JSON array instead of a table.") var json = false
+    @Flag(name: .long, help: "Every host's agents in the running host's NATS cluster, with a NODE column (plexus run --nats).") var cluster = false
 
     func run() throws {
         bootstrapLogging(default: .error)
+        if cluster { return try printCluster() }
         let reports = try options.ask("plexus.agents", fallback: false) { $0.agentReports }
         if json { print(try prettyJSON(reports)) } else { printTable(reports) }
+    }
+
+    /// One row per agent of every host heard (gone hosts' agents included, marked by the node's state).
+    private func printCluster() throws {
+        let (r, _) = try ClusterReport.ask(options.connection)
+        let rows = r.nodes.flatMap { n in n.agents.map { a in (n, a) } }
+        if json {
+            let list: [JSONValue] = rows.map { n, a in
+                .object(["node": .string(n.node), "node_state": .string(n.state), "name": .string(a.name), "state": .string(a.state),
+                         "load": .int(Int64(a.load)), "capabilities": .array(a.capabilities.map { .string($0) })])
+            }
+            print(JSONValue.array(list).text)
+            return
+        }
+        printColumns([["NODE", "NAME", "STATE", "LOAD", "CAPABILITIES", "NODE STATE"]] + rows.map { n, a in
+            [n.node, a.name, a.state, "\(a.load)", a.capabilities.joined(separator: ","), n.state]
+        })
     }
 
     private func printTable(_ rs: [AgentReport]) {

@@ -26,7 +26,7 @@ struct Plexus: ParsableCommand {
             command).
             """,
         subcommands: [PluginsCommand.self, AgentsCommand.self, CallCommand.self, TasksCommand.self, WorkflowCommand.self, EventsCommand.self, KvCommand.self, AuditCommand.self,
-                      RunCommand.self, BenchCommand.self, TraceCommand.self, TopCommand.self])
+                      RunCommand.self, BenchCommand.self, TraceCommand.self, TopCommand.self, NodesCommand.self])
 }
 
 /// What an embedded or `plexus run` host is made of: its plugins,

@@ -10,6 +10,7 @@ import Synchronization
 import PlexusStore
 import PlexusTasks
 import PlexusWorkflows
+import PlexusCluster
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,6 +36,12 @@ struct RunCommand: ParsableCommand {
         "Serve /healthz, /metrics and the dashboard at this address, such as 127.0.0.1:7400 (default: plexus.yaml's http.listen; none: off).",
         valueName: "HOST:PORT"))
     var httpAddress: String?
+    @Option(name: .customLong("nats"), help: ArgumentHelp(
+        "Join the hosts on this NATS server as one system: agents, capabilities and topics reach across them (default: plexus.yaml's nats.url; none: this host is alone).",
+        valueName: "nats://HOST:PORT"))
+    var natsURL: String?
+    @Option(name: .customLong("node"), help: "This host's name in the cluster, unique in it (default: plexus.yaml's nats.node, else the hostname).")
+    var nodeName: String?
 
     func run() throws {
         bootstrapLogging(default: .info)
@@ -52,6 +59,7 @@ struct RunCommand: ParsableCommand {
         config.shutdownGraceMs = shutdownGraceMs
         guard clientFrameTimeoutMs > 0 else { throw CLIError("--client-frame-timeout-ms must be 1 or more, not \(clientFrameTimeoutMs)", code: ExitStatus.usage) }
         config.http = try httpSettings(over: config.http)
+        config.nats = try natsSettings(over: config.nats)
         if let a = config.http.listen {
             do { try HTTPServer.checkBindable(a) } catch { throw CLIError("\(error)") }
         } else if config.http.token != nil {
@@ -66,12 +74,26 @@ struct RunCommand: ParsableCommand {
         case .success: break
         case .failure(let e): FileHandleErr.note("plexus: \(e)")
         }
+        // Joined before the store opens and the host is made (both start threads that an
+        // early exit would race): a taken node name or an unreachable
+        // server is refused before any worker starts.
+        var join: ClusterNode.Join?
+        if config.nats.url != nil {
+            do { join = try ClusterNode.Join(settings: config.nats, socketPath: options.socketPath) } catch { throw CLIError(error.detail) }
+        }
         // The store first: a second host on it is refused (StoreLock) before
         // it starts a single worker.
         let path = store ?? env("PLEXUS_STORE") ?? config.store.path ?? "plexus.db"
         let db: Store
         do { db = try Store(path: path) } catch { throw CLIError(error.description) }
         let host = Host(config)
+        var cluster: ClusterNode?
+        if let join {
+            let c = ClusterNode(join, host: host)
+            host.attach(remote: c)
+            do { try c.installService() } catch { throw CLIError(error.detail) }
+            cluster = c
+        }
         do { try host.loadPlugins() } catch { throw CLIError(error.description) }
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
         do { try db.startRetention(config.store.retention) } catch { throw CLIError("\(error)") }
@@ -86,6 +108,11 @@ struct RunCommand: ParsableCommand {
         } catch { throw CLIError(error.description) }
         host.start()
         if let e = host.startError { throw CLIError(e.description) }
+        do { try cluster?.start() } catch {
+            cluster?.stop()
+            host.shutdown()
+            throw CLIError(error.detail)
+        }
         try scheduler.start()
         try engine.start()   // runs that were running when the host stopped go on
         let server: SocketServer
@@ -116,6 +143,7 @@ struct RunCommand: ParsableCommand {
         let loaded = host.pluginReports.filter { $0.status == "loaded" }.compactMap(\.name)
         FileHandleErr.note("plexus: host up with \(loaded.count) plugin(s) [\(loaded.joined(separator: ", "))], listening on \(server.path), store \(path)")
         if let web { FileHandleErr.note("plexus: serving HTTP at http://\(web.address)/") }
+        if let cluster { FileHandleErr.note("plexus: node \(cluster.node) of cluster \(cluster.cluster) at \(config.nats.url.map(ClusterNode.redacted) ?? "")") }
         for r in host.pluginReports where r.status == "refused" {
             FileHandleErr.note("plexus: refused \(r.file): \(r.reason ?? "")")
         }
@@ -129,6 +157,7 @@ struct RunCommand: ParsableCommand {
         // Connected clients keep their connections through the grace period,
         // so what they asked for is answered (or SHUTTING_DOWN) before they go.
         server.stopAccepting()
+        cluster?.stop()   // the other hosts drop this one now; nothing new arrives from them
         engine.stop()
         scheduler.stop()
         host.shutdown()
@@ -151,6 +180,21 @@ struct RunCommand: ParsableCommand {
             throw CLIError("--http: \(h.listen!) is reachable from other machines: set http.token_env (or http.token) in plexus.yaml first, or listen on 127.0.0.1", code: ExitStatus.usage)
         }
         return h
+    }
+
+    /// --nats and --node over plexus.yaml's nats:.
+    func natsSettings(over base: NATSSettings) throws -> NATSSettings {
+        var n = base
+        if let u = natsURL {
+            do throws(PlexusError) { try NATSSettings.checkURL(u) } catch { throw CLIError("--nats: \(error.detail)", code: ExitStatus.usage) }
+            n.url = u
+        }
+        if let name = nodeName {
+            do throws(PlexusError) { try NATSSettings.checkToken(name, what: "the node name") } catch { throw CLIError("--node: \(error.detail)", code: ExitStatus.usage) }
+            guard n.url != nil else { throw CLIError("--node names this host in a cluster: give --nats nats://HOST:PORT (or nats.url in plexus.yaml) too", code: ExitStatus.usage) }
+            n.node = name
+        }
+        return n
     }
 
     func startHTTP(_ settings: HTTPSettings, host: Host, serving: Serving, dashboard: Dashboard?) throws -> HTTPServer? {

@@ -52,7 +52,7 @@ struct ConfigFileTests: ConfigParsing {
         #expect(error("defaults:\n  limits: { cpu_seconds: 60, cpu_hard_seconds: 30 }\n").contains("cpu_hard_seconds: must be at least cpu_seconds (60)"))
         #expect(error("plugins:\n  fetcher:\n    concurrency: 0\n") == "plexus.yaml:3:18: plugins.fetcher.concurrency: 0 is out of range 1...256")
         #expect(error("defaults:\n  concurrency: 4\n").hasPrefix("plexus.yaml:2:16: defaults.concurrency: set concurrency per plugin"))
-        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision, clients, store, http, metrics, tracing, reload")
+        #expect(error("colour: blue\n") == "plexus.yaml:1:1: colour: unknown field; expected one of: defaults, plugins, supervision, clients, store, http, metrics, tracing, reload, nats")
         #expect(error("store:\n  retention: { events: 10 }\n") == "plexus.yaml:2:24: store.retention.events: 10 is out of range 100...1000000000")
         #expect(error("store:\n  retention:\n    keep_days: 3\n")
                 == "plexus.yaml:3:5: store.retention.keep_days: unknown field; expected one of: events, finished_tasks_hours, finished_runs_hours, interval_seconds")

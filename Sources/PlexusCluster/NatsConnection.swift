@@ -1,0 +1,200 @@
+import CNats
+import Glibc
+import Logging
+import PlexusCore
+import Synchronization
+
+/// One connection to a NATS server through libnats, the official C client:
+/// publish, subscribe (with a queue group or not), request. Messages reach
+/// a subscription's handler on libnats' delivery thread (one shared pool,
+/// not a thread per subscription); handlers must not block.
+/// @unchecked: the libnats handle is thread-safe (libnats locks inside).
+final class NatsConnection: @unchecked Sendable {
+    typealias Handler = @Sendable (_ subject: String, _ reply: String?, _ data: UnsafeRawBufferPointer) -> Void
+
+    /// The libnats connection; valid from init until close().
+    private let nc: OpaquePointer
+    private let subscriptions = Mutex<[Int: Subscription]>([:])
+    private let nextID = Atomic<Int>(0)
+    private let closed = Atomic<Bool>(false)
+
+    /// Connects, or throws UNAVAILABLE naming the URL and libnats' reason.
+    /// `name` shows in the server's connection list (`nats-server` monitoring).
+    init(url: String, name: String, credentials: String?) throws(PlexusError) {
+        var opts: OpaquePointer?
+        guard natsOptions_Create(&opts) == NATS_OK, let opts else { throw PlexusError(.NO_MEMORY, "cannot create NATS options") }
+        defer { natsOptions_Destroy(opts) }
+        var s = natsOptions_SetURL(opts, url)
+        if s == NATS_OK { s = natsOptions_SetName(opts, name) }
+        if s == NATS_OK { s = natsOptions_SetTimeout(opts, 2_000) }
+        // Each publish is written at once: otherwise libnats' flusher sends it
+        // up to a millisecond later, which would be most of a round trip.
+        if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
+        // One delivery pool for every subscription: a host may have one per capability.
+        if s == NATS_OK { s = natsOptions_UseGlobalMessageDelivery(opts, true) }
+        // Reconnect for as long as the host runs (a restarted server is found again).
+        if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
+        if s == NATS_OK { s = natsOptions_SetReconnectWait(opts, 250) }
+        if s == NATS_OK, let credentials { s = natsOptions_SetUserCredentialsFromFiles(opts, credentials, nil) }
+        // What the server refuses later (a publish outside this user's permissions) is logged, not lost.
+        if s == NATS_OK { s = natsOptions_SetErrorHandler(opts, natsAsyncError, nil) }
+        guard s == NATS_OK else { throw PlexusError(.INVALID_ARGUMENT, "NATS options refused: \(NatsConnection.reason(s))") }
+        var conn: OpaquePointer?
+        let c = natsConnection_Connect(&conn, opts)
+        guard c == NATS_OK, let conn else {
+            throw PlexusError(.UNAVAILABLE, "cannot connect to NATS at \(NatsConnection.redacted(url)): \(NatsConnection.reason(c))")
+        }
+        nc = conn
+    }
+
+    /// libnats' text for a status, with its last error's detail when it has one.
+    static func reason(_ s: natsStatus) -> String {
+        let text = String(cString: natsStatus_GetText(s))
+        var last = NATS_OK
+        if let p = nats_GetLastError(&last), last == s {
+            let detail = String(cString: p)
+            if !detail.isEmpty && detail != text { return "\(text) (\(detail))" }
+        }
+        return text
+    }
+
+    /// A URL with any password replaced, for messages and logs.
+    static func redacted(_ url: String) -> String {
+        let parts = url.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, let at = parts[1].firstIndex(of: "@") else { return url }
+        let user = parts[1][..<at]
+        guard user.contains(":") else { return url }
+        let name = user.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+        return "\(parts[0])://\(name):***" + String(parts[1][at...])
+    }
+
+    /// The client side of the connection: "127.0.0.1:51234".
+    var localAddress: String {
+        var ip: UnsafeMutablePointer<CChar>?
+        var port: Int32 = 0
+        guard natsConnection_GetLocalIPAndPort(nc, &ip, &port) == NATS_OK, let ip else { return "?" }
+        defer { free(ip) }
+        return "\(String(cString: ip)):\(port)"
+    }
+
+    var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
+
+    /// Publishes bytes on subject (buffered; libnats' flusher sends them).
+    func publish(_ subject: String, _ data: UnsafeRawBufferPointer) throws(PlexusError) {
+        let s = natsConnection_Publish(nc, subject, data.baseAddress, Int32(data.count))
+        guard s == NATS_OK else { throw PlexusError(.UNAVAILABLE, "NATS did not take the message for \(subject): \(NatsConnection.reason(s))") }
+    }
+
+    func publish(_ subject: String, _ bytes: [UInt8]) throws(PlexusError) {
+        let r: Result<Void, PlexusError> = bytes.withUnsafeBytes { b in
+            do throws(PlexusError) { try publish(subject, b); return .success(()) } catch { return .failure(error) }
+        }
+        try r.get()
+    }
+
+    /// Sends everything buffered and waits for the server to have it.
+    func flush(timeoutMs: Int64) { _ = natsConnection_FlushTimeout(nc, timeoutMs) }
+
+    /// Sends a request and waits for the first answer: its bytes, or nil
+    /// when no one answered (no responders, or timeoutMs passed).
+    func request(_ subject: String, _ bytes: [UInt8], timeoutMs: Int64) -> [UInt8]? {
+        var reply: OpaquePointer?
+        let s = bytes.withUnsafeBytes { b in natsConnection_Request(&reply, nc, subject, b.baseAddress, Int32(b.count), timeoutMs) }
+        guard s == NATS_OK, let reply else { return nil }
+        defer { natsMsg_Destroy(reply) }
+        if natsMsg_IsNoResponders(reply) { return nil }
+        let n = Int(natsMsg_GetDataLength(reply))
+        guard n > 0, let p = natsMsg_GetData(reply) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: p, count: n).bindMemory(to: UInt8.self))
+    }
+
+    /// Subscribes handler to subject (NATS wildcards allowed), in `queue`'s
+    /// group when given: the group's members share its messages, each
+    /// message going to one. Returns the id unsubscribe takes.
+    func subscribe(_ subject: String, queue: String? = nil, _ handler: @escaping Handler) throws(PlexusError) -> Int {
+        let box = Unmanaged.passRetained(HandlerBox(handler))
+        var sub: OpaquePointer?
+        let s: natsStatus
+        if let queue {
+            s = natsConnection_QueueSubscribe(&sub, nc, subject, queue, natsDeliver, box.toOpaque())
+        } else {
+            s = natsConnection_Subscribe(&sub, nc, subject, natsDeliver, box.toOpaque())
+        }
+        guard s == NATS_OK, let sub else {
+            box.release()
+            throw PlexusError(.UNAVAILABLE, "cannot subscribe to \(subject): \(NatsConnection.reason(s))")
+        }
+        // Generous limits: a burst waits in libnats rather than being dropped as a slow consumer.
+        _ = natsSubscription_SetPendingLimits(sub, 1 << 20, 1 << 30)
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        subscriptions.withLock { $0[id] = Subscription(sub: sub, box: box) }
+        return id
+    }
+
+    func unsubscribe(_ id: Int) {
+        guard let s = subscriptions.withLock({ $0.removeValue(forKey: id) }) else { return }
+        s.end()
+    }
+
+    /// Unsubscribes everything and closes the connection (sending what is
+    /// buffered first). A publish after it fails (CONNECTION_CLOSED); the
+    /// handle itself is freed only with this object, so a router thread
+    /// still holding the routes never reaches freed memory.
+    func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        _ = natsConnection_FlushTimeout(nc, 500)
+        for s in subscriptions.withLock({ d -> [Subscription] in let all = Array(d.values); d.removeAll(); return all }) { s.end() }
+        natsConnection_Close(nc)
+    }
+
+    deinit {
+        close()
+        natsConnection_Destroy(nc)
+    }
+}
+
+/// A live libnats subscription and the handler it calls.
+private struct Subscription: @unchecked Sendable {
+    let sub: OpaquePointer
+    let box: Unmanaged<HandlerBox>
+    /// Unsubscribes. The handler box is never released: a delivery already
+    /// under way on libnats' thread may still read it, and it is a few bytes
+    /// per subscription ended (capabilities come and go rarely).
+    func end() {
+        _ = natsSubscription_Unsubscribe(sub)
+        natsSubscription_Destroy(sub)
+    }
+}
+
+private final class HandlerBox: Sendable {
+    let handler: NatsConnection.Handler
+    init(_ h: @escaping NatsConnection.Handler) { handler = h }
+}
+
+private let asyncLogger = Logger(label: "plexus.cluster.nats")
+
+/// libnats' asynchronous errors: a permissions violation (a publish or
+/// subscription this node's NATS user may not make), a slow consumer.
+private func natsAsyncError(_ nc: OpaquePointer?, _ sub: OpaquePointer?, _ err: natsStatus, _ closure: UnsafeMutableRawPointer?) {
+    var text: UnsafePointer<CChar>?
+    if let nc { _ = natsConnection_GetLastError(nc, &text) }
+    asyncLogger.error("NATS refused an operation", metadata: [
+        "status": "\(String(cString: natsStatus_GetText(err)))", "detail": "\(text.map { String(cString: $0) } ?? "")"])
+}
+
+/// libnats' message callback: hands the message to the subscription's
+/// handler, then frees it.
+private func natsDeliver(_ nc: OpaquePointer?, _ sub: OpaquePointer?, _ msg: OpaquePointer?, _ closure: UnsafeMutableRawPointer?) {
+    guard let msg, let closure else { return }
+    defer { natsMsg_Destroy(msg) }
+    let box = Unmanaged<HandlerBox>.fromOpaque(closure).takeUnretainedValue()
+    let subject = natsMsg_GetSubject(msg).map { String(cString: $0) } ?? ""
+    let reply = natsMsg_GetReply(msg).map { String(cString: $0) }
+    let n = Int(natsMsg_GetDataLength(msg))
+    box.handler(subject, reply, UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: n))
+}
+
+extension ClusterNode {
+    /// A NATS URL with any password replaced, for messages and logs.
+    public static func redacted(_ url: String) -> String { NatsConnection.redacted(url) }
+}

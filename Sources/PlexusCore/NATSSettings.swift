@@ -1,0 +1,48 @@
+/// Joining several hosts into one system over NATS (plexus.yaml `nats:`,
+/// `plexus run --nats URL --node NAME`). Off unless a URL is given.
+public struct NATSSettings: Sendable, Equatable {
+    /// The NATS server, such as nats://127.0.0.1:4222 (user:password@ may
+    /// be in it); nil: this host is alone and no NATS code runs.
+    public var url: String?
+    /// This host's name in the cluster, unique in it; nil: the machine's hostname.
+    public var node: String?
+    /// Hosts with the same NATS account and cluster name form one system.
+    public var cluster = "plexus"
+    /// A NATS credentials file (JWT and NKey seed), for a server that asks for one.
+    public var credentials: String?
+    /// What senders on other hosts may do on this one (call, publish); nil:
+    /// whatever their own host let them send. Checked on this host, the one
+    /// that receives, with the sender named `node/agent`.
+    public var peerGrants: [Grants.Action: [String]]?
+
+    public init() {}
+
+    /// A node or cluster name: one NATS subject token of [A-Za-z0-9_-], at
+    /// most 64 bytes (it sits in every subject under the reserved prefix).
+    public static func checkToken(_ s: String, what: String) throws(PlexusError) {
+        guard !s.isEmpty else { throw PlexusError(.INVALID_ARGUMENT, "\(what) is empty") }
+        guard s.utf8.count <= 64 else { throw PlexusError(.INVALID_ARGUMENT, "\(what) '\(s.prefix(20))…' is longer than 64 bytes") }
+        if let bad = s.unicodeScalars.first(where: { c in
+            !(("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "_" || c == "-")
+        }) {
+            throw PlexusError(.INVALID_ARGUMENT, "\(what) '\(s)' has the character '\(bad)'; allowed are A-Z a-z 0-9 _ -")
+        }
+    }
+
+    /// nats://HOST:PORT (or tls://), with optional user:password@.
+    public static func checkURL(_ s: String) throws(PlexusError) {
+        let parts = s.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else {
+            throw PlexusError(.INVALID_ARGUMENT, "expected nats://HOST:PORT such as nats://127.0.0.1:4222, found \"\(s)\"")
+        }
+        let scheme = parts[0]
+        guard scheme == "nats" || scheme == "tls" else {
+            throw PlexusError(.INVALID_ARGUMENT, "\"\(s)\": the scheme must be nats:// or tls://, not \(scheme)://")
+        }
+        let rest = parts[1].split(separator: "@").last.map(String.init) ?? ""
+        guard let colon = rest.lastIndex(of: ":"), !rest[..<colon].isEmpty,
+              let port = Int(rest[rest.index(after: colon)...]), (1...65_535).contains(port) else {
+            throw PlexusError(.INVALID_ARGUMENT, "\"\(s)\": expected HOST:PORT after \(scheme)://, such as nats://127.0.0.1:4222")
+        }
+    }
+}

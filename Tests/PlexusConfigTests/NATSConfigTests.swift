@@ -1,0 +1,29 @@
+import PlexusConfig
+import PlexusCore
+import PlexusHost
+import Testing
+
+/// plexus.yaml's `nats:`: joining several hosts into one system.
+@Suite("plexus.yaml nats")
+struct NATSConfigTests: ConfigParsing {
+
+    @Test func everyKeyIsReadWithItsDefaults() throws {
+        #expect(try parse("store: { path: x.db }\n").nats.url == nil)
+        let c = try parse("nats: { url: \"nats://b:pw@10.0.0.2:4222\", node: b-1, cluster: weather, credentials: /etc/b.creds, grants: { call: [report.>], publish: [docs.new] } }\n")
+        #expect(c.nats.url == "nats://b:pw@10.0.0.2:4222" && c.nats.node == "b-1" && c.nats.cluster == "weather")
+        #expect(c.nats.credentials == "/etc/b.creds")
+        #expect(c.nats.peerGrants?[.call] == ["report.>"] && c.nats.peerGrants?[.publish] == ["docs.new"])
+        let d = try parse("nats: { url: nats://127.0.0.1:4222 }\n")
+        #expect(d.nats.cluster == "plexus" && d.nats.node == nil && d.nats.peerGrants == nil)
+    }
+
+    @Test func badValuesNameTheirLineAndField() {
+        #expect(error("nats: {}\n").hasPrefix("plexus.yaml:1:7: nats: is empty"))
+        #expect(error("nats:\n  url: http://x:4222\n") == "plexus.yaml:2:8: nats.url: \"http://x:4222\": the scheme must be nats:// or tls://, not http://")
+        #expect(error("nats:\n  url: nats://x\n").hasPrefix("plexus.yaml:2:8: nats.url: \"nats://x\": expected HOST:PORT"))
+        #expect(error("nats:\n  node: a.b\n") == "plexus.yaml:2:9: nats.node: the node name 'a.b' has the character '.'; allowed are A-Z a-z 0-9 _ -")
+        #expect(error("nats:\n  cluster: \"\"\n") == "plexus.yaml:2:12: nats.cluster: the cluster name is empty")
+        #expect(error("nats:\n  grants: { subscribe: [x] }\n").hasPrefix("plexus.yaml:2:13: nats.grants.subscribe: unknown field; expected one of: call, publish"))
+        #expect(error("nats:\n  port: 4222\n").hasPrefix("plexus.yaml:2:3: nats.port: unknown field"))
+    }
+}
