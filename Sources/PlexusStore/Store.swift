@@ -73,7 +73,11 @@ public final class Store: @unchecked Sendable {
         }
         openReport = report
         if report != "ok" { logger.error("store recovered", metadata: ["file": "\(path)", "report": "\(report)"]) }
-        do { writer = try startThread(name: "plexus-store") { [unowned self] in writeLoop() } } catch {
+        // unowned(unsafe): the writer never outlives the store (deinit's
+        // close() joins it), but it may still be finishing while deinit
+        // runs, when a checked unowned read would abort the process (a
+        // `plexus run` that failed right after opening its store did).
+        do { writer = try startThread(name: "plexus-store") { [unowned(unsafe) self] in writeLoop() } } catch {
             throw StoreError("\(path): \(error)")
         }
     }

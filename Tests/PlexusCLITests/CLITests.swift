@@ -55,6 +55,18 @@ struct CLITests {
         #expect(submitMissing.status == 2)
     }
 
+    /// A run that fails right after opening its store exits 1 with the
+    /// reason, every time: the store's writer thread, still finishing while
+    /// the store went away, used to abort the process about one run in ten.
+    @Test func aRunRefusedAfterItsStoreOpenedExits1EveryTime() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<30 {
+            let r = try plexus(["run", "--plugins", dir + "/no-such-dir", "--socket", dir + "/r\(i).sock", "--store", dir + "/r\(i).db"], in: dir)
+            #expect(r.status == 1 && r.err.contains("no-such-dir") && !r.err.contains("Fatal error"), "run \(i): \(r.status) \(r.err.prefix(300))")
+        }
+    }
+
     @Test func noHostExits3AndSaysWhere() throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(atPath: dir) }
