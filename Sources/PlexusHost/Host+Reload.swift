@@ -243,9 +243,24 @@ extension Host {
         for (old, new) in pairs {
             new.link?.reloadHook.withLock { $0 = u }
             new.state = .active
+            // An operator's suspension carries over: the new version holds its mail too.
+            let suspended = old.hold.isOn
+            if suspended { _ = new.hold.engage() }
+            let stopped = old.state == .stopped
             old.successor.withLock { $0 = new }        // before it closes: nothing sent to it fails
             try registry.swapIn(new, for: old)
             old.state = .draining
+            if suspended {
+                // What the old version held back goes to the new one, in order,
+                // with its requests; the old one's parked runners let go.
+                let held = old.drainMailbox()
+                move(held, from: old, to: new)
+                if !held.isEmpty { old.finishedWork(held.count) }
+                resumeAgent(old)
+            }
+            if stopped {   // an operator stopped it: the new version waits for `plexus agents start`
+                stopAgent(new, cause: "agent '\(new.name)' was stopped by an operator before this upgrade to \(d.version); plexus agents start \(new.name) starts it")
+            }
         }
         // Instances beyond the old count (plexus.yaml's instances is read at start, so rarely): they join.
         let extra = Array(agents.dropFirst(pairs.count))
@@ -388,7 +403,10 @@ extension Host {
         }
         router.lifecycle("plugin.unloaded", served.plugin, ["file": .string(path), "version": .string(served.version), "reason": .string(why)])
         logger.notice("plugin unloaded", metadata: ["file": "\(path)", "plugin": "\(served.plugin)", "reason": "\(why)"])
-        return .object(["file": .string(path), "plugin": .string(served.plugin), "version": .string(served.version), "outcome": .string("unloaded")])
+        // In process, its code stays mapped (never dlclosed): it cannot be loaded again while the host runs.
+        let inProcess = served.agents.contains { $0.link == nil }
+        return .object(["file": .string(path), "plugin": .string(served.plugin), "version": .string(served.version), "outcome": .string("unloaded"),
+                        "in_process": .bool(inProcess)])
     }
 
     /// A leaving agent's worker died: what it held goes to its successor.

@@ -92,7 +92,8 @@ extension PluginsCommand {
             bootstrapLogging(default: .error)
             let r = try ask(try options.hostForState(), "plexus.plugins.unload", .object(["target": .string(name)]))
             if str(r["outcome"]) == "unloaded" {
-                print("\(str(r["plugin"])) \(str(r["version"])) unloaded; its agents finish what they accepted, then stop")
+                print("\(str(r["plugin"])) \(str(r["version"])) unloaded; its agents finish what they accepted, then stop"
+                      + (r["in_process"] == .bool(true) ? ". It ran in process: loading it again needs a restart of the host" : ""))
             } else {
                 print(r.text)
             }

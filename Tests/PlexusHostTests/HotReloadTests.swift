@@ -197,6 +197,57 @@ struct HotReloadTests {
         #expect(seen == seen.sorted(), "never lower: \(seen)")
     }
 
+    /// `plexus agents --json`'s row of the serving version of agent versioned.
+    static func servingRow(_ host: HostProcess) -> JSONValue? {
+        guard let o = try? plexus(host, ["agents", "--json"]), case .array(let rs)? = try? JSONValue.parse(Array(o.out.utf8)) else { return nil }
+        return rs.first { $0["name"] == .string("versioned") && $0["state"] != .string("draining") }
+    }
+
+    /// An upgrade keeps an operator's suspension: the new version holds the
+    /// mail the old one held, and `resume` delivers it; none is lost.
+    @Test func anUpgradeOfASuspendedAgentKeepsItSuspendedAndLosesNoQueuedCall() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let host = try HostProcess("reload-suspended", plugins: ["versioned.so": v1])
+        #expect(try Self.plexus(host, ["agents", "suspend", "versioned"]).status == 0)
+        let answers = Mutex<[String]>([])
+        let socket = host.socket
+        for i in 0..<2 {
+            Thread {
+                let r = Result { () throws(PlexusError) in try Self.answer(try SocketClient(path: socket), "versioned.version", "q\(i)") }
+                answers.withLock { $0.append((try? Self.versionOf(r.get())) ?? "\(r)") }
+            }.start()
+        }
+        #expect(waitFor(seconds: 60) { Self.servingRow(host)?["queued"] == .int(2) })
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) {
+            let r = Self.servingRow(host)
+            return r.map(Self.versionOf) == "2.0.0" && r?["state"] == .string("suspended") && r?["queued"] == .int(2)
+        }, "\(String(describing: Self.servingRow(host)))")
+        #expect(answers.withLock { $0 }.isEmpty, "nothing is delivered while suspended")
+        let r = try Self.plexus(host, ["agents", "resume", "versioned"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(waitFor(seconds: 60) { answers.withLock { $0 }.count == 2 })
+        #expect(answers.withLock { $0 } == ["2.0.0", "2.0.0"], "\(answers.withLock { $0 })")
+    }
+
+    /// An upgrade of an agent an operator stopped leaves it stopped: the new
+    /// version starts serving only at `plexus agents start`.
+    @Test func anUpgradeOfAStoppedAgentLeavesItStoppedUntilStarted() throws {
+        let v1 = try Self.version("1.0.0"), v2 = try Self.version("2.0.0")
+        let host = try HostProcess("reload-stopped", plugins: ["versioned.so": v1])
+        let client = try SocketClient(path: host.socket)
+        #expect(try Self.plexus(host, ["agents", "stop", "versioned"]).status == 0)
+        Self.cp(v2, host.dir + "/plugins/versioned.so")
+        #expect(waitFor(seconds: 60) {
+            let r = Self.servingRow(host)
+            return r.map(Self.versionOf) == "2.0.0" && r?["state"] == .string("stopped")
+        }, "\(String(describing: Self.servingRow(host)))")
+        let refused = expectError(.SHUTTING_DOWN) { _ = try Self.answer(client, "versioned.version") }
+        #expect(refused?.detail.contains("was stopped by an operator") == true, "\(String(describing: refused))")
+        #expect(try Self.plexus(host, ["agents", "start", "versioned"]).status == 0)
+        #expect(Self.versionOf(try Self.answer(client, "versioned.version")) == "2.0.0")
+    }
+
     @Test func aNewVersionWhoseInitFailsIsRolledBackWhileTheOldOneAnswers() throws {
         let v1 = try Self.version("1.0.0"), broken = try Self.version("2.0.0", ["-DFAIL_INIT"])
         let host = try HostProcess("reload-init", plugins: ["versioned.so": v1])

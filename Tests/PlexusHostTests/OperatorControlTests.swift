@@ -104,6 +104,13 @@ struct OperatorControlTests {
         #expect(r.err.contains("--plugins, --sandbox shape an embedded host only; the running host at \(h.host.socket) keeps its own"), "\(r.err)")
     }
 
+    /// Unloading an in-process plugin says it is one way until the host restarts.
+    @Test func unloadingAnInProcessPluginSaysItCannotBeLoadedAgainUntilARestart() throws {
+        let h = try ControlledHost("in-process", name: "ctl-unload")
+        let r = try h.plexus(["plugins", "unload", "probe"])
+        #expect(r.status == 0 && r.out.contains("It ran in process: loading it again needs a restart of the host"), "\(r.out) \(r.err)")
+    }
+
     // MARK: the whole contract, in both modes
 
     @Test(arguments: ["process", "in-process"])
