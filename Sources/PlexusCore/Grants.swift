@@ -21,6 +21,8 @@ public final class Grants: Sendable {
     public let holder: String
     /// What to change to grant more, for errors: "plugins.summarizer.grants".
     public let source: String
+    /// Said after the key in a refusal: what the key's absence means.
+    public let note: String?
     /// Per action (Action.allCases order): each pattern split into tokens.
     private let compiled: [[[UInt8]]]
     /// Per action: true when one pattern is ">" (the hot path skips matching).
@@ -32,11 +34,11 @@ public final class Grants: Sendable {
     private let reachesHost: Bool
 
     /// Throws INVALID_ARGUMENT naming the pattern when one is malformed.
-    public convenience init(_ patterns: [Action: [String]], holder: String, source: String) throws(PlexusError) {
-        try self.init(patterns, holder: holder, source: source, hostNames: false)
+    public convenience init(_ patterns: [Action: [String]], holder: String, source: String, note: String? = nil) throws(PlexusError) {
+        try self.init(patterns, holder: holder, source: source, note: note, hostNames: false)
     }
 
-    private init(_ patterns: [Action: [String]], holder: String, source: String, hostNames: Bool) throws(PlexusError) {
+    private init(_ patterns: [Action: [String]], holder: String, source: String, note: String? = nil, hostNames: Bool) throws(PlexusError) {
         for (action, list) in patterns {
             for p in list {
                 do throws(PlexusError) { try Subject.validatePattern(p) } catch {
@@ -47,6 +49,7 @@ public final class Grants: Sendable {
         self.patterns = patterns
         self.holder = holder
         self.source = source
+        self.note = note
         compiled = Action.allCases.map { a in (patterns[a] ?? []).map { Array($0.utf8) } }
         everything = Action.allCases.map { a in patterns[a]?.contains(">") ?? false }
         reachesHost = hostNames
@@ -115,7 +118,7 @@ public final class Grants: Sendable {
         let held = patterns[action] ?? []
         return PlexusError(.PERMISSION_DENIED,
             "\(holder) is not granted \"\(action.rawValue) \(name)\" (it may \(action.rawValue) "
-            + "\(held.isEmpty ? "nothing" : held.joined(separator: ", "))); grant it in \(source).\(action.rawValue) of plexus.yaml")
+            + "\(held.isEmpty ? "nothing" : held.joined(separator: ", "))); grant it in \(source).\(action.rawValue) of plexus.yaml\(note.map { " (\($0))" } ?? "")")
     }
 
     // MARK: matching

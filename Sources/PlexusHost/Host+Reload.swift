@@ -135,6 +135,7 @@ extension Host {
             guard served != nil else { throw PlexusError(.NO_SUCH_AGENT, "\(path): no such file, and no plugin from it is loaded") }
             return unloadFile(path, why: "its file was removed")
         }
+        var starting = false
         do throws(PlexusError) {
             let settings = configuration.settings(for: path)
             guard settings.sandbox == .process else {
@@ -150,6 +151,7 @@ extension Host {
                 return .object(["file": .string(path), "plugin": .string(served.plugin), "version": .string(served.version),
                                 "outcome": .string("unchanged")])
             }
+            starting = true
             let (d, agents) = try startVersion(image, path: path, settings, replacing: served)
             // An upgrade still on probation ends here, now that a newer version
             // is ready to replace it (one that fails to start leaves it on probation).
@@ -158,7 +160,7 @@ extension Host {
             if let current { return try upgrade(current, to: d, agents) }
             return try add(path, d, agents)
         } catch {
-            refused(path, error, serving: reloads.state.withLock { $0.served[path] })
+            refused(path, error, serving: reloads.state.withLock { $0.served[path] }, started: starting)
             throw error
         }
     }
@@ -354,10 +356,12 @@ extension Host {
     }
 
     /// A load or init that failed: the running version (if any) goes on.
-    private func refused(_ path: String, _ e: PlexusError, serving: Reloads.Served?) {
+    /// started: the new version got as far as starting (its worker, its
+    /// init) and was rolled back; else its file was refused before that.
+    private func refused(_ path: String, _ e: PlexusError, serving: Reloads.Served?, started: Bool) {
         reloads.state.withLock { s in
             if let serving {
-                s.notes[path] = "rolled back a new version (\(Self.timestamp())): \(e.name): \(e.detail); \(serving.version) keeps serving"
+                s.notes[path] = "\(started ? "rolled back" : "refused") a new version (\(Self.timestamp())): \(e.name): \(e.detail); \(serving.version) keeps serving"
             } else {
                 s.reports[path] = PluginReport(refused: PluginRefusal(path: path, error: e))
                 s.notes[path] = nil

@@ -275,7 +275,7 @@ public final class Host: @unchecked Sendable {
             requested[a, default: []].append(p.pattern)
         }
         return try Grants(requested, holder: "agent '\(name)'",
-                          source: "\(source) (unset: the plugin gets what its descriptor requests)")
+                          source: source, note: "unset, the plugin gets what its descriptor requests")
     }
 
     private func loadInProcess(path: String) throws(PluginRefusal) -> (PluginDescriptor, AgentBehavior) {

@@ -257,13 +257,15 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// says why to callers whose work it could not finish (default: the host
     /// shut down).
     func beginStop(cause: String? = nil) {
-        let asked: Bool = lock.withLock {
-            if case .stopped = phase { return false }
+        let asked: WorkerProcess? = lock.withLock {
+            if case .stopped = phase { return nil }
             phase = .stopped
             stopCause = cause
-            return process != nil
+            return process
         }
-        if asked { sendControl(PLEXUS_CONTROL_SHUTDOWN) }
+        guard let asked else { return }
+        asked.askedToExit(reason: "asked to stop: \(cause ?? "the host shut down")")
+        sendControl(PLEXUS_CONTROL_SHUTDOWN)
     }
 
     /// Waits for the worker to exit by the deadline, then kills it. What it

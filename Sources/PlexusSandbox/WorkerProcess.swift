@@ -98,6 +98,7 @@ public final class WorkerProcess: @unchecked Sendable {
     /// The worker's end of the channel closed (I/O thread only).
     private var closedWhileRunning = false
     private var termReason: String?
+    private var asked: String?
     private var ended = false
 
     /// How long half a frame may sit unfinished before the worker is killed.
@@ -235,6 +236,12 @@ public final class WorkerProcess: @unchecked Sendable {
         poke()
     }
 
+    /// The host asked the worker to finish and exit (its SHUTDOWN frame):
+    /// an exit 0 then is that, not a crash, and is reported as `reason`.
+    public func askedToExit(reason: String) {
+        lock.withLock { asked = reason }
+    }
+
     /// Sends SIGTERM to the group (a polite stop) and records why; callers
     /// follow with kill after a grace period.
     public func terminate(reason: String) {
@@ -362,7 +369,8 @@ public final class WorkerProcess: @unchecked Sendable {
             }
             // A signal or an error code speaks for itself; exit 0 unasked is a crash
             // too (FAULTS.md 3), and is said to be one.
-            let why: String? = !reaped ? "the worker closed its channel" : signaled == 0 && code == 0 ? "it exited on its own" : nil
+            let cleanExit = reaped && signaled == 0 && code == 0
+            let why: String? = !reaped ? "the worker closed its channel" : cleanExit ? (lock.withLock { asked } ?? "it exited on its own") : nil
             if let why { lock.withLock { if killReason == nil && termReason == nil { killReason = why } } }
         }
         Glibc.kill(-pid, SIGKILL)

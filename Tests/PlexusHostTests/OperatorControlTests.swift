@@ -142,6 +142,9 @@ struct OperatorControlTests {
         #expect(r.out.contains("probe: stopped (stopped by operator"), "\(r.out)")
         let stopped = try #require(try h.agent())
         #expect(stopped.state == "stopped" && stopped.pid == nil, "\(stopped)")
+        if sandboxed {   // its worker exited because it was asked to, not on its own
+            #expect(stopped.last_exit?.contains("asked to stop: ") == true, "\(stopped.last_exit ?? "-")")
+        }
         if let firstPid { #expect(waitFor(seconds: 60) { !Self.alive(firstPid) }, "the stopped worker \(firstPid) still runs") }
         let refused = expectError(.SHUTTING_DOWN) { _ = try h.call("probe.whoami") }
         #expect(refused?.detail.contains("was stopped by an operator") == true, "\(String(describing: refused))")
