@@ -305,6 +305,24 @@ struct SpawnTests {
         #expect(try h.agent("spawner/a")?.version == "2.0.0")
     }
 
+    /// A rollback leaves children on the old version: one spawned before the upgrade never moves, and one spawned
+    /// while the new version was on probation (it copies the current version) goes back to the old one.
+    @Test func aRollbackLeavesChildrenOnTheOldVersion() throws {
+        let h = try SpawningHost(spawner: "process", yaml: "reload: { probation_messages: 5 }\n")
+        let v2 = try Fixtures.build("helper.c", ["-DVERSION=\"2.0.0\""], name: "helper-2.0.0")
+        #expect(try h.call("spawner.spawn", "helper old -") == "spawner/old")
+        HotReloadTests.cp(v2, h.host.dir + "/plugins/helper.so")
+        #expect(waitFor(seconds: 60) { (try? h.agent("helper"))?.version == "2.0.0" }, "helper was not upgraded")
+        #expect(try h.call("spawner.spawn", "helper new -") == "spawner/new")
+        #expect(try h.call("agent:spawner/new", "version") == "2.0.0")
+        // 2.0.0 dies on probation: rolled back; the message that killed it goes to 1.0.0, which dies of it too (it aborts).
+        _ = try? h.client.call(Envelope(kind: .query, target: .capability("helper.echo"), payload: Array("crash".utf8)), timeoutMs: 30_000)
+        #expect(waitFor(seconds: 60) { (try? h.call("agent:spawner/new", "version")) == "1.0.0" }, "the probation-time child stayed on 2.0.0")
+        #expect(try h.call("agent:spawner/old", "version") == "1.0.0")
+        #expect(try h.agent("spawner/new")?.version == "1.0.0")
+        #expect(try h.agent("spawner/new")?.parent == "spawner")
+    }
+
     /// A plugin built while 1.2 had no spawn/stop states a 136-byte host table: it still loads and serves, in both modes.
     @Test(arguments: [SandboxMode.process, .inProcess])
     func aPluginOfThe12DraftSizeStillLoads(mode: SandboxMode) throws {
