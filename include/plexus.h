@@ -46,8 +46,9 @@
 **   Threads. The host calls one agent instance from one thread at a time,
 **   unless the descriptor sets PLEXUS_PLUGIN_CONCURRENT. Host functions may
 **   be called from any thread that the host is currently running the agent
-**   on (inside init/handle/shutdown) and, for send/request/publish/reply/log
-**   and the kv_* functions, from threads the plugin starts itself.
+**   on (inside init/handle/shutdown) and, for send/request/publish/reply/log,
+**   the kv_* functions and spawn/stop (1.2), from threads the plugin starts
+**   itself.
 **
 **   Errors. Every fallible call returns a plexus_status. No exception, C++
 **   throw, Rust panic or Swift error may cross this boundary: SDKs catch
@@ -195,6 +196,10 @@ typedef enum plexus_log_level {
 ** subject or content type. */
 #define PLEXUS_MAX_NAME_LEN     255u
 #define PLEXUS_MAX_PAYLOAD_LEN  16777216u /* 16 MiB */
+/* "The host's payload limit" below is the largest payload a host accepts
+** from anyone: 4 MiB (4,194,304 bytes) unless the program embedding the host
+** sets another (HostConfiguration.maxPayload), never above
+** PLEXUS_MAX_PAYLOAD_LEN. A worker learns it at START. */
 
 /* ------------------------------------------------------------------------
 ** THE ENVELOPE
@@ -430,9 +435,16 @@ typedef struct plexus_host {
     **                     instance_name); out_name not NULL with
     **                     out_name_size below PLEXUS_MAX_NAME_LEN + 1
     **   TOO_LARGE         config_json longer than the host's payload limit
+    **                     (4 MiB by default, see PLEXUS_MAX_PAYLOAD_LEN): it
+    **                     travels to a sandboxed child as one message
     **   INVALID_ARGUMENT  config_json not NULL (NULL means "{}") and not a
     **                     JSON object; the child's name over
     **                     PLEXUS_MAX_NAME_LEN bytes
+    **   UNSUPPORTED       called inside this agent's first init(): it has
+    **                     not joined the host yet, and a child linked to it
+    **                     would outlive an init that fails; spawn from
+    **                     handle() (its first message, a timer). A restarted
+    **                     worker's init() may spawn.
     **   SHUTTING_DOWN     the host or this agent is stopping
     **   NO_SUCH_AGENT     no loaded plugin has that name
     **   PERMISSION_DENIED plexus.yaml does not let this agent's plugin
@@ -442,7 +454,13 @@ typedef struct plexus_host {
     **   CONFLICT          an agent of that name exists
     **   the status of the child's failed start: what its init() returned,
     **   AGENT_CRASHED when its worker died starting, TIMEOUT when it did not
-    **   become ready in time (nothing of the child is left then) */
+    **   become ready in time (nothing of the child is left then: no agent,
+    **   no worker, its name free; only the event log may keep an
+    **   agent.crashed entry for a worker that died starting).
+    ** When an upgrade of the child's plugin commits, a sandboxed child's
+    ** worker restarts onto the new version (same name, spawner, config and
+    ** mailbox; what it had not finished is delivered again); this agent
+    ** hears nothing of it. */
     plexus_status (*spawn)(plexus_ctx *ctx, const char *plugin_name, const char *instance_name,
                            const char *config_json, char *out_name, uint32_t out_name_size);
 

@@ -2,12 +2,14 @@ import PlexusCore
 import Yams
 
 /// The names plexus.yaml uses for things it does not define: plugin files
-/// (`plugins: NAME:`) and agents (`supervision: ... agent: NAME`). A name
+/// (`plugins: NAME:`), agents (`supervision: ... agent: NAME`) and the
+/// plugins a plugin may spawn (`plugins.NAME.spawn.plugins: [PLUGIN]`, the
+/// descriptor names of loaded plugins). A name
 /// that matches nothing is most likely a typo, but a plugin may be added
 /// later, so the host warns (file:line:column and the closest real name)
 /// rather than refuses.
 public struct ConfigReference: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable { case plugin, agent }
+    public enum Kind: Sendable, Equatable { case plugin, agent, spawnable }
     public let kind: Kind
     public let name: String
     public let field: String
@@ -28,6 +30,13 @@ extension ConfigFile {
         }
         if case .mapping(let plugins)? = top["plugins"] {
             for (k, _) in plugins { if case .scalar(let s) = k { add(.plugin, s.string, "plugins.\(s.string)", k) } }
+            for (k, v) in plugins {
+                guard case .scalar(let s) = k, case .mapping(let p) = v, case .mapping(let spawn)? = p["spawn"],
+                      case .sequence(let names)? = spawn["plugins"] else { continue }
+                for (i, n) in names.enumerated() {
+                    if case .scalar(let name) = n { add(.spawnable, name.string, "plugins.\(s.string).spawn.plugins[\(i)]", n) }
+                }
+            }
         }
         func walk(_ node: Node, _ field: String) {
             guard case .mapping(let m) = node, case .sequence(let children)? = m["children"] else { return }
@@ -42,15 +51,19 @@ extension ConfigFile {
     }
 
     /// A warning for each reference that names no plugin file (`plugins`,
-    /// names without .so) or no agent (`agents`), with the closest name.
-    public static func unmatched(_ refs: [ConfigReference], plugins: [String], agents: [String], pluginsDirectory: String) -> [String] {
+    /// names without .so), no agent (`agents`) or no loaded plugin
+    /// (`loaded`, descriptor names), with the closest name.
+    public static func unmatched(_ refs: [ConfigReference], plugins: [String], agents: [String], loaded: [String] = [],
+                                 pluginsDirectory: String) -> [String] {
         refs.compactMap { r in
-            let known = r.kind == .plugin ? plugins : agents
+            let known = switch r.kind { case .plugin: plugins; case .agent: agents; case .spawnable: loaded }
             guard !known.contains(r.name) else { return nil }
             let hint = Suggestion.closest(to: r.name, among: known.sorted()).map { " (did you mean \($0)?)" } ?? ""
-            let what = r.kind == .plugin
-                ? "no plugin file \(r.name).so in \(pluginsDirectory)\(hint); its settings apply if one is added later"
-                : "no agent is named '\(r.name)'\(hint); this entry supervises nothing"
+            let what = switch r.kind {
+            case .plugin: "no plugin file \(r.name).so in \(pluginsDirectory)\(hint); its settings apply if one is added later"
+            case .agent: "no agent is named '\(r.name)'\(hint); this entry supervises nothing"
+            case .spawnable: "no loaded plugin is named '\(r.name)'\(hint); a spawn of it answers NO_SUCH_AGENT until one is loaded"
+            }
             return "\(r.file):\(r.line):\(r.column): \(r.field): \(what)"
         }
     }

@@ -54,7 +54,12 @@ final class Agent: Hashable, @unchecked Sendable {
     /// false for a plugin built for an earlier minor, which hears neither.
     var streams = true
     /// The version its plugin's descriptor declares (`plexus agents`); nil for the host's own agents.
-    var pluginVersion: String?
+    /// Behind a lock: a spawned child's changes while it runs (an upgrade of its plugin).
+    var pluginVersion: String? {
+        get { version.withLock { $0 } }
+        set { version.withLock { $0 = newValue } }
+    }
+    private let version = Mutex<String?>(nil)
     /// Replaced or unloaded by a reload (Host+Reload.swift): lookups pass it over.
     /// Read per message by the registry, so an atomic rather than a lock.
     let retired = Atomic<Bool>(false)

@@ -41,6 +41,10 @@ final class AgentControl: Sendable {
         var busy: OperatorAction?
         var last: String?
         var restarts = 0
+        /// The agent object the history belongs to (its unique shard
+        /// number): a new agent under the name (a child spawned again, a new
+        /// version after an upgrade) starts with a clean history.
+        var incarnation = -1
     }
     struct State {
         var entries: [String: Entry] = [:]
@@ -63,16 +67,24 @@ final class AgentControl: Sendable {
         }
     }
 
-    func end(_ agent: String, last: String?, restarted: Bool) {
+    func end(_ agent: Agent, last: String?, restarted: Bool) {
         state.withLock { s in
-            s.entries[agent]?.busy = nil
-            if let last { s.entries[agent]?.last = last }
-            if restarted { s.entries[agent]?.restarts += 1 }
+            guard var e = s.entries[agent.name] else { return }
+            e.busy = nil
+            if e.incarnation != agent.shard, last != nil || restarted { e = Entry(incarnation: agent.shard) }
+            if let last { e.last = last }
+            if restarted { e.restarts += 1 }
+            s.entries[agent.name] = e
         }
     }
 
-    func report(_ agent: String) -> (last: String?, restarts: Int) {
-        state.withLock { s in (s.entries[agent]?.last, s.entries[agent]?.restarts ?? 0) }
+    /// The last action and operator restarts of this agent object (not of
+    /// an earlier agent that had its name).
+    func report(_ agent: Agent) -> (last: String?, restarts: Int) {
+        state.withLock { s in
+            guard let e = s.entries[agent.name], e.incarnation == agent.shard else { return (nil, 0) }
+            return (e.last, e.restarts)
+        }
     }
 
     /// At shutdown: refuses new actions and waits for those under way, up
@@ -160,7 +172,7 @@ extension Host {
         if let busy = control.begin(action, name) { throw PlexusError(.UNAVAILABLE, busy) }
         var last: String?
         var restarted = false
-        defer { control.end(name, last: last, restarted: restarted) }
+        defer { control.end(a, last: last, restarted: restarted) }
         if let why = OperatorRules.refusal(action, agent: name, state: controlledState(a)) { throw PlexusError(.UNSUPPORTED, why) }
         var out = ControlOutcome(agent: name, action: action.rawValue, state: "", by: by, detail: "")
         var data: [String: JSONValue] = ["by": .string(by)]

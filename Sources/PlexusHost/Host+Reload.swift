@@ -310,6 +310,8 @@ extension Host {
                 s.notes[u.file] = "upgraded from \(u.from) to \(u.to); it passed its probation (\(u.messagesDone) messages) and \(u.from) stopped"
             }
         }
+        // Spawned children of the plugin follow the committed version (Host+Spawn.swift).
+        if done, let image = u.pairs.first?.new.link?.image { moveChildren(runningFile: u.file, to: image, version: u.to) }
         if done {
             logger.notice("plugin upgrade final", metadata: ["file": "\(u.file)", "plugin": "\(u.plugin)", "version": "\(u.to)",
                                                              "messages": "\(u.messagesDone)"])
@@ -349,6 +351,8 @@ extension Host {
             for a in gone { s.stopped(a, at: Clock.monotonicNanos()) }
             s.notes[u.file] = "rolled back \(u.to) (\(Self.timestamp())): \(reason); \(u.from) serves again"
         }
+        // Children spawned while the rejected version was on probation go back to the old one.
+        if let image = u.pairs.first?.old.link?.image { moveChildren(runningFile: u.file, to: image, version: u.from) }
         router.lifecycle("plugin.rolled_back", u.plugin, ["file": .string(u.file), "rejected": .string(u.to), "serving": .string(u.from),
                                                          "reason": .string(reason)])
         logger.error("plugin upgrade rolled back", metadata: ["file": "\(u.file)", "plugin": "\(u.plugin)", "rejected": "\(u.to)",

@@ -32,6 +32,11 @@ extension Host: SpawnService {
         let suffix = instance.flatMap { $0.isEmpty ? nil : $0 } ?? "\(plugin).\(lineage.nextNumber())"
         let name = "\(parent.name)/\(suffix)"
         try Names.check(name, what: "the child's name")
+        // An agent whose first init() runs has not joined the host: a child
+        // linked to it would outlive an init that fails (plexus.h: UNSUPPORTED).
+        if parent.state == .registering {
+            throw PlexusError(.UNSUPPORTED, "agent '\(parent.name)' is still in its init(): spawn from handle() (a first message, a timer), not from init()")
+        }
         guard running, parent.state == .active || parent.state == .suspended else {
             throw PlexusError(.SHUTTING_DOWN, running ? "agent '\(parent.name)' is \(parent.state.rawValue): it spawns nothing" : "the host is shutting down")
         }
@@ -119,6 +124,23 @@ extension Host: SpawnService {
     /// The children running a plugin file that is unloaded stop with it.
     func stopChildren(runningFile path: String) {
         for c in lineage.all where pluginFile(of: c) == path { end(c, reason: "its plugin (\(path)) was unloaded", exit: nil, stop: true) }
+    }
+
+    /// An upgrade of the plugin file `path` committed (or rolled back):
+    /// every sandboxed child running another image of it moves to `image`,
+    /// keeping its name, spawner, config and mailbox; its worker restarts
+    /// onto the new version with what it had not finished requeued, not
+    /// failed. An in-process child keeps its code (nothing of it is reloaded).
+    func moveChildren(runningFile path: String, to image: PluginImage, version: String) {
+        for c in lineage.all {
+            guard let link = c.link, link.image.path == path, link.image.sha256 != image.sha256 else { continue }
+            let from = c.pluginVersion ?? "?"
+            c.pluginVersion = version
+            link.moveToImage(image, reason: "its plugin was upgraded from \(from) to \(version)")
+            router.lifecycle("agent.upgraded", c.name, ["from": .string(from), "to": .string(version)])
+            logger.notice("spawned agent moved to its plugin's new version",
+                          metadata: ["agent": "\(c.name)", "from": "\(from)", "to": "\(version)"])
+        }
     }
 
     /// Takes down every child of `agent` (its stop, drain, restart or

@@ -495,7 +495,7 @@ public final class Host: @unchecked Sendable {
             case .builtin(let b): kind = b is ExternalBehavior ? "client" : "builtin"
             }
             let w = a.link?.status
-            let operated = control.report(a.name)
+            let operated = control.report(a)
             var r = AgentReport(name: a.name, state: reportedState(a), kind: kind, capabilities: a.capabilities,
                                queued: a.queued, handled: a.handled.load(ordering: .relaxed),
                                failed: a.failed.load(ordering: .relaxed), pid: w?.pid,

@@ -222,7 +222,7 @@ extension Host {
         let workers = agents.compactMap { a in a.link.map { (a, $0.status) } }
         Exposition.header(&out, "plexus_agent_restarts_total", type: "counter", help: HostMetrics.help["plexus_agent_restarts_total"]!)
         for (a, w) in workers {   // the supervisor's restarts and the operator's, as `plexus agents` counts them
-            Exposition.sample(&out, "plexus_agent_restarts_total", [("agent", a.name)], Double(w.restarts + control.report(a.name).restarts))
+            Exposition.sample(&out, "plexus_agent_restarts_total", [("agent", a.name)], Double(w.restarts + control.report(a).restarts))
         }
         Exposition.header(&out, "plexus_denied_syscalls_total", type: "counter", help: HostMetrics.help["plexus_denied_syscalls_total"]!)
         for (a, w) in workers { Exposition.sample(&out, "plexus_denied_syscalls_total", [("agent", a.name)], Double(w.denied)) }

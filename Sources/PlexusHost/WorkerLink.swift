@@ -39,7 +39,11 @@ public struct RestartPolicy: Sendable {
 /// handshake, deliveries under a window, the agent's host calls arriving as
 /// frames, and restarts that redeliver what the dead worker had not finished.
 final class WorkerLink: WorkerEvents, @unchecked Sendable {
-    let image: PluginImage
+    /// The sealed plugin file its workers load. A spawned child's changes
+    /// when an upgrade of its plugin commits (moveToImage): every later
+    /// worker, a crash's restart or an operator's, loads the new version.
+    var image: PluginImage { currentImage.withLock { $0 } }
+    private let currentImage: Mutex<PluginImage>
     let policy: WorkerPolicy
     let restart: RestartPolicy
     unowned(unsafe) let router: Router
@@ -113,7 +117,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     let pool: WarmPool?
 
     init(image: PluginImage, policy: WorkerPolicy, restart: RestartPolicy, router: Router, pool: WarmPool? = nil) {
-        self.image = image
+        self.currentImage = Mutex(image)
         self.pool = pool
         self.policy = policy
         self.restart = restart
@@ -604,7 +608,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         if let hook = reloadHook.withLock({ $0 }), hook.workerDied(self, agent: agent, exit: x, unfinished: unfinished) { return }
         let bySupervisor = lock.withLock { () -> Bool in defer { restartingForSupervisor = false }; return restartingForSupervisor }
         if bySupervisor {   // stopped to restart with a sibling: nothing failed
-            logger.notice("worker restarted with its siblings", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)"])
+            logger.notice("worker restarted (with its siblings, or onto a new version)", metadata: ["agent": "\(agent.name)", "pid": "\(x.pid)"])
             if agent.requeueFront(unfinished) { router.dispatcher.enqueue(agent) }
             restart(after: 0)
             return
@@ -723,6 +727,15 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             return p
         }
         w?.kill(reason: reason)
+    }
+
+    /// A spawned child moves to another version of its plugin (an upgrade
+    /// committed): later workers load `new`, and a running worker is
+    /// restarted onto it the way a sibling restart does it: what it had
+    /// not finished goes back to the mailbox, in order, and nothing fails.
+    func moveToImage(_ new: PluginImage, reason: String) {
+        currentImage.withLock { $0 = new }
+        restartForSupervisor(reason: reason)
     }
 
     /// The supervisor gave the agent up: no more workers; its mail is

@@ -215,7 +215,8 @@ extension RunCommand {
         let reports = host.pluginReports
         let plugins = reports.filter { $0.status != "missing" }.map { String($0.file.split(separator: "/").last!.dropLast(3)) }
         let agents = host.agentReports.map(\.name)
-        for w in ConfigFile.unmatched(ConfigFile.references(text, file: file), plugins: plugins, agents: agents,
+        let loaded = reports.filter { $0.status == "loaded" }.compactMap(\.name)   // descriptor names: what spawn.plugins lists
+        for w in ConfigFile.unmatched(ConfigFile.references(text, file: file), plugins: plugins, agents: agents, loaded: loaded,
                                       pluginsDirectory: config.pluginsDirectory ?? options.pluginsDirectory) {
             FileHandleErr.note("plexus: warning: \(w)")
         }

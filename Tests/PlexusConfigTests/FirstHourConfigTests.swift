@@ -60,4 +60,19 @@ struct FirstHourConfigTests {
             "plexus.yaml:8:27: supervision.children[1].children[0].agent: no agent is named 'keywrods' (did you mean keywords?); this entry supervises nothing",
         ])
     }
+
+    /// `spawn.plugins: [nosuchplugin]` is warned about like a typo under plugins: (it names a loaded plugin's descriptor name).
+    @Test func aSpawnListNamingNoLoadedPluginIsWarnedAbout() {
+        let text = """
+            plugins:
+              fanout:
+                spawn: { max_children: 4, plugins: [fanout, helpr] }
+            """
+        let refs = ConfigFile.references(text, file: "plexus.yaml")
+        #expect(refs.map(\.name) == ["fanout", "fanout", "helpr"])
+        let warnings = ConfigFile.unmatched(refs, plugins: ["fanout", "helper"], agents: [], loaded: ["fanout", "helper"], pluginsDirectory: "Plugins")
+        #expect(warnings == [
+            "plexus.yaml:3:49: plugins.fanout.spawn.plugins[1]: no loaded plugin is named 'helpr' (did you mean helper?); a spawn of it answers NO_SUCH_AGENT until one is loaded",
+        ])
+    }
 }

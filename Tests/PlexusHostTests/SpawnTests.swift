@@ -4,6 +4,7 @@ import PlexusCore
 import PlexusHost
 import PlexusSocket
 import PlexusTestSupport
+import Synchronization
 import Testing
 
 /// Agents that spawn agents (plexus.h spawn/stop, issue 17 item 3) against
@@ -93,6 +94,10 @@ struct SpawnTests {
         #expect(try h.call("spawner.spawn", "ghost g1 -") == "NO_SUCH_AGENT")
         #expect(try h.call("spawner.spawn", "helper h4 [1,2]") == "INVALID_ARGUMENT")
         #expect(try h.call("spawner.spawn", "helper bad/name -") == "INVALID_ARGUMENT")
+        // spawn() inside a child's own init(): UNSUPPORTED (plexus.h), not SHUTTING_DOWN; the child starts.
+        #expect(try h.call("spawner.spawn", "helper i1 {\"spawn_in_init\":1}") == "spawner/i1")
+        #expect(try h.call("agent:spawner/i1", "x") == "spawner/i1|init-spawn:UNSUPPORTED")
+        #expect(try h.call("spawner.stop", "spawner/i1") == "OK")
         #expect(try h.plexus(["audit", "--json"]).out.contains("may not spawn plugin 'spawner'"))
 
         // stop: its own children only.
@@ -131,7 +136,11 @@ struct SpawnTests {
     func theSpawnerHearsOfAChildThatCrashes(mode: String) throws {
         let h = try SpawningHost(spawner: mode)
         #expect(try h.call("spawner.spawn", "helper c1 -") == "spawner/c1")
-        let pid = try #require(try h.agent("spawner/c1")?.pid)
+        // An operator's restart leaves a history in `plexus agents` (RESTARTS, LAST ACTION)...
+        #expect(try h.plexus(["agents", "restart", "spawner/c1"]).status == 0)
+        let operated = try #require(try h.agent("spawner/c1"))
+        #expect(operated.restarts == 1 && operated.last_action?.hasPrefix("restart by") == true, "\(operated)")
+        let pid = try #require(operated.pid)
         _ = expectError(.AGENT_CRASHED) { _ = try h.call("agent:spawner/c1", "crash") }
         var news: JSONValue?
         #expect(waitFor(seconds: 60) { news = try? h.terminations()["spawner/c1"]; return news != nil }, "no agent.terminated for spawner/c1")
@@ -143,6 +152,9 @@ struct SpawnTests {
         // Temporary: gone, not restarted; its name is free again.
         #expect(waitFor(seconds: 30) { (try? h.agent("spawner/c1")) == nil })
         #expect(try h.call("spawner.spawn", "helper c1 -") == "spawner/c1")
+        // ...that a new child under the same name does not inherit.
+        let again = try #require(try h.agent("spawner/c1"))
+        #expect(again.restarts == 0 && again.last_action == nil, "\(again)")
     }
 
     /// A child of an in-process plugin runs in the host, inits with the config its spawner gave, and keeps it across an operator's restart.
@@ -245,6 +257,70 @@ struct SpawnTests {
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         conformance.waitUntilExit()
         #expect(conformance.terminationStatus == 0 && text.contains("spawned 3 children, stopped 3"), "\(text)")
+    }
+
+    /// `cp helper-2.0.0.so Plugins/helper.so` while a child of helper runs: the child stays on 1.0.0 while 2.0.0 is on
+    /// probation, moves to 2.0.0 when the upgrade commits (its name, spawner and config kept; a call in flight then is
+    /// answered, not failed), and an operator's restart afterwards starts 2.0.0 again, not the old image.
+    @Test func aChildMovesToItsPluginsNewVersionWhenAnUpgradeCommits() throws {
+        let h = try SpawningHost(spawner: "process", yaml: "reload: { probation_messages: 2 }\n")
+        let v2 = try Fixtures.build("helper.c", ["-DVERSION=\"2.0.0\""], name: "helper-2.0.0")
+        #expect(try h.call("spawner.spawn", "helper a {\"k\":1}") == "spawner/a")
+        #expect(try h.call("agent:spawner/a", "version") == "1.0.0")
+        let before = try #require(try h.agent("spawner/a")?.pid)
+        HotReloadTests.cp(v2, h.host.dir + "/plugins/helper.so")
+        #expect(waitFor(seconds: 60) { (try? h.agent("helper"))?.version == "2.0.0" }, "helper was not upgraded")
+        // On probation: the child still runs 1.0.0 (a rollback would leave it there).
+        #expect(try h.call("agent:spawner/a", "version") == "1.0.0")
+        #expect(try h.agent("spawner/a")?.version == "1.0.0")
+
+        // A call in flight on the child while the upgrade commits.
+        let slow = Mutex<Result<String, any Error>?>(nil)
+        let socket = h.host.socket
+        let caller = Thread {
+            let r = Result<String, any Error>(catching: {
+                let c = try SocketClient(path: socket)
+                return try c.call(Envelope(kind: .query, target: Target(parsing: "agent:spawner/a"), payload: Array("slow".utf8)), timeoutMs: 60_000).payloadString
+            })
+            slow.withLock { $0 = r }
+        }
+        caller.start()
+        #expect(waitFor(seconds: 30) { ((try? h.agent("spawner/a")) ?? nil).map { $0.in_flight > 0 } ?? false }, "the slow call never reached the child")
+        // Two messages end 2.0.0's probation: the upgrade commits.
+        for _ in 0..<2 { #expect(try h.call("helper.echo", "x").hasPrefix("helper|")) }
+        #expect(waitFor(seconds: 60) { slow.withLock { $0 != nil } }, "the call in flight was never answered")
+        let answer = try slow.withLock { try $0?.get() }
+        #expect(answer == "1.0.0" || answer == "2.0.0", "\(String(describing: answer))")
+        #expect(waitFor(seconds: 60) { (try? h.call("agent:spawner/a", "version")) == "2.0.0" }, "the child never moved to 2.0.0")
+        let moved = try #require(try h.agent("spawner/a"))
+        #expect(moved.version == "2.0.0" && moved.parent == "spawner" && moved.pid != nil && moved.pid != before, "\(moved)")
+        #expect(try h.call("agent:spawner/a", "x") == "spawner/a|{\"k\":1}")   // the config its spawner gave
+        #expect(try h.events().contains { Self.text($0["kind"]) == "agent.upgraded" && Self.text($0["subject"]) == "spawner/a" })
+        #expect(try h.terminations()["spawner/a"] == nil)   // not an end: its spawner hears nothing
+
+        // An operator's restart starts the new version again.
+        let r = try h.plexus(["agents", "restart", "spawner/a"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try h.call("agent:spawner/a", "version") == "2.0.0")
+        #expect(try h.agent("spawner/a")?.version == "2.0.0")
+    }
+
+    /// A rollback leaves children on the old version: one spawned before the upgrade never moves, and one spawned
+    /// while the new version was on probation (it copies the current version) goes back to the old one.
+    @Test func aRollbackLeavesChildrenOnTheOldVersion() throws {
+        let h = try SpawningHost(spawner: "process", yaml: "reload: { probation_messages: 5 }\n")
+        let v2 = try Fixtures.build("helper.c", ["-DVERSION=\"2.0.0\""], name: "helper-2.0.0")
+        #expect(try h.call("spawner.spawn", "helper old -") == "spawner/old")
+        HotReloadTests.cp(v2, h.host.dir + "/plugins/helper.so")
+        #expect(waitFor(seconds: 60) { (try? h.agent("helper"))?.version == "2.0.0" }, "helper was not upgraded")
+        #expect(try h.call("spawner.spawn", "helper new -") == "spawner/new")
+        #expect(try h.call("agent:spawner/new", "version") == "2.0.0")
+        // 2.0.0 dies on probation: rolled back; the message that killed it goes to 1.0.0, which dies of it too (it aborts).
+        _ = try? h.client.call(Envelope(kind: .query, target: .capability("helper.echo"), payload: Array("crash".utf8)), timeoutMs: 30_000)
+        #expect(waitFor(seconds: 60) { (try? h.call("agent:spawner/new", "version")) == "1.0.0" }, "the probation-time child stayed on 2.0.0")
+        #expect(try h.call("agent:spawner/old", "version") == "1.0.0")
+        #expect(try h.agent("spawner/new")?.version == "1.0.0")
+        #expect(try h.agent("spawner/new")?.parent == "spawner")
     }
 
     /// A plugin built while 1.2 had no spawn/stop states a 136-byte host table: it still loads and serves, in both modes.
