@@ -81,8 +81,8 @@ import Testing
             // B still counts as up on A: a host cut off from NATS drops no one.
             #expect(C.nodes(a.socket)["b"] == "up")
 
-            let back = Date()
             nats = try NatsServer(port: port)
+            let back = Date()   // the server says it is ready
             #expect(waitFor(seconds: 45) { calls.count == 8 })
             resumeSeconds.append(Date().timeIntervalSince(back))
             for i in 0..<8 {
@@ -117,7 +117,7 @@ import Testing
         let yaml = Fixtures.dir + "/plexus-tiny-outbox-\(UUID().uuidString.prefix(6)).yaml"
         try "nats: { outbox: 2 }\n".write(toFile: yaml, atomically: true, encoding: .utf8)
         let a = try HostProcess("node-a", plugins: ["alpha.so": try C.probe("alpha")],
-                                arguments: ["--nats", url, "--node", "a", "--config", yaml], environment: debug)
+                                arguments: ["--nats", url, "--node", "a", "--config", yaml, "--http", "127.0.0.1:0"], environment: debug)
         let b = try HostProcess("node-b", plugins: ["beta.so": try C.probe("beta")], arguments: ["--nats", url, "--node", "b"], environment: debug)
         #expect(C.waitForNodes(a.socket, up: ["b"]))
         #expect(C.waitForNodes(b.socket, up: ["a"]))
@@ -137,6 +137,12 @@ import Testing
             #expect(error.detail.contains("NATS at nats://127.0.0.1:\(port)"), "\(error.detail)")
             #expect(error.detail.contains("2 of 2 messages"), "\(error.detail)")
         }
+        // plexus nodes and /metrics show the connection and the outbox.
+        let text = try C.plexus(["nodes", "--socket", a.socket])
+        #expect(text.out.contains("NATS reconnecting") && text.out.contains("outbox 2 of 2 messages"), "\(text.out)")
+        let metrics = try HTTPGet.get(port: try HTTPServerTests.port(of: a), "/metrics").body
+        #expect(metrics.contains("plexus_nats_outbox_messages 2") && metrics.contains("plexus_nats_connected 0"),
+                "\(metrics.split(separator: "\n").filter { $0.contains("nats") })")
         // Local calls still work, the outbox full or not.
         #expect(try C.call(a.socket, .agent("alpha"), "probe.whoami x").payloadString == "alpha")
         // The short one times out while held, and leaves the outbox.
