@@ -186,9 +186,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     /// host.start() (messages from other hosts go to started agents).
     public func start() throws(PlexusError) {
         conn.events.on(down: { [weak self] in
-            self?.holding.store(true, ordering: .releasing)
-            self?.logger.warning("NATS connection lost: cross-host sends are held in the outbox until it is back",
-                                 metadata: ["limit_messages": "\(self?.outbox.maxMessages ?? 0)", "limit_bytes": "\(self?.outbox.maxBytes ?? 0)"])
+            guard let self else { return }
+            self.holding.store(true, ordering: .releasing)
+            // close() at shutdown disconnects too: not an outage.
+            if self.state.withLock({ $0.stopping }) { return }
+            self.logger.warning("NATS connection lost: cross-host sends are held in the outbox until it is back",
+                                metadata: ["limit_messages": "\(self.outbox.maxMessages)", "limit_bytes": "\(self.outbox.maxBytes)"])
         }, back: { [weak self] in
             guard let self else { return }
             self.logger.notice("NATS connection back", metadata: ["server": "\(self.conn.connectedURL)", "outbox": "\(self.outbox.depth.messages)"])
