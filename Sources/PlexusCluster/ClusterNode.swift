@@ -19,6 +19,8 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     public let address: String
     let subjects: Subjects
     private let conn: NatsConnection
+    /// Cross-host sends held while NATS is down (Outbox.swift).
+    let outbox: Outbox
     private let url: String
     private let host: Host
     private let peerGrants: [Grants.Action: [String]]?
@@ -55,12 +57,19 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         var grants: [String: Grants] = [:]
         var lastAnnouncement: Announcement?
         var stopping = false
+        /// When the NATS connection came back, until the outbox may be sent.
+        var reconnectedMono: Int64?
     }
     private let state = Mutex(State())
     /// Capability calls kept on this host and sent to another (plexus nodes, plexus_cluster_picks_total).
     private let localPicks = Atomic<Int>(0)
     private let remotePicks = Atomic<Int>(0)
     private let wake = ConditionLock()
+    /// Sends are held in the outbox (not handed to libnats): from the
+    /// moment the connection drops until the other hosts are heard again
+    /// after it is back (a message to a host not yet resubscribed on the
+    /// server would be lost), or 3 s passed.
+    private let holding = Atomic<Bool>(false)
     private var ticker: OwnedThread?
 
     /// A connection that holds its node name: made before the host, so a
@@ -118,6 +127,47 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         self.host = host
         peerGrants = join.settings.peerGrants
         subjects = Subjects(cluster: join.settings.cluster, node: join.node)
+        outbox = Outbox(maxMessages: join.settings.outboxMessages, maxBytes: join.settings.outboxBytes,
+                        what: "NATS at \(NatsConnection.redacted(join.url))")
+    }
+
+    /// Sends through the outbox: at once while connected, held (in order)
+    /// while NATS is down, refused when the outbox is full.
+    private func send(_ subject: String, _ frame: UnsafeRawBufferPointer, request: plexus_id? = nil, deadlineMono: Int64? = nil) throws(PlexusError) {
+        try outbox.send(subject, frame, request: request, deadlineMono: deadlineMono) { s, b in
+            holding.load(ordering: .acquiring) ? .down : conn.tryPublish(s, b)
+        }
+    }
+
+    private func send(_ subject: String, _ bytes: [UInt8]) throws(PlexusError) {
+        let r: Result<Void, PlexusError> = bytes.withUnsafeBytes { b in
+            do throws(PlexusError) { try send(subject, b); return .success(()) } catch { return .failure(error) }
+        }
+        try r.get()
+    }
+
+    /// NATS is back: sends what the outbox holds, in order; requests whose
+    /// deadline passed meanwhile are dropped (their callers had TIMEOUT).
+    private func drainOutbox() {
+        guard outbox.depth.messages > 0 else { return }
+        let d = outbox.drain(nowMono: Clock.monotonicNanos()) { conn.tryPublish($0, $1) }
+        forgetExpired(d.expired)
+        for id in d.sentRequests { logger.debug("request sent from the outbox", metadata: ["id": "\(id.hex)"]) }
+        for (item, error) in d.failed {
+            if let id = item.request {
+                state.withLock { _ = $0.flights.removeValue(forKey: id) }
+                host.failRemote(requestID: id, status: error.status, detail: error.detail)
+            }
+        }
+        if d.sent > 0 || !d.expired.isEmpty {
+            logger.notice("NATS is back: the outbox was sent", metadata: [
+                "sent": "\(d.sent)", "expired": "\(d.expired.count)", "failed": "\(d.failed.count)", "still_held": "\(d.left)"])
+        }
+    }
+
+    private func forgetExpired(_ ids: [plexus_id]) {
+        guard !ids.isEmpty else { return }
+        state.withLock { s in for id in ids { s.flights[id] = nil } }
     }
 
     static func hostname() -> String {
@@ -135,6 +185,21 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     /// Starts hearing the cluster and announcing this host. Call after
     /// host.start() (messages from other hosts go to started agents).
     public func start() throws(PlexusError) {
+        conn.events.on(down: { [weak self] in
+            guard let self else { return }
+            self.holding.store(true, ordering: .releasing)
+            // close() at shutdown disconnects too: not an outage.
+            if self.state.withLock({ $0.stopping }) { return }
+            self.logger.warning("NATS connection lost: cross-host sends are held in the outbox until it is back",
+                                metadata: ["limit_messages": "\(self.outbox.maxMessages)", "limit_bytes": "\(self.outbox.maxBytes)"])
+        }, back: { [weak self] in
+            guard let self else { return }
+            self.logger.notice("NATS connection back", metadata: ["server": "\(self.conn.connectedURL)", "outbox": "\(self.outbox.depth.messages)"])
+            // The ticker announces this host and drains the outbox once the
+            // others are heard: libnats' callback thread must not be held.
+            self.state.withLock { $0.reconnectedMono = Clock.monotonicNanos() }
+            self.wake.withLock { self.wake.signal() }
+        })
         _ = try conn.subscribe(subjects.agentsHere) { [unowned self] s, _, d in self.onAgent(s, d) }
         _ = try conn.subscribe(subjects.capabilitiesHere) { [unowned self] s, _, d in self.onCapabilityHere(s, d) }
         _ = try conn.subscribe(subjects.topics) { [unowned self] s, _, d in self.onTopic(s, d) }
@@ -170,13 +235,30 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         var last = Clock.monotonicNanos()
         while true {
             let now = Clock.monotonicNanos()
+            let connected = conn.isConnected
             let dropped = state.withLock { s -> [String] in
                 // Requests past their deadline were ended by the router's own
                 // timer (TIMEOUT); here they are only forgotten, a second later.
                 s.flights = s.flights.filter { now - $0.value.deadlineMono <= 1_000_000_000 }
+                // This host cut off from NATS hears no one: no peer is dropped for it.
+                if !connected { s.directory.excuseSilence(nowMono: now); return [] }
                 return s.directory.sweep(nowMono: now)
             }
             for n in dropped { nodeLeft(n, why: "stopped heartbeating (silent for 3 s)") }
+            if connected, let since = state.withLock({ $0.reconnectedMono }) {
+                let heard = state.withLock { $0.directory.allLiveHeard(since: since) }
+                announce()   // while waiting to hear the others: be heard by them at once too
+                if heard || now - since >= 3_000_000_000 {
+                    state.withLock { $0.reconnectedMono = nil }
+                    holding.store(false, ordering: .releasing)
+                    drainOutbox()
+                }
+            } else if connected && !holding.load(ordering: .acquiring) {
+                drainOutbox()
+            } else if !connected {
+                holding.store(true, ordering: .releasing)
+                forgetExpired(outbox.sweep(nowMono: now))
+            }
             if now - last >= 1_000_000_000 {
                 last = now
                 try? syncCapabilities()
@@ -218,7 +300,8 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     private func announce(leaving: Bool = false) {
         let a = currentAnnouncement(leaving: leaving)
         state.withLock { $0.lastAnnouncement = a }
-        try? conn.publish(subjects.announce, Array(a.json.text.utf8))
+        // Not held while NATS is down: the next one, a second later, says the same.
+        if conn.isConnected || leaving { try? conn.publish(subjects.announce, Array(a.json.text.utf8)) }
         if leaving { conn.flush(timeoutMs: 1_000) }
     }
 
@@ -285,18 +368,21 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         if let request {
             let deadlineMono = Clock.monotonicNanos() + max(0, deadlineUnixNs - Clock.unixNanos())
             state.withLock { $0.flights[request] = Flight(node: target.node, deadlineMono: deadlineMono) }
-            do throws(PlexusError) { try conn.publish(target.subject, frame) } catch {
+            do throws(PlexusError) { try send(target.subject, frame, request: request, deadlineMono: deadlineMono) } catch {
                 state.withLock { _ = $0.flights.removeValue(forKey: request) }
                 throw error
             }
         } else {
-            try conn.publish(target.subject, frame)
+            try send(target.subject, frame)
         }
     }
 
     public func cancel(request: plexus_id) {
-        guard let flight = state.withLock({ $0.flights.removeValue(forKey: request) }), let node = flight.node else { return }
-        try? conn.publish(subjects.cancel(to: node), ClusterNode.bytes(of: request))
+        guard let flight = state.withLock({ $0.flights.removeValue(forKey: request) }) else { return }
+        // Still held: it never left this host, so it is simply not sent.
+        if outbox.remove(request: request) { return }
+        guard let node = flight.node else { return }
+        try? send(subjects.cancel(to: node), ClusterNode.bytes(of: request))
     }
 
     static func bytes(of id: plexus_id) -> [UInt8] {
@@ -313,7 +399,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     }
 
     public func publish(_ frame: UnsafeRawBufferPointer, subject: String) {
-        do { try conn.publish(subjects.topic(subject), frame) } catch {
+        do { try send(subjects.topic(subject), frame) } catch {
             logger.warning("topic not sent to other hosts", metadata: ["subject": "\(subject)", "error": "\(error.detail)"])
         }
     }
@@ -370,6 +456,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     private func deliver(_ env: Envelope, from: String, announceTook: Bool) {
         let sender = "\(from)/\(env.sender)"
         let requestID = env.id
+        logger.debug("message from another host", metadata: ["node": "\(from)", "id": "\(requestID.hex)", "target": "\(env.target)"])
         let refusal: PlexusError? = env.target.kind != PLEXUS_TARGET_TOPIC && ReservedNames.isHostOwned(env.target.name)
             ? PlexusError(.PERMISSION_DENIED, "'\(env.target.name)' is the host's own and answers its own clients only, not other hosts")
             : nil
@@ -378,7 +465,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
         if env.kind == .query {
             if announceTook {   // the requester learns which host has it: if this one dies, it hears UNAVAILABLE
-                try? conn.publish(subjects.took(to: from), ClusterNode.bytes(of: requestID))
+                try? send(subjects.took(to: from), ClusterNode.bytes(of: requestID))
             }
             let key = PeerRequest(node: from, id: requestID)
             state.withLock { $0.peerRequests[key] = PeerRequestState() }
@@ -431,7 +518,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
         do {
             let frame = try r.encode()
-            try conn.publish(subjects.reply(to: node), frame)
+            try send(subjects.reply(to: node), frame)
         } catch {
             host.deadLetter(r, reason: "the answer from '\(target)' to node '\(node)' could not be sent: \(error.detail)", status: error.status)
         }
@@ -489,12 +576,19 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
             }
             return
         }
-        let joined = state.withLock { $0.directory.heard(a, nowMono: Clock.monotonicNanos()) }
+        let (joined, waiting) = state.withLock { ($0.directory.heard(a, nowMono: Clock.monotonicNanos()), $0.reconnectedMono != nil) }
+        // Back from a NATS outage: hearing the others again may let the outbox go now.
+        if waiting { wake.withLock { wake.signal() } }
         if joined { logger.info("node joined", metadata: ["node": "\(from)", "address": "\(a.address)"]) }
         if a.leaving { nodeLeft(from, why: "left (shut down)") }
     }
 
     // MARK: what `plexus nodes` shows
+
+    /// What the outbox holds now (messages, bytes), for /metrics.
+    public var outboxDepth: (messages: Int, bytes: Int) { outbox.depth }
+    /// Whether the NATS connection is up now, for /metrics.
+    public var natsConnected: Bool { conn.isConnected }
 
     /// This node and every other one heard, with their agents.
     public var report: JSONValue {
@@ -515,8 +609,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
                                   "agents": agents(p.announcement)]))
         }
         let inFlight = state.withLock { $0.flights.count }
+        let held = outbox.depth
         return .object(["node": .string(node), "cluster": .string(cluster), "url": .string(NatsConnection.redacted(url)),
                         "connected": .bool(conn.isConnected), "requests_in_flight": .int(Int64(inFlight)),
+                        "nats_state": .string(conn.stateText), "nats_server": .string(conn.connectedURL),
+                        "outbox": .object(["messages": .int(Int64(held.messages)), "bytes": .int(Int64(held.bytes)),
+                                           "max_messages": .int(Int64(outbox.maxMessages)), "max_bytes": .int(Int64(outbox.maxBytes))]),
                         "capability_picks": .object(["local": .int(Int64(localPicks.load(ordering: .relaxed))),
                                                      "remote": .int(Int64(remotePicks.load(ordering: .relaxed)))]),
                         "nodes": .array(nodes)])

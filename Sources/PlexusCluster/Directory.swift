@@ -99,6 +99,20 @@ struct Directory {
         return dropped.sorted()
     }
 
+    /// While this host's own NATS connection is down nothing is heard from
+    /// anyone: that is no sign the others stopped. Every live peer counts as
+    /// heard now, so each has the full silence limit to be heard again once
+    /// the connection is back.
+    mutating func excuseSilence(nowMono: Int64) {
+        for (node, p) in peers where p.droppedMono == nil { peers[node]?.lastHeardMono = nowMono }
+    }
+
+    /// Every live peer has been heard at or after `t` (this host's NATS
+    /// connection came back at t: they hear what is sent to them again).
+    func allLiveHeard(since t: Int64) -> Bool {
+        peers.values.allSatisfy { $0.droppedMono != nil || $0.lastHeardMono >= t }
+    }
+
     func isLive(_ node: String) -> Bool { peers[node].map { $0.droppedMono == nil } ?? false }
 
     /// Live hosts whose active agents provide the capability.

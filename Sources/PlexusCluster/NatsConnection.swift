@@ -17,6 +17,8 @@ final class NatsConnection: @unchecked Sendable {
     private let subscriptions = Mutex<[Int: Subscription]>([:])
     private let nextID = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
+    /// Told when the connection drops and when it is back (libnats' threads).
+    let events: ConnectionEvents
 
     /// Connects, or throws UNAVAILABLE naming the URL and libnats' reason.
     /// `name` shows in the server's connection list (`nats-server` monitoring).
@@ -24,7 +26,21 @@ final class NatsConnection: @unchecked Sendable {
         var opts: OpaquePointer?
         guard natsOptions_Create(&opts) == NATS_OK, let opts else { throw PlexusError(.NO_MEMORY, "cannot create NATS options") }
         defer { natsOptions_Destroy(opts) }
-        var s = natsOptions_SetURL(opts, url)
+        // Several servers (a NATS cluster), comma-separated: libnats connects
+        // to one and fails over to the others when it goes away.
+        let urls = url.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }.filter { !$0.isEmpty }
+        var s: natsStatus
+        if urls.count > 1 {
+            var ptrs = urls.map { strdup($0) }
+            defer { for p in ptrs { free(p) } }
+            s = ptrs.withUnsafeMutableBufferPointer { b in
+                b.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: b.count) {
+                    natsOptions_SetServers(opts, $0, Int32(b.count))
+                }
+            }
+        } else {
+            s = natsOptions_SetURL(opts, urls.first ?? url)
+        }
         if s == NATS_OK { s = natsOptions_SetName(opts, name) }
         if s == NATS_OK { s = natsOptions_SetTimeout(opts, 2_000) }
         // Each publish is written at once: otherwise libnats' flusher sends it
@@ -35,6 +51,16 @@ final class NatsConnection: @unchecked Sendable {
         // Reconnect for as long as the host runs (a restarted server is found again).
         if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
         if s == NATS_OK { s = natsOptions_SetReconnectWait(opts, 250) }
+        // libnats' own reconnect buffer is kept small (64 KiB): it only takes
+        // what is published in the instant between the connection dropping
+        // and libnats noticing. The host's outbox (Outbox.swift, nats.outbox)
+        // holds the rest, bounded and visible in `plexus nodes`.
+        if s == NATS_OK { s = natsOptions_SetReconnectBufSize(opts, 64 << 10) }
+        let events = ConnectionEvents()
+        self.events = events
+        let ev = Unmanaged.passUnretained(events).toOpaque()
+        if s == NATS_OK { s = natsOptions_SetDisconnectedCB(opts, natsDisconnected, ev) }
+        if s == NATS_OK { s = natsOptions_SetReconnectedCB(opts, natsReconnected, ev) }
         if s == NATS_OK, let credentials { s = natsOptions_SetUserCredentialsFromFiles(opts, credentials, nil) }
         // What the server refuses later (a publish outside this user's permissions) is logged, not lost.
         if s == NATS_OK { s = natsOptions_SetErrorHandler(opts, natsAsyncError, nil) }
@@ -58,8 +84,9 @@ final class NatsConnection: @unchecked Sendable {
         return text
     }
 
-    /// A URL with any password replaced, for messages and logs.
+    /// A URL (or a comma-separated list) with any password replaced, for messages and logs.
     static func redacted(_ url: String) -> String {
+        if url.contains(",") { return url.split(separator: ",").map { redacted(String($0)) }.joined(separator: ",") }
         let parts = url.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2, let at = parts[1].firstIndex(of: "@") else { return url }
         let user = parts[1][..<at]
@@ -78,6 +105,37 @@ final class NatsConnection: @unchecked Sendable {
     }
 
     var isConnected: Bool { natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED }
+
+    /// "connected", "reconnecting", "closed"…, for `plexus nodes`.
+    var stateText: String {
+        switch natsConnection_Status(nc) {
+        case NATS_CONN_STATUS_CONNECTED: return "connected"
+        case NATS_CONN_STATUS_RECONNECTING: return "reconnecting"
+        case NATS_CONN_STATUS_CONNECTING: return "connecting"
+        case NATS_CONN_STATUS_CLOSED: return "closed"
+        case NATS_CONN_STATUS_DISCONNECTED: return "disconnected"
+        default: return "draining"
+        }
+    }
+
+    /// The server this connection is on now ("" while reconnecting).
+    var connectedURL: String {
+        var buf = [CChar](repeating: 0, count: 512)
+        guard natsConnection_GetConnectedUrl(nc, &buf, buf.count) == NATS_OK else { return "" }
+        return NatsConnection.redacted(String(cString: buf))
+    }
+
+    /// Hands bytes to libnats when connected: .down while it reconnects (or
+    /// its small reconnect buffer is full), .failed when closed or refused.
+    func tryPublish(_ subject: String, _ data: UnsafeRawBufferPointer) -> PublishOutcome {
+        guard isConnected else { return closed.load(ordering: .relaxed) ? .failed(PlexusError(.UNAVAILABLE, "the NATS connection is closed (the host is stopping)")) : .down }
+        let s = natsConnection_Publish(nc, subject, data.baseAddress, Int32(data.count))
+        switch s {
+        case NATS_OK: return .sent
+        case NATS_INSUFFICIENT_BUFFER, NATS_CONNECTION_DISCONNECTED, NATS_NOT_YET_CONNECTED, NATS_IO_ERROR: return .down
+        default: return .failed(PlexusError(.UNAVAILABLE, "NATS did not take the message for \(subject): \(NatsConnection.reason(s))"))
+        }
+    }
 
     /// Publishes bytes on subject (buffered; libnats' flusher sends them).
     func publish(_ subject: String, _ data: UnsafeRawBufferPointer) throws(PlexusError) {
@@ -124,12 +182,20 @@ final class NatsConnection: @unchecked Sendable {
             box.release()
             throw PlexusError(.UNAVAILABLE, "cannot subscribe to \(subject): \(NatsConnection.reason(s))")
         }
-        // Generous limits: a burst waits in libnats rather than being dropped as a slow consumer.
-        _ = natsSubscription_SetPendingLimits(sub, 1 << 20, 1 << 30)
+        // Bounded: at most 65,536 messages or 64 MiB wait in libnats for one
+        // subscription's handler; past that libnats drops them and reports a
+        // slow consumer (logged), so a flood from other hosts cannot grow
+        // this host's memory without bound. Handlers never block (a full
+        // mailbox answers MAILBOX_FULL to the remote caller), so the limit
+        // is reached only when the delivery thread itself falls behind.
+        _ = natsSubscription_SetPendingLimits(sub, NatsConnection.pendingMessages, NatsConnection.pendingBytes)
         let id = nextID.add(1, ordering: .relaxed).newValue
         subscriptions.withLock { $0[id] = Subscription(sub: sub, box: box) }
         return id
     }
+
+    static let pendingMessages: Int32 = 65_536
+    static let pendingBytes: Int32 = 64 << 20
 
     func unsubscribe(_ id: Int) {
         guard let s = subscriptions.withLock({ $0.removeValue(forKey: id) }) else { return }
@@ -164,6 +230,24 @@ private struct Subscription: @unchecked Sendable {
         _ = natsSubscription_Unsubscribe(sub)
         natsSubscription_Destroy(sub)
     }
+}
+
+/// The connection's drop and return, for the outbox (set once, before use).
+final class ConnectionEvents: Sendable {
+    private let handlers = Mutex<(down: (@Sendable () -> Void)?, back: (@Sendable () -> Void)?)>((nil, nil))
+    func on(down: @escaping @Sendable () -> Void, back: @escaping @Sendable () -> Void) { handlers.withLock { $0 = (down, back) } }
+    func disconnected() { handlers.withLock { $0.down }?() }
+    func reconnected() { handlers.withLock { $0.back }?() }
+}
+
+private func natsDisconnected(_ nc: OpaquePointer?, _ closure: UnsafeMutableRawPointer?) {
+    guard let closure else { return }
+    Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue().disconnected()
+}
+
+private func natsReconnected(_ nc: OpaquePointer?, _ closure: UnsafeMutableRawPointer?) {
+    guard let closure else { return }
+    Unmanaged<ConnectionEvents>.fromOpaque(closure).takeUnretainedValue().reconnected()
 }
 
 private final class HandlerBox: Sendable {

@@ -14,6 +14,11 @@ public struct NATSSettings: Sendable, Equatable {
     /// whatever their own host let them send. Checked on this host, the one
     /// that receives, with the sender named `node/agent`.
     public var peerGrants: [Grants.Action: [String]]?
+    /// The outbox: cross-host sends held while the NATS connection is down,
+    /// sent in order when it is back; a send past either bound is refused
+    /// (UNAVAILABLE). 0 messages: none held, refused at once.
+    public var outboxMessages = 10_000
+    public var outboxBytes = 64 << 20
 
     public init() {}
 
@@ -29,8 +34,17 @@ public struct NATSSettings: Sendable, Equatable {
         }
     }
 
-    /// nats://HOST:PORT (or tls://), with optional user:password@.
+    /// nats://HOST:PORT (or tls://), with optional user:password@; or
+    /// several, comma-separated (the servers of one NATS cluster).
     public static func checkURL(_ s: String) throws(PlexusError) {
+        if s.contains(",") {
+            let list = s.split(separator: ",", omittingEmptySubsequences: false).map { String($0.filter { !$0.isWhitespace }) }
+            if list.contains(where: \.isEmpty) {
+                throw PlexusError(.INVALID_ARGUMENT, "\"\(s)\": an empty entry in the list of NATS URLs; separate them by single commas, such as nats://10.0.0.1:4222,nats://10.0.0.2:4222")
+            }
+            for u in list { try checkURL(u) }
+            return
+        }
         let parts = s.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else {
             throw PlexusError(.INVALID_ARGUMENT, "expected nats://HOST:PORT such as nats://127.0.0.1:4222, found \"\(s)\"")

@@ -8,11 +8,17 @@ struct ClusterReport: Codable {
     struct Agent: Codable { var name: String; var state: String; var load: Int; var capabilities: [String] }
     struct Node: Codable { var node: String; var address: String; var state: String; var heartbeat_age_ms: Int; var agents: [Agent] }
     struct Picks: Codable { var local: Int; var remote: Int }
+    struct Outbox: Codable { var messages: Int; var bytes: Int; var max_messages: Int; var max_bytes: Int }
     var node: String
     var cluster: String
     var url: String
     var connected: Bool
     var requests_in_flight: Int
+    /// The NATS connection ("connected", "reconnecting"…) and the server it is on.
+    var nats_state: String?
+    var nats_server: String?
+    /// Cross-host sends held while NATS is down.
+    var outbox: Outbox?
     var capability_picks: Picks
     var nodes: [Node]
 
@@ -41,7 +47,8 @@ struct NodesCommand: ParsableCommand {
         discussion: """
             Asks the host started by `plexus run --nats URL` over its socket. STATE is self (this host), up \
             (heard within 3 s) or gone (silent for 3 s, or shut down: dropped from routing; listed for a minute). \
-            The last line counts capability calls this host kept on a local provider (one had spare capacity) \
+            The last line gives the NATS connection's state and the server it is on, the outbox (cross-host \
+            sends held while NATS is down, sent in order when it is back; nats.outbox bounds it), and counts capability calls this host kept on a local provider (one had spare capacity) \
             and those it sent to another host.
             """)
 
@@ -56,7 +63,9 @@ struct NodesCommand: ParsableCommand {
             [$0.node, $0.state, "\($0.agents.count)", $0.state == "self" ? "-" : String(format: "%.1fs", Double($0.heartbeat_age_ms) / 1000), $0.address]
         }
         printColumns(rows)
-        print("cluster \(r.cluster) at \(r.url)\(r.connected ? "" : " (disconnected: reconnecting)"); "
+        print("cluster \(r.cluster) at \(r.url); "
+              + "NATS \(r.nats_state ?? (r.connected ? "connected" : "reconnecting"))\(r.nats_server.map { $0.isEmpty ? "" : " to \($0)" } ?? ""); "
+              + (r.outbox.map { "outbox \($0.messages) of \($0.max_messages) messages (\($0.bytes) of \($0.max_bytes) bytes); " } ?? "")
               + "capability calls kept here \(r.capability_picks.local), sent to other hosts \(r.capability_picks.remote); "
               + "requests waiting on other hosts \(r.requests_in_flight)")
     }

@@ -37,7 +37,7 @@ struct RunCommand: ParsableCommand {
         valueName: "HOST:PORT"))
     var httpAddress: String?
     @Option(name: .customLong("nats"), help: ArgumentHelp(
-        "Join the hosts on this NATS server as one system: agents, capabilities and topics reach across them (default: plexus.yaml's nats.url; none: this host is alone).",
+        "Join the hosts on this NATS server as one system: agents, capabilities and topics reach across them; several servers of one NATS cluster comma-separated (default: plexus.yaml's nats.url; none: this host is alone).",
         valueName: "nats://HOST:PORT"))
     var natsURL: String?
     @Option(name: .customLong("node"), help: "This host's name in the cluster, unique in it (default: plexus.yaml's nats.node, else the hostname).")
@@ -126,6 +126,7 @@ struct RunCommand: ParsableCommand {
             throw CLIError(error.description)
         }
         if let m = host.metrics { Self.collectRunMetrics(m, server: server, store: db) }
+        if let m = host.metrics, let cluster { Self.collectClusterMetrics(m, cluster: cluster) }
         let serving = Serving()
         let web: HTTPServer?
         do {

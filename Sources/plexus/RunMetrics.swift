@@ -1,3 +1,4 @@
+import PlexusCluster
 import PlexusHost
 import PlexusMetrics
 import PlexusSocket
@@ -19,6 +20,19 @@ extension RunCommand {
             for (state, n) in store.taskCounts() { Exposition.sample(&out, "plexus_tasks", [("state", state)], Double(n)) }
             Exposition.header(&out, "plexus_workflow_runs", type: "gauge", help: HostMetrics.help["plexus_workflow_runs"]!)
             for (state, n) in store.runCounts() { Exposition.sample(&out, "plexus_workflow_runs", [("state", state)], Double(n)) }
+        }
+    }
+
+    /// The NATS side (plexus run --nats): the outbox's depth and the connection, read at scrape time.
+    static func collectClusterMetrics(_ m: HostMetrics, cluster: ClusterNode) {
+        m.collect { out in
+            let d = cluster.outboxDepth
+            Exposition.header(&out, "plexus_nats_outbox_messages", type: "gauge", help: "Cross-host sends held in the outbox while NATS is down.")
+            Exposition.sample(&out, "plexus_nats_outbox_messages", [], Double(d.messages))
+            Exposition.header(&out, "plexus_nats_outbox_bytes", type: "gauge", help: "Bytes of the cross-host sends held in the outbox.")
+            Exposition.sample(&out, "plexus_nats_outbox_bytes", [], Double(d.bytes))
+            Exposition.header(&out, "plexus_nats_connected", type: "gauge", help: "1 while the NATS connection is up, 0 while it reconnects.")
+            Exposition.sample(&out, "plexus_nats_connected", [], cluster.natsConnected ? 1 : 0)
         }
     }
 }

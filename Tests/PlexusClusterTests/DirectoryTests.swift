@@ -69,6 +69,23 @@ import Testing
         #expect(back == a)
         #expect(Announcement(.object(["node": .string("x")])) == nil)
     }
+
+    @Test func aHostCutOffFromNATSDropsNoOneAndWaitsToHearEveryLivePeerAgain() {
+        var d = Directory()
+        _ = d.heard(announcement("b", [("beta", [], 0)]), nowMono: 10 * Self.s)
+        _ = d.heard(announcement("c", [("gamma", [], 0)]), nowMono: 10 * Self.s)
+        // Cut off for 10 s: silence excused on every tick, no one dropped.
+        for t in stride(from: Int64(11), through: 20, by: 1) { d.excuseSilence(nowMono: t * Self.s) }
+        #expect(d.sweep(nowMono: 22 * Self.s).isEmpty)
+        // Back at 21 s: heard b, not yet c.
+        _ = d.heard(announcement("b", [("beta", [], 0)]), nowMono: 21 * Self.s + 5)
+        #expect(!d.allLiveHeard(since: 21 * Self.s))
+        _ = d.heard(announcement("c", [("gamma", [], 0)]), nowMono: 21 * Self.s + 9)
+        #expect(d.allLiveHeard(since: 21 * Self.s))
+        // A dropped peer is not waited for.
+        #expect(Set(d.sweep(nowMono: 30 * Self.s)) == ["b", "c"])
+        #expect(d.allLiveHeard(since: 31 * Self.s))
+    }
 }
 
 /// Every subject carries the sending node in the same place, under the reserved prefix.
@@ -87,4 +104,5 @@ import Testing
         #expect(s.agentsHere == "plexus.plexus.from.*.agent.a.>")
         #expect(s.capabilityHere("text.stats") == "plexus.plexus.from.*.cap.text.stats")
     }
+
 }

@@ -26,4 +26,24 @@ struct NATSConfigTests: ConfigParsing {
         #expect(error("nats:\n  grants: { subscribe: [x] }\n").hasPrefix("plexus.yaml:2:13: nats.grants.subscribe: unknown field; expected one of: call, publish"))
         #expect(error("nats:\n  port: 4222\n").hasPrefix("plexus.yaml:2:3: nats.port: unknown field"))
     }
+
+    @Test func theOutboxTakesACountOrMessagesAndBytesAndTheURLAListOfServers() throws {
+        let d = try parse("nats: { url: nats://127.0.0.1:4222 }\n")
+        #expect(d.nats.outboxMessages == 10_000 && d.nats.outboxBytes == 64 << 20)
+        #expect(try parse("nats: { outbox: 500 }\n").nats.outboxMessages == 500)
+        #expect(try parse("nats: { outbox: 0 }\n").nats.outboxMessages == 0)
+        let both = try parse("nats: { outbox: { messages: 20, bytes: 1MiB } }\n")
+        #expect(both.nats.outboxMessages == 20 && both.nats.outboxBytes == 1 << 20)
+        let list = try parse("nats: { url: \"nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://u:p@10.0.0.3:4222\" }\n")
+        #expect(list.nats.url == "nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://u:p@10.0.0.3:4222")
+    }
+
+    @Test func badOutboxAndURLListsNameTheirField() {
+        #expect(error("nats:\n  outbox: -1\n") == "plexus.yaml:2:11: nats.outbox: -1 is out of range 0...10000000")
+        #expect(error("nats:\n  outbox: lots\n").hasPrefix("plexus.yaml:2:11: nats.outbox: expected a whole number"))
+        #expect(error("nats:\n  outbox: { bytes: 0 }\n").hasPrefix("plexus.yaml:2:20: nats.outbox.bytes: expected a size"))
+        #expect(error("nats:\n  outbox: { size: 3 }\n").hasPrefix("plexus.yaml:2:13: nats.outbox.size: unknown field"))
+        #expect(error("nats:\n  url: \"nats://a:1,\"\n").contains("nats.url: \"nats://a:1,\": an empty entry"))
+        #expect(error("nats:\n  url: \"nats://a:1,http://b:2\"\n").contains("nats.url: \"http://b:2\": the scheme must be nats://"))
+    }
 }

@@ -18,13 +18,15 @@ final class NatsServer {
 
     /// Starts it (with a configuration file's text, when given) and returns
     /// once it says it is ready to take connections.
-    init(config: String? = nil) throws {
-        port = NatsServer.freePort()
+    /// `port`: a given one (a server restarted where the last one was);
+    /// `arguments`: more of nats-server's options (a cluster's routes).
+    init(config: String? = nil, port: Int? = nil, arguments: [String] = []) throws {
+        self.port = port ?? NatsServer.freePort()
         let dir = Fixtures.dir + "/nats-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         log = dir + "/nats.log"
         FileManager.default.createFile(atPath: log, contents: nil)
-        var args = ["-a", "127.0.0.1", "-p", "\(port)"]
+        var args = ["-a", "127.0.0.1", "-p", "\(self.port)"] + arguments
         if let config {
             try config.write(toFile: dir + "/nats.conf", atomically: true, encoding: .utf8)
             args += ["-c", dir + "/nats.conf"]

@@ -14,7 +14,8 @@ final class HostProcess {
     /// Starts `plexus run` on a fresh socket and store in dir with extra
     /// arguments; returns once it says it is up (or throws after 60 s).
     /// With openFiles, the host runs under that RLIMIT_NOFILE (soft and hard).
-    init(_ name: String, plugins: [String: String] = [:], arguments: [String] = [], openFiles: Int? = nil) throws {
+    init(_ name: String, plugins: [String: String] = [:], arguments: [String] = [], openFiles: Int? = nil,
+         environment: [String: String] = [:]) throws {
         dir = Fixtures.dir + "/\(name)-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: dir + "/plugins", withIntermediateDirectories: true)
         for (file, so) in plugins { try FileManager.default.copyItem(atPath: so, toPath: dir + "/plugins/" + file) }
@@ -31,6 +32,7 @@ final class HostProcess {
             process.executableURL = URL(fileURLWithPath: exe)
             process.arguments = args
         }
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

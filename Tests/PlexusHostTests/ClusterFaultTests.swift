@@ -1,0 +1,196 @@
+import Foundation
+import Glibc
+import PlexusCore
+import PlexusSocket
+import PlexusTestSupport
+import Synchronization
+import Testing
+
+/// NATS going away under running hosts (FAULTS.md 34): a server killed and
+/// restarted on its port, a tiny outbox filling up, a NATS cluster losing
+/// one of its three servers. Real nats-server and `plexus run` processes.
+@Suite(.serialized) struct ClusterFaultTests {
+    typealias C = ClusterTests
+
+    /// `plexus nodes --json` of the host at socket, parsed.
+    static func report(_ socket: String) -> [String: JSONValue] {
+        guard let r = try? C.plexus(["nodes", "--socket", socket, "--json"]), r.status == 0,
+              case .object(let o)? = try? JSONValue.parse(Array(r.out.utf8)) else { return [:] }
+        return o
+    }
+
+    static func natsState(_ socket: String) -> String {
+        if case .string(let s)? = report(socket)["nats_state"] { return s }
+        return "?"
+    }
+
+    static func outboxDepth(_ socket: String) -> Int {
+        if case .object(let o)? = report(socket)["outbox"], case .int(let n)? = o["messages"] { return Int(n) }
+        return -1
+    }
+
+    static func natsServer(_ socket: String) -> String {
+        if case .string(let s)? = report(socket)["nats_server"] { return s }
+        return ""
+    }
+
+    /// Calls made on their own threads; their outcomes by number.
+    final class Calls: Sendable {
+        let outcomes = Mutex<[Int: Result<Envelope, PlexusError>]>([:])
+        func start(_ socket: String, _ n: Int, _ target: Target, _ text: String, timeoutMs: Int64) {
+            Thread.detachNewThread {
+                let r: Result<Envelope, PlexusError>
+                do throws(PlexusError) {
+                    r = .success(try C.call(socket, target, text, timeoutMs: timeoutMs, trace: plexus_id(hi: 0xfa17, lo: UInt64(n))))
+                } catch { r = .failure(error) }
+                self.outcomes.withLock { $0[n] = r }
+            }
+        }
+        var count: Int { outcomes.withLock { $0.count } }
+        subscript(n: Int) -> Result<Envelope, PlexusError>? { outcomes.withLock { $0[n] } }
+    }
+
+    /// The ids in a host's debug log lines with this message.
+    static func ids(_ log: String, _ message: String) -> [String] {
+        log.split(separator: "\n").filter { $0.contains(message) }.compactMap { line -> String? in
+            guard let r = line.range(of: "id=") else { return nil }
+            return String(line[r.upperBound...].prefix(while: { $0.isHexDigit }))
+        }
+    }
+
+    @Test func callsMadeWhileNATSRestartsAreHeldAndAnsweredOnceWithTheIdsTheSenderAssigned() throws {
+        var nats: NatsServer? = try NatsServer()
+        let port = nats!.port, url = nats!.url
+        let debug = ["PLEXUS_LOG_LEVEL": "debug"]
+        let a = try HostProcess("node-a", plugins: ["alpha.so": try C.probe("alpha")], arguments: ["--nats", url, "--node", "a"], environment: debug)
+        let b = try HostProcess("node-b", plugins: ["beta.so": try C.probe("beta")], arguments: ["--nats", url, "--node", "b"], environment: debug)
+        #expect(C.waitForNodes(a.socket, up: ["b"]))
+        #expect(C.waitForNodes(b.socket, up: ["a"]))
+        for i in 0..<5 { #expect(try C.call(a.socket, .agent("beta"), "probe.echo before \(i)").payloadString == "before \(i)") }
+
+        var resumeSeconds: [Double] = []
+        for round in 0..<3 {
+            nats = nil   // SIGKILL: no goodbye to anyone
+            #expect(waitFor(seconds: 20) { Self.natsState(a.socket) != "connected" && Self.natsState(b.socket) != "connected" })
+            // Local work on A is untouched while NATS is away.
+            #expect(try C.call(a.socket, .agent("alpha"), "probe.whoami x").payloadString == "alpha")
+            let calls = Calls()
+            for i in 0..<8 { calls.start(a.socket, i, .agent("beta"), "probe.echo held \(round).\(i)", timeoutMs: 60_000) }
+            #expect(waitFor(seconds: 30) { Self.outboxDepth(a.socket) == 8 }, "outbox: \(Self.outboxDepth(a.socket))")
+            #expect(calls.count == 0)   // held, not answered, not refused
+            // B still counts as up on A: a host cut off from NATS drops no one.
+            #expect(C.nodes(a.socket)["b"] == "up")
+
+            nats = try NatsServer(port: port)
+            let back = Date()   // the server says it is ready
+            #expect(waitFor(seconds: 45) { calls.count == 8 })
+            resumeSeconds.append(Date().timeIntervalSince(back))
+            for i in 0..<8 {
+                switch calls[i] {
+                case .success(let e)?:
+                    #expect(e.payloadString == "held \(round).\(i)")
+                    #expect(e.traceID == plexus_id(hi: 0xfa17, lo: UInt64(i)))
+                case .failure(let e)?: Issue.record("held call \(i) failed: \(e.name) \(e.detail)")
+                case nil: Issue.record("held call \(i) not answered")
+                }
+            }
+            #expect(Self.outboxDepth(a.socket) == 0)
+            #expect(Self.natsState(a.socket) == "connected")
+        }
+        print("ClusterFaultTests: cross-host calls resumed \(resumeSeconds.map { String(format: "%.2f", $0) }) s after the NATS server was back")
+
+        // Every request sent from A's outbox reached B once, under the id A gave it.
+        #expect(waitFor(seconds: 10) { Self.ids(a.logText, "request sent from the outbox").count == 24 }, "\(a.logText.suffix(2000))")
+        let sent = Self.ids(a.logText, "request sent from the outbox")
+        let heard = Self.ids(b.logText, "message from another host")
+        for id in sent { #expect(heard.filter { $0 == id }.count == 1, "id \(id) heard \(heard.filter { $0 == id }.count) times on b") }
+        // No answer came twice (a second one would be dead-lettered as late on A).
+        #expect(!a.logText.contains("late or unexpected answer"))
+        // And after all that, calls flow straight again.
+        #expect(try C.call(a.socket, .agent("beta"), "probe.echo after").payloadString == "after")
+    }
+
+    @Test func aFullOutboxRefusesAtOnceNamingNATSAndAnExpiredHeldRequestIsNotSentLater() throws {
+        var nats: NatsServer? = try NatsServer()
+        let port = nats!.port, url = nats!.url
+        let debug = ["PLEXUS_LOG_LEVEL": "debug"]
+        let yaml = Fixtures.dir + "/plexus-tiny-outbox-\(UUID().uuidString.prefix(6)).yaml"
+        try "nats: { outbox: 2 }\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let a = try HostProcess("node-a", plugins: ["alpha.so": try C.probe("alpha")],
+                                arguments: ["--nats", url, "--node", "a", "--config", yaml, "--http", "127.0.0.1:0"], environment: debug)
+        let b = try HostProcess("node-b", plugins: ["beta.so": try C.probe("beta")], arguments: ["--nats", url, "--node", "b"], environment: debug)
+        #expect(C.waitForNodes(a.socket, up: ["b"]))
+        #expect(C.waitForNodes(b.socket, up: ["a"]))
+
+        nats = nil
+        #expect(waitFor(seconds: 20) { Self.natsState(a.socket) != "connected" })
+        let calls = Calls()
+        calls.start(a.socket, 0, .agent("beta"), "probe.echo kept", timeoutMs: 60_000)
+        calls.start(a.socket, 1, .agent("beta"), "probe.echo short", timeoutMs: 1_500)
+        #expect(waitFor(seconds: 30) { Self.outboxDepth(a.socket) == 2 })
+        // The third is refused at once: UNAVAILABLE, naming NATS and the outbox's size.
+        do {
+            _ = try C.call(a.socket, .agent("beta"), "probe.echo refused", timeoutMs: 30_000)
+            Issue.record("a send past a full outbox was taken")
+        } catch {
+            #expect(error.status == PLEXUS_UNAVAILABLE.status, "\(error.name) \(error.detail)")
+            #expect(error.detail.contains("NATS at nats://127.0.0.1:\(port)"), "\(error.detail)")
+            #expect(error.detail.contains("2 of 2 messages"), "\(error.detail)")
+        }
+        // plexus nodes and /metrics show the connection and the outbox.
+        let text = try C.plexus(["nodes", "--socket", a.socket])
+        #expect(text.out.contains("NATS reconnecting") && text.out.contains("outbox 2 of 2 messages"), "\(text.out)")
+        let metrics = try HTTPGet.get(port: try HTTPServerTests.port(of: a), "/metrics").body
+        #expect(metrics.contains("plexus_nats_outbox_messages 2") && metrics.contains("plexus_nats_connected 0"),
+                "\(metrics.split(separator: "\n").filter { $0.contains("nats") })")
+        // Local calls still work, the outbox full or not.
+        #expect(try C.call(a.socket, .agent("alpha"), "probe.whoami x").payloadString == "alpha")
+        // The short one times out while held, and leaves the outbox.
+        #expect(waitFor(seconds: 20) { calls[1] != nil })
+        if case .failure(let e)? = calls[1] { #expect(e.status == PLEXUS_TIMEOUT.status, "\(e.name) \(e.detail)") }
+        else { Issue.record("the short call was answered: \(String(describing: calls[1]))") }
+        #expect(waitFor(seconds: 10) { Self.outboxDepth(a.socket) == 1 })
+
+        nats = try NatsServer(port: port)
+        #expect(waitFor(seconds: 45) { calls[0] != nil })
+        if case .success(let e)? = calls[0] { #expect(e.payloadString == "kept") }
+        else { Issue.record("the kept call: \(String(describing: calls[0]))") }
+        // Only the kept one reached B: the expired one was never sent.
+        let sent = Self.ids(a.logText, "request sent from the outbox")
+        #expect(sent.count == 1, "\(sent)")
+        #expect(waitFor(seconds: 5) { Self.ids(b.logText, "message from another host").count == 1 }, "\(b.logText.suffix(2000))")
+    }
+
+    @Test func aThreeServerNATSClusterKeepsCrossHostCallsFlowingWhenOneServerIsKilled() throws {
+        let ports = (0..<3).map { _ in NatsServer.freePort() }
+        let routes = (0..<3).map { _ in NatsServer.freePort() }
+        var servers: [NatsServer?] = try (0..<3).map { i in
+            let others = (0..<3).filter { $0 != i }.map { "nats://127.0.0.1:\(routes[$0])" }.joined(separator: ",")
+            return try NatsServer(port: ports[i], arguments: ["--cluster_name", "plexus-test", "--cluster", "nats://127.0.0.1:\(routes[i])", "--routes", others])
+        }
+        let all = ports.map { "nats://127.0.0.1:\($0)" }.joined(separator: ",")
+        let a = try C.node("a", all, plugins: ["alpha.so": try C.probe("alpha")])
+        let b = try C.node("b", all, plugins: ["beta.so": try C.probe("beta")])
+        #expect(C.waitForNodes(a.socket, up: ["b"]))
+        #expect(C.waitForNodes(b.socket, up: ["a"]))
+        for i in 0..<5 { #expect(try C.call(a.socket, .agent("beta"), "probe.echo \(i)").payloadString == "\(i)") }
+
+        // Kill the server A is on (B may be on it too, or on another).
+        let on = Self.natsServer(a.socket)
+        guard let victim = ports.firstIndex(where: { on.hasSuffix(":\($0)") }) else {
+            Issue.record("host a is on no known server: '\(on)'")
+            return
+        }
+        servers[victim] = nil
+        // Calls keep being answered: held for the moment A fails over, then through another server.
+        let start = Date()
+        for i in 0..<20 {
+            #expect(try C.call(a.socket, .agent("beta"), "probe.echo after \(i)", timeoutMs: 30_000).payloadString == "after \(i)")
+        }
+        print("ClusterFaultTests: 20 calls through the NATS cluster after killing one server in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        #expect(waitFor(seconds: 20) { let s = Self.natsServer(a.socket); return !s.isEmpty && !s.hasSuffix(":\(ports[victim])") })
+        #expect(C.nodes(a.socket)["b"] == "up")
+        #expect(C.nodes(b.socket)["a"] == "up")
+        _ = servers
+    }
+}
