@@ -49,15 +49,23 @@ static inline int plexus_is(const plexus_envelope *msg, const char *capability) 
     return msg->target && strcmp(msg->target, capability) == 0;
 }
 
-/* Answers the QUERY msg with bytes (borrowed; copied by the host). */
-static inline plexus_status plexus_reply(const plexus_envelope *msg, const char *content_type,
-                                         const void *data, size_t len) {
+/* The answer to the QUERY msg: a RESPONSE carrying bytes (borrowed), for
+** reply(), reply_partial() or, with kind and status changed, an ERROR. */
+static inline plexus_envelope plexus_sdk_answer(const plexus_envelope *msg, const char *content_type,
+                                                const void *data, size_t len) {
     plexus_envelope r = plexus_envelope_init();
     r.kind = PLEXUS_KIND_RESPONSE;
     r.correlation_id = msg->id;
     r.content_type = content_type;
     r.payload = (const uint8_t *)data;
     r.payload_len = len;
+    return r;
+}
+
+/* Answers the QUERY msg with bytes (borrowed; copied by the host). */
+static inline plexus_status plexus_reply(const plexus_envelope *msg, const char *content_type,
+                                         const void *data, size_t len) {
+    plexus_envelope r = plexus_sdk_answer(msg, content_type, data, len);
     return plexus_sdk_host->reply(plexus_sdk_current, &r);
 }
 
@@ -133,13 +141,9 @@ static inline plexus_status plexus_reply_error(const plexus_envelope *msg, plexu
     memcpy(w, middle, sizeof middle - 1); w += sizeof middle - 1;
     w += plexus_json_escape(w, text_len, message);
     memcpy(w, tail, sizeof tail);   /* with its NUL */
-    plexus_envelope r = plexus_envelope_init();
+    plexus_envelope r = plexus_sdk_answer(msg, "application/json", buf, len);
     r.kind = PLEXUS_KIND_ERROR;
     r.status = status;
-    r.correlation_id = msg->id;
-    r.content_type = "application/json";
-    r.payload = (const uint8_t *)buf;
-    r.payload_len = len;
     plexus_status s = plexus_sdk_host->reply(plexus_sdk_current, &r);
     free(buf);
     return s;
@@ -212,12 +216,7 @@ static inline int plexus_streams_available(void) {
 static inline plexus_status plexus_reply_partial(const plexus_envelope *msg, const char *content_type,
                                                  const void *data, size_t len) {
     if (!plexus_streams_available()) return PLEXUS_UNSUPPORTED;
-    plexus_envelope r = plexus_envelope_init();
-    r.kind = PLEXUS_KIND_RESPONSE;
-    r.correlation_id = msg->id;
-    r.content_type = content_type;
-    r.payload = (const uint8_t *)data;
-    r.payload_len = len;
+    plexus_envelope r = plexus_sdk_answer(msg, content_type, data, len);
     return plexus_sdk_host->reply_partial(plexus_sdk_current, &r);
 }
 
