@@ -202,19 +202,7 @@ class Client:
         kind, name = wire.parse_target(target)
         env = _traced(wire.Envelope(kind=wire.QUERY, target_kind=kind, target=name, payload=_payload(payload),
                                     priority=priority, deadline_unix_ns=time.time_ns() + int(timeout * 1e9)), traceparent)
-        s = Stream(self, timeout + 1.0)
-        with self._lock:
-            self._next += 1
-            env.id = (self._node, self._next)
-            self._waiting[env.id] = s
-        s.id = env.id
-        try:
-            self._write(env)
-        except PlexusError:
-            with self._lock:
-                self._waiting.pop(env.id, None)
-            raise
-        return s
+        return self._post(env, waiter=Stream(self, timeout + 1.0))
 
     def cancel(self, query_id):
         """Cancels a query of this client's still waiting for its answer (Stream.id): its
@@ -316,13 +304,16 @@ class Client:
         self._reader.join(1.0)
         raise self._refusal or PlexusError("UNAVAILABLE", f"writing to the host failed: {failure}", wire.STATUS["UNAVAILABLE"])
 
-    def _post(self, env, payload_only=False):
-        """Sends env with a fresh id, registered to receive its answer."""
-        waiter = _Waiter(payload_only)
+    def _post(self, env, payload_only=False, waiter=None):
+        """Sends env with a fresh id, registered so that waiter (a new _Waiter
+        unless given, such as a Stream) receives its answers; returns waiter."""
+        if waiter is None:
+            waiter = _Waiter(payload_only)
         with self._lock:
             self._next += 1
             env.id = (self._node, self._next)
             self._waiting[env.id] = waiter
+        waiter.id = env.id
         try:
             self._write(env)
         except PlexusError:
@@ -518,6 +509,7 @@ class _Waiter:
     def __init__(self, payload_only):
         self.future = concurrent.futures.Future()
         self.payload_only = payload_only
+        self.id = None   # the request's id, set by Client._post
 
     def answer(self, env):
         if not self.payload_only:
