@@ -3,7 +3,8 @@
 //                     C agent's text.stats), keywords (asked of the Rust
 //                     agent's text.keywords) and the three sentences that
 //                     carry the most keyword weight. Each finished report is
-//                     announced on the topic docs.summarized.
+//                     announced on the topic docs.summarized. A query
+//                     to the agent by name (agent:summarizer) is the same.
 import FoundationEssentials
 import Glibc
 import PlexusAgent
@@ -25,7 +26,7 @@ final class Summarizer: Agent {
 
     func handle(_ m: AgentMessage, context: AgentContext) throws {
         switch m.kind {
-        case .query where m.target == "report.summarize": try start(m, context)
+        case .query where m.target == "report.summarize" || m.target == "summarizer": try start(m, context)
         case .response, .error: try collect(m, context)
         default: throw AgentError(PLEXUS_UNSUPPORTED, "summarizer answers report.summarize only")
         }

@@ -145,16 +145,27 @@ final class NatsServer {
     @Test func threeHostsReachEachOthersAgentsByNameAndCapabilityAndATopicReachesEverySubscriberOnce() throws {
         let nats = try NatsServer()
         let a = try Self.node("a", nats.url, plugins: ["alpha.so": try Self.probe("alpha", subscribe: "news.>")])
-        let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta", subscribe: "news.*")])
-        let c = try Self.node("c", nats.url, plugins: ["textkit.so": try Self.textkit(), "gamma.so": try Self.probe("gamma", subscribe: "*.flash")])
+        let b = try Self.node("b", nats.url, plugins: ["beta.so": try Self.probe("beta", subscribe: "news.*"),
+                                                        "summarizer.so": PipelineTests.plugins + "/summarizer.so"])
+        let c = try Self.node("c", nats.url, plugins: ["textkit.so": try Self.textkit(), "gamma.so": try Self.probe("gamma", subscribe: "*.flash"),
+                                                        "keywords.so": PipelineTests.plugins + "/keywords.so"])
         #expect(Self.waitForNodes(a.socket, up: ["b", "c"]))
         #expect(Self.waitForNodes(b.socket, up: ["a", "c"]))
         #expect(Self.waitForNodes(c.socket, up: ["a", "b"]))
 
-        // A C client of host A: a capability only host C provides, and an agent of host B by name.
+        // A C client of host A: the Rust agent of host C by capability, and the
+        // Swift agent of host B by name, which in turn asks host C's C and
+        // Rust agents by capability (text.stats, text.keywords).
         let stats = try PlexusCommand.run(["--socket", a.socket, "text.stats", "one two three"], executable: Self.cClient)
         #expect(stats.status == 0, "\(stats.err)")
         #expect(stats.out.contains("\"words\":3") || stats.out.contains("\"words\": 3"), "\(stats.out)")
+        let text = "Plexus hosts agents. Agents answer agents. Hosts join hosts over NATS."
+        let keywords = try PlexusCommand.run(["--socket", a.socket, "text.keywords", text], executable: Self.cClient)
+        #expect(keywords.status == 0, "\(keywords.err)")
+        #expect(keywords.out.contains("\"term\":\"agents\""), "the Rust agent on c: \(keywords.out)")
+        let summary = try PlexusCommand.run(["--socket", a.socket, "agent:summarizer", text], executable: Self.cClient)
+        #expect(summary.status == 0, "\(summary.err)")
+        #expect(summary.out.contains("\"keywords\"") && summary.out.contains("\"words\""), "the Swift agent on b: \(summary.out)")
         let who = try PlexusCommand.run(["--socket", a.socket, "agent:beta", "probe.whoami x"], executable: Self.cClient)
         #expect(who.status == 0, "\(who.err)")
         #expect(who.out.trimmingCharacters(in: .whitespacesAndNewlines) == "beta")
