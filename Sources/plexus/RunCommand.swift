@@ -108,7 +108,13 @@ struct RunCommand: ParsableCommand {
         } catch { throw CLIError(error.description) }
         host.start()
         if let e = host.startError { throw CLIError(e.description) }
-        do { try cluster?.start() } catch {
+        do {
+            try cluster?.start()
+            // Every event the store commits also goes to the cluster's JetStream stream (plexus events --cluster).
+            try cluster?.publishEvents(from: EventLog(newest: { try db.latestEvents(1).first?.seq ?? 0 }, after: { seq, limit in
+                try db.events(after: seq, limit: limit).map { LoggedEvent(seq: $0.seq, atUnixNs: $0.at_unix_ns, kind: $0.kind, subject: $0.subject, data: $0.data) }
+            }))
+        } catch {
             cluster?.stop()
             host.shutdown()
             throw CLIError(error.detail)
