@@ -137,19 +137,47 @@ import Testing
         kill(a!.pid, SIGKILL)
         a!.process.waitUntilExit()
         a = try HostProcess("node-a2", plugins: ["alpha.so": try ClusterTests.probe("alpha")], arguments: ["--nats", nats.url, "--node", "a", "--store", store])
-        try Self.act(a!.socket, "resume", "alpha")
+        try Self.act(a!.socket, "suspend", "alpha")   // the restarted host starts it running again
         var lines: [Line] = []
         #expect(waitFor(seconds: 30) {
             lines = Self.clusterEvents(b.socket, ["--last", "1000"]).lines
-            return lines.contains { $0.node == "a" && $0.kind == "agent.resumed" }
+            return lines.filter { $0.node == "a" && $0.kind == "agent.suspended" }.count == 2
         }, "\(lines)")
-        let before = try #require(lines.first { $0.node == "a" && $0.kind == "agent.suspended" })
-        let afterRestart = try #require(lines.first { $0.node == "a" && $0.kind == "agent.resumed" })
-        #expect(before.streamSeq < afterRestart.streamSeq)
+        let suspended = lines.filter { $0.node == "a" && $0.kind == "agent.suspended" }
+        #expect(suspended.count == 2 && suspended[0].seq < suspended[1].seq && suspended[0].streamSeq < suspended[1].streamSeq, "\(lines)")
         // The restarted host went on after its last event in the stream: none twice, in order.
         let seqs = lines.filter { $0.node == "a" }.map(\.seq)
         #expect(Set(seqs).count == seqs.count, "\(seqs)")
         #expect(Self.inOrderPerHost(lines), "\(lines)")
+    }
+
+    @Test func eventsMadeWhileNATSIsAwayArePublishedWhenItIsBackAndThoseBeyondCatchUpAreCountedLost() throws {
+        let jsDir = Fixtures.dir + "/js-\(UUID().uuidString.prefix(6))"
+        var nats: NatsServer? = try Self.jetStream(storeDir: jsDir)
+        let port = nats!.port
+        let yaml = "nats: { events: { catch_up: 2 } }\n"
+        let a = try ClusterTests.node("a", nats!.url, plugins: ["alpha.so": try ClusterTests.probe("alpha"), "beta.so": try ClusterTests.probe("beta")], yaml: yaml)
+        #expect(waitFor(seconds: 30) { Self.clusterEvents(a.socket).lines.filter { $0.node == "a" }.count == 2 })
+        nats = nil   // SIGKILL: the server is gone; the stream stays in its directory
+        // Four events while NATS is away: only the newest two (catch_up) are published when it is back.
+        try Self.act(a.socket, "suspend", "alpha")
+        try Self.act(a.socket, "suspend", "beta")
+        try Self.act(a.socket, "resume", "alpha")
+        try Self.act(a.socket, "resume", "beta")
+        nats = try Self.jetStream(storeDir: jsDir, port: port)
+        var lines: [Line] = []
+        #expect(waitFor(seconds: 60) {
+            lines = Self.clusterEvents(a.socket, ["--last", "100"]).lines
+            return lines.contains { $0.kind == "agent.resumed" && $0.subject == "beta" }
+        }, "\(lines)")
+        #expect(lines.map { "\($0.kind) \($0.subject)" }.suffix(2) == ["agent.resumed alpha", "agent.resumed beta"], "\(lines)")
+        #expect(!lines.contains { $0.kind == "agent.suspended" }, "\(lines)")
+        #expect(Self.inOrderPerHost(lines))
+        // The two skipped are counted and logged, not dropped silently.
+        let nodes = try PlexusCommand.run(["nodes", "--json", "--socket", a.socket])
+        let report = try JSONValue.parse(Array(nodes.out.utf8))
+        #expect(report["events"]?["lost"] == .int(2), "\(nodes.out)")
+        #expect(a.logText.contains("events lost to the cluster's stream: NATS was away too long"), "\(a.logText)")
     }
 
     @Test func withoutNATSOrWithoutJetStreamTheClusterViewSaysWhy() throws {
