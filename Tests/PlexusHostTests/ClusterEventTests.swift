@@ -97,6 +97,8 @@ import Testing
         guard case .int(let published)? = report["events"]?["published"] else { Issue.record("no events report: \(nodes.out)"); return }
         #expect(published >= Int64(mine.count))
         #expect(report["events"]?["lost"] == .int(0))
+        let table = try PlexusCommand.run(["nodes", "--socket", b.socket])
+        #expect(table.out.contains("event stream PLEXUS_plexus_EVENTS: \(published) of this host's events published"), "\(table.out)")
     }
 
     @Test func followingTheClusterOnOneHostShowsANewEventOfAnother() throws {
