@@ -139,6 +139,9 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
     }
 
+    /// The NATS connection, for the JetStream key-value store (ClusterKeyValue.swift).
+    var connection: NatsConnection { conn }
+
     /// Publishes every event the host appends to its log to the cluster's
     /// event stream from now on (catching up on the ones it missed).
     public func publishEvents(from log: EventLog) throws(PlexusError) {

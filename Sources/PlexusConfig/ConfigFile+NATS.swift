@@ -6,7 +6,7 @@ extension Reader {
     /// `nats: { url, node, cluster, credentials, grants, outbox }`.
     func nats(_ node: Node, over base: NATSSettings) throws(ConfigError) -> NATSSettings {
         var n = base
-        let m = try mapping(node, "nats", keys: ["url", "node", "cluster", "credentials", "grants", "outbox", "events"])
+        let m = try mapping(node, "nats", keys: ["url", "node", "cluster", "credentials", "grants", "outbox", "events", "kv"])
         guard !m.isEmpty else { throw fail(node, "nats", "is empty: give url (such as nats://127.0.0.1:4222), and node for this host's name") }
         if let u = m["url"] {
             let text = try string(u, "nats.url")
@@ -34,6 +34,13 @@ extension Reader {
         }
         if let o = m["outbox"] { try outbox(o, into: &n) }
         if let e = m["events"] { try events(e, into: &n.events) }
+        if let v = m["kv"] {
+            switch try string(v, "nats.kv") {
+            case "jetstream": n.sharedKeyValue = true
+            case "local": n.sharedKeyValue = false
+            case let other: throw fail(v, "nats.kv", "expected local (each host's own store) or jetstream (one store shared by every host), found \"\(other)\"")
+            }
+        }
         return n
     }
 

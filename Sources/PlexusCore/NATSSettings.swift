@@ -23,6 +23,10 @@ public struct NATSSettings: Sendable, Equatable {
     /// events to one stream per cluster, kept within these limits (the
     /// oldest go first), for `plexus events --cluster`.
     public var events = EventStreamSettings()
+    /// `nats.kv: jetstream`: the agents' key-value store is the cluster's
+    /// JetStream KV bucket, shared by every host; false (`local`, the
+    /// default): each host's own store.
+    public var sharedKeyValue = false
 
     public init() {}
 

@@ -101,10 +101,15 @@ struct RunCommand: ParsableCommand {
         let engine = try WorkflowEngine(scheduler: scheduler)
         // Made before the host starts: it counts who sends to whom from the first message.
         let dashboard = config.http.listen == nil ? nil : Dashboard(host: host, scheduler: scheduler, engine: engine, store: db)
-        do {
+        do throws(PlexusError) {
             try TaskService.install(on: host, scheduler: scheduler)
             try WorkflowService.install(on: host, engine: engine)
-            try KeyValueService.install(on: host, store: db)
+            if config.nats.sharedKeyValue {   // nats.kv: jetstream: one key-value store for every host
+                guard let cluster else { throw PlexusError(.INVALID_ARGUMENT, "nats.kv: jetstream shares the key-value store over NATS: give --nats nats://HOST:PORT (or nats.url) too") }
+                try KeyValueService.install(on: host, backend: try cluster.sharedKeyValue())
+            } else {
+                try KeyValueService.install(on: host, store: db)
+            }
         } catch { throw CLIError(error.description) }
         host.start()
         if let e = host.startError { throw CLIError(e.description) }

@@ -23,3 +23,14 @@ struct NATSEventsConfigTests: ConfigParsing {
         #expect(error("nats:\n  events: { replicas: 3 }\n").hasPrefix("plexus.yaml:2:13: nats.events.replicas: unknown field"))
     }
 }
+
+/// plexus.yaml's `nats.kv`: the agents' key-value store local or on JetStream KV.
+@Suite("plexus.yaml nats.kv")
+struct NATSKeyValueConfigTests: ConfigParsing {
+    @Test func localByDefaultJetStreamWhenAsked() throws {
+        #expect(try parse("nats: { url: nats://127.0.0.1:4222 }\n").nats.sharedKeyValue == false)
+        #expect(try parse("nats: { kv: jetstream }\n").nats.sharedKeyValue == true)
+        #expect(try parse("nats: { kv: local }\n").nats.sharedKeyValue == false)
+        #expect(error("nats:\n  kv: redis\n") == "plexus.yaml:2:7: nats.kv: expected local (each host's own store) or jetstream (one store shared by every host), found \"redis\"")
+    }
+}
