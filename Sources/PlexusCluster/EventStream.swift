@@ -243,6 +243,8 @@ final class EventStream: @unchecked Sendable {   // @unchecked: the jsCtx is thr
             state.withLock { $0.lost += Int(gap) }
         }
         for e in events {
+            // A connection that dropped, or a host stopping, ends the batch at once: a publish now would wait out its 5 s.
+            guard conn.isConnected, !state.withLock({ $0.stopping }) else { return 250 }
             do throws(PlexusError) { try publish(e) } catch {
                 state.withLock { $0.resync = true }
                 throw error
