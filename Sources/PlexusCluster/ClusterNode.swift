@@ -605,6 +605,8 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
 
     /// What the outbox holds now (messages, bytes), for /metrics.
     public var outboxDepth: (messages: Int, bytes: Int) { outbox.depth }
+    /// This host's events published to the cluster's stream and lost, for /metrics (nil: no stream).
+    public var eventStreamCounts: (published: Int, lost: Int)? { eventStream?.counts }
     /// Whether the NATS connection is up now, for /metrics.
     public var natsConnected: Bool { conn.isConnected }
 

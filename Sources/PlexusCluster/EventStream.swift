@@ -372,6 +372,9 @@ final class EventStream: @unchecked Sendable {   // @unchecked: the jsCtx is thr
         return .object(["events": .array(out.reversed()), "cursor": .int(Int64(last)), "stream": .string(name), "complete": .bool(complete)])
     }
 
+    /// Events published and lost so far, for /metrics.
+    var counts: (published: Int, lost: Int) { state.withLock { ($0.published, $0.lost) } }
+
     /// What `plexus nodes` shows of the stream.
     var report: JSONValue {
         state.withLock { s in
