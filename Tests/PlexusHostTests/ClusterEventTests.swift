@@ -157,8 +157,10 @@ import Testing
         let jsDir = Fixtures.dir + "/js-\(UUID().uuidString.prefix(6))"
         var nats: NatsServer? = try Self.jetStream(storeDir: jsDir)
         let port = nats!.port
-        let yaml = "nats: { events: { catch_up: 2 } }\n"
-        let a = try ClusterTests.node("a", nats!.url, plugins: ["alpha.so": try ClusterTests.probe("alpha"), "beta.so": try ClusterTests.probe("beta")], yaml: yaml)
+        let yaml = Fixtures.dir + "/plexus-catch-up-\(UUID().uuidString.prefix(6)).yaml"
+        try "nats: { events: { catch_up: 2 } }\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let a = try HostProcess("node-a", plugins: ["alpha.so": try ClusterTests.probe("alpha"), "beta.so": try ClusterTests.probe("beta")],
+                                arguments: ["--nats", nats!.url, "--node", "a", "--config", yaml, "--http", "127.0.0.1:0"])
         #expect(waitFor(seconds: 30) { Self.clusterEvents(a.socket).lines.filter { $0.node == "a" }.count == 2 })
         nats = nil   // SIGKILL: the server is gone; the stream stays in its directory
         // Four events while NATS is away: only the newest two (catch_up) are published when it is back.
@@ -180,6 +182,9 @@ import Testing
         let report = try JSONValue.parse(Array(nodes.out.utf8))
         #expect(report["events"]?["lost"] == .int(2), "\(nodes.out)")
         #expect(a.logText.contains("events lost to the cluster's stream: NATS was away too long"), "\(a.logText)")
+        let metrics = try HTTPGet.get(port: try HTTPServerTests.port(of: a), "/metrics").body
+        #expect(metrics.contains("plexus_cluster_events_lost_total 2"), "\(metrics)")
+        #expect(metrics.contains("plexus_cluster_events_published_total 4"), "\(metrics)")
     }
 
     @Test func withoutNATSOrWithoutJetStreamTheClusterViewSaysWhy() throws {
