@@ -187,6 +187,29 @@ import Testing
         #expect(metrics.contains("plexus_cluster_events_published_total 4"), "\(metrics)")
     }
 
+    @Test func aHostBusierThanItsPublisherLagsAndCatchesUpWithoutSkippingAny() throws {
+        let nats = try Self.jetStream()
+        // catch_up 10 bounds what is published after NATS was away, not a publisher that is merely behind.
+        let a = try ClusterTests.node("a", nats.url, plugins: [:], yaml: "nats: { events: { catch_up: 10 } }\n")
+        let tasks = JSONValue.array((0..<1_000).map { i in
+            .object(["capability": .string("no.such"), "payload": .int(Int64(i)), "timeout_ms": .int(600_000)])
+        })
+        let file = Fixtures.dir + "/tasks-\(UUID().uuidString.prefix(6)).json"
+        try tasks.text.write(toFile: file, atomically: true, encoding: .utf8)
+        let submitted = try PlexusCommand.run(["call", "plexus.tasks.submit", "--file", file, "--socket", a.socket])
+        #expect(submitted.status == 0, "\(submitted.err)")
+        // Each task logs task.queued, then task.waiting (no agent provides no.such): 2,000 events at once.
+        func counts() -> (published: Int64, lost: Int64) {
+            guard let r = try? PlexusCommand.run(["nodes", "--json", "--socket", a.socket]), let v = try? JSONValue.parse(Array(r.out.utf8)),
+                  case .int(let p)? = v["events"]?["published"], case .int(let l)? = v["events"]?["lost"] else { return (-1, -1) }
+            return (p, l)
+        }
+        #expect(waitFor(seconds: 120) { counts().published >= 2_000 }, "\(counts())")
+        #expect(counts().lost == 0)
+        let waiting = Self.clusterEvents(a.socket, ["--after", "0", "--kind", "task.waiting"]).lines
+        #expect(waiting.count == 1_000 && Self.inOrderPerHost(waiting), "\(waiting.count)")
+    }
+
     @Test func withoutNATSOrWithoutJetStreamTheClusterViewSaysWhy() throws {
         let alone = try HostProcess("alone")
         let r = try PlexusCommand.run(["events", "--cluster", "--socket", alone.socket])
