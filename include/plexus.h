@@ -346,6 +346,10 @@ typedef struct plexus_host {
     ** version: 1 when created, one more on every write; 0 means absent.
     ** key: 1-512 bytes of UTF-8 without NUL, borrowed. A write returns once
     ** it is on disk (group-committed with the host's other writes).
+    ** On hosts sharing the store over NATS (plexus.yaml nats.kv: jetstream)
+    ** every host's instances share the namespace, a version only goes up
+    ** (it is the JetStream KV revision, not a count of this key's writes),
+    ** and a write returns once the NATS server has stored it.
     ** Answers, in the order checked: INVALID_ARGUMENT for ctx, key or an out
     ** pointer NULL, a key that is empty, over PLEXUS_KV_MAX_KEY bytes or not
     ** UTF-8, an expected_version other than PLEXUS_KV_ANY or >= 0, and value

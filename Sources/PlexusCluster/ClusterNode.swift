@@ -71,6 +71,10 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     /// server would be lost), or 3 s passed.
     private let holding = Atomic<Bool>(false)
     private var ticker: OwnedThread?
+    /// The cluster's event log on JetStream (EventStream.swift); nil only when libnats could not make a JetStream context.
+    let eventStream: EventStream?
+    /// Reads of the event stream for `plexus events --cluster`: off the dispatcher threads, bounded.
+    private let eventReads = WorkPool(name: "plexus-events-read", threads: 2, queueLimit: 64)
 
     /// A connection that holds its node name: made before the host, so a
     /// refused name or an unreachable server stops `plexus run` before any
@@ -129,6 +133,19 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         subjects = Subjects(cluster: join.settings.cluster, node: join.node)
         outbox = Outbox(maxMessages: join.settings.outboxMessages, maxBytes: join.settings.outboxBytes,
                         what: "NATS at \(NatsConnection.redacted(join.url))")
+        do { eventStream = try EventStream(conn: join.conn, cluster: join.settings.cluster, node: join.node, settings: join.settings.events) } catch {
+            eventStream = nil
+            logger.error("the event log is not published to the cluster", metadata: ["error": "\(error.detail)"])
+        }
+    }
+
+    /// The NATS connection, for the JetStream key-value store (ClusterKeyValue.swift).
+    var connection: NatsConnection { conn }
+
+    /// Publishes every event the host appends to its log to the cluster's
+    /// event stream from now on (catching up on the ones it missed).
+    public func publishEvents(from log: EventLog) throws(PlexusError) {
+        try eventStream?.start(log)
     }
 
     /// Sends through the outbox: at once while connected, held (in order)
@@ -225,6 +242,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         guard first else { return }
         ticker?.join()
         ticker = nil
+        eventStream?.stop()
         announce(leaving: true)
         conn.close()
     }
@@ -587,6 +605,8 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
 
     /// What the outbox holds now (messages, bytes), for /metrics.
     public var outboxDepth: (messages: Int, bytes: Int) { outbox.depth }
+    /// This host's events published to the cluster's stream and lost, for /metrics (nil: no stream).
+    public var eventStreamCounts: (published: Int, lost: Int)? { eventStream?.counts }
     /// Whether the NATS connection is up now, for /metrics.
     public var natsConnected: Bool { conn.isConnected }
 
@@ -617,6 +637,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
                                            "max_messages": .int(Int64(outbox.maxMessages)), "max_bytes": .int(Int64(outbox.maxBytes))]),
                         "capability_picks": .object(["local": .int(Int64(localPicks.load(ordering: .relaxed))),
                                                      "remote": .int(Int64(remotePicks.load(ordering: .relaxed)))]),
+                        "events": eventStream?.report ?? .null,
                         "nodes": .array(nodes)])
     }
 }
@@ -625,8 +646,35 @@ extension ClusterNode {
     /// `plexus.nodes` (agent plexus.cluster): the report above, for `plexus nodes`
     /// and `plexus agents --cluster`.
     public func installService() throws(PlexusError) {
-        try host.provide(name: "plexus.cluster", capabilities: [("plexus.nodes", "this host's cluster: every node heard, its state, heartbeat age and agents")]) {
-            [unowned self] _, done in done(.success(self.report))
+        try host.provide(name: "plexus.cluster", capabilities: [
+            ("plexus.nodes", "this host's cluster: every node heard, its state, heartbeat age and agents"),
+            ("plexus.events.cluster", "every host's events from the cluster's JetStream stream, in order per host: {after: STREAM_SEQ, limit?, kind?} or the newest of each host {last: N, kind?}"),
+        ]) { [unowned self] env, done in
+            guard env.target.name == "plexus.events.cluster" else { done(.success(self.report)); return }
+            do throws(WorkPool.Refusal) {
+                try eventReads.submit { [unowned self] in done(Result { () throws(PlexusError) in try self.clusterEvents(env.payload) }) }
+            } catch {
+                done(.failure(PlexusError(.MAILBOX_FULL, "plexus.events.cluster is busy: \(eventReads.queueLimit) reads already wait; try again")))
+            }
         }
+    }
+
+    /// `plexus.events.cluster`: {last: N, kind?} or {after: STREAM_SEQ, limit?, kind?}.
+    func clusterEvents(_ payload: [UInt8]) throws(PlexusError) -> JSONValue {
+        guard let stream = eventStream else { throw PlexusError(.UNAVAILABLE, "this host has no JetStream context: its log says why") }
+        let args: JSONValue
+        do { args = payload.isEmpty ? .object([:]) : try JSONValue.parse(payload) } catch {
+            throw PlexusError(.INVALID_ARGUMENT, "plexus.events.cluster takes a JSON object: \(error)")
+        }
+        guard case .object(let o) = args else { throw PlexusError(.INVALID_ARGUMENT, "plexus.events.cluster takes a JSON object such as {\"last\": 20}") }
+        func int(_ key: String, _ range: ClosedRange<Int64>) throws(PlexusError) -> Int64? {
+            guard let v = o[key] else { return nil }
+            guard case .int(let n) = v, range.contains(n) else { throw PlexusError(.INVALID_ARGUMENT, "\"\(key)\" must be a whole number in \(range), found \(v.text)") }
+            return n
+        }
+        var kind = ""
+        if let k = o["kind"] { guard case .string(let p) = k else { throw PlexusError(.INVALID_ARGUMENT, "\"kind\" must be a string") }; kind = p }
+        if let last = try int("last", 0...10_000) { return try stream.latest(perNode: Int(last), kind: kind) }
+        return try stream.page(after: UInt64(try int("after", 0...Int64.max) ?? 0), limit: Int(try int("limit", 1...10_000) ?? 500), kind: kind)
     }
 }

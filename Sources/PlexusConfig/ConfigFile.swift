@@ -88,6 +88,8 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 ///   cluster: plexus            # hosts with the same NATS account and cluster name form one system
 ///   credentials: /etc/plexus/node-b.creds   # a NATS credentials file, when the server asks for one
 ///   grants: { call: [report.>], publish: [docs.>] }   # what senders on other hosts may do here (unset: anything)
+///   events: { max_hours: 168, max_bytes: 1GiB, max_messages: 1000000, catch_up: 10000 }   # the JetStream event stream
+///   kv: jetstream              # the agents' key-value store shared by every host (JetStream KV); default local
 /// tracing:                     # spans of what the host routes (`plexus trace`)
 ///   enabled: true
 ///   spans: 16384               # records the ring keeps; the oldest are overwritten

@@ -19,6 +19,14 @@ public struct NATSSettings: Sendable, Equatable {
     /// (UNAVAILABLE). 0 messages: none held, refused at once.
     public var outboxMessages = 10_000
     public var outboxBytes = 64 << 20
+    /// The event log on JetStream (`nats.events`): each host publishes its
+    /// events to one stream per cluster, kept within these limits (the
+    /// oldest go first), for `plexus events --cluster`.
+    public var events = EventStreamSettings()
+    /// `nats.kv: jetstream`: the agents' key-value store is the cluster's
+    /// JetStream KV bucket, shared by every host; false (`local`, the
+    /// default): each host's own store.
+    public var sharedKeyValue = false
 
     public init() {}
 
@@ -59,4 +67,21 @@ public struct NATSSettings: Sendable, Equatable {
             throw PlexusError(.INVALID_ARGUMENT, "\"\(s)\": expected HOST:PORT after \(scheme)://, such as nats://127.0.0.1:4222")
         }
     }
+}
+
+/// `nats.events`: the cluster's event stream (PLEXUS_<cluster>_EVENTS) and
+/// how far a host catches up after NATS was away. The limits apply when the
+/// first host creates the stream; a stream that exists keeps its own.
+public struct EventStreamSettings: Sendable, Equatable {
+    /// Events older than this leave the stream.
+    public var maxAgeSeconds: Int64 = 7 * 86_400
+    /// The stream's size on the NATS server's disk at most.
+    public var maxBytes: Int64 = 1 << 30
+    /// Events kept at most (every host's together).
+    public var maxMessages: Int64 = 1_000_000
+    /// After NATS was unreachable (or at the first join), a host publishes at
+    /// most this many of its newest unpublished events; older ones are
+    /// counted as lost (`plexus nodes`) and logged, never dropped silently.
+    public var catchUp = 10_000
+    public init() {}
 }

@@ -75,3 +75,14 @@ final class ResultBox<T: Sendable>: @unchecked Sendable {
         return try r.get()
     }
 }
+
+/// What `plexus kv` (the host's plexus.kv.* capabilities) needs of a
+/// backend besides the plugins' calls: listing keys, and whether a delete
+/// removed one. The store's table (the default) and JetStream KV
+/// (`nats.kv: jetstream`) both provide it.
+public protocol KeyValueAdmin: KeyValueAccess {
+    /// Keys of a namespace starting with prefix, in order, at most limit.
+    func keys(_ namespace: String, prefix: String, limit: Int) throws(PlexusError) -> [String]
+    /// delete, telling whether the key was there.
+    func remove(_ namespace: String, _ key: String, expected: Int64?, done: @escaping @Sendable (Result<Bool, PlexusError>) -> Void)
+}

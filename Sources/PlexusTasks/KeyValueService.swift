@@ -6,7 +6,7 @@ import PlexusStore
 
 /// The store's key-value table as the host hands it to plugins (the kv_*
 /// host functions): store errors other than CONFLICT become INTERNAL.
-public final class StoreKeyValue: KeyValueAccess {
+public final class StoreKeyValue: KeyValueAdmin {
     let store: Store
     public init(store: Store) { self.store = store }
 
@@ -22,6 +22,14 @@ public final class StoreKeyValue: KeyValueAccess {
     public func delete(_ namespace: String, _ key: String, expected: Int64?,
                        done: @escaping @Sendable (Result<Void, PlexusError>) -> Void) {
         store.delete(namespace, key, expected: expected) { r in done(r.map { _ in () }.mapError(Self.plexus)) }
+    }
+
+    public func keys(_ namespace: String, prefix: String, limit: Int) throws(PlexusError) -> [String] {
+        do { return try store.keys(namespace, prefix: prefix, limit: limit) } catch { throw Self.plexus(error) }
+    }
+
+    public func remove(_ namespace: String, _ key: String, expected: Int64?, done: @escaping @Sendable (Result<Bool, PlexusError>) -> Void) {
+        store.delete(namespace, key, expected: expected) { r in done(r.mapError(Self.plexus)) }
     }
 
     static func plexus(_ e: Error) -> PlexusError {
@@ -41,14 +49,19 @@ public enum KeyValueService {
     ]
 
     public static func install(on host: Host, store: Store) throws(PlexusError) {
-        let kv = StoreKeyValue(store: store)
+        try install(on: host, backend: StoreKeyValue(store: store))
+    }
+
+    /// The same over another backend (JetStream KV, `nats.kv: jetstream`):
+    /// plugins' kv_* calls and `plexus kv` both reach it.
+    public static func install(on host: Host, backend kv: any KeyValueAdmin) throws(PlexusError) {
         host.attach(keyValue: kv)
         try host.provide(name: "plexus.kv", capabilities: capabilities) { env, answer in
-            do throws(PlexusError) { try handle(env, kv, store, answer) } catch { answer(.failure(error)) }
+            do throws(PlexusError) { try handle(env, kv, answer) } catch { answer(.failure(error)) }
         }
     }
 
-    static func handle(_ env: Envelope, _ kv: StoreKeyValue, _ store: Store,
+    static func handle(_ env: Envelope, _ kv: any KeyValueAdmin,
                        _ answer: @escaping @Sendable (Result<JSONValue, PlexusError>) -> Void) throws(PlexusError) {
         let args = env.payload.isEmpty ? JSONValue.object([:]) : try ServiceArguments.parse(env.payload)
         let ns = try ServiceArguments.string(args, "namespace")
@@ -58,9 +71,7 @@ public enum KeyValueService {
         if env.target.name == "plexus.kv.list" {
             let prefix = args["prefix"] == nil ? "" : try ServiceArguments.string(args, "prefix")
             let limit = try ServiceArguments.int(args, "limit", default: 1000, in: 1...100_000)
-            do { return answer(.success(.array(try store.keys(ns, prefix: prefix, limit: limit).map(JSONValue.string)))) } catch {
-                throw StoreKeyValue.plexus(error)
-            }
+            return answer(.success(.array(try kv.keys(ns, prefix: prefix, limit: limit).map(JSONValue.string))))
         }
         let key = try ServiceArguments.string(args, "key")
         guard !key.isEmpty, key.utf8.count <= Int(PLEXUS_KV_MAX_KEY), !key.utf8.contains(0) else {
@@ -84,9 +95,8 @@ public enum KeyValueService {
                 answer(r.map { v in .object(named.merging(["version": .int(v)]) { a, _ in a }) })
             }
         default:   // plexus.kv.delete
-            store.delete(ns, key, expected: expected) { r in
-                answer(r.map { removed in .object(named.merging(["removed": .bool(removed)]) { a, _ in a }) }
-                        .mapError(StoreKeyValue.plexus))
+            kv.remove(ns, key, expected: expected) { r in
+                answer(r.map { removed in .object(named.merging(["removed": .bool(removed)]) { a, _ in a }) })
             }
         }
     }

@@ -21,6 +21,9 @@ struct ClusterReport: Codable {
     var outbox: Outbox?
     var capability_picks: Picks
     var nodes: [Node]
+    /// The event log on JetStream (EventStream.swift): this host's events published, lost, and why it cannot publish.
+    struct Events: Codable { var stream: String; var published: Int; var lost: Int; var last_seq: Int; var problem: String? }
+    var events: Events?
 
     /// Asks the running host; a host without --nats says how to start one with it.
     static func ask(_ options: ConnectionOptions) throws -> (ClusterReport, [UInt8]) {
@@ -68,5 +71,9 @@ struct NodesCommand: ParsableCommand {
               + (r.outbox.map { "outbox \($0.messages) of \($0.max_messages) messages (\($0.bytes) of \($0.max_bytes) bytes); " } ?? "")
               + "capability calls kept here \(r.capability_picks.local), sent to other hosts \(r.capability_picks.remote); "
               + "requests waiting on other hosts \(r.requests_in_flight)")
+        if let e = r.events {
+            print("event stream \(e.stream): \(e.published) of this host's events published (up to seq \(e.last_seq)), \(e.lost) lost"
+                  + (e.problem.map { "; not publishing now: \($0)" } ?? ""))
+        }
     }
 }

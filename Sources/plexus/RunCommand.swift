@@ -101,14 +101,25 @@ struct RunCommand: ParsableCommand {
         let engine = try WorkflowEngine(scheduler: scheduler)
         // Made before the host starts: it counts who sends to whom from the first message.
         let dashboard = config.http.listen == nil ? nil : Dashboard(host: host, scheduler: scheduler, engine: engine, store: db)
-        do {
+        do throws(PlexusError) {
             try TaskService.install(on: host, scheduler: scheduler)
             try WorkflowService.install(on: host, engine: engine)
-            try KeyValueService.install(on: host, store: db)
+            if config.nats.sharedKeyValue {   // nats.kv: jetstream: one key-value store for every host
+                guard let cluster else { throw PlexusError(.INVALID_ARGUMENT, "nats.kv: jetstream shares the key-value store over NATS: give --nats nats://HOST:PORT (or nats.url) too") }
+                try KeyValueService.install(on: host, backend: try cluster.sharedKeyValue())
+            } else {
+                try KeyValueService.install(on: host, store: db)
+            }
         } catch { throw CLIError(error.description) }
         host.start()
         if let e = host.startError { throw CLIError(e.description) }
-        do { try cluster?.start() } catch {
+        do {
+            try cluster?.start()
+            // Every event the store commits also goes to the cluster's JetStream stream (plexus events --cluster).
+            try cluster?.publishEvents(from: EventLog(newest: { try db.latestEvents(1).first?.seq ?? 0 }, after: { seq, limit in
+                try db.events(after: seq, limit: limit).map { LoggedEvent(seq: $0.seq, atUnixNs: $0.at_unix_ns, kind: $0.kind, subject: $0.subject, data: $0.data) }
+            }))
+        } catch {
             cluster?.stop()
             host.shutdown()
             throw CLIError(error.detail)

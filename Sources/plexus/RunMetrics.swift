@@ -33,6 +33,12 @@ extension RunCommand {
             Exposition.sample(&out, "plexus_nats_outbox_bytes", [], Double(d.bytes))
             Exposition.header(&out, "plexus_nats_connected", type: "gauge", help: "1 while the NATS connection is up, 0 while it reconnects.")
             Exposition.sample(&out, "plexus_nats_connected", [], cluster.natsConnected ? 1 : 0)
+            if let e = cluster.eventStreamCounts {
+                Exposition.header(&out, "plexus_cluster_events_published_total", type: "counter", help: "This host's events the cluster's JetStream stream acknowledged.")
+                Exposition.sample(&out, "plexus_cluster_events_published_total", [], Double(e.published))
+                Exposition.header(&out, "plexus_cluster_events_lost_total", type: "counter", help: "This host's events never published to the stream (NATS away longer than nats.events.catch_up, or pruned first).")
+                Exposition.sample(&out, "plexus_cluster_events_lost_total", [], Double(e.lost))
+            }
         }
     }
 }
