@@ -630,3 +630,13 @@ extension ClusterNode {
         }
     }
 }
+
+extension ClusterNode {
+    /// The connection durable tasks put their JetStream context on (ClusterTasks).
+    var connection: NatsConnection { conn }
+
+    /// The live nodes (not this one) announcing a provider of capability.
+    func providerNodes(of capability: String) -> [String] {
+        state.withLock { $0.directory.providers(of: capability) }
+    }
+}
