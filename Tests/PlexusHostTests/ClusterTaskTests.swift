@@ -246,4 +246,29 @@ import Testing
         let times = Dictionary(lines.map { ($0, 1) }, uniquingKeysWith: +)
         #expect(times.values.allSatisfy { $0 <= 2 }, "\(times.filter { $0.value > 2 })")
     }
+
+    /// A task running longer than the consumer's ack wait (10 s) says it is
+    /// in progress: it is not given to the other providing host meanwhile,
+    /// and runs once.
+    @Test func aLongTaskIsNotRedeliveredWhileItRuns() throws {
+        let nats = try NatsServer()
+        let a = try Node("a", nats: nats.url, plugins: [:])
+        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        let c = try Node("c", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        #expect(C.waitForNodes(a.socket, up: ["b", "c"]))
+        #expect(waitFor(seconds: 60) { b.logText.contains("taking durable tasks") && c.logText.contains("taking durable tasks") })
+        let t = try a.submit([.object(["capability": .string("probe.sleep"), "payload": .string("13000"), "timeout_ms": .int(60_000)])])
+        let id = Self.id(t[0])
+        #expect(waitFor(seconds: 90) { Self.str(a.show(id)["state"]) == "completed" }, "\(a.show(id))")
+        let s = a.show(id)
+        guard case .array(let h)? = s["attempt_history"] else { Issue.record("\(s)"); return }
+        #expect(h.count == 1, "\(h)")
+        // Ran on one of them, once; the other never saw it.
+        let ranOn = Self.str(s["node"]) ?? "?"
+        let other = ranOn == "b" ? c : b
+        #expect(Self.str(other.show(id)["state"]) == nil, "\(other.show(id))")
+        let there = (ranOn == "b" ? b : c).show(id)
+        guard case .array(let rows)? = there["attempt_history"] else { Issue.record("\(there)"); return }
+        #expect(rows.count == 1 && Self.str(rows[0]["detail"]) == "for node a", "\(rows)")
+    }
 }

@@ -27,9 +27,10 @@ final class NatsServer {
         log = dir + "/nats.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         // JetStream on (durable tasks across hosts), its files kept per port:
-        // a server restarted on the same port finds its streams again.
+        // a server restarted on the same port finds its streams again. A
+        // JetStream cluster (routes) needs each server named.
         let store = Fixtures.dir + "/nats-js-\(self.port)"
-        var args = ["-a", "127.0.0.1", "-p", "\(self.port)", "-js", "-sd", store] + arguments
+        var args = ["-a", "127.0.0.1", "-p", "\(self.port)", "-js", "-sd", store, "--server_name", "plexus-test-\(self.port)"] + arguments
         if let config {
             try config.write(toFile: dir + "/nats.conf", atomically: true, encoding: .utf8)
             args += ["-c", dir + "/nats.conf"]
