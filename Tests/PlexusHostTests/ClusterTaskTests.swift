@@ -185,16 +185,19 @@ import Testing
         let tasks = (0..<1_000).map { i in JSONValue.object(["capability": .string("probe.append"), "payload": .string(handled),
                                                              "key": .string("job-\(i)")]) }
         ids = try a.submit(tasks).map(Self.id)
+        let submitted = Date()
         #expect(Set(ids).count == 1_000)
         // b dies with work in hand, some way in (a tenth of the tasks handled).
         func handledCount() -> Int { ((try? String(contentsOfFile: handled, encoding: .utf8)) ?? "").utf8.count / 33 }
         #expect(waitFor(seconds: 120) { handledCount() >= 100 })
         b.kill9()
         let killedAt = handledCount()
+        let flowing = Double(killedAt) / Date().timeIntervalSince(submitted)
         #expect(killedAt < 900, "b was killed too late to matter: \(killedAt) handled")
         #expect(waitFor(seconds: 240) { a.completedCount() == 1_000 }, "\(a.completedCount()) of 1000\n\(a.logText.suffix(2000))\n\(c.logText.suffix(2000))")
         let seconds = Date().timeIntervalSince(started)
-        print("ClusterTaskTests: 1000 tasks across two hosts, one killed after \(killedAt) were handled, in \(String(format: "%.1f", seconds)) s (\(String(format: "%.0f", 1000 / seconds)) tasks/s)")
+        print("ClusterTaskTests: 1000 tasks across two hosts, one killed after \(killedAt) were handled, in \(String(format: "%.1f", seconds)) s "
+              + "(\(String(format: "%.0f", flowing)) tasks/s across both hosts before the kill; the ack wait of 10 s included after it)")
 
         // Where a says each ran, and that it completed once there.
         var ranOn: [String: String] = [:]
@@ -270,5 +273,41 @@ import Testing
         let there = (ranOn == "b" ? b : c).show(id)
         guard case .array(let rows)? = there["attempt_history"] else { Issue.record("\(there)"); return }
         #expect(rows.count == 1 && Self.str(rows[0]["detail"]) == "for node a", "\(rows)")
+    }
+
+    /// A workflow started on a host with no providers: its steps' tasks run
+    /// on the other hosts and the run advances on their outcomes (the
+    /// scheduler's onFinished), to the end.
+    @Test func aWorkflowRunsWithItsStepsOnOtherHosts() throws {
+        let nats = try NatsServer()
+        let a = try Node("a", nats: nats.url, plugins: [:])
+        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        let c = try Node("c", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        #expect(C.waitForNodes(a.socket, up: ["b", "c"]))
+        let file = a.dir + "/across.yaml"
+        try """
+            workflow: across
+            steps:
+              first:
+                call: probe.echo
+                input: "hello"
+              fan:
+                for_each: "${[1, 2, 3, 4, 5, 6]}"
+                concurrency: 3
+                call: probe.echo
+                input: "${item}"
+                after: [first]
+              last:
+                call: probe.echo
+                input: "${steps.first.output}"
+                after: [fan]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let run = try C.plexus(["workflow", "run", file, "--socket", a.socket, "--follow"])
+        #expect(run.status == 0, "\(run.out)\n\(run.err)\n\(a.logText.suffix(2000))")
+        guard case .array(let tasks) = try a.ask("plexus.tasks.list", .object(["limit": .int(100)])) else { Issue.record("no list"); return }
+        #expect(tasks.count == 8, "\(tasks)")
+        for t in tasks {
+            #expect(Self.str(t["state"]) == "completed" && ["b", "c"].contains(Self.str(t["node"]) ?? ""), "\(t)")
+        }
     }
 }
