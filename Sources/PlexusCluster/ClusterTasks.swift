@@ -347,28 +347,37 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
                                        "started_ns": .int(job.startedNs), "finished_ns": .int(now)], envelope: answer)
         do throws(PlexusError) {
             let bytes = try parcel.encode()
-            var outcome = "failed", error = "", send = bytes, msgID = "\(job.id)-\(job.attempt)-failed"
-            if answer.kind == .response {
-                msgID = "\(job.id)-done"
-                switch try done.create(job.id, bytes) {
-                case .created: outcome = "completed"
-                case .exists(let first):   // another run completed it first: this one is not its completion
-                    outcome = "duplicate"
-                    send = first
-                    if let p = TaskParcel(first), let n = p.string("node") { error = "completed on node \(n) first" }
-                }
-            } else {
-                let e = Host.error(from: answer)
-                error = "\(e.name): \(e.detail)"
-            }
-            if job.origin != node {
+            let foreign = job.origin != node
+            func record(_ outcome: String, _ error: String) throws(PlexusError) {
+                guard foreign else { return }
                 do {
                     try ForeignAttempts.finished(store, id: job.id, attempt: job.attempt, capability: job.capability, origin: job.origin,
                                                  agent: agent.map { "\(node)/\($0)" }, outcome: outcome, error: error,
                                                  deliveries: job.deliveries, startedNs: job.startedNs, at: now)
                 } catch { throw PlexusError(.INTERNAL, "the store did not record the attempt: \(error)") }
             }
-            try js.publish(outcomeSubject(job.origin), send, msgID: msgID)
+            if answer.kind == .response {
+                // On disk first ("completing"), then the marker decides: a
+                // host killed in between leaves a row the marker resolves,
+                // never a completion its store does not know of.
+                try record("completing", "")
+                var send = bytes, outcome = "completed", note = ""
+                if case .exists(let first) = try done.create(job.id, bytes) {
+                    // Another run completed it first: this one is not its completion.
+                    send = first
+                    outcome = "duplicate"
+                    if let p = TaskParcel(first), let n = p.string("node") { note = "completed on node \(n) first" }
+                }
+                if foreign {
+                    ForeignAttempts.settle(store, id: job.id, attempt: job.attempt, capability: job.capability, origin: job.origin,
+                                           outcome: outcome, note: note, at: now)
+                }
+                try js.publish(outcomeSubject(job.origin), send, msgID: "\(job.id)-done")
+            } else {
+                let e = Host.error(from: answer)
+                try record("failed", "\(e.name): \(e.detail)")
+                try js.publish(outcomeSubject(job.origin), bytes, msgID: "\(job.id)-\(job.attempt)-failed")
+            }
             try m.ack()
         } catch {
             logger.warning("a durable task's outcome was not recorded; given back for redelivery",

@@ -703,9 +703,21 @@ extension Scheduler {
     /// complete); a failure counts only for the attempt running now (an
     /// older one's, redelivered, is stale).
     fileprivate func finishRemote(_ o: RemoteOutcome, recorded: @escaping @Sendable () -> Void) {
-        guard let t = open[o.taskID], t.state == .running,
-              o.answer.kind == .response || o.attempt == t.attempts else {
+        guard var t = open[o.taskID], t.state == .running || t.state == .queued else {
             recorded()
+            return
+        }
+        if t.state == .queued {
+            // Queued here, yet an outcome: it was offered before this host
+            // restarted and its running state was not on disk yet (the offer
+            // made again was the same message, dropped as a duplicate), or
+            // an older attempt completed after all. Either is its outcome.
+            guard o.answer.kind == .response || o.attempt > t.attempts else { recorded(); return }
+            t.state = .running
+            t.attempts = max(t.attempts, o.attempt)
+            open[o.taskID] = t
+        } else if o.answer.kind != .response && o.attempt != t.attempts {
+            recorded()   // a failure of an older attempt, delivered late: stale
             return
         }
         var answer = o.answer

@@ -67,9 +67,9 @@ public enum ForeignAttempts {
         }
     }
 
-    /// The attempt ended here: outcome "completed", "failed" or
-    /// "duplicate" (another node completed the task first). On disk when
-    /// this returns.
+    /// The attempt ended here: outcome "failed", or "completing" (the agent
+    /// answered; whether this run is the task's completion is the
+    /// done-marker's to say, then settle). On disk when this returns.
     public static func finished(_ store: Store, id: String, attempt: Int, capability: String, origin: String, agent: String?,
                                 outcome: String, error: String, deliveries: Int, startedNs: Int64, at: Int64) throws {
         var d = detail(origin: origin, deliveries: deliveries)
@@ -78,9 +78,25 @@ public enum ForeignAttempts {
                               outcome: outcome, detail: d)
         try store.commit { db in
             try replace(db, a)
+            if outcome != "completing" {
+                try Store.appendEvent(db, kind: "task.attempt_ended", subject: id,
+                                      data: ["capability": .string(capability), "attempt": .int(Int64(attempt)), "for_node": .string(origin),
+                                             "agent": agent.map(JSONValue.string) ?? .null, "outcome": .string(outcome)], at: at)
+            }
+        }
+    }
+
+    /// A "completing" attempt settled: "completed" (this host's run holds
+    /// the done-marker) or "duplicate" (another's does). Written with the
+    /// next group commit; until then the row says "completing", which the
+    /// marker resolves.
+    public static func settle(_ store: Store, id: String, attempt: Int, capability: String, origin: String, outcome: String, note: String, at: Int64) {
+        store.enqueue { db in
+            try db.execute(sql: "UPDATE task_attempts SET outcome = ?, detail = detail || ? WHERE task_id = ? AND attempt = ?",
+                           arguments: [outcome, note.isEmpty ? "" : "; " + note, id, attempt])
             try Store.appendEvent(db, kind: outcome == "completed" ? "task.completed" : "task.attempt_ended", subject: id,
                                   data: ["capability": .string(capability), "attempt": .int(Int64(attempt)), "for_node": .string(origin),
-                                         "agent": agent.map(JSONValue.string) ?? .null, "outcome": .string(outcome)], at: at)
+                                         "outcome": .string(outcome)], at: at)
         }
     }
 
