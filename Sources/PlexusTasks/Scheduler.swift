@@ -457,7 +457,7 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     /// An attempt ended: completed, retried, or dead-lettered.
-    private func finish(_ id: String, _ answer: Envelope, startedNs: Int64) {
+    private func finish(_ id: String, _ answer: Envelope, startedNs: Int64, node: String? = nil) {
         running.ended(id)
         guard var t = open[id] else { return }
         let now = clock.unixNanos()
@@ -466,7 +466,10 @@ public final class Scheduler: @unchecked Sendable {
             return
         }
         if host.tracer.enabled, let key = t.idempotency_key { traceAttempt(t, key: key, answer, startedNs: startedNs, now: now) }
-        let agent = answer.sender.isEmpty ? nil : answer.sender
+        let sender = answer.sender.isEmpty ? nil : answer.sender
+        // Run on another node (RemoteOutcome): recorded as `node/agent`, the
+        // host's own answers there as `node/plexus`.
+        let agent = node.map { "\($0)/\(sender ?? "plexus")" } ?? sender
         if answer.kind == .response {
             t.state = .completed; t.result = Data(answer.payload); t.result_type = answer.contentType
             t.agent = agent; t.finished_unix_ns = now
@@ -488,7 +491,7 @@ public final class Scheduler: @unchecked Sendable {
         let e = Host.error(from: answer)
         // The host answers for an agent it lost (sender "plexus"); an agent's
         // own error answer, whatever its status, is the task's failure.
-        let byHost = agent == nil || agent == "plexus"
+        let byHost = sender == nil || sender == "plexus"
         let lost = TaskPolicy.reassigns(e.status, byHost: byHost)
         let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
                               outcome: lost ? "agent lost" : "failed", detail: "\(e.name): \(e.detail)")
@@ -720,12 +723,7 @@ extension Scheduler {
             recorded()   // a failure of an older attempt, delivered late: stale
             return
         }
-        var answer = o.answer
-        // The agent on its node, as other hosts' senders are named; the
-        // host's own answers ("plexus": agent lost, shutting down) keep
-        // their name so TaskPolicy treats them as the host's.
-        if !answer.sender.isEmpty && answer.sender != "plexus" { answer.sender = "\(o.node)/\(answer.sender)" }
-        finish(o.taskID, answer, startedNs: o.startedNs)
+        finish(o.taskID, o.answer, startedNs: o.startedNs, node: o.node)
         // After finish's writes, in the same order: on disk when this runs.
         store.enqueue({ _ in }, done: { _ in recorded() })
     }

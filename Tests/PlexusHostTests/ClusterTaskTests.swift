@@ -316,4 +316,30 @@ import Testing
             #expect(Self.str(t["state"]) == "completed" && ["b", "c"].contains(Self.str(t["node"]) ?? ""), "\(t)")
         }
     }
+
+    /// Retries, backoff and dead-lettering keep their meaning across hosts:
+    /// the submitting host counts attempts and decides; each attempt's
+    /// failure travels back as its outcome.
+    @Test func aFailedAttemptOnAnotherHostIsRetriedAndOneOutOfAttemptsIsDeadLetteredWhereItWasSubmitted() throws {
+        let nats = try NatsServer()
+        let a = try Node("a", nats: nats.url, plugins: [:])
+        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        #expect(C.waitForNodes(a.socket, up: ["b"]))
+        let seen = a.dir + "/flaky.log"
+        let t = try a.submit([.object(["capability": .string("probe.flaky"), "payload": .string(seen), "backoff_ms": .int(50)]),
+                              .object(["capability": .string("probe.fail"), "attempts": .int(2), "backoff_ms": .int(50)])])
+        let flaky = Self.id(t[0]), failing = Self.id(t[1])
+        #expect(waitFor(seconds: 60) { Self.str(a.show(flaky)["state"]) == "completed" }, "\(a.show(flaky))")
+        #expect(waitFor(seconds: 60) { Self.str(a.show(failing)["state"]) == "dead" }, "\(a.show(failing))")
+        let f = a.show(flaky), d = a.show(failing)
+        guard case .array(let fh)? = f["attempt_history"], case .array(let dh)? = d["attempt_history"] else { Issue.record("\(f) \(d)"); return }
+        #expect(fh.map { Self.str($0["outcome"]) ?? "" } == ["failed", "completed"], "\(fh)")
+        #expect(dh.map { Self.str($0["outcome"]) ?? "" } == ["failed", "failed"], "\(dh)")
+        #expect(dh.allSatisfy { Self.str($0["node"]) == "b" })
+        #expect(Self.str(d["error"])?.contains("2 attempt(s) failed") == true, "\(d)")
+        // b recorded both attempts of each, under the same ids.
+        let there = b.show(failing)
+        guard case .array(let rows)? = there["attempt_history"] else { Issue.record("\(there)"); return }
+        #expect(rows.map { Self.str($0["outcome"]) ?? "" } == ["failed", "failed"], "\(rows)")
+    }
 }
