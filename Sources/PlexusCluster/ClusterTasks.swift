@@ -165,7 +165,11 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
                            traceID: plexus_id(hex: task.id) ?? .none)
         let parcel = TaskParcel(meta: ["task": .string(task.id), "origin": .string(node), "attempt": .int(Int64(attempt)),
                                        "timeout_ms": .int(task.timeout_ms), "capability": .string(task.capability)], envelope: env)
-        try js.publish(taskSubject(task.capability), try parcel.encode(), msgID: "\(task.id)-\(attempt)")
+        // The same attempt offered twice (this host killed between offering
+        // it and recording it as running) has the same id, and is stored
+        // once; a task retried by hand starts its attempts again from 1
+        // with a new not_before, so its offers are new messages.
+        try js.publish(taskSubject(task.capability), try parcel.encode(), msgID: "\(task.id)-\(attempt)-\(task.not_before_unix_ns)")
     }
 
     public func claim(key: String, taskID: String, stale: (KeyHolder) -> Bool) throws(PlexusError) -> KeyHolder? {
@@ -242,7 +246,8 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         let (have, stopping) = state.withLock { (Set($0.fetchers.keys), $0.stopping) }
         if stopping { return }
         for cap in have.subtracting(want) {
-            if let f = state.withLock({ $0.fetchers.removeValue(forKey: cap) }) { f.stop.set() }
+            // Its providers are gone: the fetcher ends (within one fetch's 500 ms) and is joined.
+            if let f = state.withLock({ $0.fetchers.removeValue(forKey: cap) }) { f.stop.set(); f.thread.join() }
         }
         for cap in want.subtracting(have).sorted() {
             do throws(PlexusError) {

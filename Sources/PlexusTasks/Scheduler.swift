@@ -205,8 +205,12 @@ public final class Scheduler: @unchecked Sendable {
 
     /// A dead-lettered or cancelled task runs again, with fresh attempts.
     public func retry(_ id: String) throws(PlexusError) -> TaskRecord {
-        try reopen(id, from: [.dead, .cancelled], event: "task.retried_by_hand") { t in
-            t.state = .queued; t.attempts = 0; t.error = nil; t.not_before_unix_ns = 0; t.finished_unix_ns = 0
+        // In a cluster its attempts are offered again from 1: not_before
+        // (the moment of the retry, so it still runs at once) tells these
+        // offers from the first ones, which JetStream would drop as duplicates.
+        let again = exchange == nil ? 0 : PlexusThreads.Clock.unixNanos()
+        return try reopen(id, from: [.dead, .cancelled], event: "task.retried_by_hand") { t in
+            t.state = .queued; t.attempts = 0; t.error = nil; t.not_before_unix_ns = again; t.finished_unix_ns = 0
         }
     }
 
