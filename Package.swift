@@ -132,7 +132,8 @@ let package = Package(
         // Swift: several hosts as one system over NATS (plexus run --nats): joining, subjects,
         // announcements and heartbeats, and routing to agents, capabilities and topics on other hosts.
         .target(name: "PlexusCluster", dependencies: [
-            "CNats", "PlexusCore", "PlexusHost", "PlexusThreads", .product(name: "Logging", package: "swift-log")]),
+            "CNats", "PlexusCore", "PlexusHost", "PlexusThreads", .product(name: "Logging", package: "swift-log"),
+            "PlexusStore", "PlexusTasks"]),
         // The CLI, one file per subcommand.
         .executableTarget(
             name: "plexus",

@@ -22,7 +22,7 @@ cc -std=c11 -O2 -Wall -Wextra -Iinclude -ISources/CPlexusInternal/include -ISDK/
     SDK/c/plexus_client.c Sources/CPlexus/wire.c -o "$tmp/cluster_rr" -lnats
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="nats://127.0.0.1:$port"
-nats-server -a 127.0.0.1 -p "$port" >"$tmp/nats.log" 2>&1 & pids+=($!)
+nats-server -a 127.0.0.1 -p "$port" -js -sd "$tmp/js" >"$tmp/nats.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -qs "Server is ready" "$tmp/nats.log" && break; sleep 0.1; done
 mkdir -p "$tmp/a" "$tmp/b"
 cp Benchmarks/agents/pong0.so "$tmp/b/"

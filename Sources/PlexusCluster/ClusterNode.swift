@@ -678,3 +678,13 @@ extension ClusterNode {
         return try stream.page(after: UInt64(try int("after", 0...Int64.max) ?? 0), limit: Int(try int("limit", 1...10_000) ?? 500), kind: kind)
     }
 }
+
+extension ClusterNode {
+    /// The connection durable tasks put their JetStream context on (ClusterTasks).
+    var connection: NatsConnection { conn }
+
+    /// The live nodes (not this one) announcing a provider of capability.
+    func providerNodes(of capability: String) -> [String] {
+        state.withLock { $0.directory.providers(of: capability) }
+    }
+}

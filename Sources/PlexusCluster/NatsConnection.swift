@@ -13,7 +13,7 @@ final class NatsConnection: @unchecked Sendable {
     typealias Handler = @Sendable (_ subject: String, _ reply: String?, _ data: UnsafeRawBufferPointer) -> Void
 
     /// The libnats connection; valid from init until close().
-    let nc: OpaquePointer   // internal: the JetStream code (EventStream.swift) makes its context on it
+    let nc: OpaquePointer   // internal: the JetStream code (JetStream.swift, EventStream.swift) makes its contexts on it
     private let subscriptions = Mutex<[Int: Subscription]>([:])
     private let nextID = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)

@@ -34,11 +34,19 @@ public final class Scheduler: @unchecked Sendable {
     /// Told of every task that ended (completed, dead-lettered, cancelled)
     /// once that end is on disk; set before start(). Workflows advance on it.
     public var onFinished: (@Sendable (TaskRecord) -> Void)?
+    /// The cluster's task exchange (TaskExchange.swift); set before
+    /// start(). When set, every ready task goes through it instead of to a
+    /// local provider, and outcomes come back through deliver(_:recorded:).
+    public var exchange: TaskExchange?
+    /// Keyed submissions claim their key cluster-wide one at a time (a
+    /// claim and the commit that follows it are one step on this host).
+    private let claiming = Mutex(())
 
     private enum Input {
         case submitted([TaskRecord])
         case answered(String, Envelope, startedNs: Int64)
         case reopened(TaskRecord)
+        case remote(RemoteOutcome, recorded: @Sendable () -> Void)
     }
 
     private let lock = ConditionLock()
@@ -91,7 +99,9 @@ public final class Scheduler: @unchecked Sendable {
     /// starts scheduling.
     public func start() throws {
         for var t in try store.openTasks() {
-            if t.state == .running {
+            // In a cluster a running task's attempt is held by JetStream
+            // (or already done there): its outcome still comes, here.
+            if t.state == .running && exchange == nil {
                 t.state = .queued
                 let id = t.id
                 store.enqueue { db in
@@ -125,6 +135,36 @@ public final class Scheduler: @unchecked Sendable {
                                           "key": r.idempotency_key.map(JSONValue.string) ?? .null]).text
             return (spec: s, record: r, event: event)
         }
+        if let exchange, made.contains(where: { $0.spec.idempotencyKey != nil }) {
+            // The key is claimed cluster-wide (JetStream KV, create-if-absent)
+            // before the local commit; a key held by another node's task
+            // answers with that task's id, and nothing is stored here.
+            return try claiming.withLock { _ throws(PlexusError) -> [TaskRecord] in
+                var elsewhere: [String: TaskRecord] = [:]
+                let store = self.store, me = exchange.node
+                for (s, r, _) in made {
+                    guard let key = s.idempotencyKey, elsewhere[key] == nil, (try? store.task(idempotencyKey: key)) == nil else { continue }
+                    if let h = try exchange.claim(key: key, taskID: r.id, stale: { h in h.node == me && (try? store.task(h.taskID)) == nil }),
+                       h.taskID != r.id {
+                        var held = r
+                        held.id = h.taskID
+                        held.agent = "\(h.node)/"   // where it lives: `plexus tasks show` there
+                        elsewhere[key] = held
+                    }
+                }
+                let kept = made.filter { m in m.spec.idempotencyKey.map { elsewhere[$0] == nil } ?? true }
+                var stored = try commitSubmitted(kept, now: now)[...]
+                return made.map { m in
+                    if let key = m.spec.idempotencyKey, let held = elsewhere[key] { return held }
+                    return stored.popFirst()!
+                }
+            }
+        }
+        return try commitSubmitted(made, now: now)
+    }
+
+    /// Stores the records (one transaction) and schedules the fresh ones.
+    private func commitSubmitted(_ made: [(spec: TaskSpec, record: TaskRecord, event: String)], now: Int64) throws(PlexusError) -> [TaskRecord] {
         var out: [TaskRecord] = []
         var fresh: [TaskRecord] = []
         do {
@@ -165,8 +205,12 @@ public final class Scheduler: @unchecked Sendable {
 
     /// A dead-lettered or cancelled task runs again, with fresh attempts.
     public func retry(_ id: String) throws(PlexusError) -> TaskRecord {
-        try reopen(id, from: [.dead, .cancelled], event: "task.retried_by_hand") { t in
-            t.state = .queued; t.attempts = 0; t.error = nil; t.not_before_unix_ns = 0; t.finished_unix_ns = 0
+        // In a cluster its attempts are offered again from 1: not_before
+        // (the moment of the retry, so it still runs at once) tells these
+        // offers from the first ones, which JetStream would drop as duplicates.
+        let again = exchange == nil ? 0 : PlexusThreads.Clock.unixNanos()
+        return try reopen(id, from: [.dead, .cancelled], event: "task.retried_by_hand") { t in
+            t.state = .queued; t.attempts = 0; t.error = nil; t.not_before_unix_ns = again; t.finished_unix_ns = 0
         }
     }
 
@@ -266,6 +310,7 @@ public final class Scheduler: @unchecked Sendable {
             if t.state == .cancelled { open[t.id] = t; drop(t.id, failedBecause: "task \(t.id) was cancelled"); return }
             adopt(t)
         case .answered(let id, let answer, let started): finish(id, answer, startedNs: started)
+        case .remote(let o, let recorded): finishRemote(o, recorded: recorded)
         }
     }
 
@@ -298,6 +343,7 @@ public final class Scheduler: @unchecked Sendable {
     /// capacity; each send adds to a provider's load at once, so one pass
     /// never overfills it.
     private func dispatch(now: Int64) {
+        if let exchange { dispatch(to: exchange, now: now); return }
         starved.store(true, ordering: .relaxed)   // before reading capacity: a finish during the pass still wakes us
         for cap in Array(ready.keys) {
             let room = host.spareCapacity(of: cap)
@@ -378,7 +424,10 @@ public final class Scheduler: @unchecked Sendable {
 
     /// Why a task for `capability` cannot start now for want of a provider;
     /// nil when an active agent provides it.
-    public func whyUnprovided(_ capability: String) -> String? { host.whyUnprovided(capability) }
+    public func whyUnprovided(_ capability: String) -> String? {
+        if let exchange { return exchange.whyUnprovided(capability) }   // in a cluster: no provider on any node
+        return host.whyUnprovided(capability)
+    }
 
     private func start(_ id: String, now: Int64) {
         clearWaiting(id)
@@ -412,7 +461,7 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     /// An attempt ended: completed, retried, or dead-lettered.
-    private func finish(_ id: String, _ answer: Envelope, startedNs: Int64) {
+    private func finish(_ id: String, _ answer: Envelope, startedNs: Int64, node: String? = nil) {
         running.ended(id)
         guard var t = open[id] else { return }
         let now = clock.unixNanos()
@@ -421,7 +470,10 @@ public final class Scheduler: @unchecked Sendable {
             return
         }
         if host.tracer.enabled, let key = t.idempotency_key { traceAttempt(t, key: key, answer, startedNs: startedNs, now: now) }
-        let agent = answer.sender.isEmpty ? nil : answer.sender
+        let sender = answer.sender.isEmpty ? nil : answer.sender
+        // Run on another node (RemoteOutcome): recorded as `node/agent`, the
+        // host's own answers there as `node/plexus`.
+        let agent = node.map { "\($0)/\(sender ?? "plexus")" } ?? sender
         if answer.kind == .response {
             t.state = .completed; t.result = Data(answer.payload); t.result_type = answer.contentType
             t.agent = agent; t.finished_unix_ns = now
@@ -443,7 +495,7 @@ public final class Scheduler: @unchecked Sendable {
         let e = Host.error(from: answer)
         // The host answers for an agent it lost (sender "plexus"); an agent's
         // own error answer, whatever its status, is the task's failure.
-        let byHost = agent == nil || agent == "plexus"
+        let byHost = sender == nil || sender == "plexus"
         let lost = TaskPolicy.reassigns(e.status, byHost: byHost)
         let a = AttemptRecord(task_id: id, attempt: t.attempts, agent: agent, started_unix_ns: startedNs, finished_unix_ns: now,
                               outcome: lost ? "agent lost" : "failed", detail: "\(e.name): \(e.detail)")
@@ -588,5 +640,95 @@ extension Scheduler {
                            agent: answer.sender.isEmpty ? t.capability : answer.sender,
                            start: startedNs - unix + mono, end: now - unix + mono,
                            status: answer.kind == .error ? answer.status : 0, attempt: t.attempts, link: t.id)
+    }
+}
+
+// MARK: in a cluster (TaskExchange)
+
+extension Scheduler {
+    /// An attempt's outcome from the host that ran it (ClusterTasks, on its
+    /// fetch thread). `recorded` runs once what it changed here is on disk
+    /// (or at once when it changes nothing): then the message carrying it
+    /// may be acknowledged.
+    public func deliver(_ outcome: RemoteOutcome, recorded: @escaping @Sendable () -> Void) {
+        post(.remote(outcome, recorded: recorded))
+    }
+}
+
+extension Scheduler {
+    /// Every ready task of a capability some node provides goes to the
+    /// exchange at once (in priority order): the hosts' fetchers take
+    /// them as their providers have room. One no node provides waits as
+    /// it would for a local provider (awaitProvider).
+    fileprivate func dispatch(to exchange: TaskExchange, now: Int64) {
+        for cap in Array(ready.keys) {
+            if let why = exchange.whyUnprovided(cap) { awaitProvider(cap, why, now: now); continue }
+            while let r = ready[cap]?.popMin() {
+                guard open[r.id]?.state == .queued else { continue }
+                offer(r.id, to: exchange, now: now)
+            }
+            providerFound(cap)
+            ready[cap] = nil
+        }
+    }
+
+    /// Like start(), with the exchange in place of a local request: the
+    /// attempt is counted here (the submitting host counts attempts; a
+    /// redelivery to another host after one died is the same attempt).
+    private func offer(_ id: String, to exchange: TaskExchange, now: Int64) {
+        clearWaiting(id)
+        guard var t = open[id] else { return }
+        if t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now {
+            deadLetter(id, reason: "its deadline passed before it could run", now: now)
+            return
+        }
+        t.state = .running
+        t.attempts += 1
+        open[id] = t
+        let attempt = t.attempts
+        do throws(PlexusError) {
+            // Stored in the stream before it is marked running here: a
+            // crash in between offers it again under the same message id.
+            try exchange.offer(t, attempt: attempt)
+        } catch {
+            // Not the host's own answer (no immediate reassignment): a
+            // failure with its backoff, so NATS being away costs attempts slowly.
+            post(.answered(id, Envelope(kind: .error, target: .reply,
+                                        payload: Array(JSONValue.object(["error": .string(error.name), "message": .string(error.detail)]).text.utf8),
+                                        sender: "plexus.cluster", status: error.status), startedNs: now))
+            return
+        }
+        let event = JSONValue.object(["capability": .string(t.capability), "attempt": .int(Int64(attempt)), "via": .string("jetstream")]).text
+        store.enqueue { db in
+            try Store.markStarted(db, id: id, attempt: attempt)
+            try Store.appendEvent(db, kind: "task.started", subject: id, json: event, at: now)
+        }
+    }
+
+    /// An outcome from another host (or this one's fetcher). A completion
+    /// is final whatever attempt it ran as (the done-marker let one run
+    /// complete); a failure counts only for the attempt running now (an
+    /// older one's, redelivered, is stale).
+    fileprivate func finishRemote(_ o: RemoteOutcome, recorded: @escaping @Sendable () -> Void) {
+        guard var t = open[o.taskID], t.state == .running || t.state == .queued else {
+            recorded()
+            return
+        }
+        if t.state == .queued {
+            // Queued here, yet an outcome: it was offered before this host
+            // restarted and its running state was not on disk yet (the offer
+            // made again was the same message, dropped as a duplicate), or
+            // an older attempt completed after all. Either is its outcome.
+            guard o.answer.kind == .response || o.attempt > t.attempts else { recorded(); return }
+            t.state = .running
+            t.attempts = max(t.attempts, o.attempt)
+            open[o.taskID] = t
+        } else if o.answer.kind != .response && o.attempt != t.attempts {
+            recorded()   // a failure of an older attempt, delivered late: stale
+            return
+        }
+        finish(o.taskID, o.answer, startedNs: o.startedNs, node: o.node)
+        // After finish's writes, in the same order: on disk when this runs.
+        store.enqueue({ _ in }, done: { _ in recorded() })
     }
 }

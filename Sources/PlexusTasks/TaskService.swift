@@ -46,7 +46,7 @@ public enum TaskService {
             }
             return .array(try s.submit(specs).map { t in
                 var o = fields(t, full: false)
-                if let why = host.whyUnprovided(t.capability) {
+                if o["note"] == nil, let why = s.whyUnprovided(t.capability) {
                     o["note"] = .string("\(why) now; the task waits for one up to its timeout_ms (\(t.timeout_ms) ms) per attempt")
                 }
                 return .object(o)
@@ -62,7 +62,15 @@ public enum TaskService {
             return .array(try store { try s.store.tasks(state: state, limit: limit) }.map { summary($0) })
         case "plexus.tasks.show":
             let id = try ServiceArguments.string(args, "id")
-            guard let t = try store({ try s.store.task(id) }) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
+            guard let t = try store({ try s.store.task(id) }) else {
+                // In a cluster: a task another node submitted, attempts of which ran here.
+                let ran = try store { try s.store.attempts(of: id) }
+                guard !ran.isEmpty else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
+                return .object(["id": .string(id), "state": .string("elsewhere"),
+                                "note": .string("submitted on another node (\(ran[0].detail.split(separator: ";").first ?? "")); this host ran the attempts below; its record is there"),
+                                "node": ran.compactMap(\.agent).last.flatMap(node).map(JSONValue.string) ?? .null,
+                                "attempt_history": .array(ran.map(attempt))])
+            }
             var o = fields(t, full: true)
             let history = try store { try s.store.attempts(of: id) }
             o["attempt_history"] = .array(history.map(attempt))
@@ -100,6 +108,16 @@ public enum TaskService {
             "key": t.idempotency_key.map(JSONValue.string) ?? .null,
             "after": .array(t.dependencies.map(JSONValue.string)),
         ]
+        // In a cluster the agent is `node/agent`: the node it ran on. A task
+        // answered by its idempotency key from another node is named by its
+        // node alone (`b/`): it lives there.
+        if let a = t.agent, let n = node(a) {
+            o["node"] = .string(n)
+            if a.hasSuffix("/") {
+                o["agent"] = .null
+                o["note"] = .string("the key '\(t.idempotency_key ?? "")' belongs to task \(t.id), submitted on node \(n): `plexus tasks show \(t.id)` there")
+            }
+        }
         if full {
             o["payload"] = text(t.payload)
             o["content_type"] = .string(t.content_type)
@@ -110,8 +128,16 @@ public enum TaskService {
 
     static func attempt(_ a: AttemptRecord) -> JSONValue {
         let agent: JSONValue = a.agent.map(JSONValue.string) ?? .null
-        return .object(["attempt": .int(Int64(a.attempt)), "agent": agent, "outcome": .string(a.outcome), "detail": .string(a.detail),
-                        "ms": .int((a.finished_unix_ns - a.started_unix_ns) / 1_000_000)])
+        var o: [String: JSONValue] = ["attempt": .int(Int64(a.attempt)), "agent": agent, "outcome": .string(a.outcome), "detail": .string(a.detail),
+                                      "ms": .int(max(0, a.finished_unix_ns - a.started_unix_ns) / 1_000_000)]
+        if let n = a.agent.flatMap(node) { o["node"] = .string(n) }
+        return .object(o)
+    }
+
+    /// The node of a `node/agent` name (a task run on another host); nil for a local agent.
+    static func node(_ agent: String) -> String? {
+        guard let slash = agent.firstIndex(of: "/") else { return nil }
+        return String(agent[..<slash])
     }
 
     /// Bytes as JSON when they are JSON, else as text.

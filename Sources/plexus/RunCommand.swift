@@ -37,7 +37,7 @@ struct RunCommand: ParsableCommand {
         valueName: "HOST:PORT"))
     var httpAddress: String?
     @Option(name: .customLong("nats"), help: ArgumentHelp(
-        "Join the hosts on this NATS server as one system: agents, capabilities and topics reach across them; several servers of one NATS cluster comma-separated (default: plexus.yaml's nats.url; none: this host is alone).",
+        "Join the hosts on this NATS server as one system: agents, capabilities and topics reach across them; several servers of one NATS cluster comma-separated; durable tasks then run on any host's providers through JetStream (nats-server -js) (default: plexus.yaml's nats.url; none: this host is alone).",
         valueName: "nats://HOST:PORT"))
     var natsURL: String?
     @Option(name: .customLong("node"), help: "This host's name in the cluster, unique in it (default: plexus.yaml's nats.node, else the hostname).")
@@ -98,6 +98,19 @@ struct RunCommand: ParsableCommand {
         if db.openReport != "ok" { FileHandleErr.note("plexus: the store \(path) was damaged and recovered: \(db.openReport)") }
         do { try db.startRetention(config.store.retention) } catch { throw CLIError("\(error)") }
         let scheduler = try Scheduler(host: host, store: db)
+        // Durable tasks across the cluster's hosts, on JetStream (ClusterTasks).
+        var clusterTasks: ClusterTasks?
+        if let cluster {
+            // Without JetStream (nats-server started without -js, or a NATS
+            // user not allowed its subjects) the host still joins; its
+            // durable tasks stay its own, and it says so.
+            do {
+                clusterTasks = try ClusterTasks(cluster, host: host, store: db)
+                scheduler.exchange = clusterTasks
+            } catch {
+                FileHandleErr.note("plexus: warning: durable tasks run on this host only: \(error.detail)")
+            }
+        }
         let engine = try WorkflowEngine(scheduler: scheduler)
         // Made before the host starts: it counts who sends to whom from the first message.
         let dashboard = config.http.listen == nil ? nil : Dashboard(host: host, scheduler: scheduler, engine: engine, store: db)
@@ -125,6 +138,7 @@ struct RunCommand: ParsableCommand {
             throw CLIError(error.detail)
         }
         try scheduler.start()
+        do { try clusterTasks?.start(scheduler: scheduler) } catch { throw CLIError(error.detail) }
         try engine.start()   // runs that were running when the host stopped go on
         let server: SocketServer
         var socketOptions = SocketServer.Options()
@@ -169,6 +183,7 @@ struct RunCommand: ParsableCommand {
         // Connected clients keep their connections through the grace period,
         // so what they asked for is answered (or SHUTTING_DOWN) before they go.
         server.stopAccepting()
+        clusterTasks?.stop()   // no more durable tasks fetched here; what runs still answers
         cluster?.stop()   // the other hosts drop this one now; nothing new arrives from them
         engine.stop()
         scheduler.stop()

@@ -26,7 +26,11 @@ final class NatsServer {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         log = dir + "/nats.log"
         FileManager.default.createFile(atPath: log, contents: nil)
-        var args = ["-a", "127.0.0.1", "-p", "\(self.port)"] + arguments
+        // JetStream on (durable tasks across hosts), its files kept per port:
+        // a server restarted on the same port finds its streams again. A
+        // JetStream cluster (routes) needs each server named.
+        let store = Fixtures.dir + "/nats-js-\(self.port)"
+        var args = ["-a", "127.0.0.1", "-p", "\(self.port)", "-js", "-sd", store, "--server_name", "plexus-test-\(self.port)"] + arguments
         if let config {
             try config.write(toFile: dir + "/nats.conf", atomically: true, encoding: .utf8)
             args += ["-c", dir + "/nats.conf"]
@@ -343,7 +347,7 @@ final class NatsServer {
     @Test func grantsApplyOnTheReceivingHostWhichAuditsTheSenderAsNodeSlashAgent() throws {
         // Each node's NATS user may publish only under its own prefix: the subject's node is the sender's.
         func user(_ n: String) -> String {
-            "{ user: \(n), password: \(n)pw, permissions: { publish: { allow: [\"plexus.plexus.from.\(n).>\"] }, subscribe: { allow: [\">\"] }, allow_responses: true } }"
+            "{ user: \(n), password: \(n)pw, permissions: { publish: { allow: [\"plexus.plexus.from.\(n).>\", \"$JS.API.>\", \"$JS.ACK.>\", \"$KV.PLEXUS_plexus_TASKS_DONE.>\", \"$KV.PLEXUS_plexus_TASK_KEYS.>\", \"plexus.plexus.task.>\", \"plexus.plexus.outcome.>\"] }, subscribe: { allow: [\">\"] }, allow_responses: true } }"
         }
         let nats = try NatsServer(config: "authorization { users = [ \(user("a")), \(user("b")) ] }\n")
         let a = try Self.node("a", nats.url(user: "a", password: "apw"), plugins: [:])
