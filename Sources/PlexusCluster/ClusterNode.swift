@@ -139,7 +139,7 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
     }
 
-    /// The NATS connection, for the JetStream key-value store (ClusterKeyValue.swift).
+    /// The NATS connection, for JetStream: durable tasks (ClusterTasks), the key-value store (ClusterKeyValue).
     var connection: NatsConnection { conn }
 
     /// Publishes every event the host appends to its log to the cluster's
@@ -680,9 +680,6 @@ extension ClusterNode {
 }
 
 extension ClusterNode {
-    /// The connection durable tasks put their JetStream context on (ClusterTasks).
-    var connection: NatsConnection { conn }
-
     /// The live nodes (not this one) announcing a provider of capability.
     func providerNodes(of capability: String) -> [String] {
         state.withLock { $0.directory.providers(of: capability) }
