@@ -115,6 +115,19 @@ static plexus_status pump(void) {
 
 static plexus_status handle(const plexus_envelope *m) {
 #ifdef PING
+    if (m->kind == PLEXUS_KIND_ERROR) {            /* a round trip failed (TIMEOUT, UNAVAILABLE…): so does the measurement */
+        free(lat);
+        lat = NULL;
+        total = 0;
+        plexus_envelope r = plexus_envelope_init();
+        r.kind = PLEXUS_KIND_ERROR;
+        r.correlation_id = starter;
+        r.status = m->status;
+        r.content_type = m->content_type;
+        r.payload = m->payload;
+        r.payload_len = m->payload_len;
+        return plexus_sdk_host->reply(plexus_sdk_ctx(), &r);
+    }
     if (m->kind == PLEXUS_KIND_RESPONSE) {
         if (total == 0) return finish();          /* oneway: the peer has seen everything */
         if (lat) {
