@@ -43,6 +43,14 @@ struct ClusterBench {
         let children = Children(directory: dir)
         children.stopOnSignals()
         defer { children.stopAll() }
+        do { try measure(children, in: dir, natsServer: natsServer, floorTool: floorTool) } catch {
+            // Ctrl-C stops the hosts under a call in flight: that is no failure to report.
+            if children.interrupted { children.awaitExit() }
+            throw error
+        }
+    }
+
+    private func measure(_ children: Children, in dir: String, natsServer: String, floorTool: String) throws {
         do {
             for sub in ["a", "b"] { try FileManager.default.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true) }
             try FileManager.default.copyItem(atPath: "\(agents)/ping0.so", toPath: "\(dir)/a/ping0.so")
@@ -228,6 +236,14 @@ final class Children: Sendable {
     private let running = Mutex<[(pid: pid_t, graceful: Bool)]>([])
     /// Their working directory (sockets, stores, logs), removed with them.
     let directory: String
+    private let stopping = Atomic<Bool>(false)
+    /// A signal came: the thread that took it stops the children and exits.
+    var interrupted: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Waits for the signal's thread to end the process (with status 130).
+    func awaitExit() -> Never {
+        while true { pause() }
+    }
 
     init(directory: String) { self.directory = directory }
 
@@ -248,6 +264,7 @@ final class Children: Sendable {
             sigaddset(&waited, SIGTERM)
             var sig: Int32 = 0
             guard sigwait(&waited, &sig) == 0 else { return }
+            stopping.store(true, ordering: .releasing)
             FileHandleErr.note("plexus: interrupted: stopping the benchmark's nats-server and hosts")
             stopAll()
             Glibc.exit(ExitStatus.interrupted)
