@@ -12,7 +12,11 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Measure routing between C agents, in process, through sockets, workers and NATS; prints `name: value unit` lines.",
         discussion: """
-            Build the agents first: Benchmarks/build.sh (Benchmarks/run.sh does everything). Each line is printed beside             a floor measured in the same run. --cluster measures across hosts instead: it starts its own nats-server on             127.0.0.1 (a free port) and two hosts (`plexus run --nats`) with the benchmark agents, prints             cluster_rr_per_s, cluster_rr_p50_us and cluster_publish_per_s beside raw libnats request/reply and publish             on the same server, and stops them all at the end, on an error and on Ctrl-C.
+            Build the agents first: Benchmarks/build.sh (Benchmarks/run.sh does everything). Each line is printed beside \
+            a floor measured in the same run. --cluster measures across hosts instead: it starts its own nats-server on \
+            127.0.0.1 (a free port) and two hosts (`plexus run --nats`) with the benchmark agents, prints \
+            cluster_rr_per_s, cluster_rr_p50_us and cluster_publish_per_s beside raw libnats request/reply and publish \
+            on the same server, and stops them all at the end, on an error and on Ctrl-C.
             """)
 
     @Option(help: "Directory holding ping0/pong0/ping1/pong1.so.") var agents = "Benchmarks/agents"
