@@ -1,14 +1,20 @@
-/* cluster_rr — request/reply round trips through NATS, two ways, one call at
-** a time, with the median round trip:
+/* cluster_rr — the raw libnats floors of `plexus bench --cluster`, and a
+** socket client's round trips through a host, one call at a time:
 **     cluster_rr raw URL N                 raw libnats: natsConnection_Request to a
-**                                          responder on a second connection
+**                                          responder on a second connection, with the
+**                                          median round trip
+**     cluster_rr pub URL N                 raw libnats: N 64-byte publishes on one
+**                                          connection, counted on arrival by a
+**                                          subscriber on a second one
 **     cluster_rr plexus SOCKET AGENT N     a C client of one host calling an agent
-**                                          (by name) that runs on another host
-** Prints "<name>_per_s: R" and "<name>_p50_us: P" (name raw_nats_rr or
-** cluster_rr). Run by Benchmarks/cluster.sh. */
+**                                          (by name), which may run on another host
+** Prints "<name>_per_s: R" and, for round trips, "<name>_p50_us: P" (name
+** raw_nats_rr, raw_nats_publish, or cluster_rr / $CLUSTER_RR_NAME). Both
+** connections set send-asap, as PlexusCluster's do. Built by Benchmarks/build.sh. */
 #define _POSIX_C_SOURCE 200809L
 #include "plexus_client.h"
 #include <nats/nats.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +73,66 @@ static int raw(const char *url, int n) {
     return 0;
 }
 
+struct arrivals {
+    pthread_mutex_t lock;
+    int64_t count;
+    double last_us;
+};
+
+static void count_arrival(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    (void)nc; (void)sub;
+    struct arrivals *a = closure;
+    double t = now_us();
+    pthread_mutex_lock(&a->lock);
+    a->count++;
+    a->last_us = t;
+    pthread_mutex_unlock(&a->lock);
+    natsMsg_Destroy(msg);
+}
+
+/* Publishes n messages; the rate is what arrived over the time from the
+** first publish to the last arrival. Stops waiting after 2 s without one
+** (what libnats dropped as a slow consumer is then not counted). */
+static int publish(const char *url, int n) {
+    natsConnection *sender = NULL, *receiver = NULL;
+    natsSubscription *sub = NULL;
+    natsOptions *opts = NULL;
+    natsOptions_Create(&opts);
+    natsOptions_SetURL(opts, url);
+    natsOptions_SetSendAsap(opts, true);
+    if (natsConnection_Connect(&sender, opts) != NATS_OK || natsConnection_Connect(&receiver, opts) != NATS_OK) {
+        fprintf(stderr, "cannot connect to %s\n", url);
+        return 1;
+    }
+    struct arrivals a = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    natsConnection_Subscribe(&sub, receiver, "bench.rawpub", count_arrival, &a);
+    natsSubscription_SetPendingLimits(sub, 65536, 64 << 20);   /* as PlexusCluster's subscriptions */
+    natsConnection_Flush(receiver);
+    static const char payload[] = "0123456789012345678901234567890123456789012345678901234567890123";
+    double t0 = now_us();
+    for (int i = 0; i < n; i++) {
+        if (natsConnection_Publish(sender, "bench.rawpub", payload, 64) != NATS_OK) { fprintf(stderr, "raw publish failed\n"); return 1; }
+    }
+    natsConnection_Flush(sender);
+    int64_t got;
+    double last;
+    for (;;) {   /* polled every millisecond: the waiting is not measured */
+        pthread_mutex_lock(&a.lock);
+        got = a.count;
+        last = a.last_us;
+        pthread_mutex_unlock(&a.lock);
+        if (got >= n || (now_us() - (got ? last : t0)) > 2e6) break;
+        nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+    }
+    printf("raw_nats_publish_per_s: %.0f\n", got / ((last - t0) / 1e6));
+    if (got < n) printf("raw_nats_publish_lost: %lld\n", (long long)(n - got));
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(sender);
+    natsConnection_Destroy(receiver);
+    natsOptions_Destroy(opts);
+    return 0;
+}
+
 static int plexus(const char *socket, const char *agent, int n) {
     plexus_client *c;
     char err[512];
@@ -91,7 +157,8 @@ static int plexus(const char *socket, const char *agent, int n) {
 
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "raw") == 0) return raw(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "pub") == 0) return publish(argv[2], atoi(argv[3]));
     if (argc == 5 && strcmp(argv[1], "plexus") == 0) return plexus(argv[2], argv[3], atoi(argv[4]));
-    fprintf(stderr, "usage: cluster_rr raw URL N | cluster_rr plexus SOCKET AGENT N\n");
+    fprintf(stderr, "usage: cluster_rr raw URL N | cluster_rr pub URL N | cluster_rr plexus SOCKET AGENT N\n");
     return 2;
 }

@@ -75,6 +75,10 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     let eventStream: EventStream?
     /// Reads of the event stream for `plexus events --cluster`: off the dispatcher threads, bounded.
     private let eventReads = WorkPool(name: "plexus-events-read", threads: 2, queueLimit: 64)
+    /// Which agents may run on libnats' delivery threads (InlineDelivery.swift).
+    private let inlinePolicy = InlineDeliveryPolicy()
+    /// One runner per subscription (its deliveries never overlap).
+    private func inline() -> InlineDelivery { InlineDelivery(host.inlineRunner(), policy: inlinePolicy) }
 
     /// A connection that holds its node name: made before the host, so a
     /// refused name or an unreachable server stops `plexus run` before any
@@ -217,10 +221,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
             self.state.withLock { $0.reconnectedMono = Clock.monotonicNanos() }
             self.wake.withLock { self.wake.signal() }
         })
-        _ = try conn.subscribe(subjects.agentsHere) { [unowned self] s, _, d in self.onAgent(s, d) }
-        _ = try conn.subscribe(subjects.capabilitiesHere) { [unowned self] s, _, d in self.onCapabilityHere(s, d) }
-        _ = try conn.subscribe(subjects.topics) { [unowned self] s, _, d in self.onTopic(s, d) }
-        _ = try conn.subscribe(subjects.repliesHere) { [unowned self] s, _, d in self.onReply(s, d) }
+        // What arrives for agents runs them on the delivery thread (InlineDelivery.swift).
+        let toAgents = inline(), toCapabilities = inline(), toTopics = inline(), replies = inline()
+        _ = try conn.subscribe(subjects.agentsHere) { [unowned self] s, _, d in toAgents.deliver { self.onAgent(s, d) } }
+        _ = try conn.subscribe(subjects.capabilitiesHere) { [unowned self] s, _, d in toCapabilities.deliver { self.onCapabilityHere(s, d) } }
+        _ = try conn.subscribe(subjects.topics) { [unowned self] s, _, d in toTopics.deliver { self.onTopic(s, d) } }
+        _ = try conn.subscribe(subjects.repliesHere) { [unowned self] s, _, d in replies.deliver { self.onReply(s, d) } }
         _ = try conn.subscribe(subjects.tookHere) { [unowned self] s, _, d in self.onTook(s, d) }
         _ = try conn.subscribe(subjects.cancelsHere) { [unowned self] s, _, d in self.onCancel(s, d) }
         _ = try conn.subscribe(subjects.announcements) { [unowned self] s, _, d in self.onAnnouncement(s, d) }
@@ -331,7 +337,8 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         }
         for (cap, id) in remove { conn.unsubscribe(id); state.withLock { _ = $0.capabilitySubs.removeValue(forKey: cap) } }
         for cap in add {
-            let id = try conn.subscribe(subjects.capabilityHere(cap), queue: cap) { [unowned self] s, _, d in self.onCapability(s, d) }
+            let via = inline()
+            let id = try conn.subscribe(subjects.capabilityHere(cap), queue: cap) { [unowned self] s, _, d in via.deliver { self.onCapability(s, d) } }
             state.withLock { $0.capabilitySubs[cap] = id }
         }
     }

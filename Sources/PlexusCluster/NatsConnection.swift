@@ -6,8 +6,9 @@ import Synchronization
 
 /// One connection to a NATS server through libnats, the official C client:
 /// publish, subscribe (with a queue group or not), request. Messages reach
-/// a subscription's handler on libnats' delivery thread (one shared pool,
-/// not a thread per subscription); handlers must not block.
+/// a subscription's handler on that subscription's libnats delivery
+/// thread; handlers must not block for long (ClusterNode runs quick agents
+/// there, InlineDelivery).
 /// @unchecked: the libnats handle is thread-safe (libnats locks inside).
 final class NatsConnection: @unchecked Sendable {
     typealias Handler = @Sendable (_ subject: String, _ reply: String?, _ data: UnsafeRawBufferPointer) -> Void
@@ -46,8 +47,10 @@ final class NatsConnection: @unchecked Sendable {
         // Each publish is written at once: otherwise libnats' flusher sends it
         // up to a millisecond later, which would be most of a round trip.
         if s == NATS_OK { s = natsOptions_SetSendAsap(opts, true) }
-        // One delivery pool for every subscription: a host may have one per capability.
-        if s == NATS_OK { s = natsOptions_UseGlobalMessageDelivery(opts, true) }
+        // A delivery thread per subscription (not one pool shared by all):
+        // agents run on them (InlineDelivery), and a slow one must not hold
+        // up the heartbeats' subscription.
+        if s == NATS_OK { s = natsOptions_UseGlobalMessageDelivery(opts, false) }
         // Reconnect for as long as the host runs (a restarted server is found again).
         if s == NATS_OK { s = natsOptions_SetMaxReconnect(opts, -1) }
         if s == NATS_OK { s = natsOptions_SetReconnectWait(opts, 250) }

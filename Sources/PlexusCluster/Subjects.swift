@@ -50,13 +50,16 @@ struct Subjects: Sendable {
 
     /// Splits a received subject into the sending node, the kind and the
     /// rest (after the kind's own tokens: for agent, after the node).
+    /// On the UTF-8 bytes (subjects are ASCII tokens): it runs once per
+    /// message that arrives, where walking Characters showed in profiles.
     func parse(_ subject: String) -> (from: String, kind: String, rest: String)? {
-        guard subject.hasPrefix(root) else { return nil }
-        let tail = subject.dropFirst(root.count)
-        guard let d1 = tail.firstIndex(of: ".") else { return nil }
-        let from = String(tail[..<d1])
-        let afterFrom = tail[tail.index(after: d1)...]
-        guard let d2 = afterFrom.firstIndex(of: ".") else { return (from, String(afterFrom), "") }
-        return (from, String(afterFrom[..<d2]), String(afterFrom[afterFrom.index(after: d2)...]))
+        let u = subject.utf8, dot = UInt8(ascii: ".")
+        guard u.starts(with: root.utf8) else { return nil }
+        let tail = u.index(u.startIndex, offsetBy: root.utf8.count)
+        guard let d1 = u[tail...].firstIndex(of: dot) else { return nil }
+        let from = String(Substring(u[tail..<d1]))
+        let afterFrom = u.index(after: d1)
+        guard let d2 = u[afterFrom...].firstIndex(of: dot) else { return (from, String(Substring(u[afterFrom...])), "") }
+        return (from, String(Substring(u[afterFrom..<d2])), String(Substring(u[u.index(after: d2)...])))
     }
 }

@@ -10,8 +10,14 @@ private typealias Host = PlexusHost.Host
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure in-process routing between C agents; prints `name: value unit` lines.",
-        discussion: "Build the agents first: Benchmarks/build.sh (Benchmarks/run.sh does everything).")
+        abstract: "Measure routing between C agents, in process, through sockets, workers and NATS; prints `name: value unit` lines.",
+        discussion: """
+            Build the agents first: Benchmarks/build.sh (Benchmarks/run.sh does everything). Each line is printed beside \
+            a floor measured in the same run. --cluster measures across hosts instead: it starts its own nats-server on \
+            127.0.0.1 (a free port) and two hosts (`plexus run --nats`) with the benchmark agents, prints \
+            cluster_rr_per_s, cluster_rr_p50_us and cluster_publish_per_s beside raw libnats request/reply and publish \
+            on the same server, and stops them all at the end, on an error and on Ctrl-C.
+            """)
 
     @Option(help: "Directory holding ping0/pong0/ping1/pong1.so.") var agents = "Benchmarks/agents"
     @Option(parsing: .unconditional, help: "Round trips per measurement.") var roundTrips = 2_000_000
@@ -31,9 +37,18 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("With --observed-only: run only `on` (metrics and tracing) or `off`, one mode per process (for perf stat).", visibility: .hidden))
     var observability: String?
     private var onlyMode: Bool? { observability.map { $0 == "on" } }
+    @Flag(help: "Only the cross-host lines (cluster_rr_per_s, cluster_rr_p50_us, cluster_publish_per_s), each beside raw libnats: starts its own nats-server on 127.0.0.1 and two hosts (plexus run --nats), and stops them at the end.")
+    var cluster = false
+    @Option(parsing: .unconditional, help: "With --cluster: round trips per measurement, one at a time.") var clusterRoundTrips = 20_000
+    @Option(parsing: .unconditional, help: "With --cluster: events published per measurement.") var clusterMessages = 100_000
+    @Option(help: ArgumentHelp("With --cluster: the plexus executable the two hosts run (default: this one), to compare two builds in one run.", visibility: .hidden))
+    var clusterHostPlexus: String?
 
     func validate() throws {
         if let o = observability, o != "on" && o != "off" { throw ValidationError("--observability takes on or off, not '\(o)'") }
+        if clusterRoundTrips < 1 || clusterMessages < 1 || repetitions < 1 {
+            throw ValidationError("--cluster-round-trips, --cluster-messages and --repetitions take 1 or more")
+        }
     }
 
     func run() throws {
@@ -42,6 +57,11 @@ struct BenchCommand: ParsableCommand {
         bootstrapLogging(default: .critical)
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         print("# plexus bench: \(cores) cores, \(repetitions) repetitions, median shown")
+        if cluster {
+            let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+            return try ClusterBench(agents: agents, hostExecutable: clusterHostPlexus ?? me, roundTrips: clusterRoundTrips,
+                                    messages: clusterMessages, repetitions: repetitions).run()
+        }
         if tasksOnly { return try tasks(pong: "\(agents)/pong0.so", count: tasks) }
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         if sandboxOnly { return try sandbox() }
