@@ -16,15 +16,24 @@
 #                       halfway and started again: the run resumes from its
 #                       checkpoints into report-resumed/, which must be
 #                       byte-identical to report/
+#   ./run.sh --cluster  the job, then again with its crew split over two hosts
+#                       joined by a nats-server (JetStream) started for it:
+#                       host a runs collector, analyst and reporter and the
+#                       workflow, host b the cleaner and the visualiser; the
+#                       run's tasks for b's capabilities go through JetStream
+#                       and run there, into report-cluster/, which must be
+#                       byte-identical to report/
 set -euo pipefail
 cd "$(dirname "$0")"
 crash=false
 watch=false
+cluster=false
 case "${1:-}" in
     --crash) crash=true ;;
     --watch) watch=true ;;
+    --cluster) cluster=true ;;
     "") ;;
-    *) echo "usage: ./run.sh [--watch | --crash]" >&2; exit 2 ;;
+    *) echo "usage: ./run.sh [--watch | --crash | --cluster]" >&2; exit 2 ;;
 esac
 scripts/install-deps.sh
 echo "run.sh: building the host (release; a few minutes on a fresh clone, seconds after that)"
@@ -60,7 +69,10 @@ start_host() {
     echo "run.sh: the host did not start:" >&2; cat "$state/host.log" >&2; exit 1
 }
 stop_host() { [ -z "$host" ] || { kill -INT "$host" 2>/dev/null; wait "$host" 2>/dev/null || true; host=""; }; }
-trap 'stop_host; rm -rf "$state"' EXIT
+cluster_pids=()
+stop_cluster() { for p in "${cluster_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+                 for p in "${cluster_pids[@]}"; do wait "$p" 2>/dev/null || true; done; cluster_pids=(); }
+trap 'stop_host; stop_cluster; rm -rf "$state"' EXIT
 input="{\"path\": \"$PWD/data/seattle-weather/seattle-weather.csv\"}"
 $watch && input="{\"path\": \"$PWD/data/seattle-weather/seattle-weather.csv\", \"pace_ms\": 150}"
 
@@ -93,4 +105,35 @@ if $crash; then
         cmp "report/$f" "report-resumed/$f" || { echo "run.sh: report-resumed/$f differs from report/$f" >&2; exit 1; }
     done
     echo "run.sh: report-resumed/ is byte-identical to report/"
+fi
+
+if $cluster; then
+    stop_host
+    echo; echo "== again, with the crew split over two hosts joined by NATS"
+    command -v nats-server >/dev/null || { echo "run.sh: nats-server is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+    nats-server -a 127.0.0.1 -p -1 -js -sd "$state/jetstream" >"$state/nats.log" 2>&1 & cluster_pids+=($!)
+    for _ in $(seq 200); do grep -qs "Server is ready" "$state/nats.log" && break; sleep 0.05; done
+    url=$(grep -o 'Listening for client connections on [0-9.]*:[0-9]*' "$state/nats.log" | sed 's/.* on /nats:\/\//')
+    [ -n "$url" ] || { echo "run.sh: nats-server did not start:" >&2; cat "$state/nats.log" >&2; exit 1; }
+    mkdir -p "$state/plugins-a" "$state/plugins-b"
+    for p in collector analyst reporter; do ln -s "$PWD/Plugins/$p.so" "$state/plugins-a/"; done
+    for p in cleaner visualiser; do ln -s "$PWD/Plugins/$p.so" "$state/plugins-b/"; done
+    for n in a b; do
+        "$plexus" run --nats "$url" --node "$n" --plugins "$state/plugins-$n" --socket "$state/$n.sock" \
+            --store "$state/$n.db" 2>"$state/host-$n.log" & cluster_pids+=($!)
+    done
+    for _ in $(seq 400); do
+        "$plexus" nodes --socket "$state/a.sock" 2>/dev/null | grep -q '^b .* up ' && break; sleep 0.05
+    done
+    "$plexus" nodes --socket "$state/a.sock" | grep -q '^b .* up ' || { echo "run.sh: host a never heard host b:" >&2; cat "$state"/host-*.log >&2; exit 1; }
+    echo "run.sh: nats-server at $url; hosts a and b (plexus nodes --socket a.sock):"
+    "$plexus" nodes --socket "$state/a.sock"
+    echo; echo "== running it on host a"
+    "$plexus" workflow run workflows/weather-report.yaml --socket "$state/a.sock" --input "$input" --out report-cluster
+    echo; echo "== where its tasks ran (plexus tasks list on host b)"
+    "$plexus" tasks list --socket "$state/b.sock" --limit 6
+    for f in report.html report.md chart.svg; do
+        cmp "report/$f" "report-cluster/$f" || { echo "run.sh: report-cluster/$f differs from report/$f" >&2; exit 1; }
+    done
+    echo "run.sh: report-cluster/ is byte-identical to report/"
 fi

@@ -57,8 +57,9 @@ struct ClusterBench {
             try FileManager.default.copyItem(atPath: "\(agents)/pong0.so", toPath: "\(dir)/b/pong0.so")
         } catch { throw CLIError("bench --cluster: cannot prepare \(dir): \(error)") }
 
-        // The server picks a free port itself (-p -1) and logs it.
-        try children.start(natsServer, ["-a", "127.0.0.1", "-p", "-1"], log: "\(dir)/nats.log", in: dir)
+        // The server picks a free port itself (-p -1) and logs it. JetStream on,
+        // as a cluster runs: the hosts publish their events and fetch tasks as they would.
+        try children.start(natsServer, ["-a", "127.0.0.1", "-p", "-1", "-js", "-sd", "\(dir)/jetstream"], log: "\(dir)/nats.log", in: dir)
         guard let port = waitForLine(in: "\(dir)/nats.log", seconds: 10, { line in
             line.range(of: "Listening for client connections on 127.0.0.1:").map { Int(line[$0.upperBound...].prefix { $0.isNumber }) } ?? nil
         }) else { throw CLIError("bench --cluster: nats-server did not start: \(tail("\(dir)/nats.log"))") }
