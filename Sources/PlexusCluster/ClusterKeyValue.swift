@@ -16,7 +16,8 @@ import PlexusThreads
 /// allow: A-Z a-z 0-9 _ - / stay, every other byte is `=HH`.
 public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @unchecked: kvStore and jsCtx are thread-safe (libnats locks inside)
     public let bucket: String
-    private let js: OpaquePointer
+    private let jetStream: JetStream
+    private var js: OpaquePointer { jetStream.js }
     private let kv: OpaquePointer
     /// Writes wait for the server's acknowledgement here, never on the caller's thread.
     private let writes = WorkPool(name: "plexus-kv-js", threads: 4, queueLimit: 4_096)
@@ -24,14 +25,10 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
     /// Binds the bucket, making it (file storage, one revision per key kept) if no host has yet.
     init(conn: NatsConnection, cluster: String) throws(PlexusError) {
         bucket = "PLEXUS_\(cluster)_KV"
-        var o = jsOptions()
-        jsOptions_Init(&o)
-        o.Wait = 5_000
-        var ctx: OpaquePointer?
-        var s = natsConnection_JetStream(&ctx, conn.nc, &o)
-        guard s == NATS_OK, let ctx else { throw PlexusError(.NO_MEMORY, "cannot make a JetStream context: \(NatsConnection.reason(s))") }
+        jetStream = try JetStream(conn)
+        let ctx = jetStream.js
         var store: OpaquePointer?
-        s = js_KeyValue(&store, ctx, bucket)
+        var s = js_KeyValue(&store, ctx, bucket)
         if s == NATS_NOT_FOUND {
             var cfg = kvConfig()
             kvConfig_Init(&cfg)
@@ -44,17 +41,12 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
             if s != NATS_OK { s = js_KeyValue(&store, ctx, bucket) }   // another host made it at the same moment
         }
         guard s == NATS_OK, let store else {
-            jsCtx_Destroy(ctx)
             throw ClusterKeyValue.failure(s, "nats.kv: jetstream: cannot open the key-value bucket \(bucket)")
         }
-        js = ctx
         kv = store
     }
 
-    deinit {
-        kvStore_Destroy(kv)
-        jsCtx_Destroy(js)
-    }
+    deinit { kvStore_Destroy(kv) }
 
     static func failure(_ s: natsStatus, _ what: String) -> PlexusError {
         if s == NATS_NO_RESPONDERS {

@@ -55,7 +55,8 @@ final class EventStream: @unchecked Sendable {   // @unchecked: the jsCtx is thr
     private let node: String
     private let conn: NatsConnection
     private let settings: EventStreamSettings
-    private let js: OpaquePointer
+    private let jetStream: JetStream
+    private var js: OpaquePointer { jetStream.js }
     private let logger = Logger(label: "plexus.cluster.events")
     /// At most this many stream messages read for one answer to a reader.
     static let scanLimit = 10_000
@@ -89,16 +90,9 @@ final class EventStream: @unchecked Sendable {   // @unchecked: the jsCtx is thr
         name = "PLEXUS_\(cluster)_EVENTS"
         subjects = "plexus.\(cluster).from.*.event"
         subject = "plexus.\(cluster).from.\(node).event"
-        var o = jsOptions()
-        jsOptions_Init(&o)
-        o.Wait = 5_000
-        var ctx: OpaquePointer?
-        let s = natsConnection_JetStream(&ctx, conn.nc, &o)
-        guard s == NATS_OK, let ctx else { throw PlexusError(.NO_MEMORY, "cannot make a JetStream context: \(NatsConnection.reason(s))") }
-        js = ctx
+        jetStream = try JetStream(conn)
     }
 
-    deinit { jsCtx_Destroy(js) }
 
     // MARK: publishing
 

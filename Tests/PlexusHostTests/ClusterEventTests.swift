@@ -11,7 +11,7 @@ import Testing
     /// A nats-server with JetStream, keeping its streams in a directory of its own.
     static func jetStream(storeDir: String? = nil, port: Int? = nil) throws -> NatsServer {
         let dir = storeDir ?? Fixtures.dir + "/js-\(UUID().uuidString.prefix(6))"
-        return try NatsServer(port: port, arguments: ["-js", "-sd", dir])
+        return try NatsServer(port: port, arguments: ["-js", "-sd", dir], jetStream: false)   // its own store directory, not the default one
     }
 
     struct Line: Equatable { var node: String; var seq: Int64; var kind: String; var subject: String; var streamSeq: Int64 }
@@ -216,7 +216,7 @@ import Testing
         #expect(r.status == 1)
         #expect(r.err.contains("is not part of a cluster: start it with `plexus run --nats"), "\(r.err)")
 
-        let plain = try NatsServer()   // no -js
+        let plain = try NatsServer(jetStream: false)
         let a = try ClusterTests.node("a", plain.url, plugins: [:])
         let s = try PlexusCommand.run(["events", "--cluster", "--socket", a.socket])
         #expect(s.status == 1)

@@ -87,7 +87,7 @@ import Testing
     }
 
     @Test func jetStreamKeyValueOnAServerWithoutJetStreamStopsTheHostWithTheReason() throws {
-        let plain = try NatsServer()
+        let plain = try NatsServer(jetStream: false)
         let dir = Fixtures.dir + "/kv-nojs-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: dir + "/plugins", withIntermediateDirectories: true)
         try Self.yaml.write(toFile: dir + "/plexus.yaml", atomically: true, encoding: .utf8)

@@ -19,8 +19,9 @@ final class NatsServer {
     /// Starts it (with a configuration file's text, when given) and returns
     /// once it says it is ready to take connections.
     /// `port`: a given one (a server restarted where the last one was);
-    /// `arguments`: more of nats-server's options (a cluster's routes).
-    init(config: String? = nil, port: Int? = nil, arguments: [String] = []) throws {
+    /// `arguments`: more of nats-server's options (a cluster's routes);
+    /// `jetStream`: false for a server without it (what a host says then).
+    init(config: String? = nil, port: Int? = nil, arguments: [String] = [], jetStream: Bool = true) throws {
         self.port = port ?? NatsServer.freePort()
         let dir = Fixtures.dir + "/nats-\(UUID().uuidString.prefix(6))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -30,7 +31,8 @@ final class NatsServer {
         // a server restarted on the same port finds its streams again. A
         // JetStream cluster (routes) needs each server named.
         let store = Fixtures.dir + "/nats-js-\(self.port)"
-        var args = ["-a", "127.0.0.1", "-p", "\(self.port)", "-js", "-sd", store, "--server_name", "plexus-test-\(self.port)"] + arguments
+        var args = ["-a", "127.0.0.1", "-p", "\(self.port)", "--server_name", "plexus-test-\(self.port)"]
+            + (jetStream ? ["-js", "-sd", store] : []) + arguments
         if let config {
             try config.write(toFile: dir + "/nats.conf", atomically: true, encoding: .utf8)
             args += ["-c", dir + "/nats.conf"]

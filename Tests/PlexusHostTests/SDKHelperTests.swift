@@ -102,8 +102,8 @@ struct SDKHelperTests {
         let h = try host([try examplePlugin("summarizer"), try examplePlugin("analyst")], mode)
         defer { h.shutdown() }
         // AgentError(status, message): the caller gets that status and that message.
-        let e = try #require(expectError(.UNSUPPORTED) { _ = try h.callText("agent:summarizer", "hello") })
-        #expect(e.detail == "summarizer answers report.summarize only")
+        let e = try #require(expectError(.UNSUPPORTED) { _ = try h.callText("agent:analyst", "hello") })
+        #expect(e.detail == "analyst answers data.climate only")
         // An INVALID_ARGUMENT stays one (so a task does not retry it), with the agent's reason.
         let bad = try #require(expectError(.INVALID_ARGUMENT) { _ = try h.callText("data.climate", "not json") })
         #expect(bad.detail.hasPrefix("data.climate needs the list data.clean produced: "), "\(bad.detail)")
