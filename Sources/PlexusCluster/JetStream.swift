@@ -111,6 +111,7 @@ final class JetStream: @unchecked Sendable {
     /// stream's duplicates window; `duplicate` says it was a second copy.
     @discardableResult
     func publish(_ subject: String, _ bytes: [UInt8], msgID: String?) throws(PlexusError) -> (sequence: UInt64, duplicate: Bool) {
+        if let tooLarge = conn.refusal(ofSize: bytes.count) { throw tooLarge }
         var po = jsPubOptions()
         jsPubOptions_Init(&po)
         let cID = msgID.map { strdup($0)! }

@@ -42,6 +42,9 @@ final class NatsConnection: @unchecked Sendable {
         } else {
             s = natsOptions_SetURL(opts, urls.first ?? url)
         }
+        // tls:// means TLS or no connection: libnats alone would fall back to
+        // plain text against a server that does not offer it.
+        if s == NATS_OK, urls.contains(where: { $0.lowercased().hasPrefix("tls://") }) { s = natsOptions_SetSecure(opts, true) }
         if s == NATS_OK { s = natsOptions_SetName(opts, name) }
         if s == NATS_OK { s = natsOptions_SetTimeout(opts, 2_000) }
         // Each publish is written at once: otherwise libnats' flusher sends it
@@ -81,8 +84,13 @@ final class NatsConnection: @unchecked Sendable {
         let text = String(cString: natsStatus_GetText(s))
         var last = NATS_OK
         if let p = nats_GetLastError(&last), last == s {
-            let detail = String(cString: p)
-            if !detail.isEmpty && detail != text { return "\(text) (\(detail))" }
+            // libnats' detail reads "(conn.c:773): <text or more>": keep only
+            // what it adds beyond the status's own text.
+            var detail = String(cString: p)
+            if detail.hasPrefix("("), let close = detail.firstIndex(of: ")"), detail[detail.index(after: close)...].hasPrefix(": ") {
+                detail = String(detail[detail.index(close, offsetBy: 3)...])
+            }
+            if !detail.isEmpty && detail != text { return detail.contains(text) ? detail : "\(text): \(detail)" }
         }
         return text
     }
@@ -128,9 +136,19 @@ final class NatsConnection: @unchecked Sendable {
         return NatsConnection.redacted(String(cString: buf))
     }
 
+    /// TOO_LARGE for a message the server would refuse (its max_payload,
+    /// 1 MiB by default, may be below the host's own payload limit); nil
+    /// when it fits or the limit is not known yet (not connected).
+    func refusal(ofSize bytes: Int) -> PlexusError? {
+        let max = natsConnection_GetMaxPayload(nc)
+        guard max > 0, bytes > Int(max) else { return nil }
+        return PlexusError(.TOO_LARGE, "the message is \(bytes) bytes across hosts; the NATS server takes at most \(max) per message (its max_payload: raise it in nats-server's configuration)")
+    }
+
     /// Hands bytes to libnats when connected: .down while it reconnects (or
     /// its small reconnect buffer is full), .failed when closed or refused.
     func tryPublish(_ subject: String, _ data: UnsafeRawBufferPointer) -> PublishOutcome {
+        if let tooLarge = refusal(ofSize: data.count) { return .failed(tooLarge) }
         guard isConnected else { return closed.load(ordering: .relaxed) ? .failed(PlexusError(.UNAVAILABLE, "the NATS connection is closed (the host is stopping)")) : .down }
         let s = natsConnection_Publish(nc, subject, data.baseAddress, Int32(data.count))
         switch s {
@@ -142,6 +160,7 @@ final class NatsConnection: @unchecked Sendable {
 
     /// Publishes bytes on subject (buffered; libnats' flusher sends them).
     func publish(_ subject: String, _ data: UnsafeRawBufferPointer) throws(PlexusError) {
+        if let tooLarge = refusal(ofSize: data.count) { throw tooLarge }
         let s = natsConnection_Publish(nc, subject, data.baseAddress, Int32(data.count))
         guard s == NATS_OK else { throw PlexusError(.UNAVAILABLE, "NATS did not take the message for \(subject): \(NatsConnection.reason(s))") }
     }

@@ -53,7 +53,15 @@ struct TasksCommand: ParsableCommand {
             guard case .array(let list) = reply, let task = list.first, case .string(let id)? = task["id"] else {
                 throw CLIError("the host answered the submission with \(reply.text)")
             }
-            if case .string(let note)? = task["note"] { FileHandleErr.note("plexus tasks: \(note)") }
+            if case .string(let note)? = task["note"] {
+                FileHandleErr.note("plexus tasks: \(note)")
+                if wait {
+                    // The task lives on the node that took the key first: this host cannot follow it.
+                    print(id)
+                    FileHandleErr.note("plexus tasks: --wait follows this host's own tasks only; wait on the node named above")
+                    throw ExitCode(ExitStatus.failed)
+                }
+            }
             guard wait else { print(id); return }
             while true {
                 let shown = try ask(c, "plexus.tasks.show", .object(["id": .string(id)]))
@@ -64,6 +72,7 @@ struct TasksCommand: ParsableCommand {
                 case .string(let s)? where s == "dead" || s == "cancelled":
                     FileHandleErr.note("plexus tasks: \(id) \(s): \(shown["error"].map { if case .string(let e) = $0 { e } else { $0.text } } ?? "")")
                     throw ExitCode(ExitStatus.failed)
+                case nil: throw CLIError("the host no longer knows task \(id): \(shown.text.prefix(200))")
                 default: usleep(50_000)
                 }
             }
