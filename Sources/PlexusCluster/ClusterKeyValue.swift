@@ -48,6 +48,19 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
 
     deinit { kvStore_Destroy(kv) }
 
+    /// A write is refused at once while NATS is away: libnats would keep it
+    /// in its reconnect buffer and send it after the caller heard it failed.
+    private func ensureConnected(_ what: String) throws(PlexusError) {
+        guard jetStream.conn.isConnected else {
+            throw PlexusError(.UNAVAILABLE, "\(what): NATS is unreachable (the host is reconnecting); nothing was sent, try again")
+        }
+    }
+
+    /// A write sent whose acknowledgement did not come: it may yet be applied.
+    static func unknownOutcome(_ key: String, _ namespace: String) -> PlexusError {
+        PlexusError(.UNAVAILABLE, "key '\(key)' of \(namespace): JetStream did not acknowledge the write within 5 s; it may still be applied (the connection dropped after it was sent): read the key and its version before writing again")
+    }
+
     static func failure(_ s: natsStatus, _ what: String) -> PlexusError {
         if s == NATS_NO_RESPONDERS {
             return PlexusError(.UNAVAILABLE, "\(what): the NATS server has no JetStream (start nats-server with -js, and -sd DIR for where it keeps streams)")
@@ -112,6 +125,7 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
     public func put(_ namespace: String, _ key: String, _ value: [UInt8], expected: Int64?,
                     done: @escaping @Sendable (Result<Int64, PlexusError>) -> Void) {
         run(done) { [self] () throws(PlexusError) -> Int64 in
+            try ensureConnected("key '\(key)' of \(namespace) not written")
             var rev: UInt64 = 0
             let k = Self.name(namespace, key)
             let s = value.withUnsafeBytes { b -> natsStatus in
@@ -127,6 +141,7 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
                     let found = try version(namespace, key)
                     if found != expected { throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)") }
                 }
+                if s == NATS_TIMEOUT { throw Self.unknownOutcome(key, namespace) }
                 throw Self.failure(s, "key '\(key)' of \(namespace) not written to \(bucket)")
             }
             return Int64(rev)
@@ -142,6 +157,7 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
     /// a CONFLICT when a version was expected, and is deleted with it otherwise.
     public func remove(_ namespace: String, _ key: String, expected: Int64?, done: @escaping @Sendable (Result<Bool, PlexusError>) -> Void) {
         run(done) { [self] () throws(PlexusError) -> Bool in
+            try ensureConnected("key '\(key)' of \(namespace) not deleted")
             let found = try version(namespace, key)
             if let expected, expected != found { throw PlexusError(.CONFLICT, "key '\(key)' is at version \(found), not \(expected)") }
             guard found > 0 else { return false }

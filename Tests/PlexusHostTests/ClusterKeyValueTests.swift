@@ -101,4 +101,32 @@ import Testing
         #expect(alone.status == 1)
         #expect(alone.err.contains("nats.kv: jetstream shares the key-value store over NATS: give --nats"), "\(alone.err)")
     }
+
+    /// Review finding: a write made while NATS was away was reported failed,
+    /// then applied when NATS came back (libnats' reconnect buffer sent it).
+    /// Now it is refused at once with nothing sent, and the key keeps its value.
+    @Test func aWriteWhileNATSIsAwayIsRefusedAtOnceAndNeverAppliedLater() throws {
+        let store = Fixtures.dir + "/kv-away-\(UUID().uuidString.prefix(6))"
+        var nats: NatsServer? = try ClusterEventTests.jetStream(storeDir: store)
+        let port = nats!.port
+        let a = try ClusterTests.node("a", nats!.url, plugins: ["counter.so": try KeyValueTests.counter()], yaml: Self.yaml)
+        let first = try Self.kv(a.socket, ["put", "counter", "x", "2"])
+        #expect(first.status == 0, "\(first.err)")
+        let v = try #require(Int64(first.out.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        nats = nil   // SIGKILL
+        #expect(waitFor(seconds: 20) { (try? ClusterTests.plexus(["nodes", "--socket", a.socket]))?.out.contains("reconnecting") == true })
+        let away = try Self.kv(a.socket, ["put", "counter", "x", "3", "--expected", "\(v)"])
+        #expect(away.status == 1)
+        #expect(away.err.contains("NATS is unreachable") && away.err.contains("nothing was sent"), "\(away.err)")
+
+        nats = try ClusterEventTests.jetStream(storeDir: store, port: port)
+        #expect(waitFor(seconds: 30) { (try? Self.kv(a.socket, ["get", "counter", "x", "--json"]))?.status == 0 })
+        // Give a buffered write every chance to land: a write that goes through now is ordered after it.
+        let probe = try Self.kv(a.socket, ["put", "counter", "probe", "1"])
+        #expect(probe.status == 0, "\(probe.err)")
+        let got = try JSONValue.parse(Array(try Self.kv(a.socket, ["get", "counter", "x", "--json"]).out.utf8))
+        #expect(got["value"] == .string("2") && got["version"] == .int(v), "the refused write was applied: \(got.text)")
+        _ = nats
+    }
 }
