@@ -59,7 +59,11 @@ struct Announcement: Sendable, Equatable {
 struct Directory {
     struct Peer {
         var announcement: Announcement
+        /// When its last announcement was heard (what `plexus nodes` shows).
         var lastHeardMono: Int64
+        /// From when its silence counts: lastHeardMono, or later when this
+        /// host's own connection was down (excuseSilence).
+        var silentSinceMono: Int64
         /// Set when it was dropped (silent too long, or it said it was leaving).
         var droppedMono: Int64?
         var capabilities: Set<String>
@@ -78,7 +82,7 @@ struct Directory {
     mutating func heard(_ a: Announcement, nowMono: Int64) -> Bool {
         let caps = Set(a.agents.filter { $0.state == "active" }.flatMap(\.capabilities))
         let wasLive = peers[a.node].map { $0.droppedMono == nil } ?? false
-        var p = Peer(announcement: a, lastHeardMono: nowMono, droppedMono: nil, capabilities: caps)
+        var p = Peer(announcement: a, lastHeardMono: nowMono, silentSinceMono: nowMono, droppedMono: nil, capabilities: caps)
         if a.leaving { p.droppedMono = nowMono; p.capabilities = [] }
         peers[a.node] = p
         return !wasLive && !a.leaving
@@ -91,7 +95,7 @@ struct Directory {
         for (node, p) in peers {
             if let d = p.droppedMono {
                 if nowMono - d >= Self.forgetAfterNanos { peers[node] = nil }
-            } else if nowMono - p.lastHeardMono >= Self.silenceLimitNanos {
+            } else if nowMono - p.silentSinceMono >= Self.silenceLimitNanos {
                 peers[node]?.droppedMono = nowMono
                 dropped.append(node)
             }
@@ -101,10 +105,11 @@ struct Directory {
 
     /// While this host's own NATS connection is down nothing is heard from
     /// anyone: that is no sign the others stopped. Every live peer counts as
-    /// heard now, so each has the full silence limit to be heard again once
-    /// the connection is back.
+    /// silent from now only, so each has the full silence limit to be heard
+    /// again once the connection is back; its last heartbeat's age still
+    /// shows how long it has not been heard.
     mutating func excuseSilence(nowMono: Int64) {
-        for (node, p) in peers where p.droppedMono == nil { peers[node]?.lastHeardMono = nowMono }
+        for (node, p) in peers where p.droppedMono == nil { peers[node]?.silentSinceMono = nowMono }
     }
 
     /// Every live peer has been heard at or after `t` (this host's NATS

@@ -77,6 +77,8 @@ import Testing
         // Cut off for 10 s: silence excused on every tick, no one dropped.
         for t in stride(from: Int64(11), through: 20, by: 1) { d.excuseSilence(nowMono: t * Self.s) }
         #expect(d.sweep(nowMono: 22 * Self.s).isEmpty)
+        // ...but the age of their last heartbeat is the truth: 10 s and more, not "just now".
+        #expect(d.peers["b"]?.lastHeardMono == 10 * Self.s)
         // Back at 21 s: heard b, not yet c.
         _ = d.heard(announcement("b", [("beta", [], 0)]), nowMono: 21 * Self.s + 5)
         #expect(!d.allLiveHeard(since: 21 * Self.s))
