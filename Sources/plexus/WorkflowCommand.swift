@@ -202,13 +202,17 @@ struct WorkflowCommand: ParsableCommand {
                 FileHandleErr.note("plexus workflow: no host is running at \(options.socketPath): capabilities not checked against its agents")
                 return
             }
-            let provided = try providedCapabilities(c)
+            var provided = try providedCapabilities(c)
+            // In a cluster, a step's task runs wherever its capability is (durable tasks on JetStream).
+            let peers = (try? ClusterReport.ask(options))?.0.nodes.filter { $0.state == "up" } ?? []
+            for n in peers { for a in n.agents where a.state == "active" { provided.formUnion(a.capabilities) } }
+            let whose = peers.isEmpty ? "the running host" : "the running host or the hosts of its cluster"
             // Its sub-workflows' steps too: they run on the same host.
             func everyStep(_ w: Workflow) -> [Step] { w.nodes + w.subworkflows.keys.sorted().flatMap { everyStep(w.subworkflows[$0]!) } }
             for s in everyStep(w) {
                 guard let cap = s.capability, !provided.contains(cap) else { continue }
                 let hint = Suggestion.closest(to: cap, among: provided.sorted()).map { " (did you mean \($0)?)" } ?? ""
-                print("\(file): warning: step \(s.name) calls \(cap), which no agent of the running host provides\(hint); "
+                print("\(file): warning: step \(s.name) calls \(cap), which no agent of \(whose) provides\(hint); "
                       + "its task waits up to its timeout_ms per attempt for one to appear")
             }
         }

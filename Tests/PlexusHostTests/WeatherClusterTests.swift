@@ -45,6 +45,9 @@ import Testing
         let a = try ClusterTests.node("a", nats.url, plugins: try Self.plugins(Self.crewA), yaml: yaml)
         let b = try ClusterTests.node("b", nats.url, plugins: try Self.plugins(Self.crewB), yaml: yaml)
         #expect(ClusterTests.waitForNodes(a.socket, up: ["b"]))
+        // workflow check on a counts b's capabilities as provided: no warning.
+        let check = try PlexusCommand.run(["workflow", "check", Fixtures.root + "/workflows/weather-report.yaml", "--socket", a.socket])
+        #expect(check.status == 0 && !check.out.contains("warning"), "\(check.out)\n\(check.err)")
         let split = a.dir + "/report-cluster"
         try Self.runWeather(a.socket, out: split)
 
