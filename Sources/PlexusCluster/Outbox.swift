@@ -76,7 +76,7 @@ final class Outbox: Sendable {
             guard s.count < maxMessages, s.bytes + frame.count <= maxBytes else {
                 return .failure(PlexusError(.UNAVAILABLE,
                     "\(what) is unreachable (reconnecting) and the outbox holding cross-host sends until it is back is full "
-                    + "(\(s.count) of \(maxMessages) messages, \(s.bytes) of \(maxBytes) bytes; nats.outbox in plexus.yaml): not sent to \(subject)"))
+                    + "(\(s.count) of \(maxMessages) messages, \(s.bytes) of \(maxBytes) bytes; nats.outbox in plexus.yaml): not sent to \(Outbox.destination(subject))"))
             }
             s.items.append(Item(subject: subject, frame: Array(frame.bindMemory(to: UInt8.self)), request: request, deadlineMono: deadlineMono))
             s.bytes += frame.count
@@ -155,6 +155,26 @@ final class Outbox: Sendable {
             s.bytes -= s.items[i].frame.count
             s.items.remove(at: i)
             return true
+        }
+    }
+
+    /// What a cross-host subject sends to, in the words a caller used
+    /// ("capability text.stats", "agent b/summarizer", "topic news.flash").
+    static func destination(_ subject: String) -> String {
+        guard let r = subject.range(of: ".from.") else { return subject }
+        let t = subject[r.upperBound...].split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard t.count == 3 else { return subject }
+        let rest = t[2]
+        switch t[1] {
+        case "cap": return "capability \(rest)"
+        case "topic": return "topic \(rest)"
+        case "agent", "capon":
+            guard let dot = rest.firstIndex(of: ".") else { return subject }
+            let node = rest[..<dot], name = rest[rest.index(after: dot)...]
+            return t[1] == "agent" ? "agent \(node)/\(name)" : "capability \(name) on node \(node)"
+        case "reply": return "an answer to node \(rest)"
+        case "cancel": return "a cancel to node \(rest)"
+        default: return subject
         }
     }
 }

@@ -48,7 +48,7 @@ struct FrameIO {
             let n = Glibc.send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw PlexusError(.SHUTTING_DOWN, "write failed: \(String(cString: strerror(errno)))")
+                throw PlexusError(.SHUTTING_DOWN, "the other end went away (write failed: \(String(cString: strerror(errno))))")
             }
             off += n
         }

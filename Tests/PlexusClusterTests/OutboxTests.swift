@@ -60,13 +60,14 @@ import Testing
         link.up.store(false, ordering: .relaxed)
         for i in 0..<3 { try send(o, link, "s", "m\(i)") }
         do {
-            try send(o, link, "plexus.c.a.agent.b.beta", "m3")
+            try send(o, link, "plexus.c.from.a.agent.b.beta", "m3")
             Issue.record("a fourth send was taken")
         } catch {
             #expect(error.status == PLEXUS_UNAVAILABLE.status)
             #expect(error.detail.contains("NATS at nats://127.0.0.1:4222"), "\(error.detail)")
             #expect(error.detail.contains("3 of 3 messages"), "\(error.detail)")
             #expect(error.detail.contains("nats.outbox"), "\(error.detail)")
+            #expect(error.detail.hasSuffix("not sent to agent b/beta"), "the caller's words, not the subject: \(error.detail)")
         }
         // The byte bound too: 20 bytes of room, a 30-byte frame is refused, a 10-byte one taken.
         let b = Outbox(maxMessages: 100, maxBytes: 20, what: "NATS at x")
@@ -120,5 +121,13 @@ import Testing
         link.up.store(true, ordering: .relaxed)
         _ = o.drain(nowMono: 0) { link.publish($0, $1) }
         #expect(link.sent.withLock { $0.map { String(decoding: $0.1, as: UTF8.self) } } == ["m0", "m1", "m2", "m3"])
+    }
+
+    @Test func aRefusalNamesWhatTheCallerAddressedNotTheSubject() {
+        #expect(Outbox.destination("plexus.c.from.a.cap.text.stats") == "capability text.stats")
+        #expect(Outbox.destination("plexus.c.from.a.capon.b.text.stats") == "capability text.stats on node b")
+        #expect(Outbox.destination("plexus.c.from.a.topic.news.flash") == "topic news.flash")
+        #expect(Outbox.destination("plexus.c.from.a.agent.b.summarizer") == "agent b/summarizer")
+        #expect(Outbox.destination("something.else") == "something.else")
     }
 }
