@@ -66,7 +66,8 @@ struct CallCommand: ParsableCommand {
                     noteTrace(env.traceID, followable: listing?.status.enabled == true,
                               why: listing == nil ? "the host did not say whether it records traces" : "tracing is off in the host")
                 }
-                try failing(known: { try? JSONDecoder().decode([AgentReport].self, from: Data(ask(client, "plexus.agents", .null).text.utf8)) }) {
+                try failing(known: { try? JSONDecoder().decode([AgentReport].self, from: Data(ask(client, "plexus.agents", .null).text.utf8)) },
+                            peers: { (try? ClusterReport.ask(options.connection))?.0.nodes.filter { $0.state == "up" }.flatMap(\.agents) ?? [] }) {
                     let c = UncheckedSendable(value: client)
                     try perform(env, timeoutMs: timeoutMs, send: client.send) { env, timeoutMs, onPartial in
                         try client.stream(env, timeoutMs: timeoutMs, started: { id in
@@ -124,11 +125,15 @@ struct CallCommand: ParsableCommand {
     /// closest name among the host's agents and capabilities, and, from an
     /// embedded host, why each refused plugin was refused (a missing worker
     /// helper refuses them all, and would otherwise read as a typo).
-    private func failing(known: () -> [AgentReport]?, refused: () -> [PluginReport] = { [] }, _ body: () throws -> Void) throws {
+    /// In a cluster, `peers` adds the other hosts' agents to the names looked through.
+    private func failing(known: () -> [AgentReport]?, refused: () -> [PluginReport] = { [] },
+                         peers: () -> [ClusterReport.Agent] = { [] }, _ body: () throws -> Void) throws {
         do { try body() } catch let e as PlexusError where e.is(.NO_SUCH_CAPABILITY) || e.is(.NO_SUCH_AGENT) {
             let reports = known() ?? []
+            let others = peers()
             let t = Target(parsing: target)
-            let names = e.is(.NO_SUCH_AGENT) ? reports.map(\.name) : reports.flatMap(\.capabilities)
+            let names = e.is(.NO_SUCH_AGENT) ? reports.map(\.name) + others.map(\.name)
+                                             : reports.flatMap(\.capabilities) + others.flatMap(\.capabilities)
             var hint = "`plexus agents` lists what the host has"
             if let close = Suggestion.closest(to: t.name, among: names.sorted()) {
                 hint = "did you mean \(e.is(.NO_SUCH_AGENT) ? "agent:" : "")\(close)? (\(hint))"

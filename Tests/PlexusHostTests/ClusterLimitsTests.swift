@@ -36,4 +36,16 @@ import Testing
         // The same message on b itself is fine: the limit is NATS's, not the host's.
         #expect(try ClusterTests.call(b.socket, .agent("beta"), big).payload.count == 2 << 20)
     }
+
+    /// A mistyped capability that only another host provides gets the same
+    /// "did you mean" as one on the host itself.
+    @Test func aTypoOfAnotherHostsCapabilityIsAnsweredWithTheClosestName() throws {
+        let nats = try NatsServer()
+        let a = try ClusterTests.node("a", nats.url, plugins: [:])
+        _ = try ClusterTests.node("b", nats.url, plugins: ["textkit.so": try ClusterTests.textkit()])
+        #expect(ClusterTests.waitForNodes(a.socket, up: ["b"]))
+        let r = try PlexusCommand.run(["call", "text.stat", "--socket", a.socket, "--json", "\"x\""])
+        #expect(r.status == 1)
+        #expect(r.err.contains("did you mean text.stats?"), "\(r.err)")
+    }
 }
