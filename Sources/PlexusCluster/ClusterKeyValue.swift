@@ -22,10 +22,11 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
     /// Writes wait for the server's acknowledgement here, never on the caller's thread.
     private let writes = WorkPool(name: "plexus-kv-js", threads: 4, queueLimit: 4_096)
 
-    /// Binds the bucket, making it (file storage, one revision per key kept) if no host has yet.
-    init(conn: NatsConnection, cluster: String) throws(PlexusError) {
+    /// Binds the bucket, making it (file storage, one revision per key kept,
+    /// on `replicas` servers) if no host has yet.
+    init(conn: NatsConnection, cluster: String, replicas: Int = 1) throws(PlexusError) {
         bucket = "PLEXUS_\(cluster)_KV"
-        jetStream = try JetStream(conn)
+        jetStream = try JetStream(conn, replicas: replicas)
         let ctx = jetStream.js
         var store: OpaquePointer?
         var s = js_KeyValue(&store, ctx, bucket)
@@ -36,6 +37,7 @@ public final class ClusterKeyValue: KeyValueAdmin, @unchecked Sendable {   // @u
                 cfg.Bucket = b
                 cfg.History = 1
                 cfg.StorageType = js_FileStorage
+                cfg.Replicas = Int32(replicas)   // nats.replicas; a bucket that exists keeps its own
                 return js_CreateKeyValue(&store, ctx, &cfg)
             }
             if s != NATS_OK { s = js_KeyValue(&store, ctx, bucket) }   // another host made it at the same moment
@@ -232,7 +234,7 @@ extension ClusterNode {
     /// The cluster's shared key-value store (`nats.kv: jetstream`), bound now:
     /// an error when the server has no JetStream.
     public func sharedKeyValue() throws(PlexusError) -> ClusterKeyValue {
-        try ClusterKeyValue(conn: connection, cluster: cluster)
+        try ClusterKeyValue(conn: connection, cluster: cluster, replicas: replicas)
     }
 }
 

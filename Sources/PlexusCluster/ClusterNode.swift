@@ -24,6 +24,8 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
     private let url: String
     private let host: Host
     private let peerGrants: [Grants.Action: [String]]?
+    /// `nats.replicas`: copies of every stream and bucket this host makes.
+    let replicas: Int
     private let instance = UInt64.random(in: 1...UInt64.max)
     private let logger = Logger(label: "plexus.cluster")
 
@@ -134,10 +136,12 @@ public final class ClusterNode: RemoteRoutes, @unchecked Sendable {
         conn = join.conn
         self.host = host
         peerGrants = join.settings.peerGrants
+        replicas = join.settings.replicas
         subjects = Subjects(cluster: join.settings.cluster, node: join.node)
         outbox = Outbox(maxMessages: join.settings.outboxMessages, maxBytes: join.settings.outboxBytes,
                         what: "NATS at \(NatsConnection.redacted(join.url))")
-        do { eventStream = try EventStream(conn: join.conn, cluster: join.settings.cluster, node: join.node, settings: join.settings.events) } catch {
+        do { eventStream = try EventStream(conn: join.conn, cluster: join.settings.cluster, node: join.node, settings: join.settings.events,
+                                                replicas: join.settings.replicas) } catch {
             eventStream = nil
             logger.error("the event log is not published to the cluster", metadata: ["error": "\(error.detail)"])
         }

@@ -80,7 +80,7 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
     /// fetched until start().
     public init(_ clusterNode: ClusterNode, host: Host, store: Store) throws(PlexusError) {
         let node = clusterNode.node, cluster = clusterNode.cluster
-        let js = try JetStream(clusterNode.connection)
+        let js = try JetStream(clusterNode.connection, replicas: clusterNode.replicas)
         let tasks = "PLEXUS_\(cluster)_TASKS", outcomes = "PLEXUS_\(cluster)_OUTCOMES"
         let mine = "plexus.\(cluster).outcome.\(node)"
         // A NATS cluster just started may need a few seconds to elect its
@@ -158,7 +158,8 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
 
     public func offer(_ task: TaskRecord, attempt: Int) throws(PlexusError) {
         guard clusterNode.connection.isConnected else {
-            throw PlexusError(.UNAVAILABLE, "NATS is unreachable: task \(task.id) was not handed to the cluster (retried after its backoff)")
+            // The scheduler keeps the task queued (no attempt spent) and offers it again.
+            throw PlexusError(.UNAVAILABLE, "the connection to NATS is down; the task is not handed to the cluster yet")
         }
         let env = Envelope(kind: .query, target: .capability(task.capability), priority: Priority(rawValue: UInt8(task.priority)) ?? .normal,
                            payload: [UInt8](task.payload), contentType: task.content_type, deadlineUnixNs: task.deadline_unix_ns,

@@ -83,14 +83,14 @@ final class EventStream: @unchecked Sendable {   // @unchecked: the jsCtx is thr
     private let wake = ConditionLock()
     private let thread = Mutex<OwnedThread?>(nil)
 
-    init(conn: NatsConnection, cluster: String, node: String, settings: EventStreamSettings) throws(PlexusError) {
+    init(conn: NatsConnection, cluster: String, node: String, settings: EventStreamSettings, replicas: Int = 1) throws(PlexusError) {
         self.conn = conn
         self.node = node
         self.settings = settings
         name = "PLEXUS_\(cluster)_EVENTS"
         subjects = "plexus.\(cluster).from.*.event"
         subject = "plexus.\(cluster).from.\(node).event"
-        jetStream = try JetStream(conn)
+        jetStream = try JetStream(conn, replicas: replicas)
     }
 
 
@@ -170,6 +170,7 @@ final class EventStream: @unchecked Sendable {   // @unchecked: the jsCtx is thr
                     cfg.MaxAge = settings.maxAgeSeconds * 1_000_000_000
                     cfg.MaxBytes = settings.maxBytes
                     cfg.MaxMsgs = settings.maxMessages
+                    cfg.Replicas = Int64(jetStream.replicas)   // nats.replicas; a stream that exists keeps its own
                     // The duplicate window: a republish within it is dropped (never longer than the age limit).
                     cfg.Duplicates = min(120, settings.maxAgeSeconds) * 1_000_000_000
                     return js_AddStream(&si, js, &cfg, nil, &code)

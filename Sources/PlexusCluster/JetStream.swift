@@ -19,11 +19,14 @@ import Synchronization
 final class JetStream: @unchecked Sendable {
     let js: OpaquePointer
     let conn: NatsConnection
+    /// Copies of every stream and bucket made here (`nats.replicas`).
+    let replicas: Int
 
     enum Retention { case limits, workQueue }
 
-    /// A context on conn; `waitMs` bounds every JetStream API call and publish.
-    init(_ conn: NatsConnection, waitMs: Int64 = 5_000) throws(PlexusError) {
+    /// A context on conn; `waitMs` bounds every JetStream API call and publish;
+    /// streams and buckets it makes are kept on `replicas` servers.
+    init(_ conn: NatsConnection, replicas: Int = 1, waitMs: Int64 = 5_000) throws(PlexusError) {
         var opts = jsOptions()
         jsOptions_Init(&opts)
         opts.Wait = waitMs
@@ -32,6 +35,7 @@ final class JetStream: @unchecked Sendable {
         guard s == NATS_OK, let ctx else { throw PlexusError(.UNAVAILABLE, "cannot open a JetStream context: \(NatsConnection.reason(s))") }
         js = ctx
         self.conn = conn
+        self.replicas = replicas
     }
 
     deinit { jsCtx_Destroy(js) }
@@ -42,9 +46,10 @@ final class JetStream: @unchecked Sendable {
         return code.rawValue == 0 ? r : "\(r) (JetStream error \(code.rawValue))"
     }
 
-    /// Makes the stream, or brings an existing one to this configuration.
-    /// A server without JetStream (nats-server started without -js) is
-    /// named in the error.
+    /// Makes the stream (on `replicas` servers), or brings an existing one
+    /// to this configuration, except its replicas: it keeps its own (a
+    /// change there is an operator's move, `nats stream edit`). A server
+    /// without JetStream (nats-server started without -js) is named in the error.
     func ensureStream(name: String, subjects: [String], retention: Retention, duplicatesWindowNs: Int64 = 120_000_000_000,
                       maxAgeNs: Int64 = 0) throws(PlexusError) {
         var cfg = jsStreamConfig()
@@ -57,6 +62,7 @@ final class JetStream: @unchecked Sendable {
         cfg.Storage = js_FileStorage
         cfg.Duplicates = duplicatesWindowNs
         cfg.MaxAge = maxAgeNs
+        cfg.Replicas = Int64(replicas)
         var code = jsErrCode(rawValue: 0)
         let s: natsStatus = cSubjects.withUnsafeMutableBufferPointer { b -> natsStatus in
             b.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: b.count) { p -> natsStatus in
@@ -65,6 +71,7 @@ final class JetStream: @unchecked Sendable {
                 var st = js_AddStream(nil, js, &cfg, nil, &code)
                 if st != NATS_OK && code == JSStreamNameExistErr {
                     code = jsErrCode(rawValue: 0)
+                    if let have = existingReplicas(name) { cfg.Replicas = have }
                     st = js_UpdateStream(nil, js, &cfg, nil, &code)
                 }
                 return st
@@ -72,9 +79,19 @@ final class JetStream: @unchecked Sendable {
         }
         guard s == NATS_OK else {
             let hint = code == JSNotEnabledErr || code == JSNotEnabledForAccountErr || s == NATS_NO_RESPONDERS || s == NATS_TIMEOUT
-                ? " (is JetStream on? start nats-server with -js)" : ""
+                ? " (is JetStream on? start nats-server with -js)"
+                : replicas > 1 ? " (nats.replicas is \(replicas): the NATS cluster needs that many servers with JetStream up)" : ""
             throw PlexusError(.UNAVAILABLE, "cannot make JetStream stream \(name): \(JetStream.reason(s, code))\(hint)")
         }
+    }
+
+    /// How many replicas the stream has now; nil when it cannot be read.
+    func existingReplicas(_ stream: String) -> Int64? {
+        var si: UnsafeMutablePointer<jsStreamInfo>?
+        var code = jsErrCode(rawValue: 0)
+        guard js_GetStreamInfo(&si, js, stream, nil, &code) == NATS_OK, let si else { return nil }
+        defer { jsStreamInfo_Destroy(si) }
+        return si.pointee.Config?.pointee.Replicas
     }
 
     /// Makes a durable pull consumer with explicit acks, or brings an
@@ -144,7 +161,8 @@ final class JetStream: @unchecked Sendable {
         return PullSubscription(sub)
     }
 
-    /// A key-value bucket (made when missing): `history` values kept per key.
+    /// A key-value bucket (made when missing, on `replicas` servers; one
+    /// that exists keeps its own): `history` values kept per key.
     func keyValue(bucket: String, history: UInt8 = 1) throws(PlexusError) -> JetStreamKV {
         var cfg = kvConfig()
         kvConfig_Init(&cfg)
@@ -153,6 +171,7 @@ final class JetStream: @unchecked Sendable {
         cfg.Bucket = UnsafePointer(cBucket)
         cfg.History = history
         cfg.StorageType = js_FileStorage
+        cfg.Replicas = Int32(replicas)
         var kv: OpaquePointer?
         var s = js_CreateKeyValue(&kv, js, &cfg)
         if s != NATS_OK { s = js_KeyValue(&kv, js, cBucket) }   // there already, made by another host

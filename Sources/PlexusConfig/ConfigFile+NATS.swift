@@ -3,10 +3,10 @@ import PlexusCore
 import PlexusHost
 
 extension Reader {
-    /// `nats: { url, node, cluster, credentials, grants, outbox }`.
+    /// `nats: { url, node, cluster, credentials, grants, outbox, events, kv, replicas }`.
     func nats(_ node: Node, over base: NATSSettings) throws(ConfigError) -> NATSSettings {
         var n = base
-        let m = try mapping(node, "nats", keys: ["url", "node", "cluster", "credentials", "grants", "outbox", "events", "kv"])
+        let m = try mapping(node, "nats", keys: ["url", "node", "cluster", "credentials", "grants", "outbox", "events", "kv", "replicas"])
         guard !m.isEmpty else { throw fail(node, "nats", "is empty: give url (such as nats://127.0.0.1:4222), and node for this host's name") }
         if let u = m["url"] {
             let text = try string(u, "nats.url")
@@ -40,6 +40,13 @@ extension Reader {
             case "local": n.sharedKeyValue = false
             case let other: throw fail(v, "nats.kv", "expected local (each host's own store) or jetstream (one store shared by every host), found \"\(other)\"")
             }
+        }
+        if let v = m["replicas"] {
+            let r = try integer(v, "nats.replicas", in: Int64.min...Int64.max)
+            guard (1...5).contains(r) else {
+                throw fail(v, "nats.replicas", "expected 1 to 5 (how many NATS servers keep a copy of each stream; 3 on a three-server cluster), found \(r)")
+            }
+            n.replicas = Int(r)
         }
         return n
     }

@@ -27,6 +27,13 @@ public struct NATSSettings: Sendable, Equatable {
     /// JetStream KV bucket, shared by every host; false (`local`, the
     /// default): each host's own store.
     public var sharedKeyValue = false
+    /// `nats.replicas`: how many servers of a NATS cluster keep a copy of
+    /// every stream and key-value bucket Plexus makes (durable tasks, their
+    /// outcomes, done-markers and keys, the event stream, the shared KV),
+    /// 1-5. 1 (the default) suits a single server; on a three-server cluster
+    /// 3 keeps them usable when one server dies. Applied when a stream or
+    /// bucket is made; one that exists keeps its own.
+    public var replicas = 1
 
     public init() {}
 

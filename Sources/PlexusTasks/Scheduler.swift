@@ -67,6 +67,11 @@ public final class Scheduler: @unchecked Sendable {
     /// state may not be on disk yet when a task that depends on them arrives.
     private var ended: [String: TaskState] = [:]
     private var endedOrder = Deque<String>()
+    /// In a cluster: why the last offer could not reach NATS/JetStream
+    /// ("waiting for NATS: ..."), and when to offer again. Until then ready
+    /// tasks wait as for a missing provider, spending no attempt.
+    private var exchangeDown: String?
+    private var exchangeRetryAt: Int64 = 0
 
     struct Ready: Comparable {
         let rank: Int64, seq: Int64, id: String
@@ -367,7 +372,9 @@ public final class Scheduler: @unchecked Sendable {
     /// that waited its timeout_ms fails with NO_SUCH_CAPABILITY, so attempts,
     /// backoff and dead-lettering apply as to any failure. A retry waits
     /// again: a provider may appear (a client registering, a restart).
-    private func awaitProvider(_ cap: String, _ why: String, now: Int64) {
+    /// In a cluster it serves for NATS being unreachable too (`status`
+    /// UNAVAILABLE): the attempt that waited its timeout fails with that.
+    private func awaitProvider(_ cap: String, _ why: String, status: plexus_status = PLEXUS_NO_SUCH_CAPABILITY.status, now: Int64) {
         guard var heap = ready.removeValue(forKey: cap) else { return }
         var keep = Heap<Ready>()
         while let r = heap.popMin() {
@@ -387,9 +394,9 @@ public final class Scheduler: @unchecked Sendable {
             clearWaiting(r.id)
             let detail = "\(why) (waited \(t.timeout_ms) ms, the task's timeout_ms)"
             finish(r.id, Envelope(kind: .error, target: .reply,
-                                  payload: Array(JSONValue.object(["error": .string(statusName(PLEXUS_NO_SUCH_CAPABILITY.status)),
+                                  payload: Array(JSONValue.object(["error": .string(statusName(status)),
                                                                    "message": .string(detail)]).text.utf8),
-                                  status: PLEXUS_NO_SUCH_CAPABILITY.status), startedNs: r.since)
+                                  status: status), startedNs: r.since)
         }
         if !keep.isEmpty { ready[cap] = keep }
     }
@@ -617,7 +624,9 @@ public final class Scheduler: @unchecked Sendable {
     /// no capacity) are dead-lettered rather than kept forever.
     private func expireOverdue(now: Int64) {
         for (id, t) in open where t.state != .running && t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now {
-            deadLetter(id, reason: "its deadline passed while it waited (no capacity for \(t.capability))", now: now)
+            // Its own reason when it has one ("waiting for NATS: ...", "no agent provides ...").
+            let why = waitReason(id) ?? "no capacity for \(t.capability)"
+            deadLetter(id, reason: "its deadline passed while it waited (\(why))", now: now)
         }
     }
 }
@@ -660,12 +669,35 @@ extension Scheduler {
     /// exchange at once (in priority order): the hosts' fetchers take
     /// them as their providers have room. One no node provides waits as
     /// it would for a local provider (awaitProvider).
+    ///
+    /// An offer NATS/JetStream did not take (unreachable) spends no attempt:
+    /// the task stays queued, says "waiting for NATS: ..." once, and every
+    /// ready task is offered again 250 ms later (the connection back, the
+    /// first offer that works ends the wait). One that waits past its
+    /// timeout_ms fails that attempt (UNAVAILABLE), as for a missing provider.
     fileprivate func dispatch(to exchange: TaskExchange, now: Int64) {
         for cap in Array(ready.keys) {
             if let why = exchange.whyUnprovided(cap) { awaitProvider(cap, why, now: now); continue }
+            if let why = exchangeDown, now < exchangeRetryAt {
+                awaitProvider(cap, why, status: PLEXUS_UNAVAILABLE.status, now: now)
+                continue
+            }
             while let r = ready[cap]?.popMin() {
                 guard open[r.id]?.state == .queued else { continue }
-                offer(r.id, to: exchange, now: now)
+                if let why = offer(r.id, to: exchange, now: now) {
+                    ready[cap, default: Heap()].insert(r)   // the same attempt, still waiting from r.since
+                    // Said once per attempt: a reason it had (no provider, once) gives way to this one.
+                    if waitReason(r.id)?.hasPrefix("waiting for NATS: ") != true { clearWaiting(r.id) }
+                    if exchangeDown == nil { logger.warning("durable tasks wait for NATS", metadata: ["error": "\(why)"]) }
+                    exchangeDown = "waiting for NATS: " + why
+                    exchangeRetryAt = now + 250_000_000
+                    break
+                }
+                if exchangeDown != nil { logger.notice("durable tasks are handed to the cluster again"); exchangeDown = nil }
+            }
+            if let why = exchangeDown, ready[cap]?.isEmpty == false {
+                awaitProvider(cap, why, status: PLEXUS_UNAVAILABLE.status, now: now)
+                continue
             }
             providerFound(cap)
             ready[cap] = nil
@@ -675,12 +707,14 @@ extension Scheduler {
     /// Like start(), with the exchange in place of a local request: the
     /// attempt is counted here (the submitting host counts attempts; a
     /// redelivery to another host after one died is the same attempt).
-    private func offer(_ id: String, to exchange: TaskExchange, now: Int64) {
-        clearWaiting(id)
-        guard var t = open[id] else { return }
+    /// Returns why NATS/JetStream did not take it (UNAVAILABLE: the task is
+    /// queued again as it was, no attempt spent); nil when offered or ended.
+    private func offer(_ id: String, to exchange: TaskExchange, now: Int64) -> String? {
+        guard var t = open[id] else { return nil }
         if t.deadline_unix_ns > 0 && t.deadline_unix_ns <= now {
+            clearWaiting(id)
             deadLetter(id, reason: "its deadline passed before it could run", now: now)
-            return
+            return nil
         }
         t.state = .running
         t.attempts += 1
@@ -691,18 +725,30 @@ extension Scheduler {
             // crash in between offers it again under the same message id.
             try exchange.offer(t, attempt: attempt)
         } catch {
-            // Not the host's own answer (no immediate reassignment): a
-            // failure with its backoff, so NATS being away costs attempts slowly.
+            if error.status == PLEXUS_UNAVAILABLE.status {
+                // Not handed over: not an attempt. Offered again under the
+                // same message id, so a publish whose ack alone was lost is
+                // stored once.
+                t.state = .queued
+                t.attempts -= 1
+                open[id] = t
+                return error.detail
+            }
+            // Refused for the task itself (its payload, say): a failed
+            // attempt, with its backoff.
+            clearWaiting(id)
             post(.answered(id, Envelope(kind: .error, target: .reply,
                                         payload: Array(JSONValue.object(["error": .string(error.name), "message": .string(error.detail)]).text.utf8),
                                         sender: "plexus.cluster", status: error.status), startedNs: now))
-            return
+            return nil
         }
+        clearWaiting(id)
         let event = JSONValue.object(["capability": .string(t.capability), "attempt": .int(Int64(attempt)), "via": .string("jetstream")]).text
         store.enqueue { db in
             try Store.markStarted(db, id: id, attempt: attempt)
             try Store.appendEvent(db, kind: "task.started", subject: id, json: event, at: now)
         }
+        return nil
     }
 
     /// An outcome from another host (or this one's fetcher). A completion

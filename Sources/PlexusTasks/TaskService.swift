@@ -72,6 +72,8 @@ public enum TaskService {
                                 "attempt_history": .array(ran.map(attempt))])
             }
             var o = fields(t, full: true)
+            // Why it has not started: no provider yet, or NATS away (in a cluster).
+            if let why = s.waitReason(id) { o["waiting"] = .string(why) }
             let history = try store { try s.store.attempts(of: id) }
             o["attempt_history"] = .array(history.map(attempt))
             return .object(o)

@@ -46,4 +46,14 @@ struct NATSConfigTests: ConfigParsing {
         #expect(error("nats:\n  url: \"nats://a:1,\"\n").contains("nats.url: \"nats://a:1,\": an empty entry"))
         #expect(error("nats:\n  url: \"nats://a:1,http://b:2\"\n").contains("nats.url: \"http://b:2\": the scheme must be nats://"))
     }
+
+    @Test func replicasAreOneByDefaultAndOneToFive() throws {
+        #expect(try parse("nats: { url: nats://127.0.0.1:4222 }\n").nats.replicas == 1)
+        #expect(try parse("nats: { replicas: 3 }\n").nats.replicas == 3)
+        #expect(try parse("nats: { replicas: 5 }\n").nats.replicas == 5)
+        #expect(error("nats:\n  replicas: 0\n")
+                == "plexus.yaml:2:13: nats.replicas: expected 1 to 5 (how many NATS servers keep a copy of each stream; 3 on a three-server cluster), found 0")
+        #expect(error("nats:\n  replicas: 7\n").hasSuffix("found 7"))
+        #expect(error("nats:\n  replicas: three\n").hasPrefix("plexus.yaml:2:13: nats.replicas: expected a whole number"))
+    }
 }

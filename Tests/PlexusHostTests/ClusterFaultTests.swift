@@ -193,4 +193,115 @@ import Testing
         #expect(C.nodes(b.socket)["a"] == "up")
         _ = servers
     }
+
+    // MARK: durable tasks through a NATS blip, and on a three-server cluster with nats.replicas
+
+    typealias T = ClusterTaskTests
+
+    /// The task.waiting events of task id (newest 500 events of the host).
+    static func waitingEvents(_ socket: String, _ id: String) -> [String] {
+        guard let r = try? SocketClient(path: socket).call(Envelope(kind: .query, target: .capability("plexus.events"),
+                                                                    payload: Array(JSONValue.object(["last": .int(500), "kind": .string("task.waiting")]).text.utf8)),
+                                                           timeoutMs: 30_000),
+              case .array(let events)? = try? JSONValue.parse(r.payload) else { return [] }
+        return events.compactMap { e -> String? in
+            guard T.str(e["subject"]) == id, T.str(e["kind"]) == "task.waiting", case .object(let d)? = e["data"] else { return nil }
+            return T.str(d["reason"])
+        }
+    }
+
+    @Test func aDurableTaskSubmittedWhileNATSIsDownWaitsWithoutSpendingAnAttemptAndCompletesWhenNATSIsBack() throws {
+        var nats: NatsServer? = try NatsServer()
+        let port = nats!.port
+        // The provider is on the submitting host itself: still, in a cluster every attempt goes through JetStream.
+        let b = try T.Node("b", nats: nats!.url, plugins: ["probe.so": try C.probe("probe")])
+        let before = try b.submit([.object(["capability": .string("probe.echo"), "payload": .string("before")])])
+        #expect(waitFor(seconds: 60) { T.str(b.show(T.id(before[0]))["state"]) == "completed" }, "\(b.logText.suffix(3000))")
+
+        nats = nil   // SIGKILL
+        #expect(waitFor(seconds: 20) { Self.natsState(b.socket) != "connected" })
+        let t = try b.submit([.object(["capability": .string("probe.echo"), "payload": .string("blip"), "timeout_ms": .int(600_000)])])
+        let id = T.id(t[0])
+        // One that cannot wait long: its one attempt fails after its timeout_ms, saying why, not "retried".
+        let short = try b.submit([.object(["capability": .string("probe.echo"), "payload": .string("short"), "timeout_ms": .int(300),
+                                           "attempts": .int(1)])])
+        let shortID = T.id(short[0])
+        #expect(waitFor(seconds: 30) { T.str(b.show(shortID)["state"]) == "dead" }, "\(b.show(shortID))")
+        let dead = b.show(shortID)
+        let why = T.str(dead["error"]) ?? ""
+        #expect(why.contains("waiting for NATS: ") && why.contains("timeout_ms") && !why.contains("retried"), "\(dead)")
+        #expect(dead["attempts"] == .int(1))
+
+        // The long one waits, queued, its attempts untouched, and says why once.
+        #expect(waitFor(seconds: 30) { T.str(b.show(id)["waiting"])?.hasPrefix("waiting for NATS: ") == true }, "\(b.show(id))")
+        let waiting = b.show(id)
+        #expect(T.str(waiting["state"]) == "queued", "\(waiting)")
+        #expect(waiting["attempts"] == .int(0), "\(waiting)")
+        #expect(waitFor(seconds: 10) { Self.waitingEvents(b.socket, id).count == 1 })
+        #expect(Self.waitingEvents(b.socket, id).allSatisfy { $0.hasPrefix("waiting for NATS: ") }, "\(Self.waitingEvents(b.socket, id))")
+        #expect(T.str(b.show(id)["state"]) == "queued")   // still, a while later
+
+        nats = try NatsServer(port: port)   // the same port and JetStream store
+        #expect(waitFor(seconds: 90) { T.str(b.show(id)["state"]) == "completed" }, "\(b.show(id))\n\(b.logText.suffix(3000))")
+        let done = b.show(id)
+        #expect(done["attempts"] == .int(1), "\(done)")
+        #expect(T.str(done["result"]) == "blip")
+        #expect(done["waiting"] == nil)
+        #expect(Self.waitingEvents(b.socket, id).count == 1)
+        print("ClusterFaultTests: waited \(Self.waitingEvents(b.socket, id)); the short one: \(why)")
+        _ = nats
+    }
+
+    @Test func withNATSReplicas3DurableTasksKeepCompletingWhenTheServerLeadingTheirStreamIsKilled() throws {
+        let ports = (0..<3).map { _ in NatsServer.freePort() }
+        let routes = (0..<3).map { _ in NatsServer.freePort() }
+        var servers: [NatsServer?] = try (0..<3).map { i in
+            let others = (0..<3).filter { $0 != i }.map { "nats://127.0.0.1:\(routes[$0])" }.joined(separator: ",")
+            return try NatsServer(port: ports[i], arguments: ["--cluster_name", "plexus-rep", "--cluster", "nats://127.0.0.1:\(routes[i])", "--routes", others])
+        }
+        let all = ports.map { "nats://127.0.0.1:\($0)" }.joined(separator: ",")
+        let yaml = "nats:\n  replicas: 3\n"
+        let a = try C.node("a", all, plugins: [:], yaml: yaml)
+        let b = try C.node("b", all, plugins: ["probe.so": try C.probe("probe")], yaml: yaml)
+        #expect(C.waitForNodes(a.socket, up: ["b"]))
+        #expect(C.waitForNodes(b.socket, up: ["a"]))
+
+        func submit(_ text: String) throws -> String {
+            let r = try SocketClient(path: a.socket).call(Envelope(kind: .query, target: .capability("plexus.tasks.submit"),
+                                                                   payload: Array(JSONValue.array([.object(["capability": .string("probe.echo"),
+                                                                                                            "payload": .string(text)])]).text.utf8)),
+                                                          timeoutMs: 60_000)
+            guard r.kind == .response, case .array(let l)? = try? JSONValue.parse(r.payload), let first = l.first else {
+                throw Fixtures.FixtureError(description: "submit: \(r.payloadString)")
+            }
+            return T.id(first)
+        }
+        func state(_ id: String) -> [String: JSONValue] {
+            guard let r = try? SocketClient(path: a.socket).call(Envelope(kind: .query, target: .capability("plexus.tasks.show"),
+                                                                          payload: Array(JSONValue.object(["id": .string(id)]).text.utf8)),
+                                                                 timeoutMs: 30_000),
+                  case .object(let o)? = try? JSONValue.parse(r.payload) else { return [:] }
+            return o
+        }
+        let first = try submit("before")
+        #expect(waitFor(seconds: 60) { T.str(state(first)["state"]) == "completed" }, "\(state(first))\n\(a.logText.suffix(3000))")
+
+        // Kill the server leading the task stream: with one replica the stream would go with it.
+        let leader = "new stream leader for '$G > PLEXUS_plexus_TASKS'"
+        guard let victim = (0..<3).first(where: { servers[$0]!.logText.contains(leader) }) else {
+            Issue.record("no server leads PLEXUS_plexus_TASKS (not replicated?): \(servers.map { $0!.logText.suffix(1500) })")
+            return
+        }
+        servers[victim] = nil
+        var ids: [String] = []
+        for i in 0..<5 { ids.append(try submit("after \(i)")) }
+        #expect(waitFor(seconds: 90) { ids.allSatisfy { T.str(state($0)["state"]) == "completed" } },
+                "\(ids.map { state($0) })\n\(a.logText.suffix(3000))\n\(b.logText.suffix(3000))")
+        for (i, id) in ids.enumerated() {
+            let s = state(id)
+            #expect(T.str(s["result"]) == "after \(i)")
+            #expect(s["attempts"] == .int(1), "\(s)")
+        }
+        _ = servers
+    }
 }
