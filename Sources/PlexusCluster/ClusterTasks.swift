@@ -58,6 +58,8 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         /// complete() took it (recording, publishing, acking): stop() waits for it instead of giving it back.
         var finishing = false
         let job: Job
+        /// The host request running it: cancelled when it is given back at shutdown.
+        var requestID: plexus_id?
     }
     private struct Fetcher {
         let thread: OwnedThread
@@ -167,6 +169,9 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         let now = Clock.unixNanos()
         for r in left {
             r.message.nak(delayMs: 0)
+            // Its handler hears CANCEL (a stream's next partial fails): the
+            // cluster runs it elsewhere; here it should end, not run on.
+            if let rid = r.requestID { try? host.cancel(rid, by: "this host's shutdown (the task was given back to the cluster)") }
             logger.notice("a durable task still running at shutdown was given back to the cluster",
                           metadata: ["task": "\(r.job.id)", "attempt": "\(r.job.attempt)"])
             if r.job.origin != node {
@@ -257,12 +262,14 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
 
     // MARK: outcomes for this host's tasks
 
+    /// Ends when stop() begins (what is not taken waits in the durable for
+    /// the next start), so joining it costs nothing past the grace.
     private func takeOutcomes(_ sub: PullSubscription) {
-        while !closed {
+        while !stopping {
             let msgs: [JetStreamMessage]
             do { msgs = try sub.fetch(batch: 64, timeoutMs: 500) } catch {
                 logger.debug("outcome fetch failed", metadata: ["error": "\(error.detail)"])
-                wake.withLock { if !closed { wake.wait(untilMonotonic: Clock.monotonicNanos() + 250_000_000) } }
+                wake.withLock { if !stopping { wake.wait(untilMonotonic: Clock.monotonicNanos() + 250_000_000) } }
                 continue
             }
             for m in msgs {
@@ -381,13 +388,14 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         let job = Job(id: id, attempt: Int(attempt), origin: origin, capability: cap, startedNs: started, deliveries: m.deliveries)
         state.withLock { $0.running[key] = Running(message: m, lastProgressMono: Clock.monotonicNanos(), job: job) }
         do {
-            try host.request(env) { [weak self] answer in
+            let rid = try host.request(env) { [weak self] answer in
                 guard let self, !answer.isPartial else { return }
                 do { try self.pool.submit { self.complete(job, answer, m) } } catch {
                     _ = self.state.withLock { $0.running.removeValue(forKey: key) }
                     m.nak(delayMs: 1_000)
                 }
             }
+            state.withLock { $0.running[key]?.requestID = rid }
         } catch {
             _ = state.withLock { $0.running.removeValue(forKey: key) }
             logger.notice("a durable task could not start here; given back", metadata: ["task": "\(id)", "error": "\(error.detail)"])
