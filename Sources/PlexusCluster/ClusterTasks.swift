@@ -191,9 +191,6 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         threads = []
     }
 
-    /// A stop with no grace (tests, errors at startup).
-    public func stop() { stop(untilMonotonic: 0) }
-
     static let givenBack = "interrupted: this host stopped before it finished; the cluster redelivered it"
     static let leftRunning = "interrupted: this host stopped; the cluster redelivered it"
 
