@@ -55,6 +55,11 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
     private struct Running {
         let message: JetStreamMessage
         var lastProgressMono: Int64
+        /// complete() took it (recording, publishing, acking): stop() waits for it instead of giving it back.
+        var finishing = false
+        let job: Job
+        /// The host request running it: cancelled when it is given back at shutdown.
+        var requestID: plexus_id?
     }
     private struct Fetcher {
         let thread: OwnedThread
@@ -70,7 +75,10 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         var fetchers: [String: Fetcher] = [:]
         /// Attempts running here, by task id and attempt.
         var running: [String: Running] = [:]
+        /// No more fetching (stop() began); what runs here still finishes.
         var stopping = false
+        /// stop() ended: the outcome and in-progress threads end too.
+        var closed = false
     }
     private let state = Mutex(State())
     private var threads: [OwnedThread] = []
@@ -124,6 +132,7 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
     /// after scheduler.start() and host.start().
     public func start(scheduler: Scheduler) throws(PlexusError) {
         self.scheduler = scheduler
+        settleLeftOver()
         let outcomes = try js.pullSubscription(stream: outcomesStream, durable: "outcomes-\(node)", filter: outcomeSubject(node))
         do {
             threads.append(try startThread(name: "plexus-outcomes") { [unowned self] in self.takeOutcomes(outcomes) })
@@ -131,22 +140,80 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
         } catch { throw PlexusError(.INTERNAL, "\(error)") }
     }
 
-    /// Stops fetching (what runs here now is still answered, acknowledged
-    /// or given back while the connection is up; what is not is redelivered
-    /// to another host after the ack wait).
-    public func stop() {
+    /// A graceful stop, before the NATS connection closes: fetching stops
+    /// at once; the attempts running here may finish until `deadline`
+    /// (monotonic ns: the end of --shutdown-grace-ms), and each that does
+    /// is recorded, its outcome sent and its message acknowledged as
+    /// usual; one still running then is given back (nak, redelivered at
+    /// once to another host) and its row here says so. Returns when no
+    /// attempt here touches JetStream any more: the connection may close.
+    public func stop(untilMonotonic deadline: Int64) {
         let fetchers = wake.withLock { () -> [Fetcher] in
             let f = state.withLock { s -> [Fetcher] in s.stopping = true; let f = Array(s.fetchers.values); s.fetchers = [:]; return f }
             wake.signal()
             return f
         }
         for f in fetchers { f.stop.set() }
-        for f in fetchers { f.thread.join() }
+        for f in fetchers { f.thread.join() }   // nothing new from here on
+        // The attempts in hand finish (tick() still says "in progress" for them).
+        if runningHere > 0 {
+            logger.info("stopping: letting durable tasks running here finish", metadata: ["running": "\(runningHere)"])
+        }
+        while runningHere > 0 && Clock.monotonicNanos() < deadline { usleep(10_000) }
+        // Past the grace: what has not answered goes back to the cluster now.
+        let left = state.withLock { s -> [Running] in
+            let out = s.running.values.filter { !$0.finishing }
+            for r in out { s.running.removeValue(forKey: "\(r.job.id)/\(r.job.attempt)") }
+            return out
+        }
+        let now = Clock.unixNanos()
+        for r in left {
+            r.message.nak(delayMs: 0)
+            // Its handler hears CANCEL (a stream's next partial fails): the
+            // cluster runs it elsewhere; here it should end, not run on.
+            if let rid = r.requestID { try? host.cancel(rid, by: "this host's shutdown (the task was given back to the cluster)") }
+            logger.notice("a durable task still running at shutdown was given back to the cluster",
+                          metadata: ["task": "\(r.job.id)", "attempt": "\(r.job.attempt)"])
+            if r.job.origin != node {
+                try? ForeignAttempts.finished(store, id: r.job.id, attempt: r.job.attempt, capability: r.job.capability, origin: r.job.origin,
+                                              agent: nil, outcome: "interrupted", error: ClusterTasks.givenBack,
+                                              deliveries: r.job.deliveries, startedNs: r.job.startedNs, at: now)
+            }
+        }
+        // Those being recorded now finish that (a few JetStream calls, each bounded by its wait).
+        let until = Clock.monotonicNanos() + 12_000_000_000
+        while runningHere > 0 && Clock.monotonicNanos() < until { usleep(5_000) }
+        wake.withLock {
+            state.withLock { $0.closed = true }
+            wake.signal()
+        }
         for t in threads { t.join() }
         threads = []
     }
 
+    static let givenBack = "interrupted: this host stopped before it finished; the cluster redelivered it"
+    static let leftRunning = "interrupted: this host stopped; the cluster redelivered it"
+
     private var stopping: Bool { state.withLock { $0.stopping } }
+    private var closed: Bool { state.withLock { $0.closed } }
+
+    /// Rows this host's store kept from before a SIGKILL: attempts for
+    /// other nodes that it left "running" (the cluster redelivered them)
+    /// are marked interrupted, so `tasks show` does not say "running"
+    /// forever; "completing" ones take the done-marker's word.
+    private func settleLeftOver() {
+        do {
+            let n = try ForeignAttempts.interruptLeftOver(store, why: ClusterTasks.leftRunning, at: Clock.unixNanos()) { id, attempt in
+                // No marker (or unreadable now): this run was not the task's completion.
+                guard let marker = try? done.get(id), let p = TaskParcel(marker), let n = p.string("node") else { return nil }
+                if n == node && p.int("attempt") == Int64(attempt) { return ("completed", "") }
+                return ("duplicate", "completed on node \(n) first")
+            }
+            if n > 0 { logger.notice("attempts for other nodes left unfinished by this host's last run were marked interrupted", metadata: ["rows": "\(n)"]) }
+        } catch {
+            logger.warning("could not mark the attempts left unfinished by this host's last run", metadata: ["error": "\(error)"])
+        }
+    }
 
     // MARK: TaskExchange (the submitting host, on the scheduler's thread)
 
@@ -193,6 +260,8 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
 
     // MARK: outcomes for this host's tasks
 
+    /// Ends when stop() begins (what is not taken waits in the durable for
+    /// the next start), so joining it costs nothing past the grace.
     private func takeOutcomes(_ sub: PullSubscription) {
         while !stopping {
             let msgs: [JetStreamMessage]
@@ -234,9 +303,9 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
             }
             for m in due { m.inProgress() }
             let stop = wake.withLock { () -> Bool in
-                if stopping { return true }
+                if closed { return true }
                 wake.wait(untilMonotonic: now + 250_000_000)
-                return stopping
+                return closed
             }
             if stop { return }
         }
@@ -314,16 +383,17 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
                                     deliveries: m.deliveries, at: started)
         }
         let key = "\(id)/\(attempt)"
-        state.withLock { $0.running[key] = Running(message: m, lastProgressMono: Clock.monotonicNanos()) }
         let job = Job(id: id, attempt: Int(attempt), origin: origin, capability: cap, startedNs: started, deliveries: m.deliveries)
+        state.withLock { $0.running[key] = Running(message: m, lastProgressMono: Clock.monotonicNanos(), job: job) }
         do {
-            try host.request(env) { [weak self] answer in
+            let rid = try host.request(env) { [weak self] answer in
                 guard let self, !answer.isPartial else { return }
                 do { try self.pool.submit { self.complete(job, answer, m) } } catch {
                     _ = self.state.withLock { $0.running.removeValue(forKey: key) }
                     m.nak(delayMs: 1_000)
                 }
             }
+            state.withLock { $0.running[key]?.requestID = rid }
         } catch {
             _ = state.withLock { $0.running.removeValue(forKey: key) }
             logger.notice("a durable task could not start here; given back", metadata: ["task": "\(id)", "error": "\(error.detail)"])
@@ -340,6 +410,14 @@ public final class ClusterTasks: TaskExchange, @unchecked Sendable {
     /// done-marker decides what its next delivery does.
     private func complete(_ job: Job, _ answer: Envelope, _ m: JetStreamMessage) {
         let key = "\(job.id)/\(job.attempt)"
+        // Taken from stop() past the grace: already given back and recorded
+        // so; this late answer must not be acknowledged too.
+        let mine = state.withLock { s -> Bool in
+            guard s.running[key] != nil, s.running[key]?.finishing == false else { return false }
+            s.running[key]?.finishing = true
+            return true
+        }
+        guard mine else { return }
         defer { _ = state.withLock { $0.running.removeValue(forKey: key) } }
         let now = Clock.unixNanos()
         // This host is stopping (its agent was stopped under the task): not

@@ -158,7 +158,7 @@ final class JetStream: @unchecked Sendable {
         guard s == NATS_OK, let sub else {
             throw PlexusError(.UNAVAILABLE, "cannot bind to JetStream consumer \(durable) on \(stream): \(JetStream.reason(s, code))")
         }
-        return PullSubscription(sub)
+        return PullSubscription(sub, conn: conn)
     }
 
     /// A key-value bucket (made when missing, on `replicas` servers; one
@@ -178,7 +178,7 @@ final class JetStream: @unchecked Sendable {
         guard s == NATS_OK, let kv else {
             throw PlexusError(.UNAVAILABLE, "cannot open JetStream key-value bucket \(bucket): \(NatsConnection.reason(s)) (is JetStream on? start nats-server with -js)")
         }
-        return JetStreamKV(kv, bucket: bucket)
+        return JetStreamKV(kv, bucket: bucket, context: self)
     }
 
     /// A key or durable name from any text: [A-Za-z0-9-] kept, every other
@@ -201,9 +201,18 @@ private extension String {
 
 /// A pull subscription bound to a durable consumer. fetch blocks the
 /// calling thread for up to its timeout; one thread fetches at a time.
+///
+/// Lifetimes: libnats' messages point at their subscription (an ack or
+/// nak goes through it to the connection) without holding it, so every
+/// JetStreamMessage holds its PullSubscription, and this holds the
+/// connection: a message acknowledged after its fetcher ended, or after
+/// the connection closed, fails with CONNECTION_CLOSED instead of
+/// reaching freed memory (the crash of a host stopped while it ran a
+/// cluster task).
 final class PullSubscription: @unchecked Sendable {
     private let sub: OpaquePointer
-    init(_ sub: OpaquePointer) { self.sub = sub }
+    private let conn: NatsConnection
+    init(_ sub: OpaquePointer, conn: NatsConnection) { self.sub = sub; self.conn = conn }
     deinit {
         // Not Unsubscribe: that would delete nothing of a durable, but
         // Destroy alone is enough to stop using it here.
@@ -223,7 +232,7 @@ final class PullSubscription: @unchecked Sendable {
         for i in 0..<Int(list.Count) {
             guard let m = list.Msgs[i] else { continue }
             list.Msgs[i] = nil   // ours now: natsMsgList_Destroy frees only the array
-            out.append(JetStreamMessage(m))
+            out.append(JetStreamMessage(m, from: self))
         }
         return out
     }
@@ -235,12 +244,15 @@ final class PullSubscription: @unchecked Sendable {
 /// One message fetched from a pull consumer, until acknowledged.
 final class JetStreamMessage: @unchecked Sendable {
     private let msg: OpaquePointer
+    /// Kept alive while the message is: its acks go through it.
+    private let subscription: PullSubscription
     let bytes: [UInt8]
     /// 1 on the first delivery, more on each redelivery (ack wait passed, nak).
     let deliveries: Int
 
-    init(_ msg: OpaquePointer) {
+    init(_ msg: OpaquePointer, from subscription: PullSubscription) {
         self.msg = msg
+        self.subscription = subscription
         let n = Int(natsMsg_GetDataLength(msg))
         bytes = n > 0 ? Array(UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: n)) : []
         var meta: UnsafeMutablePointer<jsMsgMetaData>?
@@ -275,8 +287,10 @@ final class JetStreamMessage: @unchecked Sendable {
 /// A JetStream key-value bucket: create-if-absent, get, put.
 final class JetStreamKV: @unchecked Sendable {
     private let kv: OpaquePointer
+    /// The context (and through it the connection) the bucket's calls use, kept alive with it.
+    private let context: JetStream
     let bucket: String
-    init(_ kv: OpaquePointer, bucket: String) { self.kv = kv; self.bucket = bucket }
+    init(_ kv: OpaquePointer, bucket: String, context: JetStream) { self.kv = kv; self.bucket = bucket; self.context = context }
     deinit { kvStore_Destroy(kv) }
 
     enum Created { case created, exists([UInt8]) }

@@ -375,7 +375,9 @@ public final class Host: @unchecked Sendable {
     /// Graceful: accepted work is finished within shutdownGraceMs; whatever
     /// is not is handed back (dead-lettered with the reason, callers answered
     /// SHUTTING_DOWN), never dropped. Agents stop in reverse start order.
-    public func shutdown() {
+    /// `untilMonotonic`: the grace's end when part of it was spent already
+    /// (plexus run waits for cluster tasks first); nil: shutdownGraceMs from now.
+    public func shutdown(untilMonotonic: Int64? = nil) {
         warmPool?.shutdown()
         guard running else {   // loaded, never started: only workers to stop
             for a in registry.order { a.link?.stop(graceMs: 0) }
@@ -386,7 +388,7 @@ public final class Host: @unchecked Sendable {
         reloads.stop()   // no reload from here on; what reloads started stops below with the rest
         health.stop()
         started = reloads.current(started) + lineage.close()   // after the health thread, which reads it; children last, so they stop first
-        let deadline = Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
+        let deadline = untilMonotonic ?? Clock.monotonicNanos() + configuration.shutdownGraceMs * 1_000_000
         // 1. No new mail; what was accepted is still handled, until the deadline.
         //    (An agent an operator stopped has shut down already.)
         let stoppedByOperator = Set(started.filter { $0.state == .stopped }.map(ObjectIdentifier.init))

@@ -1,6 +1,7 @@
 import GRDB
 import PlexusCore
 import PlexusStore
+import Synchronization
 
 /// Durable tasks across hosts (`plexus run --nats`): where the scheduler
 /// hands a ready task's attempt when this host is one node of a cluster.
@@ -98,6 +99,39 @@ public enum ForeignAttempts {
                                   data: ["capability": .string(capability), "attempt": .int(Int64(attempt)), "for_node": .string(origin),
                                          "outcome": .string(outcome)], at: at)
         }
+    }
+
+    /// At a host's start: the attempts for other nodes' tasks its store
+    /// still says are "running" (the host was killed under them; the
+    /// cluster gave them to another host after the ack wait) become
+    /// "interrupted", with `why` added to their detail; "completing" ones
+    /// are settled by `settled` (the done-marker's word: "completed",
+    /// "duplicate", or nil when it has none: "interrupted" too). A task
+    /// this host submitted itself is the scheduler's to recover, not this.
+    /// Returns how many rows changed.
+    @discardableResult
+    public static func interruptLeftOver(_ store: Store, why: String, at: Int64,
+                                         settled: (_ id: String, _ attempt: Int) -> (outcome: String, note: String)?) throws -> Int {
+        let foreign = "task_id NOT IN (SELECT id FROM tasks)"
+        let completing = try store.read { db in
+            try Row.fetchAll(db, sql: "SELECT task_id, attempt FROM task_attempts WHERE outcome = 'completing' AND \(foreign)")
+                .map { (id: $0["task_id"] as String, attempt: $0["attempt"] as Int) }
+        }
+        let verdicts = completing.map { c in (c, settled(c.id, c.attempt)) }
+        let changed = Mutex(0)
+        try store.commit { db in
+            try db.execute(sql: "UPDATE task_attempts SET outcome = 'interrupted', finished_unix_ns = ?, detail = detail || ? WHERE outcome = 'running' AND \(foreign)",
+                           arguments: [at, "; " + why])
+            var n = db.changesCount
+            for (c, v) in verdicts {
+                let (outcome, note) = v ?? ("interrupted", why)
+                try db.execute(sql: "UPDATE task_attempts SET outcome = ?, detail = detail || ? WHERE task_id = ? AND attempt = ? AND outcome = 'completing'",
+                               arguments: [outcome, note.isEmpty ? "" : "; " + note, c.id, c.attempt])
+                n += db.changesCount
+            }
+            changed.withLock { $0 = n }
+        }
+        return changed.withLock { $0 }
     }
 
     static func detail(origin: String, deliveries: Int) -> String {

@@ -11,6 +11,7 @@ import PlexusStore
 import PlexusTasks
 import PlexusWorkflows
 import PlexusCluster
+import PlexusThreads
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -178,16 +179,21 @@ struct RunCommand: ParsableCommand {
         sigwait(&set, &sig)
         FileHandleErr.note("plexus: \(sig == SIGINT ? "SIGINT" : "SIGTERM") received, shutting down")
         try ShutdownDeadline.arm(host: host, graceMs: shutdownGraceMs)
+        // One grace for everything: cluster attempts and the host's own work.
+        let graceEnds = Clock.monotonicNanos() + shutdownGraceMs * 1_000_000
         serving.up.store(false, ordering: .relaxed)
         dashboard?.stop()   // ends its streams, which the HTTP server's stop would wait for
         // Connected clients keep their connections through the grace period,
         // so what they asked for is answered (or SHUTTING_DOWN) before they go.
         server.stopAccepting()
-        clusterTasks?.stop()   // no more durable tasks fetched here; what runs still answers
+        // No more durable tasks fetched here; what runs for the cluster
+        // finishes within the grace and is recorded, answered and acked
+        // (or given back) while the NATS connection is still open.
+        clusterTasks?.stop(untilMonotonic: graceEnds)
         cluster?.stop()   // the other hosts drop this one now; nothing new arrives from them
         engine.stop()
         scheduler.stop()
-        host.shutdown()
+        host.shutdown(untilMonotonic: graceEnds)
         server.stop()
         web?.stop()
         db.close()

@@ -21,13 +21,16 @@ import Testing
         let dir: String
         let nats: String
         var process: Process?
+        /// More `plexus run` options (such as --shutdown-grace-ms).
+        let arguments: [String]
         var socket: String { dir + "/plexus.sock" }
         var db: String { dir + "/plexus.db" }
         var log: String { dir + "/host.log" }
 
-        init(_ name: String, nats: String, plugins: [String: String]) throws {
+        init(_ name: String, nats: String, plugins: [String: String], arguments: [String] = []) throws {
             self.name = name
             self.nats = nats
+            self.arguments = arguments
             dir = Fixtures.dir + "/jstask-\(name)-\(UUID().uuidString.prefix(6))"
             try FileManager.default.createDirectory(atPath: dir + "/plugins", withIntermediateDirectories: true)
             for (file, so) in plugins { try FileManager.default.copyItem(atPath: so, toPath: dir + "/plugins/" + file) }
@@ -38,7 +41,7 @@ import Testing
             let p = Process()
             p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("plexus")
             p.arguments = ["run", "--plugins", dir + "/plugins", "--socket", socket, "--store", db, "--sandbox", "in-process",
-                           "--nats", nats, "--node", name]
+                           "--nats", nats, "--node", name] + arguments
             FileManager.default.createFile(atPath: log, contents: nil)
             p.standardError = FileHandle(forWritingAtPath: log)
             p.standardOutput = FileHandle.nullDevice
@@ -54,6 +57,17 @@ import Testing
             guard let p = process, p.isRunning else { return }
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
+        }
+
+        /// SIGTERM (a graceful stop: `plexus run` waits for it with sigwait,
+        /// so the inherited blocked mask does not matter); its exit status,
+        /// or nil when it did not exit within the seconds given.
+        func term(within seconds: Double = 60) -> Process.TerminationReason? {
+            guard let p = process, p.isRunning else { return nil }
+            kill(p.processIdentifier, SIGTERM)
+            guard waitFor(seconds: seconds, { !p.isRunning }) else { return nil }
+            p.waitUntilExit()
+            return p.terminationReason
         }
 
         var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
