@@ -250,7 +250,10 @@ public final class Scheduler: @unchecked Sendable {
             try store.commit { db in
                 guard var t = try TaskRecord.fetchOne(db, key: id) else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
                 guard from.contains(t.state) else {
-                    throw PlexusError(.INVALID_ARGUMENT, "task \(id) is \(t.state.rawValue); only a \(from.map(\.rawValue).sorted().joined(separator: " or ")) task can be \(event == "task.cancelled" ? "cancelled" : "retried")")
+                    // No local request to cancel: in a cluster the attempt runs on whichever host fetched it.
+                    let elsewhere = event == "task.cancelled" && t.state == .running && self.exchange != nil
+                        ? " (its attempt runs on a host of the cluster; a task running on another host cannot be cancelled yet)" : ""
+                    throw PlexusError(.INVALID_ARGUMENT, "task \(id) is \(t.state.rawValue); only a \(from.map(\.rawValue).sorted().joined(separator: " or ")) task can be \(event == "task.cancelled" ? "cancelled" : "retried")\(elsewhere)")
                 }
                 if event == "task.retried_by_hand" {
                     // Retried, it runs at once: only when what it waits for

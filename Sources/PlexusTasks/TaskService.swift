@@ -65,7 +65,7 @@ public enum TaskService {
             guard let t = try store({ try s.store.task(id) }) else {
                 // In a cluster: a task another node submitted, attempts of which ran here.
                 let ran = try store { try s.store.attempts(of: id) }
-                guard !ran.isEmpty else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id)") }
+                guard !ran.isEmpty else { throw PlexusError(.INVALID_ARGUMENT, "no task \(id) on this host (a task is kept by the host it was submitted to)") }
                 return .object(["id": .string(id), "state": .string("elsewhere"),
                                 "note": .string("submitted on another node (\(ran[0].detail.split(separator: ";").first ?? "")); this host ran the attempts below; its record is there"),
                                 "node": ran.compactMap(\.agent).last.flatMap(node).map(JSONValue.string) ?? .null,
