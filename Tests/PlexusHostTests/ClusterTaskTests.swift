@@ -99,6 +99,19 @@ import Testing
         }
     }
 
+    /// Host a without providers, b and c with the probe, a hearing both;
+    /// with takingTasks, also b and c fetching durable tasks.
+    static func aWithProvidersBAndC(_ nats: NatsServer, takingTasks: Bool = true) throws -> (Node, Node, Node) {
+        let a = try Node("a", nats: nats.url, plugins: [:])
+        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        let c = try Node("c", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
+        #expect(C.waitForNodes(a.socket, up: ["b", "c"]))
+        if takingTasks {
+            #expect(waitFor(seconds: 60) { b.logText.contains("taking durable tasks") && c.logText.contains("taking durable tasks") })
+        }
+        return (a, b, c)
+    }
+
     static func id(_ v: JSONValue) -> String { if case .string(let s)? = v["id"] { return s } else { return "" } }
     static func str(_ v: JSONValue?) -> String? { if case .string(let s)? = v { return s } else { return nil } }
 
@@ -193,11 +206,7 @@ import Testing
     /// died) and c hold exactly one completion of each.
     @Test func aRunningHostKilledMidWayLosesNoTaskAndRunsNoneTwice() throws {
         let nats = try NatsServer()
-        let a = try Node("a", nats: nats.url, plugins: [:])
-        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
-        let c = try Node("c", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
-        #expect(C.waitForNodes(a.socket, up: ["b", "c"]))
-        #expect(waitFor(seconds: 60) { b.logText.contains("taking durable tasks") && c.logText.contains("taking durable tasks") })
+        let (a, b, c) = try Self.aWithProvidersBAndC(nats)
         let handled = a.dir + "/handled.log"
         var ids: [String] = []
         let started = Date()
@@ -275,11 +284,7 @@ import Testing
     /// and runs once.
     @Test func aLongTaskIsNotRedeliveredWhileItRuns() throws {
         let nats = try NatsServer()
-        let a = try Node("a", nats: nats.url, plugins: [:])
-        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
-        let c = try Node("c", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
-        #expect(C.waitForNodes(a.socket, up: ["b", "c"]))
-        #expect(waitFor(seconds: 60) { b.logText.contains("taking durable tasks") && c.logText.contains("taking durable tasks") })
+        let (a, b, c) = try Self.aWithProvidersBAndC(nats)
         let t = try a.submit([.object(["capability": .string("probe.sleep"), "payload": .string("13000"), "timeout_ms": .int(60_000)])])
         let id = Self.id(t[0])
         #expect(waitFor(seconds: 90) { Self.str(a.show(id)["state"]) == "completed" }, "\(a.show(id))")
@@ -300,10 +305,8 @@ import Testing
     /// scheduler's onFinished), to the end.
     @Test func aWorkflowRunsWithItsStepsOnOtherHosts() throws {
         let nats = try NatsServer()
-        let a = try Node("a", nats: nats.url, plugins: [:])
-        let b = try Node("b", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
-        let c = try Node("c", nats: nats.url, plugins: ["probe.so": try C.probe("probe")])
-        #expect(C.waitForNodes(a.socket, up: ["b", "c"]))
+        let (a, b, c) = try Self.aWithProvidersBAndC(nats, takingTasks: false)
+        defer { withExtendedLifetime((b, c)) {} }   // the providing hosts run until the test ends
         let file = a.dir + "/across.yaml"
         try """
             workflow: across
