@@ -58,10 +58,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var process: WorkerProcess?
     private var phase = Phase.spawning
     private var config = "{}"
-    /// Deliveries the worker has not finished, by id, with their send order.
-    /// sent: when it went to the worker (monotonic ns; 0 when metrics are off).
-    private var inflight: [plexus_id: (seq: Int, message: Message, sent: Int64)] = [:]
-    private var sendSeq = 0
+    /// Deliveries the worker has not finished, in the order they were sent.
+    private var inflight = Unfinished()
     /// Traced deliveries in flight: when each was handed to the worker
     /// (monotonic ns); their handle span ends at the worker's DONE.
     private var tracedStarts: [plexus_id: Int64] = [:]
@@ -222,8 +220,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             blocked = true
             return
         }
-        sendSeq += 1
-        inflight[m.id] = (sendSeq, m, agent?.metersRef == nil ? 0 : Clock.monotonicNanos())
+        inflight.append(m, sent: agent?.metersRef == nil ? 0 : Clock.monotonicNanos())
         inflightCount.store(inflight.count, ordering: .relaxed)
         agent?.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
         if m.header.tRoute != 0 { tracedStarts[m.id] = Tracer.now() }
@@ -304,7 +301,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 return (.hung("no answer to a heartbeat within \(restart.heartbeatTimeoutMs) ms"), w)
             }
             let unix = Clock.unixNanos()
-            if let late = inflight.values.first(where: { $0.message.isQuery && $0.message.header.deadlineUnixNs > 0
+            if let late = inflight.first(where: { $0.message.isQuery && $0.message.header.deadlineUnixNs > 0
                                                           && unix - $0.message.header.deadlineUnixNs > timeout }) {
                 return (.hung("request \(late.message.id.hex) still unanswered \(restart.heartbeatTimeoutMs) ms after its deadline"), w)
             }
@@ -512,7 +509,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         let n: Int = lock.withLock {
             var n = 0
             for id in ids {
-                guard let d = inflight.removeValue(forKey: id) else { continue }
+                guard let d = inflight.remove(id) else { continue }
                 if let meters { meters._withUnsafeGuaranteedRef { $0.handle.observe(finishedAt - d.sent) } }
                 n += 1
                 if d.message.isQuery { queries.append(id) }
@@ -542,7 +539,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let m = lock.withLock({ () -> Message? in
             defer { inflightCount.store(inflight.count, ordering: .relaxed) }
             tracedStarts[id] = nil
-            return inflight.removeValue(forKey: id)?.message
+            return inflight.remove(id)?.message
         }), let agent else { return }
         agent.finishedWork()
         router.expired(m, at: agent)
@@ -577,8 +574,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             case .refused: stopping = false   // keep the reason the worker gave
             default: stopping = false; phase = .down(x)
             }
-            let ms = inflight.values.sorted { $0.seq < $1.seq }.map(\.message)
-            inflight.removeAll()
+            let ms = inflight.removeAll()
             tracedStarts.removeAll()
             inflightCount.store(0, ordering: .relaxed)
             outgoing.removeAll()
@@ -798,7 +794,7 @@ extension WorkerLink {
     /// trace (the worker does not say which handler sent it). 0: none.
     fileprivate func handlingSpan(trace: plexus_id) -> UInt64 {
         lock.withLock {
-            let d = inflight.values.filter { $0.message.header.traceID == trace }.min { $0.seq < $1.seq }
+            let d = inflight.first { $0.message.header.traceID == trace }
             return d.map { Tracer.handleSpan(of: $0.message.id) } ?? 0
         }
     }

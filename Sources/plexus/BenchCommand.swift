@@ -32,6 +32,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "The Erlang/OTP ping-pong run beside inproc_rr_per_s when `erl` is on PATH.") var erlangSource = "Benchmarks/peers/erlang_pingpong.erl"
     @Option(parsing: .unconditional, help: "Requests the pipelined client keeps in flight.") var window = 256
     @Flag(help: "Only sandbox_rr_p50_us, without its floor (for profiling the sandboxed round trip).") var sandboxRrOnly = false
+    @Flag(help: "Only sandbox_oneway_per_s, median of --repetitions, without its floor (for profiling one-way delivery to a worker).") var sandboxOnewayOnly = false
     @Flag(help: "Only the socket client lines, client_rr_per_s and client_rr_pipelined_per_s, with their floors.") var clientOnly = false
     @Flag(help: "Only inproc_rr_per_s and inproc_rr_observed_per_s, run alternately (observability's cost).") var observedOnly = false
     @Option(help: ArgumentHelp("With --observed-only: run only `on` (metrics and tracing) or `off`, one mode per process (for perf stat).", visibility: .hidden))
@@ -66,6 +67,9 @@ struct BenchCommand: ParsableCommand {
         if workflowsOnly { return try workflows(pong: "\(agents)/pong0.so", items: workflowItems) }
         if sandboxOnly { return try sandbox() }
         if clientOnly { return try client(threads: cores) }
+        if sandboxOnewayOnly {
+            return print("sandbox_oneway_per_s: \(try median { try sandboxOneWay("\(agents)/pong0.so", n: messages) }) msgs/s (64-byte commands)")
+        }
         if sandboxRrOnly {
             return print("sandbox_rr_p50_us: \(fixed(try sandboxRoundTrip("\(agents)/pong0.so", samples: 20_000), 2)) us (host -> sandboxed C agent -> host, host and worker on CPU 0)")
         }
