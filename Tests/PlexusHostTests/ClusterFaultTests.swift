@@ -161,6 +161,21 @@ import Testing
         #expect(waitFor(seconds: 5) { Self.ids(b.logText, "message from another host").count == 1 }, "\(b.logText.suffix(2000))")
     }
 
+    /// beta's answer to text, asked at most twice (8 s each), and how many
+    /// of the two ended TIMEOUT; nil when neither was answered.
+    static func callAskingAgainOnTimeout(_ socket: String, _ text: String) -> (String?, Int) {
+        var timeouts = 0
+        for _ in 0..<2 {
+            let r = Result { () throws(PlexusError) -> Envelope in try C.call(socket, .agent("beta"), text, timeoutMs: 8_000) }
+            switch r {
+            case .success(let e): return (e.payloadString, timeouts)
+            case .failure(let e) where e.status == PLEXUS_TIMEOUT.status: timeouts += 1
+            case .failure(let e): Issue.record("\(text): \(e)"); return (nil, timeouts)
+            }
+        }
+        return (nil, timeouts)
+    }
+
     @Test func aThreeServerNATSClusterKeepsCrossHostCallsFlowingWhenOneServerIsKilled() throws {
         let ports = (0..<3).map { _ in NatsServer.freePort() }
         let routes = (0..<3).map { _ in NatsServer.freePort() }
@@ -182,12 +197,21 @@ import Testing
             return
         }
         servers[victim] = nil
-        // Calls keep being answered: held for the moment A fails over, then through another server.
+        // Calls keep being answered: held for the moment A fails over, then
+        // through another server. Core NATS is at-most-once (README, "When
+        // NATS goes away"): the one call caught in the failover itself (its
+        // request or its answer) may be lost with the server and end TIMEOUT
+        // at its deadline (about one run in three here); it is asked again.
+        // No more than that one may be lost.
         let start = Date()
+        var lost = 0
         for i in 0..<20 {
-            #expect(try C.call(a.socket, .agent("beta"), "probe.echo after \(i)", timeoutMs: 30_000).payloadString == "after \(i)")
+            let (answer, timeouts) = Self.callAskingAgainOnTimeout(a.socket, "probe.echo after \(i)")
+            lost += timeouts
+            #expect(answer == "after \(i)")
         }
-        print("ClusterFaultTests: 20 calls through the NATS cluster after killing one server in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        #expect(lost <= 1, "\(lost) calls lost after one server of three was killed")
+        print("ClusterFaultTests: 20 calls through the NATS cluster after killing one server in \(String(format: "%.2f", Date().timeIntervalSince(start))) s (\(lost) lost in the failover and asked again)")
         #expect(waitFor(seconds: 20) { let s = Self.natsServer(a.socket); return !s.isEmpty && !s.hasSuffix(":\(ports[victim])") })
         #expect(C.nodes(a.socket)["b"] == "up")
         #expect(C.nodes(b.socket)["a"] == "up")
