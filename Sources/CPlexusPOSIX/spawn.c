@@ -9,7 +9,9 @@
 #include <sched.h>
 #include <spawn.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +87,24 @@ int32_t plexus_posix_wait(int32_t pid, int block, int32_t *out_code, int32_t *ou
         *out_code = WEXITSTATUS(st); *out_signaled = 0; *out_core = 0;
     }
     return r;
+}
+
+int32_t plexus_posix_wait_within(int32_t pid, int timeout_ms, int32_t *out_code, int32_t *out_signaled, int32_t *out_core) {
+    int32_t r = plexus_posix_wait(pid, 0, out_code, out_signaled, out_core);
+    if (r != 0) return r;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {   /* no pidfd (an old kernel): look every millisecond */
+        for (int i = 0; i < timeout_ms && r == 0; i++) {
+            usleep(1000);
+            r = plexus_posix_wait(pid, 0, out_code, out_signaled, out_core);
+        }
+        return r;
+    }
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int n;
+    do { n = poll(&p, 1, timeout_ms); } while (n < 0 && errno == EINTR);
+    close(fd);
+    return plexus_posix_wait(pid, 0, out_code, out_signaled, out_core);
 }
 
 long plexus_posix_recv_nofds(int fd, void *buf, uint64_t len) {

@@ -404,10 +404,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }
         case PLEXUS_CONTROL_READY:
             setPhase(.ready)
+            if let agent, agent.state == .suspended { agent.state = .active }
+            reopen()   // what waited for the worker goes out first
             // Refill the warm pool now, not while this worker was starting.
             pool?.prime(policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN))
-            if let agent, agent.state == .suspended { agent.state = .active }
-            reopen()
         case PLEXUS_CONTROL_REFUSED:
             setPhase(.refused(PlexusError(status: e.pointee.status, String(decoding: payload, as: UTF8.self))))
         case PLEXUS_CONTROL_DONE:
@@ -461,12 +461,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// answered from the store's writer thread once on disk, so this I/O
     /// thread never waits for an fsync.
     private func keyValue(_ p: [UInt8], call: plexus_id) {
-        let ack: @Sendable (Result<(Int64, [UInt8]), PlexusError>) -> Void = { [weak self] r in
+        let ack: @Sendable (Result<(Int64, [UInt8]), PlexusError>) -> Void = { [self] r in
             switch r {
             case .success(let (version, value)):
-                self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: LittleEndian.bytes(UInt64(version), 8) + value)
+                self.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: LittleEndian.bytes(UInt64(version), 8) + value)
             case .failure(let e):
-                self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
+                self.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
             }
         }
         do throws(PlexusError) {
@@ -754,10 +754,10 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// They wait for a worker to start or stop, so they run on a thread of
     /// their own and are ACKed from there; the worker waits for the ACK.
     private func spawnCall(_ topic: String, _ p: [UInt8], call: plexus_id) {
-        let ack: @Sendable (Result<String, PlexusError>) -> Void = { [weak self] r in
+        let ack: @Sendable (Result<String, PlexusError>) -> Void = { [self] r in
             switch r {
-            case .success(let name): self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: Array(name.utf8))
-            case .failure(let e): self?.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
+            case .success(let name): self.sendControl(PLEXUS_CONTROL_ACK, correlation: call, payload: Array(name.utf8))
+            case .failure(let e): self.sendControl(PLEXUS_CONTROL_ACK, correlation: call, status: e.status, payload: Array(e.detail.utf8))
             }
         }
         guard let agent, let spawns = router.spawns else {

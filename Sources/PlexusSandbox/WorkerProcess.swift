@@ -84,7 +84,11 @@ public final class WorkerProcess: @unchecked Sendable {
     private let channel: Int32
     private let out: Int32, err: Int32
     private let wake: (r: Int32, w: Int32)
-    private weak var events: (any WorkerEvents)?
+    /// Strong, and let go once the exit is reported: a weak reference gave
+    /// the link a side table, and every retain of it on the message path
+    /// then took the slow road (a tenth of the host's samples sending
+    /// one-way to a worker). Read and cleared on the I/O thread only.
+    private var events: (any WorkerEvents)?
     /// Frames from the ring, and whatever arrives on the socket (which must
     /// carry none: anything but its end of file is a protocol error).
     private let reader: FrameReader
@@ -362,11 +366,10 @@ public final class WorkerProcess: @unchecked Sendable {
         var reaped = false
         if closedWhileRunning {
             // Its end of file comes just before its exit status: give that 100 ms
-            // to arrive, so a crash is reported as the crash it is.
-            for _ in 0..<100 where !reaped {
-                reaped = plexus_posix_wait(pid, 0, &code, &signaled, &core) == pid
-                if !reaped { usleep(1_000) }
-            }
+            // to arrive, so a crash is reported as the crash it is. Waited for
+            // on a pidfd: looking every millisecond cost each crash's restart
+            // about a millisecond before anything else could start.
+            reaped = plexus_posix_wait_within(pid, 100, &code, &signaled, &core) == pid
             // A signal or an error code speaks for itself; exit 0 unasked is a crash
             // too (FAULTS.md 3), and is said to be one.
             let cleanExit = reaped && signaled == 0 && code == 0
@@ -390,6 +393,7 @@ public final class WorkerProcess: @unchecked Sendable {
             return why.isEmpty ? nil : why.joined(separator: "; ")
         }
         events?.exited(WorkerExit(pid: pid, code: code, signaled: signaled != 0, hostReason: reason), from: self)
+        events = nil
     }
 
     private struct OutputBudget {

@@ -314,6 +314,13 @@ static const char *finish_root(int plugin_fd) {
     return NULL;
 }
 
+/* Drops every capability from the bounding set, until the kernel says
+** there are no more (EINVAL) or that it may not (EPERM: after the uid
+** change, or already done; trying the other 40 would only fail 40 times). */
+static void drop_bounding_set(void) {
+    for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) break;
+}
+
 /* What confine_prepare found, for confine_finish. */
 static int prep_root, prep_abi, ns_errno;
 static const char *ns_failed;
@@ -337,6 +344,10 @@ const char *confine_prepare(const confine_spec *s, uint64_t image_size) {
     ** a mount of the caller's own namespace), or for Landlock alone. */
     if ((failed = open_sources(s)) != NULL) return failed;
     if (!ns_failed && (failed = build_root(s, image_size)) != NULL) return failed;
+    /* Root may still shrink its bounding set (after the uid change in
+    ** confine_finish it cannot); done here, a warm worker has done it
+    ** before its plugin arrives. */
+    if (prep_root) drop_bounding_set();
     return NULL;
 }
 
@@ -351,8 +362,6 @@ const char *confine_finish(const confine_spec *s, int plugin_fd, pid_t parent,
         if ((failed = finish_root(plugin_fd)) != NULL) return failed;
         *plugin_path = CONFINE_PLUGIN_PATH;
     }
-    /* Root may still shrink its bounding set; after the uid change it cannot. */
-    if (prep_root) for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno == EINVAL) break;
     if ((failed = become_nobody(parent)) != NULL) return failed;
 
     int abi = prep_abi;
@@ -371,7 +380,7 @@ const char *confine_finish(const confine_spec *s, int plugin_fd, pid_t parent,
 }
 
 const char *confine_drop_capabilities(void) {
-    for (int c = 0; c < 64; c++) if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno == EINVAL) break;
+    drop_bounding_set();
     /* Root inside the namespace (uid 0) must not regain them through exec. */
     prctl(PR_SET_SECUREBITS, 0x2f /* NOROOT(+LOCKED) NO_SETUID_FIXUP(+LOCKED) KEEP_CAPS_LOCKED */, 0, 0, 0);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);

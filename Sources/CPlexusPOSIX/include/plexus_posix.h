@@ -46,6 +46,11 @@ int plexus_posix_channel(int fds[2]);
 ** *out_signaled says which, *out_core whether a core was dumped. */
 int32_t plexus_posix_wait(int32_t pid, int block, int32_t *out_code, int32_t *out_signaled, int32_t *out_core);
 
+/* The same, waiting at most timeout_ms for the child to exit (a pidfd
+** becomes readable when it does): its exit is seen the moment it happens,
+** not at the next tick of a polling loop. Returns 0 when it still runs. */
+int32_t plexus_posix_wait_within(int32_t pid, int timeout_ms, int32_t *out_code, int32_t *out_signaled, int32_t *out_core);
+
 /* Receives up to len bytes into buf. A message carrying descriptors
 ** (SCM_RIGHTS) has them closed at once and returns -2: a channel never
 ** accepts descriptors. Otherwise as recv(2). */
