@@ -37,7 +37,7 @@ final class Dispatcher: @unchecked Sendable {
 
     static let watchdogTickNanos = 1_000_000
 
-    fileprivate final class Worker: Sendable {
+    final class Worker: Sendable {
         /// The next agent, as retained Unmanaged bits (0 = empty); the
         /// watchdog may take it from another thread.
         let next = Atomic<UInt>(0)
@@ -46,6 +46,8 @@ final class Dispatcher: @unchecked Sendable {
         /// which costs the worker no clock read per batch.
         let batches = Atomic<UInt64>(0)
         nonisolated(unsafe) var slotTurns = 0
+        /// Client writes this thread holds during a batch (HeldWrites.swift).
+        let held = HeldWrites()
 
         /// Only this worker's thread writes batches: a load and a store, no
         /// locked read-modify-write (the watchdog only reads it).
@@ -86,7 +88,10 @@ final class Dispatcher: @unchecked Sendable {
             nanosleep(&ts, nil)
             for (i, w) in workers.enumerated() {
                 let b = w.batches.load(ordering: .relaxed)
-                if b == seen[i] && b & 1 == 1, let a = w.takeNext() { enqueue(a) }
+                if b == seen[i] && b & 1 == 1 {
+                    w.held.release()   // a handler blocks: what earlier ones answered goes out now
+                    if let a = w.takeNext() { enqueue(a) }
+                }
                 seen[i] = b
             }
         }
@@ -147,7 +152,10 @@ final class Dispatcher: @unchecked Sendable {
                 runQueue.unlock()
             }
             w.bumpBatches()
+            w.held.batching = true
             deliver(self, agent)
+            w.held.batching = false
+            w.held.release()
             w.bumpBatches()
         }
         if let n = w.takeNext() { enqueue(n) }
@@ -160,6 +168,7 @@ final class Dispatcher: @unchecked Sendable {
     /// the agent stays marked scheduled and whoever opens the gate requeues it.
     static func runBatch(_ agent: Agent, dispatcher: Dispatcher, gate: () -> Bool = { true },
                          handle: (Message) -> Void) {
+        let held = plexus_tls_worker().map { Unmanaged<Worker>.fromOpaque($0).takeUnretainedValue().held }
         for _ in 0..<batch {
             guard gate(), !dispatcher.halted.load(ordering: .relaxed) else { return }
             // Suspended by an operator: park, still scheduled; resume requeues it.
@@ -167,6 +176,7 @@ final class Dispatcher: @unchecked Sendable {
             guard let m = agent.next() else { return }
             handle(m)
             agent.finishedWork()
+            held?.releaseIfOld()
         }
         dispatcher.enqueue(agent)  // still scheduled: more mail may be waiting
     }

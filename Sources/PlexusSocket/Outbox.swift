@@ -1,6 +1,7 @@
 import CPlexusPOSIX
 import DequeModule
 import Glibc
+import PlexusHost
 import Synchronization
 
 /// The frames waiting to go out on one connection. Whoever produces a frame
@@ -17,8 +18,10 @@ import Synchronization
 /// While the loop handles a batch of a client's frames it corks the outbox:
 /// the answers produced meanwhile (most of them on the loop thread itself,
 /// when the agent ran inline) go out together in one send when it uncorks,
-/// instead of one send per answer.
-final class Outbox: Sendable {
+/// instead of one send per answer. A dispatcher thread does the same for
+/// the answers it produces during one batch of an agent's messages
+/// (DispatcherBatch.hold, bounded in time: HeldWrites.swift).
+final class Outbox: BatchedWriter {
     let fd: Int32
     private let epoll: Int32
     /// Deliveries queued beyond this are refused (the client is not reading).
@@ -41,6 +44,9 @@ final class Outbox: Sendable {
         var corker = pthread_t()
         var reading = true
         var interest: UInt32 = PLEXUS_LOOP_IN
+        /// A dispatcher thread holds what waits until its batch ends
+        /// (DispatcherBatch.hold): posts only queue meanwhile.
+        var held = false
     }
     private let state = Mutex(State())
     /// state.ends.count, stored under the lock and read without it: the
@@ -71,8 +77,10 @@ final class Outbox: Sendable {
             s.bytes.append(contentsOf: frame)
             s.ends.append(s.bytes.count)
             waiting.store(s.ends.count, ordering: .relaxed)
+            if s.held { return true }   // written when the holding thread's batch ends
             if !s.corked {
-                if s.ends.count == 1 { write(&s) }   // else the socket is full: the loop writes when it has room
+                // Else the socket is full: the loop writes when it has room.
+                if s.ends.count == 1 { if DispatcherBatch.hold(self) { s.held = true } else { write(&s) } }
             } else if pthread_equal(s.corker, pthread_self()) == 0 {
                 write(&s)   // from another thread: out now, with what the cork held before it
             }
@@ -93,6 +101,9 @@ final class Outbox: Sendable {
 
     /// Writes what the socket takes now (the loop, when it has room).
     func flush() { state.withLock { s in write(&s) } }
+
+    /// The holding dispatcher thread's batch ended: out with what waits.
+    func releaseHeld() { state.withLock { s in s.held = false; write(&s) } }
 
     /// How many frames wait.
     var backlog: Int { waiting.load(ordering: .relaxed) }

@@ -1,0 +1,86 @@
+import PlexusCore
+import PlexusHost
+import PlexusThreads
+import Synchronization
+import Glibc
+import Testing
+
+/// What a dispatcher thread holds back for a client during a batch goes out
+/// when the batch ends, and never waits long behind a handler that blocks:
+/// the watchdog lets it out within a tick or two.
+@Suite("Client writes held during a batch")
+struct HeldWritesTests {
+    /// Counts its releases and lets a waiter see them.
+    final class Writer: BatchedWriter, @unchecked Sendable {
+        let released = ConditionLock()
+        nonisolated(unsafe) var count = 0
+        func releaseHeld() { released.withLock { count += 1; released.broadcast() } }
+        /// Whether a release came within ms.
+        func awaitRelease(ms: Int64) -> Bool {
+            let deadline = Clock.monotonicNanos() + ms * 1_000_000
+            return released.withLock {
+                while count == 0 && Clock.monotonicNanos() < deadline { released.wait(untilMonotonic: deadline) }
+                return count > 0
+            }
+        }
+    }
+
+    private static func host() -> Host {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.threads = 2
+        let h = Host(c)
+        h.start()
+        return h
+    }
+
+    @Test func onlyADispatcherThreadHolds() {
+        #expect(!DispatcherBatch.hold(Writer()))   // the test's own thread writes at once
+    }
+
+    @Test func aWriteHeldInABatchGoesOutWhenTheBatchEnds() throws {
+        let h = Self.host()
+        defer { h.shutdown() }
+        let w = Writer()
+        try h.provide(name: "holder", capabilities: [("test.hold", "holds a write")]) { _, answer in
+            answer(.success(.bool(DispatcherBatch.hold(w))))
+        }
+        let r = try h.call(Envelope(kind: .query, target: .capability("test.hold"), payload: Array("{}".utf8)), timeoutMs: 10_000)
+        #expect(r.payloadString == "true")
+        #expect(w.awaitRelease(ms: 10_000))
+    }
+
+    /// The first message holds a write at the very end of its handler; the
+    /// second, in the same batch, blocks until that write is let out. Only
+    /// the watchdog can let it out (the hold is younger than the age bound
+    /// when the second starts).
+    @Test func aHandlerThatBlocksDoesNotKeepAnEarlierWriteInAfterAWatchdogTick() throws {
+        let h = Self.host()
+        defer { h.shutdown() }
+        let w = Writer()
+        let secondSent = Atomic<Bool>(false)
+        try h.provide(name: "holder", capabilities: [("test.first", "holds a write"), ("test.second", "waits for it")]) { env, answer in
+            if case .capability("test.first") = env.target {
+                let deadline = Clock.monotonicNanos() + 10_000_000_000
+                while !secondSent.load(ordering: .acquiring) && Clock.monotonicNanos() < deadline { sched_yield() }
+                answer(.success(.bool(DispatcherBatch.hold(w))))
+            } else {
+                answer(.success(.bool(w.awaitRelease(ms: 5_000))))
+            }
+        }
+        let first = ConditionLock()
+        nonisolated(unsafe) var held: Envelope?
+        try h.request(Envelope(kind: .query, target: .capability("test.first"), payload: Array("{}".utf8)), timeoutMs: 20_000) { e in
+            first.withLock { held = e; first.broadcast() }
+        }
+        let second = ConditionLock()
+        nonisolated(unsafe) var released: Envelope?
+        try h.request(Envelope(kind: .query, target: .capability("test.second"), payload: Array("{}".utf8)), timeoutMs: 20_000) { e in
+            second.withLock { released = e; second.broadcast() }
+        }
+        secondSent.store(true, ordering: .releasing)
+        let a = first.withLock { () -> Envelope in while held == nil { first.wait() }; return held! }
+        let b = second.withLock { () -> Envelope in while released == nil { second.wait() }; return released! }
+        #expect(a.payloadString == "true", "the first handler ran on a dispatcher thread in a batch")
+        #expect(b.payloadString == "true", "the held write was let out while the second handler blocked")
+    }
+}
