@@ -280,11 +280,18 @@ struct BenchCommand: ParsableCommand {
         guard let erl = onPath("erl"), let erlc = onPath("erlc") else {
             return ("erlang_pingpong_per_s: not measured, erl is not on PATH (apt-get install erlang-base)", nil)
         }
+        // The default is relative to the repository's root; run from elsewhere,
+        // it is found beside the agents directory (Benchmarks/agents).
+        let beside = URL(fileURLWithPath: agents).deletingLastPathComponent().appendingPathComponent("peers/erlang_pingpong.erl").path
+        let source = FileManager.default.fileExists(atPath: erlangSource) ? erlangSource : beside
+        guard FileManager.default.fileExists(atPath: source) else {
+            return ("erlang_pingpong_per_s: not measured, \(erlangSource) is not there (run from the repository's root, or pass --erlang-source)", nil)
+        }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-bench-erlang-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            _ = try runProgram(erlc, ["-o", dir, erlangSource], environment: [:])
+            _ = try runProgram(erlc, ["-o", dir, source], environment: [:])
             let out = try runProgram(erl, ["-noshell", "-pa", dir, "-s", "erlang_pingpong", "main", "-s", "init", "stop"],
                               environment: ["PINGS": "\(roundTrips)", "REPS": "\(repetitions)"])
             guard let l = out.first(where: { $0.hasPrefix("erlang_pingpong_per_s:") }) else {
