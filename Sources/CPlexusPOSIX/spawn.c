@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -68,6 +69,36 @@ int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int 
                                        int filter_fd, int stdout_fd, int stderr_fd, int32_t *out_pid) {
     const int from[5] = { channel_fd, plugin_fd, filter_fd, stdout_fd, stderr_fd }, to[5] = { 3, 4, 5, 1, 2 };
     return spawn_placed(exe, argv, from, to, 5, 6, out_pid);
+}
+
+int plexus_posix_spawn_worker_netns(const char *exe, char *const argv[], int channel_fd, int plugin_fd, int filter_fd,
+                                    int netns_fd, int stdout_fd, int stderr_fd, int32_t *out_pid) {
+    const int from[6] = { channel_fd, plugin_fd, filter_fd, netns_fd, stdout_fd, stderr_fd }, to[6] = { 3, 4, 5, 6, 1, 2 };
+    return spawn_placed(exe, argv, from, to, 6, 7, out_pid);
+}
+
+int plexus_posix_empty_netns(void) {
+    int gate[2];
+    if (pipe2(gate, O_CLOEXEC) != 0) return -1;
+    /* Like fork (the child shares nothing it could change: it only reads
+    ** and exits), but into a new network namespace. */
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        char b;
+        close(gate[1]);
+        while (read(gate[0], &b, 1) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    close(gate[0]);
+    int fd = -1;
+    if (pid > 0) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    close(gate[1]);   /* the child may go: the descriptor keeps the namespace */
+    if (pid > 0) while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    return fd;
 }
 
 int plexus_posix_pipe(int fds[2], int nonblocking) {

@@ -12,7 +12,7 @@ public final class Spawner: @unchecked Sendable {
     private struct Job {
         let exe: String
         let argv: [String]
-        let fds: (channel: Int32, plugin: Int32, filter: Int32, out: Int32, err: Int32)
+        let fds: (channel: Int32, plugin: Int32, filter: Int32, netns: Int32, out: Int32, err: Int32)
         let done: @Sendable (Result<Int32, PlexusError>) -> Void
     }
 
@@ -23,16 +23,17 @@ public final class Spawner: @unchecked Sendable {
 
     private init() {}
 
-    /// Spawns exe with argv (argv[0] included) and the five descriptors;
-    /// returns the pid. Waits for the spawner thread to do it.
-    func spawn(exe: String, argv: [String], channel: Int32, plugin: Int32, filter: Int32, out: Int32, err: Int32) throws(PlexusError) -> Int32 {
+    /// Spawns exe with argv (argv[0] included) and the descriptors (netns:
+    /// -1 for none); returns the pid. Waits for the spawner thread to do it.
+    func spawn(exe: String, argv: [String], channel: Int32, plugin: Int32, filter: Int32, netns: Int32 = -1,
+               out: Int32, err: Int32) throws(PlexusError) -> Int32 {
         let result = ResultBox()
         let failed: ThreadStartError? = lock.withLock {
             if !started {
                 do throws(ThreadStartError) { try startDetachedThread(name: "plexus-spawner") { [self] in loop() } } catch { return error }
                 started = true
             }
-            jobs.append(Job(exe: exe, argv: argv, fds: (channel, plugin, filter, out, err)) { r in result.set(r) })
+            jobs.append(Job(exe: exe, argv: argv, fds: (channel, plugin, filter, netns, out, err)) { r in result.set(r) })
             lock.broadcast()
             return nil
         }
@@ -56,8 +57,11 @@ public final class Spawner: @unchecked Sendable {
         defer { for p in cargs { free(p) } }
         var pid: Int32 = 0
         let rc = cargs.withUnsafeMutableBufferPointer { argv in
-            plexus_posix_spawn_worker_filtered(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin, job.fds.filter,
-                                      job.fds.out, job.fds.err, &pid)
+            job.fds.netns < 0
+                ? plexus_posix_spawn_worker_filtered(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin, job.fds.filter,
+                                                     job.fds.out, job.fds.err, &pid)
+                : plexus_posix_spawn_worker_netns(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin, job.fds.filter,
+                                                  job.fds.netns, job.fds.out, job.fds.err, &pid)
         }
         if rc != 0 {
             return .failure(PlexusError(.INTERNAL, "cannot start the worker \(job.exe): \(String(cString: strerror(rc)))"))

@@ -152,9 +152,12 @@ public final class WorkerProcess: @unchecked Sendable {
         }
         var argv = ["plexus-worker"] + policy.arguments(parent: getpid(), maxPayload: maxPayload)
         if image == nil { argv += ["--warm", "\(PluginImage.maxBytes)"] }
+        let netns = SharedNetwork.descriptor(for: policy)
+        if netns >= 0 { argv += ["--netns", "6"] }
         let pid: Int32
         do {
-            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image ?? im[1], filter: filter, out: o[1], err: e[1])
+            pid = try Spawner.shared.spawn(exe: helper, argv: argv, channel: ch[1], plugin: image ?? im[1], filter: filter,
+                                           netns: netns, out: o[1], err: e[1])
         } catch {
             for fd in ch + o + e + wk + im where fd >= 0 { close(fd) }
             throw error

@@ -333,13 +333,20 @@ const char *confine_prepare(const confine_spec *s, uint64_t image_size) {
     /* Root builds the new root with its own rights, then becomes nobody (no
     ** user namespace needed: nobody holds no capability anywhere). Any other
     ** user needs a user namespace to mount, and maps itself to 0 inside. */
-    int flags = CLONE_NEWNS | CLONE_NEWIPC | (s->network ? 0 : CLONE_NEWNET) | (prep_root ? 0 : CLONE_NEWUSER);
+    int shared_net = s->netns_fd > 0 && !s->network;
+    int flags = CLONE_NEWNS | CLONE_NEWIPC | (s->network || shared_net ? 0 : CLONE_NEWNET) | (prep_root ? 0 : CLONE_NEWUSER);
     const char *failed = NULL;
     ns_failed = NULL;
     ns_errno = 0;
     if (s->without_namespaces) { ns_failed = "unshare (left out by --without namespaces)"; ns_errno = EPERM; }
     else if (unshare(flags) != 0) { ns_failed = prep_root ? "unshare(mount, ipc, network namespaces)" : "unshare(user, mount, ipc, network namespaces)"; ns_errno = errno; }
     else if (!prep_root && (failed = map_ids(uid, gid)) != NULL) return failed;
+    /* The host's empty namespace, joined (setns needs the rights root has
+    ** over it); else one of its own, as without it. */
+    else if (shared_net && setns(s->netns_fd - 1, CLONE_NEWNET) != 0 && unshare(CLONE_NEWNET) != 0) {
+        ns_failed = "unshare(network namespace)"; ns_errno = errno;
+    }
+    if (s->netns_fd > 0) close(s->netns_fd - 1);
     /* Sources are opened in the new mount namespace (a bind must come from
     ** a mount of the caller's own namespace), or for Landlock alone. */
     if ((failed = open_sources(s)) != NULL) return failed;

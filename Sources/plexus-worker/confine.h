@@ -14,6 +14,7 @@
 typedef struct confine_spec {
     int rlimits_only_ok;      /* may run without namespaces and Landlock     */
     int network;              /* keep the host's network (no new netns)      */
+    int netns_fd;             /* +1: a namespace to join instead (0: none)    */
     uint64_t tmp_size;        /* bytes of the private /tmp                   */
     const char *read[CONFINE_PATHS_MAX];   /* bound read-only (and executable) */
     int n_read;

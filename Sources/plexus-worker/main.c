@@ -497,9 +497,9 @@ static uint64_t arg_u64(const char *v) { return strtoull(v, NULL, 10); }
 static void usage(const char *why) {
     fprintf(stderr, "plexus-worker: %s\nusage: plexus-worker --parent PID [--as BYTES] [--cpu SOFT] [--cpu-hard HARD]"
                     " [--nofile N] [--fsize BYTES] [--max-payload BYTES]"
-                    " [--concurrency N] [--confine required|rlimits-only] [--network 0|1] [--tmp-size BYTES]"
+                    " [--concurrency N] [--confine required|rlimits-only] [--network 0|1] [--netns FD] [--tmp-size BYTES]"
                     " [--ro PATH]... [--rw PATH]... [--without namespaces,landlock]\n"
-                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin, 5 the seccomp filter)\n", why);
+                    "(started by the plexus host: descriptor 3 is the channel, 4 the plugin, 5 the seccomp filter, 6 with --netns a network namespace)\n", why);
     _exit(PLEXUS_WORKER_EXIT_USAGE);
 }
 
@@ -538,6 +538,7 @@ static void parse(int argc, char **argv, worker_limits *l, confine_spec *c, pid_
         }
         else if (!strcmp(k, "--warm")) warm_image_max = arg_u64(v);
         else if (!strcmp(k, "--network")) c->network = (int)arg_u64(v);
+        else if (!strcmp(k, "--netns")) c->netns_fd = (int)arg_u64(v) + 1;   /* the host's shared empty namespace */
         else if (!strcmp(k, "--tmp-size")) c->tmp_size = arg_u64(v);
         else if (!strcmp(k, "--without")) {   /* tests of the fallbacks: act as if the kernel refused */
             c->without_namespaces = strstr(v, "namespaces") != NULL;
@@ -981,7 +982,7 @@ int main(int argc, char **argv) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() != parent) _exit(PLEXUS_WORKER_EXIT_ORPHANED);
     setpgid(0, 0);
-    close_range(FILTER_FD + 1, ~0U, 0);
+    close_range(FILTER_FD + 2, ~0U, 0);   /* 6: the network namespace (--netns), closed once joined */
     signal(SIGPIPE, SIG_IGN);
     /* The umask is inherited, and the host's is not always its own: its
     ** socket server narrows it to 0177 for the moment it binds, and a worker

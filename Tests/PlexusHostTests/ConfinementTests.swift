@@ -193,6 +193,39 @@ struct ConfinementAttackTests {
         }
     }
 
+    /// Workers without socket grants join one empty network namespace the
+    /// host made (making one costs each start half a millisecond); their
+    /// filter refuses them every socket call, so there is nothing in it to
+    /// share. A worker granted sockets still gets one of its own, so it can
+    /// reach no other worker's sockets (the test above: no route, no
+    /// abstract name but its own).
+    @Test func onlyWorkersWithoutSocketsShareTheirEmptyNetworkNamespace() throws {
+        var c = HostConfiguration(pluginsDirectory: nil)
+        c.sandbox = .process
+        c.threads = 2
+        c.defaultTimeoutMs = 10_000
+        let intruderPath = try Fixtures.intruder()
+        var s = c.settings(for: PluginDescriptor.stem(of: intruderPath))
+        s.policy.allowSocket = true
+        c.plugins[PluginDescriptor.stem(of: intruderPath)] = s
+        let host = Host(c)
+        defer { host.shutdown() }
+        for p in [intruderPath, try Fixtures.probe(), try Fixtures.probe(named: "second")] { try host.load(path: p) }
+        host.start()
+        func net(_ agent: String) -> String? {
+            guard let pid = workerPid(host, agent) else { return nil }
+            return try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")
+        }
+        let mine = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+        let (probe, second, intruder) = (net("probe"), net("second"), net("intruder"))
+        #expect(probe != nil && second != nil && intruder != nil)
+        #expect(probe != mine && second != mine && intruder != mine, "every worker is out of the host's network")
+        #expect(intruder != probe && intruder != second, "the worker granted sockets has a namespace of its own")
+        if geteuid() == 0 { #expect(probe == second, "workers without sockets share the host's empty namespace") }
+        try expectAttempt(host, "udp 9", "\(ENETUNREACH)")
+        #expect(try host.callText("probe.echo", "shared") == "shared")
+    }
+
     @Test func networkTrueGrantsTheHostsNetwork() throws {
         let tcp = try Listener(inet: Int32(SOCK_STREAM.rawValue))
         let (host, _, _) = try host { c, name in

@@ -35,6 +35,15 @@ int plexus_posix_spawn_worker(const char *exe, char *const argv[], int channel_f
 int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int channel_fd, int plugin_fd,
                                        int filter_fd, int stdout_fd, int stderr_fd, int32_t *out_pid);
 
+/* As plexus_posix_spawn_worker_filtered, with netns_fd (a network
+** namespace the worker joins instead of creating its own) on descriptor 6. */
+int plexus_posix_spawn_worker_netns(const char *exe, char *const argv[], int channel_fd, int plugin_fd, int filter_fd,
+                                    int netns_fd, int stdout_fd, int stderr_fd, int32_t *out_pid);
+
+/* A new, empty network namespace (its loopback down), held by the returned
+** descriptor (O_CLOEXEC); -1 when it cannot be made (no CAP_SYS_ADMIN). */
+int plexus_posix_empty_netns(void);
+
 /* pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0)). */
 int plexus_posix_pipe(int fds[2], int nonblocking);
 
