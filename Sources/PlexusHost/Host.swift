@@ -458,13 +458,9 @@ public final class Host: @unchecked Sendable {
     /// Sends a query and blocks this thread until its answer. An ERROR answer
     /// is thrown with its status and the message the host or agent gave.
     public func call(_ env: Envelope, timeoutMs: Int64 = 0) throws(PlexusError) -> Envelope {
-        let done = ConditionLock()
-        nonisolated(unsafe) var answer: Envelope?
-        try request(env, timeoutMs: timeoutMs) { a in done.withLock { answer = a; done.signal() } }
-        let reply = done.withLock { () -> Envelope in
-            while answer == nil { done.wait() }
-            return answer!
-        }
+        let answer = OneShot<Envelope>()
+        try request(env, timeoutMs: timeoutMs) { answer.set($0) }
+        let reply = answer.wait()
         if reply.kind == .error { throw Host.error(from: reply) }
         return reply
     }

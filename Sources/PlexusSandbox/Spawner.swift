@@ -27,13 +27,13 @@ public final class Spawner: @unchecked Sendable {
     /// -1 for none); returns the pid. Waits for the spawner thread to do it.
     func spawn(exe: String, argv: [String], channel: Int32, plugin: Int32, filter: Int32, netns: Int32 = -1,
                out: Int32, err: Int32) throws(PlexusError) -> Int32 {
-        let result = ResultBox()
+        let result = OneShot<Result<Int32, PlexusError>>()
         let failed: ThreadStartError? = lock.withLock {
             if !started {
                 do throws(ThreadStartError) { try startDetachedThread(name: "plexus-spawner") { [self] in loop() } } catch { return error }
                 started = true
             }
-            jobs.append(Job(exe: exe, argv: argv, fds: (channel, plugin, filter, netns, out, err)) { r in result.set(r) })
+            jobs.append(Job(exe: exe, argv: argv, fds: (channel, plugin, filter, netns, out, err)) { result.set($0) })
             lock.broadcast()
             return nil
         }
@@ -67,17 +67,5 @@ public final class Spawner: @unchecked Sendable {
             return .failure(PlexusError(.INTERNAL, "cannot start the worker \(job.exe): \(String(cString: strerror(rc)))"))
         }
         return .success(pid)
-    }
-
-    private final class ResultBox: @unchecked Sendable {
-        private let lock = ConditionLock()
-        private var value: Result<Int32, PlexusError>?
-        func set(_ r: Result<Int32, PlexusError>) { lock.withLock { value = r; lock.broadcast() } }
-        func wait() -> Result<Int32, PlexusError> {
-            lock.withLock {
-                while value == nil { lock.wait() }
-                return value!
-            }
-        }
     }
 }

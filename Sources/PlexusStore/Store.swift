@@ -117,13 +117,9 @@ public final class Store: @unchecked Sendable {
 
     /// Starts an asynchronous write and blocks until its `done` is called.
     func waitFor<T>(_ start: (@escaping (Result<T, Error>) -> Void) -> Void) throws -> T {
-        let lock = ConditionLock()
-        nonisolated(unsafe) var result: Result<T, Error>?
-        start { r in lock.withLock { result = r; lock.signal() } }
-        return try lock.withLock { () throws -> T in
-            while result == nil { lock.wait() }
-            return try result!.get()
-        }
+        let result = OneShot<Result<T, Error>>()
+        start { result.set($0) }
+        return try result.wait().get()
     }
 
 

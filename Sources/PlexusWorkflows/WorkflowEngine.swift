@@ -163,11 +163,9 @@ public final class WorkflowEngine: @unchecked Sendable {
 
     /// Posts what `make` builds and waits for the engine thread's answer.
     private func ask(_ make: (@escaping (PlexusError?) -> Void) -> Input) throws(PlexusError) {
-        let done = ConditionLock()
-        nonisolated(unsafe) var outcome: PlexusError??
-        post(make { e in done.withLock { outcome = .some(e); done.signal() } })
-        let e: PlexusError? = done.withLock { while outcome == nil { done.wait() }; return outcome! }
-        if let e { throw e }
+        let outcome = OneShot<PlexusError?>()
+        post(make { outcome.set($0) })
+        if let e = outcome.wait() { throw e }
     }
 
     /// A run's status: live if the engine holds it, else from the store.

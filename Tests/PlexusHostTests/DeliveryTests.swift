@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import PlexusThreads
 import Testing
 
 @Suite("Mailboxes, deadlines and ordering")
@@ -38,16 +39,16 @@ struct DeliveryTests {
     @Test func fullMailboxPushesBackAndLosesNothingAccepted() throws {
         let host = try startedHost([Fixtures.probe()], mailbox: 4)
         defer { host.shutdown() }
-        try host.command("agent:probe", "probe.sleep 300")   // taken off the queue, running
-        Thread.sleep(forTimeInterval: 0.05)
+        try host.command("agent:probe", "probe.sleep 300")
+        #expect(waitFor(seconds: 10) { Self.taken(host) }, "the sleep is taken off the queue, running")
         for i in 1...4 { try host.command("probe.record", "m\(i)") }
         let e = expectError(.MAILBOX_FULL) { try host.command("probe.record", "m5") }
         #expect(e?.detail == "agent 'probe' has 4 messages waiting, its mailbox's limit")
         let full = expectError(.MAILBOX_FULL) { _ = try host.callText("probe.echo", "q") }
         #expect(full != nil)
         #expect(host.pendingRequests == 0)
-        Thread.sleep(forTimeInterval: 0.4)
-        #expect(try journal(host, "probe") == "m1,m2,m3,m4")
+        // Once the sleep ends the four run; the journal query then fits in the mailbox and comes after them.
+        #expect(waitFor(seconds: 10) { (try? journal(host, "probe")) == "m1,m2,m3,m4" })
     }
 
     @Test func oneSendersMessagesArriveInOrder() throws {
@@ -63,7 +64,7 @@ struct DeliveryTests {
         let host = try startedHost([Fixtures.probe()])
         defer { host.shutdown() }
         try host.command("agent:probe", "probe.sleep 200")
-        Thread.sleep(forTimeInterval: 0.05)
+        #expect(waitFor(seconds: 10) { Self.taken(host) }, "the sleep is taken off the queue, running")
         try host.command("probe.record", "low", priority: .low)
         try host.command("probe.record", "normal", priority: .normal)
         try host.command("probe.record", "critical", priority: .critical)
@@ -75,16 +76,16 @@ struct DeliveryTests {
 
     @Test func shutdownAnswersWaitingRequests() throws {
         let host = try startedHost([Fixtures.probe()])
-        nonisolated(unsafe) var answer: Envelope?
-        let lock = NSCondition()
-        try host.request(Envelope(kind: .query, target: .capability("probe.noreply"))) { a in
-            lock.lock(); answer = a; lock.signal(); lock.unlock()
-        }
-        Thread.sleep(forTimeInterval: 0.05)
+        let answer = OneShot<Envelope>()
+        try host.request(Envelope(kind: .query, target: .capability("probe.noreply"))) { answer.set($0) }
+        // Handled (its handler returned without answering): the request waits for a reply that never comes.
+        #expect(waitFor(seconds: 10) { host.agentReports.first { $0.name == "probe" }?.handled == 1 })
         host.shutdown()
-        lock.lock()
-        while answer == nil { lock.wait() }
-        lock.unlock()
-        #expect(answer?.status == PLEXUS_SHUTTING_DOWN.status)
+        #expect(answer.wait().status == PLEXUS_SHUTTING_DOWN.status)
+    }
+
+    /// The probe has taken what was queued (its handler runs): nothing waits.
+    static func taken(_ host: Host) -> Bool {
+        host.agentReports.first { $0.name == "probe" }?.queued == 0
     }
 }

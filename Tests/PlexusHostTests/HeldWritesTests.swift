@@ -10,18 +10,13 @@ import Testing
 /// the watchdog lets it out within a tick or two.
 @Suite("Client writes held during a batch")
 struct HeldWritesTests {
-    /// Counts its releases and lets a waiter see them.
-    final class Writer: BatchedWriter, @unchecked Sendable {
-        let released = ConditionLock()
-        nonisolated(unsafe) var count = 0
-        func releaseHeld() { released.withLock { count += 1; released.broadcast() } }
+    /// Lets a waiter see its first release.
+    final class Writer: BatchedWriter {
+        let released = OneShot<Void>()
+        func releaseHeld() { released.set(()) }
         /// Whether a release came within ms.
         func awaitRelease(ms: Int64) -> Bool {
-            let deadline = Clock.monotonicNanos() + ms * 1_000_000
-            return released.withLock {
-                while count == 0 && Clock.monotonicNanos() < deadline { released.wait(untilMonotonic: deadline) }
-                return count > 0
-            }
+            released.wait(untilMonotonic: Clock.monotonicNanos() + ms * 1_000_000) != nil
         }
     }
 
@@ -67,19 +62,11 @@ struct HeldWritesTests {
                 answer(.success(.bool(w.awaitRelease(ms: 5_000))))
             }
         }
-        let first = ConditionLock()
-        nonisolated(unsafe) var held: Envelope?
-        try h.request(Envelope(kind: .query, target: .capability("test.first"), payload: Array("{}".utf8)), timeoutMs: 20_000) { e in
-            first.withLock { held = e; first.broadcast() }
-        }
-        let second = ConditionLock()
-        nonisolated(unsafe) var released: Envelope?
-        try h.request(Envelope(kind: .query, target: .capability("test.second"), payload: Array("{}".utf8)), timeoutMs: 20_000) { e in
-            second.withLock { released = e; second.broadcast() }
-        }
+        let first = OneShot<Envelope>(), second = OneShot<Envelope>()
+        try h.request(Envelope(kind: .query, target: .capability("test.first"), payload: Array("{}".utf8)), timeoutMs: 20_000) { first.set($0) }
+        try h.request(Envelope(kind: .query, target: .capability("test.second"), payload: Array("{}".utf8)), timeoutMs: 20_000) { second.set($0) }
         secondSent.store(true, ordering: .releasing)
-        let a = first.withLock { () -> Envelope in while held == nil { first.wait() }; return held! }
-        let b = second.withLock { () -> Envelope in while released == nil { second.wait() }; return released! }
+        let a = first.wait(), b = second.wait()
         #expect(a.payloadString == "true", "the first handler ran on a dispatcher thread in a batch")
         #expect(b.payloadString == "true", "the held write was let out while the second handler blocked")
     }

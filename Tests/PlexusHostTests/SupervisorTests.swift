@@ -96,10 +96,9 @@ struct SupervisorTests {
         #expect(h.agentReports.first { $0.name == "probe" }?.circuit == "open")
         let refused = expectError(.AGENT_CRASHED) { _ = try h.callText("probe.echo", "x") }
         #expect(refused?.detail.contains("circuit") == true)
-        Thread.sleep(forTimeInterval: 0.5)
-        #expect(try h.callText("probe.echo", "probe", timeoutMs: 10_000) == "probe")   // the half-open probe
-        Thread.sleep(forTimeInterval: 0.05)
-        #expect(h.agentReports.first { $0.name == "probe" }?.circuit == "closed")
+        // Refused at once until the cooldown ends; then the half-open probe gets through.
+        #expect(waitFor(seconds: 10) { (try? h.callText("probe.echo", "probe", timeoutMs: 10_000)) == "probe" })
+        #expect(waitFor(seconds: 10) { h.agentReports.first { $0.name == "probe" }?.circuit == "closed" })
     }
 
     // MARK: the grid: strategy x restart kind x way of dying, on real workers
