@@ -418,7 +418,7 @@ final class Router: @unchecked Sendable {
             if let x = agent.exports.isEmpty || isAnswer ? nil : exportTargeted(by: m, agent) {
                 deliverExport(x, m, to: agent, via: link)
             } else {
-                link.deliver(m)
+                link.deliver(m, of: agent)
             }
             agent.handled.wrappingAdd(1, ordering: .relaxed)   // its handle time: from here to the worker's DONE (WorkerLink)
             return
@@ -476,7 +476,7 @@ final class Router: @unchecked Sendable {
             }
         }
         switch made {
-        case .success(let call): link.deliver(call)
+        case .success(let call): link.deliver(call, of: agent)
         case .failure(let err):
             if m.isQuery { fail(requestID: m.id, responder: agent, status: err.status, detail: err.detail) }
         }

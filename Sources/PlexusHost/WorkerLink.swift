@@ -212,17 +212,19 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     }
 
     /// Queues m for the worker (sent by flush, at the end of the batch).
-    func deliver(_ m: Message) {
+    /// `agent` is this link's, handed in by the router that holds it: no
+    /// load of the weak reference per message.
+    func deliver(_ m: Message, of agent: Agent) {
         lock.lock()
         defer { lock.unlock() }
         guard case .ready = phase else {
-            agent?.requeueFront([m])
+            agent.requeueFront([m])
             blocked = true
             return
         }
-        inflight.append(m, sent: agent?.metersRef == nil ? 0 : Clock.monotonicNanos())
+        inflight.append(m, sent: agent.metersRef == nil ? 0 : Clock.monotonicNanos())
         inflightCount.store(inflight.count, ordering: .relaxed)
-        agent?.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
+        agent.load.add(1, ordering: .relaxed)   // busy until the worker says DONE
         if m.header.tRoute != 0 { tracedStarts[m.id] = Tracer.now() }
         m.withFrame { outgoing.append(contentsOf: $0) }
     }
