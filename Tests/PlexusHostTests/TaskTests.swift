@@ -127,7 +127,7 @@ struct TaskTests {
         defer { r.stop() }
         let log = r.dir + "/prio.log"
         let busy = try r.submit("probe.sleep", "300")
-        Thread.sleep(forTimeInterval: 0.1)
+        #expect(waitFor(seconds: 10) { (try? r.store.task(busy.id))??.state == .running }, "the busy task holds the agent")
         let low = try r.submit("probe.append", log) { $0.priority = 0 }
         let normal = try r.submit("probe.append", log) { $0.priority = 1 }
         let critical = try r.submit("probe.append", log) { $0.priority = 3 }
