@@ -161,6 +161,19 @@ import Testing
         #expect(waitFor(seconds: 5) { Self.ids(b.logText, "message from another host").count == 1 }, "\(b.logText.suffix(2000))")
     }
 
+    /// Three nats-servers routed into one NATS cluster named `name`: the
+    /// servers (set one to nil to kill it), their client ports, and the
+    /// URL list a host connects with.
+    static func natsCluster(_ name: String) throws -> (servers: [NatsServer?], ports: [Int], urls: String) {
+        let ports = (0..<3).map { _ in NatsServer.freePort() }
+        let routes = (0..<3).map { _ in NatsServer.freePort() }
+        let servers: [NatsServer?] = try (0..<3).map { i in
+            let others = (0..<3).filter { $0 != i }.map { "nats://127.0.0.1:\(routes[$0])" }.joined(separator: ",")
+            return try NatsServer(port: ports[i], arguments: ["--cluster_name", name, "--cluster", "nats://127.0.0.1:\(routes[i])", "--routes", others])
+        }
+        return (servers, ports, ports.map { "nats://127.0.0.1:\($0)" }.joined(separator: ","))
+    }
+
     /// beta's answer to text, asked at most twice (8 s each), and how many
     /// of the two ended TIMEOUT; nil when neither was answered.
     static func callAskingAgainOnTimeout(_ socket: String, _ text: String) -> (String?, Int) {
@@ -177,13 +190,9 @@ import Testing
     }
 
     @Test func aThreeServerNATSClusterKeepsCrossHostCallsFlowingWhenOneServerIsKilled() throws {
-        let ports = (0..<3).map { _ in NatsServer.freePort() }
-        let routes = (0..<3).map { _ in NatsServer.freePort() }
-        var servers: [NatsServer?] = try (0..<3).map { i in
-            let others = (0..<3).filter { $0 != i }.map { "nats://127.0.0.1:\(routes[$0])" }.joined(separator: ",")
-            return try NatsServer(port: ports[i], arguments: ["--cluster_name", "plexus-test", "--cluster", "nats://127.0.0.1:\(routes[i])", "--routes", others])
-        }
-        let all = ports.map { "nats://127.0.0.1:\($0)" }.joined(separator: ",")
+        // No copy of the servers stays elsewhere: setting one to nil kills it.
+        var servers: [NatsServer?], ports: [Int], all: String
+        (servers, ports, all) = try Self.natsCluster("plexus-test")
         let a = try C.node("a", all, plugins: ["alpha.so": try C.probe("alpha")])
         let b = try C.node("b", all, plugins: ["beta.so": try C.probe("beta")])
         #expect(C.waitForNodes(a.socket, up: ["b"]))
@@ -277,13 +286,8 @@ import Testing
     }
 
     @Test func withNATSReplicas3DurableTasksKeepCompletingWhenTheServerLeadingTheirStreamIsKilled() throws {
-        let ports = (0..<3).map { _ in NatsServer.freePort() }
-        let routes = (0..<3).map { _ in NatsServer.freePort() }
-        var servers: [NatsServer?] = try (0..<3).map { i in
-            let others = (0..<3).filter { $0 != i }.map { "nats://127.0.0.1:\(routes[$0])" }.joined(separator: ",")
-            return try NatsServer(port: ports[i], arguments: ["--cluster_name", "plexus-rep", "--cluster", "nats://127.0.0.1:\(routes[i])", "--routes", others])
-        }
-        let all = ports.map { "nats://127.0.0.1:\($0)" }.joined(separator: ",")
+        var servers: [NatsServer?], all: String
+        (servers, _, all) = try Self.natsCluster("plexus-rep")
         let yaml = "nats:\n  replicas: 3\n"
         let a = try C.node("a", all, plugins: [:], yaml: yaml)
         let b = try C.node("b", all, plugins: ["probe.so": try C.probe("probe")], yaml: yaml)

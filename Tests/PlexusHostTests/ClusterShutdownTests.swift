@@ -25,6 +25,17 @@ extension ClusterTaskTests {
         }
     }
 
+    /// A NATS server, host a (no plugins) and host c (textkit), both up,
+    /// c taking durable tasks; `cArguments` go to c's `plexus run`.
+    static func aAndC(cArguments: [String] = []) throws -> (nats: NatsServer, a: Node, c: Node) {
+        let nats = try NatsServer()
+        let a = try Node("a", nats: nats.url, plugins: [:])
+        let c = try Node("c", nats: nats.url, plugins: ["textkit.so": try ClusterTests.textkit()], arguments: cArguments)
+        #expect(ClusterTests.waitForNodes(a.socket, up: ["c"]))
+        #expect(waitFor(seconds: 60) { c.logText.contains("taking durable tasks") })
+        return (nats, a, c)
+    }
+
     /// Submits count.stream on a (no plugins); returns its id once c has started it.
     static func countOnC(_ a: Node, _ c: Node, to: Int, everyMs: Int) throws -> String {
         let t = try a.submit([.object(["capability": .string("count.stream"), "payload": .string("{\"to\":\(to),\"every_ms\":\(everyMs)}"),
@@ -41,11 +52,8 @@ extension ClusterTaskTests {
     /// 3 s task for a. It exits with status 0 (no crash in libnats), the
     /// task completes on a once, c ran it once and recorded it completed.
     @Test func aHostStoppedGracefullyFinishesTheClusterTaskItRunsRecordsItAndExitsCleanly() throws {
-        let nats = try NatsServer()
-        let a = try Node("a", nats: nats.url, plugins: [:])
-        let c = try Node("c", nats: nats.url, plugins: ["textkit.so": try ClusterTests.textkit()], arguments: ["--shutdown-grace-ms", "10000"])
-        #expect(ClusterTests.waitForNodes(a.socket, up: ["c"]))
-        #expect(waitFor(seconds: 60) { c.logText.contains("taking durable tasks") })
+        let (nats, a, c) = try Self.aAndC(cArguments: ["--shutdown-grace-ms", "10000"])
+        defer { withExtendedLifetime(nats) {} }
         let id = try Self.countOnC(a, c, to: 6, everyMs: 500)
         let reason = c.term()
         #expect(reason == .exit, "c did not exit by itself: \(String(describing: reason))\n\(c.logText.suffix(3000))")
@@ -70,11 +78,8 @@ extension ClusterTaskTests {
     /// and c still exits 0; started again, c takes it back at once (no ack
     /// wait) and completes it, once.
     @Test func anAttemptStillRunningWhenTheGraceEndsIsGivenBackAndRunsAgain() throws {
-        let nats = try NatsServer()
-        let a = try Node("a", nats: nats.url, plugins: [:])
-        let c = try Node("c", nats: nats.url, plugins: ["textkit.so": try ClusterTests.textkit()], arguments: ["--shutdown-grace-ms", "1500"])
-        #expect(ClusterTests.waitForNodes(a.socket, up: ["c"]))
-        #expect(waitFor(seconds: 60) { c.logText.contains("taking durable tasks") })
+        let (nats, a, c) = try Self.aAndC(cArguments: ["--shutdown-grace-ms", "1500"])
+        defer { withExtendedLifetime(nats) {} }
         let id = try Self.countOnC(a, c, to: 80, everyMs: 100)
         let reason = c.term()
         #expect(reason == .exit && c.process?.terminationStatus == 0, "\(String(describing: reason)) \(c.process?.terminationStatus ?? -1)\n\(c.logText.suffix(3000))")
@@ -97,11 +102,7 @@ extension ClusterTaskTests {
     /// the ack wait and completes it. c restarted says its attempt was
     /// interrupted, not "running" forever.
     @Test func aHostKilledUnderAClusterTaskSaysItWasInterruptedAfterItRestarts() throws {
-        let nats = try NatsServer()
-        let a = try Node("a", nats: nats.url, plugins: [:])
-        let c = try Node("c", nats: nats.url, plugins: ["textkit.so": try ClusterTests.textkit()])
-        #expect(ClusterTests.waitForNodes(a.socket, up: ["c"]))
-        #expect(waitFor(seconds: 60) { c.logText.contains("taking durable tasks") })
+        let (nats, a, c) = try Self.aAndC()
         let id = try Self.countOnC(a, c, to: 20, everyMs: 100)
         // b joins only now, so c is the one that ran it first.
         let b = try Node("b", nats: nats.url, plugins: ["textkit.so": try ClusterTests.textkit()])
