@@ -73,6 +73,7 @@ int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int 
 
 int plexus_posix_spawn_worker_netns(const char *exe, char *const argv[], int channel_fd, int plugin_fd, int filter_fd,
                                     int netns_fd, int stdout_fd, int stderr_fd, int32_t *out_pid) {
+    if (netns_fd < 0) return plexus_posix_spawn_worker_filtered(exe, argv, channel_fd, plugin_fd, filter_fd, stdout_fd, stderr_fd, out_pid);
     const int from[6] = { channel_fd, plugin_fd, filter_fd, netns_fd, stdout_fd, stderr_fd }, to[6] = { 3, 4, 5, 6, 1, 2 };
     return spawn_placed(exe, argv, from, to, 6, 7, out_pid);
 }

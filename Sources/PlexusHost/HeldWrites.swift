@@ -29,25 +29,23 @@ final class HeldWrites: @unchecked Sendable {
     static let maxWriters = 32
     private static let maxAgeTicks = Int64(maxAgeNanos * plexus_ticks_calibrate())
 
-    private struct State {
-        var writers: [any BatchedWriter] = []
-        var since: Int64 = 0
-    }
-    private let state = Mutex(State())
-    /// writers.count, read without the lock between messages.
+    private let writers = Mutex<[any BatchedWriter]>([])
+    /// writers.count, and when the first was held (ticks): read without
+    /// the lock between messages.
     private let count = Atomic<Int>(0)
+    private let since = Atomic<Int64>(0)
     /// Set by the worker's own thread around a batch; read only there.
     nonisolated(unsafe) var batching = false
 
     /// Holds w's writes until release; false: it must write now.
     func hold(_ w: any BatchedWriter) -> Bool {
         guard batching else { return false }
-        return state.withLock { s in
-            if s.writers.contains(where: { $0 === w }) { return true }
-            guard s.writers.count < Self.maxWriters else { return false }
-            if s.writers.isEmpty { s.since = plexus_ticks() }
-            s.writers.append(w)
-            count.store(s.writers.count, ordering: .relaxed)
+        return writers.withLock { ws in
+            if ws.contains(where: { $0 === w }) { return true }
+            guard ws.count < Self.maxWriters else { return false }
+            if ws.isEmpty { since.store(plexus_ticks(), ordering: .relaxed) }
+            ws.append(w)
+            count.store(ws.count, ordering: .relaxed)
             return true
         }
     }
@@ -56,15 +54,15 @@ final class HeldWrites: @unchecked Sendable {
     @inline(__always)
     func releaseIfOld() {
         guard count.load(ordering: .relaxed) > 0 else { return }
-        if plexus_ticks() - state.withLock({ $0.since }) > Self.maxAgeTicks { release() }
+        if plexus_ticks() - since.load(ordering: .relaxed) > Self.maxAgeTicks { release() }
     }
 
     /// Writes everything held (any thread: the watchdog too).
     func release() {
         guard count.load(ordering: .relaxed) > 0 else { return }
-        let ws: [any BatchedWriter] = state.withLock { s in
-            defer { s.writers.removeAll(keepingCapacity: true); count.store(0, ordering: .relaxed) }
-            return s.writers
+        let ws: [any BatchedWriter] = writers.withLock { ws in
+            defer { ws.removeAll(keepingCapacity: true); count.store(0, ordering: .relaxed) }
+            return ws
         }
         for w in ws { w.releaseHeld() }
     }

@@ -57,11 +57,8 @@ public final class Spawner: @unchecked Sendable {
         defer { for p in cargs { free(p) } }
         var pid: Int32 = 0
         let rc = cargs.withUnsafeMutableBufferPointer { argv in
-            job.fds.netns < 0
-                ? plexus_posix_spawn_worker_filtered(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin, job.fds.filter,
-                                                     job.fds.out, job.fds.err, &pid)
-                : plexus_posix_spawn_worker_netns(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin, job.fds.filter,
-                                                  job.fds.netns, job.fds.out, job.fds.err, &pid)
+            plexus_posix_spawn_worker_netns(job.exe, argv.baseAddress, job.fds.channel, job.fds.plugin, job.fds.filter,
+                                            job.fds.netns, job.fds.out, job.fds.err, &pid)
         }
         if rc != 0 {
             return .failure(PlexusError(.INTERNAL, "cannot start the worker \(job.exe): \(String(cString: strerror(rc)))"))

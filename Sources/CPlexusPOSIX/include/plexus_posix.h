@@ -36,7 +36,8 @@ int plexus_posix_spawn_worker_filtered(const char *exe, char *const argv[], int 
                                        int filter_fd, int stdout_fd, int stderr_fd, int32_t *out_pid);
 
 /* As plexus_posix_spawn_worker_filtered, with netns_fd (a network
-** namespace the worker joins instead of creating its own) on descriptor 6. */
+** namespace the worker joins instead of creating its own) on descriptor 6;
+** netns_fd -1: none, as plexus_posix_spawn_worker_filtered. */
 int plexus_posix_spawn_worker_netns(const char *exe, char *const argv[], int channel_fd, int plugin_fd, int filter_fd,
                                     int netns_fd, int stdout_fd, int stderr_fd, int32_t *out_pid);
 
