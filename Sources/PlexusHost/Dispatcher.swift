@@ -125,8 +125,9 @@ final class Dispatcher: @unchecked Sendable {
         runQueue.lock()
         queue.append(agent)
         waiting.store(queue.count, ordering: .relaxed)
-        if idleWorkers > 0 { runQueue.signal() }
+        let wake = idleWorkers > 0
         runQueue.unlock()
+        if wake { runQueue.signal() }   // after unlocking: woken under the lock, it would block on it
     }
 
     private func workerLoop(_ w: Worker) {

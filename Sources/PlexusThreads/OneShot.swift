@@ -7,13 +7,16 @@ public final class OneShot<Value>: @unchecked Sendable {   // value: under lock
 
     public init() {}
 
-    /// Hands the value over; only the first one counts.
+    /// Hands the value over; only the first one counts. The waiter is woken
+    /// after the lock is released: woken under it, it would only block on the
+    /// lock again, one more switch (on a shared core, a whole extra turn).
     public func set(_ v: Value) {
-        lock.withLock {
-            guard value == nil else { return }
+        let first: Bool = lock.withLock {
+            guard value == nil else { return false }
             value = v
-            lock.broadcast()
+            return true
         }
+        if first { lock.broadcast() }
     }
 
     /// Waits for the value.

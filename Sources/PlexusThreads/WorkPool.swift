@@ -40,7 +40,7 @@ public final class WorkPool: @unchecked Sendable {
         lock.lock()
         if jobs.count - head >= queueLimit { lock.unlock(); throw .full(limit: queueLimit) }
         jobs.append(job)
-        if idle > 0 { lock.signal(); lock.unlock(); return }
+        if idle > 0 { lock.unlock(); lock.signal(); return }   // woken under the lock, it would block on it
         guard threads < maxThreads else { lock.unlock(); return }   // a busy thread will take it
         threads += 1
         lock.unlock()
