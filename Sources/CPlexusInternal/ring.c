@@ -133,7 +133,8 @@ int64_t plexus_ring_write(plexus_ring *r, const void *src, uint64_t n, int *wake
     r->tx_head += (uint32_t)k;
     atomic_store_explicit(&r->tx->head, r->tx_head, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);   /* head published, then look for a sleeper */
-    if (atomic_load_explicit(&r->tx->sleeping, memory_order_relaxed)) *wake_consumer = 1;
+    uint32_t sleeping = atomic_load_explicit(&r->tx->sleeping, memory_order_relaxed);
+    *wake_consumer = (int)(sleeping & 0x7fffffffu);   /* nonzero when asleep, whatever the peer wrote */
     return (int64_t)k;
 }
 
@@ -187,8 +188,22 @@ static int spin_for(plexus_ring *r, int (*ready)(const plexus_ring *)) {
 int plexus_ring_spin(plexus_ring *r) { return spin_for(r, plexus_ring_readable); }
 
 void plexus_ring_set_sleeping(plexus_ring *r, int on) {
-    atomic_store_explicit(&r->rx->sleeping, on ? 1u : 0u, memory_order_relaxed);
-    if (on) atomic_thread_fence(memory_order_seq_cst);   /* flag set, then the caller's last look */
+    if (on) {
+        atomic_fetch_or_explicit(&r->rx->sleeping, PLEXUS_RING_POLLING, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);   /* flag set, then the caller's last look */
+    } else {
+        atomic_fetch_and_explicit(&r->rx->sleeping, ~PLEXUS_RING_POLLING, memory_order_relaxed);
+    }
+}
+
+void plexus_ring_set_caller_waiting(plexus_ring *r, int on) {
+    if (on) {
+        atomic_fetch_add_explicit(&r->rx->sleeping, PLEXUS_RING_CALLER, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);   /* counted, then the caller's last look */
+    } else {
+        /* uncounted, then a look for bytes the worker left to a caller */
+        atomic_fetch_sub_explicit(&r->rx->sleeping, PLEXUS_RING_CALLER, memory_order_seq_cst);
+    }
 }
 
 void plexus_ring_set_blocked(plexus_ring *r, int on) {
@@ -212,6 +227,17 @@ void plexus_ring_wake_consumer(plexus_ring *r) {
 }
 
 void plexus_ring_wake_producer(plexus_ring *r) { futex_wake(&r->rx->tail); }
+
+void plexus_ring_wait_bell(plexus_ring *r, uint32_t seen, int timeout_ms) { futex_wait(&r->rx->bell, seen, timeout_ms); }
+
+void plexus_ring_wake_host(plexus_ring *r, uint32_t sleeping, int bell_fd) {
+    if (sleeping >= PLEXUS_RING_CALLER) {   /* a caller reads its own answer: the I/O thread sleeps on */
+        plexus_ring_wake_consumer(r);
+        return;
+    }
+    uint64_t one = 1;
+    (void)!write(bell_fd, &one, sizeof one);
+}
 
 void plexus_ring_kick(plexus_ring *r) {
     atomic_fetch_add_explicit(&r->rx->bell, 1, memory_order_release);

@@ -3,3 +3,4 @@
 
 _Thread_local void *plexus_tls_message_;
 _Thread_local void *plexus_tls_worker_;
+_Thread_local void *plexus_tls_call_;

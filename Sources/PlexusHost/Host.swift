@@ -459,8 +459,9 @@ public final class Host: @unchecked Sendable {
     /// is thrown with its status and the message the host or agent gave.
     public func call(_ env: Envelope, timeoutMs: Int64 = 0) throws(PlexusError) -> Envelope {
         let answer = OneShot<Envelope>()
-        try request(env, timeoutMs: timeoutMs) { answer.set($0) }
-        let reply = answer.wait()
+        let call = BlockingCall()
+        try call.routing { () throws(PlexusError) in try request(env, timeoutMs: timeoutMs) { answer.set($0) } }
+        let reply = call.wait(for: answer)
         if reply.kind == .error { throw Host.error(from: reply) }
         return reply
     }

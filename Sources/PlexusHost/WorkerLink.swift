@@ -235,6 +235,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !outgoing.isEmpty, let w = process else { return }
+        BlockingCall.note(w)   // a blocking call routed on this thread reads w's answer itself
         outgoing.withUnsafeBytes { _ = w.write($0) }
         outgoing.removeAll(keepingCapacity: outgoing.capacity <= 1 << 20)
     }

@@ -3,6 +3,7 @@ import CPlexusPOSIX
 import Glibc
 import PlexusCore
 import PlexusThreads
+import Synchronization
 
 /// How a worker process ended, as the supervisor reports it.
 public struct WorkerExit: Sendable, CustomStringConvertible {
@@ -61,7 +62,9 @@ struct Launched: Sendable {
     }
 }
 
-/// What a worker's I/O thread reports. Called on that thread, one at a time.
+/// What a worker's channel reports: on its I/O thread, or on a thread that
+/// waits for this worker's answer and reads the ring itself
+/// (`readWhileWaiting`); one at a time either way, in the order sent.
 public protocol WorkerEvents: AnyObject, Sendable {
     /// A whole, validated frame from the worker. Both pointers are borrowed
     /// for the call.
@@ -94,6 +97,15 @@ public final class WorkerProcess: @unchecked Sendable {
     private let reader: FrameReader
     private let socketReader: FrameReader
     private let ring: WorkerRing
+    /// Whose turn it is to read the ring: nobody (`free`), the I/O thread
+    /// or a waiting caller (`held`), or nobody ever again (`closed`, once
+    /// the I/O thread finishes). The reader, the ring's read side and
+    /// `events` belong to whoever holds it.
+    private let turn = Atomic<Int>(Turn.free)
+    private enum Turn { static let free = 0, held = 1, closed = 2 }
+    /// Callers asleep on the ring's bell, counted here where the worker
+    /// cannot touch it (the shared word is only the worker's hint).
+    private let sleepingCallers = Atomic<Int>(0)
 
     private let lock = ConditionLock()
     private var outbox: [UInt8] = []
@@ -262,24 +274,109 @@ public final class WorkerProcess: @unchecked Sendable {
         _ = Glibc.write(wake.w, &one, 1)
     }
 
+    // MARK: reading the ring: one thread at a time
+
+    private func takeTurn() -> Bool {
+        turn.compareExchange(expected: Turn.free, desired: Turn.held, ordering: .acquiring).exchanged
+    }
+
+    private func giveTurn() { turn.store(Turn.free, ordering: .releasing) }
+
+    /// The I/O thread, finishing: waits out a caller's read in progress, and
+    /// wakes callers asleep so they wait the usual way from now on.
+    private func closeTurn() {
+        while true {
+            let (done, now) = turn.compareExchange(expected: Turn.free, desired: Turn.closed, ordering: .acquiring)
+            if done || now == Turn.closed { break }
+            sched_yield()
+        }
+        ring.kickCallers()
+    }
+
+    /// Counts a caller that is about to send this worker a query and wait
+    /// for the answer with `readWhileWaiting`. Counted before it sends, the
+    /// worker rings it and not the I/O thread even when it answers before
+    /// the caller sleeps (on a shared core it runs the moment it is woken).
+    /// Each count ends in `readWhileWaiting` or `forgetCaller`.
+    public func expectCaller() {
+        sleepingCallers.add(1, ordering: .sequentiallyConsistent)
+        ring.setCallerWaiting(true)
+    }
+
+    /// Ends a count `expectCaller` made, for a caller that will not wait.
+    public func forgetCaller() {
+        ring.setCallerWaiting(false)
+        sleepingCallers.subtract(1, ordering: .sequentiallyConsistent)
+        leaveRing()
+    }
+
+    /// Waits on the calling thread, counted by `expectCaller`, until `done`
+    /// holds, reading the worker's frames itself (reported to `events` as
+    /// the I/O thread would) and sleeping on the ring's bell in between: the
+    /// worker then wakes this thread directly, two switches per round trip
+    /// on a shared core where waking the I/O thread to wake this one took
+    /// four. Whatever makes `done` true on another thread must call
+    /// `wakeWaitingCallers()`. Returns false once the channel is closing;
+    /// the caller then waits as it otherwise would.
+    public func readWhileWaiting(until done: () -> Bool) -> Bool {
+        defer { forgetCaller() }
+        while true {
+            let seen = ring.incomingBell   // before reading: a publish after this moves it
+            var mine = false
+            if takeTurn() {
+                mine = true
+                let ok = drainRing()
+                giveTurn()
+                if !ok { poke() }   // the worker is being killed: the I/O thread ends it
+            } else if turn.load(ordering: .acquiring) == Turn.closed {
+                return done()
+            }
+            if done() { return true }
+            // Bytes left (a read cut short by the buffer) are taken at once; a
+            // worker may clear the shared count, hence the bound on a sleep.
+            if !(mine && ring.readable) { ring.waitBell(seen: seen, timeoutMs: 100) }
+        }
+    }
+
+    /// Wakes callers asleep in `readWhileWaiting` (an answer came through
+    /// another thread: the I/O thread, a timeout, another worker).
+    public func wakeWaitingCallers() {
+        if sleepingCallers.load(ordering: .sequentiallyConsistent) > 0 { ring.kickCallers() }
+    }
+
+    /// A caller done reading: bytes it left (published while it stopped
+    /// watching) are the I/O thread's, which may be asleep without knowing.
+    private func leaveRing() {
+        if turn.load(ordering: .relaxed) == Turn.free && ring.readable { ring.ringIOThread() }
+    }
+
     // MARK: the I/O thread
 
     private func ioLoop() {
         var outBudget = OutputBudget()
         var lines = (out: [UInt8](), err: [UInt8]())
         var open = true
+        var partialSince: Int64 = 0
         while open {
-            guard drainRing() else { break }
+            // A caller reading its answer holds the turn: the ring is left to
+            // it, and it rings this thread for what it leaves behind.
+            let mine = takeTurn()
+            if mine {
+                let ok = drainRing()
+                partialSince = reader.partialSince
+                giveTurn()
+                guard ok else { break }
+            }
             if lock.withLock({ outbox.count > outboxStart }) { flushOutbox() }
-            if ring.spin() { continue }   // the worker is answering on another core: no sleep
-            ring.setSleeping(true)        // then one last look: a publish after it rings the bell
-            if ring.readable { ring.setSleeping(false); continue }
+            if mine && ring.spin() { continue }   // the worker is answering on another core: no sleep
+            ring.setSleeping(true)                // then one last look: a publish after it rings the bell
+            if mine && ring.readable { ring.setSleeping(false); continue }
             var fds = [pollfd(fd: channel, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: out, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: err, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: wake.r, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: ring.bell, events: Int16(POLLIN), revents: 0)]
-            let partial = reader.partialSince > 0 || socketReader.partialSince > 0
+            let partial = partialSince > 0 || socketReader.partialSince > 0
             let timeout: Int32 = partial ? 100 : 1000
             let rc = poll(&fds, 5, timeout)
             ring.setSleeping(false)
@@ -299,6 +396,7 @@ public final class WorkerProcess: @unchecked Sendable {
                     if case .closed = r {
                         open = false
                         // What the worker published before it went is still handled.
+                        closeTurn()
                         guard drainRing() else { break }
                         // Usually the worker died and this is the consequence: finish() says so
                         // only if it is still running.
@@ -309,7 +407,9 @@ public final class WorkerProcess: @unchecked Sendable {
                     break
                 }
             }
-            let since: Int64 = [reader.partialSince, socketReader.partialSince].filter({ $0 > 0 }).min() ?? 0
+            // A caller reading now may finish the frame: the deadline is looked at on a later turn.
+            if takeTurn() { partialSince = reader.partialSince; giveTurn() } else { partialSince = 0 }
+            let since: Int64 = [partialSince, socketReader.partialSince].filter({ $0 > 0 }).min() ?? 0
             if since > 0 && Clock.monotonicNanos() - since > partialFrameTimeoutNanos {
                 lock.withLock { if killReason == nil { killReason = "half a frame, then silence for \(partialFrameTimeoutNanos / 1_000_000) ms" } }
                 break
@@ -365,6 +465,7 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Kills what is left of the process group, reaps the worker and reports.
     private func finish(_ lines: inout (out: [UInt8], err: [UInt8]), _ budget: inout OutputBudget) {
+        closeTurn()   // events is this thread's alone from here
         var code: Int32 = 0, signaled: Int32 = 0, core: Int32 = 0
         var reaped = false
         if closedWhileRunning {

@@ -7,7 +7,7 @@ import PlexusCore
 ///
 /// Not thread-safe by itself (unchecked Sendable only so a launched warm
 /// worker can wait in the pool with it): its owner (`WorkerProcess`) writes under its
-/// lock and reads only on its I/O thread. Every index the worker controls is
+/// lock and reads on one thread at a time (its reading turn). Every index the worker controls is
 /// read once and checked; a bad one is `.corrupt`, never a wait or a crash.
 final class WorkerRing: @unchecked Sendable {
     private let ring: UnsafeMutablePointer<plexus_ring>
@@ -87,7 +87,7 @@ final class WorkerRing: @unchecked Sendable {
 
     func wakeWorker() { plexus_ring_wake_consumer(ring) }
 
-    // MARK: worker -> host (the I/O thread only)
+    // MARK: worker -> host (whoever holds the owner's reading turn)
 
     /// Copies up to max published bytes to dst. Wakes a worker blocked for
     /// room itself.
@@ -112,6 +112,22 @@ final class WorkerRing: @unchecked Sendable {
     func spin() -> Bool { plexus_ring_spin(ring) != 0 }
 
     func setSleeping(_ on: Bool) { plexus_ring_set_sleeping(ring, on ? 1 : 0) }
+
+    // MARK: a caller waiting for its answer (any host thread)
+
+    /// The incoming bell, read before counting a caller asleep.
+    var incomingBell: UInt32 { plexus_ring_bell(ring) }
+    /// Counts (or uncounts) a caller asleep on the bell; the worker then
+    /// wakes it instead of the I/O thread.
+    func setCallerWaiting(_ on: Bool) { plexus_ring_set_caller_waiting(ring, on ? 1 : 0) }
+    func waitBell(seen: UInt32, timeoutMs: Int32) { plexus_ring_wait_bell(ring, seen, timeoutMs) }
+    /// Wakes callers asleep on the bell (their answer came another way).
+    func kickCallers() { plexus_ring_kick(ring) }
+    /// Rings the I/O thread as the worker would (bytes were left for it).
+    func ringIOThread() {
+        var one: UInt64 = 1
+        _ = Glibc.write(bell, &one, 8)
+    }
 
     /// Empties the eventfd after a wake-up.
     func clearBell() {

@@ -137,7 +137,7 @@ void channel_flush(void) {
         int wake = 0;
         int64_t n = plexus_ring_write(&ring, out + off, out_len - off, &wake, NULL, 0);
         if (n < 0) die();
-        if (wake) ring_host();
+        if (wake) plexus_ring_wake_host(&ring, (uint32_t)wake, bell_fd);
         off += (uint64_t)n;
         if (off < out_len) plexus_ring_wait_room(&ring, 100);   /* full: the host drains it */
     }

@@ -22,6 +22,8 @@
 #define HEADER 4096u
 #define TO_WORKER_TAIL (64 + 64)
 #define TO_HOST_HEAD 192
+#define TO_HOST_BELL 196
+#define TO_HOST_SLEEPING 200
 
 static int readable(const char *page) { return !(access(page, F_OK) < 0 && errno == EFAULT); }
 
@@ -80,6 +82,13 @@ static plexus_status handle(const plexus_envelope *m) {
     if (!ring) return plexus_reply(m, "text/plain", "no ring found", 13);
     uint32_t capacity = get32(ring + 8);
     if (strcmp(cap, "ringbreaker.found") == 0) return plexus_reply(m, "text/plain", "found", 5);
+    /* The host's wake-up words: who sleeps (nobody, or everybody) and the
+    ** bell. A worker that lies here may delay its own answers, nothing else. */
+    if (strcmp(cap, "ringbreaker.mute") == 0 || strcmp(cap, "ringbreaker.shout") == 0) {
+        put32(ring + TO_HOST_SLEEPING, strcmp(cap, "ringbreaker.mute") == 0 ? 0 : 0xfffffffeu);
+        put32(ring + TO_HOST_BELL, get32(ring + TO_HOST_BELL) + 12345u);
+        return plexus_reply(m, "text/plain", cap + 12, strlen(cap + 12));
+    }
     if (strcmp(cap, "ringbreaker.head") == 0) {         /* publishes more than the ring holds */
         put32(ring + TO_HOST_HEAD, get32(ring + TO_HOST_HEAD) + 3 * capacity);
         nudge();
@@ -102,6 +111,7 @@ static const plexus_capability caps[] = {
     PLEXUS_CAPABILITY("ringbreaker.ok", NULL), PLEXUS_CAPABILITY("ringbreaker.found", NULL),
     PLEXUS_CAPABILITY("ringbreaker.head", NULL), PLEXUS_CAPABILITY("ringbreaker.tail", NULL),
     PLEXUS_CAPABILITY("ringbreaker.length", NULL), PLEXUS_CAPABILITY("ringbreaker.socket-frame", NULL),
+    PLEXUS_CAPABILITY("ringbreaker.mute", NULL), PLEXUS_CAPABILITY("ringbreaker.shout", NULL),
 };
 
 PLEXUS_AGENT("ringbreaker", "1.0.0", caps, handle)

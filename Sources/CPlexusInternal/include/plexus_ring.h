@@ -23,6 +23,14 @@
 ** I/O thread sleeps in poll() with the worker's death, its output and its
 ** own wake-ups, so the worker rings the host through an eventfd instead.
 **
+** The host's `sleeping` word (to_host) holds two things: bit 0, the I/O
+** thread asleep in poll(), rung through the eventfd; above it, a count of
+** host threads that wait for an answer of this worker and read the ring
+** themselves (a blocked `call`), asleep on the `bell` futex. A worker whose
+** write finds callers asleep wakes them and not the I/O thread: the answer
+** then costs two switches on a shared core, as a pipe does, where waking the
+** I/O thread to wake the caller cost four.
+**
 ** The host trusts nothing in the mapping: it keeps its own head and tail,
 ** reads the worker's index once per call and checks it against the capacity
 ** and its own, copies bytes out before decoding them, and only ever wakes or
@@ -79,7 +87,8 @@ int64_t plexus_ring_read(plexus_ring *r, void *dst, uint64_t max, int *wake_prod
 
 /* Copies as much of src as there is room for and publishes it. Returns the
 ** count (may be less than n, 0 when full), or -1 when the peer's tail is
-** past what was written. *wake_consumer is set when the peer sleeps. */
+** past what was written. *wake_consumer is the peer's `sleeping` word when
+** it sleeps, else 0 (the worker tells the host's sleepers apart by it). */
 int64_t plexus_ring_write(plexus_ring *r, const void *src, uint64_t n, int *wake_consumer, char *why, uint64_t why_len);
 
 /* 1 when the peer has published bytes this side has not taken. */
@@ -91,9 +100,25 @@ int plexus_ring_readable(const plexus_ring *r);
 ** where the peer cannot run while this side spins, spinning soon stops. */
 int plexus_ring_spin(plexus_ring *r);
 
-/* The consumer's sleep flag, set before a last look and cleared after
-** waking (host: around its poll; the worker uses plexus_ring_sleep). */
+/* The host's I/O thread's sleep flag (bit 0 of to_host's `sleeping`), set
+** before a last look and cleared after waking, around its poll. */
 void plexus_ring_set_sleeping(plexus_ring *r, int on);
+
+/* to_host's `sleeping`: the I/O thread in poll, and one caller asleep. */
+#define PLEXUS_RING_POLLING 1u
+#define PLEXUS_RING_CALLER 2u
+
+/* Host: counts (on) or uncounts a caller that waits for an answer and
+** reads the ring itself, from before it sends its query until it has its
+** answer; it sleeps with plexus_ring_wait_bell. Uncounted, it looks for
+** bytes left behind (a full fence between). */
+void plexus_ring_set_caller_waiting(plexus_ring *r, int on);
+/* Host: sleeps until the bell moves from seen (plexus_ring_bell, read before
+** counting itself), or timeout_ms. */
+void plexus_ring_wait_bell(plexus_ring *r, uint32_t seen, int timeout_ms);
+/* Worker: wakes the host after a write whose *wake_consumer was nonzero:
+** callers asleep on the bell, else the I/O thread through bell_fd. */
+void plexus_ring_wake_host(plexus_ring *r, uint32_t sleeping, int bell_fd);
 /* The producer's "waiting for room" flag (host, around its outbox). */
 void plexus_ring_set_blocked(plexus_ring *r, int on);
 
@@ -103,10 +128,12 @@ void plexus_ring_wake_consumer(plexus_ring *r);
 /* Wakes the producer of what this side reads, waiting for room (futex wake
 ** on the tail), after a read that said so. */
 void plexus_ring_wake_producer(plexus_ring *r);
-/* Worker: wakes its own thread asleep in plexus_ring_sleep (another thread
-** queued work for it). */
+/* Wakes this side's own threads asleep on its incoming bell (worker: its
+** thread in plexus_ring_sleep, when another queued work for it; host: the
+** callers in plexus_ring_wait_bell, when their answer came another way). */
 void plexus_ring_kick(plexus_ring *r);
-/* Worker: the bell's value, read under the caller's lock before sleeping. */
+/* The incoming bell's value, read before sleeping on it (worker: under
+** the caller's lock). */
 uint32_t plexus_ring_bell(const plexus_ring *r);
 
 /* Worker: sleeps until the host publishes or the bell moves from seen

@@ -2,7 +2,9 @@
 ** plexus_tls.h — two per-thread words the host reads and writes on every
 ** in-process message: the message the thread is handling (so what its
 ** handler sends continues the trace) and the dispatcher worker the thread
-** is (so an agent it wakes runs next on it). A C thread-local is a load or a
+** is (so an agent it wakes runs next on it); and, during a blocking call's
+** routing, the call waiting (so the worker it went to is known to it). A C
+** thread-local is a load or a
 ** store relative to the thread pointer, where pthread_getspecific and
 ** pthread_setspecific are calls (about 3 % of an in-process round trip's
 ** instructions under callgrind). Swift cannot declare thread-locals, hence
@@ -24,5 +26,8 @@ static inline void *plexus_tls_message(void) { return plexus_tls_message_; }
 static inline void plexus_tls_set_message(void *m) { plexus_tls_message_ = m; }
 static inline void *plexus_tls_worker(void) { return plexus_tls_worker_; }
 static inline void plexus_tls_set_worker(void *w) { plexus_tls_worker_ = w; }
+extern _Thread_local void *plexus_tls_call_ PLEXUS_TLS_MODEL;
+static inline void *plexus_tls_call(void) { return plexus_tls_call_; }
+static inline void plexus_tls_set_call(void *c) { plexus_tls_call_ = c; }
 
 #endif

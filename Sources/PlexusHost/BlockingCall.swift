@@ -1,0 +1,50 @@
+import CPlexusInternal
+import PlexusCore
+import PlexusSandbox
+import PlexusThreads
+
+/// A blocking `Host.call` in flight. While its query is routed the call is
+/// its thread's `plexus_tls_call`, so a worker the query goes to straight
+/// from this thread is noted; the caller then reads that worker's ring
+/// itself while it waits (`WorkerProcess.readWhileWaiting`), and the worker
+/// wakes it directly: on a shared core, two switches per round trip, where
+/// going through the worker's I/O thread took four.
+final class BlockingCall {
+    private var worker: WorkerProcess?
+    private var waited = false
+
+    deinit {
+        if let worker, !waited { worker.forgetCaller() }   // routing failed after the write
+    }
+
+    /// Runs route with this call as the thread's.
+    func routing<R>(_ route: () throws(PlexusError) -> R) throws(PlexusError) -> R {
+        let previous = plexus_tls_call()
+        plexus_tls_set_call(Unmanaged.passUnretained(self).toOpaque())
+        defer { plexus_tls_set_call(previous) }
+        return try route()
+    }
+
+    /// A worker link about to write a delivery on this thread: the first
+    /// one a call routes is the one its answer comes from (a query has one
+    /// target). Counted before the write: the worker may answer at once.
+    static func note(_ w: WorkerProcess) {
+        guard let raw = plexus_tls_call() else { return }
+        let call = Unmanaged<BlockingCall>.fromOpaque(raw).takeUnretainedValue()
+        guard call.worker == nil else { return }
+        call.worker = w
+        w.expectCaller()
+    }
+
+    /// Waits for answer: reading the worker's ring while its channel is
+    /// open, then (or for any other target) on the answer alone. An answer
+    /// set elsewhere (a timeout, the I/O thread, another agent) wakes it.
+    func wait<V>(for answer: OneShot<V>) -> V {
+        if let w = worker {
+            waited = true
+            answer.wakeAlso { w.wakeWaitingCallers() }
+            _ = w.readWhileWaiting { answer.isSet }
+        }
+        return answer.wait()
+    }
+}
