@@ -97,17 +97,22 @@ static int ll_allow(int ruleset, const char *path, uint64_t access) {
     return rc < 0 ? -1 : 0;
 }
 
-/* Restricts the filesystem to the granted paths, TCP to nothing unless the
-** network is granted, and (ABI 6) signals and abstract unix sockets to this
-** domain: the host and other workers are outside it. */
-static const char *landlock_apply(const confine_spec *s, int abi, const char *plugin_path, int private_tmp) {
+/* The ruleset that restricts the filesystem to the granted paths, TCP to
+** nothing unless the network is granted, and (ABI 6) signals and abstract
+** unix sockets to this domain: the host and other workers are outside it.
+** Built before the plugin comes (a warm worker has it ready): the image's
+** rule is on the directory it will be copied into, which holds nothing
+** else and is read-only by then. Without a new root the image stays a
+** memfd, which lives on an internal mount that Landlock takes no rule for
+** and does not restrict. Returns the ruleset, or -1 and *failed. */
+static int landlock_prepare(const confine_spec *s, int abi, int private_tmp, const char **failed) {
     uint64_t all = ll_fs_all(abi);
     struct ll_ruleset_attr attr = { .handled_access_fs = all };
     size_t size = sizeof(uint64_t);
     if (abi >= 4) { size = 2 * sizeof(uint64_t); if (!s->network) attr.handled_access_net = LL_NET_BIND_TCP | LL_NET_CONNECT_TCP; }
     if (abi >= 6) { size = sizeof attr; attr.scoped = LL_SCOPE_SIGNAL | (s->network ? 0 : LL_SCOPE_ABSTRACT_UNIX); }
     int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
-    if (rs < 0) return "landlock_create_ruleset failed";
+    if (rs < 0) { *failed = "landlock_create_ruleset failed"; return -1; }
     int bad = 0;
     for (int i = 0; i < n_binds; i++) {
         char fd_path[32];
@@ -116,14 +121,17 @@ static const char *landlock_apply(const confine_spec *s, int abi, const char *pl
         ** descriptor opened as the host's user stands for it. */
         bad |= ll_allow(rs, private_tmp ? binds[i].path : fd_path, binds[i].writable ? all : LL_READ & all);
     }
-    /* A memfd (the image without a new root) lives on an internal mount that
-    ** Landlock takes no rule for (EBADFD) and does not restrict. */
-    if (ll_allow(rs, plugin_path, LL_FS_READ_FILE | LL_FS_EXECUTE) != 0 && errno != EBADFD) bad = 1;
+    if (private_tmp) bad |= ll_allow(rs, CONFINE_PLUGIN_DIR, LL_FS_READ_FILE | LL_FS_EXECUTE);
     if (private_tmp) bad |= ll_allow(rs, "/tmp", all);   /* the host's /tmp only when it is not this one */
     bad |= ll_allow(rs, "/dev/null", LL_FS_READ_FILE | LL_FS_WRITE_FILE | (all & LL_FS_TRUNCATE));
     static const char *const devs[] = { "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom" };
     for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) bad |= ll_allow(rs, devs[i], LL_FS_READ_FILE);
-    if (bad) { close(rs); return "landlock_add_rule failed for a granted path"; }
+    if (bad) { close(rs); *failed = "landlock_add_rule failed for a granted path"; return -1; }
+    return rs;
+}
+
+/* Puts this process under the prepared ruleset (and closes it). */
+static const char *landlock_enforce(int rs) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) { close(rs); return "prctl(PR_SET_NO_NEW_PRIVS) failed"; }
     long rc = syscall(SYS_landlock_restrict_self, rs, 0);
     close(rs);
@@ -322,8 +330,8 @@ static void drop_bounding_set(void) {
 }
 
 /* What confine_prepare found, for confine_finish. */
-static int prep_root, prep_abi, ns_errno;
-static const char *ns_failed;
+static int prep_root, prep_abi, ns_errno, prep_ruleset = -1;
+static const char *ns_failed, *ll_failed;
 
 const char *confine_prepare(const confine_spec *s, uint64_t image_size) {
     prep_root = geteuid() == 0;
@@ -351,6 +359,8 @@ const char *confine_prepare(const confine_spec *s, uint64_t image_size) {
     ** a mount of the caller's own namespace), or for Landlock alone. */
     if ((failed = open_sources(s)) != NULL) return failed;
     if (!ns_failed && (failed = build_root(s, image_size)) != NULL) return failed;
+    ll_failed = "Landlock is not available (landlock_create_ruleset)";
+    if (prep_abi) { ll_failed = NULL; prep_ruleset = landlock_prepare(s, prep_abi, !ns_failed, &ll_failed); }
     /* Root may still shrink its bounding set (after the uid change in
     ** confine_finish it cannot); done here, a warm worker has done it
     ** before its plugin arrives. */
@@ -371,8 +381,7 @@ const char *confine_finish(const confine_spec *s, int plugin_fd, pid_t parent,
     }
     if ((failed = become_nobody(parent)) != NULL) return failed;
 
-    int abi = prep_abi;
-    const char *ll_failed = abi ? landlock_apply(s, abi, *plugin_path, !ns_failed) : "Landlock is not available (landlock_create_ruleset)";
+    if (prep_ruleset >= 0) ll_failed = landlock_enforce(prep_ruleset);
     for (int i = 0; i < n_binds; i++) if (binds[i].fd >= 0) close(binds[i].fd);   /* none reaches the plugin */
     for (int i = 0; i < 5; i++) if (dev_fd[i] >= 0) close(dev_fd[i]);
     if (!ns_failed) *mechanism = ll_failed ? "mount-namespace" : "mount-namespace+landlock";

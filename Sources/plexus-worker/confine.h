@@ -25,7 +25,8 @@ typedef struct confine_spec {
 } confine_spec;
 
 /* Where the plugin image (the sealed memfd) appears inside the new root. */
-#define CONFINE_PLUGIN_PATH "/.plexus/plugin.so"
+#define CONFINE_PLUGIN_DIR "/.plexus"
+#define CONFINE_PLUGIN_PATH CONFINE_PLUGIN_DIR "/plugin.so"
 
 /* Confines the calling process (single-threaded, still root or its own
 ** user) in two steps. confine_prepare needs no plugin: it enters the
