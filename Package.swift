@@ -59,7 +59,7 @@ let package = Package(
         // Swift: envelopes, identifiers, subjects, statuses. No system calls.
         .target(name: "PlexusCore", dependencies: ["CPlexus"]),
         // Swift: OS threads, a mutex with a condition, the two clocks.
-        .target(name: "PlexusThreads"),
+        .target(name: "PlexusThreads", dependencies: ["CPlexusPOSIX"]),
         // C: the span ring, appended to without a lock (private to the host).
         .target(name: "CPlexusTrace", path: "Sources/CPlexusTrace"),
         // Swift: traces: the span recorder and reading spans back as trees.

@@ -2,7 +2,16 @@
 #include "plexus_posix.h"
 
 #include <stddef.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+
+void plexus_posix_name_thread(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof cut - 1);
+    cut[sizeof cut - 1] = 0;
+    prctl(PR_SET_NAME, cut, 0, 0, 0);
+}
 
 int plexus_posix_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 

@@ -75,7 +75,7 @@ final class Dispatcher: @unchecked Sendable {
     func start() throws(ThreadStartError) {
         workers = (0..<threadCount).map { _ in Worker() }
         for w in workers {
-            threads.append(try startThread(name: "plexus-worker") { [self] in self.workerLoop(w) })
+            threads.append(try startThread(name: "plexus-dispatch") { [self] in self.workerLoop(w) })
         }
         watchdog = try startThread(name: "plexus-watchdog") { [self] in self.watchdogLoop() }
     }

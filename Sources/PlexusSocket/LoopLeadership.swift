@@ -40,7 +40,7 @@ final class LoopLeadership: @unchecked Sendable {
     func start(wakeLoop: @escaping @Sendable () -> Void,
                serve: @escaping @Sendable (_ stillStuck: () -> Bool) -> Void) throws(ThreadStartError) {
         self.wakeLoop = wakeLoop
-        let t = try startThread(name: "plexus-socket-standby") { [self] in watch(serve) }
+        let t = try startThread(name: "plexus-standby") { [self] in watch(serve) }
         standby.withLock { $0 = t }
     }
 

@@ -1,3 +1,4 @@
+import CPlexusPOSIX
 import Glibc
 import Synchronization
 
@@ -96,6 +97,8 @@ private func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) t
     var tid = pthread_t()
     let rc = pthread_create(&tid, nil, { arg in
         let b = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
+        // The name `top -H`, `ps -L`, perf and gdb show (the kernel keeps 15 bytes).
+        plexus_posix_name_thread(b.name)
         b.body()
         return nil
     }, box)

@@ -64,7 +64,7 @@ public final class SpanExporter: Sendable {
 
     /// Starts the thread that reads the ring every interval.
     public func start() throws(ThreadStartError) {
-        let t = try startThread(name: "plexus-span-export") { [self] in run() }
+        let t = try startThread(name: "plexus-spans") { [self] in run() }
         thread.withLock { $0 = t }
     }
 

@@ -258,7 +258,7 @@ final class Children: Sendable {
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        try? startDetachedThread(name: "plexus-bench-signals") { [self] in
+        try? startDetachedThread(name: "plexus-benchsig") { [self] in
             var waited = sigset_t()
             sigemptyset(&waited)
             sigaddset(&waited, SIGINT)

@@ -21,6 +21,23 @@ struct ThreadOwnershipTests {
         t.join()   // idempotent
     }
 
+    /// The name a thread is started with is the one `top -H`, `ps -L`,
+    /// perf and gdb show, cut to the kernel's 15 bytes.
+    @Test func aThreadCarriesItsNameWhereToolsLookForIt() throws {
+        for (asked, shown) in [("test-named", "test-named"), ("test-a-very-long-thread-name", "test-a-very-lon")] {
+            let seen = OneShot<String>()
+            let t = try startThread(name: asked) {
+                var buf = [CChar](repeating: 0, count: 32)
+                let fd = open("/proc/thread-self/comm", O_RDONLY)
+                let n = fd < 0 ? 0 : read(fd, &buf, 31)
+                if fd >= 0 { close(fd) }
+                seen.set(String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+            t.join()
+            #expect(seen.wait() == shown + "\n")
+        }
+    }
+
     @Test func aPoolWithNoThreadRefusesTheCallAndAFullPoolAnswersMailboxFull() throws {
         // No thread can start: the caller hears INTERNAL at once, nothing waits.
         let broken = ServicePool(name: "test-pool-broken", threads: 2, queueLimit: 4)

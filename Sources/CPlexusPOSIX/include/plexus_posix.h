@@ -70,6 +70,10 @@ long plexus_posix_recv_nofds(int fd, void *buf, uint64_t len);
 ** every CPU when cpu < 0. For benchmarks that measure "on one core". */
 int plexus_posix_pin(int32_t pid, int cpu);
 
+/* Names the calling thread for `top -H`, `ps -L`, perf and gdb (the
+** kernel keeps the first 15 bytes; longer names are cut, not refused). */
+void plexus_posix_name_thread(const char *name);
+
 /* The native number of the system call called name, or -1 if this
 ** architecture has none (libseccomp's table, as the worker's filter). */
 int plexus_posix_syscall_number(const char *name);
