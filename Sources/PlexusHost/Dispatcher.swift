@@ -66,6 +66,10 @@ final class Dispatcher: @unchecked Sendable {
     }
     private var workers: [Worker] = []
     private var watchdog: OwnedThread?
+    /// The watchdog sleeps on the run queue's condition (under runQueue).
+    private var watchdogParked = false
+    /// Times the watchdog went to sleep (tests).
+    let watchdogParkings = Atomic<Int>(0)
 
     init(threads: Int) {
         self.threadCount = max(1, threads)
@@ -81,20 +85,42 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     /// Every tick: a worker stuck in one batch gives up its next slot.
+    /// After `watchdogIdleTicks` ticks with every worker waiting for work
+    /// it sleeps too (an idle host makes no wake-ups), until enqueue wakes
+    /// a worker: the only way out of that wait.
     private func watchdogLoop() {
         var seen = [UInt64](repeating: 0, count: workers.count)
+        var idleTicks = 0
         while !runQueue.withLock({ stopping }) {
             var ts = timespec(tv_sec: 0, tv_nsec: Self.watchdogTickNanos)
             nanosleep(&ts, nil)
+            var busy = false
             for (i, w) in workers.enumerated() {
                 let b = w.batches.load(ordering: .relaxed)
                 if b == seen[i] && b & 1 == 1 {
                     w.held.release()   // a handler blocks: what earlier ones answered goes out now
                     if let a = w.takeNext() { enqueue(a) }
                 }
+                busy = busy || b != seen[i] || b & 1 == 1
                 seen[i] = b
             }
+            idleTicks = busy ? 0 : idleTicks + 1
+            if idleTicks >= Self.watchdogIdleTicks { parkWatchdog(); idleTicks = 0 }
         }
+    }
+
+    static let watchdogIdleTicks = 100
+
+    /// Sleeps while every worker waits on the run queue. Parked, it waits on
+    /// the workers' own condition; the enqueue that ends the park broadcasts.
+    private func parkWatchdog() {
+        runQueue.lock()
+        if idleWorkers == workers.count && queue.isEmpty && !stopping {
+            watchdogParked = true
+            watchdogParkings.add(1, ordering: .relaxed)
+            while watchdogParked && !stopping { runQueue.wait() }
+        }
+        runQueue.unlock()
     }
 
     /// Stops the workers after the agents they are running finish their batch.
@@ -126,8 +152,11 @@ final class Dispatcher: @unchecked Sendable {
         queue.append(agent)
         waiting.store(queue.count, ordering: .relaxed)
         let wake = idleWorkers > 0
+        let unpark = watchdogParked   // all were idle: this ends the watchdog's sleep too
+        watchdogParked = false
         runQueue.unlock()
-        if wake { runQueue.signal() }   // after unlocking: woken under the lock, it would block on it
+        // After unlocking: woken under the lock, a waiter would block on it.
+        if unpark { runQueue.broadcast() } else if wake { runQueue.signal() }
     }
 
     private func workerLoop(_ w: Worker) {

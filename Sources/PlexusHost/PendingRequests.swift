@@ -33,8 +33,15 @@ enum Requester: @unchecked Sendable {
 final class PendingRequests: @unchecked Sendable {
     private let shards: [PendingShard]
     private let rotation = Atomic<Int>(0)
-    private let lock = ConditionLock()   // guards stopping; the timer sleeps on it
+    private let lock = ConditionLock()   // guards stopping and kicked; the timer sleeps on it
     private var stopping = false
+    private var kicked = false
+    /// When the sleeping timer wakes next (monotonic ms): 0 while it is
+    /// awake, Int64.max while the table is empty. A request due sooner
+    /// rings it (add); the message path pays one atomic load for this.
+    private let plannedWakeMs = Atomic<Int64>(0)
+    /// Times the timer went to sleep with nothing to wait for (tests).
+    let parkings = Atomic<Int>(0)
     private var timer: OwnedThread?
     static let shardCount = 16
 
@@ -64,7 +71,11 @@ final class PendingRequests: @unchecked Sendable {
     func add(_ e: __owned Entry) throws(PlexusError) -> plexus_id {
         let k: Int
         if case .agent(let a) = e.requester { k = a.shard } else { k = rotation.add(1, ordering: .relaxed).newValue }
-        return try shards[k & (Self.shardCount - 1)].add(e)
+        let due = PendingShard.dueMs(e.deadlineMono)
+        let id = try shards[k & (Self.shardCount - 1)].add(e)
+        // After the add (its shard's lock) and before the timer's second look (see timerLoop).
+        if due < plannedWakeMs.load(ordering: .sequentiallyConsistent) { lock.withLock { kicked = true; lock.signal() } }
+        return id
     }
 
     /// Removes and returns the entry if `responder` may answer it.
@@ -112,9 +123,15 @@ final class PendingRequests: @unchecked Sendable {
         shards.flatMap { $0.open(answeredBy: responder) }
     }
 
+    /// Ends the requests whose deadline passed, then sleeps until the first
+    /// wheel bucket that holds a key (a request due then, or one to move on
+    /// a lap), not a tick at a time: with nothing waiting it sleeps until a
+    /// request comes (an idle host makes no wake-ups), and with requests of
+    /// seconds it wakes once a lap (64 ms) instead of every millisecond.
     private func timerLoop() {
         var expired: [(plexus_id, Entry)] = []
         while true {
+            plannedWakeMs.store(0, ordering: .sequentiallyConsistent)   // awake: no add rings
             let nowMs = Clock.monotonicNanos() / 1_000_000
             for s in shards { s.tick(nowMs: nowMs, into: &expired) }
             for (id, e) in expired { onTimeout?(id, e) }
@@ -122,9 +139,23 @@ final class PendingRequests: @unchecked Sendable {
             expired.removeAll(keepingCapacity: true)
             lock.lock()
             if stopping { lock.unlock(); return }
-            if idle { lock.wait(untilMonotonic: (nowMs + 1) * 1_000_000) }
+            if idle {
+                // The plan is published, then the shards are looked at again:
+                // an add that the first look missed is seen now, or it comes
+                // after this store and rings (add reads the plan after its shard's lock).
+                var next = nextDue(after: nowMs)
+                plannedWakeMs.store(next, ordering: .sequentiallyConsistent)
+                next = min(next, nextDue(after: nowMs))
+                if next == .max { parkings.add(1, ordering: .relaxed) }
+                if !kicked { lock.wait(untilMonotonic: next == .max ? nil : next * 1_000_000) }
+                kicked = false
+            }
             lock.unlock()
         }
+    }
+
+    private func nextDue(after nowMs: Int64) -> Int64 {
+        shards.reduce(Int64.max) { min($0, $1.nextDueMs(after: nowMs)) }
     }
 }
 
@@ -366,10 +397,25 @@ final class PendingShard: @unchecked Sendable {
     /// times out before its deadline, so a worker that checks the same
     /// deadline (plexus-worker's open requests) never sees it still open
     /// after the caller heard TIMEOUT.
-    private static func dueMs(_ deadlineMono: Int64) -> Int64 { (deadlineMono + 999_999) / 1_000_000 }
+    static func dueMs(_ deadlineMono: Int64) -> Int64 { (deadlineMono + 999_999) / 1_000_000 }
 
     private static func bucket(_ deadlineMono: Int64) -> Int {
         Int(dueMs(deadlineMono) % Int64(buckets))
+    }
+
+    /// The first millisecond after nowMs whose bucket holds a key; Int64.max
+    /// when the shard holds no request (its stale keys are dropped then).
+    func nextDueMs(after nowMs: Int64) -> Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        if state.pointee.count == 0 {
+            for b in 0..<Self.buckets where !state.pointee.wheel[b].isEmpty { state.pointee.wheel[b].removeAll(keepingCapacity: true) }
+            return .max
+        }
+        for d in 1...Int64(Self.buckets) where !state.pointee.wheel[Int((nowMs + d) % Int64(Self.buckets))].isEmpty {
+            return nowMs + d
+        }
+        return .max
     }
 
     /// Visits every wheel bucket passed since the last tick.

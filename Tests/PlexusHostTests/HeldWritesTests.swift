@@ -1,5 +1,5 @@
 import PlexusCore
-import PlexusHost
+@testable import PlexusHost
 import PlexusThreads
 import Synchronization
 import Glibc
@@ -48,9 +48,18 @@ struct HeldWritesTests {
     /// second, in the same batch, blocks until that write is let out. Only
     /// the watchdog can let it out (the hold is younger than the age bound
     /// when the second starts).
-    @Test func aHandlerThatBlocksDoesNotKeepAnEarlierWriteInAfterAWatchdogTick() throws {
+    /// Also after the watchdog went to sleep with every dispatcher thread
+    /// idle (it sleeps after 100 idle ticks): the batch that then starts
+    /// wakes it, and its tick still lets the held write out.
+    @Test(arguments: [false, true])
+    func aHandlerThatBlocksDoesNotKeepAnEarlierWriteInAfterAWatchdogTick(afterTheWatchdogSlept: Bool) throws {
         let h = Self.host()
         defer { h.shutdown() }
+        if afterTheWatchdogSlept {
+            let deadline = Clock.monotonicNanos() + 30_000_000_000
+            while h.router.dispatcher.watchdogParkings.load(ordering: .relaxed) == 0 && Clock.monotonicNanos() < deadline { usleep(2_000) }
+            #expect(h.router.dispatcher.watchdogParkings.load(ordering: .relaxed) > 0, "an idle host's watchdog sleeps")
+        }
         let w = Writer()
         let secondSent = Atomic<Bool>(false)
         try h.provide(name: "holder", capabilities: [("test.first", "holds a write"), ("test.second", "waits for it")]) { env, answer in

@@ -1,7 +1,9 @@
 @testable import PlexusHost
 import PlexusThreads
 import PlexusCore
+import Synchronization
 import Testing
+import Glibc
 
 /// A request id names its slot in the pending table; these check that an id
 /// is answered once, that a reused slot never answers an old id, and that
@@ -11,6 +13,35 @@ struct PendingRequestsTests {
     func entry(_ target: String = "x") -> PendingRequests.Entry {
         .init(requester: .callback { _ in }, responder: nil,
               deadlineMono: Clock.monotonicNanos() + 60_000_000_000, target: target, timeoutMs: 60_000)
+    }
+
+    /// With nothing waiting the timer sleeps until a request comes (no tick
+    /// every millisecond); the request that comes wakes it and times out
+    /// on time, and so does one due sooner than the one it sleeps for.
+    @Test func theTimerSleepsWhileNothingWaitsAndARequestStillTimesOut() throws {
+        let p = PendingRequests(node: 7)
+        let ended = Mutex<[String]>([])
+        let short = OneShot<Void>(), long = OneShot<Void>()
+        p.onTimeout = { _, e in
+            ended.withLock { $0.append(e.target) }
+            if e.target == "short" { short.set(()) } else { long.set(()) }
+        }
+        try p.start()
+        defer { p.stop() }
+        let deadline = Clock.monotonicNanos() + 30_000_000_000
+        while p.parkings.load(ordering: .relaxed) == 0 && Clock.monotonicNanos() < deadline { usleep(1_000) }
+        #expect(p.parkings.load(ordering: .relaxed) > 0, "an empty table's timer sleeps")
+        // It sleeps for nothing: the first request must ring it.
+        _ = try p.add(.init(requester: .callback { _ in }, responder: nil,
+                            deadlineMono: Clock.monotonicNanos() + 5_000_000_000, target: "long", timeoutMs: 5_000))
+        // It now sleeps until the long one's bucket comes round: one due
+        // sooner must ring it too.
+        _ = try p.add(.init(requester: .callback { _ in }, responder: nil,
+                            deadlineMono: Clock.monotonicNanos() + 20_000_000, target: "short", timeoutMs: 20))
+        #expect(short.wait(untilMonotonic: Clock.monotonicNanos() + 10_000_000_000) != nil, "the short request timed out")
+        #expect(long.wait(untilMonotonic: Clock.monotonicNanos() + 20_000_000_000) != nil, "the long request timed out")
+        #expect(ended.withLock { $0 } == ["short", "long"])
+        #expect(p.count == 0)
     }
 
     @Test func anIdIsAnsweredOnce() throws {
