@@ -102,15 +102,16 @@ final class Supervisor: @unchecked Sendable {
         for name in decision.terminate {
             lock.withLock { links[name] }?.giveUp(reason: "\(decision.reason); the last exit of '\(agent.name)' was \(x)")
         }
+        var own: WorkerLink?
         for name in decision.restart {
             guard let l = lock.withLock({ links[name] }) else { continue }
-            if l === link {
-                // An open circuit waits out its cooldown; otherwise the backoff.
-                l.restart(after: max(l.backoffMs(), cooldown * 1000))
-            } else {
+            if l === link { own = l } else {
                 l.restartForSupervisor(reason: "\(decision.reason) after '\(agent.name)' exited (\(x))")
             }
         }
+        // Last: without a backoff it restarts on this thread and returns once the new worker runs.
+        // An open circuit waits out its cooldown; otherwise the backoff.
+        own?.restart(after: max(link.backoffMs(), cooldown * 1000))
     }
 
     // MARK: reload (Host+Reload.swift)

@@ -58,6 +58,13 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     private var process: WorkerProcess?
     private var phase = Phase.spawning
     private var config = "{}"
+    /// The image of the worker being started, and the last image whose
+    /// HELLO was accepted: a restart of that same image sends START with
+    /// the image instead of waiting for HELLO (the plugin and its
+    /// descriptor are the ones already accepted), a round trip less.
+    private var launchedImage: PluginImage?
+    private var respawningInPlace = false
+    private var helloedImage: PluginImage?
     /// Deliveries the worker has not finished, in the order they were sent.
     private var inflight = Unfinished()
     /// Traced deliveries in flight: when each was handed to the worker
@@ -149,8 +156,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     /// Sends START with the agent's configuration and waits for init.
     func activate(config: String) throws(PlexusError) {
-        lock.withLock { self.config = config }
-        sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(config.utf8))
+        let w = lock.withLock { () -> WorkerProcess? in self.config = config; return process }
+        if let w, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(config.utf8), to: w) }
         let p = wait(timeoutMs: restart.loadTimeoutMs, what: "run init") { if case .hello = $0 { return false }; return true }
         switch p {
         case .ready: return
@@ -171,16 +178,23 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         // The phase is set before the worker exists: a warm worker can say
         // HELLO (and READY) before the initializer below returns, and a
         // phase set afterwards would overwrite its READY with .spawning.
-        lock.withLock { phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos() }
-        let w = try WorkerProcess(pool: pool, image: image, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
-                                  label: agent?.name ?? image.path, events: self)
-        let early: WorkerExit? = lock.withLock {
+        let img = image
+        let early = lock.withLock { () -> String? in
+            phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos()
+            launchedImage = img
+            return agent != nil && helloedImage === img ? config : nil
+        }
+        let w = try WorkerProcess(pool: pool, image: img, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
+                                  label: agent?.name ?? img.path, events: self)
+        // Behind the image in the worker's ring: read once it has loaded and said HELLO.
+        if let early, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(early.utf8), to: w) }
+        let died: WorkerExit? = lock.withLock {
             process = w
             lock.broadcast()
             defer { earlyExit = nil }
             return earlyExit?.worker === w ? earlyExit?.exit : nil
         }
-        if let early { exited(early, from: w); return }
+        if let died { exited(died, from: w); return }
         if lock.withLock({ if case .ready = phase { return true }; return false }) { reopen() }
     }
 
@@ -393,8 +407,8 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }()
             switch d {
             case .success(let d) where pluginName == nil || pluginName == d.name:
-                if agent != nil { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8), to: w) }
-                lock.withLock { confinement = d.confinement }
+                if agent != nil, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8), to: w) }
+                lock.withLock { confinement = d.confinement; helloedImage = launchedImage }
                 logger.info("worker started", metadata: ["plugin": "\(d.name)", "pid": "\(w.pid)",
                                                           "confinement": "\(d.confinement ?? "unknown")"])
                 setPhase(.hello(d))
@@ -650,10 +664,19 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         return min(restart.backoffMaxMs, restart.backoffBaseMs * pow(2, Double(count - 1)))
     }
 
-    /// Spawns a new worker after delayMs, on a thread of its own.
+    /// Spawns a new worker after delayMs, on a thread of its own (at once
+    /// on the calling thread when there is no delay).
     /// The thread is detached: it ends after one attempt. When it cannot
     /// start, the restart fails like a failed spawn (the supervisor decides).
     func restart(after delayMs: Double) {
+        // Without a backoff, on the caller's thread (the dead worker's I/O
+        // thread, which has nothing left to do): no thread to start first.
+        // Not within another in-place restart of this link: a worker that
+        // dies while it starts would otherwise recurse on one stack.
+        if delayMs <= 0, lock.withLock({ () -> Bool in defer { respawningInPlace = true }; return !respawningInPlace }) {
+            defer { lock.withLock { respawningInPlace = false } }
+            return respawn(after: 0)
+        }
         do throws(ThreadStartError) {
             try startDetachedThread(name: "plexus-restart") { [self] in respawn(after: delayMs) }
         } catch {

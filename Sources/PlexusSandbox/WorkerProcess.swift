@@ -106,6 +106,11 @@ public final class WorkerProcess: @unchecked Sendable {
     /// Callers asleep on the ring's bell, counted here where the worker
     /// cannot touch it (the shared word is only the worker's hint).
     private let sleepingCallers = Atomic<Int>(0)
+    private let started = Atomic<Bool>(false)
+
+    /// True the first time only: the host's START goes to a worker once,
+    /// whether its HELLO asks for it or a restart sends it sooner.
+    public func claimStart() -> Bool { !started.exchange(true, ordering: .acquiringAndReleasing) }
 
     private let lock = ConditionLock()
     private var outbox: [UInt8] = []
