@@ -108,7 +108,9 @@ int64_t plexus_ring_read(plexus_ring *r, void *dst, uint64_t max, int *wake_prod
     uint64_t first = r->capacity - at < n ? r->capacity - at : n;
     memcpy(dst, r->rx_data + at, first);
     if (n > first) memcpy((uint8_t *)dst + first, r->rx_data, n - first);
-    r->rx_tail += (uint32_t)n;
+    /* Atomic: the host looks at it (plexus_ring_readable) from threads
+    ** that do not hold the reading turn. */
+    __atomic_store_n(&r->rx_tail, r->rx_tail + (uint32_t)n, __ATOMIC_RELEASE);
     atomic_store_explicit(&r->rx->tail, r->rx_tail, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);   /* tail published, then look for a producer waiting */
     if (atomic_load_explicit(&r->rx->blocked, memory_order_relaxed)) *wake_producer = 1;
@@ -139,7 +141,7 @@ int64_t plexus_ring_write(plexus_ring *r, const void *src, uint64_t n, int *wake
 }
 
 int plexus_ring_readable(const plexus_ring *r) {
-    return atomic_load_explicit(&r->rx->head, memory_order_acquire) != r->rx_tail;
+    return atomic_load_explicit(&r->rx->head, memory_order_acquire) != __atomic_load_n(&r->rx_tail, __ATOMIC_ACQUIRE);
 }
 
 /* The worker's threads share one consumer; the tail in the mapping is the
@@ -201,8 +203,8 @@ void plexus_ring_set_caller_waiting(plexus_ring *r, int on) {
         atomic_fetch_add_explicit(&r->rx->sleeping, PLEXUS_RING_CALLER, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);   /* counted, then the caller's last look */
     } else {
-        /* uncounted, then a look for bytes the worker left to a caller */
-        atomic_fetch_sub_explicit(&r->rx->sleeping, PLEXUS_RING_CALLER, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&r->rx->sleeping, PLEXUS_RING_CALLER, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);   /* uncounted, then a look for bytes the worker left to a caller */
     }
 }
 

@@ -1,4 +1,6 @@
+import CPlexus
 import CPlexusInternal
+import Glibc
 import PlexusCore
 import PlexusSandbox
 import PlexusThreads
@@ -12,6 +14,9 @@ import PlexusThreads
 final class BlockingCall {
     private var worker: WorkerProcess?
     private var waited = false
+    /// The call's request id, once routed: its final answer is the one
+    /// frame of the worker's that this thread reports itself.
+    var id: plexus_id = .none
 
     deinit {
         if let worker, !waited { worker.forgetCaller() }   // routing failed after the write
@@ -43,8 +48,21 @@ final class BlockingCall {
         if let w = worker {
             waited = true
             answer.wakeAlso { w.wakeWaitingCallers() }
-            _ = w.readWhileWaiting { answer.isSet }
+            let id = self.id
+            _ = w.readWhileWaiting(until: { answer.isSet }, accepting: { Self.isOwn($0, id: id) })
         }
         return answer.wait()
+    }
+
+    /// What the calling thread itself reports of a worker's frames: the
+    /// call's final answer, and the worker's DONE bookkeeping (a host-side
+    /// count, no one else's code). Everything else is the I/O thread's.
+    static func isOwn(_ e: UnsafePointer<plexus_envelope>, id: plexus_id) -> Bool {
+        let env = e.pointee
+        if env.target_kind == UInt8(PLEXUS_TARGET_REPLY.rawValue) {
+            return env.correlation_id == id && env.flags & UInt8(PLEXUS_FLAG_MORE) == 0
+        }
+        guard env.target_kind == UInt8(PLEXUS_TARGET_TOPIC.rawValue), let t = env.target else { return false }
+        return strcmp(t, PLEXUS_CONTROL_DONE) == 0
     }
 }

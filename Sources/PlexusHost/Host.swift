@@ -460,7 +460,7 @@ public final class Host: @unchecked Sendable {
     public func call(_ env: Envelope, timeoutMs: Int64 = 0) throws(PlexusError) -> Envelope {
         let answer = OneShot<Envelope>()
         let call = BlockingCall()
-        _ = try call.routing { () throws(PlexusError) in try request(env, timeoutMs: timeoutMs) { answer.set($0) } }
+        call.id = try call.routing { () throws(PlexusError) in try request(env, timeoutMs: timeoutMs) { answer.set($0) } }
         let reply = call.wait(for: answer)
         if reply.kind == .error { throw Host.error(from: reply) }
         return reply

@@ -55,23 +55,42 @@ final class FrameReader {
         }
     }
 
+    enum RingOutcome: Equatable {
+        /// Every whole frame was handed over; the ring is empty.
+        case empty
+        /// `accept` said no to a frame: it and what follows stay for the next drain.
+        case stopped
+        /// The worker broke the ring's indices (why).
+        case broken(String)
+    }
+
     /// Takes what the worker published on its ring and calls body with each
-    /// whole, decoded frame, as `drain` does for the socket. Throws for a
-    /// malformed frame; returns why when the worker broke the ring's indices.
-    func drain(ring: WorkerRing, _ body: (UnsafeRawBufferPointer, UnsafePointer<plexus_envelope>) -> Void) throws(PlexusError) -> String? {
+    /// whole, decoded frame, as `drain` does for the socket, starting with
+    /// whole frames an earlier drain left (stopped). A frame `accept` refuses
+    /// stops the drain before it. Throws for a malformed frame.
+    func drain(ring: WorkerRing, accept: (UnsafePointer<plexus_envelope>) -> Bool = { _ in true },
+               _ body: (UnsafeRawBufferPointer, UnsafePointer<plexus_envelope>) -> Void) throws(PlexusError) -> RingOutcome {
+        if try parse(accept, body) { return .stopped }
         while true {
             if end == cap { makeRoom(for: cap - start + (1 << 16)) }
             switch ring.read(into: buf + end, max: cap - end) {
-            case .corrupt(let why): return why
-            case .done(0, _): return nil
+            case .corrupt(let why): return .broken(why)
+            case .done(0, _): return .empty
             case .done(let n, _):
                 end += n
-                try parse(body)
+                if try parse(accept, body) { return .stopped }
             }
         }
     }
 
     private func parse(_ body: (UnsafeRawBufferPointer, UnsafePointer<plexus_envelope>) -> Void) throws(PlexusError) {
+        _ = try parse({ _ in true }, body)
+    }
+
+    /// Hands over whole frames while accept says yes; true when it said no
+    /// (that frame is left first in the buffer, not counted as partial).
+    private func parse(_ accept: (UnsafePointer<plexus_envelope>) -> Bool,
+                       _ body: (UnsafeRawBufferPointer, UnsafePointer<plexus_envelope>) -> Void) throws(PlexusError) -> Bool {
         let before = start
         while end - start >= Wire.headerLength {
             let bodyLen = try Wire.bodyLength(header: UnsafeRawBufferPointer(start: buf + start, count: end - start), maxPayload: maxPayload)
@@ -85,7 +104,12 @@ final class FrameReader {
             let frame = (buf + start).assumingMemoryBound(to: UInt8.self)
             let s = plexus_wire_decode(frame, UInt64(total), maxPayload, &e, &what)
             if s != 0 { throw PlexusError(status: s, what.map { String(cString: $0) } ?? "bad frame") }
-            withUnsafePointer(to: &e) { body(UnsafeRawBufferPointer(start: frame, count: total), $0) }
+            let taken = withUnsafePointer(to: &e) { p in
+                guard accept(p) else { return false }
+                body(UnsafeRawBufferPointer(start: frame, count: total), p)
+                return true
+            }
+            guard taken else { partialSince = 0; return true }   // whole, and waiting for another reader
             start += total
         }
         if start == end {
@@ -94,6 +118,7 @@ final class FrameReader {
             // The clock for "half a frame, then silence" restarts whenever a frame completes.
             partialSince = Clock.monotonicNanos()
         }
+        return false
     }
 
     /// Moves the unread bytes to the front and grows the buffer to hold `bytes`.

@@ -62,9 +62,11 @@ struct Launched: Sendable {
     }
 }
 
-/// What a worker's channel reports: on its I/O thread, or on a thread that
-/// waits for this worker's answer and reads the ring itself
-/// (`readWhileWaiting`); one at a time either way, in the order sent.
+/// What a worker's channel reports. Frames come one at a time, in the order
+/// sent: on its I/O thread, or (a call's own answer and DONE frames) on a
+/// thread that waits for that answer and reads the ring itself
+/// (`readWhileWaiting`). Output and the exit come on the I/O thread, and
+/// output may come while such a thread reports a frame.
 public protocol WorkerEvents: AnyObject, Sendable {
     /// A whole, validated frame from the worker. Both pointers are borrowed
     /// for the call.
@@ -287,13 +289,16 @@ public final class WorkerProcess: @unchecked Sendable {
 
     private func giveTurn() { turn.store(Turn.free, ordering: .releasing) }
 
-    /// The I/O thread, finishing: waits out a caller's read in progress, and
-    /// wakes callers asleep so they wait the usual way from now on.
+    /// The I/O thread, finishing: waits out a caller's read in progress (its
+    /// own answer and DONE frames only: short), and wakes callers asleep so
+    /// they wait the usual way from now on.
     private func closeTurn() {
+        var tries = 0
         while true {
             let (done, now) = turn.compareExchange(expected: Turn.free, desired: Turn.closed, ordering: .acquiring)
             if done || now == Turn.closed { break }
-            sched_yield()
+            tries += 1
+            if tries < 64 { sched_yield() } else { usleep(200) }   // no spinning for a caller held up
         }
         ring.kickCallers()
     }
@@ -316,23 +321,32 @@ public final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Waits on the calling thread, counted by `expectCaller`, until `done`
-    /// holds, reading the worker's frames itself (reported to `events` as
-    /// the I/O thread would) and sleeping on the ring's bell in between: the
-    /// worker then wakes this thread directly, two switches per round trip
-    /// on a shared core where waking the I/O thread to wake this one took
-    /// four. Whatever makes `done` true on another thread must call
-    /// `wakeWaitingCallers()`. Returns false once the channel is closing;
-    /// the caller then waits as it otherwise would.
-    public func readWhileWaiting(until done: () -> Bool) -> Bool {
+    /// holds, reading the worker's frames itself and sleeping on the ring's
+    /// bell in between: the worker then wakes this thread directly, two
+    /// switches per round trip on a shared core where waking the I/O thread
+    /// to wake this one took four. The thread reports only frames `accept`
+    /// takes (its own answer, the worker's bookkeeping): anything else (a
+    /// log line, another request's answer, a message the worker sends) would
+    /// run someone else's code on a thread that may hold its caller's locks,
+    /// so at the first such frame it stops, rings the I/O thread, which
+    /// takes that frame and the rest in order, and returns. Whatever makes
+    /// `done` true on another thread must call `wakeWaitingCallers()`.
+    /// Returns whether done holds; false when it stopped early or the
+    /// channel is closing: the caller then waits as it otherwise would.
+    public func readWhileWaiting(until done: () -> Bool, accepting accept: (UnsafePointer<plexus_envelope>) -> Bool) -> Bool {
         defer { forgetCaller() }
         while true {
             let seen = ring.incomingBell   // before reading: a publish after this moves it
             var mine = false
             if takeTurn() {
                 mine = true
-                let ok = drainRing()
+                let outcome = drainRing(accept: accept)
                 giveTurn()
-                if !ok { poke() }   // the worker is being killed: the I/O thread ends it
+                switch outcome {
+                case .failed: poke()   // the worker is being killed: the I/O thread ends it
+                case .stopped: ring.ringIOThread(); return done()
+                case .empty: break
+                }
             } else if turn.load(ordering: .acquiring) == Turn.closed {
                 return done()
             }
@@ -375,7 +389,9 @@ public final class WorkerProcess: @unchecked Sendable {
             if lock.withLock({ outbox.count > outboxStart }) { flushOutbox() }
             if mine && ring.spin() { continue }   // the worker is answering on another core: no sleep
             ring.setSleeping(true)                // then one last look: a publish after it rings the bell
-            if mine && ring.readable { ring.setSleeping(false); continue }
+            // Taken only when no caller reads now: one that does looks again
+            // itself as it leaves, and rings this thread for what it left.
+            if turn.load(ordering: .acquiring) == Turn.free && ring.readable { ring.setSleeping(false); continue }
             var fds = [pollfd(fd: channel, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: out, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: err, events: Int16(POLLIN), revents: 0),
@@ -423,16 +439,25 @@ public final class WorkerProcess: @unchecked Sendable {
         finish(&lines, &outBudget)
     }
 
+    private enum Drained { case empty, stopped, failed }
+
     /// Hands every whole frame on the ring to events; false when the worker
     /// sent a malformed frame or broke the ring (it is then being killed).
-    private func drainRing() -> Bool {
+    private func drainRing() -> Bool { drainRing(accept: { _ in true }) != .failed }
+
+    /// The same, stopping before the first frame accept refuses.
+    private func drainRing(accept: (UnsafePointer<plexus_envelope>) -> Bool) -> Drained {
         do {
-            guard let broken = try reader.drain(ring: ring, { frame, env in events?.received(frame, env, from: self) }) else { return true }
-            lock.withLock { if killReason == nil { killReason = "the worker broke its shared-memory ring: \(broken)" } }
-            return false
+            switch try reader.drain(ring: ring, accept: accept, { frame, env in events?.received(frame, env, from: self) }) {
+            case .empty: return .empty
+            case .stopped: return .stopped
+            case .broken(let why):
+                lock.withLock { if killReason == nil { killReason = "the worker broke its shared-memory ring: \(why)" } }
+                return .failed
+            }
         } catch {
             lock.withLock { if killReason == nil { killReason = "the worker sent a malformed frame: \(error.detail)" } }
-            return false
+            return .failed
         }
     }
 

@@ -171,6 +171,12 @@ import Testing
             let others = (0..<3).filter { $0 != i }.map { "nats://127.0.0.1:\(routes[$0])" }.joined(separator: ",")
             return try NatsServer(port: ports[i], arguments: ["--cluster_name", name, "--cluster", "nats://127.0.0.1:\(routes[i])", "--routes", others])
         }
+        // JetStream is usable once every server knows the metadata leader: a
+        // host started sooner cannot place a replicated stream ("no suitable
+        // peers for placement"), which a loaded machine made happen.
+        if !waitFor(seconds: 30, { servers.allSatisfy { $0!.logText.contains("metadata leader") } }) {
+            Issue.record("the NATS cluster elected no JetStream metadata leader within 30 s: \(servers.map { $0!.logText.suffix(800) })")
+        }
         return (servers, ports, ports.map { "nats://127.0.0.1:\($0)" }.joined(separator: ","))
     }
 
