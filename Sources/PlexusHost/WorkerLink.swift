@@ -64,6 +64,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// descriptor are the ones already accepted), a round trip less.
     private var launchedImage: PluginImage?
     private var respawningInPlace = false
+    /// Stops asked so far (beginStop): a restart that sees it move while its
+    /// worker starts does not keep that worker.
+    private var stops = 0
     private var helloedImage: PluginImage?
     /// Deliveries the worker has not finished, in the order they were sent.
     private var inflight = Unfinished()
@@ -172,30 +175,43 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// sandboxed as in process.
     private var payloadLimit: plexus_id { plexus_id(hi: 0, lo: router.limits.maxPayload) }
 
-    private func spawn() throws(PlexusError) {
+    /// Starts a worker. A restart (`restarting`) does not start one for a
+    /// link being stopped (the host shutting down, an operator's stop):
+    /// nor, when the stop came while the worker started, does it keep it.
+    /// Returns whether the link has its new worker.
+    @discardableResult
+    private func spawn(restarting: Bool = false) throws(PlexusError) -> Bool {
         // The channel carries frames up to the ABI's limit; the router then
         // holds each message to the host's own (smaller) payload limit.
         // The phase is set before the worker exists: a warm worker can say
         // HELLO (and READY) before the initializer below returns, and a
         // phase set afterwards would overwrite its READY with .spawning.
         let img = image
-        let early = lock.withLock { () -> String? in
+        let start = lock.withLock { () -> (early: String?, stops: Int)? in
+            if restarting, case .stopped = phase { return nil }
             phase = .spawning; pingSentAt = 0; terminatedAt = 0; lastPingAt = Clock.monotonicNanos()
             launchedImage = img
-            return agent != nil && helloedImage === img ? config : nil
+            return (agent != nil && helloedImage === img ? config : nil, stops)
         }
+        guard let (early, stopsBefore) = start else { return false }
         let w = try WorkerProcess(pool: pool, image: img, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
                                   label: agent?.name ?? img.path, events: self)
         // Behind the image in the worker's ring: read once it has loaded and said HELLO.
         if let early, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(early.utf8), to: w) }
-        let died: WorkerExit? = lock.withLock {
+        let (died, stoppedMeanwhile): (WorkerExit?, Bool) = lock.withLock {
             process = w
             lock.broadcast()
             defer { earlyExit = nil }
-            return earlyExit?.worker === w ? earlyExit?.exit : nil
+            return (earlyExit?.worker === w ? earlyExit?.exit : nil, restarting && stops != stopsBefore)
         }
-        if let died { exited(died, from: w); return }
+        if stoppedMeanwhile {
+            w.askedToExit(reason: "asked to stop while it started")
+            w.kill(reason: "the agent was stopped while its new worker started")
+            return false
+        }
+        if let died { exited(died, from: w); return true }
         if lock.withLock({ if case .ready = phase { return true }; return false }) { reopen() }
+        return true
     }
 
     private func wait(timeoutMs: Int64, what: String, until done: (Phase) -> Bool) -> Phase {
@@ -276,6 +292,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// shut down).
     func beginStop(cause: String? = nil) {
         let asked: WorkerProcess? = lock.withLock {
+            stops += 1   // a restart starting a worker now lets it go (spawn)
             if case .stopped = phase { return nil }
             phase = .stopped
             stopCause = cause
@@ -692,7 +709,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return process != nil }
         if stopped { return }
         do throws(PlexusError) {
-            try spawn()
+            guard try spawn(restarting: true) else { return }
             lock.withLock { restarts += 1 }
             logger.notice("worker restarted", metadata: ["agent": "\(agent?.name ?? "?")", "pid": "\(pid ?? 0)"])
             if let agent { router.lifecycle("agent.restarted", agent.name, ["pid": .int(Int64(pid ?? 0))]) }

@@ -15,6 +15,7 @@
 #include "plexus.h"
 #include "plexus_agent.h"
 #include "answer_later.h"
+#include "find_ring.h"
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -29,32 +30,6 @@
 #ifndef LOG_LEVEL
 #define LOG_LEVEL 0
 #endif
-#define MAGIC 0x31474e4952584c50ull
-#define HEADER 4096u
-#define TO_HOST_HEAD 192
-#define TO_HOST_BELL 196
-#define TO_HOST_SLEEPING 200
-#define TO_HOST_TAIL 256
-
-static int readable(const char *page) { return !(access(page, F_OK) < 0 && errno == EFAULT); }
-
-static uint8_t *find_ring(void) {
-    uintptr_t start = (uintptr_t)&find_ring & ~(uintptr_t)4095;
-    for (uintptr_t k = 1; k < (1u << 20); k++) {
-        for (int side = 0; side < 2; side++) {
-            uintptr_t a = side == 0 ? start + k * 4096 : start - k * 4096;
-            const char *p = (const char *)a;
-            if (!readable(p)) continue;
-            uint64_t magic;
-            uint32_t capacity;
-            memcpy(&magic, p, 8);
-            memcpy(&capacity, p + 8, 4);
-            if (magic == MAGIC && capacity >= 4096 && (capacity & (capacity - 1)) == 0) return (uint8_t *)a;
-        }
-    }
-    return NULL;
-}
-
 static uint32_t *word(uint8_t *ring, int off) { return (uint32_t *)(ring + off); }
 static uint32_t load32(uint8_t *ring, int off) { return __atomic_load_n(word(ring, off), __ATOMIC_ACQUIRE); }
 static void store32(uint8_t *ring, int off, uint32_t v) { __atomic_store_n(word(ring, off), v, __ATOMIC_RELEASE); }

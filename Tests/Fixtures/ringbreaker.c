@@ -1,11 +1,7 @@
 /* ringbreaker — a plugin that breaks its worker's shared-memory ring
 ** (Sources/CPlexusInternal/include/plexus_ring.h), for RingTests.
 **
-** The plugin is given no handle on the ring and /proc is hidden, so it finds
-** the mapping as any code in the worker could: it walks its own address
-** space a page at a time outward from its own code, asking the kernel whether each
-** page is readable (access() on the page fails with EFAULT when it is not,
-** without a fault here), and looks for the ring's magic at a page start.
+** It finds the mapping as any code in the worker could (find_ring.h).
 ** Then it writes what a buggy or malicious worker might: an index far past
 ** the other, or a frame header whose length overruns everything; or it
 ** sends a valid frame over the socket, which carries none now. The host
@@ -13,38 +9,11 @@
 #define _GNU_SOURCE
 #include "plexus.h"
 #include "plexus_agent.h"
+#include "find_ring.h"
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MAGIC 0x31474e4952584c50ull   /* "PLXRING1" */
-#define HEADER 4096u
-#define TO_WORKER_TAIL (64 + 64)
-#define TO_HOST_HEAD 192
-#define TO_HOST_BELL 196
-#define TO_HOST_SLEEPING 200
-
-static int readable(const char *page) { return !(access(page, F_OK) < 0 && errno == EFAULT); }
-
-/* Outward from its own code, a page above then a page below: the loader may
-** have put the plugin in a gap above the ring or below it. */
-static uint8_t *find_ring(void) {
-    uintptr_t start = (uintptr_t)&find_ring & ~(uintptr_t)4095;
-    for (uintptr_t k = 1; k < (1u << 20); k++) {   /* 4 GiB either way */
-        for (int side = 0; side < 2; side++) {
-            uintptr_t a = side == 0 ? start + k * 4096 : start - k * 4096;
-            const char *p = (const char *)a;
-            if (!readable(p)) continue;
-            uint64_t magic;
-            uint32_t capacity;
-            memcpy(&magic, p, 8);
-            memcpy(&capacity, p + 8, 4);
-            if (magic == MAGIC && capacity >= 4096 && (capacity & (capacity - 1)) == 0) return (uint8_t *)a;
-        }
-    }
-    return NULL;
-}
 
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }

@@ -36,6 +36,12 @@ struct BlockingCallAttackTests {
 
     static func pid(_ h: Host, _ name: String) -> Int32? { h.agentReports.first { $0.name == name }?.pid }
 
+    /// Runs body(i) for each i in range, each on a thread of its own; each
+    /// semaphore is signalled when its body returns.
+    static func callers(_ range: Range<Int>, _ body: @escaping @Sendable (Int) -> Void) -> [DispatchSemaphore] {
+        range.map { i in spawn { body(i) } }
+    }
+
     /// Runs body on a thread of its own; the semaphore is signalled when it returns.
     static func spawn(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
         let done = DispatchSemaphore(value: 0)
@@ -276,18 +282,15 @@ struct BlockingCallAttackTests {
             let wrong = Atomic<Int>(0), ok = Atomic<Int>(0)
             let errors = Mutex<[String: Int]>([:])
             let stop = Atomic<Bool>(false)
-            var all: [DispatchSemaphore] = []
-            for t in 0..<8 {
-                all.append(Self.spawn {
-                    var k = 0
-                    while !stop.load(ordering: .relaxed) {
-                        let mine = "t\(t) k\(k) " + String(repeating: "x", count: (t * 977 + k * 131) % 3000)
-                        k += 1
-                        do {
-                            if try h.callText("probe.echo", mine, timeoutMs: 15_000) != mine { wrong.add(1, ordering: .relaxed) } else { ok.add(1, ordering: .relaxed) }
-                        } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 } }
-                    }
-                })
+            let all = Self.callers(0..<8) { t in
+                var k = 0
+                while !stop.load(ordering: .relaxed) {
+                    let mine = "t\(t) k\(k) " + String(repeating: "x", count: (t * 977 + k * 131) % 3000)
+                    k += 1
+                    do {
+                        if try h.callText("probe.echo", mine, timeoutMs: 15_000) != mine { wrong.add(1, ordering: .relaxed) } else { ok.add(1, ordering: .relaxed) }
+                    } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 } }
+                }
             }
             var kills = 0
             for _ in 0..<40 {
@@ -316,19 +319,16 @@ struct BlockingCallAttackTests {
             let h = try Self.sandboxed([try Fixtures.probe(), try Fixtures.build("latereply.c", ["-D_GNU_SOURCE"], name: "latereply")])
             let wrong = Atomic<Int>(0), ok = Atomic<Int>(0)
             let errors = Mutex<[String: Int]>([:])
-            var all: [DispatchSemaphore] = []
-            for t in 0..<6 {
-                all.append(Self.spawn {
-                    for k in 0..<100_000 {
-                        let mine = "t\(t) k\(k)"
-                        do {
-                            if t % 3 == 2 {
-                                if try h.callText("late.after", "\(k % 3)", timeoutMs: 15_000) != "later" { wrong.add(1, ordering: .relaxed) }
-                            } else if try h.callText("probe.echo", mine, timeoutMs: 15_000) != mine { wrong.add(1, ordering: .relaxed) }
-                            ok.add(1, ordering: .relaxed)
-                        } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 }; return }
-                    }
-                })
+            let all = Self.callers(0..<6) { t in
+                for k in 0..<100_000 {
+                    let mine = "t\(t) k\(k)"
+                    do {
+                        if t % 3 == 2 {
+                            if try h.callText("late.after", "\(k % 3)", timeoutMs: 15_000) != "later" { wrong.add(1, ordering: .relaxed) }
+                        } else if try h.callText("probe.echo", mine, timeoutMs: 15_000) != mine { wrong.add(1, ordering: .relaxed) }
+                        ok.add(1, ordering: .relaxed)
+                    } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 }; return }
+                }
             }
             while ok.load(ordering: .relaxed) < 200 * (i % 3 + 1) { sched_yield() }
             h.shutdown()
@@ -343,23 +343,20 @@ struct BlockingCallAttackTests {
         let h = try Self.sandboxed([try Fixtures.probe()])
         defer { h.shutdown() }
         let wrong = Mutex<[String]>([])
-        var all: [DispatchSemaphore] = []
-        for t in 0..<6 {
-            all.append(Self.spawn {
-                for k in 0..<(4 * Self.iterations) {
-                    do {
-                        if t % 2 == 0 {
-                            let mine = "t\(t) k\(k) " + String(repeating: Character(UnicodeScalar(UInt8(97 + (t + k) % 26))), count: 600_000 + t * 1000)
-                            let got = try h.callText("probe.echo", mine, timeoutMs: 60_000)
-                            if got != mine { wrong.withLock { $0.append("echo t\(t) k\(k): \(got.count) bytes, \(got.prefix(16))") } }
-                        } else {
-                            let n = 1_000_000 + t * 10_000 + k
-                            let got = try h.callText("probe.big", "\(n)", timeoutMs: 60_000)
-                            if got.utf8.count != n || got.contains(where: { $0 != "x" }) { wrong.withLock { $0.append("big t\(t) k\(k): \(got.utf8.count) of \(n)") } }
-                        }
-                    } catch { wrong.withLock { $0.append("t\(t) k\(k): \(error)") } }
-                }
-            })
+        let all = Self.callers(0..<6) { t in
+            for k in 0..<(4 * Self.iterations) {
+                do {
+                    if t % 2 == 0 {
+                        let mine = "t\(t) k\(k) " + String(repeating: Character(UnicodeScalar(UInt8(97 + (t + k) % 26))), count: 600_000 + t * 1000)
+                        let got = try h.callText("probe.echo", mine, timeoutMs: 60_000)
+                        if got != mine { wrong.withLock { $0.append("echo t\(t) k\(k): \(got.count) bytes, \(got.prefix(16))") } }
+                    } else {
+                        let n = 1_000_000 + t * 10_000 + k
+                        let got = try h.callText("probe.big", "\(n)", timeoutMs: 60_000)
+                        if got.utf8.count != n || got.contains(where: { $0 != "x" }) { wrong.withLock { $0.append("big t\(t) k\(k): \(got.utf8.count) of \(n)") } }
+                    }
+                } catch { wrong.withLock { $0.append("t\(t) k\(k): \(error)") } }
+            }
         }
         #expect(Self.join(all, boundSeconds: 300) == 0, "a caller hung")
         #expect(wrong.withLock { $0 }.isEmpty, "\(wrong.withLock { $0 })")
@@ -371,21 +368,18 @@ struct BlockingCallAttackTests {
         let h = try Self.sandboxed([try Self.attacker()])
         defer { h.shutdown() }
         let wrong = Mutex<[String]>([])
-        var all: [DispatchSemaphore] = []
-        for t in 0..<6 {
-            all.append(Self.spawn {
-                for k in 0..<(40 * Self.iterations) {
-                    do {
-                        switch (t + k) % 3 {
-                        case 0: if try h.callText("attack.later", "\(k % 4)", timeoutMs: 20_000) != "later" { wrong.withLock { $0.append("later") } }
-                        case 1: if try h.callText("attack.partials", "\(1 + k % 50) \(1 + k * 37 % 5000)", timeoutMs: 20_000) != "done" { wrong.withLock { $0.append("partials") } }
-                        default:
-                            let mine = "t\(t) k\(k)"
-                            if try h.callText("attack.echo", mine, timeoutMs: 20_000) != mine { wrong.withLock { $0.append("echo") } }
-                        }
-                    } catch { wrong.withLock { $0.append("t\(t) k\(k): \(error)") } }
-                }
-            })
+        let all = Self.callers(0..<6) { t in
+            for k in 0..<(40 * Self.iterations) {
+                do {
+                    switch (t + k) % 3 {
+                    case 0: if try h.callText("attack.later", "\(k % 4)", timeoutMs: 20_000) != "later" { wrong.withLock { $0.append("later") } }
+                    case 1: if try h.callText("attack.partials", "\(1 + k % 50) \(1 + k * 37 % 5000)", timeoutMs: 20_000) != "done" { wrong.withLock { $0.append("partials") } }
+                    default:
+                        let mine = "t\(t) k\(k)"
+                        if try h.callText("attack.echo", mine, timeoutMs: 20_000) != mine { wrong.withLock { $0.append("echo") } }
+                    }
+                } catch { wrong.withLock { $0.append("t\(t) k\(k): \(error)") } }
+            }
         }
         #expect(Self.join(all, boundSeconds: 120) == 0, "a caller hung")
         #expect(wrong.withLock { $0 }.isEmpty, "\(wrong.withLock { $0 })")
@@ -398,18 +392,15 @@ struct BlockingCallAttackTests {
         let wrong = Atomic<Int>(0), ok = Atomic<Int>(0)
         let errors = Mutex<[String: Int]>([:])
         let stop = Atomic<Bool>(false)
-        var all: [DispatchSemaphore] = []
-        for t in 0..<4 {
-            all.append(Self.spawn {
-                var k = 0
-                while !stop.load(ordering: .relaxed) {
-                    let mine = "t\(t) k\(k)"
-                    k += 1
-                    do {
-                        if try h.callText("probe.echo", mine, timeoutMs: 15_000) != mine { wrong.add(1, ordering: .relaxed) } else { ok.add(1, ordering: .relaxed) }
-                    } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 } }
-                }
-            })
+        let all = Self.callers(0..<4) { t in
+            var k = 0
+            while !stop.load(ordering: .relaxed) {
+                let mine = "t\(t) k\(k)"
+                k += 1
+                do {
+                    if try h.callText("probe.echo", mine, timeoutMs: 15_000) != mine { wrong.add(1, ordering: .relaxed) } else { ok.add(1, ordering: .relaxed) }
+                } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 } }
+            }
         }
         var refused: [String] = []
         for _ in 0..<(3 * Self.iterations) {
@@ -461,21 +452,18 @@ struct BlockingCallAttackTests {
         let wrong = Mutex<[String]>([]), ok = Atomic<Int>(0)
         let errors = Mutex<[String: Int]>([:])
         let stop = Atomic<Bool>(false)
-        var all: [DispatchSemaphore] = []
-        for t in 0..<4 {
-            all.append(Self.spawn {
-                var k = 0
-                while !stop.load(ordering: .relaxed) {
-                    k += 1
-                    let mine = "t\(t)k\(k)"
-                    do {
-                        let r = t == 3 ? try h.callText("versioned.later", "\(k % 3)", timeoutMs: 15_000) : try h.callText("versioned.version", mine, timeoutMs: 15_000)
-                        if t != 3 && !r.contains("\"echo\":\"\(mine)\"") { wrong.withLock { $0.append("\(mine): \(r)") } }
-                        if t == 3 && !r.contains("\"later\":true") { wrong.withLock { $0.append("\(mine): \(r)") } }
-                        ok.add(1, ordering: .relaxed)
-                    } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 } }
-                }
-            })
+        let all = Self.callers(0..<4) { t in
+            var k = 0
+            while !stop.load(ordering: .relaxed) {
+                k += 1
+                let mine = "t\(t)k\(k)"
+                do {
+                    let r = t == 3 ? try h.callText("versioned.later", "\(k % 3)", timeoutMs: 15_000) : try h.callText("versioned.version", mine, timeoutMs: 15_000)
+                    if t != 3 && !r.contains("\"echo\":\"\(mine)\"") { wrong.withLock { $0.append("\(mine): \(r)") } }
+                    if t == 3 && !r.contains("\"later\":true") { wrong.withLock { $0.append("\(mine): \(r)") } }
+                    ok.add(1, ordering: .relaxed)
+                } catch { errors.withLock { $0[Self.errorName(error), default: 0] += 1 } }
+            }
         }
         var outcomes: [String] = []
         for i in 1..<versions.count {
@@ -508,16 +496,13 @@ struct BlockingCallAttackTests {
         let asyncAnswers = Atomic<Int>(0)
         let asyncDone = DispatchSemaphore(value: 0)
         let asyncCount = 200 * Self.iterations
-        var all: [DispatchSemaphore] = []
-        for t in 0..<6 {
-            all.append(Self.spawn {
-                for k in 0..<(100 * Self.iterations) {
-                    let mine = "t\(t) k\(k)"
-                    let target = t < 4 ? "attack.echo" : "probe.echo"
-                    do { if try h.callText(target, mine, timeoutMs: 30_000) != mine { wrong.withLock { $0.append(mine) } } }
-                    catch { wrong.withLock { $0.append("\(mine): \(error)") } }
-                }
-            })
+        let all = Self.callers(0..<6) { t in
+            for k in 0..<(100 * Self.iterations) {
+                let mine = "t\(t) k\(k)"
+                let target = t < 4 ? "attack.echo" : "probe.echo"
+                do { if try h.callText(target, mine, timeoutMs: 30_000) != mine { wrong.withLock { $0.append(mine) } } }
+                catch { wrong.withLock { $0.append("\(mine): \(error)") } }
+            }
         }
         for k in 0..<asyncCount {
             let mine = "async \(k)"
@@ -574,16 +559,13 @@ struct BlockingCallAttackTests {
         let h = try Self.sandboxed([try Fixtures.probe()])
         defer { h.shutdown() }
         let stop = Atomic<Bool>(false)
-        var callers: [DispatchSemaphore] = []
-        for t in 0..<3 {
-            callers.append(Self.spawn {
-                var k = 0
-                while !stop.load(ordering: .relaxed) {
-                    _ = try? h.callText("probe.echo", "c\(t) \(k)", timeoutMs: 20_000)
-                    k += 1
-                    for _ in 0..<(k * 7919 % 64) { sched_yield() }   // callers come and go
-                }
-            })
+        let callers = Self.callers(0..<3) { t in
+            var k = 0
+            while !stop.load(ordering: .relaxed) {
+                _ = try? h.callText("probe.echo", "c\(t) \(k)", timeoutMs: 20_000)
+                k += 1
+                for _ in 0..<(k * 7919 % 64) { sched_yield() }   // callers come and go
+            }
         }
         var lat: [Int64] = []
         for k in 0..<(2000 * Self.iterations) {
