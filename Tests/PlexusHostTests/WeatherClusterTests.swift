@@ -66,5 +66,6 @@ import Testing
             if case .string(let cap)? = t["capability"], case .string(let node)? = t["node"] { nodeOf[cap, default: []].insert(node) }
         }
         #expect(nodeOf["data.clean"] == ["b"] && nodeOf["chart.render"] == ["b"] && nodeOf["data.collect"] == ["a"], "\(nodeOf)")
+        withExtendedLifetime((b, nats)) {}   // host b and the server serve until here
     }
 }
