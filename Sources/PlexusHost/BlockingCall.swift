@@ -49,7 +49,7 @@ final class BlockingCall {
             waited = true
             answer.wakeAlso { w.wakeWaitingCallers() }
             let id = self.id
-            _ = w.readWhileWaiting(until: { answer.isSet }, accepting: { Self.isOwn($0, id: id) })
+            w.readWhileWaiting(until: { answer.isSet }, accepting: { Self.isOwn($0, id: id) })
         }
         return answer.wait()
     }

@@ -63,11 +63,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// the image instead of waiting for HELLO (the plugin and its
     /// descriptor are the ones already accepted), a round trip less.
     private var launchedImage: PluginImage?
+    private var helloedImage: PluginImage?
+    /// A restart runs on the thread that saw the death (restart(after: 0)).
     private var respawningInPlace = false
     /// Stops asked so far (beginStop): a restart that sees it move while its
     /// worker starts does not keep that worker.
     private var stops = 0
-    private var helloedImage: PluginImage?
     /// Deliveries the worker has not finished, in the order they were sent.
     private var inflight = Unfinished()
     /// Traced deliveries in flight: when each was handed to the worker
@@ -160,7 +161,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Sends START with the agent's configuration and waits for init.
     func activate(config: String) throws(PlexusError) {
         let w = lock.withLock { () -> WorkerProcess? in self.config = config; return process }
-        if let w, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(config.utf8), to: w) }
+        if let w { sendStart(config, to: w) }
         let p = wait(timeoutMs: restart.loadTimeoutMs, what: "run init") { if case .hello = $0 { return false }; return true }
         switch p {
         case .ready: return
@@ -174,6 +175,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// worker's host functions refuse what the host would: the same status
     /// sandboxed as in process.
     private var payloadLimit: plexus_id { plexus_id(hi: 0, lo: router.limits.maxPayload) }
+
+    /// START with the agent's configuration, once per worker: from its
+    /// HELLO, from activate, or sooner on a restart (claimStart decides).
+    private func sendStart(_ config: String, to w: WorkerProcess) {
+        if w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(config.utf8), to: w) }
+    }
 
     /// Starts a worker. A restart (`restarting`) does not start one for a
     /// link being stopped (the host shutting down, an operator's stop):
@@ -197,7 +204,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         let w = try WorkerProcess(pool: pool, image: img, policy: policy, maxPayload: UInt64(PLEXUS_MAX_PAYLOAD_LEN),
                                   label: agent?.name ?? img.path, events: self)
         // Behind the image in the worker's ring: read once it has loaded and said HELLO.
-        if let early, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(early.utf8), to: w) }
+        if let early { sendStart(early, to: w) }
         let (died, stoppedMeanwhile): (WorkerExit?, Bool) = lock.withLock {
             process = w
             lock.broadcast()
@@ -424,7 +431,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             }()
             switch d {
             case .success(let d) where pluginName == nil || pluginName == d.name:
-                if agent != nil, w.claimStart() { sendControl(PLEXUS_CONTROL_START, correlation: payloadLimit, payload: Array(lock.withLock { config }.utf8), to: w) }
+                if agent != nil { sendStart(lock.withLock { config }, to: w) }
                 lock.withLock { confinement = d.confinement; helloedImage = launchedImage }
                 logger.info("worker started", metadata: ["plugin": "\(d.name)", "pid": "\(w.pid)",
                                                           "confinement": "\(d.confinement ?? "unknown")"])
@@ -690,7 +697,12 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         // thread, which has nothing left to do): no thread to start first.
         // Not within another in-place restart of this link: a worker that
         // dies while it starts would otherwise recurse on one stack.
-        if delayMs <= 0, lock.withLock({ () -> Bool in defer { respawningInPlace = true }; return !respawningInPlace }) {
+        let inPlace = delayMs <= 0 && lock.withLock { () -> Bool in
+            guard !respawningInPlace else { return false }
+            respawningInPlace = true
+            return true
+        }
+        if inPlace {
             defer { lock.withLock { respawningInPlace = false } }
             return respawn(after: 0)
         }
@@ -706,8 +718,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             var ts = timespec(tv_sec: Int(delayMs / 1000), tv_nsec: Int(delayMs.truncatingRemainder(dividingBy: 1000) * 1_000_000))
             nanosleep(&ts, nil)
         }
-        let stopped: Bool = lock.withLock { if case .stopped = phase { return true }; return process != nil }
-        if stopped { return }
+        if lock.withLock({ process != nil }) { return }   // started meanwhile (spawn refuses a stopped link)
         do throws(PlexusError) {
             guard try spawn(restarting: true) else { return }
             lock.withLock { restarts += 1 }

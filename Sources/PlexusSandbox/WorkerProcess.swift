@@ -331,9 +331,9 @@ public final class WorkerProcess: @unchecked Sendable {
     /// so at the first such frame it stops, rings the I/O thread, which
     /// takes that frame and the rest in order, and returns. Whatever makes
     /// `done` true on another thread must call `wakeWaitingCallers()`.
-    /// Returns whether done holds; false when it stopped early or the
-    /// channel is closing: the caller then waits as it otherwise would.
-    public func readWhileWaiting(until done: () -> Bool, accepting accept: (UnsafePointer<plexus_envelope>) -> Bool) -> Bool {
+    /// Returns when done holds, when it stopped early, or when the channel
+    /// is closing: the caller then waits as it otherwise would.
+    public func readWhileWaiting(until done: () -> Bool, accepting accept: (UnsafePointer<plexus_envelope>) -> Bool) {
         defer { forgetCaller() }
         while true {
             let seen = ring.incomingBell   // before reading: a publish after this moves it
@@ -344,13 +344,13 @@ public final class WorkerProcess: @unchecked Sendable {
                 giveTurn()
                 switch outcome {
                 case .failed: poke()   // the worker is being killed: the I/O thread ends it
-                case .stopped: ring.ringIOThread(); return done()
+                case .stopped: ring.ringIOThread(); return
                 case .empty: break
                 }
             } else if turn.load(ordering: .acquiring) == Turn.closed {
-                return done()
+                return
             }
-            if done() { return true }
+            if done() { return }
             // Bytes left (a read cut short by the buffer) are taken at once; a
             // worker may clear the shared count, hence the bound on a sleep.
             if !(mine && ring.readable) { ring.waitBell(seen: seen, timeoutMs: 100) }

@@ -121,8 +121,10 @@ static int landlock_prepare(const confine_spec *s, int abi, int private_tmp, con
         ** descriptor opened as the host's user stands for it. */
         bad |= ll_allow(rs, private_tmp ? binds[i].path : fd_path, binds[i].writable ? all : LL_READ & all);
     }
-    if (private_tmp) bad |= ll_allow(rs, CONFINE_PLUGIN_DIR, LL_FS_READ_FILE | LL_FS_EXECUTE);
-    if (private_tmp) bad |= ll_allow(rs, "/tmp", all);   /* the host's /tmp only when it is not this one */
+    if (private_tmp) {   /* in the new root: the image's directory, and its own /tmp (never the host's) */
+        bad |= ll_allow(rs, CONFINE_PLUGIN_DIR, LL_FS_READ_FILE | LL_FS_EXECUTE);
+        bad |= ll_allow(rs, "/tmp", all);
+    }
     bad |= ll_allow(rs, "/dev/null", LL_FS_READ_FILE | LL_FS_WRITE_FILE | (all & LL_FS_TRUNCATE));
     static const char *const devs[] = { "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom" };
     for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) bad |= ll_allow(rs, devs[i], LL_FS_READ_FILE);
