@@ -18,18 +18,12 @@ import Testing
 struct BlockingCallAttackTests {
     static let iterations = Int(ProcessInfo.processInfo.environment["PLEXUS_ATTACK_ITERATIONS"] ?? "") ?? 3
 
-    static func sandboxed(_ files: [String], threads: Int = 2, _ configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
-        var c = HostConfiguration(pluginsDirectory: nil)
-        c.sandbox = .process
-        c.threads = threads
-        c.defaultTimeoutMs = 20_000
-        c.mailboxCapacity = 1 << 16
-        c.restartPolicy.backoffBaseMs = 5
-        configure(&c)
-        let h = Host(c)
-        for f in files { try h.load(path: f) }
-        h.start()
-        return h
+    static func sandboxed(_ files: [String], _ configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
+        try sandboxedHost(files) { c in
+            c.defaultTimeoutMs = 20_000
+            c.mailboxCapacity = 1 << 16
+            configure(&c)
+        }
     }
 
     static func attacker() throws -> String { try Fixtures.build("ringattack.c", ["-DLOG_LEVEL=\(ProcessInfo.processInfo.environment["PLEXUS_ATTACK_LOG_LEVEL"] ?? "0")"], name: "ringattack") }

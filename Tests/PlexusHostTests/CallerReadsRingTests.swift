@@ -13,16 +13,7 @@ import Testing
 @Suite("Blocking calls read their worker's answer", .serialized)
 struct CallerReadsRingTests {
     func sandboxedHost(_ files: [String]) throws -> Host {
-        var c = HostConfiguration(pluginsDirectory: nil)
-        c.sandbox = .process
-        c.threads = 2
-        c.defaultTimeoutMs = 20_000
-        c.mailboxCapacity = 1 << 16
-        c.restartPolicy.backoffBaseMs = 5
-        let host = Host(c)
-        for f in files { try host.load(path: f) }
-        host.start()
-        return host
+        try PlexusHostTests.sandboxedHost(files) { $0.defaultTimeoutMs = 20_000; $0.mailboxCapacity = 1 << 16 }
     }
 
     /// Eight threads call one worker at once while a ninth sends it one-way

@@ -75,6 +75,22 @@ func startedHost(_ files: [String], mailbox: Int = 4096, threads: Int = 2, timeo
     return host
 }
 
+/// A started host running every plugin in a sandboxed worker (2 dispatcher
+/// threads, 10 s default timeout, 5 ms restart backoff; `configure` changes
+/// any of it) with the given plugin files loaded.
+func sandboxedHost(_ files: [String], configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
+    var c = HostConfiguration(pluginsDirectory: nil)
+    c.sandbox = .process
+    c.threads = 2
+    c.defaultTimeoutMs = 10_000
+    c.restartPolicy.backoffBaseMs = 5
+    configure(&c)
+    let host = Host(c)
+    for f in files { try host.load(path: f) }
+    host.start()
+    return host
+}
+
 /// A started host (plugins from `config`'s directory plus `files`) serving a
 /// socket at a fresh path in `directory` while `body` runs.
 func withServedHost(_ config: HostConfiguration, files: [String] = [], directory: String = Fixtures.dir,

@@ -8,19 +8,6 @@ import Testing
 /// worker that dies loses nothing the host accepted.
 @Suite("Sandboxed workers", .serialized)
 struct SandboxTests {
-    func sandboxedHost(_ files: [String], configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
-        var c = HostConfiguration(pluginsDirectory: nil)
-        c.sandbox = .process
-        c.threads = 2
-        c.defaultTimeoutMs = 10_000
-        c.restartPolicy.backoffBaseMs = 5
-        configure(&c)
-        let host = Host(c)
-        for f in files { try host.load(path: f) }
-        host.start()
-        return host
-    }
-
     func workerPid(_ host: Host, _ name: String = "probe") -> Int32? {
         host.agentReports.first { $0.name == name }?.pid
     }
