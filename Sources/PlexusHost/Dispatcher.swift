@@ -205,6 +205,7 @@ final class Dispatcher: @unchecked Sendable {
             if agent.hold.isOn, agent.hold.park() { return }
             guard let m = agent.next() else { return }
             handle(m)
+            Message.recycle(consume m)   // the handler is done with it: its buffer serves the next message made here
             agent.finishedWork()
             held?.releaseIfOld()
         }

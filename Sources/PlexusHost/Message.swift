@@ -24,6 +24,8 @@ struct MessageHeader {
     /// at the clock read its handler start needs anyway. Nil otherwise.
     var answerTimer: Unmanaged<AtomicHistogram>? = nil
     var answerStart: Int64 = 0
+    /// The pool's size class this buffer was made for (Message.poolClass), or -1.
+    var poolClass: Int8 = -1
 
     /// Records the request this answers (answerTimer) as ended at `now`,
     /// in meter-clock ticks; nothing when it carries none.
@@ -37,19 +39,68 @@ struct MessageHeader {
 /// header, in a single allocation. Immutable once built, so one Message can sit
 /// in several mailboxes at once (topic fan-out) and go out on any transport
 /// as is.
+///
+/// Small frames are made in buffers of two fixed sizes that are recycled
+/// (plexus_pool.h): where the message path lets go of a message it may be
+/// the last holder of (a handler returned, a worker finished it), it gives
+/// the buffer back with `recycle` if no one else holds it, and the next
+/// `make` on that thread takes it without calling malloc.
 final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
+    /// Frame capacities of the pooled size classes; a larger frame gets a
+    /// buffer of its own size, freed as usual.
+    static let poolCapacities = [256, 1024]
+
     /// Validates and encodes a borrowed envelope.
     static func make(_ e: UnsafePointer<plexus_envelope>, maxPayload: UInt64) throws(PlexusError) -> Message {
         var what: UnsafePointer<CChar>?
         let v = plexus_wire_validate(e, maxPayload, &what)
         if v != 0 { throw invalid(e, status: v, what: what, maxPayload: maxPayload) }
         let size = Int(plexus_wire_frame_size(e))
-        let header = MessageHeader(id: e.pointee.id, correlationID: e.pointee.correlation_id,
+        var header = MessageHeader(id: e.pointee.id, correlationID: e.pointee.correlation_id,
                                    traceID: e.pointee.trace_id, deadlineUnixNs: e.pointee.deadline_unix_ns,
                                    kind: e.pointee.kind, priority: e.pointee.priority, frameLength: size)
-        let m = unsafeDowncast(Message.create(minimumCapacity: size) { _ in header }, to: Message.self)
+        let m = buffer(for: &header)
         _ = m.withUnsafeMutablePointerToElements { plexus_wire_encode_valid(e, $0) }
         return m
+    }
+
+    /// A buffer for header.frameLength bytes, from this thread's pool when
+    /// the frame fits a size class; header is written into it.
+    @inline(__always)
+    private static func buffer(for header: inout MessageHeader) -> Message {
+        let size = header.frameLength
+        let cls = size <= poolCapacities[0] ? 0 : size <= poolCapacities[1] ? 1 : -1
+        guard cls >= 0 else { return unsafeDowncast(create(minimumCapacity: size) { _ in header }, to: Message.self) }
+        header.poolClass = Int8(cls)
+        if let p = plexus_pool_get(UInt32(cls)) {
+            let m = Unmanaged<Message>.fromOpaque(p).takeRetainedValue()
+            m.withUnsafeMutablePointerToHeader { $0.pointee = header }
+            return m
+        }
+        return unsafeDowncast(create(minimumCapacity: poolCapacities[cls]) { [header] _ in header }, to: Message.self)
+    }
+
+    /// Gives m's buffer back to this thread's pool if `m` is the only
+    /// reference to it (no one else can reach it then, so it may be
+    /// rewritten); otherwise this is just the caller letting go of `m`.
+    /// Callers pass their last reference with `consume`, so no copy of it
+    /// is left alive to make the buffer look shared.
+    @inline(__always)
+    static func recycle(_ m: consuming Message) {
+        guard isKnownUniquelyReferenced(&m) else { return }
+        let cls = m.header.poolClass
+        guard cls >= 0 else { return }
+        if !releaseIsSet { setRelease() }
+        let u = Unmanaged.passRetained(m)   // the pool's reference; m's own goes at return
+        if plexus_pool_put(UInt32(cls), u.toOpaque()) == 0 { u.release() }
+    }
+
+    /// How a thread's leftover buffers are freed when it ends with the
+    /// depot full: set before the first buffer enters a pool.
+    nonisolated(unsafe) private static var releaseIsSet = false
+    private static func setRelease() {
+        plexus_pool_set_release { Unmanaged<Message>.fromOpaque($0!).release() }
+        releaseIsSet = true
     }
 
     /// Why an envelope was refused; a payload over the limit says both sizes.

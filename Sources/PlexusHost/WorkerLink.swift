@@ -556,6 +556,9 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
                 if d.message.isQuery { queries.append(id) }
                 if !history.isEmpty { history[id] = nil }
                 if !tracedStarts.isEmpty, let t = tracedStarts.removeValue(forKey: id) { traced.append((d.message, t)) }
+                let m = d.message
+                _ = consume d
+                Message.recycle(consume m)   // the worker is done with it (unless it is traced or fanned out)
             }
             inflightCount.store(inflight.count, ordering: .relaxed)
             return n
