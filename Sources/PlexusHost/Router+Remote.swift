@@ -75,7 +75,7 @@ extension Router {
                                               deadlineMono: Clock.coarseMonotonicNanos() + Clock.coarseLagNanos / 2 + (c.deadline_unix_ns - nowUnix),
                                               target: dest.node.map { "\(name) on node '\($0)'" } ?? name,
                                               timeoutMs: timeoutMs, trace: c.trace_id, traced: false)
-            c.id = try pending.add(entry)
+            c.id = try pending.add(consume entry)
         }
         do throws(PlexusError) {
             let m = try Message.make(&c, maxPayload: limits.maxPayload)

@@ -195,7 +195,7 @@ final class Router: @unchecked Sendable {
                 entry.timer = timer ?? metrics.map { Unmanaged.passUnretained($0.requestHistogram(label)) }
                 entry.startTicks = plexus_ticks()
             }
-            c.id = try pending.add(entry)
+            c.id = try pending.add(consume entry)
         }
         do throws(PlexusError) {
             if t0 == 0 {
