@@ -43,7 +43,10 @@ final class Agent: Hashable, @unchecked Sendable {
     let capabilities: [String]
     let exports: [String: PluginDescriptor.Export]
     let logger: Logger
-    unowned(unsafe) var router: Router!
+    unowned(unsafe) var router: Router! { didSet { routerRef = router.map { Unmanaged.passUnretained($0) } } }
+    /// The same, read per message without a reference count (see finishedWork).
+    private var routerRef: Unmanaged<Router>?
+
     /// What this agent may send, publish and subscribe to; nil: anything
     /// (the host's own agents). Set before the agent is registered.
     var grants: Grants?
@@ -121,7 +124,10 @@ final class Agent: Hashable, @unchecked Sendable {
         load.wrappingSubtract(n, ordering: .relaxed)   // wrapping: one locked add, not a compare-and-swap loop
         // A plain flag first: loading the optional closure costs reference
         // counting on every message, and it is nil unless tasks run.
-        if router.observesCapacity { router.capacityFreed?() }
+        // Through routerRef: a load of `router` retains and releases the
+        // router, whose count every dispatcher thread would share.
+        guard let r = routerRef, r._withUnsafeGuaranteedRef({ $0.observesCapacity }) else { return }
+        r._withUnsafeGuaranteedRef { $0.capacityFreed?() }
     }
 
     static func == (a: Agent, b: Agent) -> Bool { a === b }

@@ -198,7 +198,8 @@ final class Dispatcher: @unchecked Sendable {
     /// the agent stays marked scheduled and whoever opens the gate requeues it.
     static func runBatch(_ agent: Agent, dispatcher: Dispatcher, gate: () -> Bool = { true },
                          handle: (Message) -> Void) {
-        let held = plexus_tls_worker().map { Unmanaged<Worker>.fromOpaque($0).takeUnretainedValue().held }
+        // Unretained: the worker (this thread's) holds it for the whole batch.
+        let held = plexus_tls_worker().map { Unmanaged.passUnretained(Unmanaged<Worker>.fromOpaque($0).takeUnretainedValue().held) }
         for _ in 0..<batch {
             guard gate(), !dispatcher.halted.load(ordering: .relaxed) else { return }
             // Suspended by an operator: park, still scheduled; resume requeues it.
@@ -207,7 +208,7 @@ final class Dispatcher: @unchecked Sendable {
             handle(m)
             Message.recycle(consume m)   // the handler is done with it: its buffer serves the next message made here
             agent.finishedWork()
-            held?.releaseIfOld()
+            held?._withUnsafeGuaranteedRef { $0.releaseIfOld() }
         }
         dispatcher.enqueue(agent)  // still scheduled: more mail may be waiting
     }

@@ -100,11 +100,15 @@ final class Router: @unchecked Sendable {
         self.limits = limits
         self.pending = PendingRequests(node: ids.node)
         self.dispatcher = Dispatcher(threads: threads)
-        dispatcher.deliver = { [unowned(unsafe) self] (d: Dispatcher, agent: Agent) in  // the router owns and stops the dispatcher
+        // The router owns and stops the dispatcher, so its threads use it
+        // without counting references to it: a count every dispatcher
+        // thread changed per message would bounce its cache line between cores.
+        let me = Unmanaged.passUnretained(self)
+        dispatcher.deliver = { (d: Dispatcher, agent: Agent) in
             if let link = agent.link {
-                self.runWorkerBatch(agent, link)
+                me._withUnsafeGuaranteedRef { $0.runWorkerBatch(agent, link) }
             } else {
-                Dispatcher.runBatch(agent, dispatcher: d) { self.invoke($0, on: agent) }
+                Dispatcher.runBatch(agent, dispatcher: d) { m in me._withUnsafeGuaranteedRef { $0.invoke(m, on: agent) } }
             }
         }
         pending.onTimeout = { [unowned self] (id: plexus_id, e: PendingRequests.Entry) in
