@@ -47,6 +47,17 @@ final class Agent: Hashable, @unchecked Sendable {
     /// The same, read per message without a reference count (see finishedWork).
     private var routerRef: Unmanaged<Router>?
 
+    /// Runs body with the router, borrowed without counting a reference:
+    /// loading `router` retains and releases it, and the router's count is
+    /// one word every thread that routes would share (its cache line then
+    /// moves between cores on every message).
+    @inline(__always)
+    func borrowRouter<R>(_ body: (Router) throws(PlexusError) -> R) throws(PlexusError) -> R {
+        let r: Result<R, PlexusError> = routerRef.unsafelyUnwrapped._withUnsafeGuaranteedRef { router in
+            do throws(PlexusError) { return .success(try body(router)) } catch { return .failure(error) }
+        }
+        return try r.get()
+    }
     /// What this agent may send, publish and subscribe to; nil: anything
     /// (the host's own agents). Set before the agent is registered.
     var grants: Grants?

@@ -22,14 +22,14 @@ enum HostTable {
         p.pointee.send = { ctx, msg in
             guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
             return Agent.borrow(ctx) { a in
-                checked(msg, a) { e throws(PlexusError) in try a.router.route(e, from: origin(a)) }
+                checked(msg, a) { e throws(PlexusError) in _ = try a.borrowRouter { r throws(PlexusError) in try r.route(e, from: origin(a)) } }
             }
         }
         p.pointee.request = { ctx, msg, timeoutMs, outID in
             guard let ctx else { return PLEXUS_INVALID_ARGUMENT.status }
             return Agent.borrow(ctx) { a in
                 checked(msg, a, kind: .query) { e throws(PlexusError) in
-                    let id = try a.router.route(e, from: origin(a), request: (.agent(a), Int64(timeoutMs)))
+                    let id = try a.borrowRouter { r throws(PlexusError) in try r.route(e, from: origin(a), request: (.agent(a), Int64(timeoutMs))) }
                     outID?.pointee = id
                 }
             }
@@ -42,7 +42,7 @@ enum HostTable {
             // The fields are checked once the request is found (Router.reply):
             // a refused reply then ends the request with that status.
             return Agent.borrow(ctx) { a in
-                status { () throws(PlexusError) in try a.router.reply(&e, from: origin(a)) }
+                status { () throws(PlexusError) in try a.borrowRouter { r throws(PlexusError) in try r.reply(&e, from: origin(a)) } }
             }
         }
         p.pointee.publish = { ctx, msg in
