@@ -167,14 +167,53 @@ static answer_box *take_waiter(plexus_client *c, waiter **p) {
     return box;
 }
 
-/* Writes every submitted frame. */
+/* Moves every byte the host has sent so far into the input buffer, unread
+** (frames are parsed later, in order, by read_frame). */
+static plexus_status absorb(plexus_client *c) {
+    for (;;) {
+        if (c->in_start > 0) {
+            memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+            c->in_end -= c->in_start;
+            c->in_start = 0;
+        }
+        if (c->in_cap - c->in_end < IN_CHUNK) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : IN_CHUNK * 2;
+            uint8_t *grown = realloc(c->in, cap);
+            if (!grown) return PLEXUS_NO_MEMORY;
+            c->in = grown;
+            c->in_cap = cap;
+        }
+        ssize_t got = recv(c->fd, c->in + c->in_end, c->in_cap - c->in_end, MSG_DONTWAIT);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return PLEXUS_OK;
+        if (got == 0) return broken(c, "the host closed it");
+        if (got < 0) return broken(c, strerror(errno));
+        c->in_end += (size_t)got;
+    }
+}
+
+/* Writes every submitted frame. While the socket is full it also takes in
+** what the host sends: the host stops reading a connection whose answers
+** wait to be written (more than 4,096, SDK/PROTOCOL.md), so a client that
+** only wrote while thousands of requests are in flight would wait for the
+** host while the host waits for it. */
 static plexus_status flush_out(plexus_client *c) {
     size_t done = 0;
     while (done < c->out_len) {
-        ssize_t w = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL);
+        ssize_t w = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) { done += (size_t)w; continue; }
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { c->out_len = 0; return broken(c, strerror(errno)); }
-        done += (size_t)w;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = { c->fd, POLLOUT | POLLIN, 0 };
+            if (poll(&pfd, 1, -1) < 0 && errno != EINTR) { c->out_len = 0; return broken(c, strerror(errno)); }
+            if (pfd.revents & POLLIN) {
+                plexus_status s = absorb(c);
+                if (s != PLEXUS_OK) { c->out_len = 0; return s; }
+            }
+            continue;
+        }
+        c->out_len = 0;
+        return broken(c, w == 0 ? "the host stopped reading" : strerror(errno));
     }
     c->out_len = 0;
     return PLEXUS_OK;

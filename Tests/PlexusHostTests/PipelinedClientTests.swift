@@ -74,6 +74,11 @@ struct PipelinedClientTests {
             #expect(code == 0, "\(err)")
             // Reversed (and an even count): no answer comes in the place of its request.
             #expect(out == "\(Self.inFlight) answered, each once; \(Self.inFlight) out of order\n", "\(out) \(err)")
+            // An agent that answers at once: answers pile up while the client still writes,
+            // past the 4,096 the host holds for a connection before it stops reading it.
+            let unbounded = try run(Self.cProgram, ["--socket", sock, "echo", "20000"])
+            #expect(unbounded.0 == 0, "\(unbounded.2)")
+            #expect(unbounded.1 == "20000 answered, each once; 0 out of order\n", "\(unbounded.1) \(unbounded.2)")
             let windowed = try run(Self.cProgram, ["--socket", sock, "echo", "50000", "1000"])
             #expect(windowed.0 == 0, "\(windowed.2)")
             #expect(windowed.1 == "50000 answered, each once; 0 out of order\n")
