@@ -118,6 +118,13 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     /// Deliveries a worker may have unfinished at once.
     static let window = 1024
+    /// Messages unfinished when a worker died with more of them than it
+    /// runs at once (the ones it started are among them, unknown which):
+    /// until each is done they go out as many at a time as the worker runs
+    /// handlers, so the one that kills it next is known (redeliver).
+    private var suspects = Set<plexus_id>()
+    /// The deliveries allowed out at once now (lock held).
+    private var windowNow: Int { suspects.isEmpty ? Self.window : max(1, policy.concurrency) }
 
     /// Requests the worker finished without answering yet (it replies later).
     let promised = PromisedAnswers()
@@ -242,7 +249,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// requeued when a DONE or a restart opens the window again.
     func hasRoom() -> Bool {
         lock.withLock {
-            if case .ready = phase, process != nil, inflight.count < Self.window { return true }
+            if case .ready = phase, process != nil, inflight.count < windowNow { return true }
             blocked = true
             return false
         }
@@ -551,6 +558,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
             var n = 0
             for id in ids {
                 guard let d = inflight.remove(id) else { continue }
+                if !suspects.isEmpty { suspects.remove(id) }
                 if let meters { meters._withUnsafeGuaranteedRef { $0.handle.observe(finishedAt - d.sent) } }
                 n += 1
                 if d.message.isQuery { queries.append(id) }
@@ -583,6 +591,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
         guard let m = lock.withLock({ () -> Message? in
             defer { inflightCount.store(inflight.count, ordering: .relaxed) }
             tracedStarts[id] = nil
+            suspects.remove(id)
             return inflight.remove(id)?.message
         }), let agent else { return }
         agent.finishedWork()
@@ -593,7 +602,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// Requeues the agent if it stopped for lack of room and there is room now.
     private func reopen() {
         let wake: Bool = lock.withLock {
-            guard blocked, case .ready = phase, inflight.count < Self.window else { return false }
+            guard blocked, case .ready = phase, inflight.count < windowNow else { return false }
             blocked = false
             return true
         }
@@ -665,15 +674,31 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
 
     /// Puts unfinished deliveries back in order; a message that has now
     /// died with its worker maxAttempts times is dead-lettered as poison.
+    ///
+    /// A death counts against a message only when the worker cannot have
+    /// been running anything else: when no more were unfinished than it runs
+    /// handlers at once, or while earlier suspects go out that few at a time.
+    /// A worker that dies with more unfinished (a poison message among many
+    /// queued in its ring, some finished but not yet reported DONE) marks
+    /// them all suspects instead, and none is charged: each is then charged
+    /// only for a death it alone could have caused, so a poison message does
+    /// not take the messages around it down with it.
     private func redeliver(_ ms: [Message], after x: WorkerExit, agent: Agent) {
+        let alone = max(1, policy.concurrency)
+        let charge: Bool = lock.withLock {
+            if !suspects.isEmpty || ms.count <= alone { return true }
+            suspects = Set(ms.map(\.id))
+            return false
+        }
         var again: [Message] = []
         for m in ms {
+            guard charge else { again.append(m); continue }
             let tries: [String] = lock.withLock {
                 history[m.id, default: []].append(x.description)
                 return history[m.id]!
             }
             if tries.count < restart.maxAttempts { again.append(m); continue }
-            lock.withLock { history[m.id] = nil }
+            lock.withLock { history[m.id] = nil; suspects.remove(m.id) }
             let why = "agent '\(agent.name)' died \(tries.count) times while handling it (\(tries.joined(separator: ", ")))"
             router.abandon(m, at: agent, reason: why, status: PLEXUS_AGENT_CRASHED.status)
         }
@@ -752,7 +777,7 @@ final class WorkerLink: WorkerEvents, @unchecked Sendable {
     /// supervisor gave the agent up (`plexus agents start`), and waits until
     /// it has run init. On failure the link is stopped again and the reason thrown.
     func relaunch() throws(PlexusError) {
-        lock.withLock { gaveUp = nil; stopCause = nil; restartTimes.removeAll(); history.removeAll() }
+        lock.withLock { gaveUp = nil; stopCause = nil; restartTimes.removeAll(); history.removeAll(); suspects.removeAll() }
         do throws(PlexusError) {
             try spawn()
             let p = wait(timeoutMs: restart.loadTimeoutMs * 2, what: "load the plugin, send HELLO and run init") {

@@ -1,6 +1,8 @@
 import Foundation
 import PlexusCore
 import PlexusHost
+import PlexusThreads
+import Synchronization
 import Testing
 
 /// FAULTS.md, run against real worker processes: a hostile plugin breaks in
@@ -55,6 +57,31 @@ struct FaultTests {
 
     @Test func abortIsACrash() throws { try expectPoison("abort", reason: "SIGABRT") }
     @Test func exitWithoutGoodbyeIsACrash() throws { try expectPoison("exit", reason: "exit 0") }
+
+    /// A poison message among many pipelined to the same worker: it alone
+    /// is dead-lettered; the messages queued behind it (and before it) are
+    /// each answered, however often the worker died with them in its ring.
+    @Test func aPoisonMessageDoesNotTakeTheMessagesQueuedWithItDown() throws {
+        let host = try faultHost()
+        defer { host.shutdown() }
+        let answers = Mutex<[Int: String]>([:])
+        let done = OneShot<Void>()
+        let total = 401
+        @Sendable func note(_ i: Int, _ a: Envelope) {
+            let n: Int = answers.withLock { $0[i] = a.kind == .error ? "error: \(a.payloadString)" : a.payloadString; return $0.count }
+            if n == total { done.set(()) }
+        }
+        for i in 0..<total {
+            let cap = i == 200 ? "hostile.abort" : "hostile.ok"
+            try host.request(Envelope(kind: .query, target: .capability(cap), payload: Array("m\(i)".utf8)), timeoutMs: 30_000) { note(i, $0) }
+        }
+        #expect(done.wait(untilMonotonic: Clock.monotonicNanos() + 60_000_000_000) != nil, "\(answers.withLock { $0.count }) of \(total) answered")
+        let got = answers.withLock { $0 }
+        #expect(got[200]?.contains("died 3 times") == true, "\(got[200] ?? "no answer")")
+        let wrong = (0..<total).filter { $0 != 200 && got[$0] != "ok" }
+        #expect(wrong.isEmpty, "\(wrong.count) bystanders not answered, first: \(wrong.first.map { "\($0): \(got[$0] ?? "none")" } ?? "")")
+        #expect(host.deadLetters.filter { $0.reason.contains("died 3 times") }.count == 1)
+    }
 
     // MARK: hangs (6-8)
 
