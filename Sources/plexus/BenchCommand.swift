@@ -47,9 +47,14 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         if let o = observability, o != "on" && o != "off" { throw ValidationError("--observability takes on or off, not '\(o)'") }
-        if clusterRoundTrips < 1 || clusterMessages < 1 || repetitions < 1 {
-            throw ValidationError("--cluster-round-trips, --cluster-messages and --repetitions take 1 or more")
-        }
+        let counts: [(String, Int)] = [("--round-trips", roundTrips), ("--messages", messages), ("--repetitions", repetitions),
+                                       ("--tasks", tasks), ("--workflow-items", workflowItems), ("--window", window),
+                                       ("--cluster-round-trips", clusterRoundTrips), ("--cluster-messages", clusterMessages)]
+        for (flag, n) in counts where n < 1 { throw ValidationError("\(flag) takes 1 or more, not \(n)") }
+        let only = [("--inproc-only", inprocOnly), ("--observed-only", observedOnly), ("--client-only", clientOnly),
+                    ("--sandbox-only", sandboxOnly), ("--sandbox-rr-only", sandboxRrOnly), ("--sandbox-oneway-only", sandboxOnewayOnly),
+                    ("--tasks-only", tasksOnly), ("--cluster", cluster)].filter(\.1).map(\.0)
+        if only.count > 1 { throw ValidationError("\(only.joined(separator: " and ")) each choose which lines run: give one") }
     }
 
     func run() throws {
