@@ -53,7 +53,7 @@ struct BenchCommand: ParsableCommand {
         for (flag, n) in counts where n < 1 { throw ValidationError("\(flag) takes 1 or more, not \(n)") }
         let only = [("--inproc-only", inprocOnly), ("--observed-only", observedOnly), ("--client-only", clientOnly),
                     ("--sandbox-only", sandboxOnly), ("--sandbox-rr-only", sandboxRrOnly), ("--sandbox-oneway-only", sandboxOnewayOnly),
-                    ("--tasks-only", tasksOnly), ("--cluster", cluster)].filter(\.1).map(\.0)
+                    ("--tasks-only", tasksOnly), ("--workflows-only", workflowsOnly), ("--cluster", cluster)].filter(\.1).map(\.0)
         if only.count > 1 { throw ValidationError("\(only.joined(separator: " and ")) each choose which lines run: give one") }
     }
 
