@@ -41,13 +41,15 @@ static int name_char_ok(unsigned char c) {
 
 static int content_type_char_ok(unsigned char c) { return c >= 0x20 && c <= 0x7e; }
 
-/* Returns the string's length, or -1 if it is too long or has a bad byte. */
+/* Returns the string's length; -1 if it is longer than PLEXUS_MAX_NAME_LEN,
+** -2 if it has a byte `ok` refuses (checked first, so a long name with a bad
+** byte early on is reported for the byte). */
 static long checked_len(const char *s, int (*ok)(unsigned char)) {
     if (!s) return 0;
     size_t n = 0;
     for (; s[n]; n++) {
+        if (!ok((unsigned char)s[n])) return -2;
         if (n >= PLEXUS_MAX_NAME_LEN) return -1;
-        if (!ok((unsigned char)s[n])) return -1;
     }
     return (long)n;
 }
@@ -67,15 +69,17 @@ plexus_status plexus_wire_validate(const plexus_envelope *e, uint64_t max_payloa
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flags has a bit other than PLEXUS_FLAG_MORE (0x1) set");
     if ((e->flags & PLEXUS_FLAG_MORE) && e->kind != PLEXUS_KIND_RESPONSE)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flag MORE (a partial answer) is only valid on a RESPONSE");
-    if (checked_len(e->sender, name_char_ok) < 0)
-        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "sender is longer than 255 bytes or has a character outside [A-Za-z0-9_.:/@*>-]");
+    long n = checked_len(e->sender, name_char_ok);
+    if (n == -1) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "sender is longer than 255 bytes");
+    if (n == -2) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "sender has a character outside [A-Za-z0-9_.:/@*>-]");
     long t = checked_len(e->target, name_char_ok);
-    if (t < 0)
-        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target is longer than 255 bytes or has a character outside [A-Za-z0-9_.:/@*>-]");
+    if (t == -1) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target is longer than 255 bytes");
+    if (t == -2) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target has a character outside [A-Za-z0-9_.:/@*>-]");
     if (t == 0 && e->target_kind != PLEXUS_TARGET_REPLY)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target is empty");
-    if (checked_len(e->content_type, content_type_char_ok) < 0)
-        return fail(PLEXUS_INVALID_ARGUMENT, out_what, "content_type is longer than 255 bytes or not printable ASCII");
+    n = checked_len(e->content_type, content_type_char_ok);
+    if (n == -1) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "content_type is longer than 255 bytes");
+    if (n == -2) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "content_type has a character outside printable ASCII");
     if (e->payload_len > max_payload || e->payload_len > PLEXUS_MAX_PAYLOAD_LEN)
         return fail(PLEXUS_TOO_LARGE, out_what, "payload is larger than the limit");
     if (e->payload_len > 0 && !e->payload)

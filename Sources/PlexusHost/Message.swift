@@ -1,3 +1,4 @@
+import Glibc
 import PlexusMetrics
 import CPlexus
 import CPlexusInternal
@@ -103,6 +104,13 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
         releaseIsSet = true
     }
 
+    /// Why e would be refused, or nil when it is valid.
+    static func refusal(_ e: UnsafePointer<plexus_envelope>, maxPayload: UInt64) -> PlexusError? {
+        var what: UnsafePointer<CChar>?
+        let v = plexus_wire_validate(e, maxPayload, &what)
+        return v == 0 ? nil : invalid(e, status: v, what: what, maxPayload: maxPayload)
+    }
+
     /// Why an envelope was refused; a payload over the limit says both sizes.
     private static func invalid(_ e: UnsafePointer<plexus_envelope>, status: plexus_status, what: UnsafePointer<CChar>?,
                                 maxPayload: UInt64) -> PlexusError {
@@ -110,7 +118,31 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
         if status == PLEXUS_TOO_LARGE.status && e.pointee.payload_len > maxPayload {
             why += " (\(e.pointee.payload_len) bytes; the limit is \(maxPayload))"
         }
+        let fields: [(String, UnsafePointer<CChar>?, (UInt8) -> Bool)] = [
+            ("sender", e.pointee.sender, nameByteOK), ("target", e.pointee.target, nameByteOK),
+            ("content_type", e.pointee.content_type, { $0 >= 0x20 && $0 <= 0x7e })]
+        for (field, text, ok) in fields where why.hasPrefix(field + " has a character") {
+            if let text { why += " (" + firstRefused(text, ok) + ")" }
+        }
         return PlexusError(status: status, why)
+    }
+
+    /// A byte a name may hold (plexus_wire.h): [A-Za-z0-9_.:/@*>-].
+    private static func nameByteOK(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        default: "_.:/@*>-".utf8.contains(c)
+        }
+    }
+
+    /// Where a refused string first goes wrong: "'!' at byte 10 of 'bad/t@rget!'".
+    private static func firstRefused(_ s: UnsafePointer<CChar>, _ ok: (UInt8) -> Bool) -> String {
+        let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(s).assumingMemoryBound(to: UInt8.self), count: strlen(s)))
+        guard let i = bytes.firstIndex(where: { !ok($0) }) else { return "" }
+        let c = bytes[i]
+        let shown = c >= 0x21 && c <= 0x7e ? "'\(Character(UnicodeScalar(c)))'" : c == 0x20 ? "a space" : "byte 0x" + (c < 16 ? "0" : "") + String(c, radix: 16, uppercase: true)
+        let whole = String(decoding: bytes.prefix(64), as: UTF8.self) + (bytes.count > 64 ? "…" : "")
+        return "\(shown) at byte \(i + 1) of '\(whole)'"
     }
 
     var id: plexus_id { header.id }

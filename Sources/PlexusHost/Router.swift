@@ -188,7 +188,13 @@ final class Router: @unchecked Sendable {
         try authorize(o, .call, target)   // before resolving: a refused sender learns nothing of what exists
         if let remote, !o.fromPeer,
            let id = try routeRemote(remote, &c, target, request: request, timeoutMs: timeoutMs, nowUnix: nowUnix) { return id }
-        let (agent, label, timer) = try resolve(kind: c.target_kind, target)
+        let found: (Agent, String, Unmanaged<AtomicHistogram>?)
+        do { found = try resolve(kind: c.target_kind, target) } catch {
+            // A name no agent has may be one no agent could have: say what is wrong with
+            // it (checked only here, so the message path checks each envelope once, in make).
+            throw Message.refusal(&c, maxPayload: limits.maxPayload) ?? error
+        }
+        let (agent, label, timer) = found
         if registry.traffic.enabled { registry.traffic.count(from: o.agent?.trafficSlot ?? 0, to: agent.trafficSlot) }
         if let request {   // the request's id names its pending slot
             var entry = PendingRequests.Entry(requester: request.0, responder: agent,

@@ -6,6 +6,21 @@ import Testing
 
 @Suite("Routing")
 struct RoutingTests {
+    /// A refused name or content type says which rule it broke, and for a
+    /// refused character, which one and where.
+    @Test func aRefusedNameSaysWhatWasWrongAndWhere() throws {
+        let host = try startedHost([])
+        defer { host.shutdown() }
+        let bad = expectError(.INVALID_ARGUMENT) { _ = try host.call(Envelope(kind: .query, target: .capability("bad/t@rget!"), payload: [])) }
+        #expect(bad?.detail == "target has a character outside [A-Za-z0-9_.:/@*>-] ('!' at byte 11 of 'bad/t@rget!')", "\(bad?.detail ?? "")")
+        let long = expectError(.INVALID_ARGUMENT) { _ = try host.call(Envelope(kind: .query, target: .capability(String(repeating: "a", count: 300)), payload: [])) }
+        #expect(long?.detail == "target is longer than 255 bytes", "\(long?.detail ?? "")")
+        let type = expectError(.INVALID_ARGUMENT) {
+            _ = try host.call(Envelope(kind: .query, target: .capability("echo"), payload: [], contentType: "text\nplain"))
+        }
+        #expect(type?.detail == "content_type has a character outside printable ASCII (byte 0x0A at byte 5 of 'text\nplain')", "\(type?.detail ?? "")")
+    }
+
     @Test func capabilityRequestGetsTheReply() throws {
         let host = try startedHost([Fixtures.probe()])
         defer { host.shutdown() }
