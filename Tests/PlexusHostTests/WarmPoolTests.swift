@@ -10,18 +10,14 @@ import Testing
 /// worker runs its plugin under exactly that plugin's policy.
 @Suite("Warm workers", .serialized)
 struct WarmPoolTests {
+    /// sandboxedHost's, with `warm` warm workers, a 20 s timeout and a 1 ms backoff.
     func host(warm: Int, _ files: [String], configure: (inout HostConfiguration) -> Void = { _ in }) throws -> Host {
-        var c = HostConfiguration(pluginsDirectory: nil)
-        c.sandbox = .process
-        c.threads = 2
-        c.defaultTimeoutMs = 20_000
-        c.warmWorkers = warm
-        c.restartPolicy.backoffBaseMs = 1
-        configure(&c)
-        let host = Host(c)
-        for f in files { try host.load(path: f) }
-        host.start()
-        return host
+        try sandboxedHost(files) { c in
+            c.defaultTimeoutMs = 20_000
+            c.warmWorkers = warm
+            c.restartPolicy.backoffBaseMs = 1
+            configure(&c)
+        }
     }
 
     /// Waits (up to a generous deadline) until cond holds; false if it never did.
