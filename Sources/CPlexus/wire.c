@@ -33,13 +33,13 @@ static plexus_status fail(plexus_status s, const char **out_what, const char *wh
 
 /* Names: agents, capabilities, subjects. Wildcards are checked by the router,
 ** which knows whether a pattern or a concrete subject is expected. */
-static int name_char_ok(unsigned char c) {
+int plexus_wire_name_byte_ok(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c == '_' || c == '-' || c == '.' || c == ':' || c == '/' || c == '@' ||
            c == '*' || c == '>';
 }
 
-static int content_type_char_ok(unsigned char c) { return c >= 0x20 && c <= 0x7e; }
+int plexus_wire_content_type_byte_ok(unsigned char c) { return c >= 0x20 && c <= 0x7e; }
 
 /* Returns the string's length; -1 if it is longer than PLEXUS_MAX_NAME_LEN,
 ** -2 if it has a byte `ok` refuses (checked first, so a long name with a bad
@@ -69,15 +69,15 @@ plexus_status plexus_wire_validate(const plexus_envelope *e, uint64_t max_payloa
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flags has a bit other than PLEXUS_FLAG_MORE (0x1) set");
     if ((e->flags & PLEXUS_FLAG_MORE) && e->kind != PLEXUS_KIND_RESPONSE)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "flag MORE (a partial answer) is only valid on a RESPONSE");
-    long n = checked_len(e->sender, name_char_ok);
+    long n = checked_len(e->sender, plexus_wire_name_byte_ok);
     if (n == -1) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "sender is longer than 255 bytes");
     if (n == -2) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "sender has a character outside [A-Za-z0-9_.:/@*>-]");
-    long t = checked_len(e->target, name_char_ok);
+    long t = checked_len(e->target, plexus_wire_name_byte_ok);
     if (t == -1) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target is longer than 255 bytes");
     if (t == -2) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target has a character outside [A-Za-z0-9_.:/@*>-]");
     if (t == 0 && e->target_kind != PLEXUS_TARGET_REPLY)
         return fail(PLEXUS_INVALID_ARGUMENT, out_what, "target is empty");
-    n = checked_len(e->content_type, content_type_char_ok);
+    n = checked_len(e->content_type, plexus_wire_content_type_byte_ok);
     if (n == -1) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "content_type is longer than 255 bytes");
     if (n == -2) return fail(PLEXUS_INVALID_ARGUMENT, out_what, "content_type has a character outside printable ASCII");
     if (e->payload_len > max_payload || e->payload_len > PLEXUS_MAX_PAYLOAD_LEN)

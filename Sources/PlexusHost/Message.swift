@@ -53,9 +53,7 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
 
     /// Validates and encodes a borrowed envelope.
     static func make(_ e: UnsafePointer<plexus_envelope>, maxPayload: UInt64) throws(PlexusError) -> Message {
-        var what: UnsafePointer<CChar>?
-        let v = plexus_wire_validate(e, maxPayload, &what)
-        if v != 0 { throw invalid(e, status: v, what: what, maxPayload: maxPayload) }
+        if let refused = refusal(e, maxPayload: maxPayload) { throw refused }
         let size = Int(plexus_wire_frame_size(e))
         var header = MessageHeader(id: e.pointee.id, correlationID: e.pointee.correlation_id,
                                    traceID: e.pointee.trace_id, deadlineUnixNs: e.pointee.deadline_unix_ns,
@@ -91,18 +89,14 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
         guard isKnownUniquelyReferenced(&m) else { return }
         let cls = m.header.poolClass
         guard cls >= 0 else { return }
-        if !releaseIsSet { setRelease() }
+        _ = releaseSet
         let u = Unmanaged.passRetained(m)   // the pool's reference; m's own goes at return
         if plexus_pool_put(UInt32(cls), u.toOpaque()) == 0 { u.release() }
     }
 
     /// How a thread's leftover buffers are freed when it ends with the
-    /// depot full: set before the first buffer enters a pool.
-    nonisolated(unsafe) private static var releaseIsSet = false
-    private static func setRelease() {
-        plexus_pool_set_release { Unmanaged<Message>.fromOpaque($0!).release() }
-        releaseIsSet = true
-    }
+    /// depot full: set once, before the first buffer enters a pool.
+    private static let releaseSet: Void = plexus_pool_set_release { Unmanaged<Message>.fromOpaque($0!).release() }
 
     /// Why e would be refused, or nil when it is valid.
     static func refusal(_ e: UnsafePointer<plexus_envelope>, maxPayload: UInt64) -> PlexusError? {
@@ -118,27 +112,19 @@ final class Message: ManagedBuffer<MessageHeader, UInt8>, @unchecked Sendable {
         if status == PLEXUS_TOO_LARGE.status && e.pointee.payload_len > maxPayload {
             why += " (\(e.pointee.payload_len) bytes; the limit is \(maxPayload))"
         }
-        let fields: [(String, UnsafePointer<CChar>?, (UInt8) -> Bool)] = [
-            ("sender", e.pointee.sender, nameByteOK), ("target", e.pointee.target, nameByteOK),
-            ("content_type", e.pointee.content_type, { $0 >= 0x20 && $0 <= 0x7e })]
+        let fields: [(String, UnsafePointer<CChar>?, (UInt8) -> Int32)] = [
+            ("sender", e.pointee.sender, plexus_wire_name_byte_ok), ("target", e.pointee.target, plexus_wire_name_byte_ok),
+            ("content_type", e.pointee.content_type, plexus_wire_content_type_byte_ok)]
         for (field, text, ok) in fields where why.hasPrefix(field + " has a character") {
             if let text { why += " (" + firstRefused(text, ok) + ")" }
         }
         return PlexusError(status: status, why)
     }
 
-    /// A byte a name may hold (plexus_wire.h): [A-Za-z0-9_.:/@*>-].
-    private static func nameByteOK(_ c: UInt8) -> Bool {
-        switch c {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-        default: "_.:/@*>-".utf8.contains(c)
-        }
-    }
-
     /// Where a refused string first goes wrong: "'!' at byte 10 of 'bad/t@rget!'".
-    private static func firstRefused(_ s: UnsafePointer<CChar>, _ ok: (UInt8) -> Bool) -> String {
+    private static func firstRefused(_ s: UnsafePointer<CChar>, _ ok: (UInt8) -> Int32) -> String {
         let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(s).assumingMemoryBound(to: UInt8.self), count: strlen(s)))
-        guard let i = bytes.firstIndex(where: { !ok($0) }) else { return "" }
+        guard let i = bytes.firstIndex(where: { ok($0) == 0 }) else { return "" }
         let c = bytes[i]
         let shown = c >= 0x21 && c <= 0x7e ? "'\(Character(UnicodeScalar(c)))'" : c == 0x20 ? "a space" : "byte 0x" + (c < 16 ? "0" : "") + String(c, radix: 16, uppercase: true)
         let whole = String(decoding: bytes.prefix(64), as: UTF8.self) + (bytes.count > 64 ? "…" : "")

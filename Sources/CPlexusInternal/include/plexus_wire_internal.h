@@ -25,6 +25,11 @@ uint64_t plexus_wire_encode_valid(const plexus_envelope *e, uint8_t *buf);
 ** Pointers in *out point into frame, as with plexus_wire_decode. */
 void plexus_wire_view(const uint8_t *frame, plexus_envelope *out);
 
+/* The bytes plexus_wire_validate accepts in a name (sender, target) and in
+** a content type: 1 when c may appear. For saying where a refused one goes wrong. */
+int plexus_wire_name_byte_ok(unsigned char c);
+int plexus_wire_content_type_byte_ok(unsigned char c);
+
 #ifdef __cplusplus
 }
 #endif
