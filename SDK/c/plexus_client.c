@@ -167,22 +167,14 @@ static answer_box *take_waiter(plexus_client *c, waiter **p) {
     return box;
 }
 
+static plexus_status room(plexus_client *c, size_t need);
+
 /* Moves every byte the host has sent so far into the input buffer, unread
 ** (frames are parsed later, in order, by read_frame). */
 static plexus_status absorb(plexus_client *c) {
     for (;;) {
-        if (c->in_start > 0) {
-            memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
-            c->in_end -= c->in_start;
-            c->in_start = 0;
-        }
-        if (c->in_cap - c->in_end < IN_CHUNK) {
-            size_t cap = c->in_cap ? c->in_cap * 2 : IN_CHUNK * 2;
-            uint8_t *grown = realloc(c->in, cap);
-            if (!grown) return PLEXUS_NO_MEMORY;
-            c->in = grown;
-            c->in_cap = cap;
-        }
+        plexus_status s = room(c, 0);
+        if (s != PLEXUS_OK) return s;
         ssize_t got = recv(c->fd, c->in + c->in_end, c->in_cap - c->in_end, MSG_DONTWAIT);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return PLEXUS_OK;
@@ -248,9 +240,9 @@ static plexus_status queue_frame(plexus_client *c, plexus_envelope *e) {
     return PLEXUS_OK;
 }
 
-/* Reads more bytes into the input buffer, keeping room for at least `need`
-** unread bytes, by the monotonic deadline (0: none). */
-static plexus_status fill(plexus_client *c, size_t need, int64_t deadline) {
+/* Makes room in the input buffer for at least `need` unread bytes and a
+** read of IN_CHUNK more after what it holds. */
+static plexus_status room(plexus_client *c, size_t need) {
     size_t have = c->in_end - c->in_start;
     if (c->in_start > 0 && (have == 0 || c->in_cap - c->in_end < IN_CHUNK)) {
         memmove(c->in, c->in + c->in_start, have);
@@ -264,6 +256,14 @@ static plexus_status fill(plexus_client *c, size_t need, int64_t deadline) {
         c->in = grown;
         c->in_cap = want;
     }
+    return PLEXUS_OK;
+}
+
+/* Reads more bytes into the input buffer, keeping room for at least `need`
+** unread bytes, by the monotonic deadline (0: none). */
+static plexus_status fill(plexus_client *c, size_t need, int64_t deadline) {
+    plexus_status s = room(c, need);
+    if (s != PLEXUS_OK) return s;
     for (;;) {
         int wait_ms = -1;
         if (deadline) {
